@@ -1,0 +1,18 @@
+"""The one Definitions object: every asset and check under migration_assets.defs, the jobs, the resources."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from migration_assets import defs as defs_package
+from migration_assets.defs.jobs import all_jobs
+from migration_assets.resources import build_resources
+
+defs = dg.Definitions(
+    assets=dg.load_assets_from_package_module(defs_package),
+    asset_checks=dg.load_asset_checks_from_package_module(defs_package),
+    jobs=all_jobs(),
+    resources=build_resources(),
+    # One process: DuckDB allows a single writing process, and the API clients parallelise internally.
+    executor=dg.in_process_executor,
+)

@@ -1,0 +1,201 @@
+"""The DuckDB warehouse every asset reads and writes: schemas close, staged, ledger, reports.
+
+The file holds customer PII, so it is created owner-only (0600 in a 0700 folder) and is encrypted when
+CLOSE2D365_WAREHOUSE_KEY is set. Writers stage each table in a scratch table and swap it in at the end, so a
+failed or killed materialization never leaves a half-written table behind.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+
+import dagster as dg
+import duckdb
+import polars as pl
+
+DEFAULT_HOME = ".close2d365"
+KEY_ENV = "CLOSE2D365_WAREHOUSE_KEY"
+
+
+def default_home() -> Path:
+    """Folder for the warehouse, the Dagster instance and reports (CLOSE2D365_HOME, else ./.close2d365)."""
+    return Path(os.environ.get("CLOSE2D365_HOME", DEFAULT_HOME))
+
+
+def default_warehouse_path() -> str:
+    return os.environ.get("CLOSE2D365_WAREHOUSE", str(default_home() / "warehouse.duckdb"))
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class WarehouseError(RuntimeError):
+    """The warehouse cannot be opened as configured."""
+
+
+def open_duckdb(path: str, key: str | None = None) -> duckdb.DuckDBPyConnection:
+    """Open (creating owner-only) the warehouse file; with a key, as an encrypted database."""
+    if path != ":memory:":
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.chmod(p.parent, 0o700)
+        except PermissionError:  # a shared parent we do not own: the file mode below still protects the data
+            pass
+        if not p.exists():
+            p.touch(mode=0o600)
+            p.unlink()  # duckdb refuses an empty file; the umask-independent mode is set right after creation
+    if key:
+        con = duckdb.connect(":memory:")
+        try:
+            # DuckDB writes encrypted files only with OpenSSL from its httpfs extension loaded.
+            con.execute("LOAD httpfs")
+            con.execute(f"ATTACH {_sql_str(path)} AS warehouse (ENCRYPTION_KEY {_sql_str(key)})")
+        except duckdb.Error as exc:
+            con.close()
+            raise WarehouseError(
+                f"{KEY_ENV} is set, but the warehouse {path} cannot be opened encrypted: {exc}. "
+                "Encryption needs DuckDB's httpfs extension (run `python -c \"import duckdb; "
+                "duckdb.sql('INSTALL httpfs')\"` once on a machine with internet access), or unset "
+                f"{KEY_ENV} to use an unencrypted, owner-only file."
+            ) from exc
+        con.execute("USE warehouse")
+    else:
+        con = duckdb.connect(path)
+    if path != ":memory:" and Path(path).exists():
+        os.chmod(path, 0o600)
+    return con
+
+
+def fetch_polars(
+    con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None = None
+) -> pl.DataFrame:
+    """Run a query and return a Polars frame (DuckDB 2 dropped `.pl()` on results; Arrow is the bridge)."""
+    result = pl.from_arrow(con.sql(sql, params=params or None).to_arrow_table())
+    assert isinstance(result, pl.DataFrame)
+    return result
+
+
+def _sql_str(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+class TableWriter:
+    """Appends Polars chunks to a scratch table and swaps it in as `schema.table` on success."""
+
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        schema: str,
+        table: str,
+        empty_schema: Mapping[str, pl.DataType] | None = None,
+    ) -> None:
+        self._con = con
+        self.schema = schema
+        self.table = table
+        self._empty_schema = empty_schema
+        self._scratch = f"__scratch_{table}_{uuid.uuid4().hex[:8]}"
+        self._created = False
+        self.rows = 0
+        self.chunks = 0
+
+    @property
+    def _scratch_ref(self) -> str:
+        return f"{_quote(self.schema)}.{_quote(self._scratch)}"
+
+    def write(self, df: pl.DataFrame) -> None:
+        if df.height == 0 and self._created:
+            return
+        arrow = df.to_arrow()
+        self._con.register("__chunk", arrow)
+        try:
+            if not self._created:
+                self._con.execute(f"CREATE TABLE {self._scratch_ref} AS SELECT * FROM __chunk")
+                self._created = True
+            else:
+                self._con.execute(f"INSERT INTO {self._scratch_ref} BY NAME SELECT * FROM __chunk")
+        finally:
+            self._con.unregister("__chunk")
+        self.rows += df.height
+        self.chunks += 1
+
+    def commit(self) -> None:
+        if not self._created:
+            schema = self._empty_schema or {"id": pl.String}
+            self.write(pl.DataFrame(schema=dict(schema)))
+        target = f"{_quote(self.schema)}.{_quote(self.table)}"
+        self._con.execute("BEGIN TRANSACTION")
+        try:
+            self._con.execute(f"DROP TABLE IF EXISTS {target}")
+            self._con.execute(f"ALTER TABLE {self._scratch_ref} RENAME TO {_quote(self.table)}")
+            self._con.execute("COMMIT")
+        except Exception:
+            self._con.execute("ROLLBACK")
+            raise
+
+    def abort(self) -> None:
+        self._con.execute(f"DROP TABLE IF EXISTS {self._scratch_ref}")
+
+    def __enter__(self) -> TableWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The DuckDB file shared by all assets. `path` empty means CLOSE2D365_WAREHOUSE or ./.close2d365/."""
+
+    path: str = ""
+
+    def resolved_path(self) -> str:
+        return self.path or default_warehouse_path()
+
+    @contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        con = open_duckdb(self.resolved_path(), os.environ.get(KEY_ENV) or None)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    @contextmanager
+    def table_writer(
+        self, schema: str, table: str, empty_schema: Mapping[str, pl.DataType] | None = None
+    ) -> Iterator[TableWriter]:
+        """Write `schema.table` in chunks; it replaces the old table only if the block ends without error."""
+        with self.connect() as con:
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(schema)}")
+            with TableWriter(con, schema, table, empty_schema) as writer:
+                yield writer
+
+    def replace(self, schema: str, table: str, df: pl.DataFrame) -> int:
+        with self.table_writer(schema, table, empty_schema=df.schema) as writer:
+            writer.write(df)
+        return df.height
+
+    def read(self, sql: str, params: list[object] | None = None) -> pl.DataFrame:
+        with self.connect() as con:
+            return fetch_polars(con, sql, params)
+
+    def table_exists(self, schema: str, table: str) -> bool:
+        with self.connect() as con:
+            row = con.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+                [schema, table],
+            ).fetchone()
+        return bool(row and row[0])
