@@ -27,12 +27,19 @@ class SizeProfile:
 
 PROFILES: dict[str, SizeProfile] = {
     "tiny": SizeProfile(leads=50, contacts=80, opportunities=20, activities=400, tasks=30, subscriptions=8),
-    "demo": SizeProfile(leads=500, contacts=800, opportunities=120, activities=3_000, tasks=200, subscriptions=40),
+    "demo": SizeProfile(
+        leads=500, contacts=800, opportunities=120, activities=3_000, tasks=200, subscriptions=40
+    ),
     "typical": SizeProfile(
         leads=20_000, contacts=20_000, opportunities=3_000, activities=60_000, tasks=4_000, subscriptions=600
     ),
     "large": SizeProfile(
-        leads=20_000, contacts=40_000, opportunities=3_000, activities=300_000, tasks=8_000, subscriptions=1_500
+        leads=20_000,
+        contacts=40_000,
+        opportunities=3_000,
+        activities=300_000,
+        tasks=8_000,
+        subscriptions=1_500,
     ),
 }
 

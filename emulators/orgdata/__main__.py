@@ -1,0 +1,21 @@
+"""`python -m emulators.orgdata --size demo --seed 1`: generate an org and print its summary."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import SIZES, generate, org_summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m emulators.orgdata", description=__doc__)
+    parser.add_argument("--size", choices=SIZES, default="demo", help="org size (default: demo)")
+    parser.add_argument("--seed", type=int, default=1, help="random seed (default: 1)")
+    args = parser.parse_args(argv)
+    print(org_summary(generate(args.size, args.seed)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

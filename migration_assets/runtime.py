@@ -1,0 +1,41 @@
+"""Running jobs from the command line on the same Dagster instance the UI shows."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import dagster as dg
+
+from migration_assets.resources.warehouse import default_home
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def dagster_home() -> Path:
+    """The instance folder ($DAGSTER_HOME, else $CLOSE2D365_HOME/dagster_home), with the project's dagster.yaml."""
+    home = Path(os.environ.get("DAGSTER_HOME") or default_home() / "dagster_home").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    source = REPO_ROOT / "dagster.yaml"
+    if not config.exists() and source.exists():
+        shutil.copyfile(source, config)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def instance() -> dg.DagsterInstance:
+    dagster_home()
+    return dg.DagsterInstance.get()
+
+
+def run_job(job_name: str, *, tags: dict[str, str] | None = None) -> dg.ExecuteInProcessResult:
+    """Execute a job of the one Definitions in this process, recorded on the shared instance.
+
+    Resources resolve their EnvVars when the run starts, so callers set the environment first.
+    """
+    from migration_assets.definitions import defs
+
+    job = defs.get_job_def(job_name)
+    return job.execute_in_process(instance=instance(), tags=tags, raise_on_error=False)
