@@ -1,7 +1,142 @@
-"""The `close2d365` command line."""
+"""The `close2d365` command line: demo, emulators, extract, ui.
+
+Every failure a user can cause (bad credentials, a CSV export, an unreachable endpoint) ends in one clear
+line on stderr and exit status 2; `--debug` shows the traceback for bug reports.
+"""
 
 from __future__ import annotations
 
+import argparse
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
 
-def main(argv: list[str] | None = None) -> int:
-    raise SystemExit("close2d365: not wired yet")
+from migration_assets.runtime import REPO_ROOT, dagster_home
+
+
+class CliError(RuntimeError):
+    """A failure explained to the user in one message."""
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from migration_assets.demo import run_demo
+
+    return run_demo(size=args.size, seed=args.seed, ui=args.ui)
+
+
+def _cmd_emulators(args: argparse.Namespace) -> int:
+    from migration_assets.demo import serve_emulators
+
+    return serve_emulators(
+        size=args.size,
+        seed=args.seed,
+        host=args.host,
+        close_port=args.close_port,
+        dataverse_port=args.dataverse_port,
+    )
+
+
+def _cmd_extract(args: argparse.Namespace) -> int:
+    from migration_assets.demo import print_job_outcome
+    from migration_assets.runtime import run_job
+
+    if not os.environ.get("CLOSE_API_KEY") and os.environ.get("CLOSE2D365_CLOSE_SOURCE", "api") != "file":
+        raise CliError(
+            "CLOSE_API_KEY is not set: export your Close API key (Settings > Developer > API Keys)."
+        )
+    result = run_job("extract")
+    return print_job_outcome(result)
+
+
+def _cmd_ui(args: argparse.Namespace) -> int:
+    return launch_ui(port=args.port)
+
+
+def launch_ui(port: int = 3000, env: dict[str, str] | None = None) -> int:
+    """Run the Dagster UI on the project's workspace and the shared instance (blocks until Ctrl-C)."""
+    home = dagster_home()
+    cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(REPO_ROOT / "workspace.yaml"), "-p", str(port)]
+    print(f"Dagster UI on http://127.0.0.1:{port}  (instance: {home}); Ctrl-C to stop.", flush=True)
+    try:
+        return subprocess.call(
+            cmd, cwd=REPO_ROOT, env={**os.environ, **(env or {}), "DAGSTER_HOME": str(home)}
+        )
+    except KeyboardInterrupt:
+        return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="close2d365", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="run against the bundled emulators on a generated Close org")
+    demo.add_argument("--size", default="demo", choices=["tiny", "demo", "typical", "large"])
+    demo.add_argument("--seed", type=int, default=1)
+    demo.add_argument(
+        "--ui", action="store_true", help="afterwards keep the emulators up and open the Dagster UI"
+    )
+    demo.set_defaults(func=_cmd_demo)
+
+    emu = sub.add_parser("emulators", help="serve the Close and Dataverse emulators until Ctrl-C")
+    emu.add_argument("--size", default="demo", choices=["tiny", "demo", "typical", "large"])
+    emu.add_argument("--seed", type=int, default=1)
+    emu.add_argument("--host", default="127.0.0.1")
+    emu.add_argument("--close-port", type=int, default=8765)
+    emu.add_argument("--dataverse-port", type=int, default=8766)
+    emu.set_defaults(func=_cmd_emulators)
+
+    extract = sub.add_parser(
+        "extract", help="extract every Close object into DuckDB (CLOSE_API_KEY from the env)"
+    )
+    extract.set_defaults(func=_cmd_extract)
+
+    ui = sub.add_parser("ui", help="open the Dagster UI on this project's instance")
+    ui.add_argument("--port", type=int, default=3000)
+    ui.set_defaults(func=_cmd_ui)
+    return parser
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions whose message is meant for the user; anything else is a bug and says so."""
+    errors: list[type[BaseException]] = [CliError]
+    for module, names in (
+        ("migration_assets.resources.close_http", ("CloseError",)),
+        ("migration_assets.resources.warehouse", ("WarehouseError",)),
+        ("emulators.orgdata", ("OrgDataError",)),
+    ):
+        try:
+            mod = __import__(module, fromlist=list(names))
+        except ImportError:
+            continue
+        errors.extend(getattr(mod, n) for n in names if isinstance(getattr(mod, n, None), type))
+    return tuple(errors)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except KeyboardInterrupt:
+        print("close2d365: interrupted", file=sys.stderr)
+        return 130
+    except _known_errors() as exc:
+        if args.debug:
+            raise
+        print(f"close2d365: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - last line of defence: one line, not a traceback
+        if args.debug:
+            raise
+        print(
+            f"close2d365: unexpected error ({type(exc).__name__}): {exc}\n"
+            "Re-run with --debug for the traceback and report it.",
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -8,11 +8,17 @@ from migration_assets import defs as defs_package
 from migration_assets.defs.jobs import all_jobs
 from migration_assets.resources import build_resources
 
-defs = dg.Definitions(
-    assets=dg.load_assets_from_package_module(defs_package),
-    asset_checks=dg.load_asset_checks_from_package_module(defs_package),
-    jobs=all_jobs(),
-    resources=build_resources(),
-    # One process: DuckDB allows a single writing process, and the API clients parallelise internally.
-    executor=dg.in_process_executor,
-)
+
+def build_definitions() -> dg.Definitions:
+    """Build the Definitions; the CLI rebuilds them after pointing the environment at its endpoints."""
+    return dg.Definitions(
+        assets=dg.load_assets_from_package_module(defs_package),
+        asset_checks=dg.load_asset_checks_from_package_module(defs_package),
+        jobs=all_jobs(),
+        resources=build_resources(),
+        # One process: DuckDB allows a single writing process, and the API clients parallelise internally.
+        executor=dg.in_process_executor,
+    )
+
+
+defs = build_definitions()

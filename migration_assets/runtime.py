@@ -30,12 +30,17 @@ def instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.get()
 
 
-def run_job(job_name: str, *, tags: dict[str, str] | None = None) -> dg.ExecuteInProcessResult:
+def run_job(
+    job_name: str, *, tags: dict[str, str] | None = None, log_level: str = "WARNING"
+) -> dg.ExecuteInProcessResult:
     """Execute a job of the one Definitions in this process, recorded on the shared instance.
 
     Resources resolve their EnvVars when the run starts, so callers set the environment first.
     """
-    from migration_assets.definitions import defs
+    from migration_assets.definitions import build_definitions
 
-    job = defs.get_job_def(job_name)
-    return job.execute_in_process(instance=instance(), tags=tags, raise_on_error=False)
+    job = build_definitions().resolve_job_def(job_name)
+    # The console logger would print every Dagster event; the CLI prints its own summary and the full event
+    # log stays on the instance for the UI.
+    run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    return job.execute_in_process(instance=instance(), tags=tags, run_config=run_config, raise_on_error=False)

@@ -109,9 +109,11 @@ class DataverseEmulatorConfig:
     # Global privilege switch: when False, no app user may set overriddencreatedon (403 0x80040220),
     # in addition to the per-app-user `missing_privileges`.
     allow_override_createdon: bool = True
-    org_url: str | None = (
-        None  # the environment URL used in OData-EntityId/@odata.context; None = request base
-    )
+    # The environment URL used in OData-EntityId/@odata.context/nextLink; None = the request's base URL.
+    org_url: str | None = None
+    # Tables that answer CreateMultiple/UpdateMultiple/UpsertMultiple. None = the seeded choice: account,
+    # contact, lead, opportunity, annotation and custom non-activity tables (activity tables need $batch).
+    bulk_message_tables: list[str] | None = None
 
     def app_user_by_client_id(self, client_id: str) -> AppUser | None:
         for user in self.app_users:

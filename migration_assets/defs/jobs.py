@@ -9,5 +9,7 @@ CLOSE_SELECTION = dg.AssetSelection.groups("close")
 
 def all_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
     return [
-        dg.define_asset_job("extract", selection=CLOSE_SELECTION, description="Extract every Close object into DuckDB."),
+        dg.define_asset_job(
+            "extract", selection=CLOSE_SELECTION, description="Extract every Close object into DuckDB."
+        ),
     ]

@@ -1,0 +1,179 @@
+"""Benchmark the Close extraction: API path vs JSON-export path (not a test; prints figures).
+
+    python bench/extract.py --size typical [--rps 20] [--paths api,export]
+
+The Close emulator runs in a subprocess (its memory is not counted), rate limited to `--rps` requests
+per second per key and endpoint group, like Close. The extracting process writes every close.* table
+into a scratch DuckDB exactly as the assets do (pages → Polars chunks → table writer), and reports
+records/s, requests per 1,000 records, the sustained request rate against the allowed rate, and the
+peak RSS of this process (sampled every 20 ms).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from migration_assets.defs.close._common import finalize_table  # noqa: E402
+from migration_assets.defs.close.sources import table_pages  # noqa: E402
+from migration_assets.defs.close.tables import TABLES  # noqa: E402
+from migration_assets.resources.close import CloseResource  # noqa: E402
+from migration_assets.resources.warehouse import WarehouseResource  # noqa: E402
+
+SOURCE_TABLES = [t for t in TABLES if t not in ("attachments", "call_recordings")]
+
+
+class PeakRSS:
+    """Samples this process's resident set size in a background thread."""
+
+    def __init__(self, interval: float = 0.02) -> None:
+        self.interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+        self._proc = psutil.Process()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._proc.memory_info().rss)
+            time.sleep(self.interval)
+
+    def __enter__(self) -> PeakRSS:
+        self.peak = self._proc.memory_info().rss
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._proc.memory_info().rss)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_emulator(size: str, seed: int, rps: float) -> tuple[subprocess.Popen[str], str, str]:
+    port = _free_port()
+    code = (
+        "from emulators.close.server import serve\n"
+        "from emulators.close.config import CloseEmulatorConfig, RateLimitConfig\n"
+        f"serve({size!r}, {seed}, '127.0.0.1', {port}, "
+        f"CloseEmulatorConfig(rate_limit=RateLimitConfig(requests_per_second={rps})))\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
+    key = None
+    assert proc.stderr is not None
+    while key is None:
+        line = proc.stderr.readline()
+        if not line:
+            raise RuntimeError(f"emulator exited (code {proc.poll()})")
+        if "API key (synthetic):" in line:
+            key = line.rsplit(":", 1)[1].strip()
+    threading.Thread(target=proc.stderr.read, daemon=True).start()  # keep draining its stderr
+    base = f"http://127.0.0.1:{port}/api/v1/"
+    for _ in range(600):
+        try:
+            if httpx.get(base + "me/", auth=(key, ""), timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.1)
+    return proc, base, key
+
+
+def extract(close: CloseResource, warehouse: WarehouseResource, tables: list[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for table in tables:
+        spec = TABLES[table]
+        with warehouse.table_writer("close", table, empty_schema=spec.schema) as writer:
+            for page in table_pages(close, table, "bench"):
+                if page:
+                    writer.write(spec.frame(page))
+        finalize_table(warehouse, spec)
+        counts[table] = int(warehouse.read(f"SELECT count(*) AS n FROM close.{table}")["n"][0])
+    return counts
+
+
+def run_path(name: str, base: str, key: str, workdir: Path, rps: float) -> dict[str, Any]:
+    source = "api" if name == "api" else "export"
+    close = CloseResource(api_key=key, base_url=base, source=source, export_cache_dir=str(workdir / "cache"))
+    warehouse = WarehouseResource(path=str(workdir / f"{name}.duckdb"))
+    started = time.monotonic()
+    with PeakRSS() as rss:
+        counts = extract(close, warehouse, SOURCE_TABLES)
+    seconds = time.monotonic() - started
+    stats = close.get_client().stats
+    close.teardown_after_execution(None)  # type: ignore[arg-type]
+    records = sum(counts.values())
+    return {
+        "path": name,
+        "records": records,
+        "seconds": seconds,
+        "records_per_s": records / seconds,
+        "requests": int(stats["requests"]),
+        "requests_per_1000": 1000 * stats["requests"] / records,
+        "request_rate": stats["requests"] / seconds,
+        "rate_utilisation": stats["requests"] / seconds / rps,
+        "rate_limited_429": int(stats["rate_limited_429"]),
+        "peak_rss_mb": rss.peak / 2**20,
+        "counts": counts,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", default="typical", choices=["tiny", "demo", "typical", "large"])
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--rps", type=float, default=20.0, help="emulator rate limit per key and endpoint group")
+    parser.add_argument("--paths", default="api,export")
+    args = parser.parse_args()
+
+    print(f"starting the Close emulator ({args.size}, {args.rps:g} req/s per key) in a subprocess...", flush=True)
+    proc, base, key = start_emulator(args.size, args.seed, args.rps)
+    results = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="close-bench-") as tmp:
+            baseline = psutil.Process().memory_info().rss / 2**20
+            for name in args.paths.split(","):
+                print(f"extracting via {name} ...", flush=True)
+                results.append(run_path(name, base, key, Path(tmp), args.rps))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+    print(f"\nsize={args.size}  allowed rate={args.rps:g} req/s  baseline RSS={baseline:.0f} MB  pid={os.getpid()}")
+    header = f"{'path':<8}{'records':>9}{'seconds':>9}{'rec/s':>9}{'requests':>10}{'req/1k rec':>11}{'req/s':>7}{'of limit':>9}{'429s':>6}{'peak RSS MB':>12}"
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        print(
+            f"{r['path']:<8}{r['records']:>9,}{r['seconds']:>9.1f}{r['records_per_s']:>9.0f}{r['requests']:>10,}"
+            f"{r['requests_per_1000']:>11.1f}{r['request_rate']:>7.1f}{r['rate_utilisation']:>9.0%}"
+            f"{r['rate_limited_429']:>6}{r['peak_rss_mb']:>12.0f}"
+        )
+    if len(results) == 2:
+        speedup = results[0]["seconds"] / results[1]["seconds"]
+        print(f"\nexport path is {speedup:.1f}x faster than the API path")
+        same = results[0]["counts"] == results[1]["counts"]
+        print(f"row counts identical on both paths: {same}")
+        if not same:
+            print(results[0]["counts"], results[1]["counts"], sep="\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Handlers of the Close API resources; each module registers its routes in `ROUTES`."""

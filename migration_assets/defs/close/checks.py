@@ -1,0 +1,149 @@
+"""Source checks on the close/* tables (DESIGN §6): ids well formed, referential integrity, activities present.
+
+Failing rows are listed in the check metadata as a Markdown table, not only counted. Checks whose
+failure means the data cannot be migrated correctly (malformed ids, records pointing at leads that were
+not extracted, a source without activities) are blocking; a contact reference that does not resolve is
+a warning (Close keeps activities of deleted contacts; the loader then leaves the party unresolved).
+"""
+
+# No `from __future__ import annotations`: Dagster reads the resource annotations at definition time.
+from collections.abc import Sequence
+
+import dagster as dg
+import polars as pl
+
+from migration_assets.defs.close._common import GROUP, SCHEMA, markdown_table
+from migration_assets.defs.close.tables import ACTIVITY_TABLE_TYPES, TABLES
+from migration_assets.lib.close_export import CSV_EXPORT_EXPLANATION
+from migration_assets.resources.warehouse import WarehouseResource
+
+SHOW = 20
+
+
+def _key(table: str) -> dg.AssetKey:
+    return dg.AssetKey([GROUP, table])
+
+
+def _missing(warehouse: WarehouseResource, tables: Sequence[str]) -> list[str]:
+    return [t for t in tables if not warehouse.table_exists(SCHEMA, t)]
+
+
+def _not_evaluated(missing: list[str]) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        passed=False,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=f"Not evaluated: table(s) {', '.join(f'{SCHEMA}.{t}' for t in missing)} not extracted yet.",
+    )
+
+
+def _result(bad: pl.DataFrame, total: int, what: str, severity: dg.AssetCheckSeverity) -> dg.AssetCheckResult:
+    metadata = {"failing_rows": len(bad), "checked_rows": total}
+    if len(bad):
+        metadata["failures"] = dg.MetadataValue.md(markdown_table(bad, max_rows=SHOW))
+    return dg.AssetCheckResult(
+        passed=bad.is_empty(),
+        severity=severity,
+        description=f"{len(bad)} of {total} rows {what}" if len(bad) else f"all {total} rows ok",
+        metadata=metadata,
+    )
+
+
+def _id_check(table: str) -> dg.AssetChecksDefinition:
+    spec = TABLES[table]
+    prefixes = "|".join(p.rstrip("_") for p in spec.id_prefixes)
+    alternatives = "|".join(f"[0-9A-Za-z]{{{n}}}" for n in spec.id_lengths)
+    pattern = f"^({prefixes})_({alternatives})$"
+
+    @dg.asset_check(
+        asset=_key(table),
+        name="ids_well_formed",
+        blocking=True,
+        description=f"Every id matches {pattern} (Close prefix + base62 random part).",
+    )
+    def _check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        ref = f"{SCHEMA}.{table}"
+        total = int(warehouse.read(f"SELECT count(*) AS n FROM {ref}")["n"][0])
+        bad = warehouse.read(
+            f"SELECT id FROM {ref} WHERE id IS NULL OR NOT regexp_full_match(id, ?) ORDER BY id", [pattern]
+        )
+        return _result(bad, total, f"have malformed ids (expected {pattern})", dg.AssetCheckSeverity.ERROR)
+
+    return _check
+
+
+def _reference_check(
+    table: str, column: str, parent: str, *, blocking: bool, name: str
+) -> dg.AssetChecksDefinition:
+    severity = dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN
+
+    @dg.asset_check(
+        asset=_key(table),
+        name=name,
+        blocking=blocking,
+        additional_deps=[_key(parent)],
+        description=f"Every non-null {table}.{column} exists in {SCHEMA}.{parent}; orphans are listed.",
+    )
+    def _check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        missing = _missing(warehouse, [table, parent])
+        if missing:
+            return _not_evaluated(missing)
+        total = int(
+            warehouse.read(f"SELECT count(*) AS n FROM {SCHEMA}.{table} WHERE {column} IS NOT NULL")["n"][0]
+        )
+        bad = warehouse.read(
+            f"SELECT c.id, c.{column} FROM {SCHEMA}.{table} c ANTI JOIN {SCHEMA}.{parent} p "
+            f"ON c.{column} = p.id WHERE c.{column} IS NOT NULL ORDER BY c.id"
+        )
+        return _result(bad, total, f"reference a {column} missing from {SCHEMA}.{parent}", severity)
+
+    return _check
+
+
+ACTIVITY_TABLES = tuple(ACTIVITY_TABLE_TYPES)
+
+
+# Attached to close/calls (the first activity table) rather than close/leads: the lead-reference
+# checks of the activity tables depend on close/leads, so a blocking check on leads that depended on
+# the activity tables would close a cycle.
+@dg.asset_check(
+    asset=_key("calls"),
+    name="activities_present",
+    blocking=True,
+    additional_deps=[_key("leads"), *(_key(t) for t in ACTIVITY_TABLES if t != "calls")],
+    description="A source with leads must have activities: a CSV export has none and must not be migrated.",
+)
+def activities_present(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    missing = _missing(warehouse, ["leads", *ACTIVITY_TABLES])
+    if missing:
+        return _not_evaluated(missing)
+    leads = int(warehouse.read(f"SELECT count(*) AS n FROM {SCHEMA}.leads")["n"][0])
+    counts = {
+        t: int(warehouse.read(f"SELECT count(*) AS n FROM {SCHEMA}.{t}")["n"][0]) for t in ACTIVITY_TABLES
+    }
+    total = sum(counts.values())
+    passed = leads == 0 or total > 0
+    description = (
+        f"{leads} leads, {total} activities"
+        if passed
+        else f"{leads} leads but no activities at all. The source looks like a CSV export or an "
+        f"export made without activities. {CSV_EXPORT_EXPLANATION}"
+    )
+    return dg.AssetCheckResult(
+        passed=passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=description,
+        metadata={"leads": leads, **{f"activities_{t}": n for t, n in counts.items()}},
+    )
+
+
+_ID_TABLES = [name for name, spec in TABLES.items() if spec.id_prefixes]
+id_checks = [_id_check(t) for t in _ID_TABLES]
+
+_CHILDREN = ["contacts", "opportunities", "tasks", *ACTIVITY_TABLES]
+lead_reference_checks = [
+    _reference_check(t, "lead_id", "leads", blocking=True, name="lead_id_references_lead") for t in _CHILDREN
+]
+contact_reference_checks = [
+    _reference_check(t, "contact_id", "contacts", blocking=False, name="contact_id_references_contact")
+    for t in ["opportunities", "tasks", *ACTIVITY_TABLES]
+]

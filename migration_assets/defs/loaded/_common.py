@@ -1,0 +1,107 @@
+"""Shared pieces of the loaded/* assets: upstream keys, reading staged rows, running a TableLoader with the
+ledger, and the `loaded.<table>_rejected` tables."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import dagster as dg
+import duckdb
+
+from migration_assets.defs.loaded._engine import LoadStats, TableLoader
+from migration_assets.lib.ledger import SCHEMA as LEDGER_SCHEMA
+from migration_assets.lib.ledger import Ledger
+from migration_assets.resources.dataverse import DataverseClient
+from migration_assets.resources.warehouse import fetch_polars
+
+GROUP = "loaded"
+POOL = "dataverse_api"
+SCHEMA_DEPLOYED = dg.AssetKey(["schema", "deployed"])
+OWNER_MAP = dg.AssetKey(["reports", "owner_map"])
+# The asset carrying the blocking `mapping_confirmed` check (STAGED/MAPPING own it).
+MAPPING = dg.AssetKey(["staged", "mapping"])
+BATCH_ROWS = 1000  # rows per ledgered batch; the client splits it into parallel bulk requests
+
+
+class MissingUpstreamError(RuntimeError):
+    """A table the load needs is not there: the message names the asset to materialize first."""
+
+
+def staged_key(table: str) -> dg.AssetKey:
+    return dg.AssetKey(["staged", table])
+
+
+def loaded_key(table: str) -> dg.AssetKey:
+    return dg.AssetKey([GROUP, table])
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    row = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+        [schema, table],
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def staged_rows(con: duckdb.DuckDBPyConnection, table: str) -> tuple[list[str], list[dict[str, Any]]]:
+    if not table_exists(con, "staged", table):
+        raise MissingUpstreamError(
+            f"staged.{table} does not exist: materialize staged/{table} before loaded/{table}"
+        )
+    frame = fetch_polars(con, f"SELECT * FROM staged.{_q(table)}")
+    return frame.columns, frame.to_dicts()
+
+
+def max_upload_bytes(client: DataverseClient, configured: int | None) -> int | None:
+    if configured is not None:
+        return configured
+    rows = client.get_json("organizations?$select=maxuploadfilesize").get("value", [])
+    return int(rows[0]["maxuploadfilesize"]) if rows and rows[0].get("maxuploadfilesize") else None
+
+
+def write_rejected_table(con: duckdb.DuckDBPyConnection, run_id: str, table: str) -> int:
+    """`loaded.<table>_rejected`: this run's refused rows with the server's status, code and message."""
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {GROUP}")
+    con.execute(
+        f"CREATE OR REPLACE TABLE {GROUP}.{_q(table + '_rejected')} AS SELECT record_id, close_id, operation, "
+        f"status, code, message, rejected_at FROM {LEDGER_SCHEMA}.rejected WHERE run_id = ? AND table_name = ? "
+        f"ORDER BY rejected_at, record_id",
+        [run_id, table],
+    )
+    row = con.execute(f"SELECT count(*) FROM {GROUP}.{_q(table + '_rejected')}").fetchone()
+    return int(row[0]) if row else 0
+
+
+def rejected_markdown(con: duckdb.DuckDBPyConnection, table: str, limit: int = 20) -> str:
+    rows = con.execute(
+        f"SELECT close_id, operation, code, message FROM {GROUP}.{_q(table + '_rejected')} LIMIT {limit}"
+    ).fetchall()
+    if not rows:
+        return "No rejected rows."
+    lines = ["| close id | operation | code | message |", "|---|---|---|---|"]
+    lines += [f"| {c} | {o} | {k or ''} | {str(m).replace('|', '/')[:300]} |" for c, o, k, m in rows]
+    return "\n".join(lines)
+
+
+def run_load(
+    context: dg.AssetExecutionContext,
+    con: duckdb.DuckDBPyConnection,
+    client: DataverseClient,
+    table: str,
+    staged_table: str | None = None,
+    download: Callable[[str], Iterator[bytes]] | None = None,
+    max_upload: int | None = None,
+) -> tuple[LoadStats, dict[str, Any]]:
+    columns, rows = staged_rows(con, staged_table or table)
+    ledger = Ledger(con, context.run_id, kind="migrate")
+    loader = TableLoader(client, ledger, table, columns, BATCH_ROWS, download, max_upload, context.log.info)
+    stats = loader.load(rows)
+    rejected = write_rejected_table(con, context.run_id, table)
+    meta: dict[str, Any] = {**stats.metadata(), "rejected": rejected, "dagster/row_count": stats.loaded}
+    meta["rejected_rows"] = dg.MetadataValue.md(rejected_markdown(con, table))
+    return stats, meta

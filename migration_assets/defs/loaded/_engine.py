@@ -1,0 +1,351 @@
+"""The loader: staged rows -> Dataverse, batch by batch, ledgered (DESIGN §5, §7).
+
+Per batch: read which ids exist and their current values (`$filter` with `Microsoft.Dynamics.CRM.In`),
+decide create / update / unchanged per row, commit the intents to the ledger, send (bulk messages or
+`$batch` through the one Dataverse client), apply final states (state PATCHes in `$batch`, Win/Lose for
+opportunities), then commit the outcome. Rows the server refuses are recorded with its message.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from migration_assets.lib import load_diff as ld
+from migration_assets.lib.dv_batch import BatchRequest
+from migration_assets.lib.ledger import Intent, Ledger, Rejection
+from migration_assets.resources.dataverse import DataverseApiError, DataverseClient
+from migration_assets.resources.dataverse_metadata import EntityMeta
+
+READ_CHUNK = 100  # ids per existence query: keeps the URL well under Dataverse's limits
+KILL_ENV = "CLOSE2D365_FAULT_KILL_AT"  # fault injection for resume tests: "<table>:<batch>:<before|after>"
+
+
+class LoadError(RuntimeError):
+    """The load cannot continue (bad staged data shape, missing metadata)."""
+
+
+@dataclass
+class LoadStats:
+    table: str
+    staged: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    state_changes: int = 0
+    downloads: int = 0
+    download_bytes: int = 0
+    requests: int = 0
+    retries: int = 0
+    throttled: int = 0
+    batches: int = 0
+    seconds: float = 0.0
+    messages: list[str] = field(default_factory=list)
+
+    @property
+    def loaded(self) -> int:
+        return self.created + self.updated + self.unchanged
+
+    def metadata(self) -> dict[str, Any]:
+        rate = (self.created + self.updated) / self.seconds if self.seconds > 0 else 0.0
+        return {
+            "staged": self.staged, "created": self.created, "updated": self.updated, "unchanged": self.unchanged,
+            "rejected": self.rejected, "state_changes": self.state_changes, "retried": self.retries,
+            "throttled_429": self.throttled, "requests": self.requests, "batches": self.batches,
+            "files_downloaded": self.downloads, "file_bytes": self.download_bytes,
+            "seconds": round(self.seconds, 3), "records_per_second": round(rate, 1),
+        }  # fmt: skip
+
+
+def _kill_point(table: str, batch: int, phase: str) -> None:
+    """Die like a killed process at a chosen point (resume/rollback tests); no cleanup runs."""
+    spec = os.environ.get(KILL_ENV)
+    if spec and spec == f"{table}:{batch}:{phase}":
+        os._exit(137)
+
+
+def lookups_of(
+    meta: EntityMeta, columns: Sequence[str], entity_set_of: Callable[[str], str]
+) -> dict[str, ld.Lookup]:
+    out: dict[str, ld.Lookup] = {}
+    for col in columns:
+        if not col.endswith(ld.BIND):
+            continue
+        nav = col[: -len(ld.BIND)]
+        rel = next((r for r in meta.many_to_one if r.navigation_property == nav), None)
+        if rel is None:
+            raise LoadError(f"staged.{meta.logical_name} column {col!r}: '{nav}' is not a navigation property of "
+                            f"'{meta.logical_name}' in the target (known: "
+                            f"{sorted({r.navigation_property for r in meta.many_to_one})[:20]}...)")  # fmt: skip
+        out[nav] = ld.Lookup(
+            nav, rel.referencing_attribute, rel.referenced_entity, entity_set_of(rel.referenced_entity)
+        )
+    return out
+
+
+class TableLoader:
+    def __init__(
+        self,
+        client: DataverseClient,
+        ledger: Ledger,
+        table: str,
+        columns: Sequence[str],
+        batch_rows: int,
+        download: Callable[[str], Iterator[bytes]] | None = None,
+        max_upload_bytes: int | None = None,
+        log: Callable[[str], None] = lambda _m: None,
+    ) -> None:
+        self.client, self.ledger, self.table, self.log = client, ledger, table, log
+        self.meta = client.metadata(table)
+        self.pk = self.meta.primary_id
+        self.batch_rows = batch_rows
+        self.download = download
+        self.max_upload = max_upload_bytes
+        self.lookups = lookups_of(self.meta, columns, client.entity_set)
+        self.sets = {lk.target: lk.entity_set for lk in self.lookups.values()}
+        self.updatable = {a for a, m in self.meta.attributes.items() if m.valid_for_update} | {
+            nav + ld.BIND
+            for nav, lk in self.lookups.items()
+            if self.meta.attributes.get(lk.attribute, None) is None
+            or self.meta.attributes[lk.attribute].valid_for_update
+        }
+        plain = [c for c in columns if not c.startswith("_") and not c.endswith(ld.BIND)
+                 and c in self.meta.attributes and c not in ld.NOT_COMPARED]  # fmt: skip
+        state = [c for c in ("statecode", "statuscode") if c in self.meta.attributes]
+        self.select = sorted(
+            {self.pk, *plain, *state, *(f"_{lk.attribute}_value" for lk in self.lookups.values())}
+        )
+        self.stats = LoadStats(table)
+
+    # -- reads ------------------------------------------------------------------------------------------
+    def read_current(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(ids), READ_CHUNK):
+            chunk = ids[start : start + READ_CHUNK]
+            values = ",".join(f"'{i}'" for i in chunk)
+            flt = f"Microsoft.Dynamics.CRM.In(PropertyName='{self.pk}',PropertyValues=[{values}])"
+            for rec in self.client.query(
+                self.table, select=self.select, filter=flt, annotations=bool(self.lookups)
+            ):
+                found[str(rec[self.pk]).lower()] = ld.current_payload(rec, self.lookups, self.sets)
+        return found
+
+    # -- one batch ----------------------------------------------------------------------------------------
+    def load(self, rows: Sequence[dict[str, Any]]) -> LoadStats:
+        started = time.monotonic()
+        before = self._calls()
+        self.stats.staged = len(rows)
+        for n, start in enumerate(range(0, len(rows), self.batch_rows), 1):
+            self._batch(n, rows[start : start + self.batch_rows])
+            self.stats.batches = n
+            self.log(
+                f"{self.table}: batch {n} done ({min(start + self.batch_rows, len(rows))}/{len(rows)} rows)"
+            )
+        after = self._calls()
+        self.stats.requests = after[0] - before[0]
+        self.stats.retries = after[1] - before[1]
+        self.stats.throttled = after[2] - before[2]
+        self.stats.seconds = time.monotonic() - started
+        return self.stats
+
+    def _calls(self) -> tuple[int, int, int]:
+        s = self.client.stats().values()
+        return (sum(u.get("requests", 0) for u in s), sum(u.get("retries", 0) for u in s),
+                sum(u.get("throttled", 0) for u in s))  # fmt: skip
+
+    def _batch(self, n: int, rows: Sequence[dict[str, Any]]) -> None:
+        split = [ld.split_row(r) for r in rows]
+        ids = [str(s.payload.get(self.pk) or "").lower() for s in split]
+        if any(not i for i in ids):
+            raise LoadError(f"staged.{self.table} has rows without a primary key '{self.pk}'")
+        current = self.read_current(ids)
+        creates: list[tuple[int, dict[str, Any]]] = []
+        updates: list[tuple[int, ld.RowPlan]] = []
+        states: dict[int, tuple[int, int]] = {}
+        refused: list[Rejection] = []
+        for i, (s, rid) in enumerate(zip(split, ids, strict=True)):
+            want = ld.desired_state(s.meta, self.table)
+            if rid in current:
+                plan = ld.plan_existing(s.payload, current[rid], want, self.updatable)
+                if plan.unchanged:
+                    self.stats.unchanged += 1
+                else:
+                    updates.append((i, plan))
+                    if plan.state is not None:
+                        states[i] = plan.state
+                continue
+            body = self._create_body(s, rid, refused)
+            if body is not None:
+                creates.append((i, body))
+                if want is not None:
+                    states[i] = want
+        if refused:
+            self.ledger.reject(refused)
+            self.stats.rejected += len(refused)
+        intents = [Intent(self.table, ids[i], split[i].meta.get("_close_id"), "created") for i, _ in creates]
+        intents += [
+            Intent(self.table, ids[i], split[i].meta.get("_close_id"), "updated", p.before)
+            for i, p in updates
+        ]
+        if not intents:
+            return
+        seqs = self.ledger.begin(intents)  # durable before anything is sent
+        seq_of = {
+            idx: seq for idx, seq in zip([i for i, _ in creates] + [i for i, _ in updates], seqs, strict=True)
+        }
+        _kill_point(self.table, n, "before")
+        failed: dict[int, Rejection] = {}
+        if creates:
+            res = self.client.create_multiple(self.table, [b for _, b in creates])
+            for err in res.rejected:
+                i = creates[err.index][0]
+                failed[i] = Rejection(
+                    self.table,
+                    ids[i],
+                    split[i].meta.get("_close_id"),
+                    "create",
+                    err.status,
+                    err.code,
+                    err.message,
+                )
+        upd_rows = [(i, {self.pk: ids[i], **p.changes}) for i, p in updates if p.changes]
+        if upd_rows:
+            res = self.client.update_multiple(self.table, [r for _, r in upd_rows])
+            for err in res.rejected:
+                i = upd_rows[err.index][0]
+                failed[i] = Rejection(
+                    self.table,
+                    ids[i],
+                    split[i].meta.get("_close_id"),
+                    "update",
+                    err.status,
+                    err.code,
+                    err.message,
+                )
+        _kill_point(self.table, n, "after")
+        state_errors = self._apply_states({i: s for i, s in states.items() if i not in failed}, ids, split)
+        done = [seq for i, seq in seq_of.items() if i not in failed]
+        self.ledger.finish(done, [(seq_of[i], r) for i, r in failed.items()])
+        if state_errors:
+            self.ledger.reject(state_errors)
+        self.stats.created += sum(1 for i, _ in creates if i not in failed)
+        self.stats.updated += sum(1 for i, _ in updates if i not in failed)
+        self.stats.rejected += len(failed) + len(state_errors)
+
+    def _create_body(self, s: ld.SplitRow, rid: str, refused: list[Rejection]) -> dict[str, Any] | None:
+        body = dict(s.payload)
+        close_id = s.meta.get("_close_id")
+        try:
+            parties = ld.parties(s.meta)
+        except ValueError as exc:
+            refused.append(Rejection(self.table, rid, close_id, "create", None, None, str(exc)))
+            return None
+        if parties is not None:
+            body[f"{self.table}_activity_parties"] = parties
+        url = s.meta.get("_file_url")
+        if url and "documentbody" not in body:
+            size = s.meta.get("_file_size")
+            if (
+                self.max_upload is not None
+                and size is not None
+                and (int(size) + 2) // 3 * 4 > self.max_upload
+            ):
+                refused.append(Rejection(self.table, rid, close_id, "download", None, "0x80044a02",
+                                         f"file of {size} bytes is above the target's maxuploadfilesize "
+                                         f"({self.max_upload} bytes, base64): not loaded, listed for the admin"))  # fmt: skip
+                return None
+            if self.download is None:
+                raise LoadError(
+                    f"staged.{self.table} has file URLs but no Close client was given to download them"
+                )
+            try:
+                data = b"".join(self.download(str(url)))
+            except Exception as exc:  # noqa: BLE001 - any download failure rejects this one row with the reason
+                refused.append(
+                    Rejection(
+                        self.table, rid, close_id, "download", None, None, f"download of {url} failed: {exc}"
+                    )
+                )
+                return None
+            self.stats.downloads += 1
+            self.stats.download_bytes += len(data)
+            body["documentbody"] = base64.b64encode(data).decode("ascii")
+        return body
+
+    def _apply_states(
+        self, states: dict[int, tuple[int, int]], ids: list[str], split: list[ld.SplitRow]
+    ) -> list[Rejection]:
+        errors: list[Rejection] = []
+        if not states:
+            return errors
+        if self.table == "opportunity":
+            for i, (state, status) in states.items():
+                meta = split[i].meta
+                extra = {
+                    k: v
+                    for k, v in (
+                        ("actualend", meta.get("_close_date")),
+                        ("actualrevenue", meta.get("_actual_revenue")),
+                    )
+                    if v is not None
+                }
+                try:
+                    if state == 1:
+                        self.client.win_opportunity(ids[i], status, **extra)
+                    elif state == 2:
+                        self.client.lose_opportunity(ids[i], status, **extra)
+                    else:
+                        self.client.set_state("opportunity", ids[i], state, status)
+                    self.stats.state_changes += 1
+                except DataverseApiError as exc:
+                    errors.append(
+                        Rejection(
+                            self.table,
+                            ids[i],
+                            meta.get("_close_id"),
+                            "win" if state == 1 else "lose",
+                            exc.status,
+                            exc.code,
+                            exc.message,
+                        )
+                    )
+            return errors
+        entity_set = self.meta.entity_set_name
+        order = list(states)
+        items: list[BatchRequest | Any] = []
+        for i in order:
+            state, status = states[i]
+            body = {"statecode": state} if status == -1 else {"statecode": state, "statuscode": status}
+            items.append(
+                BatchRequest(
+                    "PATCH", f"{entity_set}({ids[i]})", body, {**self.client.write_headers, "If-Match": "*"}
+                )
+            )
+        size = self.client.batch_request_size
+        for start in range(0, len(items), size):
+            parts = self.client.execute_batch(items[start : start + size])
+            for offset, part in enumerate(parts):
+                i = order[start + offset]
+                if part is not None and part.ok:
+                    self.stats.state_changes += 1
+                    continue
+                code, message = (
+                    (part.error or ("", part.reason)) if part is not None else ("", "no answer in $batch")
+                )
+                errors.append(
+                    Rejection(
+                        self.table,
+                        ids[i],
+                        split[i].meta.get("_close_id"),
+                        "state",
+                        part.status if part else None,
+                        code,
+                        message,
+                    )
+                )
+        return errors

@@ -1,0 +1,89 @@
+"""reports/owner_map: Close users matched to Dataverse systemusers (by email, case-insensitive, owners.yaml
+overrides), written to `staged.owner_map`, plus the owner reconciliation queue as a CSV for the admin
+(`$CLOSE2D365_HOME/reports/owner_queue.csv`). Its blocking check `owners_resolved` fails while a user
+who owns records is unmatched or disabled and no fallback owner takes their records.
+"""
+
+import dagster as dg
+import polars as pl
+
+from migration_assets.defs.staged._common import TARGET_METADATA_KEY, markdown, warehouse_write
+from migration_assets.lib.mapping_config import load_mapping_config
+from migration_assets.lib.owner_match import OwnerConfigError, blocking_owners, match_owners
+from migration_assets.lib.staging_source import table_exists
+from migration_assets.resources.warehouse import WarehouseResource, default_home, fetch_polars
+
+GROUP = "reports"
+# close table -> column holding the Close user who owns the migrated record (field maps' `owner`).
+OWNER_COLUMNS = {"opportunities": "user_id", "calls": "user_id", "emails": "user_id", "sms": "user_id",
+                 "meetings": "user_id", "tasks": "assigned_to", "custom_activities": "user_id"}  # fmt: skip
+
+
+def queue_path() -> str:
+    return str(default_home() / "reports" / "owner_queue.csv")
+
+
+@dg.asset(
+    key=[GROUP, "owner_map"],
+    group_name=GROUP,
+    deps=[dg.AssetKey(["close", "users"]), TARGET_METADATA_KEY, *(dg.AssetKey(["close", t]) for t in OWNER_COLUMNS)],
+    description="Close users -> Dataverse systemusers (email match, overrides, fallback) and the owner queue.",
+)
+def owner_map(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    cfg = load_mapping_config()
+    with warehouse.connect() as con:
+        users = fetch_polars(con, "SELECT id, email, first_name, last_name, is_active FROM close.users")
+        systemusers = fetch_polars(con, "SELECT * FROM staged.target_systemusers")
+        parts = [f'SELECT "{c}" AS uid FROM close."{t}"' for t, c in OWNER_COLUMNS.items() if table_exists(con, "close", t)]
+        owned = fetch_polars(con, f"SELECT uid, count(*) AS n FROM ({' UNION ALL '.join(parts)}) WHERE uid IS NOT NULL "
+                                  "GROUP BY uid") if parts else pl.DataFrame({"uid": [], "n": []})  # fmt: skip
+        try:
+            result = match_owners(
+                users.to_dicts(),
+                systemusers.to_dicts(),
+                cfg.owners.overrides,
+                cfg.owners.fallback_owner,
+                cfg.owners.disabled_users,
+                dict(zip(owned["uid"].to_list(), owned["n"].to_list(), strict=True)),
+            )
+        except OwnerConfigError as exc:
+            raise dg.Failure(str(exc)) from exc
+        warehouse_write(con, "owner_map", result)
+    queue = result.filter(~pl.col("status").is_in(["matched", "override"]))
+    path = default_home() / "reports" / "owner_queue.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    queue.write_csv(path)
+    counts = result.group_by("status").len().sort("status")
+    context.log.info(f"owner map: {dict(counts.iter_rows())}; queue written to {path}")
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": result.height,
+            "queue_rows": queue.height,
+            "queue_csv": dg.MetadataValue.path(str(path)),
+            "by_status": dg.MetadataValue.md(markdown(counts)),
+            "queue": dg.MetadataValue.md(markdown(queue)),
+        }
+    )
+
+
+@dg.asset_check(
+    asset=dg.AssetKey([GROUP, "owner_map"]),
+    name="owners_resolved",
+    blocking=True,
+    description="Every Close user who owns records has an enabled Dataverse owner (match, override or fallback).",
+)
+def owners_resolved(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    owner_table = warehouse.read("SELECT * FROM staged.owner_map")
+    blocking = blocking_owners(owner_table)
+    n_records = int(blocking["records_owned"].sum()) if blocking.height else 0
+    return dg.AssetCheckResult(
+        passed=blocking.height == 0,
+        description=(
+            f"{blocking.height} Close users owning {n_records} records have no enabled Dataverse user: "
+            "provision them, add owners.yaml overrides, or set fallback_owner"
+            if blocking.height
+            else "every record owner resolves to an enabled Dataverse user"
+        ),
+        metadata={"unresolved_users": blocking.height, "records_blocked": n_records,
+                  "unresolved": dg.MetadataValue.md(markdown(blocking))},  # fmt: skip
+    )

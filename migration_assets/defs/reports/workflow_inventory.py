@@ -1,0 +1,52 @@
+"""reports/workflow_inventory: Close Workflows, Smart Views and Custom Activity types with the Dynamics 365
+equivalent to rebuild, as Markdown (UI) and Markdown + CSV files."""
+
+import json
+
+import dagster as dg
+import duckdb
+from dagster import AssetExecutionContext
+
+from migration_assets.defs.reports._files import write_report
+from migration_assets.lib.custom_activities import activity_types
+from migration_assets.lib.mapping_config import load_mapping_config
+from migration_assets.lib.workflow_inventory import InventoryItem, build_inventory, render_markdown
+from migration_assets.resources.warehouse import WarehouseResource
+
+SOURCES = ("sequences", "smart_views", "custom_activity_types")
+COLUMNS = list(InventoryItem.__dataclass_fields__)
+
+
+class InventoryInputError(RuntimeError):
+    """A close/* table the inventory reads is missing."""
+
+
+def _raw(con: duckdb.DuckDBPyConnection, table: str) -> list[dict]:
+    try:
+        return [json.loads(r[0]) for r in con.execute(f'SELECT raw FROM close."{table}"').fetchall()]
+    except duckdb.CatalogException as exc:
+        raise InventoryInputError(f"close.{table} is missing: materialize close/{table} first") from exc
+
+
+@dg.asset(
+    key=dg.AssetKey(["reports", "workflow_inventory"]),
+    group_name="reports",
+    deps=[dg.AssetKey(["close", t]) for t in SOURCES],
+    description="Every Close Workflow (sequence) with trigger, steps and conditions, every Smart View with its "
+    "query, every Custom Activity type, each with the recommended Power Automate / Dynamics equivalent.",
+)
+def workflow_inventory(context: AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    with warehouse.connect() as con:
+        seqs, views, types = (_raw(con, t) for t in SOURCES)
+    prefix = load_mapping_config().settings.publisher_prefix
+    tables = {t.close_type_id: t.table for t in activity_types(types, prefix)}
+    items = build_inventory(seqs, views, types, tables)
+    md = render_markdown(items)
+    md_path, csv_path = write_report(
+        context.run_id, "workflow_inventory", md, [i.row() for i in items], COLUMNS
+    )
+    return dg.MaterializeResult(metadata={
+        "inventory": dg.MetadataValue.md(md), "report": str(md_path), "csv": str(csv_path),
+        "workflows": len(seqs), "smart_views": len(views), "custom_activity_types": len(types),
+        "dagster/row_count": len(items),
+    })  # fmt: skip

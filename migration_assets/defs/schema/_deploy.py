@@ -1,0 +1,107 @@
+"""Reading the target's metadata for a plan and applying a diff through the metadata API (idempotent:
+only what `schema_plan.diff` reports missing is created)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import duckdb
+
+from migration_assets.lib.schema_plan import SchemaDiff, SchemaPlan, diff
+from migration_assets.resources.dataverse import DataverseClient, DataverseError
+from migration_assets.resources.dataverse_metadata import EntityMeta
+
+PLAN_SCHEMA = "schema"
+
+
+class SchemaDeployError(RuntimeError):
+    """The target cannot take the plan (conflicting columns, a missing earlier phase)."""
+
+
+def read_existing(client: DataverseClient, tables: Sequence[str]) -> dict[str, EntityMeta | None]:
+    out: dict[str, EntityMeta | None] = {}
+    for table in tables:
+        try:
+            out[table] = client.metadata(table, refresh=True)
+        except DataverseError as exc:
+            if "does not exist" not in str(exc):
+                raise
+            out[table] = None
+    return out
+
+
+def save_plan(con: duckdb.DuckDBPyConnection, plan: SchemaPlan) -> None:
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {PLAN_SCHEMA}")
+    con.execute(f"CREATE OR REPLACE TABLE {PLAN_SCHEMA}.plan (plan_json VARCHAR)")
+    con.execute(f"INSERT INTO {PLAN_SCHEMA}.plan VALUES (?)", [plan.to_json()])
+
+
+def load_plan(con: duckdb.DuckDBPyConnection) -> SchemaPlan:
+    try:
+        row = con.execute(f"SELECT plan_json FROM {PLAN_SCHEMA}.plan").fetchone()
+    except duckdb.CatalogException:
+        row = None
+    if row is None:
+        raise SchemaDeployError("schema.plan is missing: materialize schema/plan first")
+    return SchemaPlan.from_json(row[0])
+
+
+def subset(plan: SchemaPlan, custom_tables: bool) -> SchemaPlan:
+    """The part of the plan on custom activity tables (phases 1–2) or on standard tables (schema/deployed)."""
+    names = {t.logical_name for t in plan.tables}
+    keep = (lambda t: t in names) if custom_tables else (lambda t: t not in names)
+    return SchemaPlan(
+        list(plan.tables) if custom_tables else [],
+        [c for c in plan.columns if keep(c.table)],
+        [k for k in plan.keys if keep(k.table)],
+    )
+
+
+def apply_diff(
+    client: DataverseClient,
+    d: SchemaDiff,
+    solution: str | None,
+    log: Callable[[str], None],
+    tables: bool = True,
+    columns: bool = True,
+) -> list[str]:
+    """Create what `d` lists; return the tables to publish. Conflicts stop before any change."""
+    if d.conflicts:
+        raise SchemaDeployError(
+            "the target schema conflicts with the plan; fix these in Dataverse or in mappings/ first:\n- "
+            + "\n- ".join(d.conflicts)
+        )
+    touched: set[str] = set()
+    if tables:
+        for t in d.create_tables:
+            log(f"creating custom activity table {t.logical_name}")
+            client.create_table(t.body(), solution)
+            touched.add(t.logical_name)
+    if columns:
+        for c in d.create_columns:
+            log(f"creating column {c.table}.{c.logical_name} ({c.type})")
+            if c.type == "Lookup":
+                client.create_relationship(c.relationship_body(), solution)
+            else:
+                client.create_column(c.table, c.body(), solution)
+            touched.add(c.table)
+        for c, value, text in d.add_options:
+            log(f"adding option {value} '{text}' to {c.table}.{c.logical_name}")
+            client.insert_option_value(c.table, c.logical_name, value, text, solution)
+            touched.add(c.table)
+        for k in d.create_keys:
+            log(f"creating alternate key {k.schema_name} on {k.table}({', '.join(k.columns)})")
+            client.create_key(k.table, k.schema_name, list(k.columns), k.display_name, solution)
+            touched.add(k.table)
+        for k in d.create_keys:
+            client.wait_for_key(k.table, k.schema_name)
+    if touched:
+        client.publish_xml(sorted(touched))
+    return sorted(touched)
+
+
+def deploy(
+    client: DataverseClient, plan: SchemaPlan, solution: str | None, log: Callable[[str], None], **kw: bool
+) -> tuple[SchemaDiff, list[str]]:
+    d = diff(plan, read_existing(client, plan.touched_tables()))
+    return d, apply_diff(client, d, solution, log, **kw)

@@ -1,0 +1,69 @@
+"""Staging of the activity tables (phonecall, email, task, appointment): one or more Close objects per
+table, owners from the owner map, regarding the lead, parties for deep insert, state applied after create.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import dagster as dg
+import duckdb
+import polars as pl
+
+from migration_assets.defs.staged._common import (
+    StageResult,
+    entity_sets,
+    load_rules,
+    materialize_result,
+    owner_context,
+    plan_columns,
+    validate_and_write,
+)
+from migration_assets.defs.staged._mapping import Mapped, map_object, read_object_source
+from migration_assets.defs.staged._parties import PartyIndex, party_index
+from migration_assets.lib.mapping_config import load_mapping_config
+from migration_assets.resources.warehouse import WarehouseResource
+
+PartiesFn = Callable[[pl.DataFrame, PartyIndex], pl.Series]
+
+
+@dataclass(frozen=True)
+class ActivitySource:
+    object_name: str  # objects.yaml name (call, email, sms, task, meeting)
+    extra: Sequence[str] = field(default_factory=tuple)  # source columns the parties need
+    parties: PartiesFn | None = None
+
+
+def stage_activity(
+    warehouse: WarehouseResource, table: str, sources: Sequence[ActivitySource]
+) -> tuple[StageResult, dict[str, int]]:
+    cfg = load_mapping_config()
+    frames, rejections, notices, counts = [], [], [], {}
+    with warehouse.connect() as con:
+        ctx, sets = owner_context(con, cfg), entity_sets(con)
+        idx = party_index(con, sets) if any(s.parties for s in sources) else None
+        for s in sources:
+            src = read_object_source(con, cfg, s.object_name, extra=s.extra)
+            counts[s.object_name] = src.height
+            mapped: Mapped = map_object(src, cfg, s.object_name, ctx, sets)
+            frame = mapped.frame
+            if s.parties is not None and idx is not None:
+                frame = frame.with_columns(s.parties(src, idx))
+            frames.append(frame)
+            rejections.append(mapped.rejections)
+            notices.append(mapped.notices)
+        frame = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
+        rules = plan_columns(load_rules(con, table), cfg)
+        result = validate_and_write(warehouse, con, table, rules, frame, rejections, notices)
+    return result, counts
+
+
+def activity_result(result: StageResult, counts: dict[str, int]) -> dg.MaterializeResult:
+    return materialize_result(result, {f"source_rows_{k}": v for k, v in counts.items()})
+
+
+def has_table(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    from migration_assets.lib.staging_source import table_exists
+
+    return table_exists(con, "staged", table)

@@ -1,0 +1,99 @@
+"""The blocking target check every staged table gets (`<table>_target_valid`).
+
+It re-validates what was written to `staged.<table>` with the Pandera schema built from the cached target
+metadata (it must be clean: nothing invalid may reach the loader), and holds `staged.<table>_rejected`
+against the table's threshold in `mappings/settings.yaml`. Some failures are never covered by a
+threshold: a column that neither the target nor the schema plan has (a custom activity instance using an
+undefined field halts its type). The failing rows appear in the UI as a Markdown table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import dagster as dg
+import polars as pl
+
+from migration_assets.defs.staged._common import (
+    EXCLUSIONS,
+    META_STATE,
+    SCHEMA,
+    StagingError,
+    entity_sets,
+    known_binds,
+    load_rules,
+    markdown,
+    plan_columns,
+    staged_key,
+)
+from migration_assets.lib.mapping_config import load_mapping_config
+from migration_assets.lib.staging_source import table_exists
+from migration_assets.lib.target_checks import build_schema, validate
+from migration_assets.lib.target_rules import TableRules
+from migration_assets.resources.warehouse import WarehouseResource, fetch_polars
+
+HARD_FAILURES = ("column_exists",)
+RulesFor = Callable[..., TableRules]
+
+
+def evaluate(warehouse: WarehouseResource, table: str, rules_for: RulesFor | None = None) -> dg.AssetCheckResult:
+    cfg = load_mapping_config()
+    with warehouse.connect() as con:
+        for t in (table, f"{table}_rejected"):
+            if not table_exists(con, SCHEMA, t):
+                raise StagingError(f"staged.{t} is missing: materialize staged/{table} first")
+        staged = fetch_polars(con, f'SELECT * FROM staged."{table}"')
+        rejected = fetch_polars(con, f'SELECT * FROM staged."{table}_rejected"')
+        rules = rules_for(con, cfg) if rules_for else plan_columns(load_rules(con, table), cfg)
+        back = {v: k for k, v in META_STATE.items() if v in staged.columns}
+        frame = staged.rename(back)
+        binds = known_binds(con, frame, rules, entity_sets(con))
+        built = build_schema(rules, frame.columns, binds, entity_sets(con))
+        _, still_bad = validate(frame, built, table)
+    counted = rejected.filter(~pl.col("check_name").is_in(list(EXCLUSIONS)))
+    n_rejected = counted["_close_id"].n_unique()
+    total = staged.height + n_rejected
+    threshold = cfg.settings.threshold(table)
+    hard = counted.filter(pl.col("check_name").is_in(list(HARD_FAILURES)))
+    within = threshold.allows(n_rejected, total)
+    passed = still_bad.height == 0 and within and hard.height == 0
+    reasons = []
+    if still_bad.height:
+        reasons.append(f"{still_bad.height} problems in the written staged.{table} (a bug: please report)")
+    if hard.height:
+        cols = ", ".join(sorted(set(hard["column"].to_list())))
+        reasons.append(f"columns not in the target nor the schema plan: {cols} (this table is halted)")
+    if not within:
+        reasons.append(f"{n_rejected} of {total} rows rejected, above the threshold "
+                       f"(max_rows={threshold.max_rows}, max_fraction={threshold.max_fraction})")  # fmt: skip
+    by_check = counted.group_by("check_name", "column").agg(pl.col("_close_id").n_unique().alias("rows")).sort(
+        "rows", descending=True
+    )
+    excluded = rejected.filter(pl.col("check_name").is_in(list(EXCLUSIONS)))
+    return dg.AssetCheckResult(
+        passed=passed,
+        description="; ".join(reasons) or f"{staged.height} rows valid, {n_rejected} rejected (within threshold)",
+        metadata={
+            "staged_rows": staged.height,
+            "rejected_rows": n_rejected,
+            "excluded_rows (listed for the admin)": excluded["_close_id"].n_unique(),
+            "threshold": f"max_rows={threshold.max_rows}, max_fraction={threshold.max_fraction}",
+            "rejected_by_check": dg.MetadataValue.md(markdown(by_check)),
+            "rejected": dg.MetadataValue.md(markdown(counted.drop("_close_object"))),
+            "excluded": dg.MetadataValue.md(markdown(excluded.drop("_close_object"))),
+            "invalid_after_write": dg.MetadataValue.md(markdown(still_bad)) if still_bad.height else "none",
+        },
+    )
+
+
+def target_check(table: str, rules_for: RulesFor | None = None) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=staged_key(table),
+        name=f"{table}_target_valid",
+        blocking=True,
+        description=f"staged.{table} satisfies the target's metadata; rejected rows within the threshold.",
+    )
+    def _check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        return evaluate(warehouse, table, rules_for)
+
+    return _check

@@ -1,0 +1,240 @@
+"""Shared machinery of the staged/* assets: target rules from the metadata cache, lookup resolution,
+validation, writing `staged.<table>` + `staged.<table>_rejected` + `staged.<table>_notices`, and the
+blocking check every staged table gets.
+
+Validation runs during materialization, so a rejected row never reaches `staged.<table>` and a child
+table resolves its lookups against parents that really will be loaded; the blocking check then
+re-validates the written table with the same Pandera schema and holds the rejected rows against
+`mappings/settings.yaml` thresholds, showing them as a Markdown table in the UI.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import dagster as dg
+import duckdb
+import polars as pl
+
+from migration_assets.lib.mapping_config import MappingConfig
+from migration_assets.lib.owner_match import owner_lookup
+from migration_assets.lib.staging_source import table_exists
+from migration_assets.lib.target_checks import BIND, REJECTION_SCHEMA, build_schema, validate
+from migration_assets.lib.target_rules import TableRules, add_planned_column
+from migration_assets.lib.transform_exprs import TransformContext
+from migration_assets.resources.warehouse import WarehouseResource, fetch_polars
+
+SCHEMA = GROUP = "staged"
+TARGET_METADATA_KEY = dg.AssetKey([GROUP, "target_metadata"])
+OWNER_MAP_KEY = dg.AssetKey(["reports", "owner_map"])
+PREVIEW_ROWS = 20
+# check_name values of rejections that are expected exclusions, not data errors (listed, not counted).
+EXCLUSIONS = ("max_upload_size",)
+META_STATE = {"statecode": "_statecode", "statuscode": "_statuscode"}
+
+
+class StagingError(RuntimeError):
+    """Staging cannot run (missing metadata cache, missing upstream table): the message says what to do."""
+
+
+def close_key(table: str) -> dg.AssetKey:
+    return dg.AssetKey(["close", table])
+
+
+def staged_key(table: str) -> dg.AssetKey:
+    return dg.AssetKey([GROUP, table])
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+# -- target metadata cache ---------------------------------------------------------------------------
+def load_rules(con: duckdb.DuckDBPyConnection, table: str) -> TableRules:
+    if not table_exists(con, SCHEMA, "target_metadata"):
+        raise StagingError("staged.target_metadata is missing: materialize staged/target_metadata first")
+    rows = con.execute("SELECT rules FROM staged.target_metadata WHERE table_name = ?", [table]).fetchall()
+    if not rows:
+        raise StagingError(f"no target metadata for table {table!r}: re-materialize staged/target_metadata")
+    return TableRules.from_json(json.loads(rows[0][0]))
+
+
+def entity_sets(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    if not table_exists(con, SCHEMA, "target_entity_sets"):
+        raise StagingError("staged.target_entity_sets is missing: materialize staged/target_metadata first")
+    return dict(con.execute("SELECT table_name, entity_set FROM staged.target_entity_sets").fetchall())
+
+
+def plan_columns(rules: TableRules, cfg: MappingConfig) -> TableRules:
+    """Add the custom columns the field maps write (created by schema/* before loading)."""
+    for name, custom in cfg.custom_columns().get(rules.table, {}).items():
+        options = None
+        if custom.choice_set and custom.choice_set in cfg.choice_sets:
+            options = set(cfg.choice_sets[custom.choice_set].options.values())
+        add_planned_column(rules, name, custom.type, custom.max_length, options)
+    from migration_assets.defs.staged._custom_fields import plan_custom_fields
+
+    plan_custom_fields(rules, cfg)
+    flag = cfg.accounts.flag_column
+    if rules.table == "account":
+        add_planned_column(rules, flag, "Boolean")
+        add_planned_column(rules, cfg.accounts.merged_ids_column, "Memo", 100_000)
+    return rules
+
+
+def owner_context(con: duckdb.DuckDBPyConnection, cfg: MappingConfig) -> TransformContext:
+    if not table_exists(con, SCHEMA, "owner_map"):
+        raise StagingError("staged.owner_map is missing: materialize reports/owner_map first")
+    owners = owner_lookup(fetch_polars(con, "SELECT * FROM staged.owner_map"))
+    return cfg.context(owners=owners, fallback_owner=None)
+
+
+# -- lookups -------------------------------------------------------------------------------------------
+def staged_binds(con: duckdb.DuckDBPyConnection, table: str, entity_set: str) -> set[str]:
+    if not table_exists(con, SCHEMA, table):
+        return set()
+    pk = con.execute("SELECT primary_id FROM staged.target_entity_sets WHERE table_name = ?", [table]).fetchall()
+    if not pk or not pk[0][0]:
+        return set()
+    rows = con.execute(f"SELECT {_q(pk[0][0])} FROM staged.{_q(table)}").fetchall()
+    return {f"/{entity_set}({r[0]})" for r in rows}
+
+
+def known_binds(
+    con: duckdb.DuckDBPyConnection,
+    frame: pl.DataFrame,
+    rules: TableRules,
+    sets: Mapping[str, str],
+    target_lookup: Any | None = None,
+) -> dict[str, set[str]]:
+    """Valid bind values per lookup target: staged rows, enabled systemusers, target currencies, and
+    (when a Dataverse client is given) records already in the target for the ids still unresolved."""
+    out: dict[str, set[str]] = {}
+    targets_of = {c: rules.lookup_targets(c[: -len(BIND)]) for c in frame.columns if c.endswith(BIND)}
+    for target in {t for ts in targets_of.values() for t in ts}:
+        es = sets.get(target, target + "s")
+        if target == "systemuser":
+            rows = con.execute("SELECT systemuserid FROM staged.target_systemusers WHERE NOT isdisabled").fetchall()
+            out[target] = {f"/{es}({r[0]})" for r in rows}
+        elif target == "team":
+            out[target] = set()  # migrated records are owned by users; a team bind is not produced
+        elif target == "transactioncurrency":
+            rows = con.execute("SELECT isocurrencycode FROM staged.target_currencies").fetchall()
+            out[target] = {f"/{es}(isocurrencycode='{r[0]}')" for r in rows}
+        else:
+            out[target] = staged_binds(con, target, es)
+    if target_lookup is not None:
+        for col, targets in targets_of.items():
+            for target in targets:
+                if target in ("systemuser", "team", "transactioncurrency"):
+                    continue
+                prefix = f"/{sets.get(target, target + 's')}("
+                values = set(frame[col].drop_nulls().unique().to_list()) - out[target]
+                ids = [v[len(prefix) : -1] for v in values if v.startswith(prefix) and "=" not in v]
+                if ids:
+                    out[target] |= {f"{prefix}{i})" for i in target_lookup(target, ids)}
+    return out
+
+
+# -- validation and output ----------------------------------------------------------------------------
+@dataclass
+class StageResult:
+    table: str
+    staged: int
+    rejected: int  # distinct rejected rows, excluding expected exclusions
+    excluded: int  # e.g. oversize attachments: listed for the admin, not loaded, not counted as errors
+    notices: int
+    rejected_preview: pl.DataFrame
+
+
+def validate_and_write(
+    warehouse: WarehouseResource,
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    rules: TableRules,
+    frame: pl.DataFrame,
+    rejections: Sequence[pl.DataFrame],
+    notices: Sequence[pl.DataFrame],
+    target_lookup: Any | None = None,
+    pk: str | None = None,
+    post: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
+) -> StageResult:
+    """Pandera-validate `frame` against `rules`, write accepted/rejected/notices, return the counts."""
+    pk = pk or rules.primary_id
+    sets = entity_sets(con)
+    pre = pl.concat([r for r in rejections if r.height], how="vertical_relaxed") if any(r.height for r in rejections) \
+        else pl.DataFrame(schema=REJECTION_SCHEMA)  # fmt: skip
+    pre_ids = pre["_close_id"].unique().implode()
+    candidates = frame.filter(~pl.col("_close_id").is_in(pre_ids))
+    binds = known_binds(con, candidates, rules, sets, target_lookup)
+    built = build_schema(rules, candidates.columns, binds, sets)
+    accepted, found = validate(candidates, built, table)
+    accepted = accepted.rename({k: v for k, v in META_STATE.items() if k in accepted.columns})
+    accepted = accepted.sort(pk) if pk in accepted.columns else accepted
+    accepted = post(accepted) if post else accepted
+    all_rej = pl.concat([pre, found], how="vertical_relaxed")
+    ids = frame.select("_close_id", "_close_object", *([pk] if pk in frame.columns else [])).unique("_close_id")
+    all_rej = all_rej.join(ids, on="_close_id", how="left").sort("_close_id", "column", maintain_order=True)
+    rej_cols = ["_close_id", "_close_object", *([pk] if pk in frame.columns else []), "column", "value", "reason", "check_name"]
+    all_rej = all_rej.select(rej_cols)
+    note = pl.concat([n for n in notices if n.height], how="vertical_relaxed") if any(n.height for n in notices) else None
+    warehouse_write(con, table, accepted)
+    warehouse_write(con, f"{table}_rejected", all_rej)
+    notes = note if note is not None else pl.DataFrame(schema={**REJECTION_SCHEMA, "action": pl.String})
+    warehouse_write(con, f"{table}_notices", notes)
+    counted = all_rej.filter(~pl.col("check_name").is_in(list(EXCLUSIONS)))
+    excluded = all_rej.filter(pl.col("check_name").is_in(list(EXCLUSIONS)))
+    return StageResult(table, accepted.height, counted["_close_id"].n_unique(), excluded["_close_id"].n_unique(),
+                       notes.height, all_rej.head(PREVIEW_ROWS))  # fmt: skip
+
+
+def warehouse_write(con: duckdb.DuckDBPyConnection, table: str, df: pl.DataFrame) -> None:
+    """Replace staged.<table> atomically (same connection: the staging asset holds one open)."""
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+    arrow = df.to_arrow()
+    con.register("__staged_chunk", arrow)
+    try:
+        con.execute("BEGIN TRANSACTION")
+        con.execute(f"CREATE OR REPLACE TABLE {SCHEMA}.{_q(table)} AS SELECT * FROM __staged_chunk")
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        con.unregister("__staged_chunk")
+
+
+def markdown(df: pl.DataFrame, max_rows: int = PREVIEW_ROWS, max_width: int = 70) -> str:
+    shown = df.head(max_rows)
+    if not shown.columns:
+        return "(no columns)"
+
+    def cell(v: Any) -> str:
+        text = "" if v is None else str(v)
+        text = text.replace("|", "\\|").replace("\n", " ")
+        return text if len(text) <= max_width else text[: max_width - 1] + "…"
+
+    lines = ["| " + " | ".join(shown.columns) + " |", "|" + "---|" * len(shown.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in shown.iter_rows()]
+    more = f"\n\n… and {df.height - max_rows} more" if df.height > max_rows else ""
+    return "\n".join(lines) + more
+
+
+def materialize_result(result: StageResult, extra: Mapping[str, Any] | None = None) -> dg.MaterializeResult:
+    meta: dict[str, Any] = {
+        "dagster/row_count": result.staged,
+        "rejected_rows": result.rejected,
+        "excluded_rows": result.excluded,
+        "notices (truncated/nulled values)": result.notices,
+        "rejected_preview": dg.MetadataValue.md(markdown(result.rejected_preview)),
+    }
+    meta.update(extra or {})
+    return dg.MaterializeResult(metadata=meta)
+
+
+def combine(frames: Iterable[pl.DataFrame]) -> pl.DataFrame:
+    items = [f for f in frames if f.width]
+    return pl.concat(items, how="diagonal_relaxed") if items else pl.DataFrame()

@@ -1,0 +1,193 @@
+"""Running the whole migration (close/* -> staged/* -> schema/* -> loaded/* -> reports/*) from Python:
+for `close2d365 run` / `close2d365 demo`, tests and benchmarks.
+
+The demo (and only the demo) auto-confirms the custom field proposal: it writes a confirmed
+`custom_fields.yaml` into a private copy of `mappings/` and points CLOSE2D365_MAPPINGS at it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import yaml
+
+from migration_assets.lib.mapping_config import DEFAULT_ROOT
+from migration_assets.lib.proposal import confirm_all, propose, render_proposal
+from migration_assets.resources.warehouse import WarehouseResource, default_home
+
+MIGRATE_GROUPS = ("close", "staged", "schema", "loaded", "reports")
+
+
+def migrate_selection() -> dg.AssetSelection:
+    """The `migrate` job: every stage, in lineage order (the coordinator registers it in jobs.py)."""
+    return dg.AssetSelection.groups(*MIGRATE_GROUPS)
+
+
+def rollback_job() -> dg.JobDefinition:
+    from migration_assets.rollback import rollback_job as job
+
+    return job
+
+
+def _all_defs() -> tuple[list[Any], list[Any]]:
+    from migration_assets import defs as defs_package
+
+    return (
+        list(dg.load_assets_from_package_module(defs_package)),
+        list(dg.load_asset_checks_from_package_module(defs_package)),
+    )
+
+
+def materialize_migration(
+    resources: Mapping[str, Any],
+    selection: dg.AssetSelection | None = None,
+    instance: dg.DagsterInstance | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> dg.ExecuteInProcessResult:
+    """Materialize the migration graph in this process with explicit resources (tests, benchmarks)."""
+    assets, checks = _all_defs()
+    return dg.materialize(
+        [*assets, *checks],
+        selection=selection or migrate_selection(),
+        resources=dict(resources),
+        instance=instance,
+        tags=dict(tags or {}),
+        raise_on_error=False,
+    )
+
+
+def custom_field_samples(objects: Mapping[str, list[dict[str, Any]]]) -> dict[str, list[Any]]:
+    """cf_id -> values seen, from Close objects carrying `custom.<cf_id>` keys."""
+    out: dict[str, list[Any]] = {}
+    for items in objects.values():
+        for obj in items:
+            for k, v in obj.items():
+                if k.startswith("custom.cf_") and v is not None:
+                    out.setdefault(k[len("custom.") :], []).append(v)
+    return out
+
+
+def write_confirmed_proposal(
+    custom_fields: Mapping[str, list[dict[str, Any]]],
+    samples: Mapping[str, list[Any]],
+    dest_root: Path,
+    prefix: str = "c2d",
+    source_root: Path = DEFAULT_ROOT,
+) -> Path:
+    """Copy `mappings/` to `dest_root` with every custom field proposed as a new column and CONFIRMED.
+    For the demo and tests only: a real migration has a human review and confirm each entry."""
+    if dest_root.exists():
+        shutil.rmtree(dest_root)
+    shutil.copytree(source_root, dest_root)
+    proposals = confirm_all(propose(custom_fields, samples, {}, prefix))
+    (dest_root / "custom_fields.yaml").write_text(render_proposal(proposals), encoding="utf-8")
+    return dest_root
+
+
+def demo_overrides(root: Path, fallback_owner: str | None, max_rejected_fraction: float = 0.2) -> None:
+    """Demo/test settings in a mappings copy: records of unmatched Close users go to `fallback_owner`, and
+    staged tables may reject a share of rows (the generated org is full of deliberately bad records; they
+    are listed in staged/*_rejected instead of blocking the demo)."""
+    owners_path, settings_path = root / "owners.yaml", root / "settings.yaml"
+    owners = yaml.safe_load(owners_path.read_text(encoding="utf-8")) or {}
+    owners["fallback_owner"] = fallback_owner
+    owners["disabled_users"] = "fallback"
+    owners_path.write_text(yaml.safe_dump(owners, sort_keys=False), encoding="utf-8")
+    settings = yaml.safe_load(settings_path.read_text(encoding="utf-8")) or {}
+    settings.setdefault("rejection_thresholds", {})["default"] = {"max_rows": None, "max_fraction": max_rejected_fraction}
+    settings_path.write_text(yaml.safe_dump(settings, sort_keys=False), encoding="utf-8")
+
+
+def first_enabled_user(dynamics_users: list[dict[str, Any]]) -> str | None:
+    return next((u["internalemailaddress"] for u in dynamics_users if not u.get("isdisabled")), None)
+
+
+@contextmanager
+def patched_env(values: Mapping[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+
+
+def reconciliation_text(warehouse: WarehouseResource | None = None) -> str:
+    """The latest reconciliation report as a fixed-width table (for the terminal)."""
+    from migration_assets.defs.reports.reconciliation import RECON_COLUMNS
+
+    runs = sorted((default_home() / "reports").glob("*/reconciliation.csv"), key=lambda p: p.stat().st_mtime)
+    if not runs:
+        return "(no reconciliation report yet)"
+    import csv
+
+    with runs[-1].open(encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    widths = [max(len(c), *(len(r.get(c, "")) for r in rows)) for c in RECON_COLUMNS]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(RECON_COLUMNS, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(r.get(c, "").ljust(w) for c, w in zip(RECON_COLUMNS, widths, strict=True)) for r in rows]
+    return "\n".join(lines) + f"\n\nReports: {runs[-1].parent}"
+
+
+def run_migration(tags: Mapping[str, str] | None = None) -> int:
+    """`close2d365 run`: the `migrate` job on the shared instance (resources from the environment), then the
+    reconciliation table and where the reports are. Returns the process exit status."""
+    from migration_assets.demo import print_job_outcome
+    from migration_assets.runtime import run_job
+
+    result = run_job("migrate", tags=dict(tags or {}))
+    status = print_job_outcome(result)
+    print(reconciliation_text())
+    return status
+
+
+def demo_dataverse_env(server: Any) -> dict[str, str]:
+    app_user = server.config.app_users[0]
+    return {
+        "DATAVERSE_URL": server.base_url,
+        "DATAVERSE_TENANT_ID": server.config.tenant_id,
+        "DATAVERSE_CLIENT_IDS": app_user.client_id,
+        "DATAVERSE_CLIENT_SECRETS": app_user.client_secret,
+        "DATAVERSE_AUTHORITY_HOST": server.base_url,
+        "DATAVERSE_CA_BUNDLE": server.ca_bundle,
+    }
+
+
+def run_demo_migration(size: str = "demo", seed: int = 1) -> int:
+    """`close2d365 demo`: generate an org, serve it from both emulators, auto-confirm the custom field
+    proposal (demo only), run the `migrate` job, print the reconciliation and the reports folder."""
+    from emulators.close.server import CloseEmulatorServer
+    from emulators.dataverse.config import DataverseEmulatorConfig
+    from emulators.dataverse.server import EmulatorServer
+    from emulators.orgdata import generate
+
+    org = generate(size, seed)
+    mappings = write_confirmed_proposal(
+        org.custom_fields,
+        custom_field_samples({"leads": org.leads, "contacts": org.contacts, "opportunities": org.opportunities}),
+        default_home() / "demo_mappings",
+    )
+    demo_overrides(mappings, first_enabled_user(org.dynamics_users))
+    config = DataverseEmulatorConfig(seed_users=[dict(u) for u in org.dynamics_users])
+    with CloseEmulatorServer(org) as close_server, EmulatorServer(config) as dv:
+        env = {
+            "CLOSE_API_KEY": org.api_key,
+            "CLOSE_BASE_URL": close_server.base_url,
+            "CLOSE2D365_CLOSE_SOURCE": "api",
+            "CLOSE2D365_MAPPINGS": str(mappings),
+            **demo_dataverse_env(dv),
+        }
+        with patched_env(env):
+            print(f"Close emulator {close_server.base_url}, Dataverse emulator {dv.base_url}", flush=True)
+            return run_migration(tags={"close2d365/mode": "demo", "close2d365/size": size})

@@ -1,0 +1,173 @@
+"""mappings/ loads; broken copies of it fail with the file, the line and the key."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from migration_assets.lib.mapping_config import DEFAULT_ROOT, load_mapping_config
+from migration_assets.lib.yaml_loc import MappingError
+
+
+@pytest.fixture()
+def mappings(tmp_path: Path) -> Path:
+    root = tmp_path / "mappings"
+    shutil.copytree(DEFAULT_ROOT, root)
+    return root
+
+
+def edit(path: Path, old: str, new: str) -> int:
+    """Replace `old` once; return the 1-based line of the change."""
+    text = path.read_text()
+    assert old in text, old
+    line = text[: text.index(old)].count("\n") + 1
+    path.write_text(text.replace(old, new, 1))
+    return line
+
+
+def test_repository_mappings_load() -> None:
+    cfg = load_mapping_config()
+    assert cfg.settings.publisher_prefix == "c2d"
+    assert [o.name for o in cfg.objects][:4] == ["account", "lead", "contact", "opportunity"]
+    assert cfg.field_map("contact").table == "contact"
+    assert cfg.lead_status.statuses["Not Interested"] == (2, 6)
+    assert cfg.choice_sets["opportunity_statecode"].options["Sales / Won"] == 1
+    assert "c2d_closeoriginalstatus" in cfg.custom_columns()["lead"]
+    assert all(o.order == n for n, o in enumerate(cfg.objects))
+
+
+def test_unknown_transform_names_file_line_key(mappings: Path) -> None:
+    line = edit(mappings / "fields/contact.yaml", "transform: first_name", "transform: frist_name")
+    with pytest.raises(MappingError) as err:
+        load_mapping_config(mappings)
+    msg = str(err.value)
+    assert msg.startswith(f"mappings/fields/contact.yaml line {line}: key 'maps.contact.fields[1].transform'")
+    assert "unknown transform 'frist_name' (known: " in msg and "first_name" in msg
+
+
+def test_missing_required_key(mappings: Path) -> None:
+    text = (mappings / "objects.yaml").read_text()
+    start = text[: text.index("  - name: lead\n")].count("\n") + 1
+    edit(mappings / "objects.yaml", "    entity_set: leads\n", "")
+    with pytest.raises(
+        MappingError, match=r"objects.yaml line \d+: key 'objects\[1\].entity_set': missing required key"
+    ) as err:
+        load_mapping_config(mappings)
+    assert err.value.line == start  # the line where the object's mapping starts ("- name: lead")
+
+
+def test_wrong_type(mappings: Path) -> None:
+    line = edit(mappings / "settings.yaml", "option_value_prefix: 72700", "option_value_prefix: lots")
+    with pytest.raises(MappingError) as err:
+        load_mapping_config(mappings)
+    assert (err.value.file, err.value.line, err.value.key) == (
+        "mappings/settings.yaml",
+        line,
+        "option_value_prefix",
+    )
+    assert "expected integer, got text 'lots'" in str(err.value)
+
+
+def test_yaml_syntax_error_names_the_line(mappings: Path) -> None:
+    line = edit(
+        mappings / "lead_status.yaml",
+        "  Potential:      {statecode: 0, statuscode: 1}",
+        "  Potential:      {statecode: 0, statuscode: 1",
+    )
+    with pytest.raises(MappingError, match="invalid YAML") as err:
+        load_mapping_config(mappings)
+    assert err.value.file == "mappings/lead_status.yaml" and err.value.line >= line
+
+
+def test_invalid_lead_state_pair(mappings: Path) -> None:
+    line = edit(
+        mappings / "lead_status.yaml",
+        "Customer:       {statecode: 1, statuscode: 3}",
+        "Customer:       {statecode: 1, statuscode: 6}",
+    )
+    with pytest.raises(MappingError, match="6 is not valid with statecode 1") as err:
+        load_mapping_config(mappings)
+    assert err.value.line == line and err.value.key == "statuses.Customer.statuscode"
+
+
+def test_duplicate_key_is_refused(mappings: Path) -> None:
+    edit(
+        mappings / "lead_status.yaml",
+        "  Contacted:",
+        "  Potential:      {statecode: 0, statuscode: 2}\n  Contacted:",
+    )
+    with pytest.raises(MappingError, match="duplicate key 'Potential'"):
+        load_mapping_config(mappings)
+
+
+def test_unknown_key_and_bad_argument(mappings: Path) -> None:
+    edit(
+        mappings / "fields/phonecall.yaml", "transform: seconds_to_minutes}", "tranform: seconds_to_minutes}"
+    )
+    with pytest.raises(MappingError, match=r"key 'maps.call.fields\[4\].tranform': unknown key"):
+        load_mapping_config(mappings)
+
+
+def test_unknown_argument_and_choice_set(mappings: Path) -> None:
+    root = mappings
+    edit(root / "fields/lead.yaml", "args: {set: lead_statecode}", "args: {set: lead_states}")
+    with pytest.raises(MappingError, match="unknown choice set 'lead_states'"):
+        load_mapping_config(root)
+
+
+def test_template_placeholder_count(mappings: Path) -> None:
+    edit(mappings / "fields/opportunity.yaml", 'args: {format: "{} – {}"}', 'args: {format: "{}"}')
+    with pytest.raises(MappingError, match="1 '{}' placeholders for 2 sources"):
+        load_mapping_config(mappings)
+
+
+def test_custom_column_needs_prefix(mappings: Path) -> None:
+    edit(
+        mappings / "fields/lead.yaml", 'target: "{prefix}_closeoriginalstatus"', "target: closeoriginalstatus"
+    )
+    with pytest.raises(MappingError, match="must start with the publisher prefix 'c2d_'"):
+        load_mapping_config(mappings)
+
+
+def test_missing_field_file(mappings: Path) -> None:
+    (mappings / "fields/email.yaml").unlink()
+    with pytest.raises(MappingError, match="fields/email.yaml: file is missing"):
+        load_mapping_config(mappings)
+
+
+def test_activity_routing(mappings: Path) -> None:
+    edit(mappings / "activities.yaml", "  parent: lead\n", "  parent: contact\n")
+    edit(mappings / "activities.yaml", "table: task\n", "table: custom\n")
+    cfg = load_mapping_config(mappings)
+    note = {f.target: f for f in cfg.field_map("note").fields}
+    assert "objectid_account" not in note and note["objectid_lead"].unless == "objectid_contact"
+    assert cfg.object("sms").table == "c2d_sms" and cfg.object("sms").entity_set == "c2d_smss"
+    assert any(f.target == "regardingobjectid_lead_c2d_sms" for f in cfg.field_map("sms").fields)
+
+
+def test_thresholds_and_truncation_policy() -> None:
+    cfg = load_mapping_config()
+    assert cfg.settings.truncation_policy("task", "subject") == "truncate"
+    assert cfg.settings.truncation_policy("lead", "companyname") == "reject"
+    assert not cfg.settings.threshold("contact").allows(1, 100)
+    assert cfg.settings.threshold("contact").allows(0, 100)
+
+
+def test_on_error_null_trap_is_refused(mappings: Path) -> None:
+    line = edit(mappings / "fields/lead.yaml", "        on_error: keep_row\n", "        on_error: null\n")
+    cfg = load_mapping_config(mappings)  # YAML null = key absent = the safe default (reject)
+    assert next(f for f in cfg.field_map("lead").fields if f.target == "firstname").on_error == "reject"
+    edit(mappings / "fields/lead.yaml", "        on_error: null\n", "        on_error: drop\n")
+    with pytest.raises(MappingError, match="must be 'reject'.*or 'keep_row'") as err:
+        load_mapping_config(mappings)
+    assert err.value.line == line
+
+
+def test_threshold_semantics() -> None:
+    from migration_assets.lib.mapping_tables import Threshold
+
+    assert Threshold(None, 0.05).allows(5, 100) and not Threshold(None, 0.05).allows(6, 100)
+    assert Threshold(2, None).allows(2, 3) and not Threshold(2, None).allows(3, 1000)
+    assert Threshold(None, None).allows(10**6, 10**6)

@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import pytest
+
+from migration_assets.lib import normalise as n
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("  ACME\u00a0 Corp\t", "acme corp"),
+        ("Straße", "strasse"),
+        ("ＡＢＣ", "abc"),
+        ("", None),
+        (None, None),
+        ("   ", None),
+    ],
+)
+def test_normalise_account_name(raw: str | None, expected: str | None) -> None:
+    assert n.normalise_account_name(raw) == expected
+
+
+NAMES = [
+    ("Bruce Wayne", ("Bruce", "Wayne")),
+    ("Wayne, Bruce", ("Bruce", "Wayne")),
+    ("Cher", (None, "Cher")),
+    ("Jan van der Berg", ("Jan", "van der Berg")),
+    ("  Mary   Ann  Smith ", ("Mary", "Ann Smith")),
+    ("山田 太郎", ("太郎", "山田")),
+    ("山田太郎", (None, "山田太郎")),
+    ("Müller, Sofía", ("Sofía", "Müller")),
+    ("Smith,", (None, "Smith")),
+    ("a, b, c", ("a,", "b, c")),
+    ("", (None, None)),
+    (None, (None, None)),
+]
+
+
+@pytest.mark.parametrize(("raw", "expected"), NAMES)
+def test_split_person_name(raw: str | None, expected: tuple[str | None, str | None]) -> None:
+    assert n.split_person_name(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "email", "reason"),
+    [
+        (" Bob@Example.COM ", "Bob@example.com", None),
+        ("bob@münchen.de", "bob@münchen.de", None),
+        ("bob", None, "must contain exactly one '@'"),
+        ("a@b@c.com", None, "must contain exactly one '@'"),
+        ("bob smith@x.com", None, "contains whitespace"),
+        ("@x.com", None, "empty local part"),
+        ("bob..x@x.com", None, "misplaced dot in local part"),
+        ("bob@localhost", None, "invalid domain"),
+        ("bob@-x.com", None, "invalid domain"),
+        ("b(ob@x.com", None, "invalid character in local part"),
+        ("", None, "empty"),
+    ],
+)
+def test_normalise_email(raw: str, email: str | None, reason: str | None) -> None:
+    check = n.normalise_email(raw)
+    assert (check.email, check.reason, check.valid) == (email, reason, reason is None)
+
+
+@pytest.mark.parametrize(
+    ("raw", "cc", "expected"),
+    [
+        ("+1 650-333-4444", None, "+16503334444"),
+        ("0049 30 1234567", None, "+49301234567"),
+        ("(650) 333-4444", "1", "+16503334444"),
+        ("(650) 333-4444", None, "(650) 333-4444"),
+        ("030 1234567", "49", "+49301234567"),
+        ("ext. 12", "1", "ext. 12"),
+        ("  ", None, None),
+    ],
+)
+def test_normalise_phone(raw: str, cc: str | None, expected: str | None) -> None:
+    assert n.normalise_phone(raw, cc) == expected
+
+
+def test_html_to_text() -> None:
+    html = "<body><p>Hello&nbsp;<b>there</b></p><p>a &amp; b&#39;s</p><br><br><br><script>x()</script></body>"
+    assert n.html_to_text(html) == "Hello there\na & b's"
+    assert n.html_to_text("<p></p>") is None
+    assert n.html_to_text(None) is None
+
+
+def test_url_shape() -> None:
+    assert n.url_problem("example.com/path") is None
+    assert n.url_problem("https://www.example.co.uk:8080/x?y=1") is None
+    assert n.url_problem("not a url") is not None
+    assert n.url_problem("localhost") is not None
+    assert n.with_scheme("example.com") == "https://example.com"
+    assert n.with_scheme("http://example.com") == "http://example.com"
