@@ -17,6 +17,7 @@ from typing import Any
 import dagster as dg
 import yaml
 
+from migration_assets.lib.custom_activity_plan import TYPES_FILE, render_types
 from migration_assets.lib.mapping_config import DEFAULT_ROOT
 from migration_assets.lib.proposal import confirm_all, propose, render_proposal
 from migration_assets.resources.warehouse import WarehouseResource, default_home
@@ -76,6 +77,7 @@ def custom_field_samples(objects: Mapping[str, list[dict[str, Any]]]) -> dict[st
 def write_confirmed_proposal(
     custom_fields: Mapping[str, list[dict[str, Any]]],
     samples: Mapping[str, list[Any]],
+    activity_types: list[dict[str, Any]],
     dest_root: Path,
     prefix: str = "c2d",
     source_root: Path = DEFAULT_ROOT,
@@ -87,10 +89,11 @@ def write_confirmed_proposal(
     shutil.copytree(source_root, dest_root)
     proposals = confirm_all(propose(custom_fields, samples, {}, prefix))
     (dest_root / "custom_fields.yaml").write_text(render_proposal(proposals), encoding="utf-8")
+    (dest_root / TYPES_FILE).write_text(render_types(activity_types, prefix), encoding="utf-8")
     return dest_root
 
 
-def demo_overrides(root: Path, fallback_owner: str | None, max_rejected_fraction: float = 0.2) -> None:
+def demo_overrides(root: Path, fallback_owner: str | None, max_rejected_fraction: float = 0.5) -> None:
     """Demo/test settings in a mappings copy: records of unmatched Close users go to `fallback_owner`, and
     staged tables may reject a share of rows (the generated org is full of deliberately bad records; they
     are listed in staged/*_rejected instead of blocking the demo)."""
@@ -100,7 +103,10 @@ def demo_overrides(root: Path, fallback_owner: str | None, max_rejected_fraction
     owners["disabled_users"] = "fallback"
     owners_path.write_text(yaml.safe_dump(owners, sort_keys=False), encoding="utf-8")
     settings = yaml.safe_load(settings_path.read_text(encoding="utf-8")) or {}
-    settings.setdefault("rejection_thresholds", {})["default"] = {"max_rows": None, "max_fraction": max_rejected_fraction}
+    settings.setdefault("rejection_thresholds", {})["default"] = {
+        "max_rows": None,
+        "max_fraction": max_rejected_fraction,
+    }
     settings_path.write_text(yaml.safe_dump(settings, sort_keys=False), encoding="utf-8")
 
 
@@ -136,7 +142,9 @@ def reconciliation_text(warehouse: WarehouseResource | None = None) -> str:
     widths = [max(len(c), *(len(r.get(c, "")) for r in rows)) for c in RECON_COLUMNS]
     lines = ["  ".join(c.ljust(w) for c, w in zip(RECON_COLUMNS, widths, strict=True))]
     lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(r.get(c, "").ljust(w) for c, w in zip(RECON_COLUMNS, widths, strict=True)) for r in rows]
+    lines += [
+        "  ".join(r.get(c, "").ljust(w) for c, w in zip(RECON_COLUMNS, widths, strict=True)) for r in rows
+    ]
     return "\n".join(lines) + f"\n\nReports: {runs[-1].parent}"
 
 
@@ -175,7 +183,9 @@ def run_demo_migration(size: str = "demo", seed: int = 1) -> int:
     org = generate(size, seed)
     mappings = write_confirmed_proposal(
         org.custom_fields,
-        custom_field_samples({"leads": org.leads, "contacts": org.contacts, "opportunities": org.opportunities}),
+        custom_field_samples(
+            {"leads": org.leads, "contacts": org.contacts, "opportunities": org.opportunities}
+        ),
         default_home() / "demo_mappings",
     )
     demo_overrides(mappings, first_enabled_user(org.dynamics_users))
@@ -191,3 +201,36 @@ def run_demo_migration(size: str = "demo", seed: int = 1) -> int:
         with patched_env(env):
             print(f"Close emulator {close_server.base_url}, Dataverse emulator {dv.base_url}", flush=True)
             return run_migration(tags={"close2d365/mode": "demo", "close2d365/size": size})
+
+
+def resources_from_env(warehouse_path: str | None = None) -> dict[str, Any]:
+    """close / dataverse / warehouse resources from the environment variables the definitions use."""
+    from migration_assets.resources.close import CloseResource
+    from migration_assets.rollback import dataverse_from_env
+
+    dataverse = dataverse_from_env()
+    return {
+        "close": CloseResource(
+            api_key=os.environ.get("CLOSE_API_KEY", ""), base_url=os.environ.get("CLOSE_BASE_URL", "")
+        ),
+        "dataverse": dataverse,
+        "warehouse": WarehouseResource(path=warehouse_path or ""),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m migration_assets.migration --warehouse PATH --groups schema,loaded`: materialize groups of
+    the migration graph with resources from the environment (used by resume tests and benchmarks)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m migration_assets.migration")
+    parser.add_argument("--warehouse", default="")
+    parser.add_argument("--groups", default=",".join(MIGRATE_GROUPS))
+    args = parser.parse_args(argv)
+    groups = [g for g in args.groups.split(",") if g]
+    result = materialize_migration(resources_from_env(args.warehouse), dg.AssetSelection.groups(*groups))
+    return 0 if result.success else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

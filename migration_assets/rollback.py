@@ -248,7 +248,7 @@ def rollback_op(
         lg.ensure_schema(con)
         runs = _select_runs(con, cfg.get("run_id"), bool(cfg.get("all_runs")))
         report = execute_rollback(
-            con, client, None if cfg.get("all_runs") else runs, context.run_id, context.log.info
+            con, client, None if cfg.get("all_runs") else runs, context.run.run_id, context.log.info
         )
     context.log.info(report.render())
     if not report.ok:

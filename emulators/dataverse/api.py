@@ -43,7 +43,34 @@ class Api:
 
     def caller(self, request: Request) -> Caller:
         state = request.state
-        return self.env.caller(getattr(state, "caller_systemuserid", None), getattr(state, "app_user", None))
+        caller = self.env.caller(
+            getattr(state, "caller_systemuserid", None), getattr(state, "app_user", None)
+        )
+        by_id, by_object = request.headers.get("MSCRMCallerID"), request.headers.get("CallerObjectId")
+        if not (by_id or by_object):
+            return caller
+        # Impersonation (reference §2.1): act as another systemuser; needs prvActOnBehalfOfAnotherUser.
+        if caller.lacks("prvActOnBehalfOfAnotherUser", self.env.config):
+            raise privilege_denied(
+                caller, "prvActOnBehalfOfAnotherUser", self.env.metadata.tables["systemuser"]
+            )
+        users = self.env.store.table("systemuser")
+        if by_id:
+            user = users.get(by_id.strip().lower())
+        else:
+            wanted = (by_object or "").strip().lower()
+            user = next((u for u in users.values() if u.get("azureactivedirectoryobjectid") == wanted), None)
+        if user is None:
+            raise DataverseError(
+                404, "0x80040217", f"Entity 'systemuser' With Id = {by_id or by_object} Does Not Exist"
+            )
+        if user.get("isdisabled"):
+            raise DataverseError(
+                400,
+                "0x80040225",
+                "The specified user is either disabled or is not a member of any business unit",
+            )
+        return Caller(user["systemuserid"], caller.app_user)
 
     async def __call__(self, request: Request) -> Response:
         try:

@@ -225,6 +225,8 @@ class MetadataRoutes:
                 }
             )
         if name == "GlobalOptionSetDefinitions":
+            if key is not None:  # every emulated choice column has a local option set
+                raise DataverseError(404, "0x80040217", f"Could not find optionset with key {key}.")
             return json_response(
                 {"@odata.context": f"{self._root(request)}/$metadata#GlobalOptionSetDefinitions", "value": []}
             )
@@ -282,6 +284,9 @@ class MetadataRoutes:
                     **self.entity_json(ent, select, expand),
                 }
                 return json_response(body)
+            if method == "DELETE":
+                writes.delete_table(self.env, ent)
+                return no_content()
             if method == "PUT":
                 body = require_object(await read_json(request, "EntityDefinitions"), "EntityDefinitions")
                 ent.display[0] = writes.label_text(body.get("DisplayName")) or ent.display[0]
@@ -383,5 +388,8 @@ class MetadataRoutes:
         if method == "PUT":
             body = require_object(await read_json(request, "Attributes"), "Attributes")
             writes.update_attribute(self.env, ent, attr, body)
+            return no_content()
+        if method == "DELETE":
+            writes.delete_attribute(self.env, ent, attr)
             return no_content()
         raise not_found_segment("Attributes")

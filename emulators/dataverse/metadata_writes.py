@@ -374,3 +374,54 @@ def insert_option_value(env: Environment, body: dict) -> int:
         env.metadata.version += 1
         env.schema_log.append({"op": "option", "body": {**body, "Value": value}})
         return value
+
+
+def delete_attribute(env: Environment, ent: Entity, attr: Attribute) -> None:
+    """DELETE .../Attributes(...): custom columns only; the column's data goes with it."""
+    with env.metadata.lock, env.store.lock:
+        if not attr.is_custom:
+            raise DataverseError(
+                403, "0x80040220", f"The system column '{attr.logical_name}' cannot be deleted."
+            )
+        for key in ent.keys:
+            if attr.logical_name in key.key_attributes:
+                raise invalid(
+                    f"'{attr.logical_name}' is used by the alternate key '{key.schema_name}'; delete the key first."
+                )
+        del ent.attributes[attr.logical_name]
+        env.metadata.custom_relationships = [
+            r
+            for r in env.metadata.custom_relationships
+            if not (r["referencing"] == ent.logical_name and r["attribute"] == attr.logical_name)
+        ]
+        for row in env.store.table(ent.logical_name).values():
+            row.pop(attr.logical_name, None)
+        env.metadata.relink()
+        env.schema_log.append(
+            {"op": "delete_attribute", "entity": ent.logical_name, "attribute": attr.logical_name, "body": {}}
+        )
+
+
+def delete_table(env: Environment, ent: Entity) -> None:
+    """DELETE EntityDefinitions(...): custom tables only, with their rows and the lookups that target them."""
+    with env.metadata.lock, env.store.lock:
+        if not ent.is_custom:
+            raise DataverseError(
+                403, "0x80040220", f"The system table '{ent.logical_name}' cannot be deleted."
+            )
+        for other in env.metadata.tables.values():
+            for attr in list(other.attributes.values()):
+                if other is not ent and attr.is_custom and attr.targets == [ent.logical_name]:
+                    raise invalid(
+                        f"The lookup '{other.logical_name}.{attr.logical_name}' targets '{ent.logical_name}'; delete it first."
+                    )
+        del env.metadata.tables[ent.logical_name]
+        del env.metadata.by_set[ent.entity_set]
+        env.store.rows.pop(ent.logical_name, None)
+        env.metadata.custom_relationships = [
+            r
+            for r in env.metadata.custom_relationships
+            if ent.logical_name not in (r["referencing"], r["referenced"])
+        ]
+        env.metadata.relink()
+        env.schema_log.append({"op": "delete_table", "entity": ent.logical_name, "body": {}})

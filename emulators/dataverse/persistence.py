@@ -114,3 +114,8 @@ def replay(env: Environment, log: list[dict]) -> None:
             relationships.create_customer_relationships(env, body)
         elif op == "option":
             writes.insert_option_value(env, body)
+        elif op == "delete_attribute":
+            ent = env.metadata.tables[item["entity"]]
+            writes.delete_attribute(env, ent, ent.attributes[item["attribute"]])
+        elif op == "delete_table":
+            writes.delete_table(env, env.metadata.tables[item["entity"]])

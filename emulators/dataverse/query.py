@@ -124,13 +124,32 @@ class Reader:
                 if ref is None
                 else self.format_row(tgt, ref, self.select_plan(tgt, item.select), annotations)
             )
-        if ent.is_activity and item.name == f"{ent.logical_name}_activity_parties":
-            party_ent = self.env.metadata.tables["activityparty"]
-            plan = self.select_plan(party_ent, item.select)
-            ids = self.env.store.parties_by_activity.get(row[ent.primary_id], ())
-            rows = [self.env.store.get("activityparty", pid) for pid in ids]
-            return [self.format_row(party_ent, r, plan, annotations) for r in rows if r is not None]
-        raise property_not_found(ent, item.name)
+        related = self.related_rows(ent, row[ent.primary_id], item.name)
+        if related is None:
+            raise property_not_found(ent, item.name)
+        child, rows = related
+        plan = self.select_plan(child, item.select)
+        return [self.format_row(child, r, plan, annotations) for r in rows]
+
+    def related_rows(self, ent: Entity, record_id: str, nav: str) -> tuple[Entity, list[Row]] | None:
+        """The rows behind a collection-valued navigation property (None when `nav` is not one)."""
+        store = self.env.store
+        if ent.is_activity and nav == f"{ent.logical_name}_activity_parties":
+            # Indexed: activity parties are read for every email/phonecall/appointment.
+            rows = [store.get("activityparty", pid) for pid in store.parties_by_activity.get(record_id, ())]
+            return self.env.metadata.tables["activityparty"], [r for r in rows if r is not None]
+        rel = next((r for r in ent.one_to_many if r.collection_nav == nav), None)
+        if rel is None:
+            return None
+        child = self.env.metadata.tables[rel.referencing_entity]
+        wanted = [ent.logical_name, record_id]
+        with store.lock:
+            rows = [
+                r
+                for r in store.table(child.logical_name).values()
+                if r.get(rel.referencing_attribute) == wanted
+            ]
+        return child, rows
 
     # ---- filtering and ordering --------------------------------------------------------------------------
     def getter(self, ent: Entity, prop: str) -> tuple[Getter, Attribute]:

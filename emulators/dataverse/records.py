@@ -101,7 +101,9 @@ class Writer:
             raise DataverseError(
                 400,
                 "0x80048d19",
-                f"Error identified in Payload provided by the user for Entity :'{ent.entity_set}'  ---->  InnerException : Microsoft.OData.ODataException: The value of '{prop}' must be an entity reference URL such as '/accounts(<guid>)'.",
+                f"Error identified in Payload provided by the user for Entity :'{ent.entity_set}'  ---->  "
+                f"InnerException : Microsoft.OData.ODataException: The value of '{prop}' must be an entity "
+                "reference URL such as '/accounts(<guid>)'.",
             )
         ref = text.split(API_PREFIX, 1)[-1].lstrip("/")
         set_name, key = split_segment(ref)
@@ -110,9 +112,9 @@ class Writer:
             raise DataverseError(400, "0x80060888", f"Resource not found for the segment '{ref}'.")
         return target, self.find_record(target, parse_key(key))
 
-    def find_record(self, target: Entity, key: str | dict[str, Any], must_exist: bool = True) -> str:
+    def find_record(self, target: Entity, key: str | dict[str, Any]) -> str:
         if isinstance(key, str):
-            if must_exist and self.env.store.get(target.logical_name, key) is None:
+            if self.env.store.get(target.logical_name, key) is None:
                 raise not_found(target.logical_name, key)
             return key
         record_id = self.find_by_alternate_key(target, key)

@@ -75,8 +75,13 @@ class RecordRoutes:
                 out["@odata.nextLink"] = (
                     f"{self._root(request)}/{ent.entity_set}?{keep}{sep}$skiptoken={encode_skiptoken(next_offset)}"
                 )
+            applied = []
             if prefer.max_page_size:
-                headers["Preference-Applied"] = f"odata.maxpagesize={min(prefer.max_page_size, 5000)}"
+                applied.append(f"odata.maxpagesize={min(prefer.max_page_size, 5000)}")
+            if prefer.annotations:
+                applied.append('odata.include-annotations="*"')
+            if applied:
+                headers["Preference-Applied"] = ",".join(applied)
             return json_response(out, headers=headers)
         if request.method == "POST":
             payload = require_object(await read_json(request, ent.entity_set), "a create request")
@@ -173,6 +178,18 @@ class RecordRoutes:
                 raise self.missing(ent, key)
         if ent.is_activity and prop == f"{ent.logical_name}_activity_parties":
             return await self.parties(request, ent, record_id, caller)
+        if request.method == "GET" and any(r.collection_nav == prop for r in ent.one_to_many):
+            self.check_read(ent, caller)
+            child, rows = self.reader.related_rows(ent, record_id, prop) or (ent, [])
+            select = parse_select(request.query_params.get("$select"))
+            plan = self.reader.select_plan(child, select)
+            ctx = self._context(request, child, select, False)
+            return json_response(
+                {
+                    "@odata.context": ctx,
+                    "value": [self.reader.format_row(child, r, plan, False) for r in rows],
+                }
+            )
         attr = ent.attributes.get(prop)
         if attr is None or attr.kind in LOOKUP_KINDS:
             raise DataverseError(404, "0x8006088a", f"Resource not found for the segment '{prop}'.")

@@ -97,19 +97,24 @@ class Environment:
             )
         for user in cfg.seed_users:
             email = str(user.get("internalemailaddress") or "")
+            if not email:
+                raise ValueError(f"Every seed user needs an internalemailaddress; got {user!r}.")
             first, last = str(user.get("firstname") or ""), str(user.get("lastname") or "")
             disabled = bool(user.get("isdisabled"))
+            # Optional overrides let a demo pin ids; by default they derive from the email address.
+            record_id = str(user.get("systemuserid") or deterministic_id("systemuser", email.lower()))
             self._row(
                 "systemuser",
-                deterministic_id("systemuser", email.lower()),
+                record_id,
                 {
                     "firstname": first,
                     "lastname": last,
-                    "fullname": f"{first} {last}".strip(),
-                    "domainname": email,
-                    # A disabled user's address often carries a prefix in real orgs (reference §7.5 caveat).
+                    "fullname": f"{first} {last}".strip() or email,
+                    "domainname": str(user.get("domainname") or email),
                     "internalemailaddress": email,
-                    "azureactivedirectoryobjectid": deterministic_id("aad", email.lower()),
+                    "azureactivedirectoryobjectid": str(
+                        user.get("azureactivedirectoryobjectid") or deterministic_id("aad", email.lower())
+                    ),
                     "accessmode": 0,
                     "isdisabled": disabled,
                     "islicensed": not disabled,

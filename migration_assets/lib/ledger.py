@@ -97,15 +97,15 @@ class Ledger:
         self.con = con
         self.run_id = run_id
         ensure_schema(con)
-        row = con.execute(f"SELECT kind FROM {SCHEMA}.runs WHERE run_id = ?", [run_id]).fetchone()
-        if row is None:
+        row = con.execute(f"SELECT kind FROM {SCHEMA}.runs WHERE run_id = ?", [run_id]).fetchall()
+        if not row:
             con.execute(
                 f"INSERT INTO {SCHEMA}.runs VALUES (?, ?, ?, NULL, 'running', NULL)", [run_id, kind, _now()]
             )
         nxt = con.execute(
             f"SELECT coalesce(max(seq), 0) FROM {SCHEMA}.writes WHERE run_id = ?", [run_id]
-        ).fetchone()
-        self._seq = int(nxt[0]) if nxt else 0
+        ).fetchall()
+        self._seq = int(nxt[0][0]) if nxt else 0
 
     # -- writes ---------------------------------------------------------------------------------------
     def begin(self, intents: Sequence[Intent]) -> list[int]:
@@ -234,8 +234,8 @@ class Ledger:
         row = self.con.execute(
             f"SELECT count(*) FROM {SCHEMA}.rejected WHERE run_id = ? AND table_name = ?",
             [self.run_id, table],
-        ).fetchone()
-        return int(row[0]) if row else 0
+        ).fetchall()
+        return int(row[0][0]) if row else 0
 
 
 def _seq_table(seqs: list[int]) -> Any:
@@ -292,4 +292,4 @@ def run_ids(con: duckdb.DuckDBPyConnection, kinds: Sequence[str] = ("migrate", "
 
 def run_exists(con: duckdb.DuckDBPyConnection, run_id: str) -> bool:
     ensure_schema(con)
-    return con.execute(f"SELECT 1 FROM {SCHEMA}.runs WHERE run_id = ?", [run_id]).fetchone() is not None
+    return bool(con.execute(f"SELECT 1 FROM {SCHEMA}.runs WHERE run_id = ?", [run_id]).fetchall())

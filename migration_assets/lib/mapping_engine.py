@@ -70,6 +70,8 @@ def resolve_source(path: str, schema: pl.Schema, spec: FieldSpec | None = None) 
             f"{where}: {segments[0][0] if segments else path!r} is not a column (columns: {known})"
         )
     expr, dtype = pl.col(segments[0][0]), schema[segments[0][0]]
+    if dtype == pl.Null:  # no record had a value: every nested path under it is null as well
+        return Source(pl.lit(None), pl.Null())
     for n, (name, indices) in enumerate(segments):
         if n > 0:
             if not isinstance(dtype, pl.Struct) or name not in {f.name for f in dtype.fields}:

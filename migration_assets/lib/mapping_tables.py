@@ -40,6 +40,7 @@ class Settings:
     thresholds_default: Threshold
     thresholds: Mapping[str, Threshold]
     max_attachment_bytes: int | None
+    deleted_records: str = "deactivate"  # delta runs: deactivate | delete
 
     def truncation_policy(self, table: str, column: str) -> str:
         return self.truncation_columns.get(f"{table}.{column}", self.truncation_default)
@@ -61,7 +62,7 @@ def _threshold(s: Section) -> Threshold:
 def parse_settings(data: Any, file: str) -> Settings:
     s = Section(data, file, "")
     s.only("publisher_prefix", "solution_unique_name", "option_value_prefix", "default_country_code",
-           "truncation", "rejection_thresholds", "attachments")  # fmt: skip
+           "truncation", "rejection_thresholds", "attachments", "delta")  # fmt: skip
     prefix = s.get("publisher_prefix", str, required=True)
     if not _PREFIX.match(prefix):
         raise s.error(
@@ -94,9 +95,16 @@ def parse_settings(data: Any, file: str) -> Settings:
     if att:
         att.only("max_size_bytes")
         max_bytes = att.get("max_size_bytes", int)
+    deleted = "deactivate"
+    delta = s.sub("delta")
+    if delta:
+        delta.only("deleted_records")
+        deleted = delta.get("deleted_records", str, "deactivate")
+        if deleted not in ("deactivate", "delete"):
+            raise delta.error("deleted_records", "must be 'deactivate' or 'delete'")
     return Settings(prefix, s.get("solution_unique_name", str, "close2d365"), ovp,
                     None if cc is None else str(cc).lstrip("+"), default, columns,
-                    _threshold(th.section("default")), tables, max_bytes)  # fmt: skip
+                    _threshold(th.section("default")), tables, max_bytes, deleted)  # fmt: skip
 
 
 @dataclass(frozen=True)

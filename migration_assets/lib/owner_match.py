@@ -83,7 +83,9 @@ def match_owners(
         seen.add(uid)
         email = _lower(u.get("email"))
         name = " ".join(x for x in (u.get("first_name"), u.get("last_name")) if x) or None
-        rows.append(_resolve(uid, email, name, by_email, overrides, fallback, disabled_users, owned.get(uid, 0)))
+        rows.append(
+            _resolve(uid, email, name, by_email, overrides, fallback, disabled_users, owned.get(uid, 0))
+        )
     for uid, n in sorted(owned.items()):
         if uid not in seen and n:
             row = _resolve(uid, "", None, by_email, overrides, fallback, disabled_users, n)

@@ -12,18 +12,9 @@ from migration_assets.lib.proposal import FieldProposal
 from migration_assets.lib.schema_plan import ColumnSpec, SchemaPlan, SchemaPlanError, TableSpec, key_for
 from migration_assets.lib.schema_types import ColumnType, column_type_for, schema_name
 
-# The tables the loader writes, each keyed on its Close id column (an alternate key makes it unique).
-LOADED_TABLES = (
-    "account",
-    "contact",
-    "lead",
-    "opportunity",
-    "phonecall",
-    "email",
-    "task",
-    "appointment",
-    "annotation",
-)
+# Tables whose Close id column is unique by construction get an alternate key on it. Not annotation: its
+# Close id is the note/activity it came from, and one email can carry several attachments.
+KEYED_TABLES = ("account", "contact", "lead", "opportunity", "phonecall", "email", "task", "appointment")
 
 
 def closeid_column(config: MappingConfig) -> str:
@@ -81,6 +72,12 @@ def build_plan(
     for table, columns in sorted(config.custom_columns().items()):
         for column, custom in sorted(columns.items()):
             add(_from_custom(table, column, custom, config))
+    # Account bookkeeping columns written by staged/account (accounts.yaml), not declared in a field map.
+    accounts = config.accounts
+    add(ColumnSpec("account", accounts.flag_column, schema_name(accounts.flag_column, "Placeholder account"),
+                   "Boolean", "Placeholder account", "Account created for Close leads without a name"))  # fmt: skip
+    add(ColumnSpec("account", accounts.merged_ids_column, schema_name(accounts.merged_ids_column, "Close lead ids"),
+                   "Memo", "Close lead ids", "Ids of the Close leads merged into this account", 100_000))  # fmt: skip
     for p in proposals:
         if p.action != "new":
             continue
@@ -125,6 +122,6 @@ def build_plan(
                 )
             )
     prefix = config.settings.publisher_prefix
-    for table in [*LOADED_TABLES, *(t.table for t in activity_types)]:
+    for table in [*KEYED_TABLES, *(t.table for t in activity_types)]:
         plan.keys.append(key_for(table, closeid, prefix))
     return plan

@@ -64,7 +64,8 @@ def _number_type(values: Sequence[Any]) -> ColumnType:
             numbers.append(float(v))
         except (TypeError, ValueError) as exc:
             raise SchemaTypeError(f"number field has a non-numeric value {v!r}") from exc
-    if all(n.is_integer() and INT32[0] <= n <= INT32[1] for n in numbers):
+    # Integer only when the data shows it: with no sample at all, Decimal cannot lose a fraction later.
+    if numbers and all(n.is_integer() and INT32[0] <= n <= INT32[1] for n in numbers):
         return ColumnType("Integer")
     decimals = max((len(str(v).split(".")[1]) if "." in str(v) else 0 for v in values), default=2)
     notes = ("values exceed the Decimal range ±1e11",) if any(abs(n) > DECIMAL_RANGE for n in numbers) else ()

@@ -83,7 +83,9 @@ def select_sql(
         elif "raw" not in typed:
             parts.append(f"CAST(NULL AS VARCHAR) AS {_q(name)}")
         elif name in set(list_columns):
-            parts.append(f"json_transform(json_extract(raw, {_lit(json_path(name))}), '[\"VARCHAR\"]') AS {_q(name)}")
+            parts.append(
+                f"json_transform(json_extract(raw, {_lit(json_path(name))}), '[\"VARCHAR\"]') AS {_q(name)}"
+            )
         elif name in STRUCTURES:
             parts.append(
                 f"json_transform(json_extract(raw, {_lit(json_path(name))}), {_lit(STRUCTURES[name])}) AS {_q(name)}"

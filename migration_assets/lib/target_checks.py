@@ -101,7 +101,9 @@ def column_checks(rule: ColumnRule) -> list[pa.Check]:
     if kind == "DateTime":
         date_only = rule.format == "DateOnly"
         pattern, what = (DATEONLY, "YYYY-MM-DD") if date_only else (DATETIME, "YYYY-MM-DDTHH:MM:SSZ")
-        return [_check("date_format", f"not a {what} value", lambda c: c.cast(pl.String).str.contains(pattern))]
+        return [
+            _check("date_format", f"not a {what} value", lambda c: c.cast(pl.String).str.contains(pattern))
+        ]
     if kind == "Boolean":
         return [_check("boolean", "not true/false", lambda c: c.cast(pl.Boolean, strict=False).is_not_null())]
     if kind == "Uniqueidentifier":
@@ -117,7 +119,9 @@ def bind_checks(targets: Sequence[str], entity_sets: Mapping[str, str],
     alts = "|".join(re.escape(s) for s in sets)
     shape = rf"^/({alts})\(({UUID}|[a-z0-9_]+='[^']*')\)$"
     shown = " or ".join(f"/{s}(<id>)" for s in sets)
-    checks = [_check("lookup_shape", f"not a {shown} reference", lambda c: c.cast(pl.String).str.contains(shape))]
+    checks = [
+        _check("lookup_shape", f"not a {shown} reference", lambda c: c.cast(pl.String).str.contains(shape))
+    ]
     if all(t in known for t in targets):
         values = pl.Series("known", [v for t in targets for v in known[t]], dtype=pl.String)
         what = " or ".join(targets)

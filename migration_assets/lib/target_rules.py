@@ -53,7 +53,10 @@ class TableRules:
             entity_set=str(data["entity_set"]),
             primary_id=str(data["primary_id"]),
             columns=cols,
-            navigation={k: list(v) if isinstance(v, list) else [v] for k, v in dict(data.get("navigation") or {}).items()},
+            navigation={
+                k: list(v) if isinstance(v, list) else [v]
+                for k, v in dict(data.get("navigation") or {}).items()
+            },
             planned_table=bool(data.get("planned_table", False)),
         )
 

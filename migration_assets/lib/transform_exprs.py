@@ -47,7 +47,10 @@ def b_coalesce(src: list[Source], args: dict[str, Any], ctx: TransformContext) -
 
 
 def b_template(src: list[Source], args: dict[str, Any], ctx: TransformContext) -> Mapped:
-    return Mapped(_text(pl.format(args["format"], *[_src_text(s).fill_null("") for s in src])))
+    texts = [_src_text(s) for s in src]
+    # All parts missing -> null, not a template of empty parts (" / " would look like a real value).
+    formatted = pl.format(args["format"], *[t.fill_null("") for t in texts])
+    return Mapped(pl.when(pl.any_horizontal([t.is_not_null() for t in texts])).then(_text(formatted)))
 
 
 def b_cents_to_money(src: list[Source], args: dict[str, Any], ctx: TransformContext) -> Mapped:
@@ -198,12 +201,21 @@ def _typed(items: pl.Expr, args: dict[str, Any]) -> pl.Expr:
     return items
 
 
+def _empty_list(s: Source) -> bool:
+    """A list column whose elements have no type yet (every value empty or null): nothing to pick."""
+    return s.dtype == pl.Null or (isinstance(s.dtype, pl.List) and s.dtype.inner == pl.Null)
+
+
 def b_pick(src: list[Source], args: dict[str, Any], ctx: TransformContext) -> Mapped:
+    if _empty_list(src[0]):
+        return Mapped(NULL_STR)
     item = _typed(src[0].expr, args).list.get(args.get("index", 0), null_on_oob=True)
     return Mapped(item.struct.field(args["field"]))
 
 
 def b_join_list(src: list[Source], args: dict[str, Any], ctx: TransformContext) -> Mapped:
+    if _empty_list(src[0]):
+        return Mapped(NULL_STR)
     items = src[0].expr.list.slice(args.get("skip", 0))
     elem = pl.element().struct.field(args["field"]) if args.get("field") else pl.element()
     joined = items.list.eval(elem.cast(STR)).list.drop_nulls().list.join(args.get("separator", "; "))

@@ -7,10 +7,9 @@ live in `close_http.CloseHttp`; pure helpers (header parsing, windows) in `migra
 
 from __future__ import annotations
 
+import os
 import shutil
-import tempfile
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -22,7 +21,7 @@ import dagster as dg
 import httpx
 from pydantic import PrivateAttr
 
-from migration_assets.lib.close_export import CloseExportError, iter_export_leads
+from migration_assets.lib.close_export import CloseExportError
 from migration_assets.lib.close_paging import (
     Window,
     WindowTooNarrow,
@@ -30,6 +29,7 @@ from migration_assets.lib.close_paging import (
     lead_window_query,
     split_window,
 )
+from migration_assets.resources.close_exports import CloseExportsMixin
 from migration_assets.resources.close_http import (
     CloseAPIError,
     CloseAuthError,
@@ -63,7 +63,7 @@ def _family(path: str) -> str:
     return path.strip("/").split("/", 1)[0]
 
 
-class CloseClient:
+class CloseClient(CloseExportsMixin):
     """Extraction-oriented access to one Close org (thread-safe)."""
 
     def __init__(
@@ -80,7 +80,7 @@ class CloseClient:
         requests_per_second: float | None = None,
         backoff_base: float = 0.5,
         default_rate_limit_delay: float = 2.0,
-        export_poll_seconds: float = 0.25,
+        export_poll_seconds: float = 0.1,
         export_timeout_seconds: float = 3600.0,
         transport: httpx.BaseTransport | None = None,
     ):
@@ -102,7 +102,10 @@ class CloseClient:
         self.export_poll_seconds = export_poll_seconds
         self.export_timeout_seconds = export_timeout_seconds
         self.windows_split = 0
-        self._skip_ok = 0  # highest `_skip` the server has accepted
+        # Learned per endpoint family ("max_skip varies per resource"): the server's cap, and the
+        # highest `_skip` it has accepted.
+        self._max_skip: dict[str, int] = {}
+        self._skip_ok: dict[str, int] = {}
         self._limits: dict[str, int] = {}
         self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="close-page")
         self._lock = threading.Lock()
@@ -194,8 +197,9 @@ class CloseClient:
         pending: deque[Future[dict[str, Any]]] = deque()
         try:
             while True:
+                cap = self.max_skip_for(path)
                 while len(pending) < self.concurrency and (total is None or next_skip < total):
-                    if next_skip > self.max_skip:
+                    if next_skip > cap:
                         break
                     pending.append(self._pool.submit(self._page, path, params, next_skip, limit))
                     next_skip += limit
@@ -203,9 +207,9 @@ class CloseClient:
                     if total is not None and next_skip >= total:
                         return
                     raise CloseSkipCapError(
-                        f"GET /{path}: more records than max_skip={self.max_skip} allows to page "
+                        f"GET /{path}: more records than max_skip={cap} allows to page "
                         f"(params={params}); the query must be split into date windows",
-                        max_skip=self.max_skip,
+                        max_skip=cap,
                         endpoint=path,
                     )
                 body = pending.popleft().result()
@@ -217,6 +221,10 @@ class CloseClient:
         finally:
             for fut in pending:
                 fut.cancel()
+
+    def max_skip_for(self, path: str) -> int:
+        """The `_skip` cap in force for an endpoint: configured, or lower if the server said so."""
+        return self._max_skip.get(_family(path), self.max_skip)
 
     def list_all(self, path: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Every object of a short list (config objects: statuses, pipelines, custom fields...)."""
@@ -237,10 +245,11 @@ class CloseClient:
                     f"GET /{path}: server refused _skip={skip} but reports max_skip={exc.max_skip}"
                 ) from exc
             with self._lock:
-                self.max_skip = min(self.max_skip, exc.max_skip)
+                self._max_skip[_family(path)] = min(self.max_skip_for(path), exc.max_skip)
             return None
         with self._lock:
-            self._skip_ok = max(self._skip_ok, skip)
+            family = _family(path)
+            self._skip_ok[family] = max(self._skip_ok.get(family, 0), skip)
         return body["data"]
 
     def _fits(self, path: str, params: dict[str, Any], body: dict[str, Any], limit: int) -> bool:
@@ -254,11 +263,13 @@ class CloseClient:
         total = body.get("total_results")
         if isinstance(total, int):
             last_skip = ((total - 1) // limit) * limit
-            if last_skip > self.max_skip:
+            if last_skip > self.max_skip_for(path):
                 return False
-            return last_skip <= self._skip_ok or self._probe(path, params, last_skip) is not None
+            if last_skip <= self._skip_ok.get(_family(path), 0):
+                return True
+            return self._probe(path, params, last_skip) is not None
         while True:
-            data = self._probe(path, params, self.max_skip)
+            data = self._probe(path, params, self.max_skip_for(path))
             if data is not None:
                 return not data
 
@@ -295,7 +306,7 @@ class CloseClient:
                     older, newer = split_window(w, now, granularity)
                 except WindowTooNarrow as exc:
                     raise CloseAPIError(
-                        f"GET /{path}: more than max_skip={self.max_skip} records in window {exc} on "
+                        f"GET /{path}: more than max_skip={self.max_skip_for(path)} records in window {exc} on "
                         f"{field}; they cannot be separated by date. Use the JSON export source instead."
                     ) from exc
                 with self._lock:
@@ -372,68 +383,6 @@ class CloseClient:
             for event in page:
                 if event.get("object_id"):
                     yield event["object_id"]
-
-    # --- exports --------------------------------------------------------------------------------------
-
-    def request_export(self, include_activities: bool = True) -> dict[str, Any]:
-        return self.post(
-            "export/lead/",
-            {
-                "format": "json",
-                "type": "leads",
-                "include_activities": include_activities,
-                "send_done_email": False,
-            },
-        )
-
-    def wait_export(self, export_id: str) -> dict[str, Any]:
-        deadline = time.monotonic() + self.export_timeout_seconds
-        delay = self.export_poll_seconds
-        while True:
-            export = self.get(f"export/{export_id}/")
-            status = export.get("status")
-            if status == "done" and export.get("download_url"):
-                return export
-            if status == "error":
-                raise CloseExportError(f"Close reported an error building export {export_id}: {export}")
-            if time.monotonic() > deadline:
-                raise CloseExportError(
-                    f"Close export {export_id} not ready after {self.export_timeout_seconds:.0f} s "
-                    f"(status={status}, processed {export.get('n_docs_processed')}/{export.get('n_docs')})"
-                )
-            time.sleep(delay)
-            delay = min(delay * 1.5, 10.0)
-
-    def download_export(self, dest: Path, include_activities: bool = True) -> Path:
-        """Request a JSON lead export, wait for it and stream it (still gzip-compressed) to `dest`."""
-        export = self.wait_export(self.request_export(include_activities)["id"])
-        tmp = dest.with_name(dest.name + ".part")
-        for attempt in range(3):
-            try:
-                with tmp.open("wb") as fh:
-                    for chunk in self.http.stream_download(export["download_url"], decode=False):
-                        fh.write(chunk)
-                break
-            except CloseAPIError as exc:
-                # Signed download URLs expire after 60 s: fetch a fresh one and try again.
-                if attempt == 2 or exc.status not in (400, 403, 404, 410):
-                    raise
-                export = self.wait_export(export["id"])
-        tmp.replace(dest)
-        return dest
-
-    def export_leads(self, include_activities: bool = True, export_file: str | None = None) -> Iterator[dict]:
-        """Lead documents of a JSON export, streamed one at a time.
-
-        With `export_file` the file on disk is read (JSON-lines or array, optionally .gz; CSV refused);
-        otherwise an export is requested through the API, downloaded to a temporary file and parsed.
-        """
-        if export_file:
-            yield from iter_export_leads(export_file)
-            return
-        with tempfile.TemporaryDirectory(prefix="close-export-") as tmp:
-            path = self.download_export(Path(tmp) / "export.json.gz", include_activities)
-            yield from iter_export_leads(path)
 
     # --- files ----------------------------------------------------------------------------------------
 
@@ -512,6 +461,12 @@ class CloseResource(dg.ConfigurableResource):
         return self.get_client().iter_events(**kwargs)
 
     def export_leads(self, include_activities: bool = True) -> Iterator[dict]:
+        if self.source == "file" and not self.export_file:
+            raise CloseExportError(
+                "CloseResource.source is 'file' but no export_file is configured: set export_file to the "
+                "path of a Close JSON export (.json, .jsonl or .gz), or use source 'export' to request one "
+                "through the API."
+            )
         return self.get_client().export_leads(
             include_activities, self.export_file if self.source == "file" else None
         )
@@ -522,3 +477,18 @@ class CloseResource(dg.ConfigurableResource):
     @property
     def stats(self) -> dict[str, float]:
         return self.get_client().stats
+
+
+def close_resource_from_env() -> CloseResource:
+    """The deployed resource: the key from CLOSE_API_KEY (resolved only when a run starts, never logged);
+    base URL, source and export file from CLOSE_BASE_URL, CLOSE_SOURCE (api|export|file) and
+    CLOSE_EXPORT_FILE when set (the demo points CLOSE_BASE_URL at the emulator)."""
+    source = os.environ.get("CLOSE_SOURCE", "api")
+    if source not in ("api", "export", "file"):
+        raise CloseError(f"CLOSE_SOURCE must be 'api', 'export' or 'file', got {source!r}")
+    return CloseResource(
+        api_key=dg.EnvVar("CLOSE_API_KEY"),
+        base_url=os.environ.get("CLOSE_BASE_URL") or "https://api.close.com/api/v1/",
+        source=source,  # type: ignore[arg-type]
+        export_file=os.environ.get("CLOSE_EXPORT_FILE") or None,
+    )

@@ -7,6 +7,7 @@ them share one connection pool, one rate-limit state and one set of counters.
 from __future__ import annotations
 
 import random
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from migration_assets.lib.close_paging import (
     parse_ratelimit,
     rate_limit_delay,
 )
+from migration_assets.lib.fastjson import loads
 
 RETRYABLE_STATUS = frozenset({500, 502, 503, 504})
 
@@ -176,10 +178,18 @@ class _RateGate:
             self._blocked_until[group] = max(self._blocked_until.get(group, 0.0), until)
 
 
+_ID_SEGMENT = re.compile(r"^[a-z]+_[0-9A-Za-z]{20,}$")  # Close ids: prefix + 22 or 43 base62 chars
+
+
 def endpoint_group(method: str, path: str) -> str:
-    """Rate-limit group key: method + path with object ids replaced (`GET lead/{id}/`)."""
+    """Rate-limit group key: method + path with object ids replaced (`GET lead/{id}/`).
+
+    File URLs (`/go/file/...`, `/call/<id>/recording/`) share one group per top-level segment.
+    """
     parts = [p for p in urlsplit(path).path.split("/") if p]
-    norm = ["{id}" if "_" in p and p.split("_", 1)[0].isalpha() and len(p) > 12 else p for p in parts]
+    if parts and parts[0] in ("go", "call"):
+        parts = parts[:1]
+    norm = ["{id}" if _ID_SEGMENT.match(p) else p for p in parts]
     return f"{method.upper()} {'/'.join(norm)}"
 
 
@@ -438,7 +448,7 @@ def _decode(resp: httpx.Response) -> Any:
     if not resp.content:
         return None
     try:
-        return resp.json()
+        return loads(resp.content)
     except ValueError as exc:
         if 200 <= resp.status_code < 300:
             raise _TruncatedBody(f"invalid JSON body ({len(resp.content)} bytes)") from exc

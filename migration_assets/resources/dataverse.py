@@ -7,11 +7,9 @@ writes live in the `dataverse_*` modules beside this one; this module is the pub
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-from urllib.parse import quote
 
 import dagster as dg
 from pydantic import Field, PrivateAttr
@@ -26,6 +24,7 @@ from migration_assets.lib.dv_batch import (
     match_responses,
 )
 from migration_assets.lib.dv_bulk import DUPLICATE_ID_CODE
+from migration_assets.lib.dv_odata import InvalidKeyError, key_segment, odata_bind, query_string
 from migration_assets.resources.dataverse_bulk import BulkWriter, RowError, WriteResult, existing_ids
 from migration_assets.resources.dataverse_errors import (
     DataverseApiError,
@@ -37,10 +36,9 @@ from migration_assets.resources.dataverse_errors import (
 from migration_assets.resources.dataverse_metadata import (
     EntityMeta,
     entity_path,
-    label,
     load_entity,
-    publish_xml_body,
 )
+from migration_assets.resources.dataverse_schema import SchemaWritesMixin
 from migration_assets.resources.dataverse_transport import (
     BYPASS_HEADERS,
     AppUserCredentials,
@@ -59,6 +57,7 @@ __all__ = [
     "DataverseError",
     "DataverseResource",
     "DataverseUnavailableError",
+    "InvalidKeyError",
     "RowError",
     "WriteResult",
     "odata_bind",
@@ -70,44 +69,9 @@ __all__ = [
 DEFAULT_BATCH_SIZE = 250
 # $batch fallback: each part still costs server time; Microsoft says start at ~10 and grow (§5.1).
 DEFAULT_BATCH_REQUEST_SIZE = 100
-_KEY_FORBIDDEN = set("/<>*%&:\\?+")  # break GET/PATCH by alternate key (reference §2.4)
 
 
-def odata_bind(entity_set: str, record_id: str) -> str:
-    """Value of a `<nav>@odata.bind` property: "/accounts(<guid>)"."""
-    return f"/{entity_set}({record_id})"
-
-
-def _key_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    text = str(value)
-    bad = sorted(set(text) & _KEY_FORBIDDEN)
-    if bad:
-        raise DataverseError(
-            f"alternate key value {text!r} contains {bad}, which Dataverse cannot take in a key URL; "
-            f"address the record by its id instead"
-        )
-    return "'" + text.replace("'", "''") + "'"
-
-
-def key_segment(entity_set: str, key: str | dict[str, Any]) -> str:
-    """`accounts(<guid>)` for an id, `accounts(c2d_closeid='x')` for an alternate key dict."""
-    if isinstance(key, str):
-        return f"{entity_set}({key})"
-    if not key:
-        raise DataverseError("an alternate key needs at least one column")
-    return f"{entity_set}(" + ",".join(f"{k}={_key_value(v)}" for k, v in key.items()) + ")"
-
-
-def _query_string(params: dict[str, str]) -> str:
-    # OData wants %20 for spaces (not "+") and keeps $, quotes, parentheses and commas readable.
-    return "&".join(f"{k}={quote(v, safe=chr(39) + '(),$@/:=')}" for k, v in params.items())
-
-
-class DataverseClient:
+class DataverseClient(SchemaWritesMixin):
     """Thread-safe Dataverse client. Use as a context manager or call `close()`."""
 
     def __init__(
@@ -196,7 +160,7 @@ class DataverseClient:
     def supports_bulk(self, message: str, table: str) -> bool:
         """Is `message` (CreateMultiple, UpdateMultiple, UpsertMultiple) available on `table`? Cached."""
         if (message, table) not in self._bulk_support:
-            qs = _query_string(
+            qs = query_string(
                 {
                     "$select": "sdkmessagefilterid",
                     "$filter": "sdkmessageid/name eq @message and primaryobjecttypecode eq @table",
@@ -207,86 +171,6 @@ class DataverseClient:
             found = self.get_json(f"sdkmessagefilters?{qs}").get("value", [])
             self._bulk_support[(message, table)] = bool(found)
         return self._bulk_support[(message, table)]
-
-    def _schema_changed(self, table: str | None) -> None:
-        if table is None:
-            self._meta.clear()
-        else:
-            self._meta.pop(table, None)
-
-    def _solution(self, solution: str | None) -> dict[str, str]:
-        return {"MSCRM.SolutionUniqueName": solution} if solution else {}
-
-    def create_table(self, body: dict[str, Any], solution: str | None = None) -> str | None:
-        resp = self.request("POST", "EntityDefinitions", json=body, headers=self._solution(solution))
-        self._schema_changed(None)
-        return entity_id_from_url(resp.headers.get("OData-EntityId", ""))
-
-    def create_column(self, table: str, body: dict[str, Any], solution: str | None = None) -> None:
-        self.request("POST", f"{entity_path(table)}/Attributes", json=body, headers=self._solution(solution))
-        self._schema_changed(table)
-
-    def create_key(
-        self, table: str, schema_name: str, columns: list[str], display_name: str, solution: str | None = None
-    ) -> None:
-        body = {"SchemaName": schema_name, "DisplayName": label(display_name), "KeyAttributes": columns}
-        self.request("POST", f"{entity_path(table)}/Keys", json=body, headers=self._solution(solution))
-        self._schema_changed(table)
-
-    def wait_for_key(self, table: str, schema_name: str, timeout: float = 600.0, poll: float = 0.5) -> str:
-        """Poll a key until its index is Active (returned) or Failed (raises); keys build asynchronously."""
-        deadline = time.monotonic() + timeout
-        while True:
-            keys = self.get_json(f"{entity_path(table)}/Keys?$select=SchemaName,EntityKeyIndexStatus")[
-                "value"
-            ]
-            status = next(
-                (k.get("EntityKeyIndexStatus") for k in keys if k["SchemaName"] == schema_name), None
-            )
-            if status == "Active":
-                self._schema_changed(table)
-                return status
-            if status in (None, "Failed"):
-                raise DataverseError(
-                    f"alternate key {schema_name} on '{table}' is {status or 'missing'}; "
-                    f"fix duplicate values and reactivate it (ReactivateEntityKey)"
-                )
-            if time.monotonic() > deadline:
-                raise DataverseError(
-                    f"alternate key {schema_name} on '{table}' still {status} after {timeout} s"
-                )
-            time.sleep(poll)
-
-    def create_relationship(self, body: dict[str, Any], solution: str | None = None) -> None:
-        self.request("POST", "RelationshipDefinitions", json=body, headers=self._solution(solution))
-        self._schema_changed(None)
-
-    def create_customer_relationships(
-        self, body: dict[str, Any], solution: str | None = None
-    ) -> dict[str, Any]:
-        out = self.request("POST", "CreateCustomerRelationships", json=body, headers=self._solution(solution))
-        self._schema_changed(None)
-        return out if isinstance(out, dict) else {}
-
-    def insert_option_value(
-        self, table: str, column: str, value: int, text: str, solution: str | None = None
-    ) -> None:
-        body: dict[str, Any] = {
-            "EntityLogicalName": table,
-            "AttributeLogicalName": column,
-            "Value": value,
-            "Label": label(text),
-        }
-        if solution:
-            body["SolutionUniqueName"] = solution
-        self.request("POST", "InsertOptionValue", json=body)
-        self._schema_changed(table)
-
-    def publish_xml(self, tables: list[str]) -> None:
-        self.request("POST", "PublishXml", json=publish_xml_body(tables))
-
-    def publish_all_xml(self) -> None:
-        self.request("POST", "PublishAllXml")
 
     # -- records ----------------------------------------------------------------------------------------
     def create(self, table: str, record: dict[str, Any]) -> str:
@@ -301,6 +185,10 @@ class DataverseClient:
             )
             if new_id or pk_value:
                 return new_id or str(pk_value).lower()
+            raise DataverseError(
+                f"create of '{table}' answered HTTP {resp.status_code} without OData-EntityId or Location; "
+                f"the new record's id is unknown (send '{primary_id}' in the record to choose it)"
+            )
         code, message = error_of(resp)
         if resp.status_code == 412 and code.lower() == DUPLICATE_ID_CODE and pk_value:
             return str(pk_value).lower()
@@ -319,7 +207,7 @@ class DataverseClient:
             params["$select"] = ",".join(select)
         if expand:
             params["$expand"] = expand
-        url = key_segment(self.entity_set(table), key) + (f"?{_query_string(params)}" if params else "")
+        url = key_segment(self.entity_set(table), key) + (f"?{query_string(params)}" if params else "")
         resp = self.transport.request("GET", url)
         if resp.status_code == 404:
             return None
@@ -393,7 +281,7 @@ class DataverseClient:
         if annotations:
             prefer.append('odata.include-annotations="*"')
         headers = {"Prefer": ",".join(prefer)} if prefer else {}
-        url: str | None = self.entity_set(table) + (f"?{_query_string(params)}" if params else "")
+        url: str | None = self.entity_set(table) + (f"?{query_string(params)}" if params else "")
         while url:
             page = self.request("GET", url, headers=headers)
             yield page.get("value", [])
@@ -423,9 +311,28 @@ class DataverseClient:
         return self._write("update", table, rows, batch_size)
 
     def upsert_multiple(
-        self, table: str, rows: list[dict[str, Any]], batch_size: int | None = None
+        self,
+        table: str,
+        rows: list[dict[str, Any]],
+        batch_size: int | None = None,
+        key_columns: list[str] | None = None,
     ) -> WriteResult:
-        """Upsert rows addressed by primary key (or an explicit "@odata.id", e.g. an alternate key)."""
+        """Upsert rows addressed by primary key, or by the alternate key `key_columns` (which must be an
+        Active key: the row's values become "@odata.id": "<set>(<col>='<value>')"), or an explicit "@odata.id"."""
+        if key_columns:
+            entity_set = self.entity_set(table)
+            lacking = [i for i, r in enumerate(rows) if any(r.get(c) in (None, "") for c in key_columns)]
+            if lacking:
+                raise DataverseError(
+                    f"upsert of '{table}' by key {key_columns}: rows {lacking[:10]} (of {len(lacking)}) have no "
+                    f"value for a key column"
+                )
+            rows = [
+                r
+                if "@odata.id" in r
+                else {**r, "@odata.id": key_segment(entity_set, {c: r[c] for c in key_columns})}
+                for r in rows
+            ]
         return self._write("upsert", table, rows, batch_size)
 
     def execute_batch(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import Executor
+from concurrent.futures import CancelledError, Executor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -143,7 +143,13 @@ class BulkWriter:
         for fut in futures:  # wait for all, so no request is still running when we raise
             try:
                 fut.result()
+            except CancelledError:
+                pass
             except BaseException as exc:  # noqa: BLE001 - re-raised below after the others finish
+                if first_error is None:
+                    # A request-level error (missing column, privilege) will hit every chunk: stop sending.
+                    for pending in futures:
+                        pending.cancel()
                 first_error = first_error or exc
         if first_error is not None:
             raise first_error

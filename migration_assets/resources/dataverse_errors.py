@@ -23,7 +23,8 @@ class DataverseApiError(DataverseError):
     """Dataverse answered an error: the HTTP status and the server's `error.code`/`error.message` unchanged."""
 
     def __init__(self, status: int, code: str, message: str, method: str = "", url: str = ""):
-        where = f" ({method} {url})" if method else ""
+        # The path only: query strings can carry filter values (emails, names) that must not reach logs.
+        where = f" ({method} {url.split('?', 1)[0]})" if method else ""
         super().__init__(f"Dataverse returned HTTP {status} {code}: {message}{where}")
         self.status = status
         self.code = code

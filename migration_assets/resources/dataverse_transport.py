@@ -83,12 +83,16 @@ class CallStats:
         self.requests = 0
         self.retries = 0
         self.throttled = 0
+        # Resends after an answer that leaves it open whether the work was done (dropped connection, 5xx
+        # such as a gateway timeout): a later "already exists" may then be our own earlier attempt.
+        self.ambiguous = 0
 
-    def add(self, requests: int = 0, retries: int = 0, throttled: int = 0) -> None:
+    def add(self, requests: int = 0, retries: int = 0, throttled: int = 0, ambiguous: int = 0) -> None:
         with self._lock:
             self.requests += requests
             self.retries += retries
             self.throttled += throttled
+            self.ambiguous += ambiguous
 
 
 @dataclass
@@ -291,6 +295,7 @@ class Transport:
                 # The request may or may not have landed; callers make writes idempotent (ids, upserts).
                 self._release(lane, ok=False)
                 self._bump(lane, "connection_errors")
+                call.add(ambiguous=1)
                 last_problem = f"{type(exc).__name__}: {exc}"
                 attempts = self._backoff(attempts, lane, call, method, url, last_problem)
                 continue
@@ -301,7 +306,7 @@ class Transport:
                 throttle_wait += delay
                 if throttle_wait > self.settings.max_throttle_wait:
                     raise DataverseUnavailableError(
-                        f"{method} {url}: still throttled (429) after waiting {throttle_wait:.0f} s in total; "
+                        f"{method} {url.split('?', 1)[0]}: still throttled (429) after waiting {throttle_wait:.0f} s in total; "
                         f"last answer: {resp.text[:300]}. Add application users or lower max_in_flight."
                     )
                 continue
@@ -323,6 +328,7 @@ class Transport:
             if resp.status_code in RETRYABLE_5XX:
                 self._release(lane, ok=False)
                 self._bump(lane, "server_errors")
+                call.add(ambiguous=1)
                 last_problem = f"HTTP {resp.status_code}: {resp.text[:300]}"
                 if attempts >= self.settings.max_retries:
                     raise _api_error(resp, method, url)
@@ -338,12 +344,12 @@ class Transport:
     ) -> int:
         if attempts >= self.settings.max_retries:
             raise DataverseUnavailableError(
-                f"{method} {url}: gave up after {attempts + 1} attempts; last problem: {problem}"
+                f"{method} {url.split('?', 1)[0]}: gave up after {attempts + 1} attempts; last problem: {problem}"
             )
         call.add(retries=1)
         self._bump(lane, "retries")
         delay = backoff_delay(attempts, self.settings.backoff_base, self.settings.backoff_cap, self._rng)
-        log.warning("Dataverse %s %s: %s; retrying in %.2f s", method, url, problem, delay)
+        log.warning("Dataverse %s %s: %s; retrying in %.2f s", method, url.split("?", 1)[0], problem, delay)
         time.sleep(delay)
         return attempts + 1
 

@@ -221,3 +221,29 @@ def test_resource_splits_comma_separated_credentials() -> None:
         bad.settings()
     with pytest.raises(DataverseConfigError, match="https"):
         DataverseClient(TransportSettings("http://org", TENANT, [AppUserCredentials("a", "s")]))
+
+
+def test_schema_create_that_landed_before_a_dropped_connection_is_accepted(
+    fake: FakeDataverse, client: DataverseClient
+) -> None:
+    created: set[str] = set()
+
+    def columns(req: httpx.Request, _c: str) -> httpx.Response | None:
+        path = req.url.path
+        if req.method == "POST" and path.endswith("EntityDefinitions(LogicalName='contact')/Attributes"):
+            if "c2d_x" in created:
+                return _error(
+                    400, "0x80040203", "A column named 'c2d_x' already exists on the 'contact' table."
+                )
+            created.add("c2d_x")  # the work lands, then the connection drops
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=req)
+        if req.method == "GET" and "Attributes(LogicalName='c2d_x')" in path:
+            return httpx.Response(200, json={"LogicalName": "c2d_x"}) if "c2d_x" in created else None
+        return None
+
+    fake.faults.append(columns)
+    client.create_column("contact", {"SchemaName": "c2d_X", "AttributeType": "String", "MaxLength": 10})
+    assert created == {"c2d_x"}
+    # Without an ambiguous first attempt, "already exists" is a real error and surfaces unchanged.
+    with pytest.raises(DataverseApiError, match="already exists"):
+        client.create_column("contact", {"SchemaName": "c2d_X", "AttributeType": "String", "MaxLength": 10})

@@ -204,3 +204,54 @@ def test_store_is_thread_safe(dv: Dv) -> None:
     assert len(store.table("account")) == 800
     versions = [r["versionnumber"] for r in store.table("account").values()]
     assert len(set(versions)) == 800
+
+
+def test_bulk_delete_runs_as_a_completed_system_job(dv: Dv) -> None:
+    ids = dv.post("accounts/Microsoft.Dynamics.CRM.CreateMultiple", {"Targets": _accounts(4)}).json()["Ids"]
+    body = {
+        "JobName": "Bulk delete account records",
+        "SendEmailNotification": False,
+        "ToRecipients": [],
+        "CCRecipients": [],
+        "RecurrencePattern": "",
+        "StartDateTime": "2025-01-01T00:00:00Z",
+        "QuerySet": [
+            {
+                "@odata.type": "Microsoft.Dynamics.CRM.QueryExpression",
+                "EntityName": "account",
+                "ColumnSet": {
+                    "@odata.type": "Microsoft.Dynamics.CRM.ColumnSet",
+                    "AllColumns": False,
+                    "Columns": [],
+                },
+                "Criteria": {
+                    "@odata.type": "Microsoft.Dynamics.CRM.FilterExpression",
+                    "FilterOperator": "And",
+                    "Conditions": [
+                        {
+                            "@odata.type": "Microsoft.Dynamics.CRM.ConditionExpression",
+                            "AttributeName": "accountid",
+                            "Operator": "In",
+                            "Values": [{"Value": i.upper(), "Type": "System.Guid"} for i in ids[:3]],
+                        }
+                    ],
+                },
+            }
+        ],
+    }
+    resp = dv.post("BulkDelete", body)
+    assert resp.status_code == 200
+    job = resp.json()["JobId"]
+    assert list(dv.env.store.table("account")) == [ids[3]]
+    status = dv.get(f"asyncoperations({job})?$select=statecode,statuscode,message").json()
+    assert (status["statecode"], status["statuscode"], status["message"]) == (3, 30, "3 records deleted.")
+    bad = {
+        "QuerySet": [
+            {
+                "EntityName": "account",
+                "Criteria": {"Conditions": [{"AttributeName": "name", "Operator": "Like", "Values": []}]},
+            }
+        ]
+    }
+    assert error_of(dv.post("BulkDelete", bad))[0] == 400
+    assert error_of(dv.post("BulkDelete", {"QuerySet": [{"EntityName": "nosuch"}]}))[0] == 400

@@ -554,3 +554,41 @@ def test_custom_tables_and_activity_tables(dv: Dv) -> None:
     )
     custom = dv.get("EntityDefinitions?$select=LogicalName&$filter=IsCustomEntity eq true").json()["value"]
     assert sorted(e["LogicalName"] for e in custom) == ["c2d_pipeline", "c2d_sms"]
+
+
+def test_delete_custom_columns_and_tables(dv: Dv) -> None:
+    assert dv.add_column("account", string_column("c2d_Temp")).status_code == 204
+    rid = dv.create("accounts", {"name": "a", "c2d_temp": "v"})
+    assert (
+        dv.delete("EntityDefinitions(LogicalName='account')/Attributes(LogicalName='c2d_temp')").status_code
+        == 204
+    )
+    assert "c2d_temp" not in dv.row("account", rid)
+    assert error_of(dv.post("accounts", {"c2d_temp": "v"}))[1] == "0x80060888"
+    assert (
+        error_of(dv.delete("EntityDefinitions(LogicalName='account')/Attributes(LogicalName='name')"))[0]
+        == 403
+    )
+    primary = string_column("c2d_Name")
+    primary["IsPrimaryName"] = True
+    assert (
+        dv.post(
+            "EntityDefinitions",
+            {
+                "SchemaName": "c2d_Thing",
+                "OwnershipType": "UserOwned",
+                "HasNotes": True,
+                "Attributes": [primary],
+            },
+        ).status_code
+        == 204
+    )
+    dv.create("c2d_things", {"c2d_name": "x"})
+    assert dv.delete("EntityDefinitions(LogicalName='c2d_thing')").status_code == 204
+    assert error_of(dv.get("c2d_things"))[:2] == (404, "0x8006088a")
+    assert error_of(dv.delete("EntityDefinitions(LogicalName='account')"))[0] == 403
+    notes = {
+        r["ReferencingEntityNavigationPropertyName"]
+        for r in dv.get("EntityDefinitions(LogicalName='annotation')/ManyToOneRelationships").json()["value"]
+    }
+    assert "objectid_c2d_thing" not in notes

@@ -351,3 +351,52 @@ def test_csdl_metadata_document(dv: Dv) -> None:
     assert '<EntitySet Name="accounts" EntityType="Microsoft.Dynamics.CRM.account" />' in resp.text
     assert '<NavigationProperty Name="regardingobjectid_lead_task" Type="mscrm.lead"' in resp.text
     assert '<Property Name="_parentcustomerid_value" Type="Edm.Guid" />' in resp.text
+
+
+def test_collection_navigation_properties(dv: Dv) -> None:
+    acct = dv.create("accounts", {"name": "Contoso"})
+    other = dv.create("accounts", {"name": "Other"})
+    task = dv.create(
+        "tasks", {"subject": "Call back", "regardingobjectid_account_task@odata.bind": f"/accounts({acct})"}
+    )
+    dv.create(
+        "tasks", {"subject": "Elsewhere", "regardingobjectid_account_task@odata.bind": f"/accounts({other})"}
+    )
+    body = dv.get(f"accounts({acct})/Account_Tasks?$select=subject").json()
+    assert [(t["activityid"], t["subject"]) for t in body["value"]] == [(task, "Call back")]
+    contact = dv.create(
+        "contacts", {"lastname": "C", "parentcustomerid_account@odata.bind": f"/accounts({acct})"}
+    )
+    expanded = dv.get(
+        f"accounts({acct})?$select=name&$expand=contact_customer_accounts($select=fullname)"
+    ).json()
+    assert [c["contactid"] for c in expanded["contact_customer_accounts"]] == [contact]
+    assert error_of(dv.get(f"accounts({acct})?$expand=nosuch"))[:2] == (400, "0x0")
+
+
+def test_default_page_is_5000_and_count_is_capped(dv: Dv) -> None:
+    targets = [{"@odata.type": "Microsoft.Dynamics.CRM.account", "name": f"n{i}"} for i in range(5001)]
+    assert dv.post("accounts/Microsoft.Dynamics.CRM.CreateMultiple", {"Targets": targets}).status_code == 200
+    body = dv.get("accounts?$select=name&$count=true").json()
+    assert len(body["value"]) == 5000 and "@odata.nextLink" in body
+    assert (
+        body["@odata.count"] == 5000 and body["@Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded"] is True
+    )
+    assert len(dv.get("accounts?$select=name", Prefer="odata.maxpagesize=9000").json()["value"]) == 5000
+
+
+def test_patch_creating_with_representation_and_delete_by_key(dv: Dv) -> None:
+    rid = new_id()
+    resp = dv.patch(
+        f"contacts({rid})?$select=fullname",
+        {"firstname": "New", "lastname": "Person"},
+        Prefer="return=representation",
+    )
+    assert resp.status_code == 201 and resp.json()["fullname"] == "New Person"
+    aad = dv.row("systemuser", APP_USER.systemuserid)["azureactivedirectoryobjectid"]
+    assert (
+        dv.get(f"systemusers(azureactivedirectoryobjectid={aad})?$select=fullname").json()["systemuserid"]
+        == APP_USER.systemuserid
+    )
+    assert dv.delete(f"contacts({rid})", **{"If-Match": 'W/"1"'}).status_code == 412
+    assert dv.delete(f"contacts({rid})", **{"If-Match": "*"}).status_code == 204

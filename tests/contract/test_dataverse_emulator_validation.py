@@ -209,3 +209,21 @@ def test_annotation_document_limits(dv: Dv) -> None:
         )[1]
         == "0x80048d19"
     )
+
+
+def test_impersonation_headers(dv: Dv) -> None:
+    ada = user_id("ada@example.com")
+    resp = dv.post("accounts", {"name": "as ada"}, MSCRMCallerID=ada)
+    assert resp.status_code == 204
+    rid = resp.headers["OData-EntityId"].rsplit("(", 1)[1][:-1]
+    assert dv.row("account", rid)["createdby"] == ["systemuser", ada]
+    assert dv.row("account", rid)["ownerid"] == ["systemuser", ada]
+    aad = dv.row("systemuser", ada)["azureactivedirectoryobjectid"]
+    assert dv.get("WhoAmI", CallerObjectId=aad).json()["UserId"] == ada
+    assert (
+        error_of(dv.post("accounts", {"name": "x"}, MSCRMCallerID=user_id("gone@example.com")))[1]
+        == "0x80040225"
+    )
+    assert error_of(dv.post("accounts", {"name": "x"}, MSCRMCallerID=new_id()))[:2] == (404, "0x80040217")
+    limited = _limited("prvActOnBehalfOfAnotherUser")
+    assert error_of(limited.post("accounts", {"name": "x"}, MSCRMCallerID=ada))[:2] == (403, "0x80040220")

@@ -20,7 +20,9 @@ def test_demo_tiny_extracts_every_object_and_prints_counts(
     for table, expected in org.truth["counts"].items():
         line = next(line for line in out.splitlines() if line.startswith(table + " "))
         assert line.split()[1:] == [str(expected), str(expected), "ok"], line
-    assert (isolated_home / "dagster_home" / "dagster.yaml").exists(), "the run is recorded on the shared instance"
+    assert (isolated_home / "dagster_home" / "dagster.yaml").exists(), (
+        "the run is recorded on the shared instance"
+    )
 
 
 def test_extract_without_api_key_says_what_to_do(

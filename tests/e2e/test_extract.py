@@ -7,7 +7,7 @@ produce identical tables (same rows, same values, same order).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,9 @@ def tiny() -> Iterator[tuple[CloseOrg, CloseEmulatorServer]]:
         yield org, server
 
 
-def extract(org: CloseOrg, server: CloseEmulatorServer, path: Path, source: str, **kw: Any) -> dg.ExecuteInProcessResult:
+def extract(
+    org: CloseOrg, server: CloseEmulatorServer, path: Path, source: str, **kw: Any
+) -> dg.ExecuteInProcessResult:
     close = CloseResource(api_key=org.api_key, base_url=server.base_url, source=source, **kw)  # type: ignore[arg-type]
     return dg.materialize(
         [*ASSETS, *CHECKS],
@@ -44,9 +46,9 @@ def extract(org: CloseOrg, server: CloseEmulatorServer, path: Path, source: str,
     )
 
 
-def tables(path: Path) -> dict[str, pl.DataFrame]:
+def tables(path: Path, names: Sequence[str] = tuple(TABLES)) -> dict[str, pl.DataFrame]:
     wh = WarehouseResource(path=str(path))
-    return {t: wh.read(f"SELECT * FROM close.{t}") for t in TABLES}
+    return {t: wh.read(f"SELECT * FROM close.{t}") for t in names}
 
 
 def assert_counts_and_checks(result: dg.ExecuteInProcessResult, org: CloseOrg, path: Path) -> None:
@@ -55,7 +57,9 @@ def assert_counts_and_checks(result: dg.ExecuteInProcessResult, org: CloseOrg, p
     assert counts == org.truth["counts"]
     evaluations = result.get_asset_check_evaluations()
     assert len(evaluations) == sum(len(list(c.check_keys)) for c in CHECKS)
-    failed = [(e.asset_key.to_user_string(), e.check_name, e.description) for e in evaluations if not e.passed]
+    failed = [
+        (e.asset_key.to_user_string(), e.check_name, e.description) for e in evaluations if not e.passed
+    ]
     assert failed == []
     meta = {
         m.asset_key.to_user_string(): m.metadata
@@ -65,7 +69,9 @@ def assert_counts_and_checks(result: dg.ExecuteInProcessResult, org: CloseOrg, p
     assert meta["close/calls"]["watermark"].value
 
 
-def test_api_and_export_paths_produce_identical_tables(tiny: tuple[CloseOrg, CloseEmulatorServer], tmp_path: Path) -> None:
+def test_api_and_export_paths_produce_identical_tables(
+    tiny: tuple[CloseOrg, CloseEmulatorServer], tmp_path: Path
+) -> None:
     org, server = tiny
     api = extract(org, server, tmp_path / "api.duckdb", "api")
     assert_counts_and_checks(api, org, tmp_path / "api.duckdb")
@@ -75,7 +81,10 @@ def test_api_and_export_paths_produce_identical_tables(tiny: tuple[CloseOrg, Clo
     for name in TABLES:
         assert a[name].equals(b[name]), name
         # DuckDB hands TIMESTAMPTZ back as Etc/UTC; same instant type as the declared UTC.
-        read_back = {c: (pl.Datetime("us", "UTC") if isinstance(t, pl.Datetime) else t) for c, t in a[name].schema.items()}
+        read_back = {
+            c: (pl.Datetime("us", "UTC") if isinstance(t, pl.Datetime) else t)
+            for c, t in a[name].schema.items()
+        }
         assert read_back == TABLES[name].schema, name
     # Ids are exactly the org's: nothing lost, nothing invented.
     assert set(a["leads"]["id"]) == {lead["id"] for lead in org.leads}
@@ -83,7 +92,9 @@ def test_api_and_export_paths_produce_identical_tables(tiny: tuple[CloseOrg, Clo
     assert set(a["tasks"]["id"]) == {t["id"] for t in org.tasks}
 
 
-def test_file_source_reads_an_export_on_disk(tiny: tuple[CloseOrg, CloseEmulatorServer], tmp_path: Path) -> None:
+def test_file_source_reads_an_export_on_disk(
+    tiny: tuple[CloseOrg, CloseEmulatorServer], tmp_path: Path
+) -> None:
     org, server = tiny
     client = CloseResource(api_key=org.api_key, base_url=server.base_url).get_client()
     export_file = client.download_export(tmp_path / "leads.json.gz")
@@ -91,7 +102,9 @@ def test_file_source_reads_an_export_on_disk(tiny: tuple[CloseOrg, CloseEmulator
     assert_counts_and_checks(result, org, tmp_path / "file.duckdb")
 
 
-def test_wrong_key_fails_with_clear_message(tiny: tuple[CloseOrg, CloseEmulatorServer], tmp_path: Path) -> None:
+def test_wrong_key_fails_with_clear_message(
+    tiny: tuple[CloseOrg, CloseEmulatorServer], tmp_path: Path
+) -> None:
     org, server = tiny
     close = CloseResource(api_key="api_wrongkey", base_url=server.base_url)
     result = dg.materialize(
@@ -112,3 +125,54 @@ def test_demo_size_counts(tmp_path: Path) -> None:
         result = extract(org, server, tmp_path / "demo.duckdb", "api")
     assert_counts_and_checks(result, org, tmp_path / "demo.duckdb")
     print(f"demo extraction: {time.monotonic() - started:.1f} s")
+
+
+def test_delta_rereads_changes_and_applies_deletions(
+    tiny: tuple[CloseOrg, CloseEmulatorServer], tmp_path: Path
+) -> None:
+    org, server = tiny
+    path = tmp_path / "delta.duckdb"
+    selected = [a for a in ASSETS if a.key.path[-1] in ("leads", "notes", "tasks")]
+    resources = {
+        "close": CloseResource(api_key=org.api_key, base_url=server.base_url),
+        "warehouse": WarehouseResource(path=str(path)),
+    }
+    assert dg.materialize(selected, resources=resources).success
+    full = tables(path, ("leads", "notes", "tasks"))
+    # Rows Close has deleted since the last extraction (the event log says so): plant them.
+    deleted_lead = next(
+        e["object_id"] for e in org.events if e["object_type"] == "lead" and e["action"] == "deleted"
+    )
+    deleted_note = next(
+        e["object_id"] for e in org.events if e["object_type"] == "activity.note" and e["action"] == "deleted"
+    )
+    wh = WarehouseResource(path=str(path))
+    with wh.connect() as con:
+        con.execute("INSERT INTO close.leads (id, raw) VALUES (?, '{}')", [deleted_lead])
+        con.execute(
+            "INSERT INTO close.notes (id, lead_id, raw) VALUES (?, ?, '{}')",
+            [deleted_note, org.leads[0]["id"]],
+        )
+        con.execute(
+            "INSERT INTO close.tasks (id, lead_id, raw) VALUES ('task_orphan', ?, '{}')", [deleted_lead]
+        )
+    since = sorted(x["date_updated"] for x in org.leads)[len(org.leads) // 2]
+    run_config = {
+        "ops": {f"close__{a.key.path[-1]}": {"config": {"mode": "delta", "since": since}} for a in selected}
+    }
+    result = dg.materialize(selected, resources=resources, run_config=run_config)
+    assert result.success
+    after = tables(path, ("leads", "notes", "tasks"))
+    for name in ("leads", "notes", "tasks"):
+        assert after[name].equals(full[name]), (
+            name
+        )  # changes re-read, deletions (and a deleted lead's children) gone
+    meta = {
+        e.event_specific_data.materialization.asset_key.path[
+            -1
+        ]: e.event_specific_data.materialization.metadata
+        for e in result.get_asset_materialization_events()
+    }
+    assert meta["leads"]["mode"].value == "delta"
+    assert 0 < meta["leads"]["delta_rows"].value < len(org.leads)
+    assert meta["leads"]["rows_removed"].value >= 1 and meta["tasks"]["rows_removed"].value >= 1

@@ -128,7 +128,7 @@ def test_server_max_skip_lower_than_configured_is_learned() -> None:
     fake = FakeClose(_records(500), max_skip=100)
     with _client(fake) as client:  # configured 250,000; the server says 100
         ids = _ids(client.iter_window_pages("activity/call/", {}))
-        assert client.max_skip == 100
+        assert client.max_skip_for("activity/call/") == 100
     assert sorted(ids) == sorted(r["id"] for r in fake.records)
 
 

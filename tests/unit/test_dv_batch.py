@@ -36,7 +36,9 @@ def test_encode_uses_crlf_changesets_and_content_ids() -> None:
     assert ctype == "multipart/mixed; boundary=batch_abc"
     text = body.decode()
     assert "\n" not in text.replace("\r\n", "")  # no bare LF anywhere
-    assert text.startswith("--batch_abc\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n")
+    assert text.startswith(
+        "--batch_abc\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
+    )
     assert f"POST {ROOT}tasks HTTP/1.1\r\nContent-Type: application/json; type=entry\r\n\r\n" in text
     assert '{"subject":"Task 1"}' in text
     assert "Content-Type: multipart/mixed; boundary=changeset_" in text
@@ -139,7 +141,9 @@ def test_round_trip_json_body_and_match_responses() -> None:
     assert len(matched) == 4
     assert matched[0] is not None and matched[0].json() == body
     # A changeset answered by a single error part: every request of it failed (rolled back).
-    assert matched[1] is matched[2] and matched[1] is not None and matched[1].error == ("0x80040217", "missing")
+    assert (
+        matched[1] is matched[2] and matched[1] is not None and matched[1].error == ("0x80040217", "missing")
+    )
     assert matched[3] is None  # processing stopped before it
 
 
@@ -147,7 +151,9 @@ def test_decode_errors_are_clear() -> None:
     with pytest.raises(BatchDecodingError, match="multipart"):
         boundary_of("application/json")
     with pytest.raises(BatchDecodingError, match="status line"):
-        decode_batch("multipart/mixed; boundary=x", "--x\r\nContent-Type: application/http\r\n\r\nnot http\r\n--x--")
+        decode_batch(
+            "multipart/mixed; boundary=x", "--x\r\nContent-Type: application/http\r\n\r\nnot http\r\n--x--"
+        )
 
 
 def test_entity_id_from_url() -> None:

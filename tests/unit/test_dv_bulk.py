@@ -66,7 +66,12 @@ def test_contiguous_runs() -> None:
         (404, "0x80040217", "Entity 'account' With Id = x Does Not Exist", Failure.ROW),
         (412, "0x80060892", "A record that has the attribute values ... already exists.", Failure.ROW),
         (403, "0x80040220", "Principal user ... is missing prvCreateAccount privilege", Failure.REQUEST),
-        (400, "0x0", "Invalid property 'c2d_new' was found in entity 'Microsoft.Dynamics.CRM.account'.", Failure.REQUEST),
+        (
+            400,
+            "0x0",
+            "Invalid property 'c2d_new' was found in entity 'Microsoft.Dynamics.CRM.account'.",
+            Failure.REQUEST,
+        ),
         (400, "0x80048d19", "An undeclared property 'parentcustomerid' which only has ...", Failure.REQUEST),
         (413, "0x8004418a", "Request message length is too large.", Failure.ROW),
     ],

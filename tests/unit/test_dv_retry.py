@@ -12,7 +12,16 @@ from migration_assets.lib.dv_retry import AimdWindow, backoff_delay, parse_retry
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("12", 12.0), ("0.5", 0.5), (" 3 ", 3.0), ("-4", 0.0), ("", None), (None, None), ("soon", None), ("nan", None)],
+    [
+        ("12", 12.0),
+        ("0.5", 0.5),
+        (" 3 ", 3.0),
+        ("-4", 0.0),
+        ("", None),
+        (None, None),
+        ("soon", None),
+        ("nan", None),
+    ],
 )
 def test_parse_retry_after_seconds(value: str | None, expected: float | None) -> None:
     assert parse_retry_after(value) == expected

@@ -153,6 +153,7 @@ def test_thresholds_and_truncation_policy() -> None:
     assert cfg.settings.truncation_policy("lead", "companyname") == "reject"
     assert not cfg.settings.threshold("contact").allows(1, 100)
     assert cfg.settings.threshold("contact").allows(0, 100)
+    assert cfg.settings.deleted_records == "deactivate"
 
 
 def test_on_error_null_trap_is_refused(mappings: Path) -> None:

@@ -211,6 +211,30 @@ def test_keep_row_nulls_the_value_and_reports_it(cfg) -> None:
     result = apply_field_map(frame, cfg.field_map("lead"), cfg.context(), missing_columns="null")
     assert result.rejected().height == 0 and result.accepted().height == 1
     actions = {(p["column"], p["action"]) for p in result.problems.to_dicts()}
-    assert actions == {("lastname", "nulled"), ("emailaddress1", "nulled")}
+    assert actions == {("firstname", "nulled"), ("emailaddress1", "nulled")}
     row = result.frame.row(0, named=True)
-    assert row["lastname"] is None and row["emailaddress1"] is None and row["firstname"] == "Wolfeschlegelsteinhausenbergerdorff-Wolfeschlegelsteinhausenbergerdorff"
+    assert row["firstname"] is None and row["emailaddress1"] is None and row["lastname"] == "Jr"
+
+
+def test_all_null_and_empty_frames_map_for_every_object(cfg) -> None:
+    """A column no record had a value for arrives as dtype Null; an empty extraction has no rows."""
+    for obj in cfg.objects:
+        frame = pl.DataFrame({c: [None, None] for c in cfg.source_columns(obj.name)})
+        frame = frame.with_columns(pl.Series(obj.key, ["x1", "x2"]))
+        for j in obj.joins:
+            frame = frame.with_columns(*(pl.lit(None).alias(f"{j.prefix}{c}") for c in j.columns))
+        result = apply_field_map(frame, cfg.field_map(obj.name), cfg.context(owners={}), key=obj.key)
+        assert result.frame.height == 2
+        reasons = set(result.problems["reason"].to_list())
+        assert reasons <= {
+            "required value is missing",
+            "missing Close id",
+            "missing id part for the annotation key",
+        }, (
+            obj.name,
+            reasons,
+        )
+        assert (
+            apply_field_map(frame.head(0), cfg.field_map(obj.name), cfg.context(), key=obj.key).frame.height
+            == 0
+        )

@@ -27,6 +27,7 @@ def test_string_max_length_rounds_up_with_bounds() -> None:
         ({"type": "textarea"}, ["x"], ColumnType("Memo", max_length=4000)),
         ({"type": "number"}, [1, 2.0, "3"], ColumnType("Integer")),
         ({"type": "number"}, [1.25, 2], ColumnType("Decimal", precision=2)),
+        ({"type": "number"}, [], ColumnType("Decimal", precision=2)),
         ({"type": "date"}, [], ColumnType("DateTime", format="DateOnly")),
         ({"type": "datetime"}, [], ColumnType("DateTime", format="DateAndTime")),
         ({"type": "choices", "choices": ["A", "B"]}, ["A"], ColumnType("Picklist", options=("A", "B"))),

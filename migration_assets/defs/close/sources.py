@@ -6,14 +6,13 @@ chunks is the same; `tests/e2e/test_extract.py` proves both produce identical ta
 
 from __future__ import annotations
 
-import json
-import shutil
-import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-from migration_assets.defs.close.tables import ACTIVITY_TABLE_TYPES, ACTIVITY_TYPE_TABLE, strip_lead
+import polars as pl
+
+from migration_assets.defs.close.export_split import EXPORT_TABLES, export_directory, export_frames
+from migration_assets.defs.close.tables import ACTIVITY_TABLE_TYPES, strip_lead
 from migration_assets.resources.close import CloseClient, CloseResource
 
 Page = list[dict[str, Any]]
@@ -28,14 +27,11 @@ ACTIVITY_PATHS: dict[str, tuple[str, ...]] = {
     "status_changes": ("activity/status_change/lead/", "activity/status_change/opportunity/"),
     "custom_activities": ("activity/custom/",),
 }
-# Tables a JSON export can provide; everything else (users, statuses, custom fields...) always comes from the API.
-EXPORT_TABLES = ("leads", "contacts", "opportunities", "tasks", *ACTIVITY_PATHS)
 SAVED_SEARCH_TYPES = (
     "lead", "contact", "opportunity", "call", "email", "sms", "meeting", "note",
     "whatsapp_message", "custom_activity", "form_submission",
 )  # fmt: skip
 CUSTOM_FIELD_KINDS = ("lead", "contact", "opportunity", "activity")
-EXPORT_PAGE = 500
 
 
 def uses_export(close: CloseResource, table: str) -> bool:
@@ -114,78 +110,12 @@ def api_pages(client: CloseClient, table: str) -> Iterator[Page]:
         yield api_config(client, table)
 
 
-# --- JSON export ----------------------------------------------------------------------------------------
-
-_split_lock = threading.Lock()
-DONE_MARKER = "_complete.json"
-
-
-def split_export(leads: Iterator[dict[str, Any]], directory: Path) -> dict[str, int]:
-    """One streaming pass over the export: write each table's objects to `<table>.jsonl`.
-
-    Later assets then read only their own file instead of re-parsing the whole export. Activity types
-    with no table (Created, TaskCompleted, ...) are counted under `skipped:<type>`.
-    """
-    directory.mkdir(parents=True, exist_ok=True)
-    counts: dict[str, int] = dict.fromkeys(EXPORT_TABLES, 0)
-    files = {t: (directory / f"{t}.jsonl").open("w", encoding="utf-8") for t in EXPORT_TABLES}
-    try:
-
-        def put(table: str, obj: dict[str, Any]) -> None:
-            files[table].write(json.dumps(obj, ensure_ascii=False))
-            files[table].write("\n")
-            counts[table] += 1
-
-        for lead in leads:
-            put("leads", strip_lead(lead))
-            for contact in lead.get("contacts") or []:
-                put("contacts", contact)
-            for opp in lead.get("opportunities") or []:
-                put("opportunities", opp)
-            for task in lead.get("tasks") or []:
-                put("tasks", task)
-            for act in lead.get("activities") or []:
-                table = ACTIVITY_TYPE_TABLE.get(act.get("_type", ""))
-                if table is None:
-                    key = f"skipped:{act.get('_type')}"
-                    counts[key] = counts.get(key, 0) + 1
-                else:
-                    put(table, act)
-    finally:
-        for fh in files.values():
-            fh.close()
-    (directory / DONE_MARKER).write_text(json.dumps(counts))
-    return counts
-
-
-def export_directory(close: CloseResource, run_key: str) -> Path:
-    """The split export for this run, built on first use and shared by the run's assets."""
-    directory = close.scratch_dir(f"export-{run_key}")
-    with _split_lock:
-        if not (directory / DONE_MARKER).exists():
-            shutil.rmtree(directory, ignore_errors=True)
-            split_export(close.export_leads(include_activities=True), directory)
-    return directory
-
-
-def export_pages(directory: Path, table: str, page_size: int = EXPORT_PAGE) -> Iterator[Page]:
-    page: Page = []
-    with (directory / f"{table}.jsonl").open(encoding="utf-8") as fh:
-        for line in fh:
-            page.append(json.loads(line))
-            if len(page) >= page_size:
-                yield page
-                page = []
-    if page:
-        yield page
-
-
-def table_pages(close: CloseResource, table: str, run_key: str) -> Iterator[Page]:
-    """Pages of `table` from the configured source."""
+def table_pages(close: CloseResource, table: str, run_key: str) -> Iterator[Page | pl.DataFrame]:
+    """Chunks of `table` from the configured source: object pages (API) or ready frames (export)."""
     if not uses_export(close, table):
         yield from api_pages(close.get_client(), table)
         return
-    yield from export_pages(export_directory(close, run_key), table)
+    yield from export_frames(export_directory(close, run_key), table)
     if table == "tasks":
         # An export embeds only lead tasks (`_type: lead`, like GET /lead/); inbox/system tasks
         # (missed calls, voicemails, ... with noti_ ids) exist only behind /task/.
@@ -193,11 +123,4 @@ def table_pages(close: CloseResource, table: str, run_key: str) -> Iterator[Page
             yield [t for t in page if t.get("_type") != "lead"]
 
 
-__all__ = [
-    "ACTIVITY_TABLE_TYPES",
-    "EXPORT_TABLES",
-    "api_pages",
-    "export_pages",
-    "split_export",
-    "table_pages",
-]
+__all__ = ["ACTIVITY_TABLE_TYPES", "EXPORT_TABLES", "api_pages", "table_pages"]

@@ -9,7 +9,6 @@ export's `activities`): those live in their own tables.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -18,6 +17,7 @@ from typing import Any
 import polars as pl
 
 from migration_assets.lib.close_paging import parse_close_datetime
+from migration_assets.lib.fastjson import dumps_canonical
 
 TS = pl.Datetime("us", "UTC")
 Getter = Callable[[dict[str, Any]], Any]
@@ -30,12 +30,14 @@ LEAD_EMBEDDED = ("contacts", "opportunities", "tasks", "activities")
 # field family a field came from, whether a user is active, display order) under keys starting with
 # INJECTED; they feed typed columns and are left out of `raw`.
 INJECTED = "__"
+INJECTED_KEYS = ("__position", "__object_type", "__is_active")
 
 
 def canonical_json(obj: dict[str, Any]) -> str:
     """The `raw` column value: compact JSON with sorted keys, non-ASCII kept as is."""
-    clean = {k: v for k, v in obj.items() if not k.startswith(INJECTED)}
-    return json.dumps(clean, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    if any(k in obj for k in INJECTED_KEYS):  # cheaper than scanning every key of every object
+        obj = {k: v for k, v in obj.items() if not k.startswith(INJECTED)}
+    return dumps_canonical(obj)
 
 
 def strip_lead(lead: dict[str, Any]) -> dict[str, Any]:

@@ -44,8 +44,8 @@ def table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> boo
     row = con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
         [schema, table],
-    ).fetchone()
-    return bool(row and row[0])
+    ).fetchall()
+    return bool(row and row[0][0])
 
 
 def staged_rows(con: duckdb.DuckDBPyConnection, table: str) -> tuple[list[str], list[dict[str, Any]]]:
@@ -73,8 +73,8 @@ def write_rejected_table(con: duckdb.DuckDBPyConnection, run_id: str, table: str
         f"ORDER BY rejected_at, record_id",
         [run_id, table],
     )
-    row = con.execute(f"SELECT count(*) FROM {GROUP}.{_q(table + '_rejected')}").fetchone()
-    return int(row[0]) if row else 0
+    row = con.execute(f"SELECT count(*) FROM {GROUP}.{_q(table + '_rejected')}").fetchall()
+    return int(row[0][0]) if row else 0
 
 
 def rejected_markdown(con: duckdb.DuckDBPyConnection, table: str, limit: int = 20) -> str:
@@ -98,10 +98,10 @@ def run_load(
     max_upload: int | None = None,
 ) -> tuple[LoadStats, dict[str, Any]]:
     columns, rows = staged_rows(con, staged_table or table)
-    ledger = Ledger(con, context.run_id, kind="migrate")
+    ledger = Ledger(con, context.run.run_id, kind="migrate")
     loader = TableLoader(client, ledger, table, columns, BATCH_ROWS, download, max_upload, context.log.info)
     stats = loader.load(rows)
-    rejected = write_rejected_table(con, context.run_id, table)
+    rejected = write_rejected_table(con, context.run.run_id, table)
     meta: dict[str, Any] = {**stats.metadata(), "rejected": rejected, "dagster/row_count": stats.loaded}
     meta["rejected_rows"] = dg.MetadataValue.md(rejected_markdown(con, table))
     return stats, meta

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +23,11 @@ from migration_assets.resources.dataverse import DataverseApiError, DataverseCli
 from migration_assets.resources.dataverse_metadata import EntityMeta
 
 READ_CHUNK = 100  # ids per existence query: keeps the URL well under Dataverse's limits
-KILL_ENV = "CLOSE2D365_FAULT_KILL_AT"  # fault injection for resume tests: "<table>:<batch>:<before|after>"
+KILL_ENV = "CLOSE2D365_FAULT_KILL_AT"
+# "/transactioncurrencies(isocurrencycode='EUR')": a bind by alternate key.
+KEY_BIND = re.compile(
+    r"^/?[A-Za-z0-9_]+\(([A-Za-z0-9_]+)='((?:[^']|'')*)'\)$"
+)  # fault injection for resume tests: "<table>:<batch>:<before|after>"
 
 
 class LoadError(RuntimeError):
@@ -88,6 +93,24 @@ def lookups_of(
     return out
 
 
+def resolve_key_bind(
+    client: DataverseClient, lk: ld.Lookup, value: str, cache: dict[tuple[str, str, str], str | None]
+) -> str | None:
+    """A bind by alternate key (e.g. a currency by ISO code) as a bind by id, whether or not the target
+    declares that key; None when no record has that value. Other values are returned unchanged."""
+    m = KEY_BIND.match(value)
+    if m is None:
+        return value
+    column, text = m.group(1), m.group(2).replace("''", "'")
+    cache_key = (lk.target, column, text)
+    if cache_key not in cache:
+        pk = client.metadata(lk.target).primary_id
+        quoted = text.replace("'", "''")
+        found = list(client.query(lk.target, select=[pk], filter=f"{column} eq '{quoted}'", top=1))
+        cache[cache_key] = f"/{lk.entity_set}({str(found[0][pk]).lower()})" if found else None
+    return cache[cache_key]
+
+
 class TableLoader:
     def __init__(
         self,
@@ -121,6 +144,7 @@ class TableLoader:
             {self.pk, *plain, *state, *(f"_{lk.attribute}_value" for lk in self.lookups.values())}
         )
         self.stats = LoadStats(table)
+        self._key_ids: dict[tuple[str, str, str], str | None] = {}
 
     # -- reads ------------------------------------------------------------------------------------------
     def read_current(self, ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -140,12 +164,25 @@ class TableLoader:
         started = time.monotonic()
         before = self._calls()
         self.stats.staged = len(rows)
-        for n, start in enumerate(range(0, len(rows), self.batch_rows), 1):
-            self._batch(n, rows[start : start + self.batch_rows])
-            self.stats.batches = n
-            self.log(
-                f"{self.table}: batch {n} done ({min(start + self.batch_rows, len(rows))}/{len(rows)} rows)"
-            )
+        # Lookups into the same table (a contact's assistant is a contact) may point at a row of a later
+        # batch or a parallel request: they are written in a second pass, once every row exists.
+        self_binds = [nav + ld.BIND for nav, lk in self.lookups.items() if lk.target == self.table]
+        first = (
+            [{k: (None if k in self_binds else v) for k, v in r.items()} for r in rows]
+            if self_binds
+            else rows
+        )
+        second = [{k: r.get(k) for k in (self.pk, "_close_id", *self_binds)} for r in rows
+                  if any(r.get(c) is not None for c in self_binds)]  # fmt: skip
+        n = 0
+        for part, counted in ((first, True), (second, False)):
+            for start in range(0, len(part), self.batch_rows):
+                n += 1
+                self._batch(n, part[start : start + self.batch_rows], counted)
+                self.log(
+                    f"{self.table}: batch {n} done ({min(start + self.batch_rows, len(part))}/{len(part)} rows)"
+                )
+        self.stats.batches = n
         after = self._calls()
         self.stats.requests = after[0] - before[0]
         self.stats.retries = after[1] - before[1]
@@ -158,7 +195,24 @@ class TableLoader:
         return (sum(u.get("requests", 0) for u in s), sum(u.get("retries", 0) for u in s),
                 sum(u.get("throttled", 0) for u in s))  # fmt: skip
 
-    def _batch(self, n: int, rows: Sequence[dict[str, Any]]) -> None:
+    def resolve_key_bind(self, nav: str, value: str) -> str | None:
+        lk = self.lookups.get(nav)
+        return value if lk is None else resolve_key_bind(self.client, lk, value, self._key_ids)
+
+    def _resolve_binds(self, s: ld.SplitRow, rid: str, refused: list[Rejection]) -> bool:
+        for col, value in list(s.payload.items()):
+            if col.endswith(ld.BIND) and isinstance(value, str) and "=" in value:
+                resolved = self.resolve_key_bind(col[: -len(ld.BIND)], value)
+                if resolved is None:
+                    refused.append(Rejection(self.table, rid, s.meta.get("_close_id"), "create", 404, "0x80048d02",
+                                             f"{col}: no {value} in the target (a record with the specified key values does not exist)"))  # fmt: skip
+                    return False
+                s.payload[col] = resolved
+        return True
+
+    def _batch(self, n: int, rows: Sequence[dict[str, Any]], counted: bool = True) -> None:
+        """One ledgered batch. `counted` False: a second pass over rows already counted (only its
+        updates of rows that existed before this run, and its rejections, add to the figures)."""
         split = [ld.split_row(r) for r in rows]
         ids = [str(s.payload.get(self.pk) or "").lower() for s in split]
         if any(not i for i in ids):
@@ -169,11 +223,13 @@ class TableLoader:
         states: dict[int, tuple[int, int]] = {}
         refused: list[Rejection] = []
         for i, (s, rid) in enumerate(zip(split, ids, strict=True)):
+            if not self._resolve_binds(s, rid, refused):
+                continue
             want = ld.desired_state(s.meta, self.table)
             if rid in current:
                 plan = ld.plan_existing(s.payload, current[rid], want, self.updatable)
                 if plan.unchanged:
-                    self.stats.unchanged += 1
+                    self.stats.unchanged += counted
                 else:
                     updates.append((i, plan))
                     if plan.state is not None:
@@ -234,7 +290,8 @@ class TableLoader:
         if state_errors:
             self.ledger.reject(state_errors)
         self.stats.created += sum(1 for i, _ in creates if i not in failed)
-        self.stats.updated += sum(1 for i, _ in updates if i not in failed)
+        if counted:
+            self.stats.updated += sum(1 for i, _ in updates if i not in failed)
         self.stats.rejected += len(failed) + len(state_errors)
 
     def _create_body(self, s: ld.SplitRow, rid: str, refused: list[Rejection]) -> dict[str, Any] | None:

@@ -1,7 +1,11 @@
-"""loaded/custom_activities: phase 3 of custom activities. Every Close Custom Activity type's rows
-(`staged.custom_activity_<table>`) go to its custom activity table. A type whose table or columns are not
-in the target is halted with a message naming what is missing; the other types still load.
+"""loaded/custom_activity_<table>: phase 3 of custom activities, one asset per type listed in
+`mappings/custom_activities.yaml` (the same list that generates staged/custom_activity_<table>). A type
+whose table or columns are not in the target halts with a message naming what is missing.
 """
+
+import logging
+import os
+from pathlib import Path
 
 import dagster as dg
 from dagster import AssetExecutionContext
@@ -13,58 +17,69 @@ from migration_assets.defs.loaded._common import (
     POOL,
     loaded_key,
     run_load,
-    table_exists,
+    staged_key,
 )
-from migration_assets.defs.schema._deploy import load_plan, subset
+from migration_assets.defs.schema._deploy import SchemaDeployError, load_plan, subset
 from migration_assets.defs.schema.assets import COLUMNS_PHASE, phase_two_gaps
+from migration_assets.lib.custom_activity_plan import ActivityType, load_types
+from migration_assets.lib.mapping_config import DEFAULT_ROOT
 from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource
 
-
-class CustomActivityLoadError(RuntimeError):
-    """Some custom activity types could not be loaded; the message lists them and why."""
+log = logging.getLogger(__name__)
 
 
-@dg.asset(
-    key=loaded_key("custom_activities"),
-    group_name=GROUP,
-    deps=[
-        COLUMNS_PHASE,
-        OWNER_MAP,
-        MAPPING,
-        loaded_key("lead"),
-        loaded_key("contact"),
-        loaded_key("opportunity"),
-    ],
-    pool=POOL,
-    description="Phase 3 of custom activities: rows of every Close Custom Activity type in its custom activity table.",
-    kinds={"dataverse"},
-)
-def custom_activities(
-    context: AssetExecutionContext, warehouse: WarehouseResource, dataverse: DataverseResource
-) -> dg.MaterializeResult:
-    client = dataverse.get_client()
-    metadata: dict[str, object] = {}
-    halted: list[str] = []
-    total = 0
-    with warehouse.connect() as con:
-        schema_plan = subset(load_plan(con), custom_tables=True)
-        gaps = phase_two_gaps(client, schema_plan)
-        for t in schema_plan.tables:
-            staged = f"custom_activity_{t.logical_name}"
-            if gaps[t.logical_name]:
-                halted.append(f"{t.display_name} ({t.logical_name}): {gaps[t.logical_name]}")
-                continue
-            if not table_exists(con, "staged", staged):
-                halted.append(
-                    f"{t.display_name} ({t.logical_name}): staged.{staged} is missing (materialize staged/{staged})"
+def _mappings_root() -> Path:
+    return Path(os.environ.get("CLOSE2D365_MAPPINGS") or DEFAULT_ROOT)
+
+
+def build(t: ActivityType) -> dg.AssetsDefinition:
+    name = f"custom_activity_{t.table}"
+
+    @dg.asset(
+        key=loaded_key(name),
+        group_name=GROUP,
+        deps=[
+            staged_key(name),
+            COLUMNS_PHASE,
+            OWNER_MAP,
+            MAPPING,
+            loaded_key("lead"),
+            loaded_key("contact"),
+            loaded_key("opportunity"),
+        ],  # fmt: skip
+        pool=POOL,
+        description=f"Phase 3: rows of the Close custom activity type '{t.name}' in the table {t.table}.",
+        kinds={"dataverse"},
+    )
+    def _asset(
+        context: AssetExecutionContext, warehouse: WarehouseResource, dataverse: DataverseResource
+    ) -> dg.MaterializeResult:
+        client = dataverse.get_client()
+        with warehouse.connect() as con:
+            schema_plan = subset(load_plan(con), custom_tables=True)
+            gaps = phase_two_gaps(client, schema_plan)
+            if t.table not in gaps:
+                raise SchemaDeployError(
+                    f"{t.table} is not in the schema plan (phase 1: re-materialize schema/plan and "
+                    "schema/custom_activity_tables after updating mappings/custom_activities.yaml)"
                 )
-                continue
-            stats, meta = run_load(context, con, client, t.logical_name, staged_table=staged)
-            total += stats.loaded
-            for k in ("created", "updated", "unchanged", "rejected", "retried", "records_per_second"):
-                metadata[f"{t.logical_name}.{k}"] = meta[k]
-    metadata["dagster/row_count"] = total
-    if halted:
-        raise CustomActivityLoadError("custom activity types not loaded:\n- " + "\n- ".join(halted))
-    return dg.MaterializeResult(metadata=metadata)
+            if gaps[t.table]:
+                raise SchemaDeployError(f"custom activity type '{t.name}' cannot load: {gaps[t.table]}")
+            stats, meta = run_load(context, con, client, t.table, staged_table=name)
+        context.log.info(f"loaded/{name}: {stats.metadata()}")
+        return dg.MaterializeResult(metadata=meta)
+
+    return _asset
+
+
+def _build_all() -> list[dg.AssetsDefinition]:
+    try:
+        types = load_types(_mappings_root())
+    except Exception as exc:  # noqa: BLE001 - a broken mapping file must not break every definition
+        log.warning("loaded custom activity assets not built: %s", exc)
+        return []
+    return [build(t) for t in types]
+
+
+CUSTOM_ACTIVITY_LOADS = _build_all()

@@ -26,7 +26,11 @@ def queue_path() -> str:
 @dg.asset(
     key=[GROUP, "owner_map"],
     group_name=GROUP,
-    deps=[dg.AssetKey(["close", "users"]), TARGET_METADATA_KEY, *(dg.AssetKey(["close", t]) for t in OWNER_COLUMNS)],
+    deps=[
+        dg.AssetKey(["close", "users"]),
+        TARGET_METADATA_KEY,
+        *(dg.AssetKey(["close", t]) for t in OWNER_COLUMNS),
+    ],
     description="Close users -> Dataverse systemusers (email match, overrides, fallback) and the owner queue.",
 )
 def owner_map(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
@@ -34,7 +38,11 @@ def owner_map(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -
     with warehouse.connect() as con:
         users = fetch_polars(con, "SELECT id, email, first_name, last_name, is_active FROM close.users")
         systemusers = fetch_polars(con, "SELECT * FROM staged.target_systemusers")
-        parts = [f'SELECT "{c}" AS uid FROM close."{t}"' for t, c in OWNER_COLUMNS.items() if table_exists(con, "close", t)]
+        parts = [
+            f'SELECT "{c}" AS uid FROM close."{t}"'
+            for t, c in OWNER_COLUMNS.items()
+            if table_exists(con, "close", t)
+        ]
         owned = fetch_polars(con, f"SELECT uid, count(*) AS n FROM ({' UNION ALL '.join(parts)}) WHERE uid IS NOT NULL "
                                   "GROUP BY uid") if parts else pl.DataFrame({"uid": [], "n": []})  # fmt: skip
         try:
@@ -84,6 +92,9 @@ def owners_resolved(warehouse: WarehouseResource) -> dg.AssetCheckResult:
             if blocking.height
             else "every record owner resolves to an enabled Dataverse user"
         ),
-        metadata={"unresolved_users": blocking.height, "records_blocked": n_records,
-                  "unresolved": dg.MetadataValue.md(markdown(blocking))},  # fmt: skip
+        metadata={
+            "unresolved_users": blocking.height,
+            "records_blocked": n_records,
+            "unresolved": dg.MetadataValue.md(markdown(blocking)),
+        },  # fmt: skip
     )

@@ -1,5 +1,6 @@
 """reports/reconciliation and reports/spot_check: what went in, what came out, read back from Dataverse."""
 
+import json
 import random
 from typing import Any
 
@@ -8,16 +9,21 @@ import duckdb
 from dagster import AssetExecutionContext
 
 from migration_assets.defs.loaded._common import loaded_key, table_exists
+from migration_assets.defs.loaded._engine import resolve_key_bind
 from migration_assets.defs.loaded.tables import ORDER
 from migration_assets.defs.reports._files import markdown_table, write_report
 from migration_assets.defs.schema._deploy import load_plan
 from migration_assets.lib import load_diff as ld
+from migration_assets.lib.custom_activities import activity_types
 from migration_assets.lib.mapping_config import MappingConfig, load_mapping_config
 from migration_assets.resources.dataverse import DataverseClient, DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource, fetch_polars
 
 GROUP = "reports"
-LOADED = [loaded_key(t) for t in [*ORDER, "custom_activities"]]
+# Custom activity loads are not deps: one halted type (its phase check failed) must not hide the
+# reconciliation of everything else. A low priority runs the reports after them in the same run.
+LOADED = [loaded_key(t) for t in ORDER]
+AFTER_LOADS = {"dagster/priority": "-10"}
 RECON_COLUMNS = [
     "table",
     "close_objects",
@@ -39,8 +45,8 @@ def _q(name: str) -> str:
 def _count(con: duckdb.DuckDBPyConnection, schema: str, table: str, expr: str = "count(*)") -> int | None:
     if not table_exists(con, schema, table):
         return None
-    row = con.execute(f"SELECT {expr} FROM {schema}.{_q(table)}").fetchone()
-    return int(row[0]) if row else 0
+    row = con.execute(f"SELECT {expr} FROM {schema}.{_q(table)}").fetchall()
+    return int(row[0][0]) if row else 0
 
 
 def target_tables(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
@@ -56,8 +62,19 @@ def target_tables(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
 
 def close_objects(con: duckdb.DuckDBPyConnection, config: MappingConfig, table: str) -> int | None:
     sources = sorted({o.source for o in config.objects if o.table == table})
-    if table.startswith(config.settings.publisher_prefix + "_"):
-        sources = ["custom_activities"]
+    if not sources and table_exists(con, "close", "custom_activity_types"):
+        raw = [
+            json.loads(r[0]) for r in con.execute('SELECT raw FROM close."custom_activity_types"').fetchall()
+        ]
+        type_ids = [
+            t.close_type_id for t in activity_types(raw, config.settings.publisher_prefix) if t.table == table
+        ]
+        if type_ids and table_exists(con, "close", "custom_activities"):
+            rows = con.execute(
+                'SELECT count(*) FROM close."custom_activities" WHERE custom_activity_type_id = ?',
+                [type_ids[0]],
+            ).fetchall()
+            return int(rows[0][0])
     counts = [_count(con, "close", s) for s in sources]
     known = [c for c in counts if c is not None]
     return sum(known) if known else None
@@ -76,8 +93,8 @@ def last_migrate_run(con: duckdb.DuckDBPyConnection) -> str | None:
         return None
     row = con.execute(
         "SELECT run_id FROM ledger.runs WHERE kind = 'migrate' ORDER BY started_at DESC LIMIT 1"
-    ).fetchone()
-    return row[0] if row else None
+    ).fetchall()
+    return row[0][0] if row else None
 
 
 def reconcile(
@@ -99,8 +116,8 @@ def reconcile(
             row = con.execute(
                 "SELECT count(DISTINCT coalesce(record_id, close_id)) FROM ledger.rejected WHERE run_id = ? AND table_name = ?",
                 [run, table],
-            ).fetchone()
-            rejected_load = int(row[0]) if row else 0
+            ).fetchall()
+            rejected_load = int(row[0][0]) if row else 0
         loaded = len(staged_ids & back)
         entry = {
             "table": table,
@@ -120,6 +137,7 @@ def reconcile(
     key=dg.AssetKey([GROUP, "reconciliation"]),
     group_name=GROUP,
     deps=LOADED,
+    op_tags=AFTER_LOADS,
     pool="dataverse_api",
     description="Per table: Close objects, staged, rejected at staging, loaded, rejected at load, read back "
     "from Dataverse (count of records carrying a Close id).",
@@ -131,7 +149,7 @@ def reconciliation(
     with warehouse.connect() as con:
         rows = reconcile(con, dataverse.get_client(), config)
     md = "# Reconciliation\n\n" + markdown_table(rows, RECON_COLUMNS)
-    md_path, csv_path = write_report(context.run_id, "reconciliation", md, rows, RECON_COLUMNS)
+    md_path, csv_path = write_report(context.run.run_id, "reconciliation", md, rows, RECON_COLUMNS)
     return dg.MaterializeResult(metadata={
         "reconciliation": dg.MetadataValue.md(md), "report": str(md_path), "csv": str(csv_path),
         "tables_not_ok": sum(1 for r in rows if r["status"] != "ok"), "dagster/row_count": len(rows),
@@ -179,6 +197,7 @@ def spot_check_table(
     found = {str(r[meta.primary_id]).lower(): ld.current_payload(r, lookups, {lk.target: lk.entity_set for lk in lookups.values()})
              for r in client.query(table, select=select, filter=flt, annotations=True)}  # fmt: skip
     mismatches: list[dict[str, Any]] = []
+    key_cache: dict[tuple[str, str, str], str | None] = {}
     for row, rid in zip(rows, ids, strict=True):
         split = ld.split_row(row)
         base = {"table": table, "close_id": split.meta.get("_close_id"), "record_id": rid}
@@ -187,6 +206,9 @@ def spot_check_table(
             mismatches.append({**base, "column": "(record)", "staged": "present", "dataverse": "missing"})
             continue
         for col, want in split.payload.items():
+            nav = col[: -len(ld.BIND)] if col.endswith(ld.BIND) else None
+            if nav in lookups and isinstance(want, str):
+                want = resolve_key_bind(client, lookups[nav], want, key_cache) or want
             if (
                 col in ld.NOT_COMPARED
                 or (col not in meta.attributes and not col.endswith(ld.BIND))
@@ -215,6 +237,7 @@ def spot_check_table(
     key=dg.AssetKey([GROUP, "spot_check"]),
     group_name=GROUP,
     deps=LOADED,
+    op_tags=AFTER_LOADS,
     pool="dataverse_api",
     description=f"{SPOT_SAMPLE} random records per table read back from Dataverse and compared column by column with staged.",
 )
@@ -231,8 +254,8 @@ def spot_check(
             mismatches += bad
     md = ("# Spot check\n\n" + markdown_table(summary, ["table", "checked", "mismatches"]) + "\n\n## Mismatches\n\n"
           + (markdown_table(mismatches, SPOT_COLUMNS) if mismatches else "None: every sampled record matches its staged row."))  # fmt: skip
-    md_path, _ = write_report(context.run_id, "spot_check", md, mismatches, SPOT_COLUMNS)
-    write_report(context.run_id, "spot_check_summary", md, summary, ["table", "checked", "mismatches"])
+    md_path, _ = write_report(context.run.run_id, "spot_check", md, mismatches, SPOT_COLUMNS)
+    write_report(context.run.run_id, "spot_check_summary", md, summary, ["table", "checked", "mismatches"])
     return dg.MaterializeResult(metadata={
         "spot_check": dg.MetadataValue.md(md), "report": str(md_path), "mismatches": len(mismatches),
         "checked": sum(s["checked"] for s in summary),

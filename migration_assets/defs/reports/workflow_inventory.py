@@ -43,7 +43,7 @@ def workflow_inventory(context: AssetExecutionContext, warehouse: WarehouseResou
     items = build_inventory(seqs, views, types, tables)
     md = render_markdown(items)
     md_path, csv_path = write_report(
-        context.run_id, "workflow_inventory", md, [i.row() for i in items], COLUMNS
+        context.run.run_id, "workflow_inventory", md, [i.row() for i in items], COLUMNS
     )
     return dg.MaterializeResult(metadata={
         "inventory": dg.MetadataValue.md(md), "report": str(md_path), "csv": str(csv_path),

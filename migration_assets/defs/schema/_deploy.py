@@ -38,12 +38,12 @@ def save_plan(con: duckdb.DuckDBPyConnection, plan: SchemaPlan) -> None:
 
 def load_plan(con: duckdb.DuckDBPyConnection) -> SchemaPlan:
     try:
-        row = con.execute(f"SELECT plan_json FROM {PLAN_SCHEMA}.plan").fetchone()
+        row = con.execute(f"SELECT plan_json FROM {PLAN_SCHEMA}.plan").fetchall()
     except duckdb.CatalogException:
-        row = None
-    if row is None:
+        row = []
+    if not row:
         raise SchemaDeployError("schema.plan is missing: materialize schema/plan first")
-    return SchemaPlan.from_json(row[0])
+    return SchemaPlan.from_json(row[0][0])
 
 
 def subset(plan: SchemaPlan, custom_tables: bool) -> SchemaPlan:
@@ -55,6 +55,21 @@ def subset(plan: SchemaPlan, custom_tables: bool) -> SchemaPlan:
         [c for c in plan.columns if keep(c.table)],
         [k for k in plan.keys if keep(k.table)],
     )
+
+
+def _tolerant(
+    client: DataverseClient,
+    table: str,
+    create: Callable[[], object],
+    landed: Callable[[EntityMeta | None], bool],
+) -> None:
+    """A metadata write is not idempotent: when it fails (e.g. the retry of a create whose first attempt
+    landed before the connection dropped), it counts as done if the target now has what we asked for."""
+    try:
+        create()
+    except DataverseError:
+        if not landed(read_existing(client, [table])[table]):
+            raise
 
 
 def apply_diff(
@@ -75,23 +90,31 @@ def apply_diff(
     if tables:
         for t in d.create_tables:
             log(f"creating custom activity table {t.logical_name}")
-            client.create_table(t.body(), solution)
+            _tolerant(client, t.logical_name, lambda t=t: client.create_table(t.body(), solution),
+                      lambda m: m is not None)  # fmt: skip
             touched.add(t.logical_name)
     if columns:
         for c in d.create_columns:
             log(f"creating column {c.table}.{c.logical_name} ({c.type})")
             if c.type == "Lookup":
-                client.create_relationship(c.relationship_body(), solution)
+                create = lambda c=c: client.create_relationship(c.relationship_body(), solution)  # noqa: E731
             else:
-                client.create_column(c.table, c.body(), solution)
+                create = lambda c=c: client.create_column(c.table, c.body(), solution)  # noqa: E731
+            _tolerant(
+                client, c.table, create, lambda m, c=c: m is not None and c.logical_name in m.attributes
+            )
             touched.add(c.table)
         for c, value, text in d.add_options:
             log(f"adding option {value} '{text}' to {c.table}.{c.logical_name}")
-            client.insert_option_value(c.table, c.logical_name, value, text, solution)
+            _tolerant(client, c.table,
+                      lambda c=c, value=value, text=text: client.insert_option_value(c.table, c.logical_name, value, text, solution),
+                      lambda m, c=c, value=value: m is not None and value in m.attributes[c.logical_name].option_values)  # fmt: skip
             touched.add(c.table)
         for k in d.create_keys:
             log(f"creating alternate key {k.schema_name} on {k.table}({', '.join(k.columns)})")
-            client.create_key(k.table, k.schema_name, list(k.columns), k.display_name, solution)
+            _tolerant(client, k.table,
+                      lambda k=k: client.create_key(k.table, k.schema_name, list(k.columns), k.display_name, solution),
+                      lambda m, k=k: m is not None and any(x.schema_name == k.schema_name for x in m.keys))  # fmt: skip
             touched.add(k.table)
         for k in d.create_keys:
             client.wait_for_key(k.table, k.schema_name)

@@ -19,6 +19,7 @@ from migration_assets.defs.schema._deploy import (
     subset,
 )
 from migration_assets.lib.custom_activities import activity_types
+from migration_assets.lib.custom_activity_plan import TYPES_FILE, load_types
 from migration_assets.lib.mapping_config import load_mapping_config
 from migration_assets.lib.proposal import parse_proposal
 from migration_assets.lib.schema_build import build_plan, closeid_column
@@ -72,6 +73,9 @@ def plan(
     with warehouse.connect() as con:
         inputs = plan_inputs(con)
         types = activity_types(inputs["types"], config.settings.publisher_prefix, closeid_column(config))
+        if (config.root / TYPES_FILE).is_file():  # only the types the reviewed mapping lists
+            listed = {t.name.casefold() for t in load_types(config.root)}
+            types = [t for t in types if t.close_name.casefold() in listed]
         schema_plan = build_plan(config, confirmed, types, inputs["field_defs"], inputs["instances"])
         save_plan(con, schema_plan)
     d = diff(schema_plan, read_existing(dataverse.get_client(), schema_plan.touched_tables()))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import dagster as dg
 import duckdb
@@ -18,9 +19,10 @@ from migration_assets.defs.staged._common import (
     materialize_result,
     owner_context,
     plan_columns,
+    target_lookup,
     validate_and_write,
 )
-from migration_assets.defs.staged._mapping import Mapped, map_object, read_object_source
+from migration_assets.defs.staged._mapping import Mapped, map_object, object_chunks
 from migration_assets.defs.staged._parties import PartyIndex, party_index
 from migration_assets.lib.mapping_config import load_mapping_config
 from migration_assets.resources.warehouse import WarehouseResource
@@ -36,7 +38,7 @@ class ActivitySource:
 
 
 def stage_activity(
-    warehouse: WarehouseResource, table: str, sources: Sequence[ActivitySource]
+    warehouse: WarehouseResource, dataverse: Any | None, table: str, sources: Sequence[ActivitySource]
 ) -> tuple[StageResult, dict[str, int]]:
     cfg = load_mapping_config()
     frames, rejections, notices, counts = [], [], [], {}
@@ -44,18 +46,22 @@ def stage_activity(
         ctx, sets = owner_context(con, cfg), entity_sets(con)
         idx = party_index(con, sets) if any(s.parties for s in sources) else None
         for s in sources:
-            src = read_object_source(con, cfg, s.object_name, extra=s.extra)
-            counts[s.object_name] = src.height
-            mapped: Mapped = map_object(src, cfg, s.object_name, ctx, sets)
-            frame = mapped.frame
-            if s.parties is not None and idx is not None:
-                frame = frame.with_columns(s.parties(src, idx))
-            frames.append(frame)
-            rejections.append(mapped.rejections)
-            notices.append(mapped.notices)
+            counts[s.object_name] = 0
+            for src in object_chunks(con, cfg, s.object_name, s.extra):
+                counts[s.object_name] += src.height
+                mapped: Mapped = map_object(src, cfg, s.object_name, ctx, sets)
+                frame = mapped.frame
+                if s.parties is not None and idx is not None:
+                    frame = frame.with_columns(s.parties(src, idx))
+                del src
+                frames.append(frame)
+                rejections.append(mapped.rejections)
+                notices.append(mapped.notices)
         frame = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
         rules = plan_columns(load_rules(con, table), cfg)
-        result = validate_and_write(warehouse, con, table, rules, frame, rejections, notices)
+        result = validate_and_write(
+            warehouse, con, table, rules, frame, rejections, notices, target_lookup=target_lookup(dataverse)
+        )
     return result, counts
 
 

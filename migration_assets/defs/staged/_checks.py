@@ -36,7 +36,9 @@ HARD_FAILURES = ("column_exists",)
 RulesFor = Callable[..., TableRules]
 
 
-def evaluate(warehouse: WarehouseResource, table: str, rules_for: RulesFor | None = None) -> dg.AssetCheckResult:
+def evaluate(
+    warehouse: WarehouseResource, table: str, rules_for: RulesFor | None = None
+) -> dg.AssetCheckResult:
     cfg = load_mapping_config()
     with warehouse.connect() as con:
         for t in (table, f"{table}_rejected"):
@@ -66,13 +68,16 @@ def evaluate(warehouse: WarehouseResource, table: str, rules_for: RulesFor | Non
     if not within:
         reasons.append(f"{n_rejected} of {total} rows rejected, above the threshold "
                        f"(max_rows={threshold.max_rows}, max_fraction={threshold.max_fraction})")  # fmt: skip
-    by_check = counted.group_by("check_name", "column").agg(pl.col("_close_id").n_unique().alias("rows")).sort(
-        "rows", descending=True
+    by_check = (
+        counted.group_by("check_name", "column")
+        .agg(pl.col("_close_id").n_unique().alias("rows"))
+        .sort("rows", descending=True)
     )
     excluded = rejected.filter(pl.col("check_name").is_in(list(EXCLUSIONS)))
     return dg.AssetCheckResult(
         passed=passed,
-        description="; ".join(reasons) or f"{staged.height} rows valid, {n_rejected} rejected (within threshold)",
+        description="; ".join(reasons)
+        or f"{staged.height} rows valid, {n_rejected} rejected (within threshold)",
         metadata={
             "staged_rows": staged.height,
             "rejected_rows": n_rejected,

@@ -31,6 +31,8 @@ SCHEMA = GROUP = "staged"
 TARGET_METADATA_KEY = dg.AssetKey([GROUP, "target_metadata"])
 OWNER_MAP_KEY = dg.AssetKey(["reports", "owner_map"])
 PREVIEW_ROWS = 20
+# Rows validated and written at a time (bounded memory on large orgs).
+CHUNK_ROWS = 25_000
 # check_name values of rejections that are expected exclusions, not data errors (listed, not counted).
 EXCLUSIONS = ("max_upload_size",)
 META_STATE = {"statecode": "_statecode", "statuscode": "_statuscode"}
@@ -93,10 +95,26 @@ def owner_context(con: duckdb.DuckDBPyConnection, cfg: MappingConfig) -> Transfo
 
 
 # -- lookups -------------------------------------------------------------------------------------------
+TargetLookup = Callable[[str, list[str]], set[str]]
+
+
+def target_lookup(dataverse: Any | None) -> TargetLookup | None:
+    """Which of some ids already exist in a target table (a delta run's parents loaded earlier)."""
+    if dataverse is None:
+        return None
+
+    def lookup(table: str, ids: list[str]) -> set[str]:
+        return dataverse.get_client().existing_ids(table, ids)
+
+    return lookup
+
+
 def staged_binds(con: duckdb.DuckDBPyConnection, table: str, entity_set: str) -> set[str]:
     if not table_exists(con, SCHEMA, table):
         return set()
-    pk = con.execute("SELECT primary_id FROM staged.target_entity_sets WHERE table_name = ?", [table]).fetchall()
+    pk = con.execute(
+        "SELECT primary_id FROM staged.target_entity_sets WHERE table_name = ?", [table]
+    ).fetchall()
     if not pk or not pk[0][0]:
         return set()
     rows = con.execute(f"SELECT {_q(pk[0][0])} FROM staged.{_q(table)}").fetchall()
@@ -117,7 +135,9 @@ def known_binds(
     for target in {t for ts in targets_of.values() for t in ts}:
         es = sets.get(target, target + "s")
         if target == "systemuser":
-            rows = con.execute("SELECT systemuserid FROM staged.target_systemusers WHERE NOT isdisabled").fetchall()
+            rows = con.execute(
+                "SELECT systemuserid FROM staged.target_systemusers WHERE NOT isdisabled"
+            ).fetchall()
             out[target] = {f"/{es}({r[0]})" for r in rows}
         elif target == "team":
             out[target] = set()  # migrated records are owned by users; a team bind is not produced
@@ -126,6 +146,9 @@ def known_binds(
             out[target] = {f"/{es}(isocurrencycode='{r[0]}')" for r in rows}
         else:
             out[target] = staged_binds(con, target, es)
+        if target == rules.table and rules.primary_id in frame.columns:
+            # A self-reference (a contact's assistant is a contact) resolves within the rows being staged.
+            out[target] |= {f"/{es}({i})" for i in frame[rules.primary_id].drop_nulls().to_list()}
     if target_lookup is not None:
         for col, targets in targets_of.items():
             for target in targets:
@@ -162,7 +185,10 @@ def validate_and_write(
     pk: str | None = None,
     post: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
 ) -> StageResult:
-    """Pandera-validate `frame` against `rules`, write accepted/rejected/notices, return the counts."""
+    """Pandera-validate `frame` against `rules`, write accepted/rejected/notices, return the counts.
+
+    Validation and writing go slice by slice (CHUNK_ROWS), so memory stays bounded by one slice's
+    working set on top of the mapped frame; DuckDB sorts the result by primary key at the end."""
     pk = pk or rules.primary_id
     sets = entity_sets(con)
     pre = pl.concat([r for r in rejections if r.height], how="vertical_relaxed") if any(r.height for r in rejections) \
@@ -171,24 +197,59 @@ def validate_and_write(
     candidates = frame.filter(~pl.col("_close_id").is_in(pre_ids))
     binds = known_binds(con, candidates, rules, sets, target_lookup)
     built = build_schema(rules, candidates.columns, binds, sets)
-    accepted, found = validate(candidates, built, table)
-    accepted = accepted.rename({k: v for k, v in META_STATE.items() if k in accepted.columns})
-    accepted = accepted.sort(pk) if pk in accepted.columns else accepted
-    accepted = post(accepted) if post else accepted
-    all_rej = pl.concat([pre, found], how="vertical_relaxed")
-    ids = frame.select("_close_id", "_close_object", *([pk] if pk in frame.columns else [])).unique("_close_id")
+    ids = frame.select("_close_id", "_close_object", *([pk] if pk in frame.columns else [])).unique(
+        "_close_id"
+    )
+    del frame
+
+    def finish(df: pl.DataFrame) -> pl.DataFrame:
+        df = df.rename({k: v for k, v in META_STATE.items() if k in df.columns})
+        return post(df) if post else df
+
+    scratch = f"__{table}_accepted"
+    warehouse_write(con, scratch, finish(candidates.clear()))
+    found_parts, staged = [], 0
+    for offset in range(0, candidates.height, CHUNK_ROWS):
+        accepted, found = validate(candidates.slice(offset, CHUNK_ROWS), built, table)
+        found_parts.append(found)
+        staged += accepted.height
+        append(con, scratch, finish(accepted))
+        del accepted
+    del candidates
+    order = f" ORDER BY {_q(pk)}" if pk in ids.columns else ""
+    con.execute("BEGIN TRANSACTION")
+    con.execute(
+        f"CREATE OR REPLACE TABLE {SCHEMA}.{_q(table)} AS SELECT * FROM {SCHEMA}.{_q(scratch)}{order}"
+    )
+    con.execute(f"DROP TABLE {SCHEMA}.{_q(scratch)}")
+    con.execute("COMMIT")
+    all_rej = pl.concat([pre, *found_parts], how="vertical_relaxed")
     all_rej = all_rej.join(ids, on="_close_id", how="left").sort("_close_id", "column", maintain_order=True)
-    rej_cols = ["_close_id", "_close_object", *([pk] if pk in frame.columns else []), "column", "value", "reason", "check_name"]
+    rej_cols = ["_close_id", "_close_object", *([pk] if pk in ids.columns else []), "column", "value", "reason",
+                "check_name"]  # fmt: skip
     all_rej = all_rej.select(rej_cols)
-    note = pl.concat([n for n in notices if n.height], how="vertical_relaxed") if any(n.height for n in notices) else None
-    warehouse_write(con, table, accepted)
+    note = (
+        pl.concat([n for n in notices if n.height], how="vertical_relaxed")
+        if any(n.height for n in notices)
+        else None
+    )
     warehouse_write(con, f"{table}_rejected", all_rej)
     notes = note if note is not None else pl.DataFrame(schema={**REJECTION_SCHEMA, "action": pl.String})
     warehouse_write(con, f"{table}_notices", notes)
     counted = all_rej.filter(~pl.col("check_name").is_in(list(EXCLUSIONS)))
     excluded = all_rej.filter(pl.col("check_name").is_in(list(EXCLUSIONS)))
-    return StageResult(table, accepted.height, counted["_close_id"].n_unique(), excluded["_close_id"].n_unique(),
+    return StageResult(table, staged, counted["_close_id"].n_unique(), excluded["_close_id"].n_unique(),
                        notes.height, all_rej.head(PREVIEW_ROWS))  # fmt: skip
+
+
+def append(con: duckdb.DuckDBPyConnection, table: str, df: pl.DataFrame) -> None:
+    if not df.height:
+        return
+    con.register("__staged_chunk", df.to_arrow())
+    try:
+        con.execute(f"INSERT INTO {SCHEMA}.{_q(table)} BY NAME SELECT * FROM __staged_chunk")
+    finally:
+        con.unregister("__staged_chunk")
 
 
 def warehouse_write(con: duckdb.DuckDBPyConnection, table: str, df: pl.DataFrame) -> None:

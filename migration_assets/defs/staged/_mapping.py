@@ -8,7 +8,7 @@ puts the result in staged-contract form: `_close_id`/`_close_object`, lookups as
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import duckdb
@@ -78,10 +78,42 @@ def read_object_source(
     return frame
 
 
+def object_chunks(
+    con: duckdb.DuckDBPyConnection,
+    cfg: MappingConfig,
+    obj_name: str,
+    extra: Sequence[str] = (),
+    chunk_rows: int = 10_000,
+) -> Iterator[pl.DataFrame]:
+    """The object's source frame in slices of `chunk_rows` (by rowid), so that reading the JSON out of
+    `raw` and mapping never hold a whole large table (300k activities) at once."""
+    source = cfg.object(obj_name).source
+    total = (
+        con.execute(f'SELECT count(*) FROM close."{source}"').fetchall()[0][0]
+        if has_close(con, source)
+        else 0
+    )
+    if not total:
+        yield read_object_source(con, cfg, obj_name, extra)
+        return
+    for start in range(0, total, chunk_rows):
+        yield read_object_source(
+            con, cfg, obj_name, extra, where=f"rowid >= {start} AND rowid < {start + chunk_rows}"
+        )
+
+
+def has_close(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    from migration_assets.lib.staging_source import table_exists
+
+    return table_exists(con, "close", table)
+
+
 def bind_expr(column: str, entity_set: str, lookup_by: str | None) -> pl.Expr:
     value = pl.col(column).cast(pl.String)
     if lookup_by:
-        body = pl.concat_str([pl.lit(f"/{entity_set}({lookup_by}='"), value.str.replace_all("'", "''"), pl.lit("')")])
+        body = pl.concat_str(
+            [pl.lit(f"/{entity_set}({lookup_by}='"), value.str.replace_all("'", "''"), pl.lit("')")]
+        )
     else:
         body = pl.concat_str([pl.lit(f"/{entity_set}("), value, pl.lit(")")])
     return body.alias(column + BIND)
@@ -98,10 +130,11 @@ def map_object(
 ) -> Mapped:
     """Apply the object's field map; lookups become `@odata.bind` columns; problems are split into
     rejections (row not loaded) and notices (value truncated or dropped, row loaded)."""
-    obj, fmap = cfg.object(obj_name), cfg.field_map(obj_name)
+    fmap = cfg.field_map(obj_name)
     table = fmap.table
+    key = key or cfg.object(obj_name).key
     policies = {s.target: cfg.settings.truncation_policy(table, s.target) for s in fmap.fields}
-    result = apply_field_map(source, fmap, ctx, key=key or obj.key, truncation=policies, missing_columns="null")
+    result = apply_field_map(source, fmap, ctx, key=key, truncation=policies, missing_columns="null")
     kind = close_object or CLOSE_OBJECT.get(obj_name, obj_name)
     frame = result.frame.rename({"close_id": "_close_id"})
     binds = []

@@ -30,10 +30,16 @@ class PartyIndex:
     sets: Mapping[str, str]
 
     def user(self, systemuserid: str, mask: int) -> dict[str, Any]:
-        return {"participationtypemask": mask, "partyid_systemuser@odata.bind": f"/{self.sets.get('systemuser', 'systemusers')}({systemuserid})"}
+        return {
+            "participationtypemask": mask,
+            "partyid_systemuser@odata.bind": f"/{self.sets.get('systemuser', 'systemusers')}({systemuserid})",
+        }
 
     def contact(self, contactid: str, mask: int) -> dict[str, Any]:
-        return {"participationtypemask": mask, "partyid_contact@odata.bind": f"/{self.sets.get('contact', 'contacts')}({contactid})"}
+        return {
+            "participationtypemask": mask,
+            "partyid_contact@odata.bind": f"/{self.sets.get('contact', 'contacts')}({contactid})",
+        }
 
     def address(self, email: str | None, mask: int) -> dict[str, Any] | None:
         if not email:
@@ -49,14 +55,19 @@ class PartyIndex:
 def party_index(con: duckdb.DuckDBPyConnection, sets: Mapping[str, str]) -> PartyIndex:
     users = fetch_polars(con, "SELECT close_user_id, close_email, systemuserid FROM staged.owner_map "
                               "WHERE status IN ('matched', 'override') AND systemuserid IS NOT NULL")  # fmt: skip
-    by_email = {str(e).lower(): s for e, s in zip(users["close_email"], users["systemuserid"], strict=True) if e}
+    by_email = {
+        str(e).lower(): s for e, s in zip(users["close_email"], users["systemuserid"], strict=True) if e
+    }
     by_id = dict(zip(users["close_user_id"].to_list(), users["systemuserid"].to_list(), strict=True))
     contact_by_email: dict[str, str] = {}
     contact_ids: set[str] = set()
     if table_exists(con, "staged", "contact"):
         cols = [c[0] for c in con.execute("DESCRIBE staged.contact").fetchall()]
         emails = [c for c in ("emailaddress1", "emailaddress2", "emailaddress3") if c in cols]
-        rows = fetch_polars(con, f"SELECT contactid, {', '.join(emails) or 'NULL AS e'} FROM staged.contact ORDER BY contactid")
+        rows = fetch_polars(
+            con,
+            f"SELECT contactid, {', '.join(emails) or 'NULL AS e'} FROM staged.contact ORDER BY contactid",
+        )
         contact_ids = set(rows["contactid"].to_list())
         for row in rows.iter_rows():
             for email in row[1:]:
@@ -102,7 +113,9 @@ def appointment_parties(attendees: pl.Series, idx: PartyIndex) -> pl.Series:
     return pl.Series("_parties", out, dtype=pl.String)
 
 
-def phonecall_parties(directions: pl.Series, users: pl.Series, contacts: pl.Series, idx: PartyIndex) -> pl.Series:
+def phonecall_parties(
+    directions: pl.Series, users: pl.Series, contacts: pl.Series, idx: PartyIndex
+) -> pl.Series:
     """The org user and the contact, from/to by direction (outbound: user calls contact)."""
     from migration_assets.lib.ids import record_id
 

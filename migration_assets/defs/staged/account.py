@@ -38,13 +38,21 @@ def dedupe_accounts(frame: pl.DataFrame, rejections: pl.DataFrame, names: pl.Ser
     """One row per accountid: valid leads first, then oldest/newest; rejections re-keyed to the Account."""
     bad = rejections["_close_id"].unique().implode()
     rows = frame.with_columns(
-        pl.col("_close_id").alias("__lead"), account_close_id(names), pl.col("_close_id").is_in(bad).alias("__bad")
+        pl.col("_close_id").alias("__lead"),
+        account_close_id(names),
+        pl.col("_close_id").is_in(bad).alias("__bad"),
     )
-    ordered = rows.sort(["__bad", "overriddencreatedon"], descending=[False, keep == "newest"], nulls_last=True)
-    merged = rows.sort("overriddencreatedon", nulls_last=True).group_by("accountid", maintain_order=True).agg(
-        pl.col("__lead").str.join("; ").alias(merged_column)
+    ordered = rows.sort(
+        ["__bad", "overriddencreatedon"], descending=[False, keep == "newest"], nulls_last=True
     )
-    kept = ordered.unique(subset="accountid", keep="first", maintain_order=True).drop(merged_column, strict=False)
+    merged = (
+        rows.sort("overriddencreatedon", nulls_last=True)
+        .group_by("accountid", maintain_order=True)
+        .agg(pl.col("__lead").str.join("; ").alias(merged_column))
+    )
+    kept = ordered.unique(subset="accountid", keep="first", maintain_order=True).drop(
+        merged_column, strict=False
+    )
     kept = kept.join(merged, on="accountid", how="left")
     lead_to_account = kept.filter(pl.col("__bad")).select("__lead", "_close_id")
     rej = rejections.join(lead_to_account, left_on="_close_id", right_on="__lead", how="inner")

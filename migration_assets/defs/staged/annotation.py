@@ -21,11 +21,13 @@ from migration_assets.defs.staged._common import (
     materialize_result,
     plan_columns,
     staged_key,
+    target_lookup,
     validate_and_write,
 )
 from migration_assets.defs.staged._mapping import map_object, read_object_source
 from migration_assets.lib.mapping_config import MappingConfig, load_mapping_config
 from migration_assets.lib.target_checks import REJECTION_SCHEMA
+from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource, default_home
 
 ATTACHMENT_KEY = "_attachment_key"
@@ -50,9 +52,12 @@ def oversize_rejections(frame: pl.DataFrame, limit: int) -> pl.DataFrame:
         "_close_id",
         pl.lit("_file_size").alias("column"),
         pl.col("_file_size").cast(pl.String).alias("value"),
-        pl.format("file of {} bytes ({} as base64) exceeds the upload limit of " + f"{limit} bytes: not loaded; "
-                  "listed for the admin (raise organization.maxuploadfilesize up to 131072000 to load it)",
-                  pl.col("_file_size"), b64).alias("reason"),  # fmt: skip
+        pl.format(
+            "file of {} bytes ({} as base64) exceeds the upload limit of " + f"{limit} bytes: not loaded; "
+            "listed for the admin (raise organization.maxuploadfilesize up to 131072000 to load it)",
+            pl.col("_file_size"),
+            b64,
+        ).alias("reason"),  # fmt: skip
         pl.lit("max_upload_size").alias("check_name"),
     ).select(list(REJECTION_SCHEMA))
 
@@ -60,12 +65,25 @@ def oversize_rejections(frame: pl.DataFrame, limit: int) -> pl.DataFrame:
 @dg.asset(
     key=[GROUP, "annotation"],
     group_name=GROUP,
-    deps=[close_key("notes"), close_key("status_changes"), close_key("attachments"), close_key("call_recordings"),
-          close_key("leads"), staged_key("account"), staged_key("lead"), staged_key("contact"),
-          staged_key("opportunity"), staged_key("email"), staged_key("phonecall"), TARGET_METADATA_KEY],  # fmt: skip
+    deps=[
+        close_key("notes"),
+        close_key("status_changes"),
+        close_key("attachments"),
+        close_key("call_recordings"),
+        close_key("leads"),
+        staged_key("account"),
+        staged_key("lead"),
+        staged_key("contact"),
+        staged_key("opportunity"),
+        staged_key("email"),
+        staged_key("phonecall"),
+        TARGET_METADATA_KEY,
+    ],  # fmt: skip
     description="Notes, status-change history, attachments and call recordings as annotations.",
 )
-def annotation(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+def annotation(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, dataverse: DataverseResource
+) -> dg.MaterializeResult:
     cfg = load_mapping_config()
     objects = ["note", "attachment", "call_recording"]
     if cfg.activities.status_changes == "annotation":
@@ -75,26 +93,33 @@ def annotation(context: dg.AssetExecutionContext, warehouse: WarehouseResource) 
         sets, ctx = entity_sets(con), cfg.context()
         limit = upload_limit(con, cfg)
         for name in objects:
-            extra = ("size",) if name == "attachment" else ()
+            extra = ("size", "url") if name == "attachment" else ("url",) if name == "call_recording" else ()
             src = read_object_source(con, cfg, name, extra=extra)
             counts[name] = src.height
             kind = "lead_status_change" if name == "status_change" else name
             key = None
             if name == "attachment":
                 # One activity can have several files: the annotation key is activity id + file URL.
-                src = src.with_columns(pl.concat_str([pl.col("activity_id"), pl.lit(":"), pl.col("url")]).alias(ATTACHMENT_KEY))
+                src = src.with_columns(
+                    pl.concat_str([pl.col("activity_id"), pl.lit(":"), pl.col("url")]).alias(ATTACHMENT_KEY)
+                )
                 key = ATTACHMENT_KEY
             mapped = map_object(src, cfg, name, ctx, sets, key=key, close_object=kind)
             frame = mapped.frame
             if name == "status_change":
-                types = src.select(pl.col("id").alias("_close_id"), pl.col("_type") if "_type" in src.columns else pl.lit(None))
-                frame = frame.drop("_close_object").join(types.rename({types.columns[1]: "_t"}), on="_close_id", how="left")
+                types = src.select(
+                    pl.col("id").alias("_close_id"),
+                    pl.col("_type") if "_type" in src.columns else pl.lit(None),
+                )
+                frame = frame.drop("_close_object").join(
+                    types.rename({types.columns[1]: "_t"}), on="_close_id", how="left"
+                )
                 frame = frame.with_columns(
                     pl.when(pl.col("_t") == "OpportunityStatusChange").then(pl.lit("opportunity_status_change"))
                     .otherwise(pl.lit("lead_status_change")).alias("_close_object")
                 ).drop("_t")  # fmt: skip
             if name in ("attachment", "call_recording"):
-                url = "url" if name == "attachment" else "recording_url"
+                url = "url" if "url" in src.columns else "recording_url"
                 files = src.select(pl.col(key or "activity_id").alias("_close_id"), pl.col(url).alias("_file_url"),
                                    (pl.col("size") if name == "attachment" else pl.lit(None, dtype=pl.Int64)).alias("_file_size"))  # fmt: skip
                 frame = frame.join(files, on="_close_id", how="left")
@@ -104,14 +129,27 @@ def annotation(context: dg.AssetExecutionContext, warehouse: WarehouseResource) 
         frame = pl.concat(frames, how="diagonal_relaxed")
         oversize = oversize_rejections(frame, limit)
         rules = plan_columns(load_rules(con, "annotation"), cfg)
-        result = validate_and_write(warehouse, con, "annotation", rules, frame, [*rejections, oversize], notices)
+        result = validate_and_write(
+            warehouse,
+            con,
+            "annotation",
+            rules,
+            frame,
+            [*rejections, oversize],
+            notices,
+            target_lookup=target_lookup(dataverse),
+        )
     path = default_home() / "reports" / "oversize_attachments.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     oversize.write_csv(path)
     return materialize_result(
         result,
-        {**{f"source_rows_{k}": v for k, v in counts.items()}, "upload_limit_bytes": limit,
-         "oversize_files": oversize.height, "oversize_csv": dg.MetadataValue.path(str(path))},  # fmt: skip
+        {
+            **{f"source_rows_{k}": v for k, v in counts.items()},
+            "upload_limit_bytes": limit,
+            "oversize_files": oversize.height,
+            "oversize_csv": dg.MetadataValue.path(str(path)),
+        },  # fmt: skip
     )
 
 

@@ -5,8 +5,15 @@ import polars as pl
 
 from migration_assets.defs.staged._activity import ActivitySource, activity_result, stage_activity
 from migration_assets.defs.staged._checks import target_check
-from migration_assets.defs.staged._common import GROUP, OWNER_MAP_KEY, TARGET_METADATA_KEY, close_key, staged_key
+from migration_assets.defs.staged._common import (
+    GROUP,
+    OWNER_MAP_KEY,
+    TARGET_METADATA_KEY,
+    close_key,
+    staged_key,
+)
 from migration_assets.defs.staged._parties import PartyIndex, appointment_parties
+from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource
 
 
@@ -17,11 +24,21 @@ def _parties(src: pl.DataFrame, idx: PartyIndex) -> pl.Series:
 @dg.asset(
     key=[GROUP, "appointment"],
     group_name=GROUP,
-    deps=[close_key("meetings"), staged_key("lead"), staged_key("contact"), OWNER_MAP_KEY, TARGET_METADATA_KEY],
+    deps=[
+        close_key("meetings"),
+        staged_key("lead"),
+        staged_key("contact"),
+        OWNER_MAP_KEY,
+        TARGET_METADATA_KEY,
+    ],
     description="Appointments from Close meetings, regarding their lead, attendees as parties.",
 )
-def appointment(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
-    result, counts = stage_activity(warehouse, "appointment", [ActivitySource("meeting", ("attendees",), _parties)])
+def appointment(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, dataverse: DataverseResource
+) -> dg.MaterializeResult:
+    result, counts = stage_activity(
+        warehouse, dataverse, "appointment", [ActivitySource("meeting", ("attendees",), _parties)]
+    )
     return activity_result(result, counts)
 
 

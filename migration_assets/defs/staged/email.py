@@ -6,8 +6,15 @@ import polars as pl
 
 from migration_assets.defs.staged._activity import ActivitySource, activity_result, stage_activity
 from migration_assets.defs.staged._checks import target_check
-from migration_assets.defs.staged._common import GROUP, OWNER_MAP_KEY, TARGET_METADATA_KEY, close_key, staged_key
+from migration_assets.defs.staged._common import (
+    GROUP,
+    OWNER_MAP_KEY,
+    TARGET_METADATA_KEY,
+    close_key,
+    staged_key,
+)
 from migration_assets.defs.staged._parties import PartyIndex, email_parties
+from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource
 
 
@@ -21,8 +28,12 @@ def _parties(src: pl.DataFrame, idx: PartyIndex) -> pl.Series:
     deps=[close_key("emails"), staged_key("lead"), staged_key("contact"), OWNER_MAP_KEY, TARGET_METADATA_KEY],
     description="Emails regarding their lead, parties resolved to users/contacts/addresses.",
 )
-def email(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
-    result, counts = stage_activity(warehouse, "email", [ActivitySource("email", ("envelope",), _parties)])
+def email(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, dataverse: DataverseResource
+) -> dg.MaterializeResult:
+    result, counts = stage_activity(
+        warehouse, dataverse, "email", [ActivitySource("email", ("envelope",), _parties)]
+    )
     return activity_result(result, counts)
 
 

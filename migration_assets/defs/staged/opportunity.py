@@ -16,11 +16,13 @@ from migration_assets.defs.staged._common import (
     owner_context,
     plan_columns,
     staged_key,
+    target_lookup,
     validate_and_write,
 )
 from migration_assets.defs.staged._custom_fields import with_custom_fields
 from migration_assets.defs.staged._mapping import map_object, read_object_source
 from migration_assets.lib.mapping_config import load_mapping_config
+from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource
 
 
@@ -31,7 +33,11 @@ def closing_columns(frame: pl.DataFrame, date_lost_column: str) -> pl.DataFrame:
     return frame.with_columns(
         pl.when(state == 1).then(pl.lit("win")).when(state == 2).then(pl.lit("lose")).alias("_close_action"),
         pl.when(state.is_in([1, 2])).then(pl.col("statuscode")).alias("_close_statuscode"),
-        pl.when(state == 1).then(pl.col("estimatedclosedate")).when(state == 2).then(lost).alias("_close_date"),
+        pl.when(state == 1)
+        .then(pl.col("estimatedclosedate"))
+        .when(state == 2)
+        .then(lost)
+        .alias("_close_date"),
         pl.when(state == 1).then(pl.col("estimatedvalue").cast(pl.Float64)).alias("_actual_revenue"),
         pl.col("estimatedvalue").cast(pl.Float64),
     )
@@ -39,17 +45,27 @@ def closing_columns(frame: pl.DataFrame, date_lost_column: str) -> pl.DataFrame:
 
 def no_state_patch(frame: pl.DataFrame) -> pl.DataFrame:
     """Opportunities are closed through `_close_action`; a state PATCH would be rejected by Dataverse."""
-    return frame.with_columns(pl.lit(None, dtype=pl.Int64).alias("_statecode"), pl.lit(None, dtype=pl.Int64).alias("_statuscode"))
+    return frame.with_columns(
+        pl.lit(None, dtype=pl.Int64).alias("_statecode"), pl.lit(None, dtype=pl.Int64).alias("_statuscode")
+    )
 
 
 @dg.asset(
     key=[GROUP, "opportunity"],
     group_name=GROUP,
-    deps=[close_key("opportunities"), close_key("leads"), staged_key("account"), staged_key("contact"),
-          OWNER_MAP_KEY, TARGET_METADATA_KEY],  # fmt: skip
+    deps=[
+        close_key("opportunities"),
+        close_key("leads"),
+        staged_key("account"),
+        staged_key("contact"),
+        OWNER_MAP_KEY,
+        TARGET_METADATA_KEY,
+    ],  # fmt: skip
     description="Opportunities, customer = the lead's Account; won/lost closed by action after create.",
 )
-def opportunity(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+def opportunity(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, dataverse: DataverseResource
+) -> dg.MaterializeResult:
     cfg = with_custom_fields(load_mapping_config(), "opportunity")
     with warehouse.connect() as con:
         src = read_object_source(con, cfg, "opportunity")
@@ -57,7 +73,7 @@ def opportunity(context: dg.AssetExecutionContext, warehouse: WarehouseResource)
         frame = closing_columns(mapped.frame, f"{cfg.settings.publisher_prefix}_closedatelost")
         rules = plan_columns(load_rules(con, "opportunity"), cfg)
         result = validate_and_write(warehouse, con, "opportunity", rules, frame, [mapped.rejections], [mapped.notices],
-                                    post=no_state_patch)  # fmt: skip
+                                    post=no_state_patch, target_lookup=target_lookup(dataverse))  # fmt: skip
     return materialize_result(result)
 
 

@@ -6,8 +6,15 @@ import polars as pl
 
 from migration_assets.defs.staged._activity import ActivitySource, activity_result, stage_activity
 from migration_assets.defs.staged._checks import target_check
-from migration_assets.defs.staged._common import GROUP, OWNER_MAP_KEY, TARGET_METADATA_KEY, close_key, staged_key
+from migration_assets.defs.staged._common import (
+    GROUP,
+    OWNER_MAP_KEY,
+    TARGET_METADATA_KEY,
+    close_key,
+    staged_key,
+)
 from migration_assets.defs.staged._parties import PartyIndex, phonecall_parties
+from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource
 
 
@@ -21,9 +28,14 @@ def _parties(src: pl.DataFrame, idx: PartyIndex) -> pl.Series:
     deps=[close_key("calls"), staged_key("lead"), staged_key("contact"), OWNER_MAP_KEY, TARGET_METADATA_KEY],
     description="Phone calls regarding their lead, with parties; completed after create.",
 )
-def phonecall(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+def phonecall(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, dataverse: DataverseResource
+) -> dg.MaterializeResult:
     result, counts = stage_activity(
-        warehouse, "phonecall", [ActivitySource("call", ("direction", "user_id", "contact_id"), _parties)]
+        warehouse,
+        dataverse,
+        "phonecall",
+        [ActivitySource("call", ("direction", "user_id", "contact_id"), _parties)],
     )
     return activity_result(result, counts)
 

@@ -19,7 +19,17 @@ from migration_assets.lib.target_rules import rules_from_metadata
 from migration_assets.resources.dataverse import DataverseError, DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource
 
-STAGED_TABLES = ("account", "contact", "lead", "opportunity", "phonecall", "email", "task", "appointment", "annotation")
+STAGED_TABLES = (
+    "account",
+    "contact",
+    "lead",
+    "opportunity",
+    "phonecall",
+    "email",
+    "task",
+    "appointment",
+    "annotation",
+)
 LOOKUP_ONLY = ("systemuser", "transactioncurrency")
 
 
@@ -29,7 +39,9 @@ class TargetMetadataConfig(dg.Config):
 
 
 def _cache_fresh(con: Any, max_age_minutes: int) -> bool:
-    if not table_exists(con, SCHEMA, "target_metadata") or not table_exists(con, SCHEMA, "target_organization"):
+    if not table_exists(con, SCHEMA, "target_metadata") or not table_exists(
+        con, SCHEMA, "target_organization"
+    ):
         return False
     row = con.execute("SELECT min(fetched_at) FROM staged.target_metadata").fetchall()
     return bool(row and row[0][0] is not None and time.time() - float(row[0][0]) < max_age_minutes * 60)
@@ -64,10 +76,14 @@ def target_metadata(
             sets.append({"table_name": table, "entity_set": r.entity_set, "primary_id": r.primary_id})
         for table in LOOKUP_ONLY:
             meta = client.metadata(table)
-            sets.append({"table_name": table, "entity_set": meta.entity_set_name, "primary_id": meta.primary_id})
+            sets.append(
+                {"table_name": table, "entity_set": meta.entity_set_name, "primary_id": meta.primary_id}
+            )
         users = list(client.query("systemuser", select=["systemuserid", "internalemailaddress", "domainname",
                                                          "fullname", "isdisabled", "applicationid"]))  # fmt: skip
-        currencies = list(client.query("transactioncurrency", select=["transactioncurrencyid", "isocurrencycode"]))
+        currencies = list(
+            client.query("transactioncurrency", select=["transactioncurrencyid", "isocurrencycode"])
+        )
         org = next(iter(client.query("organization", select=["organizationid", "maxuploadfilesize"])), {})
     except DataverseError as exc:
         raise dg.Failure(f"reading the target's metadata failed: {exc}") from exc

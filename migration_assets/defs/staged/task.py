@@ -14,6 +14,7 @@ from migration_assets.defs.staged._common import (
     staged_key,
 )
 from migration_assets.lib.mapping_config import load_mapping_config
+from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource
 
 
@@ -23,7 +24,9 @@ from migration_assets.resources.warehouse import WarehouseResource
     deps=[close_key("tasks"), close_key("sms"), staged_key("lead"), OWNER_MAP_KEY, TARGET_METADATA_KEY],
     description="Tasks from Close tasks and (by default) Close SMS, regarding their lead.",
 )
-def task(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+def task(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, dataverse: DataverseResource
+) -> dg.MaterializeResult:
     cfg = load_mapping_config()
     sources = [ActivitySource("task")]
     if cfg.activities.sms_table == "task":
@@ -33,7 +36,7 @@ def task(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.
             f"activities.yaml routes SMS to the custom table {cfg.activities.sms_table!r}; staging SMS into a "
             "custom activity table is not supported yet: set `sms: {table: task}`"
         )
-    result, counts = stage_activity(warehouse, "task", sources)
+    result, counts = stage_activity(warehouse, dataverse, "task", sources)
     return activity_result(result, counts)
 
 

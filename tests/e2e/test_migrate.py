@@ -1,0 +1,194 @@
+"""End to end on `tiny`: the whole graph (close -> staged -> schema -> loaded -> reports) against both
+emulators. The emulator must hold exactly the staged records, a second run changes nothing, killed runs
+resume to the same state, rollback restores the snapshot, and fault injection does not change the end state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import _migrate_support as s  # noqa: E402 - tests/e2e is on sys.path (rootdir conftest)
+import pytest
+
+from emulators.close.server import CloseEmulatorServer
+from emulators.dataverse.config import Faults
+from emulators.orgdata import CloseOrg, generate
+from migration_assets.lib.ids import account_id
+from migration_assets.migration import materialize_migration
+from migration_assets.resources.warehouse import WarehouseResource
+from migration_assets.rollback import rollback
+
+pytestmark = pytest.mark.e2e
+MIGRATED = [
+    "account",
+    "contact",
+    "lead",
+    "opportunity",
+    "phonecall",
+    "email",
+    "task",
+    "appointment",
+    "annotation",
+]
+
+
+@dataclass
+class World:
+    org: CloseOrg
+    close: CloseEmulatorServer
+    mappings: Path
+    staged_warehouse: Path  # after the first full run: extraction + staging (ledger dropped in copies)
+    first: s.Comparison
+    first_dir: Path
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    root = tmp_path_factory.mktemp("migrate")
+    org = generate("tiny")
+    mappings = s.prepare_mappings(org, root / "mappings")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("CLOSE2D365_MAPPINGS", str(mappings))
+    mp.setenv("CLOSE2D365_HOME", str(root / "home"))
+    s.reload_generated_assets()
+    try:
+        with CloseEmulatorServer(org) as close, s.dataverse(org) as dv:
+            warehouse = root / "full.duckdb"
+            result = materialize_migration(s.resources(org, close, dv, warehouse))
+            s.assert_only_expected_halt(result)
+            client = s.client_for(dv)
+            first = s.compare_all(warehouse, client)
+            before = s.snapshot(client, MIGRATED)
+            # A second run changes nothing in the target and writes no ledger row.
+            again = s.load(org, close, dv, warehouse)
+            s.assert_only_expected_halt(again)
+            assert s.snapshot(client, MIGRATED) == before
+            runs = s.ledger_rows(
+                warehouse, "SELECT run_id FROM ledger.runs WHERE kind = 'migrate' ORDER BY started_at"
+            )
+            assert len(runs) == 2
+            assert s.ledger_rows(
+                warehouse, f"SELECT count(*) FROM ledger.writes WHERE run_id = '{runs[1][0]}'"
+            ) == [(0,)]
+            _check_semantics(org, warehouse, client)
+            client.close()
+            yield World(org, close, mappings, warehouse, first, root)
+    finally:
+        mp.undo()
+        s.reload_generated_assets()
+
+
+def _check_semantics(org: CloseOrg, warehouse: Path, client: object) -> None:
+    """Parents, timestamps, closed opportunities and file bytes, on every record."""
+    contacts = list(
+        client.query("contact", select=["contactid", "_parentcustomerid_value"], filter="c2d_closeid ne null")
+    )  # type: ignore[attr-defined]
+    assert contacts and all(c["_parentcustomerid_value"] for c in contacts), "every contact has an Account"
+    for table in ("phonecall", "email", "task", "appointment", "account", "contact"):
+        staged = {r[client.metadata(table).primary_id]: r for r in s.staged_rows(warehouse, table)}  # type: ignore[attr-defined]
+        pk = client.metadata(table).primary_id  # type: ignore[attr-defined]
+        for rec in client.query(table, select=[pk, "createdon"], filter="c2d_closeid ne null"):  # type: ignore[attr-defined]
+            assert (
+                rec["createdon"].replace("+00:00", "Z")[:19] == staged[rec[pk]]["overriddencreatedon"][:19]
+            ), table
+    opps = {r["opportunityid"]: r for r in s.staged_rows(warehouse, "opportunity")}
+    closed = [r for r in opps.values() if r.get("_close_action")]
+    assert closed, "the tiny org has won and lost opportunities"
+    for rec in client.query("opportunity", select=["opportunityid", "statecode"]):  # type: ignore[attr-defined]
+        action = opps[rec["opportunityid"]].get("_close_action")
+        assert rec["statecode"] == {"win": 1, "lose": 2, None: 0}[action]
+    files = [r for r in s.staged_rows(warehouse, "annotation") if r.get("_file_url")]
+    assert files, "the tiny org has attachments and recordings"
+    by_path = {path: blob for path, blob in org.files.items()}
+    for row in files:
+        blob = next(b for p, b in by_path.items() if row["_file_url"].endswith(p))
+        assert s.document_bytes(client, row["annotationid"]) == blob.read(), row["_file_url"]  # type: ignore[arg-type]
+
+
+def _assert_exact(comparison: s.Comparison) -> None:
+    assert comparison.mismatches == []
+    for table, (staged, in_target) in comparison.per_table.items():
+        assert staged == in_target, (table, staged, in_target)
+
+
+def test_first_run_holds_exactly_the_staged_records(world: World) -> None:
+    _assert_exact(world.first)
+    assert world.first.per_table["contact"][0] > 0 and world.first.per_table["annotation"][0] > 0
+    reports = list((world.first_dir / "home" / "reports").glob("*/reconciliation.md"))
+    assert reports and "| contact |" in reports[0].read_text()
+    assert list((world.first_dir / "home" / "reports").glob("*/workflow_inventory.csv"))
+
+
+def test_killed_runs_resume_to_the_same_state_and_roll_back(world: World, tmp_path: Path) -> None:
+    warehouse = s.fresh_copy(world.staged_warehouse, tmp_path / "w.duckdb")
+    with s.dataverse(world.org) as dv:
+        s.assert_only_expected_halt(s.load(world.org, world.close, dv, warehouse, s.SCHEMA_ONLY))
+        # Mid-batch (sent, outcome not recorded) and between batches (intents committed, nothing sent).
+        assert s.killed_load(world.org, world.close, dv, warehouse, world.mappings, "contact:1:after") == 137
+        assert s.killed_load(world.org, world.close, dv, warehouse, world.mappings, "email:1:before") == 137
+        pending = s.ledger_rows(warehouse, "SELECT count(*) FROM ledger.writes WHERE status = 'pending'")
+        assert pending[0][0] > 0
+        s.assert_only_expected_halt(s.load(world.org, world.close, dv, warehouse, s.LOADED_ONLY))
+        client = s.client_for(dv)
+        _assert_exact(s.compare_all(warehouse, client))
+        resources = {
+            "dataverse": s.dataverse_resource(dv),
+            "warehouse": WarehouseResource(path=str(warehouse)),
+        }
+        report = rollback(None, True, log=lambda _m: None, **resources)  # type: ignore[arg-type]
+        assert report.ok and report.deleted > 0
+        assert all(not recs for recs in s.snapshot(client, MIGRATED).values())
+        again = rollback(None, True, log=lambda _m: None, **resources)  # type: ignore[arg-type]
+        assert (again.deleted, again.restored, again.failed) == (0, 0, [])
+        client.close()
+
+
+def test_faults_leave_the_exact_end_state_and_rollback_restores_updated_records(
+    world: World, tmp_path: Path
+) -> None:
+    warehouse = s.fresh_copy(world.staged_warehouse, tmp_path / "w.duckdb")
+    account = s.staged_rows(warehouse, "account")[0]
+    faults = Faults(
+        seed=7, error_5xx_rate=0.05, drop_rate=0.03, drop_after_work_rate=0.05, throttle_storm_rate=0.08
+    )
+    with s.dataverse(world.org) as dv:
+        client = s.client_for(dv)
+        # A record already in the target under the id the migration computes, with other values.
+        assert account["accountid"] == account_id(account["name"])
+        client.create(
+            "account",
+            {"accountid": account["accountid"], "name": "Pre-existing name", "telephone1": "+1 555 0100"},
+        )
+        client.create("account", {"name": "Unrelated account"})
+        before = s.snapshot(client, MIGRATED)
+        dv.app.state.edge_control.set_faults(faults)
+        s.assert_only_expected_halt(s.load(world.org, world.close, dv, warehouse, s.SCHEMA_AND_LOADED))
+        dv.app.state.edge_control.set_faults(Faults())
+        _assert_exact(s.compare_all(warehouse, client))
+        assert s.ledger_rows(warehouse, "SELECT count(*) FROM ledger.rejected") == [(0,)]
+        run_id = s.ledger_rows(warehouse, "SELECT run_id FROM ledger.runs WHERE kind = 'migrate'")[0][0]
+        updated = s.ledger_rows(
+            warehouse,
+            f"SELECT before_image FROM ledger.writes WHERE run_id = '{run_id}' AND action = 'updated' "
+            f"AND record_id = '{account['accountid']}'",
+        )
+        assert updated and '"name": "Pre-existing name"' in updated[0][0]
+        resources = {
+            "dataverse": s.dataverse_resource(dv),
+            "warehouse": WarehouseResource(path=str(warehouse)),
+        }
+        report = rollback(run_id, False, log=lambda _m: None, **resources)  # type: ignore[arg-type]
+        assert report.ok and report.restored >= 1
+        after = s.snapshot(client, MIGRATED)
+        volatile = {"modifiedon", "versionnumber", "_modifiedby_value"}
+        diffs = [
+            (table, rid, k, before[table].get(rid, {}).get(k), after[table].get(rid, {}).get(k))
+            for table in MIGRATED
+            for rid in set(before[table]) | set(after[table])
+            for k in set(before[table].get(rid, {})) | set(after[table].get(rid, {}))
+            if k not in volatile and before[table].get(rid, {}).get(k) != after[table].get(rid, {}).get(k)
+        ]
+        assert diffs == []
+        client.close()
