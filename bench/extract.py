@@ -161,7 +161,9 @@ def _run_in_subprocess(name: str, base: str, key: str, workdir: Path, rps: float
     # The key travels in the environment, never on a command line (visible in `ps`, echoed in errors).
     cmd = [sys.executable, __file__, "--worker", name, base, str(workdir), str(rps)]
     env = {**os.environ, "CLOSE_API_KEY": key}
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        raise RuntimeError(f"the {name} path failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -227,9 +227,6 @@ def validate(frame: pl.DataFrame, built: BuiltSchema, table: str) -> tuple[pl.Da
     return accepted, rejections
 
 
-_REASON_TO_CHECK: dict[str, str] = {}
-
-
 def _check_name(error: str) -> str:
     """Pandera reports a check by its error text; map it back to a stable check name."""
     if error == "not_nullable":

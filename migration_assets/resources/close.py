@@ -7,7 +7,6 @@ live in `close_http.CloseHttp`; pure helpers (header parsing, windows) in `migra
 
 from __future__ import annotations
 
-import os
 import shutil
 import threading
 from collections import deque
@@ -57,6 +56,7 @@ Page = list[dict[str, Any]]
 # answers "max_limit = N" teaches the client a smaller value at run time.
 PAGE_LIMITS = {"lead": 200, "opportunity": 250, "task": 1000, "user": 1000, "custom_field": 1000, "event": 50}
 DEFAULT_MAX_SKIP = 250_000
+DEFAULT_BASE_URL = "https://api.close.com/api/v1/"
 
 
 def _family(path: str) -> str:
@@ -420,7 +420,7 @@ class CloseResource(dg.ConfigurableResource):
         if self._client is None:
             self._client = CloseClient(
                 self.api_key,
-                self.base_url,
+                self.base_url or DEFAULT_BASE_URL,
                 concurrency=self.concurrency,
                 page_size=self.page_size,
                 max_skip=self.max_skip,
@@ -477,18 +477,3 @@ class CloseResource(dg.ConfigurableResource):
     @property
     def stats(self) -> dict[str, float]:
         return self.get_client().stats
-
-
-def close_resource_from_env() -> CloseResource:
-    """The deployed resource: the key from CLOSE_API_KEY (resolved only when a run starts, never logged);
-    base URL, source and export file from CLOSE_BASE_URL, CLOSE_SOURCE (api|export|file) and
-    CLOSE_EXPORT_FILE when set (the demo points CLOSE_BASE_URL at the emulator)."""
-    source = os.environ.get("CLOSE_SOURCE", "api")
-    if source not in ("api", "export", "file"):
-        raise CloseError(f"CLOSE_SOURCE must be 'api', 'export' or 'file', got {source!r}")
-    return CloseResource(
-        api_key=dg.EnvVar("CLOSE_API_KEY"),
-        base_url=os.environ.get("CLOSE_BASE_URL") or "https://api.close.com/api/v1/",
-        source=source,  # type: ignore[arg-type]
-        export_file=os.environ.get("CLOSE_EXPORT_FILE") or None,
-    )

@@ -119,9 +119,13 @@ def fresh_copy(staged_warehouse: Path, dest: Path) -> Path:
 
 
 def load(
-    org: CloseOrg, close: CloseEmulatorServer, dv: EmulatorServer, warehouse: Path
+    org: CloseOrg,
+    close: CloseEmulatorServer,
+    dv: EmulatorServer,
+    warehouse: Path,
+    selection: dg.AssetSelection = LOAD_GROUPS,
 ) -> dg.ExecuteInProcessResult:
-    return materialize_migration(resources(org, close, dv, warehouse), LOAD_GROUPS)
+    return materialize_migration(resources(org, close, dv, warehouse), selection)
 
 
 @contextmanager

@@ -121,11 +121,13 @@ def mappings_dir(tmp: Path, org: CloseOrg, *, fallback: bool, permissive: bool) 
     return root
 
 
-def run_dry(env: Env, db: Path, root: Path, monkeypatch: pytest.MonkeyPatch) -> dg.ExecuteInProcessResult:
+def run_dry(
+    env: Env, db: Path, root: Path, monkeypatch: pytest.MonkeyPatch, extra: tuple = ()
+) -> dg.ExecuteInProcessResult:
     monkeypatch.setenv("CLOSE2D365_MAPPINGS", str(root))
     if not db.exists():
         shutil.copy(env.extracted, db)
-    built = [custom_activity.build(t) for t in load_types(root)]
+    built = [custom_activity.build(t) for t in load_types(root)] + list(extra)
     assets = [a for m in MODULES for a in dg.load_assets_from_modules([m])] + [a for a, _ in built]
     checks = [c for m in MODULES for c in dg.load_asset_checks_from_modules([m])] + [c for _, c in built]
     dv = env.dataverse
@@ -304,3 +306,21 @@ def test_demo_counts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         result = run_dry(demo, db, mappings_dir(tmp_path, org, fallback=True, permissive=True), monkeypatch)
     assert all(ok for name, ok in checks_by_name(result).items() if name.split("_target_valid")[0] in TABLES)
     assert staged_totals(db) == expected_counts(org)
+
+
+def test_sms_routed_to_a_custom_activity_table(
+    env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = mappings_dir(tmp_path, env.org, fallback=True, permissive=True)
+    activities = yaml.safe_load((root / "activities.yaml").read_text())
+    activities["sms"]["table"] = "custom"
+    (root / "activities.yaml").write_text(yaml.safe_dump(activities))
+    db = tmp_path / "w.duckdb"
+    result = run_dry(env, db, root, monkeypatch, extra=(task.build_sms_custom("c2d_sms"),))
+    # The SMS asset exists only with this routing and is checked against the planned custom table.
+    assert "custom_activity_c2d_sms_target_valid" in checks_by_name(result)
+    sms, tasks = read(db, "custom_activity_c2d_sms"), read(db, "task")
+    counts = env.org.truth["counts"]
+    assert sms.height + read(db, "custom_activity_c2d_sms_rejected")["_close_id"].n_unique() == counts["sms"]
+    assert tasks.height + read(db, "task_rejected")["_close_id"].n_unique() == counts["tasks"]
+    assert "regardingobjectid_lead_c2d_sms@odata.bind" in sms.columns and "c2d_smsdirection" in sms.columns

@@ -241,3 +241,27 @@ def test_blocking_check_passes_clean_table_and_fails_with_rejections(
     assert not bad.passed and "2 of 3 rows rejected" in (bad.description or "")
     table = str(bad.metadata["rejected"].value)
     assert table.startswith("| _close_id |") and "longer than MaxLength 160" in table
+
+
+def test_source_frame_reads_only_the_fields_a_map_names(tmp_path: Path) -> None:
+    import duckdb
+
+    from migration_assets.defs.close.tables import TABLES
+    from migration_assets.lib.staging_source import lead_contacts, read_source
+
+    contact = {"id": "cont_1", "lead_id": "lead_1", "name": "Ann Lee", "title": "CTO",
+               "date_created": "2024-01-02T00:00:00.000000+00:00",
+               "emails": [{"email": "ann@x.com", "type": "office", "is_unsubscribed": False}],
+               "phones": [], "custom.cf_a": "v", "custom.cf_multi": ["a", "b"]}  # fmt: skip
+    frame = TABLES["contacts"].frame([contact])
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    con.execute("CREATE SCHEMA close")
+    con.register("f", frame.to_arrow())
+    con.execute("CREATE TABLE close.contacts AS SELECT * FROM f")
+    src = read_source(con, "contacts", TABLES["contacts"].schema, ["id", "emails", "custom.cf_a", "custom.cf_multi", "missing"],
+                      list_columns=["custom.cf_multi"])  # fmt: skip
+    row = src.row(0, named=True)
+    assert row["emails"] == [{"email": "ann@x.com", "type": "office"}]
+    assert row["custom.cf_a"] == "v" and row["custom.cf_multi"] == ["a", "b"] and row["missing"] is None
+    grouped = lead_contacts(con).row(0, named=True)
+    assert grouped["lead_id"] == "lead_1" and grouped["contacts"][0]["name"] == "Ann Lee"

@@ -106,3 +106,14 @@ def test_split_window_refuses_below_granularity() -> None:
     lo = datetime(2021, 1, 1, tzinfo=UTC)
     with pytest.raises(WindowTooNarrow):
         split_window(Window(lo, lo + timedelta(seconds=1)), lo)
+
+
+def test_vectorised_timestamps_match_the_python_parser() -> None:
+    from migration_assets.defs.close.tables import parse_timestamps
+
+    values = [
+        "2021-07-13T11:39:05.012000+00:00", "2021-07-13T11:39:05+00:00", "2021-07-13T11:36:04.983404",
+        "2021-07-13T11:36:04", None, "2021-07-16", "2021-07-13T13:39:05.012000+02:00", "garbage",
+        "2021-07-13T11:39:05Z", "2021-07-13 11:39:05", 5, "",
+    ]  # fmt: skip
+    assert parse_timestamps("t", values).to_list() == [parse_close_datetime(v) for v in values]

@@ -71,20 +71,60 @@ class Column:
     name: str
     dtype: pl.DataType
     getter: Getter
+    key: str | None = None  # set when the column is a plain read of obj[key]: converted vectorised
+
+    def series(self, objs: list[dict[str, Any]]) -> pl.Series:
+        if self.key is None or self.dtype not in (pl.String, TS):
+            return pl.Series(self.name, [self.getter(o) for o in objs], dtype=self.dtype)
+        values = [o.get(self.key) for o in objs]
+        if self.dtype == TS:
+            return parse_timestamps(self.name, values)
+        if all(v is None or v.__class__ is str for v in values):
+            return pl.Series(self.name, values, dtype=pl.String)
+        return pl.Series(self.name, [_str(v) for v in values], dtype=pl.String)
+
+
+def parse_timestamps(name: str, values: list[Any]) -> pl.Series:
+    """`parse_close_datetime` over a column, vectorised: offset, naive and date-only forms in Polars,
+    anything Polars cannot read (rare) through the Python parser, so both give the same result."""
+    text = pl.Series(name, [v if v.__class__ is str else None for v in values], dtype=pl.String)
+    text = text.str.replace(r"Z$", "+00:00")
+    # Classic resources all carry an offset: parse that form first, the rarer forms only where needed.
+    out = text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%:z", time_zone="UTC", strict=False).dt.cast_time_unit(
+        "us"
+    )
+    if (text.is_not_null() & out.is_null()).any():
+        frame = pl.DataFrame({"t": text, "o": out}).select(
+            pl.coalesce(
+                pl.col("o"),
+                pl.col("t").str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", time_zone="UTC", strict=False),
+                pl.col("t")
+                .str.to_date("%Y-%m-%d", strict=False)
+                .cast(pl.Datetime("us"))
+                .dt.replace_time_zone("UTC"),
+            ).dt.cast_time_unit("us")
+        )
+        out = frame.to_series()
+    out = out.alias(name)
+    missing = (text.is_not_null() & out.is_null()).arg_true().to_list()
+    if missing:
+        fixed = [parse_close_datetime(values[i]) for i in missing]
+        out = out.scatter(missing, pl.Series(fixed, dtype=TS))
+    return out
 
 
 def col(name: str, dtype: pl.DataType = pl.String, key: str | None = None) -> Column:
     """A column read from `obj[key or name]`, converted to `dtype` (dates parsed from Close formats)."""
     k = key or name
     if dtype == TS:
-        return Column(name, dtype, lambda o: parse_close_datetime(o.get(k)))
+        return Column(name, dtype, lambda o: parse_close_datetime(o.get(k)), key=k)
     if dtype == pl.Date:
         return Column(name, dtype, lambda o: _date(o.get(k)))
     if dtype == pl.Int64:
         return Column(name, dtype, lambda o: _int(o.get(k)))
     if dtype == pl.Boolean:
         return Column(name, dtype, lambda o: _bool(o.get(k)))
-    return Column(name, dtype, lambda o: _str(o.get(k)))
+    return Column(name, dtype, lambda o: _str(o.get(k)), key=k)
 
 
 RAW = Column("raw", pl.String, canonical_json)
@@ -118,8 +158,7 @@ class TableSpec:
 
     def frame(self, objects: Iterable[dict[str, Any]]) -> pl.DataFrame:
         objs = list(objects)
-        data = {c.name: [c.getter(o) for o in objs] for c in self.columns}
-        return pl.DataFrame(data, schema=self.schema)
+        return pl.DataFrame([c.series(objs) for c in self.columns])
 
 
 def _spec(name: str, cols: list[Column], **kw: Any) -> TableSpec:

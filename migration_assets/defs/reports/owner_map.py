@@ -37,6 +37,8 @@ def owner_map(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -
     cfg = load_mapping_config()
     with warehouse.connect() as con:
         users = fetch_polars(con, "SELECT id, email, first_name, last_name, is_active FROM close.users")
+        if not table_exists(con, "staged", "target_systemusers"):
+            raise dg.Failure("staged.target_systemusers is missing: materialize staged/target_metadata first")
         systemusers = fetch_polars(con, "SELECT * FROM staged.target_systemusers")
         parts = [
             f'SELECT "{c}" AS uid FROM close."{t}"'

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
-import duckdb
 import polars as pl
 
 from migration_assets.defs.staged._common import (
@@ -25,6 +24,7 @@ from migration_assets.defs.staged._common import (
 from migration_assets.defs.staged._mapping import Mapped, map_object, object_chunks
 from migration_assets.defs.staged._parties import PartyIndex, party_index
 from migration_assets.lib.mapping_config import load_mapping_config
+from migration_assets.lib.target_rules import TableRules
 from migration_assets.resources.warehouse import WarehouseResource
 
 PartiesFn = Callable[[pl.DataFrame, PartyIndex], pl.Series]
@@ -38,8 +38,15 @@ class ActivitySource:
 
 
 def stage_activity(
-    warehouse: WarehouseResource, dataverse: Any | None, table: str, sources: Sequence[ActivitySource]
+    warehouse: WarehouseResource,
+    dataverse: Any | None,
+    table: str,
+    sources: Sequence[ActivitySource],
+    rules_for: Callable[[Any, Any], TableRules] | None = None,
+    staged_table: str | None = None,
 ) -> tuple[StageResult, dict[str, int]]:
+    """Map, validate and write the activity table `table` (as staged.<staged_table or table>).
+    rules_for(con, cfg): the table's rules when it is not in the target yet (a planned custom table)."""
     cfg = load_mapping_config()
     frames, rejections, notices, counts = [], [], [], {}
     with warehouse.connect() as con:
@@ -58,18 +65,19 @@ def stage_activity(
                 rejections.append(mapped.rejections)
                 notices.append(mapped.notices)
         frame = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
-        rules = plan_columns(load_rules(con, table), cfg)
+        rules = rules_for(con, cfg) if rules_for else plan_columns(load_rules(con, table), cfg)
         result = validate_and_write(
-            warehouse, con, table, rules, frame, rejections, notices, target_lookup=target_lookup(dataverse)
+            warehouse,
+            con,
+            staged_table or table,
+            rules,
+            frame,
+            rejections,
+            notices,
+            target_lookup=target_lookup(dataverse),
         )
     return result, counts
 
 
 def activity_result(result: StageResult, counts: dict[str, int]) -> dg.MaterializeResult:
     return materialize_result(result, {f"source_rows_{k}": v for k, v in counts.items()})
-
-
-def has_table(con: duckdb.DuckDBPyConnection, table: str) -> bool:
-    from migration_assets.lib.staging_source import table_exists
-
-    return table_exists(con, "staged", table)

@@ -46,6 +46,11 @@ def evaluate(
                 raise StagingError(f"staged.{t} is missing: materialize staged/{table} first")
         staged = fetch_polars(con, f'SELECT * FROM staged."{table}"')
         rejected = fetch_polars(con, f'SELECT * FROM staged."{table}_rejected"')
+        notices = (
+            fetch_polars(con, f'SELECT * FROM staged."{table}_notices"')
+            if table_exists(con, SCHEMA, f"{table}_notices")
+            else None
+        )
         rules = rules_for(con, cfg) if rules_for else plan_columns(load_rules(con, table), cfg)
         back = {v: k for k, v in META_STATE.items() if v in staged.columns}
         frame = staged.rename(back)
@@ -87,6 +92,10 @@ def evaluate(
             "rejected": dg.MetadataValue.md(markdown(counted.drop("_close_object"))),
             "excluded": dg.MetadataValue.md(markdown(excluded.drop("_close_object"))),
             "invalid_after_write": dg.MetadataValue.md(markdown(still_bad)) if still_bad.height else "none",
+            # Values truncated (settings.yaml truncation) or dropped (on_error: null): loaded, never silent.
+            "truncated_or_nulled": dg.MetadataValue.md(markdown(notices))
+            if notices is not None and notices.height
+            else "none",
         },
     )
 

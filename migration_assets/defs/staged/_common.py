@@ -11,7 +11,7 @@ re-validates the written table with the same Pandera schema and holds the reject
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -171,6 +171,7 @@ class StageResult:
     excluded: int  # e.g. oversize attachments: listed for the admin, not loaded, not counted as errors
     notices: int
     rejected_preview: pl.DataFrame
+    preview: pl.DataFrame | None = None
 
 
 def validate_and_write(
@@ -191,6 +192,10 @@ def validate_and_write(
     working set on top of the mapped frame; DuckDB sorts the result by primary key at the end."""
     pk = pk or rules.primary_id
     sets = entity_sets(con)
+    for name, rule in rules.columns.items():
+        # The staged contract: every row carries its Close id and its original creation time.
+        if name == "overriddencreatedon" or (name.endswith("_closeid") and rule.attribute_type == "String"):
+            rule.required = rule.required or name in frame.columns
     pre = pl.concat([r for r in rejections if r.height], how="vertical_relaxed") if any(r.height for r in rejections) \
         else pl.DataFrame(schema=REJECTION_SCHEMA)  # fmt: skip
     pre_ids = pre["_close_id"].unique().implode()
@@ -238,8 +243,9 @@ def validate_and_write(
     warehouse_write(con, f"{table}_notices", notes)
     counted = all_rej.filter(~pl.col("check_name").is_in(list(EXCLUSIONS)))
     excluded = all_rej.filter(pl.col("check_name").is_in(list(EXCLUSIONS)))
+    preview = fetch_polars(con, f"SELECT * FROM {SCHEMA}.{_q(table)} LIMIT 5")
     return StageResult(table, staged, counted["_close_id"].n_unique(), excluded["_close_id"].n_unique(),
-                       notes.height, all_rej.head(PREVIEW_ROWS))  # fmt: skip
+                       notes.height, all_rej.head(PREVIEW_ROWS), preview)  # fmt: skip
 
 
 def append(con: duckdb.DuckDBPyConnection, table: str, df: pl.DataFrame) -> None:
@@ -292,10 +298,7 @@ def materialize_result(result: StageResult, extra: Mapping[str, Any] | None = No
         "notices (truncated/nulled values)": result.notices,
         "rejected_preview": dg.MetadataValue.md(markdown(result.rejected_preview)),
     }
+    if result.preview is not None:
+        meta["preview"] = dg.MetadataValue.md(markdown(result.preview, max_width=40))
     meta.update(extra or {})
     return dg.MaterializeResult(metadata=meta)
-
-
-def combine(frames: Iterable[pl.DataFrame]) -> pl.DataFrame:
-    items = [f for f in frames if f.width]
-    return pl.concat(items, how="diagonal_relaxed") if items else pl.DataFrame()

@@ -1,5 +1,11 @@
-"""staged/task: Close tasks (due date, completion, assignee as owner) and, by default, Close SMS as
-completed tasks (activities.yaml `sms.table: task`)."""
+"""staged/task: Close tasks (due date, completion, assignee as owner) and, by default, Close SMS as completed
+tasks (activities.yaml `sms.table: task`). With `sms.table: custom` the SMS go to their own custom activity
+table instead: staged/custom_activity_<prefix>_sms (created by schema/* like the other custom activity
+tables), an asset that exists only with that routing, so the definitions follow the reviewed mapping.
+"""
+
+import logging
+from typing import Any
 
 import dagster as dg
 
@@ -9,13 +15,17 @@ from migration_assets.defs.staged._common import (
     GROUP,
     OWNER_MAP_KEY,
     TARGET_METADATA_KEY,
-    StagingError,
     close_key,
+    plan_columns,
     staged_key,
 )
-from migration_assets.lib.mapping_config import load_mapping_config
+from migration_assets.lib.custom_activity_plan import entity_set_name
+from migration_assets.lib.mapping_config import MappingConfig, load_mapping_config
+from migration_assets.lib.target_rules import TableRules, add_planned_column, planned_activity_table
 from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource
+
+log = logging.getLogger(__name__)
 
 
 @dg.asset(
@@ -32,12 +42,54 @@ def task(
     if cfg.activities.sms_table == "task":
         sources.append(ActivitySource("sms"))
     else:
-        raise StagingError(
-            f"activities.yaml routes SMS to the custom table {cfg.activities.sms_table!r}; staging SMS into a "
-            "custom activity table is not supported yet: set `sms: {table: task}`"
-        )
+        context.log.info(f"SMS are routed to {cfg.activities.sms_table} (activities.yaml), not to task")
     result, counts = stage_activity(warehouse, dataverse, "task", sources)
     return activity_result(result, counts)
 
 
 task_target_valid = target_check("task")
+
+
+def sms_rules(con: Any, cfg: MappingConfig) -> TableRules:
+    """The custom SMS activity table as schema/* will create it: activity columns + the SMS columns."""
+    table = cfg.activities.sms_table
+    rules = plan_columns(
+        planned_activity_table(table, cfg.activities.sms_entity_set or entity_set_name(table)), cfg
+    )
+    add_planned_column(rules, f"{cfg.settings.publisher_prefix}_closeid", "String", 100)
+    return rules
+
+
+def build_sms_custom(table: str) -> tuple[dg.AssetsDefinition, dg.AssetChecksDefinition]:
+    staged = f"custom_activity_{table}"
+
+    @dg.asset(
+        key=[GROUP, staged],
+        group_name=GROUP,
+        deps=[close_key("sms"), staged_key("lead"), OWNER_MAP_KEY, TARGET_METADATA_KEY],
+        description=f"Close SMS as rows of the custom activity table {table} (activities.yaml sms.table: custom).",
+    )
+    def _sms(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource, dataverse: DataverseResource
+    ) -> dg.MaterializeResult:
+        result, counts = stage_activity(
+            warehouse, dataverse, table, [ActivitySource("sms")], rules_for=sms_rules, staged_table=staged
+        )
+        return activity_result(result, counts)
+
+    return _sms, target_check(staged, sms_rules)
+
+
+def _sms_defs() -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
+    try:
+        cfg = load_mapping_config()
+    except Exception as exc:  # a broken mapping must not break every definition; staging reports it
+        log.warning("SMS custom activity asset not built: %s", exc)
+        return [], []
+    if cfg.activities.sms_table == "task":
+        return [], []
+    asset, check = build_sms_custom(cfg.activities.sms_table)
+    return [asset], [check]
+
+
+SMS_CUSTOM_ASSETS, SMS_CUSTOM_CHECKS = _sms_defs()
