@@ -49,6 +49,20 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     return print_job_outcome(result)
 
 
+def _cmd_propose(args: argparse.Namespace) -> int:
+    from migration_assets.propose import propose_all
+
+    files = propose_all(force=args.force)
+    for path in files.written:
+        print(f"wrote {path}")
+    for note in files.notes:
+        print(f"note: {note}")
+    print(
+        f"Review {files.custom_fields} (set confirmed: true per field): nothing loads until it is confirmed."
+    )
+    return 0
+
+
 def _cmd_ui(args: argparse.Namespace) -> int:
     return launch_ui(port=args.port)
 
@@ -92,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     extract.set_defaults(func=_cmd_extract)
 
+    propose = sub.add_parser("propose-mapping", help="propose Dataverse columns for the Close custom fields")
+    propose.add_argument("--force", action="store_true", help="overwrite reviewed mapping files")
+    propose.set_defaults(func=_cmd_propose)
+
     ui = sub.add_parser("ui", help="open the Dagster UI on this project's instance")
     ui.add_argument("--port", type=int, default=3000)
     ui.set_defaults(func=_cmd_ui)
@@ -105,6 +123,10 @@ def _known_errors() -> tuple[type[BaseException], ...]:
         ("migration_assets.resources.close_http", ("CloseError",)),
         ("migration_assets.resources.warehouse", ("WarehouseError",)),
         ("emulators.orgdata", ("OrgDataError",)),
+        ("migration_assets.propose", ("ProposalInputError",)),
+        ("migration_assets.lib.yaml_loc", ("MappingError",)),
+        ("migration_assets.defs.staged.mapping", ("ProposalError",)),
+        ("migration_assets.resources.dataverse_errors", ("DataverseError",)),
     ):
         try:
             mod = __import__(module, fromlist=list(names))

@@ -5,6 +5,7 @@ resume to the same state, rollback restores the snapshot, and fault injection do
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,7 +109,8 @@ def _check_semantics(org: CloseOrg, warehouse: Path, client: object) -> None:
 
 
 def _assert_exact(comparison: s.Comparison) -> None:
-    assert comparison.mismatches == []
+    summary = Counter((m["table"], m["column"]) for m in comparison.mismatches)
+    assert comparison.mismatches == [], (summary, comparison.mismatches[:3])
     for table, (staged, in_target) in comparison.per_table.items():
         assert staged == in_target, (table, staged, in_target)
 
@@ -163,8 +165,10 @@ def test_faults_leave_the_exact_end_state_and_rollback_restores_updated_records(
         )
         client.create("account", {"name": "Unrelated account"})
         before = s.snapshot(client, MIGRATED)
+        s.assert_only_expected_halt(s.load(world.org, world.close, dv, warehouse, s.SCHEMA_ONLY))
+        # 429 storms, 5xx, connections dropped before and after the server did the work, while loading.
         dv.app.state.edge_control.set_faults(faults)
-        s.assert_only_expected_halt(s.load(world.org, world.close, dv, warehouse, s.SCHEMA_AND_LOADED))
+        s.assert_only_expected_halt(s.load(world.org, world.close, dv, warehouse, s.LOADED_ONLY))
         dv.app.state.edge_control.set_faults(Faults())
         _assert_exact(s.compare_all(warehouse, client))
         assert s.ledger_rows(warehouse, "SELECT count(*) FROM ledger.rejected") == [(0,)]

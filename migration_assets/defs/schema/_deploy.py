@@ -18,11 +18,15 @@ class SchemaDeployError(RuntimeError):
     """The target cannot take the plan (conflicting columns, a missing earlier phase)."""
 
 
-def read_existing(client: DataverseClient, tables: Sequence[str]) -> dict[str, EntityMeta | None]:
+def read_existing(
+    client: DataverseClient, tables: Sequence[str], refresh: bool = True
+) -> dict[str, EntityMeta | None]:
+    """Metadata of each table (None when it does not exist). `refresh` False reuses what this client
+    already read (every schema write of this client drops its cache entry)."""
     out: dict[str, EntityMeta | None] = {}
     for table in tables:
         try:
-            out[table] = client.metadata(table, refresh=True)
+            out[table] = client.metadata(table, refresh=refresh)
         except DataverseError as exc:
             if "does not exist" not in str(exc):
                 raise
@@ -124,7 +128,17 @@ def apply_diff(
 
 
 def deploy(
-    client: DataverseClient, plan: SchemaPlan, solution: str | None, log: Callable[[str], None], **kw: bool
+    client: DataverseClient,
+    plan: SchemaPlan,
+    solution: str | None,
+    log: Callable[[str], None],
+    tables: bool = True,
+    columns: bool = True,
 ) -> tuple[SchemaDiff, list[str]]:
+    """Diff `plan` against the target and apply the parts asked for; returns what was applied."""
     d = diff(plan, read_existing(client, plan.touched_tables()))
-    return d, apply_diff(client, d, solution, log, **kw)
+    if not tables:
+        d.create_tables = []
+    if not columns:  # phase 1 creates tables only; column conflicts are phase 2's to report
+        d.create_columns, d.add_options, d.create_keys, d.conflicts = [], [], [], []
+    return d, apply_diff(client, d, solution, log, tables=tables, columns=columns)

@@ -168,7 +168,7 @@ def custom_activity_columns(
 
 def phase_two_gaps(client: Any, schema_plan: SchemaPlan) -> dict[str, str]:
     """Per custom activity table, what is missing in the target for phase 3 ('' when ready)."""
-    existing = read_existing(client, [t.logical_name for t in schema_plan.tables])
+    existing = read_existing(client, [t.logical_name for t in schema_plan.tables], refresh=False)
     out: dict[str, str] = {}
     for t in schema_plan.tables:
         meta = existing[t.logical_name]

@@ -1,0 +1,97 @@
+"""Staged row vs the record in Dataverse (pure): what the loader sends and the before-image it ledgers."""
+
+from __future__ import annotations
+
+from migration_assets.lib import load_diff as ld
+
+LOOKUPS = {
+    "parentcustomerid_account": ld.Lookup(
+        "parentcustomerid_account", "parentcustomerid", "account", "accounts"
+    )
+}
+
+
+def test_split_drops_nulls_and_keeps_meta_apart() -> None:
+    s = ld.split_row(
+        {"contactid": "c1", "firstname": None, "lastname": "Doe", "_statecode": 1, "_close_id": "cont_1"}
+    )
+    assert s.payload == {"contactid": "c1", "lastname": "Doe"}
+    assert s.meta == {"_statecode": 1, "_close_id": "cont_1"}
+
+
+def test_current_record_in_payload_form() -> None:
+    rec = {
+        "contactid": "c1",
+        "lastname": "Doe",
+        "_parentcustomerid_value": "AAA",
+        "_parentcustomerid_value@Microsoft.Dynamics.CRM.lookuplogicalname": "account",
+        "@odata.etag": "W/1",
+    }
+    cur = ld.current_payload(rec, LOOKUPS, {"account": "accounts"})
+    assert cur == {
+        "contactid": "c1",
+        "lastname": "Doe",
+        "parentcustomerid_account@odata.bind": "/accounts(aaa)",
+    }
+    other = dict(rec, **{"_parentcustomerid_value@Microsoft.Dynamics.CRM.lookuplogicalname": "contact"})
+    assert (
+        ld.current_payload(other, LOOKUPS, {"contact": "contacts"})["parentcustomerid_account@odata.bind"]
+        == "/contacts(AAA)"
+    )
+
+
+def test_values_compare_in_wire_form() -> None:
+    assert ld.same_value(5, 5.0) and ld.same_value(1.10, 1.1000000001)
+    assert ld.same_value("2024-05-01T10:00:00Z", "2024-05-01T10:00:00+00:00")
+    assert ld.same_value("2024-05-01", "2024-05-01T00:00:00Z")
+    assert ld.same_value("727000001,727000000", "727000000,727000001")
+    assert ld.same_value("/accounts(ABC)", "/accounts(abc)")
+    assert not ld.same_value(True, 1) and not ld.same_value("a", "b") and not ld.same_value(None, "")
+
+
+def test_existing_record_plan_changes_only_what_differs() -> None:
+    payload = {
+        "contactid": "c1",
+        "lastname": "Doe",
+        "firstname": "Jo",
+        "overriddencreatedon": "2020-01-01T00:00:00Z",
+        "parentcustomerid_account@odata.bind": "/accounts(a1)",
+    }
+    current = {
+        "contactid": "c1",
+        "lastname": "Doe",
+        "firstname": "Joe",
+        "statecode": 0,
+        "statuscode": 1,
+        "parentcustomerid_account@odata.bind": None,
+    }
+    updatable = {"lastname", "firstname", "parentcustomerid_account@odata.bind"}
+    plan = ld.plan_existing(payload, current, None, updatable)
+    assert plan.changes == {"firstname": "Jo", "parentcustomerid_account@odata.bind": "/accounts(a1)"}
+    assert plan.before == {"firstname": "Joe", "parentcustomerid_account@odata.bind": None}
+    assert plan.state is None
+    same = ld.plan_existing({"contactid": "c1", "lastname": "Doe"}, current, (0, 1), updatable)
+    assert same.unchanged
+    closing = ld.plan_existing({"contactid": "c1"}, current, (1, 2), updatable)
+    assert closing.state == (1, 2) and closing.before == {"statecode": 0, "statuscode": 1}
+
+
+def test_desired_state_for_opportunities_and_activities() -> None:
+    assert ld.desired_state({"_close_action": "win", "_close_statuscode": 3}, "opportunity") == (1, 3)
+    assert ld.desired_state({"_close_action": "lose", "_close_statuscode": None}, "opportunity") == (2, 4)
+    assert ld.desired_state({"_statecode": 1, "_statuscode": 2}, "phonecall") == (1, 2)
+    assert ld.desired_state({"_statecode": 1}, "task") == (1, -1)
+    assert ld.desired_state({}, "task") is None
+
+
+def test_parties_must_be_a_json_list() -> None:
+    assert ld.parties({"_parties": '[{"participationtypemask": 1, "addressused": "a@b.c"}]'}) == [
+        {"participationtypemask": 1, "addressused": "a@b.c"}
+    ]
+    assert ld.parties({"_parties": None}) is None
+    try:
+        ld.parties({"_parties": '{"x": 1}'})
+    except ValueError as exc:
+        assert "JSON list" in str(exc)
+    else:
+        raise AssertionError("a non-list _parties must be refused")
