@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from migration_assets.lib.activity_states import ActivityStateError, resolve_completed
 from migration_assets.lib.transforms import TRANSFORMS, ChoiceSet
 from migration_assets.lib.yaml_loc import LocDict, MappingError, Section, type_name
 
@@ -166,6 +167,10 @@ def parse_field(item: Any, file: str, path: str, line: int | None, prefix: str, 
     if not all(isinstance(x, str) and x for x in sources):
         raise s.error("source", f"expected a column path or a list of them, got {raw_src!r}")
     steps = _steps(s)
+    try:  # {completed_statecode}/{completed_statuscode}: the numbers of the table this map writes to
+        steps = tuple(Step(st.name, resolve_completed(st.args, table, prefix)) for st in steps)
+    except ActivityStateError as exc:
+        raise s.error("args" if "args" in s.data else "transform", str(exc)) from None
     for n, step in enumerate(steps):
         _check_step(s, step, len(sources), n == 0, choice_sets)
     max_length = s.get("max_length", int)

@@ -4,6 +4,11 @@ Pure logic behind `close2d365 propose-mapping`: the caller passes the Close fiel
 sample values) and the target's attribute metadata; this module proposes, renders a reviewable YAML
 (`mappings/custom_fields.yaml`, every entry `confirmed: false` until a human says otherwise) and parses
 it back, validating it with file/line/key errors.
+
+A Close choices field goes to an existing Picklist / MultiSelectPicklist column only when every Close
+choice matches one of that column's options by label: the entry then lists the option value each choice
+is written as (`column.values`). Otherwise a new column is proposed, and `reason` names the existing
+column and the choices it lacks, so no value is ever written as a number the column does not have.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from typing import Any
 
 import yaml
 
+from migration_assets.lib.custom_activities import option_values
+from migration_assets.lib.proposal_choices import ChoiceMatch, match_choices
 from migration_assets.lib.schema_types import ColumnType, column_type_for, logical_name, sanitize_name
 from migration_assets.lib.yaml_loc import MappingError, Section, load_located
 
@@ -39,6 +46,7 @@ NOT_PROPOSABLE = {
     "ManagedProperty",
 }
 MATCH_THRESHOLD = 0.8
+CHOICE_TYPES = ("Picklist", "MultiSelectPicklist")
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,9 @@ class FieldProposal:
     confidence: float  # 0..1; 1.0 for a new column derived purely from the data
     reason: str
     confirmed: bool = False
+    # action existing + choice column: (Close label, option value of the existing column) for every label
+    # of column.options. Empty otherwise (a new column numbers its options from option_value_prefix).
+    values: tuple[tuple[str, int], ...] = ()
 
 
 def _words(text: str) -> str:
@@ -79,6 +90,14 @@ def _fits(close_field: dict[str, Any], attribute: Mapping[str, Any], column: Col
     kind = attribute.get("AttributeType")
     if kind not in COMPATIBLE.get(str(close_field.get("type")), set()):
         return False
+    if column.attribute_type in CHOICE_TYPES:
+        # One choice per record -> a Picklist; several -> a multi-select column (Virtual in the metadata,
+        # told apart from other Virtual columns by its type name when the caller knows it).
+        if column.attribute_type == "Picklist":
+            return kind == "Picklist"
+        return kind == "MultiSelectPicklist" or (
+            kind == "Virtual" and attribute.get("AttributeTypeName") in (None, "MultiSelectPicklistType")
+        )
     if column.attribute_type == "String" and column.max_length and kind == "String":
         return (attribute.get("MaxLength") or 0) >= column.max_length
     return not (column.lookup_target and kind == "Lookup" and attribute.get("Targets")
@@ -95,13 +114,22 @@ def propose_field(
 ) -> FieldProposal:
     column = column_type_for(close_field, samples)
     table = OBJECT_TABLES.get(close_object, close_object)
-    best, best_score = None, 0.0
+    best, best_score, best_match = None, 0.0, ChoiceMatch((), ())
+    near: tuple[str, ChoiceMatch, float] | None = None  # best name match refused: choices missing
     for attr in attributes:
         if attr.get("AttributeType") in NOT_PROPOSABLE or str(attr.get("LogicalName", "")) in taken:
             continue
         score = name_similarity(str(close_field.get("name", "")), attr)
-        if score > best_score and _fits(close_field, attr, column):
-            best, best_score = attr, score
+        if score <= best_score or not _fits(close_field, attr, column):
+            continue
+        match = ChoiceMatch((), ())
+        if column.attribute_type in CHOICE_TYPES:
+            match = match_choices(column.options, attr)
+            if not match.complete:
+                if score >= MATCH_THRESHOLD and (near is None or score > near[2]):
+                    near = (str(attr["LogicalName"]), match, score)
+                continue
+        best, best_score, best_match = attr, score, match
     base = dict(close_object=close_object, close_field_id=str(close_field["id"]), close_name=str(close_field["name"]),
                 close_type=str(close_field["type"]), multiple=bool(close_field.get("accepts_multiple_values")),
                 table=table, column=column)  # fmt: skip
@@ -109,14 +137,21 @@ def propose_field(
         target = str(best["LogicalName"])
         taken.add(target)
         reason = f"name {best_score:.0%} similar to {best.get('DisplayName') or target!r}, type {best['AttributeType']} fits"
+        if column.attribute_type in CHOICE_TYPES:
+            reason += f", every choice matches one of its options by label ({len(best_match.values)})"
         return FieldProposal(
-            **base, action="existing", target=target, confidence=round(best_score, 2), reason=reason
-        )
+            **base, action="existing", target=target, confidence=round(best_score, 2), reason=reason,
+            values=best_match.values,
+        )  # fmt: skip
     target = logical_name(
         str(close_field["name"]), prefix, taken | {str(a.get("LogicalName")) for a in attributes}
     )
     taken.add(target)
     reason = "no existing column with a similar name and a compatible type"
+    if near is not None:
+        reason = (f"{near[1].describe(near[0])}, so a new column keeps every Close choice; to use {near[0]} "
+                  f"instead set action: existing, target: {near[0]} and map each choice to one of its option "
+                  "values under column.values")  # fmt: skip
     return FieldProposal(**base, action="new", target=target, confidence=1.0, reason=reason)
 
 
@@ -130,7 +165,9 @@ def propose(
 
     custom_fields:     {"lead": [GET /custom_field/lead/ objects], "contact": [...], "opportunity": [...]}
     samples:           {cf_id: [values seen in the data]} (sizes String columns, finds integral numbers)
-    target_attributes: {table: [{"LogicalName", "DisplayName", "AttributeType", "MaxLength", ...}]}
+    target_attributes: {table: [{"LogicalName", "DisplayName", "AttributeType", "MaxLength", ...}]}; choice
+                       columns also "Options": [{"Value", "Label"}] (and "AttributeTypeName"), without which
+                       no existing choice column is proposed (its option values would be unknown)
     """
     out: list[FieldProposal] = []
     for close_object, fields in custom_fields.items():
@@ -149,6 +186,12 @@ HEADER = """\
 # Loading is blocked (check mapping_confirmed) while any entry is `confirmed: false`.
 #   action: existing -> values go to a column that already exists in Dataverse
 #   action: new      -> the column is created (schema/*) with the type below
+# Choice fields (Picklist / MultiSelectPicklist): `existing` is proposed only when EVERY Close choice matches
+# an option of that column by label (case-insensitive, trimmed); `column.values` then gives the column's own
+# option value each choice is written as. When some choice has no such option, a new column is proposed
+# instead and `reason` names the existing column and the missing choices. To load into the existing column
+# anyway, set action: existing and target, and map EVERY choice under `column.values` to an option value
+# the column has (several choices may share one); the staging check rejects values it does not have.
 """
 
 
@@ -162,6 +205,8 @@ def render_proposal(proposals: Sequence[FieldProposal]) -> str:
                 col[key] = value
         if p.column.options:
             col["options"] = list(p.column.options)
+        if p.values:
+            col["values"] = dict(p.values)
         entry = {"close_object": p.close_object, "close_field_id": p.close_field_id, "close_name": p.close_name,
                  "close_type": p.close_type, "multiple": p.multiple, "table": p.table, "action": p.action,
                  "target": p.target, "column": col, "confidence": p.confidence, "reason": p.reason,
@@ -175,7 +220,7 @@ def render_proposal(proposals: Sequence[FieldProposal]) -> str:
 
 _ENTRY_KEYS = ("close_object", "close_field_id", "close_name", "close_type", "multiple", "table", "action", "target",
                "column", "confidence", "reason", "confirmed", "notes")  # fmt: skip
-_COLUMN_KEYS = ("type", "max_length", "format", "lookup_target", "precision", "options")
+_COLUMN_KEYS = ("type", "max_length", "format", "lookup_target", "precision", "options", "values")
 COLUMN_TYPES = (
     "String",
     "Memo",
@@ -215,12 +260,36 @@ def parse_proposal(path: Path, display: str | None = None, prefix: str | None = 
         column = ColumnType(ctype, c.get("max_length", int), c.get("format", str), c.get("lookup_target", str),
                             tuple(str(o) for o in c.get("options", list, [])), c.get("precision", int),
                             tuple(s.get("notes", list, [])))  # fmt: skip
+        values = _parse_values(c, action, target, column)
         confidence = float(s.get("confidence", (int, float), 0.0))
         out.append(FieldProposal(s.get("close_object", str, required=True), s.get("close_field_id", str, required=True),
                                  s.get("close_name", str, required=True), s.get("close_type", str, required=True),
                                  bool(s.get("multiple", bool, False)), table, action, target, column, confidence,
-                                 s.get("reason", str, ""), s.get("confirmed", bool, required=True)))  # fmt: skip
+                                 s.get("reason", str, ""), s.get("confirmed", bool, required=True), values))  # fmt: skip
     return out
+
+
+def _parse_values(c: Section, action: str, target: str, column: ColumnType) -> tuple[tuple[str, int], ...]:
+    """`column.values` (Close label -> option value of an existing choice column), checked complete."""
+    raw = c.get("values", dict)
+    if column.attribute_type not in CHOICE_TYPES or action != "existing":
+        if raw is not None:
+            raise c.error("values", "only for action: existing on a choice column (a new column numbers its "
+                                    "options from option_value_prefix); remove it")  # fmt: skip
+        return ()
+    raw = raw or {}
+    bad = {k: v for k, v in raw.items() if isinstance(v, bool) or not isinstance(v, int)}
+    if bad:
+        raise c.error("values", f"option values must be whole numbers, got {bad}")
+    labels = {str(k) for k in raw}
+    missing = [o for o in column.options if o not in labels]
+    if missing:
+        raise c.error("values", f"no option value of {target} for the choices {missing}: map each to an "
+                                f"option value {target} has, or set action: new")  # fmt: skip
+    extra = sorted(labels - set(column.options))
+    if extra:
+        raise c.error("values", f"labels {extra} are not in options {list(column.options)}")
+    return tuple((o, int(raw[o])) for o in column.options)
 
 
 def unconfirmed(proposals: Sequence[FieldProposal]) -> list[FieldProposal]:
@@ -245,15 +314,16 @@ def field_entries(
     proposals: Sequence[FieldProposal], option_value_prefix: int
 ) -> dict[str, list[dict[str, Any]]]:
     """Confirmed proposals as field-map entries ({table: [entry]}) in the shape of mappings/fields/*.yaml,
-    so the one mapping engine applies them. Choice options get values option_value_prefix*10000 + i."""
+    so the one mapping engine applies them. Choice options of a new column get the values the schema step
+    gives them (option_value_prefix*10000 + i); those of an existing column its own values (`values`)."""
     out: dict[str, list[dict[str, Any]]] = {}
     for p in proposals:
         if not p.confirmed:
             raise MappingError("custom_fields.yaml", None, p.close_field_id, "not confirmed; review it first")
         entry: dict[str, Any] = {"target": p.target, "source": f"custom.{p.close_field_id}"}
         kind = p.column.attribute_type
-        if kind in ("Picklist", "MultiSelectPicklist"):
-            options = {label: option_value_prefix * 10000 + i for i, label in enumerate(p.column.options)}
+        if kind in CHOICE_TYPES:
+            options = _choice_values(p, option_value_prefix)
             entry.update(
                 transform="multi_choice" if kind == "MultiSelectPicklist" else "choice", args={"map": options}
             )
@@ -272,3 +342,16 @@ def field_entries(
             entry["max_length"] = p.column.max_length
         out.setdefault(p.table, []).append(entry)
     return out
+
+
+def _choice_values(p: FieldProposal, option_value_prefix: int) -> dict[str, int]:
+    if p.action != "existing":
+        return option_values(p.column.options, option_value_prefix)
+    values = dict(p.values)
+    missing = [o for o in p.column.options if o not in values]
+    if missing:
+        # The prefix numbers do not exist on someone else's column: never fall back to them.
+        raise MappingError("custom_fields.yaml", None, p.close_field_id,
+                           f"existing choice column {p.table}.{p.target} has no option value for {missing} "
+                           "(column.values); re-run propose-mapping or map them by hand")  # fmt: skip
+    return values

@@ -31,6 +31,9 @@ class ColumnRule:
     targets: list[str] = field(default_factory=list)
     valid_for_create: bool = True
     planned: bool = False  # not in the target yet: created by schema/* before loading
+    # [value, label] of each labelled option: lets propose-mapping match Close choices to an existing
+    # choice column from the cache, without a target connection.
+    option_labels: list[tuple[int, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -87,6 +90,7 @@ def rules_from_metadata(meta: Any) -> TableRules:
             options=options,
             targets=list(a.targets),
             valid_for_create=a.valid_for_create,
+            option_labels=[(o.value, o.label) for o in a.options if o.label],
         )
     for rel in meta.many_to_one:
         targets = rules.navigation.setdefault(rel.navigation_property, [])

@@ -35,7 +35,16 @@ FIELDS = {
 }
 TARGET = {
     "lead": [
-        {"LogicalName": "industrycode", "DisplayName": "Industry", "AttributeType": "Picklist"},
+        {
+            "LogicalName": "industrycode",
+            "DisplayName": "Industry",
+            "AttributeType": "Picklist",
+            "Options": [
+                {"Value": 1, "Label": "Accounting"},
+                {"Value": 7, "Label": " retail "},
+                {"Value": 33, "Label": "Software"},
+            ],
+        },
         {"LogicalName": "numberofemployees", "DisplayName": "No. of Employees", "AttributeType": "Integer"},
         {"LogicalName": "leadsourcecode", "DisplayName": "Lead Source", "AttributeType": "Picklist"},
         {"LogicalName": "leadid", "DisplayName": "Lead", "AttributeType": "Uniqueidentifier"},
@@ -119,7 +128,8 @@ def test_field_entries_validate_as_field_map_entries() -> None:
     entries = field_entries(props, 72700)
     lead = {e["target"]: e for e in entries["lead"]}
     assert lead["industrycode"]["transform"] == "choice"
-    assert lead["industrycode"]["args"]["map"] == {"Software": 727000000, "Retail": 727000001}
+    # The existing column's own option values, never the prefix numbers of columns this project creates.
+    assert lead["industrycode"]["args"]["map"] == {"Software": 33, "Retail": 7}
     assert entries["contact"][0]["transform"] == "owner" and entries["contact"][0]["lookup"] == "systemuser"
     for table, items in entries.items():
         for item in items:

@@ -54,7 +54,9 @@ def test_default_path_follows_home(isolated_home: Path) -> None:
     assert WarehouseResource().resolved_path() == str(isolated_home / "warehouse.duckdb")
 
 
-def test_encryption_key_without_support_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_encryption_key_without_support_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("CLOSE2D365_WAREHOUSE_KEY", "k")
     wh = WarehouseResource(path=str(tmp_path / "enc.duckdb"))
     try:
@@ -63,5 +65,7 @@ def test_encryption_key_without_support_is_a_clear_error(tmp_path: Path, monkeyp
         assert "httpfs" in str(exc) and "CLOSE2D365_WAREHOUSE_KEY" in str(exc)
     else:  # the extension is available: the file must really be encrypted
         monkeypatch.delenv("CLOSE2D365_WAREHOUSE_KEY")
-        with pytest.raises(Exception):
+        import duckdb
+
+        with pytest.raises(duckdb.Error):
             WarehouseResource(path=str(tmp_path / "enc.duckdb")).read("SELECT * FROM s.t")

@@ -71,17 +71,22 @@ def target_attributes(
     """Existing columns of lead/contact/opportunity: from the Dataverse client, else the metadata cache."""
     out: dict[str, list[dict[str, Any]]] = {}
     for table in OBJECT_TABLES:
+        # Options (value + label) let a Close choices field be matched to an existing choice column.
         if dataverse is not None:
             meta = dataverse.metadata(table)
             out[table] = [{"LogicalName": a.logical_name, "AttributeType": a.attribute_type, "MaxLength": a.max_length,
-                           "Targets": a.targets, "DisplayName": None} for a in meta.attributes.values()]  # fmt: skip
+                           "Targets": a.targets, "DisplayName": None, "AttributeTypeName": a.type_name or None,
+                           "Options": [{"Value": o.value, "Label": o.label} for o in a.options]}
+                          for a in meta.attributes.values()]  # fmt: skip
         elif table_exists(con, "staged", "target_metadata"):
             rows = con.execute(
                 "SELECT rules FROM staged.target_metadata WHERE table_name = ?", [table]
             ).fetchall()
             cols = json.loads(rows[0][0])["columns"] if rows else {}
             out[table] = [{"LogicalName": c["name"], "AttributeType": c["attribute_type"], "MaxLength": c["max_length"],
-                           "Targets": c["targets"], "DisplayName": None} for c in cols.values()]  # fmt: skip
+                           "Targets": c["targets"], "DisplayName": None, "AttributeTypeName": c.get("type_name") or None,
+                           "Options": [{"Value": v, "Label": t} for v, t in c.get("option_labels") or []]}
+                          for c in cols.values()]  # fmt: skip
     return out
 
 
