@@ -186,6 +186,7 @@ def run_demo_migration(size: str = "demo", seed: int = 1) -> int:
         custom_field_samples(
             {"leads": org.leads, "contacts": org.contacts, "opportunities": org.opportunities}
         ),
+        org.custom_activity_types,
         default_home() / "demo_mappings",
     )
     demo_overrides(mappings, first_enabled_user(org.dynamics_users))

@@ -71,7 +71,7 @@ class CloseClient(CloseExportsMixin):
         api_key: str,
         base_url: str = "https://api.close.com/api/v1/",
         *,
-        concurrency: int = 8,
+        concurrency: int = 4,
         page_size: int | None = None,
         max_skip: int = DEFAULT_MAX_SKIP,
         timeout_seconds: float = 60.0,
@@ -406,7 +406,7 @@ class CloseResource(dg.ConfigurableResource):
     export_file: str | None = None
     export_cache_dir: str | None = None
     page_size: int | None = None
-    concurrency: int = 8
+    concurrency: int = 4
     timeout_seconds: float = 60.0
     max_attempts: int = 6
     requests_per_second: float | None = None

@@ -105,7 +105,7 @@ class _RateGate:
     up to a second per window, and an early request merely draws a 429 that is honoured.
     """
 
-    def __init__(self, requests_per_second: float | None, pace_factor: float = 0.95):
+    def __init__(self, requests_per_second: float | None, pace_factor: float = 0.97):
         self._rps = requests_per_second if requests_per_second and requests_per_second > 0 else None
         self._pace_factor = pace_factor
         self._lock = threading.Lock()

@@ -136,7 +136,9 @@ def deploy(
     columns: bool = True,
 ) -> tuple[SchemaDiff, list[str]]:
     """Diff `plan` against the target and apply the parts asked for; returns what was applied."""
-    d = diff(plan, read_existing(client, plan.touched_tables()))
+    # The metadata cached by this run's client is fresh: schema/plan refreshed it and every schema write
+    # drops its table from the cache. A run that starts here reads everything anew.
+    d = diff(plan, read_existing(client, plan.touched_tables(), refresh=False))
     if not tables:
         d.create_tables = []
     if not columns:  # phase 1 creates tables only; column conflicts are phase 2's to report
