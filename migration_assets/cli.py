@@ -1,4 +1,4 @@
-"""The `close2d365` command line: demo, emulators, extract, ui.
+"""The `close2d365` command line: demo, emulators, extract, propose-mapping, run, rollback, ui.
 
 Every failure a user can cause (bad credentials, a CSV export, an unreachable endpoint) ends in one clear
 line on stderr and exit status 2; `--debug` shows the traceback for bug reports.
@@ -14,15 +14,34 @@ from collections.abc import Callable, Sequence
 
 from migration_assets.runtime import REPO_ROOT, dagster_home
 
+REAL_RUN_ENV = ("CLOSE_API_KEY", "DATAVERSE_URL", "DATAVERSE_TENANT_ID", "DATAVERSE_CLIENT_IDS",
+                "DATAVERSE_CLIENT_SECRETS")  # fmt: skip
+
 
 class CliError(RuntimeError):
     """A failure explained to the user in one message."""
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from migration_assets.demo import run_demo
+    from migration_assets.migration import run_demo_migration
 
-    return run_demo(size=args.size, seed=args.seed, ui=args.ui)
+    return run_demo_migration(size=args.size, seed=args.seed, ui=args.ui)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from migration_assets.migration import run_migration
+
+    missing = [v for v in REAL_RUN_ENV if not os.environ.get(v)]
+    if missing:
+        raise CliError(f"set {', '.join(missing)} first (see README: Running a real migration)")
+    return run_migration(tags={"close2d365/mode": "run"})
+
+
+def _cmd_rollback(args: argparse.Namespace) -> int:
+    from migration_assets.rollback import rollback
+
+    report = rollback(args.run, args.all)
+    return 0 if report.ok else 2
 
 
 def _cmd_emulators(args: argparse.Namespace) -> int:
@@ -106,6 +125,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     extract.set_defaults(func=_cmd_extract)
 
+    run = sub.add_parser(
+        "run", help="the whole migration against the endpoints configured in the environment"
+    )
+    run.set_defaults(func=_cmd_run)
+
+    rollback = sub.add_parser(
+        "rollback", help="undo a migration run: delete what it created, restore updates"
+    )
+    which = rollback.add_mutually_exclusive_group(required=True)
+    which.add_argument("--run", metavar="RUN_ID", help="the Dagster run id of the migration to undo")
+    which.add_argument("--all", action="store_true", help="undo every migration run in the ledger")
+    rollback.set_defaults(func=_cmd_rollback)
+
     propose = sub.add_parser("propose-mapping", help="propose Dataverse columns for the Close custom fields")
     propose.add_argument("--force", action="store_true", help="overwrite reviewed mapping files")
     propose.set_defaults(func=_cmd_propose)
@@ -124,6 +156,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
         ("migration_assets.resources.warehouse", ("WarehouseError",)),
         ("emulators.orgdata", ("OrgDataError",)),
         ("migration_assets.propose", ("ProposalInputError",)),
+        ("migration_assets.rollback", ("RollbackError",)),
         ("migration_assets.lib.yaml_loc", ("MappingError",)),
         ("migration_assets.defs.staged.mapping", ("ProposalError",)),
         ("migration_assets.resources.dataverse_errors", ("DataverseError",)),

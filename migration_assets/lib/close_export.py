@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import gzip
 import io
+import itertools
 import json
+import queue
+import threading
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -94,9 +98,136 @@ def iter_export_leads(
 def iter_export_stream(
     chunks: Iterator[bytes], name: str = "Close export download", chunk_size: int = 1 << 20
 ) -> Iterator[dict[str, Any]]:
-    """Like iter_export_leads, over the bytes of a download as they arrive (parsing overlaps the transfer)."""
-    raw = io.BufferedReader(_ChunkStream(chunks), 1 << 20)
+    """Like iter_export_leads, over the bytes of a download as they arrive (parsing overlaps the transfer).
+
+    The download and its gunzip run on a background thread (zlib releases the GIL), so they use the
+    second core while this thread parses.
+    """
+    raw = io.BufferedReader(_ChunkStream(_background(_gunzip(chunks, name))), 1 << 20)
     yield from _iter_stream(Path(name), raw, chunk_size, 256 << 20)
+
+
+def export_bytes(chunks: Iterator[bytes], name: str) -> tuple[bool, Iterator[bytes]]:
+    """The decompressed bytes of an export (gunzip on a background thread), after the CSV check.
+
+    Returns (is_json_lines, bytes): JSON-lines exports can be cut into line blocks and parsed in
+    parallel (`line_blocks`); a JSON array must be parsed in order (`parse_export_bytes`).
+    """
+    data = _background(_gunzip(chunks, name))
+    head = b""
+    for chunk in data:
+        head += chunk
+        if len(head) >= 65536:
+            break
+    text = head[:65536].decode("utf-8-sig", errors="replace")
+    _check_not_csv(Path(name), text.split("\n", 1)[0])
+    return not text.lstrip().startswith("["), itertools.chain([head], data)
+
+
+def parse_export_bytes(data: Iterator[bytes], name: str) -> Iterator[dict[str, Any]]:
+    """Lead documents from the (decompressed) bytes returned by `export_bytes`, in order."""
+    raw = io.BufferedReader(_ChunkStream(data), 1 << 20)
+    yield from _iter_stream(Path(name), raw, 1 << 20, 256 << 20)
+
+
+def line_blocks(data: Iterator[bytes], block_bytes: int = 4 << 20) -> Iterator[tuple[int, bytes]]:
+    """(number of the first line, block of complete lines) of about `block_bytes` each."""
+    line = 1
+    pending: list[bytes] = []
+    size = 0
+    threshold = block_bytes
+    for chunk in data:
+        pending.append(chunk)
+        size += len(chunk)
+        if size < threshold:
+            continue
+        buf = b"".join(pending)
+        cut = buf.rfind(b"\n") + 1
+        if cut == 0:  # one line longer than a block: wait for its end (without re-joining each chunk)
+            pending, threshold = [buf], size * 2
+            continue
+        block, rest = buf[:cut], buf[cut:]
+        yield line, block
+        line += block.count(b"\n")
+        pending, size, threshold = ([rest] if rest else []), len(rest), block_bytes
+    buf = b"".join(pending)
+    if buf.strip():
+        yield line, buf
+
+
+def _gunzip(chunks: Iterator[bytes], name: str) -> Iterator[bytes]:
+    """The bytes of `chunks`, decompressed if they start with the gzip magic (members concatenated)."""
+    it = iter(chunks)
+    first = b""
+    for chunk in it:  # the magic may straddle tiny chunks
+        first += chunk
+        if len(first) >= 2:
+            break
+    if first[:2] != GZIP_MAGIC:
+        yield first
+        yield from it
+        return
+    dec = zlib.decompressobj(31)
+    pending = first
+    try:
+        while True:
+            while pending:
+                out = dec.decompress(pending, 1 << 20)
+                if out:
+                    yield out
+                if dec.eof:  # another gzip member may follow (concatenated .gz files are valid)
+                    pending = dec.unused_data
+                    if pending:
+                        dec = zlib.decompressobj(31)
+                else:
+                    pending = dec.unconsumed_tail
+            nxt = next(it, None)
+            if nxt is None:
+                break
+            pending = nxt
+            if dec.eof:
+                dec = zlib.decompressobj(31)
+    except zlib.error as exc:
+        raise CloseExportError(f"Cannot read {name}: corrupt gzip data ({exc})") from exc
+    if not dec.eof:
+        raise CloseExportError(f"Cannot read {name}: the gzip stream is truncated")
+
+
+_END = object()
+
+
+def _background(chunks: Iterator[bytes], max_chunks: int = 64) -> Iterator[bytes]:
+    """Iterate `chunks` on a background thread through a bounded queue (at most `max_chunks` ahead)."""
+    q: queue.Queue[Any] = queue.Queue(maxsize=max_chunks)
+    stop = threading.Event()
+
+    def pump() -> None:
+        try:
+            for chunk in chunks:
+                while not stop.is_set():
+                    try:
+                        q.put(chunk, timeout=0.5)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(_END)
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            q.put(exc)
+
+    thread = threading.Thread(target=pump, name="close-export-gunzip", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
 
 
 def _iter_stream(

@@ -412,6 +412,8 @@ class CloseResource(dg.ConfigurableResource):
     requests_per_second: float | None = None
     max_skip: int = DEFAULT_MAX_SKIP
     activity_lookback_hours: float = 24.0
+    # Worker processes parsing a JSON-lines export in parallel (0: parse in the asset's own process).
+    export_split_workers: int = 2
 
     _client: CloseClient | None = PrivateAttr(default=None)
     _scratch: list[Path] = PrivateAttr(default_factory=list)
@@ -460,16 +462,24 @@ class CloseResource(dg.ConfigurableResource):
     def iter_events(self, **kwargs: Any) -> Iterator[Page]:
         return self.get_client().iter_events(**kwargs)
 
-    def export_leads(self, include_activities: bool = True) -> Iterator[dict]:
-        if self.source == "file" and not self.export_file:
+    def _export_file(self) -> str | None:
+        """The export file to read (source "file"), None to request an export through the API."""
+        if self.source != "file":
+            return None
+        if not self.export_file:
             raise CloseExportError(
                 "CloseResource.source is 'file' but no export_file is configured: set export_file to the "
                 "path of a Close JSON export (.json, .jsonl or .gz), or use source 'export' to request one "
                 "through the API."
             )
-        return self.get_client().export_leads(
-            include_activities, self.export_file if self.source == "file" else None
-        )
+        return self.export_file
+
+    def export_leads(self, include_activities: bool = True) -> Iterator[dict]:
+        return self.get_client().export_leads(include_activities, self._export_file())
+
+    def export_chunks(self, include_activities: bool = True) -> Iterator[bytes]:
+        """Raw bytes of the JSON export (`export_file`, or one requested through the API)."""
+        return self.get_client().export_chunks(include_activities, self._export_file())
 
     def download(self, url: str) -> Iterator[bytes]:
         return self.get_client().download(url)

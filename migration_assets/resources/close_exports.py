@@ -77,6 +77,22 @@ class CloseExportsMixin:
         tmp.replace(dest)
         return dest
 
+    def export_chunks(
+        self, include_activities: bool = True, export_file: str | None = None
+    ) -> Iterator[bytes]:
+        """The raw bytes of a JSON export (as stored: usually gzip), from `export_file` or requested
+        through the API and streamed as it downloads (the request is made on first iteration)."""
+        if export_file:
+            path = Path(export_file)
+            if not path.exists():
+                raise CloseExportError(f"Close export file not found: {path}")
+            with path.open("rb") as fh:
+                while chunk := fh.read(1 << 20):
+                    yield chunk
+            return
+        export = self.wait_export(self.request_export(include_activities)["id"])
+        yield from self.http.stream_download(export["download_url"], decode=False)
+
     def export_leads(self, include_activities: bool = True, export_file: str | None = None) -> Iterator[dict]:
         """Lead documents of a JSON export, streamed one at a time.
 

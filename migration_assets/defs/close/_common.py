@@ -1,15 +1,15 @@
 """Shared machinery of the close/* extraction assets: stream pages into DuckDB, report metadata.
 
-Each asset writes its table chunk by chunk as pages arrive (memory stays bounded by one page), then
-rewrites it sorted by id with duplicates (a record seen twice when data moved during paging) removed,
-so both sources produce the same table. Close client errors become `dg.Failure` with the client's
-message (an actionable sentence, not a traceback).
+Each asset collects its table chunk by chunk as pages arrive (memory stays bounded by one page) and
+writes it once, sorted by id with duplicates (a record seen twice when data moved during paging)
+removed, so both sources produce the same table (see `writer.py`). Close client errors become
+`dg.Failure` with the client's message (an actionable sentence, not a traceback).
 """
 
 # No `from __future__ import annotations` here: Dagster inspects the asset function's `context`
 # annotation at definition time and rejects it as a string.
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,10 +21,11 @@ from migration_assets.defs.close.delta import DELTA_SOURCES, EVENT_RETENTION, de
 from migration_assets.defs.close.finalize import finalize_table
 from migration_assets.defs.close.sources import table_pages
 from migration_assets.defs.close.tables import TABLES, TableSpec
+from migration_assets.defs.close.writer import Pages, write_table
 from migration_assets.lib.close_export import CloseExportError
 from migration_assets.lib.close_paging import parse_close_datetime
 from migration_assets.resources.close import CloseError, CloseResource
-from migration_assets.resources.warehouse import WarehouseResource
+from migration_assets.resources.warehouse import WarehouseResource, fetch_polars
 
 SCHEMA = "close"
 GROUP = "close"
@@ -32,7 +33,6 @@ POOL = "close_api"
 PREVIEW_ROWS = 5
 LOG_EVERY_ROWS = 50_000
 
-Pages = Iterable[list[dict[str, Any]] | pl.DataFrame]
 PageSource = Callable[[dg.AssetExecutionContext, CloseResource, WarehouseResource], Pages]
 
 
@@ -58,32 +58,29 @@ def markdown_table(df: pl.DataFrame, max_rows: int = PREVIEW_ROWS, max_width: in
 
 def write_pages(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, spec: TableSpec, pages: Pages
-) -> int:
-    rows = 0
+) -> tuple[int, int]:
+    """Write `close.<spec.name>` from `pages` (sorted, de-duplicated); returns (rows read, dropped)."""
     next_log = LOG_EVERY_ROWS
-    with warehouse.table_writer(SCHEMA, spec.name, empty_schema=spec.schema) as writer:
-        for page in pages:
-            # API pages are lists of objects; the export path hands over ready-made frames.
-            frame = page if isinstance(page, pl.DataFrame) else spec.frame(page)
-            if frame.is_empty():
-                continue
-            writer.write(frame)
-            rows += frame.height
-            if rows >= next_log:
-                context.log.info(f"close.{spec.name}: {rows:,} rows written")
-                next_log += LOG_EVERY_ROWS
-    return rows
+
+    def progress(rows: int) -> None:
+        nonlocal next_log
+        if rows >= next_log:
+            context.log.info(f"close.{spec.name}: {rows:,} rows written")
+            next_log += LOG_EVERY_ROWS
+
+    return write_table(warehouse, spec, pages, progress, SCHEMA)
 
 
 def table_metadata(warehouse: WarehouseResource, spec: TableSpec) -> dict[str, Any]:
     ref = f"{_q(SCHEMA)}.{_q(spec.name)}"
-    count = int(warehouse.read(f"SELECT count(*) AS n FROM {ref}")["n"][0])
-    meta: dict[str, Any] = {"dagster/row_count": count}
-    if spec.watermark:
-        wm = warehouse.read(f"SELECT max({_q(spec.watermark)}) AS w FROM {ref}")["w"][0]
-        meta["watermark"] = dg.MetadataValue.text(wm.isoformat() if wm is not None else "")
-        meta["watermark_field"] = spec.watermark
-    preview = warehouse.read(f"SELECT * FROM {ref} LIMIT {PREVIEW_ROWS}")
+    with warehouse.connect() as con:  # one connection: opening the file costs more than these reads
+        count = int(fetch_polars(con, f"SELECT count(*) AS n FROM {ref}")["n"][0])
+        meta: dict[str, Any] = {"dagster/row_count": count}
+        if spec.watermark:
+            wm = fetch_polars(con, f"SELECT max({_q(spec.watermark)}) AS w FROM {ref}")["w"][0]
+            meta["watermark"] = dg.MetadataValue.text(wm.isoformat() if wm is not None else "")
+            meta["watermark_field"] = spec.watermark
+        preview = fetch_polars(con, f"SELECT * FROM {ref} LIMIT {PREVIEW_ROWS}")
     meta["preview"] = dg.MetadataValue.md(markdown_table(preview))
     return meta
 
@@ -160,7 +157,7 @@ def _run_delta(
     client = close.get_client()
     lookback = timedelta(hours=config.activity_lookback_hours or close.activity_lookback_hours)
     staged = TableSpec(f"_delta_{spec.name}", spec.columns, spec.sort_by)
-    written = write_pages(context, warehouse, staged, DELTA_SOURCES[spec.name](client, since, lookback))
+    written, _ = write_pages(context, warehouse, staged, DELTA_SOURCES[spec.name](client, since, lookback))
     deleted, deleted_leads = deleted_ids(client, spec.name, since)
     return {
         "delta_since": since.isoformat(),
@@ -187,13 +184,15 @@ def run_extraction(
     try:
         delta = _run_delta(context, close, warehouse, spec, config) if config.mode == "delta" else None
         if delta is None:
-            written = write_pages(context, warehouse, spec, source(context, close, warehouse))
+            # A full read writes the table sorted and de-duplicated in one pass.
+            written, dropped = write_pages(context, warehouse, spec, source(context, close, warehouse))
         else:
             written = delta.pop("rows_read")
             extra = {"mode": "delta", **delta}
+            # The merged table (old rows + delta) is re-sorted and de-duplicated as a whole.
+            dropped = finalize_table(warehouse, spec)
     except (CloseError, CloseExportError) as exc:
         raise dg.Failure(description=str(exc), metadata={"table": f"{SCHEMA}.{table}"}) from exc
-    dropped = finalize_table(warehouse, spec)
     after = close.get_client().stats
     meta = table_metadata(warehouse, spec)
     meta.update(

@@ -3,97 +3,183 @@
 Parsing the export is the expensive part of the export path, so it happens once per run: each lead
 document is routed (the lead itself, its contacts, opportunities, tasks, and activities by `_type`),
 turned into table rows with the same `TableSpec.frame` the API path uses, and flushed in bounded
-batches. Each asset then only reads its own Parquet parts.
+batches (`export_route.py`). Each asset then only reads its own Arrow IPC parts.
+
+A JSON-lines export (what Close produces) is cut into blocks of complete lines that worker processes
+(`export_worker.py`) parse in parallel — the parse is pure Python, so threads would share one core —
+while this process downloads and gunzips. A JSON array is parsed here, in order.
 """
 
 from __future__ import annotations
 
 import gc
 import json
+import os
+import queue
 import shutil
+import subprocess
+import sys
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-import polars as pl
+import pyarrow.dataset as pads
 
-from migration_assets.defs.close.tables import ACTIVITY_TABLE_TYPES, ACTIVITY_TYPE_TABLE, TABLES, strip_lead
+import migration_assets
+from migration_assets.defs.close.export_route import BATCH_ROWS, EXPORT_TABLES, finish, make_sinks, route
+from migration_assets.defs.close.export_worker import HEADER
+from migration_assets.lib.close_export import CloseExportError, export_bytes, line_blocks, parse_export_bytes
 from migration_assets.resources.close import CloseResource
 
-EXPORT_TABLES = ("leads", "contacts", "opportunities", "tasks", *ACTIVITY_TABLE_TYPES)
+__all__ = [
+    "BATCH_ROWS",
+    "EXPORT_TABLES",
+    "export_directory",
+    "export_frames",
+    "split_export",
+    "split_parallel",
+]
+
 DONE_MARKER = "_complete.json"
-BATCH_ROWS = 2_000
+EXPORT_NAME = "Close export"
 
 _lock = threading.Lock()
-
-
-class _Sink:
-    def __init__(self, directory: Path, table: str, batch_rows: int):
-        self.dir = directory / table
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.spec = TABLES[table]
-        self.batch_rows = batch_rows
-        self.rows: list[dict[str, Any]] = []
-        self.parts = 0
-        self.count = 0
-
-    def put(self, obj: dict[str, Any]) -> None:
-        self.rows.append(obj)
-        if len(self.rows) >= self.batch_rows:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.rows:
-            return
-        # Arrow IPC: the cheapest format to write and read back (a scratch file, deleted after the run).
-        self.spec.frame(self.rows).write_ipc(self.dir / f"part-{self.parts:06d}.arrow")
-        self.parts += 1
-        self.count += len(self.rows)
-        self.rows = []
 
 
 def split_export(
     leads: Iterable[dict[str, Any]], directory: Path, batch_rows: int = BATCH_ROWS
 ) -> dict[str, int]:
-    """Route every object of the export into `<directory>/<table>/part-*.arrow`; returns row counts.
-
-    Activity types with no table (Created, TaskCompleted, ...) are counted under `skipped:<type>`.
-    """
-    sinks = {t: _Sink(directory, t, batch_rows) for t in EXPORT_TABLES}
+    """Route every object of the export into `<directory>/<table>/part-*.arrow` in this process;
+    returns row counts (activity types without a table under `skipped:<type>`)."""
+    sinks = make_sinks(directory, batch_rows)
     skipped: dict[str, int] = {}
     # Parsed JSON holds no reference cycles, but millions of fresh containers make the cyclic GC
     # rescan the live buffers over and over (half the parse time); pause it for this pass.
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        _route(leads, sinks, skipped)
+        route(leads, sinks, skipped)
     finally:
         if gc_was_enabled:
             gc.enable()
-    for sink in sinks.values():
-        sink.flush()
-    counts = {t: s.count for t, s in sinks.items()} | skipped
-    (directory / DONE_MARKER).write_text(json.dumps(counts))
-    return counts
+    return finish(sinks, skipped)
 
 
-def _route(leads: Iterable[dict[str, Any]], sinks: dict[str, _Sink], skipped: dict[str, int]) -> None:
-    for lead in leads:
-        sinks["leads"].put(strip_lead(lead))
-        for contact in lead.get("contacts") or []:
-            sinks["contacts"].put(contact)
-        for opp in lead.get("opportunities") or []:
-            sinks["opportunities"].put(opp)
-        for task in lead.get("tasks") or []:
-            sinks["tasks"].put(task)
-        for act in lead.get("activities") or []:
-            table = ACTIVITY_TYPE_TABLE.get(act.get("_type", ""))
-            if table is None:
-                key = f"skipped:{act.get('_type')}"
-                skipped[key] = skipped.get(key, 0) + 1
-            else:
-                sinks[table].put(act)
+class _Worker:
+    """One worker process and the thread feeding it blocks from the shared queue."""
+
+    def __init__(self, index: int, directory: Path, batch_rows: int, blocks: queue.Queue[Any]) -> None:
+        self.log = (directory / f"worker-{index}.log").open("w+b")
+        env = dict(os.environ)
+        # The package must be importable in the worker even when it is not installed (e.g. bench/).
+        root = str(Path(migration_assets.__file__).resolve().parents[1])
+        env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "migration_assets.defs.close.export_worker", str(directory), f"w{index}-",
+             str(batch_rows)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, env=env,
+        )  # fmt: skip
+        self.failed: BaseException | None = None
+        self._blocks = blocks
+        self.thread = threading.Thread(target=self._feed, name=f"export-split-feed-{index}", daemon=True)
+        self.thread.start()
+
+    def _feed(self) -> None:
+        stdin: IO[bytes] = self.proc.stdin  # type: ignore[assignment]
+        try:
+            while True:
+                item = self._blocks.get()
+                if item is None:
+                    stdin.write(HEADER.pack(0, 0))
+                    stdin.close()
+                    return
+                first_line, block = item
+                stdin.write(HEADER.pack(len(block), first_line))
+                stdin.write(block)
+        except OSError as exc:  # the worker died: its answer / log says why
+            self.failed = exc
+
+    def result(self) -> dict[str, int]:
+        self.thread.join()
+        out = self.proc.stdout.read() if self.proc.stdout else b""  # type: ignore[union-attr]
+        code = self.proc.wait()
+        try:
+            answer = json.loads(out or b"{}")
+        except ValueError:
+            answer = {}
+        if code == 0 and "counts" in answer:
+            return answer["counts"]
+        self.log.seek(0)
+        detail = answer.get("error") or self.log.read()[-2000:].decode(errors="replace").strip()
+        raise CloseExportError(f"{EXPORT_NAME}: {detail or f'parser process exited with status {code}'}")
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.log.close()
+
+
+class _Pool:
+    """`workers` parser processes fed from one bounded queue (whichever worker is free takes a block)."""
+
+    def __init__(self, directory: Path, workers: int, batch_rows: int) -> None:
+        self.blocks: queue.Queue[Any] = queue.Queue(maxsize=workers)  # bounds the blocks in memory
+        self.workers: list[_Worker] = []
+        for i in range(workers):
+            self.workers.append(_Worker(i, directory, batch_rows, self.blocks))
+
+    def run(self, blocks: Iterable[tuple[int, bytes]]) -> dict[str, int]:
+        for item in blocks:
+            self._put(item)
+        for _ in self.workers:
+            self._put(None)
+        totals: dict[str, int] = dict.fromkeys(EXPORT_TABLES, 0)
+        for worker in self.workers:
+            for key, n in worker.result().items():
+                totals[key] = totals.get(key, 0) + int(n)
+        return totals
+
+    def _put(self, item: Any) -> None:
+        """Queue `item`, but stop waiting (and report why) if a worker has died."""
+        while True:
+            try:
+                self.blocks.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                for worker in self.workers:
+                    if worker.failed is not None or worker.proc.poll() is not None:
+                        worker.result()  # raises CloseExportError with the worker's own explanation
+                        raise CloseExportError(f"{EXPORT_NAME}: a parser process stopped early") from None
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.kill()
+        for _ in self.workers:  # release feeders still waiting for a block (after a failure)
+            try:
+                self.blocks.put_nowait(None)
+            except queue.Full:
+                break
+
+
+def split_parallel(
+    chunks: Iterator[bytes], directory: Path, workers: int, batch_rows: int = BATCH_ROWS
+) -> dict[str, int]:
+    """`split_export` over the raw bytes of an export, JSON lines parsed by `workers` processes.
+
+    The workers start before `chunks` is first read, so their start-up overlaps the export request.
+    A JSON array cannot be cut into independent blocks: it is parsed in this process, in order.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    pool = _Pool(directory, workers, batch_rows)
+    try:
+        is_lines, data = export_bytes(chunks, EXPORT_NAME)
+        if is_lines:
+            return pool.run(line_blocks(data))
+    finally:
+        pool.close()
+    return split_export(parse_export_bytes(data, EXPORT_NAME), directory, batch_rows)
 
 
 def export_directory(close: CloseResource, run_key: str) -> Path:
@@ -103,10 +189,18 @@ def export_directory(close: CloseResource, run_key: str) -> Path:
         if not (directory / DONE_MARKER).exists():
             shutil.rmtree(directory, ignore_errors=True)
             directory.mkdir(parents=True, mode=0o700)
-            split_export(close.export_leads(include_activities=True), directory)
+            if close.export_split_workers > 0:
+                counts = split_parallel(
+                    close.export_chunks(include_activities=True), directory, close.export_split_workers
+                )
+            else:
+                counts = split_export(close.export_leads(include_activities=True), directory)
+            (directory / DONE_MARKER).write_text(json.dumps(counts))
     return directory
 
 
-def export_frames(directory: Path, table: str) -> Iterator[pl.DataFrame]:
-    for part in sorted((directory / table).glob("part-*.arrow")):
-        yield pl.read_ipc(part)
+def export_frames(directory: Path, table: str) -> Iterator[pads.Dataset]:
+    """The table's parts as one Arrow dataset (DuckDB streams it: one scan, bounded memory)."""
+    parts = sorted(str(p) for p in (directory / table).glob("part-*.arrow"))
+    if parts:
+        yield pads.dataset(parts, format="ipc")

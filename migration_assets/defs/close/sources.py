@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import polars as pl
+import pyarrow.dataset as pads
 
 from migration_assets.defs.close.export_split import EXPORT_TABLES, export_directory, export_frames
 from migration_assets.defs.close.tables import ACTIVITY_TABLE_TYPES, strip_lead
@@ -110,8 +111,10 @@ def api_pages(client: CloseClient, table: str) -> Iterator[Page]:
         yield api_config(client, table)
 
 
-def table_pages(close: CloseResource, table: str, run_key: str) -> Iterator[Page | pl.DataFrame]:
-    """Chunks of `table` from the configured source: object pages (API) or ready frames (export)."""
+def table_pages(
+    close: CloseResource, table: str, run_key: str
+) -> Iterator[Page | pl.DataFrame | pads.Dataset]:
+    """Chunks of `table` from the configured source: object pages (API) or an Arrow dataset (export)."""
     if not uses_export(close, table):
         yield from api_pages(close.get_client(), table)
         return

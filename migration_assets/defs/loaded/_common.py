@@ -98,9 +98,11 @@ def run_load(
     max_upload: int | None = None,
 ) -> tuple[LoadStats, dict[str, Any]]:
     columns, rows = staged_rows(con, staged_table or table)
-    ledger = Ledger(con, context.run.run_id, kind="migrate")
+    kind = "delta" if context.run.job_name == "delta" else "migrate"  # both are undone by a rollback
+    ledger = Ledger(con, context.run.run_id, kind=kind)
     loader = TableLoader(client, ledger, table, columns, BATCH_ROWS, download, max_upload, context.log.info)
     stats = loader.load(rows)
+    ledger.close_run("loaded", f"last table: {table}")  # finished_at = the run's latest completed table
     rejected = write_rejected_table(con, context.run.run_id, table)
     meta: dict[str, Any] = {**stats.metadata(), "rejected": rejected, "dagster/row_count": stats.loaded}
     meta["rejected_rows"] = dg.MetadataValue.md(rejected_markdown(con, table))

@@ -19,10 +19,10 @@ from typing import Any
 from migration_assets.lib import load_diff as ld
 from migration_assets.lib.dv_batch import BatchRequest
 from migration_assets.lib.ledger import Intent, Ledger, Rejection
-from migration_assets.resources.dataverse import DataverseApiError, DataverseClient
+from migration_assets.resources.dataverse import DataverseClient
 from migration_assets.resources.dataverse_metadata import EntityMeta
 
-READ_CHUNK = 100  # ids per existence query: keeps the URL well under Dataverse's limits
+READ_CHUNK = 250  # ids per existence query: ~10 KB of URL, well under the ~32 KB Dataverse accepts
 KILL_ENV = "CLOSE2D365_FAULT_KILL_AT"
 # "/transactioncurrencies(isocurrencycode='EUR')": a bind by alternate key.
 KEY_BIND = re.compile(
@@ -144,6 +144,12 @@ class TableLoader:
             {self.pk, *plain, *state, *(f"_{lk.attribute}_value" for lk in self.lookups.values())}
         )
         self.stats = LoadStats(table)
+        # The state a new record is created in: statecode 0 with its default status reason.
+        state_attr = self.meta.attributes.get("statecode")
+        opened = next(
+            (o.default_status for o in (state_attr.options if state_attr else []) if o.value == 0), None
+        )
+        self.created_state = {(0, -1)} | ({(0, int(opened))} if opened is not None else set())
         self._key_ids: dict[tuple[str, str, str], str | None] = {}
 
     # -- reads ------------------------------------------------------------------------------------------
@@ -238,8 +244,8 @@ class TableLoader:
             body = self._create_body(s, rid, refused)
             if body is not None:
                 creates.append((i, body))
-                if want is not None:
-                    states[i] = want
+                if want is not None and want not in self.created_state:
+                    states[i] = want  # a record is created open: only another final state costs a PATCH
         if refused:
             self.ledger.reject(refused)
             self.stats.rejected += len(refused)
@@ -334,75 +340,59 @@ class TableLoader:
             body["documentbody"] = base64.b64encode(data).decode("ascii")
         return body
 
+    def _state_request(self, rid: str, state: int, status: int, meta: dict[str, Any]) -> BatchRequest:
+        headers = dict(self.client.write_headers)
+        if self.table == "opportunity" and state in (1, 2):
+            # Won/Lost only through the actions (reference §7.4); actions are allowed in $batch.
+            close: dict[str, Any] = {
+                "subject": "Won" if state == 1 else "Lost",
+                "opportunityid@odata.bind": f"/{self.meta.entity_set_name}({rid})",
+            }
+            for key, value in (
+                ("actualend", meta.get("_close_date")),
+                ("actualrevenue", meta.get("_actual_revenue")),
+            ):
+                if value is not None:
+                    close[key] = value
+            action = "WinOpportunity" if state == 1 else "LoseOpportunity"
+            return BatchRequest("POST", action, {"Status": status, "OpportunityClose": close}, headers)
+        body = {"statecode": state} if status == -1 else {"statecode": state, "statuscode": status}
+        return BatchRequest(
+            "PATCH", f"{self.meta.entity_set_name}({rid})", body, {**headers, "If-Match": "*"}
+        )
+
     def _apply_states(
         self, states: dict[int, tuple[int, int]], ids: list[str], split: list[ld.SplitRow]
     ) -> list[Rejection]:
+        """Final states in `$batch` (continue-on-error). An action is not idempotent: when a retried batch
+        finds an opportunity already closed the way we want, that counts as done."""
         errors: list[Rejection] = []
-        if not states:
-            return errors
-        if self.table == "opportunity":
-            for i, (state, status) in states.items():
-                meta = split[i].meta
-                extra = {
-                    k: v
-                    for k, v in (
-                        ("actualend", meta.get("_close_date")),
-                        ("actualrevenue", meta.get("_actual_revenue")),
-                    )
-                    if v is not None
-                }
-                try:
-                    if state == 1:
-                        self.client.win_opportunity(ids[i], status, **extra)
-                    elif state == 2:
-                        self.client.lose_opportunity(ids[i], status, **extra)
-                    else:
-                        self.client.set_state("opportunity", ids[i], state, status)
-                    self.stats.state_changes += 1
-                except DataverseApiError as exc:
-                    errors.append(
-                        Rejection(
-                            self.table,
-                            ids[i],
-                            meta.get("_close_id"),
-                            "win" if state == 1 else "lose",
-                            exc.status,
-                            exc.code,
-                            exc.message,
-                        )
-                    )
-            return errors
-        entity_set = self.meta.entity_set_name
         order = list(states)
-        items: list[BatchRequest | Any] = []
-        for i in order:
-            state, status = states[i]
-            body = {"statecode": state} if status == -1 else {"statecode": state, "statuscode": status}
-            items.append(
-                BatchRequest(
-                    "PATCH", f"{entity_set}({ids[i]})", body, {**self.client.write_headers, "If-Match": "*"}
-                )
-            )
+        items = [self._state_request(ids[i], *states[i], split[i].meta) for i in order]
         size = self.client.batch_request_size
         for start in range(0, len(items), size):
-            parts = self.client.execute_batch(items[start : start + size])
+            parts = self.client.execute_batch(items[start : start + size])  # type: ignore[arg-type]
             for offset, part in enumerate(parts):
                 i = order[start + offset]
-                if part is not None and part.ok:
+                if (part is not None and part.ok) or self._already_in_state(ids[i], states[i]):
                     self.stats.state_changes += 1
                     continue
                 code, message = (
                     (part.error or ("", part.reason)) if part is not None else ("", "no answer in $batch")
                 )
+                operation = (
+                    {1: "win", 2: "lose"}.get(states[i][0], "state")
+                    if self.table == "opportunity"
+                    else "state"
+                )
+                status = part.status if part is not None else None
                 errors.append(
                     Rejection(
-                        self.table,
-                        ids[i],
-                        split[i].meta.get("_close_id"),
-                        "state",
-                        part.status if part else None,
-                        code,
-                        message,
+                        self.table, ids[i], split[i].meta.get("_close_id"), operation, status, code, message
                     )
                 )
         return errors
+
+    def _already_in_state(self, rid: str, want: tuple[int, int]) -> bool:
+        current = self.client.get(self.table, rid, ["statecode", "statuscode"]) or {}
+        return current.get("statecode") == want[0] and (want[1] == -1 or current.get("statuscode") == want[1])

@@ -9,7 +9,7 @@ import duckdb
 from dagster import AssetExecutionContext
 
 from migration_assets.defs.loaded._common import loaded_key, table_exists
-from migration_assets.defs.loaded._engine import resolve_key_bind
+from migration_assets.defs.loaded._engine import READ_CHUNK, resolve_key_bind
 from migration_assets.defs.loaded.tables import ORDER
 from migration_assets.defs.reports._files import markdown_table, write_report
 from migration_assets.defs.schema._deploy import load_plan
@@ -192,10 +192,13 @@ def spot_check_table(
         | ({"statecode", "statuscode"} & set(meta.attributes))
     )
     ids = [str(r[meta.primary_id]).lower() for r in rows]
-    values = ",".join(f"'{i}'" for i in ids)
-    flt = f"Microsoft.Dynamics.CRM.In(PropertyName='{meta.primary_id}',PropertyValues=[{values}])"
-    found = {str(r[meta.primary_id]).lower(): ld.current_payload(r, lookups, {lk.target: lk.entity_set for lk in lookups.values()})
-             for r in client.query(table, select=select, filter=flt, annotations=True)}  # fmt: skip
+    sets = {lk.target: lk.entity_set for lk in lookups.values()}
+    found: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(ids), READ_CHUNK):
+        values = ",".join(f"'{i}'" for i in ids[start : start + READ_CHUNK])
+        flt = f"Microsoft.Dynamics.CRM.In(PropertyName='{meta.primary_id}',PropertyValues=[{values}])"
+        for r in client.query(table, select=select, filter=flt, annotations=True):
+            found[str(r[meta.primary_id]).lower()] = ld.current_payload(r, lookups, sets)
     mismatches: list[dict[str, Any]] = []
     key_cache: dict[tuple[str, str, str], str | None] = {}
     for row, rid in zip(rows, ids, strict=True):

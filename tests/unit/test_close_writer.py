@@ -1,0 +1,71 @@
+"""SortedTableWriter: one sorted, de-duplicated write per table from frames and/or Arrow datasets."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+import pyarrow.dataset as pads
+import pytest
+
+from migration_assets.defs.close.tables import TABLES
+from migration_assets.defs.close.writer import write_table
+from migration_assets.resources.warehouse import WarehouseResource
+
+SPEC = TABLES["notes"]
+
+
+def note(i: int, updated: str = "2024-01-01T00:00:00+00:00", text: str = "x") -> dict[str, str]:
+    return {"id": f"acti_{i:03d}", "date_updated": updated, "note": text}
+
+
+def test_pages_are_sorted_and_only_real_duplicates_dropped(tmp_path: Path) -> None:
+    wh = WarehouseResource(path=str(tmp_path / "w.duckdb"))
+    stale = note(3, "2023-01-01T00:00:00+00:00", "old")
+    pages = [[note(5), note(3), note(9)], [], [stale, note(1)], SPEC.frame([note(7)])]
+    rows, dropped = write_table(wh, SPEC, pages)
+    assert (rows, dropped) == (6, 1)
+    out = wh.read("SELECT id, date_updated, raw FROM close.notes")
+    assert out["id"].to_list() == ["acti_001", "acti_003", "acti_005", "acti_007", "acti_009"]
+    kept = out.filter(pl.col("id") == "acti_003")
+    assert kept["date_updated"][0] == datetime(2024, 1, 1, tzinfo=UTC)
+    assert '"note":"x"' in kept["raw"][0]
+
+
+def test_dataset_and_frames_together_match_frames_alone(tmp_path: Path) -> None:
+    parts = []
+    for n, ids in enumerate([(8, 2), (6,)]):
+        path = tmp_path / f"part-{n}.arrow"
+        SPEC.frame([note(i) for i in ids]).write_ipc(path)
+        parts.append(str(path))
+    mixed = WarehouseResource(path=str(tmp_path / "mixed.duckdb"))
+    write_table(mixed, SPEC, [pads.dataset(parts, format="ipc"), [note(4)]])
+    plain = WarehouseResource(path=str(tmp_path / "plain.duckdb"))
+    write_table(plain, SPEC, [[note(i) for i in (8, 2, 6, 4)]])
+    a, b = (w.read("SELECT * FROM close.notes") for w in (mixed, plain))
+    assert a.equals(b) and a["id"].to_list() == ["acti_002", "acti_004", "acti_006", "acti_008"]
+
+
+def test_no_pages_gives_an_empty_typed_table(tmp_path: Path) -> None:
+    wh = WarehouseResource(path=str(tmp_path / "w.duckdb"))
+    assert write_table(wh, SPEC, []) == (0, 0)
+    assert wh.read("SELECT * FROM close.notes").columns == list(SPEC.schema)
+
+
+def test_failure_keeps_the_previous_table(tmp_path: Path) -> None:
+    wh = WarehouseResource(path=str(tmp_path / "w.duckdb"))
+    write_table(wh, SPEC, [[note(1)]])
+
+    def broken() -> Iterator[list[dict[str, str]]]:
+        yield [note(2)]
+        raise RuntimeError("connection lost")
+
+    with pytest.raises(RuntimeError, match="connection lost"):
+        write_table(wh, SPEC, broken())
+    assert wh.read("SELECT id FROM close.notes")["id"].to_list() == ["acti_001"]
+    leftovers = wh.read(
+        "SELECT table_name FROM information_schema.tables WHERE table_name LIKE '\\_\\_%' ESCAPE '\\'"
+    )
+    assert leftovers.is_empty()
