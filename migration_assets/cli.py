@@ -57,8 +57,7 @@ def _cmd_emulators(args: argparse.Namespace) -> int:
 
 
 def _cmd_extract(args: argparse.Namespace) -> int:
-    from migration_assets.demo import print_job_outcome
-    from migration_assets.runtime import run_job
+    from migration_assets.runtime import print_job_outcome, run_job
 
     if not os.environ.get("CLOSE_API_KEY") and os.environ.get("CLOSE2D365_CLOSE_SOURCE", "api") != "file":
         raise CliError(

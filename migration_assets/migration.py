@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +17,10 @@ import dagster as dg
 import yaml
 
 from migration_assets.lib.custom_activity_plan import TYPES_FILE, render_types
-from migration_assets.lib.mapping_config import DEFAULT_ROOT
+from migration_assets.lib.mapping_config import DEFAULT_ROOT, load_mapping_config
 from migration_assets.lib.proposal import confirm_all, propose, render_proposal
 from migration_assets.resources.warehouse import WarehouseResource, default_home
+from migration_assets.runtime import patched_env
 
 MIGRATE_GROUPS = ("close", "staged", "schema", "loaded", "reports")
 
@@ -114,20 +114,6 @@ def first_enabled_user(dynamics_users: list[dict[str, Any]]) -> str | None:
     return next((u["internalemailaddress"] for u in dynamics_users if not u.get("isdisabled")), None)
 
 
-@contextmanager
-def patched_env(values: Mapping[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, old in saved.items():
-            if old is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = old
-
-
 def reconciliation_text(warehouse: WarehouseResource | None = None) -> str:
     """The latest reconciliation report as a fixed-width table (for the terminal)."""
     from migration_assets.defs.reports.reconciliation import RECON_COLUMNS
@@ -148,14 +134,13 @@ def reconciliation_text(warehouse: WarehouseResource | None = None) -> str:
     return "\n".join(lines) + f"\n\nReports: {runs[-1].parent}"
 
 
-def run_migration(tags: Mapping[str, str] | None = None) -> int:
+def run_migration(tags: Mapping[str, str] | None = None, expected_halts: Sequence[str] = ()) -> int:
     """`close2d365 run`: the `migrate` job on the shared instance (resources from the environment), then the
     reconciliation table and where the reports are. Returns the process exit status."""
-    from migration_assets.demo import print_job_outcome
-    from migration_assets.runtime import run_job
+    from migration_assets.runtime import print_job_outcome, run_job
 
     result = run_job("migrate", tags=dict(tags or {}))
-    status = print_job_outcome(result)
+    status = print_job_outcome(result, expected_halts)
     print(reconciliation_text())
     return status
 
@@ -172,7 +157,7 @@ def demo_dataverse_env(server: Any) -> dict[str, str]:
     }
 
 
-def run_demo_migration(size: str = "demo", seed: int = 1) -> int:
+def run_demo_migration(size: str = "demo", seed: int = 1, ui: bool = False) -> int:
     """`close2d365 demo`: generate an org, serve it from both emulators, auto-confirm the custom field
     proposal (demo only), run the `migrate` job, print the reconciliation and the reports folder."""
     from emulators.close.server import CloseEmulatorServer
@@ -201,7 +186,26 @@ def run_demo_migration(size: str = "demo", seed: int = 1) -> int:
         }
         with patched_env(env):
             print(f"Close emulator {close_server.base_url}, Dataverse emulator {dv.base_url}", flush=True)
-            return run_migration(tags={"close2d365/mode": "demo", "close2d365/size": size})
+            status = run_migration(
+                tags={"close2d365/mode": "demo", "close2d365/size": size},
+                expected_halts=demo_expected_halts(org),
+            )
+            if ui:
+                from migration_assets.cli import launch_ui
+
+                print(f"Both emulators stay up; what landed in Dataverse: {dv.base_url}/", flush=True)
+                launch_ui(env=env)
+            return status
+
+
+def demo_expected_halts(org: Any) -> list[str]:
+    """The generated org's deliberately broken custom activity type: its own check halts it, and only it."""
+    from migration_assets.lib.custom_activity_plan import table_name
+
+    broken = org.truth["edge_cases"]["broken_custom_activity_type_id"]
+    names = [t["name"] for t in org.custom_activity_types if t["id"] == broken]
+    prefix = str(load_mapping_config().settings.publisher_prefix)
+    return [table_name(name, prefix) for name in names]
 
 
 def resources_from_env(warehouse_path: str | None = None) -> dict[str, Any]:

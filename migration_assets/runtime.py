@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -44,3 +47,50 @@ def run_job(
     # log stays on the instance for the UI.
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     return job.execute_in_process(instance=instance(), tags=tags, run_config=run_config, raise_on_error=False)
+
+
+@contextmanager
+def patched_env(values: Mapping[str, str]) -> Iterator[None]:
+    """Point the resources at other endpoints for the duration of a block (demo, tests)."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+
+
+def failed_steps(result: dg.ExecuteInProcessResult) -> list[tuple[str, str]]:
+    """(step key, message with its cause) of every failed step of a run."""
+    failures: list[tuple[str, str]] = []
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data is not None and event.step_key:
+            error = event.step_failure_data.error
+            message = error.message.strip() if error else "failed"
+            if error and error.cause:
+                message += f"\n    caused by: {error.cause.message.strip()}"
+            failures.append((event.step_key, message))
+    return failures
+
+
+def print_job_outcome(result: dg.ExecuteInProcessResult, expected_halts: Sequence[str] = ()) -> int:
+    """Print why a run failed (step and message, not a traceback); 0 when it succeeded.
+
+    `expected_halts` are step-key fragments whose failure is the intended outcome (the demo's deliberately
+    broken custom activity type): they are reported, and do not make the exit status non-zero.
+    """
+    failures = failed_steps(result)
+    unexpected = [(k, m) for k, m in failures if not any(fragment in k for fragment in expected_halts)]
+    for key, message in failures:
+        expected = (key, message) not in unexpected
+        label = "halted (expected in the demo)" if expected else "FAILED"
+        print(f"  {label} {key}: {message}", file=sys.stdout if expected else sys.stderr)
+    if result.success or not unexpected:
+        print(f"run {result.run_id}: success" + (" with the expected halts above" if failures else ""))
+        return 0
+    print(f"run {result.run_id}: FAILED (see the run in `close2d365 ui` for details)", file=sys.stderr)
+    return 2

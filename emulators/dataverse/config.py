@@ -106,6 +106,11 @@ class DataverseEmulatorConfig:
     protection: ServiceProtection = field(default_factory=ServiceProtection)
     faults: Faults = field(default_factory=Faults)
     persist_path: str | None = None  # JSON file: load at start if present, save on change/shutdown
+    # Currencies enabled besides the base currency (USD): ISO code -> (name, symbol, exchange rate to base).
+    # A real org has only what its admin enabled; records in any other currency are rejected at staging.
+    extra_currencies: dict[str, tuple[str, str, float]] = field(
+        default_factory=lambda: {"EUR": ("Euro", "€", 0.92), "GBP": ("Pound Sterling", "£", 0.79)}
+    )
     # Global privilege switch: when False, no app user may set overriddencreatedon (403 0x80040220),
     # in addition to the per-app-user `missing_privileges`.
     allow_override_createdon: bool = True

@@ -65,6 +65,17 @@ class Environment:
                 "exchangerate": 1.0,
             },
         )
+        for iso, (name, symbol, rate) in cfg.extra_currencies.items():
+            self._row(
+                "transactioncurrency",
+                deterministic_id("transactioncurrency", iso),
+                {
+                    "currencyname": name,
+                    "isocurrencycode": iso,
+                    "currencysymbol": symbol,
+                    "exchangerate": rate,
+                },
+            )
         self._row(
             "organization",
             self.organization_id,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 import polars as pl
@@ -88,6 +88,9 @@ class Column:
 def parse_timestamps(name: str, values: list[Any]) -> pl.Series:
     """`parse_close_datetime` over a column, vectorised: offset, naive and date-only forms in Polars,
     anything Polars cannot read (rare) through the Python parser, so both give the same result."""
+    # Values re-read from DuckDB (e.g. an activity's date_created carried onto its attachments) arrive as
+    # datetimes: give them the API's text form rather than dropping them.
+    values = [v.isoformat() if isinstance(v, datetime) else v for v in values]
     text = pl.Series(name, [v if v.__class__ is str else None for v in values], dtype=pl.String)
     text = text.str.replace(r"Z$", "+00:00")
     # Classic resources all carry an offset: parse that form first, the rarer forms only where needed.
