@@ -37,6 +37,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return run_migration(tags={"close2d365/mode": "run"})
 
 
+def _cmd_dry_run(args: argparse.Namespace) -> int:
+    from migration_assets.runtime import print_job_outcome, run_job
+
+    missing = [v for v in REAL_RUN_ENV if not os.environ.get(v)]
+    if missing:
+        raise CliError(
+            f"set {', '.join(missing)} first: the dry run reads the target's metadata to check every row "
+            "(see README: Running a real migration)"
+        )
+    result = run_job("dry_run", tags={"close2d365/mode": "dry_run"})
+    status = print_job_outcome(result)
+    if status:
+        print("Rejected rows: staged.<table>_rejected in the warehouse, and each failing check in the UI.")
+    return status
+
+
 def _cmd_rollback(args: argparse.Namespace) -> int:
     from migration_assets.rollback import rollback
 
@@ -128,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
         "run", help="the whole migration against the endpoints configured in the environment"
     )
     run.set_defaults(func=_cmd_run)
+
+    dry = sub.add_parser("dry-run", help="extract, stage and check everything; write nothing to Dataverse")
+    dry.set_defaults(func=_cmd_dry_run)
 
     rollback = sub.add_parser(
         "rollback", help="undo a migration run: delete what it created, restore updates"
