@@ -175,6 +175,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
         ("emulators.orgdata", ("OrgDataError",)),
         ("migration_assets.propose", ("ProposalInputError",)),
         ("migration_assets.rollback", ("RollbackError",)),
+        ("migration_assets.resources", ("MissingEnvironmentError",)),
         ("migration_assets.lib.yaml_loc", ("MappingError",)),
         ("migration_assets.defs.staged.mapping", ("ProposalError",)),
         ("migration_assets.resources.dataverse_errors", ("DataverseError",)),

@@ -43,7 +43,7 @@ def _dataverse_client() -> Any | None:
         return None
     from migration_assets.resources import dataverse_resource
 
-    return dataverse_resource().get_client()
+    return dataverse_resource(resolved=True).get_client()
 
 
 def propose_all(force: bool = False, mappings_root: Path | None = None) -> ProposalFiles:

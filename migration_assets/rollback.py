@@ -5,7 +5,6 @@ updated (DESIGN §5). The rollback is itself a ledgered run: every delete/restor
 original ledger rows are stamped `rolled_back_by`, so running it again finds nothing left to undo.
 """
 
-import os
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -191,21 +190,12 @@ def _delete_chunk(client: DataverseClient, ledger: Ledger, chunk: list[Step], re
 
 def dataverse_from_env() -> DataverseResource:
     """The Dataverse resource from the same environment variables the Dagster definitions use."""
-    missing = [
-        v
-        for v in ("DATAVERSE_URL", "DATAVERSE_TENANT_ID", "DATAVERSE_CLIENT_IDS", "DATAVERSE_CLIENT_SECRETS")
-        if not os.environ.get(v)
-    ]
-    if missing:
-        raise RollbackError(f"set {', '.join(missing)} to reach the Dataverse environment to roll back")
-    return DataverseResource(
-        environment_url=os.environ["DATAVERSE_URL"],
-        tenant_id=os.environ["DATAVERSE_TENANT_ID"],
-        client_ids=os.environ["DATAVERSE_CLIENT_IDS"],
-        client_secrets=os.environ["DATAVERSE_CLIENT_SECRETS"],
-        authority_host=os.environ.get("DATAVERSE_AUTHORITY_HOST", "https://login.microsoftonline.com"),
-        ca_bundle=os.environ.get("DATAVERSE_CA_BUNDLE") or None,
-    )
+    from migration_assets.resources import MissingEnvironmentError, dataverse_resource
+
+    try:
+        return dataverse_resource(resolved=True)
+    except MissingEnvironmentError as exc:
+        raise RollbackError(f"{exc} to roll back") from exc
 
 
 def rollback(

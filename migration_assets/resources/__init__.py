@@ -28,12 +28,26 @@ def close_resource() -> CloseResource:
     )
 
 
-def dataverse_resource() -> DataverseResource:
+DATAVERSE_ENV = ("DATAVERSE_URL", "DATAVERSE_TENANT_ID", "DATAVERSE_CLIENT_IDS", "DATAVERSE_CLIENT_SECRETS")
+
+
+class MissingEnvironmentError(RuntimeError):
+    """A command needs settings that are not in the environment."""
+
+
+def dataverse_resource(resolved: bool = False) -> DataverseResource:
+    """The Dataverse resource. For the Definitions its secrets are EnvVars, resolved when a run starts;
+    `resolved=True` reads the values now, for commands that talk to Dataverse outside a Dagster run."""
+    if resolved:
+        missing = [name for name in DATAVERSE_ENV if not os.environ.get(name)]
+        if missing:
+            raise MissingEnvironmentError(f"set {', '.join(missing)} to reach the Dataverse environment")
+    value = (lambda name: os.environ[name]) if resolved else dg.EnvVar
     return DataverseResource(
-        environment_url=dg.EnvVar("DATAVERSE_URL"),
-        tenant_id=dg.EnvVar("DATAVERSE_TENANT_ID"),
-        client_ids=dg.EnvVar("DATAVERSE_CLIENT_IDS"),
-        client_secrets=dg.EnvVar("DATAVERSE_CLIENT_SECRETS"),
+        environment_url=value("DATAVERSE_URL"),
+        tenant_id=value("DATAVERSE_TENANT_ID"),
+        client_ids=value("DATAVERSE_CLIENT_IDS"),
+        client_secrets=value("DATAVERSE_CLIENT_SECRETS"),
         authority_host=os.environ.get("DATAVERSE_AUTHORITY_HOST", "https://login.microsoftonline.com"),
         ca_bundle=os.environ.get("DATAVERSE_CA_BUNDLE") or None,
     )
