@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,7 +12,7 @@ import pyarrow.dataset as pads
 import pytest
 
 from migration_assets.defs.close.tables import TABLES
-from migration_assets.defs.close.writer import write_table
+from migration_assets.defs.close.writer import read_ahead, write_table
 from migration_assets.resources.warehouse import WarehouseResource
 
 SPEC = TABLES["notes"]
@@ -69,3 +70,32 @@ def test_failure_keeps_the_previous_table(tmp_path: Path) -> None:
         "SELECT table_name FROM information_schema.tables WHERE table_name LIKE '\\_\\_%' ESCAPE '\\'"
     )
     assert leftovers.is_empty()
+
+
+def test_read_ahead_keeps_order_and_reraises_errors() -> None:
+    assert list(read_ahead(iter(range(50)), depth=3)) == list(range(50))
+
+    def failing() -> Iterator[int]:
+        yield 1
+        raise ValueError("page 2 failed")
+
+    got = []
+    with pytest.raises(ValueError, match="page 2 failed"):
+        for item in read_ahead(failing()):
+            got.append(item)
+    assert got == [1]
+
+
+def test_read_ahead_closes_the_source_when_the_consumer_stops() -> None:
+    closed = threading.Event()
+
+    def pages() -> Iterator[int]:
+        try:
+            yield from range(1000)
+        finally:
+            closed.set()
+
+    for item in read_ahead(pages(), depth=2):
+        if item == 3:
+            break
+    assert closed.wait(5)

@@ -13,11 +13,13 @@ checkpoint, a range-by-range rewrite and a second checkpoint.
 
 from __future__ import annotations
 
+import queue
+import threading
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import polars as pl
@@ -35,6 +37,8 @@ EXTRACT_MEMORY_LIMIT = "384MB"
 DISABLED_COMPRESSION = "fsst,dict_fsst"
 
 # A page: Close objects (API), a frame, or an Arrow dataset of a whole table's parts (the export split).
+T = TypeVar("T")
+
 Pages = Iterable[list[dict[str, Any]] | pl.DataFrame | pads.Dataset]
 
 
@@ -159,6 +163,57 @@ class SortedTableWriter:
             self.abort()
 
 
+_END = object()
+
+
+def read_ahead(pages: Iterable[T], depth: int = 8) -> Iterator[T]:
+    """Iterate `pages` on a background thread, up to `depth` pages ahead of the consumer.
+
+    Turning a page into rows and writing it is CPU work on the consumer's thread; meanwhile the page
+    requests (and the date-window probes between them) keep going, so the request rate stays at the
+    rate limit instead of dropping whenever the consumer is busy. Errors are re-raised here.
+    """
+    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        it = iter(pages)
+        try:
+            for page in it:
+                if not put((True, page)):
+                    return
+            put((False, _END))
+        except BaseException as exc:  # handed to the consumer
+            put((False, exc))
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()  # cancels the requests still in flight
+
+    thread = threading.Thread(target=produce, name="close-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            ok, item = q.get()
+            if ok:
+                yield item
+            elif item is _END:
+                return
+            else:
+                raise item
+    finally:
+        stop.set()
+
+
 def write_table(
     warehouse: WarehouseResource,
     spec: TableSpec,
@@ -168,14 +223,15 @@ def write_table(
 ) -> tuple[int, int]:
     """Write every page of `spec`'s table; returns (rows read, duplicate rows dropped).
 
-    API pages are lists of objects (turned into frames with `spec.frame`); the export path hands over
-    an Arrow dataset of the table's parts. `on_rows` is called with the running row count after each chunk (progress logs).
+    API pages are lists of objects (turned into frames with `spec.frame`, while the next pages are
+    requested: `read_ahead`); the export path hands over an Arrow dataset of the table's parts.
+    `on_rows` is called with the running row count after each chunk (progress logs).
     """
     with ExitStack() as stack:
         con = stack.enter_context(warehouse.connect())
         extraction_settings(con)
         writer = stack.enter_context(SortedTableWriter(con, spec, schema))
-        for page in pages:
+        for page in read_ahead(pages):
             if isinstance(page, pads.Dataset):
                 writer.write_dataset(page)
                 if on_rows is not None:
