@@ -12,14 +12,13 @@ import gzip
 import io
 import itertools
 import json
-import queue
-import threading
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from migration_assets.lib.fastjson import loads
+from migration_assets.lib.prefetch import read_ahead
 
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -103,7 +102,9 @@ def iter_export_stream(
     The download and its gunzip run on a background thread (zlib releases the GIL), so they use the
     second core while this thread parses.
     """
-    raw = io.BufferedReader(_ChunkStream(_background(_gunzip(chunks, name))), 1 << 20)
+    raw = io.BufferedReader(
+        _ChunkStream(read_ahead(_gunzip(chunks, name), 64, "close-export-gunzip")), 1 << 20
+    )
     yield from _iter_stream(Path(name), raw, chunk_size, 256 << 20)
 
 
@@ -113,7 +114,7 @@ def export_bytes(chunks: Iterator[bytes], name: str) -> tuple[bool, Iterator[byt
     Returns (is_json_lines, bytes): JSON-lines exports can be cut into line blocks and parsed in
     parallel (`line_blocks`); a JSON array must be parsed in order (`parse_export_bytes`).
     """
-    data = _background(_gunzip(chunks, name))
+    data = read_ahead(_gunzip(chunks, name), 64, "close-export-gunzip")
     head = b""
     for chunk in data:
         head += chunk
@@ -191,43 +192,6 @@ def _gunzip(chunks: Iterator[bytes], name: str) -> Iterator[bytes]:
         raise CloseExportError(f"Cannot read {name}: corrupt gzip data ({exc})") from exc
     if not dec.eof:
         raise CloseExportError(f"Cannot read {name}: the gzip stream is truncated")
-
-
-_END = object()
-
-
-def _background(chunks: Iterator[bytes], max_chunks: int = 64) -> Iterator[bytes]:
-    """Iterate `chunks` on a background thread through a bounded queue (at most `max_chunks` ahead)."""
-    q: queue.Queue[Any] = queue.Queue(maxsize=max_chunks)
-    stop = threading.Event()
-
-    def pump() -> None:
-        try:
-            for chunk in chunks:
-                while not stop.is_set():
-                    try:
-                        q.put(chunk, timeout=0.5)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            q.put(_END)
-        except BaseException as exc:  # handed to the consumer, which re-raises it
-            q.put(exc)
-
-    thread = threading.Thread(target=pump, name="close-export-gunzip", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = q.get()
-            if item is _END:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
 
 
 def _iter_stream(

@@ -5,8 +5,6 @@ A mixin of `CloseClient` (it uses the client's `get`/`post`/`http` and export se
 
 from __future__ import annotations
 
-import queue
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -108,40 +106,3 @@ class CloseExportsMixin:
             self.http.stream_download(export["download_url"], decode=False),
             name=f"Close export {export['id']}",
         )
-
-
-_DONE = object()
-
-
-def _prefetched(chunks: Iterator[bytes], max_chunks: int = 256) -> Iterator[bytes]:
-    """Iterate `chunks` from a background thread through a bounded queue (max_chunks x 64 KB)."""
-    q: queue.Queue[Any] = queue.Queue(maxsize=max_chunks)
-    stop = threading.Event()
-
-    def pump() -> None:
-        try:
-            for chunk in chunks:
-                while not stop.is_set():
-                    try:
-                        q.put(chunk, timeout=0.5)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            q.put(_DONE)
-        except BaseException as exc:  # handed to the consumer, which re-raises it
-            q.put(exc)
-
-    thread = threading.Thread(target=pump, name="close-export-download", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = q.get()
-            if item is _DONE:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()

@@ -86,6 +86,18 @@ def _sql_str(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def swap_in(con: duckdb.DuckDBPyConnection, schema: str, scratch: str, table: str) -> None:
+    """Replace `schema.table` by the finished scratch table in one transaction: readers see old or new."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(f"DROP TABLE IF EXISTS {_quote(schema)}.{_quote(table)}")
+        con.execute(f"ALTER TABLE {_quote(schema)}.{_quote(scratch)} RENAME TO {_quote(table)}")
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+
+
 class TableWriter:
     """Appends Polars chunks to a scratch table and swaps it in as `schema.table` on success."""
 
@@ -129,15 +141,7 @@ class TableWriter:
         if not self._created:
             schema = self._empty_schema or {"id": pl.String}
             self.write(pl.DataFrame(schema=dict(schema)))
-        target = f"{_quote(self.schema)}.{_quote(self.table)}"
-        self._con.execute("BEGIN TRANSACTION")
-        try:
-            self._con.execute(f"DROP TABLE IF EXISTS {target}")
-            self._con.execute(f"ALTER TABLE {self._scratch_ref} RENAME TO {_quote(self.table)}")
-            self._con.execute("COMMIT")
-        except Exception:
-            self._con.execute("ROLLBACK")
-            raise
+        swap_in(self._con, self.schema, self._scratch, self.table)
 
     def abort(self) -> None:
         self._con.execute(f"DROP TABLE IF EXISTS {self._scratch_ref}")

@@ -35,7 +35,9 @@ def test_dry_run_is_gated_repeatable_and_leaves_the_target_untouched(
     org = generate("tiny", 1)
     mappings = write_confirmed_proposal(
         org.custom_fields,
-        custom_field_samples({"leads": org.leads, "contacts": org.contacts, "opportunities": org.opportunities}),
+        custom_field_samples(
+            {"leads": org.leads, "contacts": org.contacts, "opportunities": org.opportunities}
+        ),
         org.custom_activity_types,
         tmp_path / "mappings",
     )

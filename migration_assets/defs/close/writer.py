@@ -13,10 +13,8 @@ checkpoint, a range-by-range rewrite and a second checkpoint.
 
 from __future__ import annotations
 
-import queue
-import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from types import TracebackType
 from typing import Any, TypeVar
@@ -26,7 +24,8 @@ import polars as pl
 import pyarrow.dataset as pads
 
 from migration_assets.defs.close.tables import TableSpec
-from migration_assets.resources.warehouse import WarehouseResource
+from migration_assets.lib.prefetch import read_ahead
+from migration_assets.resources.warehouse import WarehouseResource, swap_in
 
 # DuckDB memory cap of an extraction connection: the sort spills beyond it, so peak RSS stays bounded
 # whatever the size of the org.
@@ -120,7 +119,6 @@ class SortedTableWriter:
             tie = "raw" if "raw" in self.spec.schema else "id"
             # NULL ids are never duplicates of each other: each is kept.
             dedupe = f"QUALIFY id IS NULL OR row_number() OVER (PARTITION BY id ORDER BY {newest}{tie}) = 1"
-        target = f"{_q(self.schema)}.{_q(self.spec.name)}"
         scratch = f"{_q(self.schema)}.{_q(self._scratch)}"
         con = self._con
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {_q(self.schema)}")
@@ -128,14 +126,7 @@ class SortedTableWriter:
         self._drop_sources()
         kept = con.execute(f"SELECT count(*) FROM {scratch}").fetchone()
         self.dropped = self.rows - int(kept[0]) if kept else 0
-        con.execute("BEGIN TRANSACTION")
-        try:
-            con.execute(f"DROP TABLE IF EXISTS {target}")
-            con.execute(f"ALTER TABLE {scratch} RENAME TO {_q(self.spec.name)}")
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
+        swap_in(con, self.schema, self._scratch, self.spec.name)
         return self.dropped
 
     def _drop_sources(self) -> None:
@@ -161,57 +152,6 @@ class SortedTableWriter:
             self.commit()
         else:
             self.abort()
-
-
-_END = object()
-
-
-def read_ahead(pages: Iterable[T], depth: int = 8) -> Iterator[T]:
-    """Iterate `pages` on a background thread, up to `depth` pages ahead of the consumer.
-
-    Turning a page into rows and writing it is CPU work on the consumer's thread; meanwhile the page
-    requests (and the date-window probes between them) keep going, so the request rate stays at the
-    rate limit instead of dropping whenever the consumer is busy. Errors are re-raised here.
-    """
-    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(item: Any) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.2)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        it = iter(pages)
-        try:
-            for page in it:
-                if not put((True, page)):
-                    return
-            put((False, _END))
-        except BaseException as exc:  # handed to the consumer
-            put((False, exc))
-        finally:
-            close = getattr(it, "close", None)
-            if close is not None:
-                close()  # cancels the requests still in flight
-
-    thread = threading.Thread(target=produce, name="close-read-ahead", daemon=True)
-    thread.start()
-    try:
-        while True:
-            ok, item = q.get()
-            if ok:
-                yield item
-            elif item is _END:
-                return
-            else:
-                raise item
-    finally:
-        stop.set()
 
 
 def write_table(
