@@ -50,9 +50,12 @@ def materialize_migration(
     selection: dg.AssetSelection | None = None,
     instance: dg.DagsterInstance | None = None,
     tags: Mapping[str, str] | None = None,
+    log_level: str | None = None,
 ) -> dg.ExecuteInProcessResult:
-    """Materialize the migration graph in this process with explicit resources (tests, benchmarks)."""
+    """Materialize the migration graph in this process with explicit resources (tests, benchmarks).
+    `log_level` (e.g. "WARNING") quiets the console logger; the events stay on the result."""
     assets, checks = _all_defs()
+    run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}} if log_level else None
     return dg.materialize(
         [*assets, *checks],
         selection=selection or migrate_selection(),
@@ -60,6 +63,7 @@ def materialize_migration(
         instance=instance,
         tags=dict(tags or {}),
         raise_on_error=False,
+        run_config=run_config,
     )
 
 

@@ -34,7 +34,7 @@ def instance() -> dg.DagsterInstance:
 
 
 def run_job(
-    job_name: str, *, tags: dict[str, str] | None = None, log_level: str = "WARNING"
+    job_name: str, *, tags: dict[str, str] | None = None, log_level: str = "CRITICAL"
 ) -> dg.ExecuteInProcessResult:
     """Execute a job of the one Definitions in this process, recorded on the shared instance.
 
@@ -43,8 +43,9 @@ def run_job(
     from migration_assets.definitions import build_definitions
 
     job = build_definitions().resolve_job_def(job_name)
-    # The console logger would print every Dagster event; the CLI prints its own summary and the full event
-    # log stays on the instance for the UI.
+    # The console logger would print every Dagster event, and a failed step as a stack trace; the CLI prints
+    # its own summary (each failed step with its message) and the full event log stays on the instance for
+    # the UI.
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     return job.execute_in_process(instance=instance(), tags=tags, run_config=run_config, raise_on_error=False)
 
@@ -66,12 +67,23 @@ def patched_env(values: Mapping[str, str]) -> Iterator[None]:
 
 def failed_steps(result: dg.ExecuteInProcessResult) -> list[tuple[str, str]]:
     """(step key, message with its cause) of every failed step of a run."""
+    # A blocking check halts its step with Dagster's generic "1 blocking asset check failed" error: say
+    # which check and why instead (its description carries the reason).
+    failed_checks = {
+        f"{'/'.join(e.asset_key.path)}: {e.check_name}": e.description
+        for e in result.get_asset_check_evaluations()
+        if not e.passed
+    }
     failures: list[tuple[str, str]] = []
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data is not None and event.step_key:
             error = event.step_failure_data.error
             message = error.message.strip() if error else "failed"
-            if error and error.cause:
+            halted_by = [f"check {name} failed: {why or 'see the check in the UI'}"
+                         for name, why in failed_checks.items() if name in message]  # fmt: skip
+            if halted_by:
+                message = "; ".join(halted_by)
+            elif error and error.cause:
                 message += f"\n    caused by: {error.cause.message.strip()}"
             failures.append((event.step_key, message))
     return failures

@@ -17,6 +17,9 @@ def test_demo_tiny_migrates_and_prints_the_reconciliation(
     assert main(["demo", "--size", "tiny"]) == 0, "only the deliberately broken custom activity type halts"
     out = capsys.readouterr().out
     assert "halted (expected in the demo) staged__custom_activity_c2d_onboardingchecklist" in out
+    # The halt says which check and why (the undefined field), not Dagster's generic error or a trace.
+    assert "columns not in the target nor the schema plan: custom.cf_" in out
+    assert "Traceback" not in out and "Stack Trace" not in out
     header = next(line for line in out.splitlines() if line.startswith("table "))
     assert header.split()[:4] == ["table", "close_objects", "staged", "rejected_at_staging"]
     rows = {
