@@ -29,6 +29,7 @@ class Lookup:
     attribute: str
     target: str
     entity_set: str
+    target_key: str = ""  # the target table's primary id ("" = unknown: read its metadata)
 
 
 @dataclass

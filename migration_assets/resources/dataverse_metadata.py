@@ -57,6 +57,7 @@ class RelationshipMeta:
     referencing_attribute: str
     referenced_entity: str
     navigation_property: str  # the name to use in "<nav>@odata.bind"
+    referenced_attribute: str = ""  # the referenced table's key column (its primary id, for a lookup)
 
 
 @dataclass
@@ -201,7 +202,10 @@ def load_entity(get_json: GetJson, logical_name: str) -> EntityMeta:
                 raw["SchemaName"], tuple(raw.get("KeyAttributes") or ()), raw.get("EntityKeyIndexStatus", "")
             )
         )
-    rel_select = "SchemaName,ReferencingAttribute,ReferencedEntity,ReferencingEntityNavigationPropertyName"
+    rel_select = (
+        "SchemaName,ReferencingAttribute,ReferencedEntity,ReferencedAttribute,"
+        "ReferencingEntityNavigationPropertyName"
+    )
     for raw in get_json(f"{base}/ManyToOneRelationships?$select={rel_select}")["value"]:
         entity.many_to_one.append(
             RelationshipMeta(
@@ -209,6 +213,7 @@ def load_entity(get_json: GetJson, logical_name: str) -> EntityMeta:
                 raw["ReferencingAttribute"],
                 raw["ReferencedEntity"],
                 raw["ReferencingEntityNavigationPropertyName"],
+                raw.get("ReferencedAttribute") or "",
             )
         )
     return entity

@@ -5,18 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from _loader_fakes import entity_meta
+
 from migration_assets.defs.loaded._engine import SCAN_PAGE, LoadStats, TableLoader
-from migration_assets.resources.dataverse_metadata import AttributeMeta, EntityMeta
+from migration_assets.resources.dataverse_metadata import EntityMeta
 
 PK = "accountid"
 
 
 def _meta() -> EntityMeta:
-    attrs = {
-        PK: AttributeMeta(PK, "AccountId", "Uniqueidentifier", "UniqueidentifierType"),
-        "name": AttributeMeta("name", "Name", "String", "StringType"),
-    }
-    return EntityMeta("account", "Account", "accounts", PK, "name", 1, False, attrs)
+    return entity_meta("account", "Account", "accounts", 1)
 
 
 class FakeClient:

@@ -5,20 +5,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from _loader_fakes import entity_meta
+
 from migration_assets.defs.loaded._engine import ACTION_BATCH_PARTS, TableLoader
 from migration_assets.lib import load_diff as ld
 from migration_assets.lib.dv_batch import BatchPartResponse, BatchRequest
-from migration_assets.resources.dataverse_metadata import AttributeMeta, EntityMeta
+from migration_assets.resources.dataverse_metadata import EntityMeta
 
 PK = "opportunityid"
 
 
 def _meta() -> EntityMeta:
-    attrs = {
-        PK: AttributeMeta(PK, "OpportunityId", "Uniqueidentifier", "UniqueidentifierType"),
-        "name": AttributeMeta("name", "Name", "String", "StringType"),
-    }
-    return EntityMeta("opportunity", "Opportunity", "opportunities", PK, "name", 3, False, attrs)
+    return entity_meta("opportunity", "Opportunity", "opportunities", 3)
 
 
 class FakeClient:

@@ -112,9 +112,43 @@ def lookups_of(
                             f"'{meta.logical_name}' in the target (known: "
                             f"{sorted({r.navigation_property for r in meta.many_to_one})[:20]}...)")  # fmt: skip
         out[nav] = ld.Lookup(
-            nav, rel.referencing_attribute, rel.referenced_entity, entity_set_of(rel.referenced_entity)
+            nav,
+            rel.referencing_attribute,
+            rel.referenced_entity,
+            entity_set_of(rel.referenced_entity),
+            rel.referenced_attribute,
         )
     return out
+
+
+def prefetch_key_binds(
+    client: DataverseClient,
+    lk: ld.Lookup,
+    values: Iterator[Any] | Sequence[Any],
+    cache: dict[tuple[str, str, str], str | None],
+) -> None:
+    """Resolve every distinct key bind of one lookup column with one In-query per key column (a table's
+    few currencies cost one request, not one each); values no record has are cached as None."""
+    wanted: dict[str, set[str]] = {}
+    for value in values:
+        m = KEY_BIND.match(value) if isinstance(value, str) else None
+        if m is not None and (lk.target, m.group(1), m.group(2).replace("''", "'")) not in cache:
+            wanted.setdefault(m.group(1), set()).add(m.group(2).replace("''", "'"))
+    if not wanted:
+        return
+    pk = lk.target_key or client.metadata(lk.target).primary_id
+    for column, texts in wanted.items():
+        ordered = sorted(texts)
+        for start in range(0, len(ordered), READ_CHUNK):
+            chunk = ordered[start : start + READ_CHUNK]
+            listed = ",".join("'" + t.replace("'", "''") + "'" for t in chunk)
+            flt = f"Microsoft.Dynamics.CRM.In(PropertyName='{column}',PropertyValues=[{listed}])"
+            found = {
+                str(r.get(column)): r[pk] for r in client.query(lk.target, select=[pk, column], filter=flt)
+            }
+            for text in chunk:
+                rid = found.get(text)
+                cache[(lk.target, column, text)] = f"/{lk.entity_set}({str(rid).lower()})" if rid else None
 
 
 def resolve_key_bind(
@@ -128,7 +162,8 @@ def resolve_key_bind(
     column, text = m.group(1), m.group(2).replace("''", "'")
     cache_key = (lk.target, column, text)
     if cache_key not in cache:
-        pk = client.metadata(lk.target).primary_id
+        # The relationship names the referenced key: no metadata read of the target table for its pk.
+        pk = lk.target_key or client.metadata(lk.target).primary_id
         quoted = text.replace("'", "''")
         found = list(client.query(lk.target, select=[pk], filter=f"{column} eq '{quoted}'", top=1))
         cache[cache_key] = f"/{lk.entity_set}({str(found[0][pk]).lower()})" if found else None
@@ -236,6 +271,8 @@ class TableLoader:
         )
         if rows:
             self.stats.scanned = self.scan_target(len(rows))
+            for nav, lk in self.lookups.items():
+                prefetch_key_binds(self.client, lk, (r.get(nav + ld.BIND) for r in rows), self._key_ids)
         # Lookups into the same table (a contact's assistant is a contact) may point at a row of a later
         # batch or a parallel request: they are written in a second pass, once every row exists.
         self_binds = [nav + ld.BIND for nav, lk in self.lookups.items() if lk.target == self.table]
@@ -470,7 +507,10 @@ class TableLoader:
     ) -> list[Rejection]:
         """Plain state changes on a bulk-capable table as UpdateMultiple of statecode/statuscode: the same
         Update the `$batch` PATCH is (reference §7: a state is set by an update after create), at 500 rows
-        per request instead of 100. It never creates (an update of a missing id fails), and repeating it
+        per request instead of 100. Microsoft documents Update of StateCode/StatusCode as the replacement of
+        the deprecated SetStateRequest (power-apps/developer/data-platform/special-update-operation-behavior),
+        and UpdateMultiple as the bulk form of Update; the status is always sent with the state, as that
+        page asks, except where the staged row leaves it to the table's default (-1). It never creates (an update of a missing id fails), and repeating it
         after a kill is harmless. A refused row is rejected with the server's message; the others land."""
         order = list(states)
         rows = []
