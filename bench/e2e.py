@@ -125,7 +125,8 @@ def per_table(tables: dict[str, dict[str, Any]]) -> None:
               f"(target <= {TARGET_PER_1000}: {verdict})")  # fmt: skip
         for table, m in sorted(rows.items()):
             w = int(m.get("created", 0)) + int(m.get("updated", 0))
-            print(f"    {table:<28} {w:>7} written {int(m.get('requests', 0)):>6} requests  "
+            secs = float(m.get("seconds", 0.0))
+            print(f"    {table:<28} {w:>7} written in {secs:6.1f} s {int(m.get('requests', 0)):>6} requests  "
                   f"{m.get('requests_per_1000')!s:>6} per 1,000  reads: {m.get('existing_read', '?'):<4}  "
                   f"{m.get('requests_target', '')}")  # fmt: skip
 
