@@ -13,6 +13,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,10 @@ SCAN_MAX_PAGES = 4
 # counts as one request. 500 actions per batch keeps a closed opportunity at ~2 requests per 1,000 and, at the
 # ~100 ms an action costs on a busy org, the batch well inside the 2-minute request timeout.
 ACTION_BATCH_PARTS = 500
+# A ledgered batch also stops at this many bytes of file bodies (base64, as sent): a bulk request stays under
+# the 116.85 MB plugin sandbox message limit (reference §2.9) and the loader holds one batch of files at once.
+MAX_BATCH_FILE_BYTES = 96 * 1024 * 1024
+DOWNLOAD_WORKERS = 4  # attachments and recordings downloaded from Close in parallel (network-bound)
 KILL_ENV = "CLOSE2D365_FAULT_KILL_AT"
 # "/transactioncurrencies(isocurrencycode='EUR')": a bind by alternate key.
 KEY_BIND = re.compile(
@@ -170,6 +175,23 @@ def resolve_key_bind(
     return cache[cache_key]
 
 
+def batches_of(
+    rows: Sequence[dict[str, Any]], max_rows: int, max_file_bytes: int
+) -> Iterator[Sequence[dict[str, Any]]]:
+    """Consecutive slices of at most `max_rows` rows whose file bodies (`_file_size`, as base64) add up to
+    at most `max_file_bytes`; a single larger file is a batch of its own."""
+    start, size = 0, 0
+    for i, row in enumerate(rows):
+        raw = row.get("_file_size") if row.get("_file_url") else None
+        encoded = (int(raw) + 2) // 3 * 4 if raw else 0
+        if i > start and (i - start >= max_rows or size + encoded > max_file_bytes):
+            yield rows[start:i]
+            start, size = i, 0
+        size += encoded
+    if start < len(rows):
+        yield rows[start:]
+
+
 class TableLoader:
     def __init__(
         self,
@@ -285,12 +307,12 @@ class TableLoader:
                   if any(r.get(c) is not None for c in self_binds)]  # fmt: skip
         n = 0
         for part, counted in ((first, True), (second, False)):
-            for start in range(0, len(part), self.batch_rows):
+            done = 0
+            for chunk in batches_of(part, self.batch_rows, MAX_BATCH_FILE_BYTES):
                 n += 1
-                self._batch(n, part[start : start + self.batch_rows], counted)
-                self.log(
-                    f"{self.table}: batch {n} done ({min(start + self.batch_rows, len(part))}/{len(part)} rows)"
-                )
+                self._batch(n, chunk, counted)
+                done += len(chunk)
+                self.log(f"{self.table}: batch {n} done ({done}/{len(part)} rows)")
         self.stats.batches = n
         after = self._calls()
         self.stats.requests = after[0] - before[0]
@@ -327,6 +349,7 @@ class TableLoader:
         if any(not i for i in ids):
             raise LoadError(f"staged.{self.table} has rows without a primary key '{self.pk}'")
         current = self.current_of(ids)
+        files = self._download_all([sp for sp, rid in zip(split, ids, strict=True) if rid not in current])
         creates: list[tuple[int, dict[str, Any]]] = []
         updates: list[tuple[int, ld.RowPlan]] = []
         states: dict[int, tuple[int, int]] = {}
@@ -344,7 +367,7 @@ class TableLoader:
                     if plan.state is not None:
                         states[i] = plan.state
                 continue
-            body = self._create_body(s, rid, refused)
+            body = self._create_body(s, rid, refused, files)
             if body is not None:
                 creates.append((i, body))
                 if want is not None and want not in self.created_state:
@@ -404,7 +427,34 @@ class TableLoader:
             self.stats.updated += sum(1 for i, _ in updates if i not in failed)
         self.stats.rejected += len(failed) + len(state_errors)
 
-    def _create_body(self, s: ld.SplitRow, rid: str, refused: list[Rejection]) -> dict[str, Any] | None:
+    def _too_big(self, size: Any) -> bool:
+        return self.max_upload is not None and size is not None and (int(size) + 2) // 3 * 4 > self.max_upload
+
+    def _download_all(self, rows: Sequence[ld.SplitRow]) -> dict[str, bytes | Exception]:
+        """The file bodies of the rows about to be created, downloaded in parallel; a failed download is
+        kept as its exception (the row is then rejected with it)."""
+        urls = sorted({str(r.meta["_file_url"]) for r in rows if r.meta.get("_file_url")
+                       and "documentbody" not in r.payload and not self._too_big(r.meta.get("_file_size"))})  # fmt: skip
+        if not urls:
+            return {}
+        download = self.download
+        if download is None:
+            raise LoadError(
+                f"staged.{self.table} has file URLs but no Close client was given to download them"
+            )
+
+        def fetch(url: str) -> bytes | Exception:
+            try:
+                return b"".join(download(url))
+            except Exception as exc:  # noqa: BLE001 - any download failure rejects its row with the reason
+                return exc
+
+        with ThreadPoolExecutor(max_workers=min(DOWNLOAD_WORKERS, len(urls))) as pool:
+            return dict(zip(urls, pool.map(fetch, urls), strict=True))
+
+    def _create_body(
+        self, s: ld.SplitRow, rid: str, refused: list[Rejection], files: dict[str, bytes | Exception]
+    ) -> dict[str, Any] | None:
         body = dict(s.payload)
         close_id = s.meta.get("_close_id")
         try:
@@ -417,25 +467,16 @@ class TableLoader:
         url = s.meta.get("_file_url")
         if url and "documentbody" not in body:
             size = s.meta.get("_file_size")
-            if (
-                self.max_upload is not None
-                and size is not None
-                and (int(size) + 2) // 3 * 4 > self.max_upload
-            ):
+            if self._too_big(size):
                 refused.append(Rejection(self.table, rid, close_id, "download", None, "0x80044a02",
                                          f"file of {size} bytes is above the target's maxuploadfilesize "
                                          f"({self.max_upload} bytes, base64): not loaded, listed for the admin"))  # fmt: skip
                 return None
-            if self.download is None:
-                raise LoadError(
-                    f"staged.{self.table} has file URLs but no Close client was given to download them"
-                )
-            try:
-                data = b"".join(self.download(str(url)))
-            except Exception as exc:  # noqa: BLE001 - any download failure rejects this one row with the reason
+            data = files[str(url)]
+            if isinstance(data, Exception):
                 refused.append(
                     Rejection(
-                        self.table, rid, close_id, "download", None, None, f"download of {url} failed: {exc}"
+                        self.table, rid, close_id, "download", None, None, f"download of {url} failed: {data}"
                     )
                 )
                 return None
