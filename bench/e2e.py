@@ -11,7 +11,8 @@ time than one window grants, so the limits bind). `--window W` keeps the real ra
 (budgets scaled to it: 30 s gives 600 requests and 120,000 ms), a harsher test: a pause of the loader longer
 than the window wastes budget. From the requests and the execution time the emulator admitted during the
 load, the bench derives the shortest load time the limits permit and prints the share of that throughput
-the load achieved (target 80%).
+the load achieved (target 80% of the sustained rate; the share of the shorter bound a short
+load could reach with the first window's burst is printed too).
 Per phase: wall time; for the load: records/s, requests per 1,000 records, 429s; peak memory (RSS).
 The Dataverse emulator runs in its own process so that it does not share the loader's GIL.
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import multiprocessing as mp
 import os
 import resource
@@ -158,10 +160,11 @@ def scaled_limits(args: argparse.Namespace) -> ServiceProtection:
 
 
 def limits_share(limits: ServiceProtection, stats: dict[str, Any], load_on: float, load_off: float) -> None:
-    """Print the shortest load time the limits permit for the work the emulator admitted, and the share of
-    that throughput achieved. Over a sliding window the first window's budget is free (a burst); after
-    that each further budget of requests or execution time takes one window. A load whose work fits the
-    free budget is not bounded by the limits at all: its bound is then its own time with limits off."""
+    """Print what the limits allow for the work the emulator admitted during the load, and the share of it
+    the load achieved. Sustained, the limits allow one budget of requests and execution time per window:
+    the load's work takes `x` windows at that rate (the target's measure: a long migration runs at this
+    rate). A short load also gets the first window's budget at once; since no window may hold more than
+    one budget, it still cannot end before (ceil(x) - 1) windows have passed."""
     users = stats["stats"]["protection"]
     windows, binding = 0.0, "none"
     for user, u in users.items():
@@ -176,19 +179,19 @@ def limits_share(limits: ServiceProtection, stats: dict[str, Any], load_on: floa
               f"(requests {u['throttled_requests']}, execution time {u['throttled_execution_time']}, "
               f"concurrency {u['throttled_concurrency']})")  # fmt: skip
     steady = windows * limits.window_seconds
-    burst = max(windows - 1.0, 0.0) * limits.window_seconds
-    bound = max(burst, load_off)
+    burst = max(math.ceil(windows) - 1, 0) * limits.window_seconds
     print(f"  limits: {limits.max_requests} requests and {limits.max_execution_ms:,} ms per {limits.window_seconds:g} s "
           f"per user (the real rates), cost {limits.cost_ms_per_request:g} ms/request + "
-          f"{limits.cost_ms_per_record:g} ms/record; binding: {binding}")  # fmt: skip
-    print(f"  shortest load the limits permit: {burst:.1f} s with the first window's burst ({steady:.1f} s at the "
-          f"steady rate); limits off the load took {load_off:.1f} s")  # fmt: skip
-    share = bound / load_on if load_on else 0.0
-    verdict = "PASS" if share >= TARGET_SHARE else "FAIL"
-    print(f"  load under limits took {load_on:.1f} s: {100 * share:.0f}% of the throughput allowed "
-          f"(bound {bound:.1f} s = max(burst-inclusive limit, own limits-off time); "
-          f"{100 * max(steady, load_off) / load_on if load_on else 0:.0f}% of the steady-rate bound; "
-          f"target >= {TARGET_SHARE:.0%}: {verdict})")  # fmt: skip
+          f"{limits.cost_ms_per_record:g} ms/record; binding: {binding}; the load's work = {windows:.2f} budgets")  # fmt: skip
+    if not load_on:
+        return
+    # Neither bound can be beaten by a load slower than the limits: the tool's own limits-off time counts.
+    sustained = max(steady, load_off) / load_on
+    short = max(burst, load_off) / load_on
+    print(f"  load under limits took {load_on:.1f} s (limits off {load_off:.1f} s); at the sustained rate the "
+          f"limits allow {steady:.1f} s: {100 * sustained:.0f}% of the allowed throughput "
+          f"(target >= {TARGET_SHARE:.0%}: {'PASS' if sustained >= TARGET_SHARE else 'FAIL'}); "
+          f"with the first window's burst {burst:.1f} s: {100 * short:.0f}%")  # fmt: skip
 
 
 def main() -> int:

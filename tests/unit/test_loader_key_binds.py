@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from migration_assets.defs.loaded._engine import prefetch_key_binds, resolve_key_bind
+from migration_assets.defs.loaded._lookups import prefetch_key_binds, resolve_key_bind
 from migration_assets.lib import load_diff as ld
 
 CURRENCIES = {"EUR": "AAAAAAAA-0000-0000-0000-000000000001", "GBP": "aaaaaaaa-0000-0000-0000-000000000002"}

@@ -10,20 +10,25 @@ from __future__ import annotations
 
 import base64
 import os
-import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from migration_assets.defs.loaded._lookups import (
+    READ_CHUNK,
+    LoadError,
+    lookups_of,
+    prefetch_key_binds,
+    resolve_key_bind,
+)
 from migration_assets.lib import load_diff as ld
 from migration_assets.lib.dv_batch import BatchRequest
 from migration_assets.lib.ledger import Intent, Ledger, Rejection
+from migration_assets.lib.load_batches import batches_of
 from migration_assets.resources.dataverse import DataverseClient
-from migration_assets.resources.dataverse_metadata import EntityMeta
 
-READ_CHUNK = 250  # ids per existence query: ~10 KB of URL, well under the ~32 KB Dataverse accepts
 REQUESTS_PER_1000_TARGET = 5  # on bulk-capable tables (the issue's target)
 SCAN_PAGE = 5000  # Dataverse's largest page (reference §2.3)
 # A target table of up to this many pages is read once per load instead of once per batch; a larger one
@@ -37,15 +42,7 @@ ACTION_BATCH_PARTS = 500
 # the 116.85 MB plugin sandbox message limit (reference §2.9) and the loader holds one batch of files at once.
 MAX_BATCH_FILE_BYTES = 96 * 1024 * 1024
 DOWNLOAD_WORKERS = 4  # attachments and recordings downloaded from Close in parallel (network-bound)
-KILL_ENV = "CLOSE2D365_FAULT_KILL_AT"
-# "/transactioncurrencies(isocurrencycode='EUR')": a bind by alternate key.
-KEY_BIND = re.compile(
-    r"^/?[A-Za-z0-9_]+\(([A-Za-z0-9_]+)='((?:[^']|'')*)'\)$"
-)  # fault injection for resume tests: "<table>:<batch>:<before|after>"
-
-
-class LoadError(RuntimeError):
-    """The load cannot continue (bad staged data shape, missing metadata)."""
+KILL_ENV = "CLOSE2D365_FAULT_KILL_AT"  # fault injection for resume tests: "<table>:<batch>:<before|after>"
 
 
 @dataclass
@@ -101,95 +98,6 @@ def _kill_point(table: str, batch: int, phase: str) -> None:
     spec = os.environ.get(KILL_ENV)
     if spec and spec == f"{table}:{batch}:{phase}":
         os._exit(137)
-
-
-def lookups_of(
-    meta: EntityMeta, columns: Sequence[str], entity_set_of: Callable[[str], str]
-) -> dict[str, ld.Lookup]:
-    out: dict[str, ld.Lookup] = {}
-    for col in columns:
-        if not col.endswith(ld.BIND):
-            continue
-        nav = col[: -len(ld.BIND)]
-        rel = next((r for r in meta.many_to_one if r.navigation_property == nav), None)
-        if rel is None:
-            raise LoadError(f"staged.{meta.logical_name} column {col!r}: '{nav}' is not a navigation property of "
-                            f"'{meta.logical_name}' in the target (known: "
-                            f"{sorted({r.navigation_property for r in meta.many_to_one})[:20]}...)")  # fmt: skip
-        out[nav] = ld.Lookup(
-            nav,
-            rel.referencing_attribute,
-            rel.referenced_entity,
-            entity_set_of(rel.referenced_entity),
-            rel.referenced_attribute,
-        )
-    return out
-
-
-def prefetch_key_binds(
-    client: DataverseClient,
-    lk: ld.Lookup,
-    values: Iterator[Any] | Sequence[Any],
-    cache: dict[tuple[str, str, str], str | None],
-) -> None:
-    """Resolve every distinct key bind of one lookup column with one In-query per key column (a table's
-    few currencies cost one request, not one each); values no record has are cached as None."""
-    wanted: dict[str, set[str]] = {}
-    for value in values:
-        m = KEY_BIND.match(value) if isinstance(value, str) else None
-        if m is not None and (lk.target, m.group(1), m.group(2).replace("''", "'")) not in cache:
-            wanted.setdefault(m.group(1), set()).add(m.group(2).replace("''", "'"))
-    if not wanted:
-        return
-    pk = lk.target_key or client.metadata(lk.target).primary_id
-    for column, texts in wanted.items():
-        ordered = sorted(texts)
-        for start in range(0, len(ordered), READ_CHUNK):
-            chunk = ordered[start : start + READ_CHUNK]
-            listed = ",".join("'" + t.replace("'", "''") + "'" for t in chunk)
-            flt = f"Microsoft.Dynamics.CRM.In(PropertyName='{column}',PropertyValues=[{listed}])"
-            found = {
-                str(r.get(column)): r[pk] for r in client.query(lk.target, select=[pk, column], filter=flt)
-            }
-            for text in chunk:
-                rid = found.get(text)
-                cache[(lk.target, column, text)] = f"/{lk.entity_set}({str(rid).lower()})" if rid else None
-
-
-def resolve_key_bind(
-    client: DataverseClient, lk: ld.Lookup, value: str, cache: dict[tuple[str, str, str], str | None]
-) -> str | None:
-    """A bind by alternate key (e.g. a currency by ISO code) as a bind by id, whether or not the target
-    declares that key; None when no record has that value. Other values are returned unchanged."""
-    m = KEY_BIND.match(value)
-    if m is None:
-        return value
-    column, text = m.group(1), m.group(2).replace("''", "'")
-    cache_key = (lk.target, column, text)
-    if cache_key not in cache:
-        # The relationship names the referenced key: no metadata read of the target table for its pk.
-        pk = lk.target_key or client.metadata(lk.target).primary_id
-        quoted = text.replace("'", "''")
-        found = list(client.query(lk.target, select=[pk], filter=f"{column} eq '{quoted}'", top=1))
-        cache[cache_key] = f"/{lk.entity_set}({str(found[0][pk]).lower()})" if found else None
-    return cache[cache_key]
-
-
-def batches_of(
-    rows: Sequence[dict[str, Any]], max_rows: int, max_file_bytes: int
-) -> Iterator[Sequence[dict[str, Any]]]:
-    """Consecutive slices of at most `max_rows` rows whose file bodies (`_file_size`, as base64) add up to
-    at most `max_file_bytes`; a single larger file is a batch of its own."""
-    start, size = 0, 0
-    for i, row in enumerate(rows):
-        raw = row.get("_file_size") if row.get("_file_url") else None
-        encoded = (int(raw) + 2) // 3 * 4 if raw else 0
-        if i > start and (i - start >= max_rows or size + encoded > max_file_bytes):
-            yield rows[start:i]
-            start, size = i, 0
-        size += encoded
-    if start < len(rows):
-        yield rows[start:]
 
 
 class TableLoader:

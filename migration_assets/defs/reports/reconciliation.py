@@ -9,7 +9,7 @@ import duckdb
 from dagster import AssetExecutionContext
 
 from migration_assets.defs.loaded._common import loaded_key, table_exists
-from migration_assets.defs.loaded._engine import READ_CHUNK, resolve_key_bind
+from migration_assets.defs.loaded._lookups import READ_CHUNK, resolve_key_bind
 from migration_assets.defs.loaded.tables import ORDER
 from migration_assets.defs.reports._files import markdown_table, write_report
 from migration_assets.defs.schema._deploy import load_plan
