@@ -20,6 +20,14 @@ from typing import IO, Any
 from migration_assets.lib.fastjson import loads
 from migration_assets.lib.prefetch import read_ahead
 
+try:  # ISA-L inflate: same API as zlib, ~2.5x faster (the gunzip of a big export is on the critical path)
+    from isal import isal_zlib as _inflate
+
+    _INFLATE_ERRORS: tuple[type[Exception], ...] = (zlib.error, _inflate.error)
+except ImportError:  # pragma: no cover - isal is a declared dependency; zlib decodes the same streams
+    _inflate = zlib  # type: ignore[assignment]
+    _INFLATE_ERRORS = (zlib.error,)
+
 GZIP_MAGIC = b"\x1f\x8b"
 
 CSV_EXPORT_EXPLANATION = (
@@ -168,7 +176,7 @@ def _gunzip(chunks: Iterator[bytes], name: str) -> Iterator[bytes]:
         yield first
         yield from it
         return
-    dec = zlib.decompressobj(31)
+    dec = _inflate.decompressobj(31)
     pending = first
     try:
         while True:
@@ -179,7 +187,7 @@ def _gunzip(chunks: Iterator[bytes], name: str) -> Iterator[bytes]:
                 if dec.eof:  # another gzip member may follow (concatenated .gz files are valid)
                     pending = dec.unused_data
                     if pending:
-                        dec = zlib.decompressobj(31)
+                        dec = _inflate.decompressobj(31)
                 else:
                     pending = dec.unconsumed_tail
             nxt = next(it, None)
@@ -187,8 +195,8 @@ def _gunzip(chunks: Iterator[bytes], name: str) -> Iterator[bytes]:
                 break
             pending = nxt
             if dec.eof:
-                dec = zlib.decompressobj(31)
-    except zlib.error as exc:
+                dec = _inflate.decompressobj(31)
+    except _INFLATE_ERRORS as exc:
         raise CloseExportError(f"Cannot read {name}: corrupt gzip data ({exc})") from exc
     if not dec.eof:
         raise CloseExportError(f"Cannot read {name}: the gzip stream is truncated")

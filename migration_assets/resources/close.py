@@ -391,6 +391,10 @@ class CloseClient(CloseExportsMixin):
         return self.http.stream_download(url)
 
 
+# Guards the creation of a resource's client (rare: once per run); see CloseResource.get_client.
+_CLIENT_LOCK = threading.Lock()
+
+
 class CloseResource(dg.ConfigurableResource):
     """Dagster resource for the Close source org.
 
@@ -417,20 +421,24 @@ class CloseResource(dg.ConfigurableResource):
 
     _client: CloseClient | None = PrivateAttr(default=None)
     _scratch: list[Path] = PrivateAttr(default_factory=list)
+    _teardown_hooks: list[Callable[[], None]] = PrivateAttr(default_factory=list)
 
     def get_client(self) -> CloseClient:
-        if self._client is None:
-            self._client = CloseClient(
-                self.api_key,
-                self.base_url or DEFAULT_BASE_URL,
-                concurrency=self.concurrency,
-                page_size=self.page_size,
-                max_skip=self.max_skip,
-                timeout_seconds=self.timeout_seconds,
-                max_attempts=self.max_attempts,
-                requests_per_second=self.requests_per_second,
-            )
-        return self._client
+        # Locked: an export split ahead (export_split.start_export) asks for the client from its own
+        # threads while the assets use it; there must be one client (one rate gate, one set of stats).
+        with _CLIENT_LOCK:
+            if self._client is None:
+                self._client = CloseClient(
+                    self.api_key,
+                    self.base_url or DEFAULT_BASE_URL,
+                    concurrency=self.concurrency,
+                    page_size=self.page_size,
+                    max_skip=self.max_skip,
+                    timeout_seconds=self.timeout_seconds,
+                    max_attempts=self.max_attempts,
+                    requests_per_second=self.requests_per_second,
+                )
+            return self._client
 
     def scratch_dir(self, name: str) -> Path:
         """An owner-only working folder (exports hold PII), removed when the run's resources tear down."""
@@ -442,7 +450,15 @@ class CloseResource(dg.ConfigurableResource):
             self._scratch.append(path)
         return path
 
+    def on_teardown(self, hook: Callable[[], None]) -> None:
+        """Run `hook` first when the run's resources tear down (stops background work of the run,
+        such as an export being split ahead, before its client and scratch folders go away)."""
+        self._teardown_hooks.append(hook)
+
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        hooks, self._teardown_hooks = self._teardown_hooks, []
+        for hook in hooks:
+            hook()
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -477,9 +493,12 @@ class CloseResource(dg.ConfigurableResource):
     def export_leads(self, include_activities: bool = True) -> Iterator[dict]:
         return self.get_client().export_leads(include_activities, self._export_file())
 
-    def export_chunks(self, include_activities: bool = True) -> Iterator[bytes]:
-        """Raw bytes of the JSON export (`export_file`, or one requested through the API)."""
-        return self.get_client().export_chunks(include_activities, self._export_file())
+    def export_chunks(
+        self, include_activities: bool = True, stop: threading.Event | None = None
+    ) -> Iterator[bytes]:
+        """Raw bytes of the JSON export (`export_file`, or one requested through the API); `stop`
+        abandons the wait for a requested export."""
+        return self.get_client().export_chunks(include_activities, self._export_file(), stop)
 
     def download(self, url: str) -> Iterator[bytes]:
         return self.get_client().download(url)

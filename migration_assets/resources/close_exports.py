@@ -5,6 +5,7 @@ A mixin of `CloseClient` (it uses the client's `get`/`post`/`http` and export se
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,7 +40,8 @@ class CloseExportsMixin:
             },
         )
 
-    def wait_export(self, export_id: str) -> dict[str, Any]:
+    def wait_export(self, export_id: str, stop: threading.Event | None = None) -> dict[str, Any]:
+        """Poll the export until it is done; `stop` (set by another thread) abandons the wait."""
         deadline = time.monotonic() + self.export_timeout_seconds
         delay = self.export_poll_seconds
         while True:
@@ -54,7 +56,10 @@ class CloseExportsMixin:
                     f"Close export {export_id} not ready after {self.export_timeout_seconds:.0f} s "
                     f"(status={status}, processed {export.get('n_docs_processed')}/{export.get('n_docs')})"
                 )
-            time.sleep(delay)
+            if stop is None:
+                time.sleep(delay)
+            elif stop.wait(delay):
+                raise CloseExportError(f"Stopped waiting for Close export {export_id}: the run ended")
             delay = min(delay * 2, 10.0)
 
     def download_export(self, dest: Path, include_activities: bool = True) -> Path:
@@ -76,10 +81,14 @@ class CloseExportsMixin:
         return dest
 
     def export_chunks(
-        self, include_activities: bool = True, export_file: str | None = None
+        self,
+        include_activities: bool = True,
+        export_file: str | None = None,
+        stop: threading.Event | None = None,
     ) -> Iterator[bytes]:
         """The raw bytes of a JSON export (as stored: usually gzip), from `export_file` or requested
-        through the API and streamed as it downloads (the request is made on first iteration)."""
+        through the API and streamed as it downloads (the request is made on first iteration).
+        `stop` abandons the wait for the export (the reading side stops by ceasing to iterate)."""
         if export_file:
             path = Path(export_file)
             if not path.exists():
@@ -88,7 +97,7 @@ class CloseExportsMixin:
                 while chunk := fh.read(1 << 20):
                     yield chunk
             return
-        export = self.wait_export(self.request_export(include_activities)["id"])
+        export = self.wait_export(self.request_export(include_activities)["id"], stop)
         yield from self.http.stream_download(export["download_url"], decode=False)
 
     def export_leads(self, include_activities: bool = True, export_file: str | None = None) -> Iterator[dict]:

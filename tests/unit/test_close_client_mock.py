@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from migration_assets.lib.close_export import CloseExportError
 from migration_assets.resources.close import CloseAPIError, CloseAuthError, CloseClient
 
 KEY = "api_testkey"
@@ -198,3 +199,19 @@ def test_non_retryable_400_is_reported() -> None:
     with _client(fake) as client, pytest.raises(CloseAPIError, match="HTTP 400.*Object does not exist"):
         client.get("activity/call/")
     assert len(fake.calls) == 1
+
+
+def test_waiting_for_an_export_stops_when_asked() -> None:
+    """A run that ends (resources torn down) must not keep polling an export that is not ready."""
+
+    def export(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"id": "expo_1", "status": "in_progress", "download_url": None})
+
+    client = CloseClient(
+        KEY, "https://api.close.test/api/v1/", transport=httpx.MockTransport(export), backoff_base=0.001
+    )
+    client.export_poll_seconds = 60.0  # without `stop` the first wait alone would take a minute
+    stop = threading.Event()
+    threading.Timer(0.2, stop.set).start()
+    with pytest.raises(CloseExportError, match="Stopped waiting for Close export expo_1"):
+        client.wait_export("expo_1", stop)

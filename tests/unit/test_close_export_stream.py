@@ -9,7 +9,10 @@ import zlib
 
 import pytest
 
-from emulators.close.exports import gzip_parallel
+from emulators.close.exports import _lead_lines, gzip_parallel
+from emulators.close.jsonutil import dumps, rewrite_hosts
+from emulators.close.store import OrgStore
+from emulators.orgdata import generate
 from migration_assets.lib.close_export import CloseExportError, iter_export_stream
 
 LEADS = [
@@ -66,3 +69,24 @@ def test_parallel_gzip_is_a_single_standard_member(block: int) -> None:
 
 def test_parallel_gzip_of_nothing() -> None:
     assert gzip.decompress(gzip_parallel(iter([]))) == b""
+
+
+def test_export_lines_match_lead_documents_with_hosts_rewritten() -> None:
+    """The cached, pre-split export lines give exactly GET /lead/ documents plus activities, file
+    URLs pointing at the host the export is downloaded from."""
+    org = generate("tiny")
+    store = OrgStore(org)
+    root = b"http://127.0.0.1:8765"
+    got = b"".join(_lead_lines(store, True, root, pieces=7))
+    expected = b"".join(
+        rewrite_hosts(
+            dumps({**store.full_lead(lead), "activities": store.activities_by_lead.get(lead["id"], [])}), root
+        )
+        + b"\n"
+        for lead in org.leads
+    )
+    assert got == expected
+    assert got.count(root + b"/go/") + got.count(root + b"/call/") > 0
+    assert b"https://app.close.com/go/" not in got and b"https://api.close.com/call/" not in got
+    plain = b"".join(_lead_lines(store, False, root))
+    assert plain == b"".join(rewrite_hosts(dumps(store.full_lead(lead)), root) + b"\n" for lead in org.leads)

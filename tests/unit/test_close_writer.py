@@ -99,3 +99,15 @@ def test_read_ahead_closes_the_source_when_the_consumer_stops() -> None:
         if item == 3:
             break
     assert closed.wait(5)
+
+
+def test_a_table_is_written_once_not_through_the_wal(tmp_path: Path) -> None:
+    """A big table goes straight into the database file: no copy left in the write-ahead log."""
+    path = tmp_path / "w.duckdb"
+    wh = WarehouseResource(path=str(path))
+    pages = [[note(i, text="y" * 2000) for i in range(j, j + 500)] for j in range(0, 3000, 500)]
+    with wh.connect() as con:  # a second connection keeps the database open: no checkpoint at close
+        assert write_table(wh, SPEC, pages) == (3000, 0)
+        wal = Path(str(path) + ".wal")
+        assert not wal.exists() or wal.stat().st_size < (1 << 20)
+        assert con.execute("SELECT count(*) FROM close.notes").fetchone() == (3000,)

@@ -4,6 +4,7 @@ import os
 import stat
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pytest
 
@@ -69,3 +70,33 @@ def test_encryption_key_without_support_is_a_clear_error(
 
         with pytest.raises(duckdb.Error):
             WarehouseResource(path=str(tmp_path / "enc.duckdb")).read("SELECT * FROM s.t")
+
+
+def test_a_run_shares_one_open_database_and_releases_the_file_at_its_end(tmp_path: Path) -> None:
+    import dagster as dg
+
+    from migration_assets.defs.close.writer import extraction_settings, reset_extraction_settings
+
+    path = str(tmp_path / "w.duckdb")
+    seen: dict[str, object] = {}
+
+    @dg.asset
+    def writes_twice(warehouse: WarehouseResource) -> None:
+        seen["anchored"] = warehouse._anchor is not None
+        with warehouse.connect() as con:
+            con.execute("CREATE TABLE t AS SELECT 42 AS v")
+            extraction_settings(con)  # global to the shared database ...
+            reset_extraction_settings(con)  # ... and given back, or later steps would inherit them
+        with warehouse.connect() as con:
+            seen["threads"] = con.execute("SELECT current_setting('threads')").fetchone()
+            seen["memory_limit"] = con.execute("SELECT current_setting('memory_limit')").fetchone()
+
+    assert dg.materialize([writes_twice], resources={"warehouse": WarehouseResource(path=path)}).success
+    assert seen["anchored"] is True
+    assert seen["threads"] != (1,)
+    assert seen["memory_limit"] != ("384.0 MiB",)
+    # Released: another process (here a read-only connection, which DuckDB refuses beside a read-write
+    # one of the same process) can open the file.
+    con = duckdb.connect(path, read_only=True)
+    assert con.execute("SELECT v FROM t").fetchall() == [(42,)]
+    con.close()

@@ -33,6 +33,10 @@ POOL = "close_api"
 PREVIEW_ROWS = 5
 LOG_EVERY_ROWS = 50_000
 
+# Executors running every step of a run in one process, where work started by the first asset (an
+# export split ahead) is there for the later ones.
+SHARED_PROCESS_EXECUTORS = ("in_process", "execute_in_process_executor")
+
 PageSource = Callable[[dg.AssetExecutionContext, CloseResource, WarehouseResource], Pages]
 
 
@@ -245,6 +249,26 @@ def table_source(table: str) -> PageSource:
     def source(
         context: dg.AssetExecutionContext, close: CloseResource, warehouse: WarehouseResource
     ) -> Pages:
-        return table_pages(close, table, context.run.run_id)
+        return table_pages(close, table, context.run.run_id, run_close_tables(context))
 
     return source
+
+
+def run_close_tables(context: dg.AssetExecutionContext) -> list[str]:
+    """The close tables this run materializes (the job's selected assets whose steps execute), so
+    the first asset of the run can start what later ones need (see `sources.prepare_run`)."""
+    try:
+        executor = context.job_def.executor_def.name
+        keys = context.job_def.asset_layer.selected_asset_keys
+    except AttributeError:  # another Dagster version: nothing is started ahead, each asset reads on its own
+        return []
+    if executor not in SHARED_PROCESS_EXECUTORS:  # each step in its own process: nothing to share
+        return []
+    tables = [key.path[1] for key in keys if len(key.path) == 2 and key.path[0] == GROUP]
+    steps = context.run.step_keys_to_execute  # None: every step of the job
+    ops = (context.run.run_config or {}).get("ops") or {}
+
+    def full(table: str) -> bool:  # a delta reads the API only (or falls back to full on its own)
+        return ((ops.get(f"{GROUP}__{table}") or {}).get("config") or {}).get("mode", "full") == "full"
+
+    return [t for t in tables if (steps is None or f"{GROUP}__{t}" in steps) and full(t)]

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from migration_assets.defs.close._common import Pages, close_asset
-from migration_assets.defs.close.sources import api_config
+from migration_assets.defs.close._common import Pages, close_asset, run_close_tables
+from migration_assets.defs.close.sources import api_config, prepare_run
 from migration_assets.resources.close import CloseResource
 from migration_assets.resources.warehouse import WarehouseResource
 
@@ -15,6 +15,7 @@ def _config_source(table: str):  # noqa: ANN202 - returns a PageSource
     def source(
         context: dg.AssetExecutionContext, close: CloseResource, warehouse: WarehouseResource
     ) -> Pages:
+        prepare_run(close, context.run.run_id, run_close_tables(context))  # an export builds meanwhile
         yield api_config(close.get_client(), table)
 
     return source

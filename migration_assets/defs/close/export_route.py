@@ -7,7 +7,15 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from migration_assets.defs.close.tables import ACTIVITY_TABLE_TYPES, ACTIVITY_TYPE_TABLE, TABLES, strip_lead
+import polars as pl
+
+from migration_assets.defs.close.tables import (
+    ACTIVITY_TABLE_TYPES,
+    ACTIVITY_TYPE_TABLE,
+    TABLES,
+    TableSpec,
+    strip_lead,
+)
 
 EXPORT_TABLES = ("leads", "contacts", "opportunities", "tasks", *ACTIVITY_TABLE_TYPES)
 BATCH_ROWS = 2_000
@@ -16,10 +24,12 @@ BATCH_ROWS = 2_000
 class Sink:
     """Rows of one table, flushed every `batch_rows` as `<directory>/<table>/part-<prefix><n>.arrow`."""
 
-    def __init__(self, directory: Path, table: str, batch_rows: int, prefix: str = ""):
+    def __init__(
+        self, directory: Path, table: str, batch_rows: int, prefix: str = "", spec: TableSpec | None = None
+    ):
         self.dir = directory / table
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.spec = TABLES[table]
+        self.spec = spec or TABLES[table]
         self.batch_rows = batch_rows
         self.prefix = prefix
         self.rows: list[dict[str, Any]] = []
@@ -35,7 +45,9 @@ class Sink:
         if not self.rows:
             return
         # Arrow IPC: the cheapest format to write and read back (a scratch file, deleted after the run).
-        self.spec.frame(self.rows).write_ipc(self.dir / f"part-{self.prefix}{self.parts:06d}.arrow")
+        # Plain (large) strings rather than Polars' default string views: DuckDB reads them ~8% faster.
+        path = self.dir / f"part-{self.prefix}{self.parts:06d}.arrow"
+        self.spec.frame(self.rows).write_ipc(path, compat_level=pl.CompatLevel.oldest())
         self.parts += 1
         self.count += len(self.rows)
         self.rows = []

@@ -8,6 +8,11 @@ batches (`export_route.py`). Each asset then only reads its own Arrow IPC parts.
 A JSON-lines export (what Close produces) is cut into blocks of complete lines that worker processes
 (`export_worker.py`) parse in parallel — the parse is pure Python, so threads would share one core —
 while this process downloads and gunzips. A JSON array is parsed here, in order.
+
+The split runs on a background thread (`_Build`), started by the run's first close asset when the run
+includes export-backed tables (`start_export`, via `sources.prepare_run`): Close builds the export while
+the configuration tables are read through the API, and the /task/ read the tasks table needs follows
+the split. Assets wait for it in `export_directory`; teardown of the resource stops it.
 """
 
 from __future__ import annotations
@@ -27,8 +32,16 @@ from typing import IO, Any
 import pyarrow.dataset as pads
 
 import migration_assets
-from migration_assets.defs.close.export_route import BATCH_ROWS, EXPORT_TABLES, finish, make_sinks, route
+from migration_assets.defs.close.export_route import (
+    BATCH_ROWS,
+    EXPORT_TABLES,
+    Sink,
+    finish,
+    make_sinks,
+    route,
+)
 from migration_assets.defs.close.export_worker import HEADER
+from migration_assets.defs.close.tables import TABLES
 from migration_assets.lib.close_export import CloseExportError, export_bytes, line_blocks, parse_export_bytes
 from migration_assets.resources.close import CloseResource
 
@@ -37,11 +50,14 @@ __all__ = [
     "EXPORT_TABLES",
     "export_directory",
     "export_frames",
+    "inbox_tasks_ready",
     "split_export",
     "split_parallel",
+    "start_export",
 ]
 
 DONE_MARKER = "_complete.json"
+INBOX_TASKS = "inbox_tasks"  # tasks fetched from /task/ after the split (not in the export)
 EXPORT_NAME = "Close export"
 
 _lock = threading.Lock()
@@ -182,21 +198,136 @@ def split_parallel(
     return split_export(parse_export_bytes(data, EXPORT_NAME), directory, batch_rows)
 
 
-def export_directory(close: CloseResource, run_key: str) -> Path:
-    """The split export of this run, built on first use (under a lock) and reused by later assets."""
+class _Build:
+    """The split of one run's export, made on a background thread.
+
+    Started early (`start_export`), the export builds on Close's side and is parsed while the run reads
+    its small tables through the API. With `inbox_tasks`, the tasks an export does not contain (inbox
+    and system tasks, only behind /task/) are then fetched on a second thread, once the split is done:
+    while the assets write their tables (one DuckDB thread) rather than while Close builds the export
+    and the parsers use every core.
+    """
+
+    def __init__(self, close: CloseResource, directory: Path, inbox_tasks: bool) -> None:
+        self.close = close
+        self.directory = directory
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+        self.splitter = threading.Thread(target=self._split, name="close-export-split", daemon=True)
+        self.tasks: threading.Thread | None = None
+        if inbox_tasks:
+            self.tasks = threading.Thread(target=self._tasks, name="close-inbox-tasks", daemon=True)
+        self.splitter.start()
+
+    def _chunks(self) -> Iterator[bytes]:
+        for chunk in self.close.export_chunks(include_activities=True, stop=self.stop):
+            if self.stop.is_set():
+                raise CloseExportError(f"{EXPORT_NAME}: the run ended before the export was read")
+            yield chunk
+
+    def _split(self) -> None:
+        try:
+            if self.close.export_split_workers > 0:
+                counts = split_parallel(self._chunks(), self.directory, self.close.export_split_workers)
+            else:
+                counts = split_export(self.close.export_leads(include_activities=True), self.directory)
+            (self.directory / DONE_MARKER).write_text(json.dumps(counts))
+        except BaseException as exc:  # handed to the asset that waits for the split
+            self.error = exc
+            return
+        if self.tasks is not None and not self.stop.is_set():
+            self.tasks.start()
+
+    def _tasks(self) -> None:
+        folder = self.directory / INBOX_TASKS
+        try:
+            sink = Sink(self.directory, INBOX_TASKS, BATCH_ROWS, spec=TABLES["tasks"])
+            for page in self.close.get_client().iter_window_pages("task/", {}):
+                if self.stop.is_set():
+                    return
+                for task in page:
+                    if task.get("_type") != "lead":  # lead tasks come with the export
+                        sink.put(task)
+            sink.flush()
+            (folder / DONE_MARKER).write_text(json.dumps({"tasks": sink.count}))
+        except Exception:
+            # Not fatal here: without the marker the tasks asset reads /task/ itself and reports the
+            # error where it belongs.
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def wait(self) -> None:
+        """Wait for the split (the inbox tasks are waited for by `wait_tasks`)."""
+        self.splitter.join()
+        if self.error is not None:
+            raise self.error
+
+    def wait_tasks(self) -> None:
+        """Wait for the inbox tasks, if they are being fetched (they start after a successful split)."""
+        self.splitter.join()
+        if self.tasks is not None and self.tasks.ident is not None:
+            self.tasks.join()
+
+    def cancel(self) -> None:
+        self.stop.set()
+        self.wait_tasks()
+
+
+_builds: dict[Path, _Build] = {}
+
+
+def _build_for(close: CloseResource, run_key: str, inbox_tasks: bool) -> tuple[Path, _Build | None]:
+    """The run's directory and its build: running, or started now unless the split is complete."""
     directory = close.scratch_dir(f"export-{run_key}")
     with _lock:
-        if not (directory / DONE_MARKER).exists():
+        build = _builds.get(directory)
+        if build is None and not (directory / DONE_MARKER).exists():
             shutil.rmtree(directory, ignore_errors=True)
             directory.mkdir(parents=True, mode=0o700)
-            if close.export_split_workers > 0:
-                counts = split_parallel(
-                    close.export_chunks(include_activities=True), directory, close.export_split_workers
-                )
-            else:
-                counts = split_export(close.export_leads(include_activities=True), directory)
-            (directory / DONE_MARKER).write_text(json.dumps(counts))
+            build = _builds[directory] = _Build(close, directory, inbox_tasks)
+            close.on_teardown(lambda: _forget(directory, cancel=True))
+    return directory, build
+
+
+def _forget(directory: Path, cancel: bool = False) -> None:
+    with _lock:
+        build = _builds.pop(directory, None)
+    if build is not None and cancel:
+        build.cancel()
+
+
+def start_export(close: CloseResource, run_key: str, inbox_tasks: bool = False) -> None:
+    """Start this run's export split in the background, if it is neither built nor building.
+
+    Called when the run's first table is read: a Close export takes a while to be ready, and the small
+    tables read through the API meanwhile hide that wait. `inbox_tasks` also fetches the tasks that
+    only /task/ has (see `_Build`).
+    """
+    _build_for(close, run_key, inbox_tasks)
+
+
+def export_directory(close: CloseResource, run_key: str) -> Path:
+    """The split export of this run: waits for the build (started now if `start_export` was not
+    called) and reuses a complete one. A failed build raises its error and is retried on next use."""
+    directory, build = _build_for(close, run_key, inbox_tasks=False)
+    if build is not None:
+        try:
+            build.wait()
+        except BaseException:
+            _forget(directory)
+            raise
     return directory
+
+
+def inbox_tasks_ready(close: CloseResource, run_key: str) -> Path | None:
+    """The folder of the run's prefetched inbox tasks once fetched; None when they were not fetched
+    (or the fetch failed) and the caller must read /task/ itself."""
+    directory = close.scratch_dir(f"export-{run_key}")
+    with _lock:
+        build = _builds.get(directory)
+    if build is not None:
+        build.wait_tasks()
+    folder = directory / INBOX_TASKS
+    return folder if (folder / DONE_MARKER).exists() else None
 
 
 def export_frames(directory: Path, table: str) -> Iterator[pads.Dataset]:

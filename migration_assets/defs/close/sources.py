@@ -6,13 +6,19 @@ chunks is the same; `tests/e2e/test_extract.py` proves both produce identical ta
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any
 
 import polars as pl
 import pyarrow.dataset as pads
 
-from migration_assets.defs.close.export_split import EXPORT_TABLES, export_directory, export_frames
+from migration_assets.defs.close.export_split import (
+    EXPORT_TABLES,
+    export_directory,
+    export_frames,
+    inbox_tasks_ready,
+    start_export,
+)
 from migration_assets.defs.close.tables import ACTIVITY_TABLE_TYPES, strip_lead
 from migration_assets.resources.close import CloseClient, CloseResource
 
@@ -111,19 +117,39 @@ def api_pages(client: CloseClient, table: str) -> Iterator[Page]:
         yield api_config(client, table)
 
 
+def prepare_run(close: CloseResource, run_key: str, run_tables: Collection[str]) -> None:
+    """Start what the run's later tables need, once: when one of `run_tables` comes from the export,
+    the export is requested and split in the background (`export_split.start_export`) while the
+    first tables are read through the API."""
+    if any(uses_export(close, t) for t in run_tables):
+        start_export(close, run_key, inbox_tasks="tasks" in run_tables)
+
+
 def table_pages(
-    close: CloseResource, table: str, run_key: str
+    close: CloseResource, table: str, run_key: str, run_tables: Collection[str] = ()
 ) -> Iterator[Page | pl.DataFrame | pads.Dataset]:
-    """Chunks of `table` from the configured source: object pages (API) or an Arrow dataset (export)."""
+    """Chunks of `table` from the configured source: object pages (API) or Arrow datasets (export).
+
+    `run_tables` are the close tables the run extracts: when one of them comes from the export, the
+    export is requested and split in the background from the run's first table on (see
+    `export_split.start_export`), followed by the /task/ read the tasks table needs.
+    """
+    prepare_run(close, run_key, run_tables)
     if not uses_export(close, table):
         yield from api_pages(close.get_client(), table)
         return
-    yield from export_frames(export_directory(close, run_key), table)
+    directory = export_directory(close, run_key)
+    yield from export_frames(directory, table)
     if table == "tasks":
         # An export embeds only lead tasks (`_type: lead`, like GET /lead/); inbox/system tasks
-        # (missed calls, voicemails, ... with noti_ ids) exist only behind /task/.
+        # (missed calls, voicemails, ... with noti_ ids) exist only behind /task/: read after the
+        # split when the run announced its tables, else now.
+        fetched = inbox_tasks_ready(close, run_key)
+        if fetched is not None:
+            yield from export_frames(directory, fetched.name)
+            return
         for page in close.get_client().iter_window_pages("task/", {}):
             yield [t for t in page if t.get("_type") != "lead"]
 
 
-__all__ = ["ACTIVITY_TABLE_TYPES", "EXPORT_TABLES", "api_pages", "table_pages"]
+__all__ = ["ACTIVITY_TABLE_TYPES", "EXPORT_TABLES", "api_pages", "prepare_run", "table_pages"]

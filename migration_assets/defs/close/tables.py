@@ -16,6 +16,11 @@ from typing import Any
 
 import polars as pl
 
+try:
+    import orjson
+except ImportError:  # pragma: no cover - orjson is a declared dependency
+    orjson = None  # type: ignore[assignment]
+
 from migration_assets.lib.close_paging import parse_close_datetime
 from migration_assets.lib.fastjson import dumps_canonical
 
@@ -39,6 +44,18 @@ def canonical_json(obj: dict[str, Any]) -> str:
     if "__position" in obj or "__object_type" in obj or "__is_active" in obj:
         obj = {k: v for k, v in obj.items() if not k.startswith(INJECTED)}
     return dumps_canonical(obj)
+
+
+def canonical_json_bytes(obj: dict[str, Any]) -> bytes:
+    """`canonical_json(obj)` encoded as UTF-8."""
+    if "__position" in obj or "__object_type" in obj or "__is_active" in obj:
+        obj = {k: v for k, v in obj.items() if not k.startswith(INJECTED)}
+    if orjson is not None:
+        try:
+            return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+        except (TypeError, orjson.JSONEncodeError):
+            pass  # e.g. an integer beyond 64 bits: `dumps_canonical` falls back to the stdlib
+    return dumps_canonical(obj).encode()
 
 
 def strip_lead(lead: dict[str, Any]) -> dict[str, Any]:
@@ -75,14 +92,30 @@ class Column:
     key: str | None = None  # set when the column is a plain read of obj[key]: converted vectorised
 
     def series(self, objs: list[dict[str, Any]]) -> pl.Series:
+        if self.getter is canonical_json:
+            return raw_series(self.name, objs)
         if self.key is None or self.dtype not in (pl.String, TS):
             return pl.Series(self.name, [self.getter(o) for o in objs], dtype=self.dtype)
         values = [o.get(self.key) for o in objs]
         if self.dtype == TS:
             return parse_timestamps(self.name, values)
-        if all(v is None or v.__class__ is str for v in values):
+        try:  # a strict String series refuses (TypeError) anything but str and None: the usual case
             return pl.Series(self.name, values, dtype=pl.String)
-        return pl.Series(self.name, [_str(v) for v in values], dtype=pl.String)
+        except TypeError:
+            return pl.Series(self.name, [_str(v) for v in values], dtype=pl.String)
+
+
+def raw_series(name: str, objs: list[dict[str, Any]]) -> pl.Series:
+    """`canonical_json` of each object as a String series, built from the UTF-8 bytes orjson writes
+    (no Python str per object: the `raw` column is the biggest one of every table)."""
+    data = [canonical_json_bytes(o) for o in objs]
+    return pl.Series(name, data, dtype=pl.Binary).cast(pl.String)
+
+
+def _with_offset(text: pl.Series) -> pl.Series:
+    return text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%:z", time_zone="UTC", strict=False).dt.cast_time_unit(
+        "us"
+    )
 
 
 def parse_timestamps(name: str, values: list[Any]) -> pl.Series:
@@ -90,13 +123,18 @@ def parse_timestamps(name: str, values: list[Any]) -> pl.Series:
     anything Polars cannot read (rare) through the Python parser, so both give the same result."""
     # Values re-read from DuckDB (e.g. an activity's date_created carried onto its attachments) arrive as
     # datetimes: give them the API's text form rather than dropping them.
-    values = [v.isoformat() if isinstance(v, datetime) else v for v in values]
-    text = pl.Series(name, [v if v.__class__ is str else None for v in values], dtype=pl.String)
-    text = text.str.replace(r"Z$", "+00:00")
+    try:  # strict: only str and None pass (the usual case), anything else takes the general path
+        text = pl.Series(name, values, dtype=pl.String)
+    except TypeError:
+        values = [v.isoformat() if isinstance(v, datetime) else v for v in values]
+        text = pl.Series(name, [v if v.__class__ is str else None for v in values], dtype=pl.String)
     # Classic resources all carry an offset: parse that form first, the rarer forms only where needed.
-    out = text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%:z", time_zone="UTC", strict=False).dt.cast_time_unit(
-        "us"
-    )
+    out = _with_offset(text)
+    if out.null_count() == text.null_count():  # every text parsed (none ends with "Z": it would not)
+        return out.alias(name)
+    if text.str.ends_with("Z").any():
+        text = text.str.replace(r"Z$", "+00:00")
+        out = _with_offset(text)
     if (text.is_not_null() & out.is_null()).any():
         frame = pl.DataFrame({"t": text, "o": out}).select(
             pl.coalesce(
