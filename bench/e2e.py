@@ -2,7 +2,7 @@
 
     python bench/e2e.py [--size typical] [--seed 1] [--mode both|off|limits] [--window 300] [--cost-record 10]
 
-Run 1, limits off: the whole graph (close -> staged -> schema -> loaded -> reports) on a generated org.
+Run 1, limits off (both emulators; `--close-limits` keeps Close's rate limits on): the whole graph (close -> staged -> schema -> loaded -> reports) on a generated org.
 Run 2, service-protection limits on: schema, then the load again on a fresh Dataverse emulator, from the
 staged warehouse of run 1, under the real limits per application user (6,000 requests and 1,200,000 ms of
 execution time per 300 s sliding window, 52 concurrent). Each request is charged `--cost-request` ms plus
@@ -39,6 +39,7 @@ import dagster as dg  # noqa: E402
 import duckdb  # noqa: E402
 import httpx  # noqa: E402
 
+from emulators.close.config import CloseEmulatorConfig, RateLimitConfig  # noqa: E402
 from emulators.close.server import CloseEmulatorServer  # noqa: E402
 from emulators.dataverse.config import DataverseEmulatorConfig, ServiceProtection  # noqa: E402
 from emulators.orgdata import generate  # noqa: E402
@@ -204,6 +205,9 @@ def main() -> int:
     parser.add_argument(
         "--cost-record", type=float, default=10.0, help="simulated ms charged per record or $batch part"
     )
+    parser.add_argument(
+        "--close-limits", action="store_true", help="keep the Close emulator's rate limits on in both runs"
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="close2d365-bench-"))
@@ -223,7 +227,10 @@ def main() -> int:
     os.environ["CLOSE2D365_MAPPINGS"] = str(maps)
     seed_users = [dict(u) for u in org.dynamics_users]
     warehouse = work / "warehouse.duckdb"
-    with CloseEmulatorServer(org) as close:
+    # "Limits off" is both emulators': Close's own rate limits (20 requests/s per endpoint group) would
+    # otherwise bound the attachment downloads (one request each), whatever the loader does.
+    close_config = CloseEmulatorConfig(rate_limit=RateLimitConfig(enabled=args.close_limits))
+    with CloseEmulatorServer(org, close_config) as close:
         os.environ.update({"CLOSE_API_KEY": org.api_key, "CLOSE_BASE_URL": close.base_url})
         with DataverseProcess(DataverseEmulatorConfig(seed_users=seed_users)) as dv:
             os.environ.update(dv.env())
