@@ -228,8 +228,10 @@ def main() -> int:
     seed_users = [dict(u) for u in org.dynamics_users]
     warehouse = work / "warehouse.duckdb"
     # "Limits off" is both emulators': Close's own rate limits (20 requests/s per endpoint group) would
-    # otherwise bound the attachment downloads (one request each), whatever the loader does.
-    close_config = CloseEmulatorConfig(rate_limit=RateLimitConfig(enabled=args.close_limits))
+    # otherwise bound the attachment downloads (one request each), whatever the loader does. The client
+    # paces itself by the RateLimit header Close always sends, so "off" is a limit too high to matter.
+    close_rate = RateLimitConfig() if args.close_limits else RateLimitConfig(requests_per_second=100_000.0)
+    close_config = CloseEmulatorConfig(rate_limit=close_rate)
     with CloseEmulatorServer(org, close_config) as close:
         os.environ.update({"CLOSE_API_KEY": org.api_key, "CLOSE_BASE_URL": close.base_url})
         with DataverseProcess(DataverseEmulatorConfig(seed_users=seed_users)) as dv:
