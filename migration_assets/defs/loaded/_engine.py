@@ -26,7 +26,7 @@ from migration_assets.defs.loaded._lookups import (
 from migration_assets.lib import load_diff as ld
 from migration_assets.lib.dv_batch import BatchRequest
 from migration_assets.lib.ledger import Intent, Ledger, Rejection
-from migration_assets.lib.load_batches import batches_of
+from migration_assets.lib.load_batches import base64_size, batches_of
 from migration_assets.resources.dataverse import DataverseClient
 
 REQUESTS_PER_1000_TARGET = 5  # on bulk-capable tables (the issue's target)
@@ -39,7 +39,7 @@ SCAN_MAX_PAGES = 4
 # ~100 ms an action costs on a busy org, the batch well inside the 2-minute request timeout.
 ACTION_BATCH_PARTS = 500
 # A ledgered batch also stops at this many bytes of file bodies (base64, as sent): a bulk request stays under
-# the 116.85 MB plugin sandbox message limit (reference §2.9) and the loader holds one batch of files at once.
+# the 116.85 MB plugin sandbox message limit (reference §4.4) and the loader holds one batch of files at once.
 MAX_BATCH_FILE_BYTES = 96 * 1024 * 1024
 DOWNLOAD_WORKERS = 4  # attachments and recordings downloaded from Close in parallel (network-bound)
 KILL_ENV = "CLOSE2D365_FAULT_KILL_AT"  # fault injection for resume tests: "<table>:<batch>:<before|after>"
@@ -336,7 +336,7 @@ class TableLoader:
         self.stats.rejected += len(failed) + len(state_errors)
 
     def _too_big(self, size: Any) -> bool:
-        return self.max_upload is not None and size is not None and (int(size) + 2) // 3 * 4 > self.max_upload
+        return self.max_upload is not None and size is not None and base64_size(size) > self.max_upload
 
     def _download_all(self, rows: Sequence[ld.SplitRow]) -> dict[str, bytes | Exception]:
         """The file bodies of the rows about to be created, downloaded in parallel; a failed download is
