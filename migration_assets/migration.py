@@ -204,12 +204,12 @@ def run_demo_migration(size: str = "demo", seed: int = 1, ui: bool = False) -> i
 
 def demo_expected_halts(org: Any) -> list[str]:
     """The generated org's deliberately broken custom activity type: its own check halts it, and only it."""
-    from migration_assets.lib.custom_activity_plan import table_name
+    from migration_assets.lib.custom_activities import activity_types
 
     broken = org.truth["edge_cases"]["broken_custom_activity_type_id"]
-    names = [t["name"] for t in org.custom_activity_types if t["id"] == broken]
     prefix = str(load_mapping_config().settings.publisher_prefix)
-    return [table_name(name, prefix) for name in names]
+    # Named exactly as the proposal names the tables (one function, collisions included).
+    return [a.table for a in activity_types(org.custom_activity_types, prefix) if a.close_type_id == broken]
 
 
 def resources_from_env(warehouse_path: str | None = None) -> dict[str, Any]:

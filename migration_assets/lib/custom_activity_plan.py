@@ -19,16 +19,18 @@ from typing import Any
 import yaml
 
 from migration_assets.lib.custom_activities import activity_types
-from migration_assets.lib.schema_types import ColumnType, column_type_for, logical_name
+from migration_assets.lib.schema_types import ColumnType, column_type_for
 from migration_assets.lib.yaml_loc import MappingError, Section, load_located
 
 TYPES_FILE = "custom_activities.yaml"
-STANDARD_TABLES = frozenset({"account", "contact", "lead", "opportunity", "phonecall", "email", "task",
-                             "appointment", "annotation"})  # fmt: skip
 
 
 @dataclass(frozen=True)
-class ActivityType:
+class RoutedActivityType:
+    """A custom activity type as `mappings/custom_activities.yaml` routes it to its table (the staging and
+    loading view); `lib.custom_activities.ActivityType` is the same type as Close defines it, with its
+    fields (the schema view)."""
+
     name: str  # Close type name (the key matching the data: ids differ between orgs)
     table: str  # Dataverse logical name of the custom activity table
 
@@ -41,10 +43,6 @@ class PlannedColumn:
     multiple: bool
     logical_name: str
     column: ColumnType
-
-
-def table_name(type_name: str, prefix: str) -> str:
-    return logical_name(type_name, prefix, STANDARD_TABLES)
 
 
 def entity_set_name(table: str) -> str:
@@ -72,7 +70,7 @@ def render_types(types: Iterable[Mapping[str, Any]], prefix: str) -> str:
     return header + yaml.safe_dump({"types": entries}, sort_keys=False, allow_unicode=True, width=110)
 
 
-def load_types(root: Path) -> list[ActivityType]:
+def load_types(root: Path) -> list[RoutedActivityType]:
     """Entries of `<root>/custom_activities.yaml`; [] when the file does not exist yet."""
     path = root / TYPES_FILE
     if not path.is_file():
@@ -80,7 +78,7 @@ def load_types(root: Path) -> list[ActivityType]:
     display = f"{root.name}/{TYPES_FILE}"
     top = Section(load_located(path, display), display, "")
     top.only("types")
-    out: list[ActivityType] = []
+    out: list[RoutedActivityType] = []
     for n, (item, line) in enumerate(top.items_of("types", required=True)):
         s = Section(item, display, f"types[{n}]", line)
         s.only("name", "table", "close_id", "fields")
@@ -91,7 +89,7 @@ def load_types(root: Path) -> list[ActivityType]:
             )
         if any(t.table == table for t in out):
             raise s.error("table", f"table {table!r} is used by two types")
-        out.append(ActivityType(s.get("name", str, required=True), table))
+        out.append(RoutedActivityType(s.get("name", str, required=True), table))
     return out
 
 

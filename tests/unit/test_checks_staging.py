@@ -20,7 +20,7 @@ from migration_assets.defs.staged.account import dedupe_accounts
 from migration_assets.defs.staged.annotation import oversize_rejections
 from migration_assets.defs.staged.custom_activity import undefined_field_rejections
 from migration_assets.defs.staged.opportunity import closing_columns
-from migration_assets.lib.custom_activity_plan import ActivityType
+from migration_assets.lib.custom_activity_plan import RoutedActivityType
 from migration_assets.lib.ids import record_id
 from migration_assets.lib.load_estimate import (
     TableLoad,
@@ -187,7 +187,7 @@ def test_custom_activity_using_an_undefined_field_is_rejected() -> None:
                           "custom.cf_bad": [None, "Yes"], "custom.cf_bad[]": [None, None]},
                          schema_overrides={"custom.cf_ok[]": pl.List(pl.String), "custom.cf_bad[]": pl.List(pl.String)})  # fmt: skip
     rej = undefined_field_rejections(
-        frame, ["custom.cf_bad", "custom.cf_ok"], {"cf_ok"}, ActivityType("Visit", "c2d_visit")
+        frame, ["custom.cf_bad", "custom.cf_ok"], {"cf_ok"}, RoutedActivityType("Visit", "c2d_visit")
     )
     assert rej["_close_id"].to_list() == ["a2"] and rej["check_name"].to_list() == ["column_exists"]
     assert "cf_bad" in rej["reason"][0] and "Visit" in rej["reason"][0]

@@ -21,7 +21,7 @@ from migration_assets.defs.loaded._common import (
 )
 from migration_assets.defs.schema._deploy import SchemaDeployError, load_plan, subset
 from migration_assets.defs.schema.assets import COLUMNS_PHASE, phase_two_gaps
-from migration_assets.lib.custom_activity_plan import ActivityType, load_types
+from migration_assets.lib.custom_activity_plan import RoutedActivityType, load_types
 from migration_assets.lib.mapping_config import DEFAULT_ROOT
 from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource
@@ -33,7 +33,7 @@ def _mappings_root() -> Path:
     return Path(os.environ.get("CLOSE2D365_MAPPINGS") or DEFAULT_ROOT)
 
 
-def build(t: ActivityType) -> dg.AssetsDefinition:
+def build(t: RoutedActivityType) -> dg.AssetsDefinition:
     name = f"custom_activity_{t.table}"
 
     @dg.asset(

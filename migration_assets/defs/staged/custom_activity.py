@@ -34,8 +34,8 @@ from migration_assets.defs.staged._common import (
 from migration_assets.defs.staged._mapping import map_object
 from migration_assets.lib.custom_activities import activity_types
 from migration_assets.lib.custom_activity_plan import (
-    ActivityType,
     PlannedColumn,
+    RoutedActivityType,
     entity_set_name,
     load_types,
     plan_columns,
@@ -96,7 +96,7 @@ def _samples(frame: pl.DataFrame, field_id: str) -> list[Any]:
 
 
 def field_map_for(
-    cfg: MappingConfig, t: ActivityType, columns: list[PlannedColumn], frame: pl.DataFrame
+    cfg: MappingConfig, t: RoutedActivityType, columns: list[PlannedColumn], frame: pl.DataFrame
 ) -> tuple[FieldMap, pl.DataFrame]:
     """The type's field map (standard activity columns + one per defined field) and the source frame."""
     prefix, table = cfg.settings.publisher_prefix, t.table
@@ -130,7 +130,7 @@ def field_map_for(
     return FieldMap("custom_activity", table, "custom_activities.yaml", tuple(specs)), src
 
 
-def table_rules(t: ActivityType, columns: list[PlannedColumn], cfg: MappingConfig) -> TableRules:
+def table_rules(t: RoutedActivityType, columns: list[PlannedColumn], cfg: MappingConfig) -> TableRules:
     rules = planned_activity_table(t.table, entity_set_name(t.table))
     add_planned_column(rules, f"{cfg.settings.publisher_prefix}_closeid", "String", 100)
     opv = cfg.settings.option_value_prefix * 10000
@@ -143,7 +143,7 @@ def table_rules(t: ActivityType, columns: list[PlannedColumn], cfg: MappingConfi
 
 
 def undefined_field_rejections(
-    frame: pl.DataFrame, used: list[str], defined: set[str], t: ActivityType
+    frame: pl.DataFrame, used: list[str], defined: set[str], t: RoutedActivityType
 ) -> pl.DataFrame:
     """Instances that use a custom field the type does not define: its column would not exist."""
     parts = []
@@ -164,7 +164,7 @@ def undefined_field_rejections(
 
 
 def stage_type(
-    warehouse: WarehouseResource, t: ActivityType, dataverse: Any | None = None
+    warehouse: WarehouseResource, t: RoutedActivityType, dataverse: Any | None = None
 ) -> dg.MaterializeResult:
     base_cfg = load_mapping_config()
     with warehouse.connect() as con:
@@ -193,7 +193,7 @@ def stage_type(
                                        "instances_using_undefined_fields": undefined["_close_id"].n_unique()})  # fmt: skip
 
 
-def _rules_for(t: ActivityType) -> Any:
+def _rules_for(t: RoutedActivityType) -> Any:
     def rules(con: duckdb.DuckDBPyConnection, cfg: MappingConfig) -> TableRules:
         close_type = find_type(con, t.name, cfg.settings.publisher_prefix)
         if close_type is None:
@@ -205,7 +205,7 @@ def _rules_for(t: ActivityType) -> Any:
     return rules
 
 
-def build(t: ActivityType) -> tuple[dg.AssetsDefinition, dg.AssetChecksDefinition]:
+def build(t: RoutedActivityType) -> tuple[dg.AssetsDefinition, dg.AssetChecksDefinition]:
     name = f"custom_activity_{t.table}"
 
     @dg.asset(
