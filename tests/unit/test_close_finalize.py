@@ -42,3 +42,20 @@ def test_tables_without_id_are_sorted_by_their_keys(tmp_path: Path) -> None:
     assert finalize_table(wh, spec) == 0
     out = wh.read("SELECT activity_id, url FROM close.attachments")
     assert out.rows() == [("acti_a", "u9"), ("acti_b", "u1"), ("acti_b", "u2")]
+
+
+def test_the_memory_cap_is_given_back_to_the_runs_shared_database(tmp_path: Path) -> None:
+    import duckdb
+
+    spec = TABLES["notes"]
+    path = str(tmp_path / "w.duckdb")
+    wh = WarehouseResource(path=path)
+    with wh.table_writer("close", "notes", empty_schema=spec.schema) as writer:
+        writer.write(spec.frame([{"id": "acti_1", "note": "x"}]))
+    shared = duckdb.connect(path)  # what the resource holds open during a run
+    try:
+        before = shared.execute("SELECT current_setting('memory_limit')").fetchone()
+        finalize_table(wh, spec)
+        assert shared.execute("SELECT current_setting('memory_limit')").fetchone() == before
+    finally:
+        shared.close()

@@ -11,11 +11,10 @@ from __future__ import annotations
 import duckdb
 
 from migration_assets.defs.close.tables import TableSpec
-from migration_assets.resources.warehouse import WarehouseResource
+from migration_assets.defs.close.writer import EXTRACT_MEMORY_LIMIT
+from migration_assets.resources.warehouse import WarehouseResource, swap_in
 
 CHUNK_BYTES = 48 << 20
-# Cap DuckDB's buffer cache for these rewrites; without it DuckDB keeps every block it scanned.
-MEMORY_LIMIT = "384MB"
 
 
 def _q(name: str) -> str:
@@ -49,42 +48,44 @@ def finalize_table(
     warehouse: WarehouseResource, spec: TableSpec, schema: str = "close", chunk_bytes: int = CHUNK_BYTES
 ) -> int:
     """Sort `schema.<table>` by `spec.sort_by`, keep one row per id (the newest); returns rows dropped."""
+    with warehouse.connect() as con:
+        # Cap DuckDB's buffer cache for the rewrite (without it DuckDB keeps every block it scanned); the
+        # setting is global to the run's shared database, so it is given back afterwards.
+        con.execute(f"SET memory_limit = '{EXTRACT_MEMORY_LIMIT}'")
+        try:
+            return _rewrite(con, spec, schema, chunk_bytes)
+        finally:
+            con.execute("RESET memory_limit")
+
+
+def _rewrite(con: duckdb.DuckDBPyConnection, spec: TableSpec, schema: str, chunk_bytes: int) -> int:
     ref = f"{_q(schema)}.{_q(spec.name)}"
     order = ", ".join(_q(c) for c in spec.sort_by)
-    with warehouse.connect() as con:
-        con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
-        before = _count(con, f"SELECT count(*) FROM {ref}")
-        has_id = "id" in spec.schema
-        dupes = has_id and _count(con, f"SELECT count(id) - count(DISTINCT id) FROM {ref}") > 0
-        newest = "date_updated DESC NULLS LAST, " if "date_updated" in spec.schema else ""
-        dedupe = f"QUALIFY row_number() OVER (PARTITION BY id ORDER BY {newest}raw) = 1" if dupes else ""
-        if not (has_id and spec.sort_by == ("id",) and "raw" in spec.schema):
-            con.execute(f"CREATE OR REPLACE TABLE {ref} AS SELECT * FROM {ref} {dedupe} ORDER BY {order}")
-            return before - _count(con, f"SELECT count(*) FROM {ref}")
-        bounds = _boundaries(con, ref, chunk_bytes)
-        new = f"{_q(schema)}.{_q('__sorted_' + spec.name)}"
-        con.execute(f"CREATE OR REPLACE TABLE {new} AS SELECT * FROM {ref} LIMIT 0")
-        edges: list[str | None] = [None, *bounds, None]
-        for lo, hi in zip(edges, edges[1:], strict=False):
-            where = ["id IS NOT NULL"]
-            params: list[object] = []
-            if lo is not None:
-                where.append("id >= ?")
-                params.append(lo)
-            if hi is not None:
-                where.append("id < ?")
-                params.append(hi)
-            con.execute(
-                f"INSERT INTO {new} SELECT * FROM {ref} WHERE {' AND '.join(where)} {dedupe} ORDER BY id",
-                params,
-            )
-        con.execute(f"INSERT INTO {new} SELECT * FROM {ref} WHERE id IS NULL")
-        con.execute("BEGIN TRANSACTION")
-        try:
-            con.execute(f"DROP TABLE {ref}")
-            con.execute(f"ALTER TABLE {new} RENAME TO {_q(spec.name)}")
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
+    before = _count(con, f"SELECT count(*) FROM {ref}")
+    has_id = "id" in spec.schema
+    dupes = has_id and _count(con, f"SELECT count(id) - count(DISTINCT id) FROM {ref}") > 0
+    newest = "date_updated DESC NULLS LAST, " if "date_updated" in spec.schema else ""
+    dedupe = f"QUALIFY row_number() OVER (PARTITION BY id ORDER BY {newest}raw) = 1" if dupes else ""
+    if not (has_id and spec.sort_by == ("id",) and "raw" in spec.schema):
+        con.execute(f"CREATE OR REPLACE TABLE {ref} AS SELECT * FROM {ref} {dedupe} ORDER BY {order}")
         return before - _count(con, f"SELECT count(*) FROM {ref}")
+    bounds = _boundaries(con, ref, chunk_bytes)
+    new = f"{_q(schema)}.{_q('__sorted_' + spec.name)}"
+    con.execute(f"CREATE OR REPLACE TABLE {new} AS SELECT * FROM {ref} LIMIT 0")
+    edges: list[str | None] = [None, *bounds, None]
+    for lo, hi in zip(edges, edges[1:], strict=False):
+        where = ["id IS NOT NULL"]
+        params: list[object] = []
+        if lo is not None:
+            where.append("id >= ?")
+            params.append(lo)
+        if hi is not None:
+            where.append("id < ?")
+            params.append(hi)
+        con.execute(
+            f"INSERT INTO {new} SELECT * FROM {ref} WHERE {' AND '.join(where)} {dedupe} ORDER BY id",
+            params,
+        )
+    con.execute(f"INSERT INTO {new} SELECT * FROM {ref} WHERE id IS NULL")
+    swap_in(con, schema, "__sorted_" + spec.name, spec.name)
+    return before - _count(con, f"SELECT count(*) FROM {ref}")
