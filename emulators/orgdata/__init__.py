@@ -1,6 +1,7 @@
-"""Synthetic Close organisation: deterministic from (size, seed), full of the cases a migration must handle.
+"""Synthetic Close organisation: deterministic from (size, seed, org), full of the cases a migration must handle.
 
-`generate(size, seed)` returns a `CloseOrg` whose objects are in the exact JSON shape of the Close API
+`generate(size, seed, org=NAME)` builds the org shape NAME (one of `ORG_SHAPES`, default "brightwave", the
+demo org; `shapes.py`) and returns a `CloseOrg` whose objects are in the exact JSON shape of the Close API
 (close_api.md §4); the Close emulator serves it, the Dataverse emulator seeds `dynamics_users`, and tests
 compare migration results with `org.truth`. See /work/brief/ORGDATA_SPEC.md for the contract.
 """
@@ -16,10 +17,23 @@ from .extras import build_sequences, build_smart_views, build_subscriptions, bui
 from .history import build_custom_activities, build_lead_status_changes, build_opportunity_status_changes
 from .model import PROFILES, SIZES, CloseOrg, FileBlob, OrgDataError
 from .records import build_leads, build_opportunities
+from .shape import OrgShape
+from .shapes import DEFAULT_SHAPE, ORG_SHAPES, SHAPES, get_shape
 from .truth import compute_truth, org_summary
 from .util import Ids
 
-__all__ = ["SIZES", "CloseOrg", "FileBlob", "OrgDataError", "generate", "org_summary"]
+__all__ = [
+    "DEFAULT_SHAPE",
+    "ORG_SHAPES",
+    "SHAPES",
+    "SIZES",
+    "CloseOrg",
+    "FileBlob",
+    "OrgDataError",
+    "OrgShape",
+    "generate",
+    "org_summary",
+]
 
 # Share of each activity family in the total (the e-mail share covers Email + EmailThread objects).
 ACTIVITY_MIX = {
@@ -34,14 +48,17 @@ ACTIVITY_MIX = {
 }
 
 
-def generate(size: str = "tiny", seed: int = 1) -> CloseOrg:
-    """Build the org; the same (size, seed) always yields an identical org."""
+def generate(size: str = "tiny", seed: int = 1, org: str = DEFAULT_SHAPE) -> CloseOrg:
+    """Build the org; the same (size, seed, org) always yields an identical org."""
     if size not in SIZES:
         raise OrgDataError(f"unknown org size {size!r}; choose one of {', '.join(SIZES)}")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise OrgDataError(f"seed must be an integer, got {seed!r} ({type(seed).__name__})")
-    rng = random.Random(f"close2d365-orgdata:{size}:{seed}")
-    ctx = Ctx(rng=rng, ids=Ids(rng), profile=PROFILES[size])
+    shape = get_shape(org)
+    # The default shape keeps its historical stream (its data is pinned by tests); the others get their own.
+    stream = f"close2d365-orgdata:{size}:{seed}" + ("" if org == DEFAULT_SHAPE else f":{org}")
+    rng = random.Random(stream)
+    ctx = Ctx(rng=rng, ids=Ids(rng), profile=PROFILES[size], shape=shape)
     ctx.org_id = ctx.ids.new("orga")
     api_key = "api_" + ctx.ids.raw(43)
     build_users(ctx)
@@ -79,7 +96,7 @@ def generate(size: str = "tiny", seed: int = 1) -> CloseOrg:
             del obj[key]
     events = build_events(ctx, leads, contacts, opportunities, activities, tasks)
 
-    org = CloseOrg(
+    result = CloseOrg(
         size=size,
         seed=seed,
         api_key=api_key,
@@ -102,6 +119,7 @@ def generate(size: str = "tiny", seed: int = 1) -> CloseOrg:
         events=events,
         files=ctx.files,
         dynamics_users=ctx.dynamics_users,
+        shape=shape.name,
     )
-    org.truth = compute_truth(org, ctx.edge)
-    return org
+    result.truth = compute_truth(result, ctx.edge)
+    return result

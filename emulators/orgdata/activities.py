@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from . import pools
-from .config import ORG_DOMAIN, Ctx
+from .config import Ctx
 from .model import FileBlob
 from .records import long_text
 from .util import NOW_US, US_PER_DAY, US_PER_S, phone_number, rfc2822, ts, ts_seconds
@@ -183,7 +183,7 @@ def _email(
         attachments.append(_attachment(ctx, "activity.email", act["id"], OVERSIZE_BYTES))
     elif rng.random() < 0.06:
         attachments = [_attachment(ctx, "activity.email", act["id"]) for _ in range(rng.choice((1, 1, 2)))]
-    message_id = f"<{ctx.ids.raw(20)}@mail.{ORG_DOMAIN if outgoing else 'example.org'}>"
+    message_id = f"<{ctx.ids.raw(20)}@mail.{ctx.shape.domain if outgoing else 'example.org'}>"
     stamp = act["activity_at"]
     act.update(
         {
@@ -271,7 +271,7 @@ def build_emails(ctx: Ctx, pick: Picker, n_target: int) -> list[dict]:
         start = pick.moment(lead)
         thread_id = ctx.ids.new("acti")
         subject = rng.choice(pools.SUBJECTS).format(
-            company=lead["name"] or "your team", n=rng.randrange(1000, 9999)
+            company=lead["name"] or "your team", n=rng.randrange(1000, 9999), brand=ctx.shape.brand
         )
         emails, at = [], start
         for k in range(size):

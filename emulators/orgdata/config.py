@@ -7,136 +7,8 @@ import random
 from dataclasses import dataclass, field
 
 from .model import FileBlob, SizeProfile
-from .util import ORG_CREATED_US, US_PER_DAY, Ids, ts, ts_naive
-
-ORG_NAME = "Brightwave Analytics"
-ORG_DOMAIN = "brightwave.example.com"
-
-# (first, last, close email, dynamics email or None (no counterpart), dynamics disabled, active in Close)
-USER_SPECS: tuple[tuple[str, str, str, str | None, bool, bool], ...] = (
-    ("Jane", "Doe", "jane.doe@{d}", "Jane.Doe@{D}", False, True),
-    ("Marco", "Rossi", "marco.rossi@{d}", "marco.rossi@{d}", False, True),
-    ("Aiko", "Tanaka", "aiko.tanaka@{d}", "AIKO.TANAKA@{D}", False, True),
-    ("Olusegun", "Adeyemi", "olusegun.adeyemi@{d}", "olusegun.adeyemi@{d}", False, True),
-    ("Sofía", "Müller", "sofia.mueller@{d}", "Sofia.Mueller@{d}", False, True),
-    ("Liam", "O'Brien", "liam.obrien@{d}", None, False, True),  # contractor: no Dynamics user
-    ("Priya", "Raman", "priya.raman@{d}", "priya.raman@{d}", True, True),  # left: disabled in Dynamics
-    ("Tom", "Baker", "tom.baker@{d}", "Tom.Baker@{d}", False, False),  # deactivated in Close, owns records
-)
-UNMATCHED_INDEX, DISABLED_INDEX, INACTIVE_INDEX = 5, 6, 7
-
-LEAD_STATUS_LABELS = (
-    "Potential",
-    "Contacted",
-    "Qualified",
-    "Customer",
-    "Bad Fit",
-    "Not Interested",
-    "Canceled",
-)
-
-PIPELINE_SPECS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
-    (
-        "Sales",
-        (
-            ("Demo Scheduled", "active"),
-            ("Proposal Sent", "active"),
-            ("Negotiation", "active"),
-            ("Won", "won"),
-            ("Lost", "lost"),
-        ),
-    ),
-    (
-        "Renewals",
-        (
-            ("Up for Renewal", "active"),
-            ("Renewal Negotiation", "active"),
-            ("Renewed", "won"),
-            ("Churned", "lost"),
-        ),
-    ),
-    ("Partnerships", (("Intro", "active"), ("Signed", "won"), ("Declined", "lost"))),
-)
-
-# (name, type, multiple, choices, description). Every Close field type appears on every object kind.
-_CF_SPECS: dict[str, tuple[tuple[str, str, bool, tuple[str, ...] | None, str | None], ...]] = {
-    "lead": (
-        (
-            "Industry",
-            "choices",
-            False,
-            ("Software", "Real estate", "Healthcare", "Retail", "Manufacturing"),
-            None,
-        ),
-        ("Product Interest", "choices", True, ("Analytics", "Dashboards", "API", "Consulting"), None),
-        ("Employees", "number", False, None, "Headcount of the company"),
-        ("Contract Start", "date", False, None, None),
-        ("Last Demo At", "datetime", False, None, None),
-        ("Lead Owner", "user", False, None, "User responsible for this lead"),
-        ("Primary Contact", "contact", False, None, None),
-        ("Internal Notes", "textarea", False, None, None),
-        ("Referral Source", "text", False, None, None),
-        ("Legacy CRM ID", "hidden", False, None, "Id in the CRM used before Close"),
-        ("Account Team", "user", True, None, None),
-    ),
-    "contact": (
-        ("Role", "choices", True, ("Decision Maker", "Gatekeeper", "Champion", "End User"), None),
-        ("Seniority", "choices", False, ("Junior", "Senior", "Executive"), None),
-        ("Birthday", "date", False, None, None),
-        ("Last Contacted At", "datetime", False, None, None),
-        ("Lead Score", "number", False, None, None),
-        ("LinkedIn Handle", "text", False, None, None),
-        ("Bio", "textarea", False, None, None),
-        ("Relationship Owner", "user", False, None, None),
-        ("Assistant", "contact", False, None, None),
-        ("Import Hash", "hidden", False, None, None),
-    ),
-    "opportunity": (
-        ("Deal Type", "choices", False, ("New Business", "Upsell", "Renewal"), None),
-        ("Competitors", "choices", True, ("Tableau", "Looker", "Power BI", "In-house"), None),
-        ("Seats", "number", False, None, None),
-        ("Expected Go-Live", "date", False, None, None),
-        ("Demo Done At", "datetime", False, None, None),
-        ("Sales Engineer", "user", False, None, None),
-        ("Champion", "contact", False, None, None),
-        ("Loss Reason Detail", "textarea", False, None, None),
-        ("PO Number", "text", False, None, None),
-        ("Sync Token", "hidden", False, None, None),
-    ),
-}
-
-# Custom activity types: (name, description, archived, fields as (name, type, multiple, choices, required)).
-_CAT_SPECS = (
-    (
-        "Demo Feedback",
-        "Structured feedback captured after every product demo",
-        False,
-        (
-            ("Rating", "number", False, None, True),
-            ("Outcome", "choices", False, ("Positive", "Neutral", "Negative"), True),
-            ("Topics", "choices", True, ("Pricing", "Security", "Integrations", "Reporting"), False),
-            ("Follow-up Date", "date", False, None, False),
-            ("Demo Start", "datetime", False, None, False),
-            ("Presenter", "user", False, None, False),
-            ("Attendee", "contact", False, None, False),
-            ("Comments", "textarea", False, None, False),
-            ("Recording Link", "text", False, None, False),
-            ("Internal Score", "hidden", False, None, False),
-        ),
-    ),
-    (
-        # The "broken" type: its instances still carry a value of a field deleted from the type.
-        "Onboarding Checklist",
-        "Customer onboarding milestones",
-        False,
-        (
-            ("Stage", "choices", False, ("Kickoff", "Data Import", "Training", "Go-Live"), True),
-            ("Kickoff Date", "date", False, None, False),
-            ("Notes", "textarea", False, None, False),
-        ),
-    ),
-    ("Site Visit", "Retired in 2024", True, (("Visit Summary", "text", False, None, False),)),
-)
+from .shape import OrgShape
+from .util import CURRENCY_SYMBOLS, ORG_CREATED_US, US_PER_DAY, Ids, ts, ts_naive
 
 
 @dataclass
@@ -146,6 +18,7 @@ class Ctx:
     rng: random.Random
     ids: Ids
     profile: SizeProfile
+    shape: OrgShape
     org_id: str = ""
     users: list[dict] = field(default_factory=list)
     inactive_users: list[dict] = field(default_factory=list)
@@ -178,15 +51,16 @@ def _audit(ctx: Ctx, us: int, creator: str | None) -> dict:
 
 
 def build_users(ctx: Ctx) -> None:
-    rng = ctx.rng
-    for i, (first, last, email, dyn_email, disabled, active) in enumerate(USER_SPECS):
+    rng, domain = ctx.rng, ctx.shape.domain
+    weights: dict[str, int] = {}
+    for i, spec in enumerate(ctx.shape.users):
         uid = ctx.ids.new("user")
-        email = email.format(d=ORG_DOMAIN)
+        email = spec.email.format(d=domain)
         created = ORG_CREATED_US + i * 7 * US_PER_DAY + rng.randrange(US_PER_DAY)
         user = {
             "id": uid,
-            "first_name": first,
-            "last_name": last,
+            "first_name": spec.first,
+            "last_name": spec.last,
             "email": email,
             "email_verified_at": ts(created + 3_600_000_000),
             "google_profile_image_url": None,
@@ -196,39 +70,41 @@ def build_users(ctx: Ctx) -> None:
             "date_created": ts(created),
             "date_updated": ts(created + rng.randrange(200) * US_PER_DAY),
         }
-        ctx.user_names[uid] = f"{first} {last}"
+        ctx.user_names[uid] = f"{spec.first} {spec.last}"
         ctx.user_emails[uid] = user["email"]
-        (ctx.users if active else ctx.inactive_users).append(user)
-        if dyn_email is not None:
+        weights[uid] = spec.owner_weight
+        (ctx.users if spec.close_active else ctx.inactive_users).append(user)
+        if spec.dynamics_email is not None:
             ctx.dynamics_users.append(
                 {
-                    "firstname": first,
-                    "lastname": last,
-                    "internalemailaddress": dyn_email.format(d=ORG_DOMAIN, D=ORG_DOMAIN.title()),
-                    "isdisabled": disabled,
+                    "firstname": spec.first,
+                    "lastname": spec.last,
+                    "internalemailaddress": spec.dynamics_email.format(d=domain, D=domain.title()),
+                    "isdisabled": spec.dynamics_disabled,
                     "close_user_id": uid,
                 }
             )
-        if i == UNMATCHED_INDEX:
-            ctx.edge["unmatched_user_id"] = uid
-        elif i == DISABLED_INDEX:
-            ctx.edge["disabled_user_id"] = uid
-        elif i == INACTIVE_INDEX:
-            ctx.edge["inactive_close_user_id"] = uid
+            if spec.dynamics_disabled:
+                ctx.edge.setdefault("disabled_user_ids", []).append(uid)
+        else:
+            ctx.edge.setdefault("unmatched_user_ids", []).append(uid)
+        if not spec.close_active:
+            ctx.edge.setdefault("inactive_close_user_ids", []).append(uid)
+    for key in ("unmatched_user_id", "disabled_user_id", "inactive_close_user_id"):
+        ctx.edge[key] = ctx.edge[key[:-3] + "_ids"][0]
     # A Dynamics-only administrator: real tenants always have users the Close org never had.
     ctx.dynamics_users.append(
         {
             "firstname": "CRM",
             "lastname": "Administrator",
-            "internalemailaddress": "crm.admin@" + ORG_DOMAIN,
+            "internalemailaddress": "crm.admin@" + domain,
             "isdisabled": False,
             "close_user_id": None,
         }
     )
-    # Owners weighted: the first users own most records; the three gotcha users own a visible share.
+    # Owners weighted: the first users own most records; the gotcha users own a visible share.
     all_ids = [u["id"] for u in ctx.users] + [u["id"] for u in ctx.inactive_users]
-    weights = (6, 5, 4, 4, 3, 2, 2, 2)
-    ctx.owner_ids = [uid for uid, w in zip(all_ids, weights, strict=True) for _ in range(w)]
+    ctx.owner_ids = [uid for uid in all_ids for _ in range(weights[uid])]
 
 
 def _membership(ctx: Ctx, user: dict, role: str) -> dict:
@@ -249,14 +125,14 @@ def _membership(ctx: Ctx, user: dict, role: str) -> dict:
 
 
 def build_statuses(ctx: Ctx) -> None:
-    for label in LEAD_STATUS_LABELS:
+    for label in ctx.shape.lead_status_labels:
         ctx.lead_statuses.append({"id": ctx.ids.new("stat"), "label": label, "organization_id": ctx.org_id})
     owner = ctx.users[0]["id"]
-    for n, (name, statuses) in enumerate(PIPELINE_SPECS):
+    for n, spec in enumerate(ctx.shape.pipelines):
         pid = ctx.ids.new("pipe")
         created = ORG_CREATED_US + n * 30 * US_PER_DAY + ctx.rng.randrange(10**9)
         embedded = []
-        for label, kind in statuses:
+        for label, kind in spec.statuses:
             sid = ctx.ids.new("stat")
             embedded.append({"id": sid, "label": label, "type": kind})
             ctx.opportunity_statuses.append(
@@ -268,7 +144,7 @@ def build_statuses(ctx: Ctx) -> None:
                 "date_created": ts_naive(created),
                 "date_updated": ts_naive(created + ctx.rng.randrange(10**10)),
                 "id": pid,
-                "name": name,
+                "name": spec.name,
                 "organization_id": ctx.org_id,
                 "statuses": embedded,
                 "updated_by": None if n == 0 else owner,
@@ -298,20 +174,21 @@ def _field(ctx: Ctx, spec: tuple, us: int, extra: dict) -> dict:
 
 def build_custom_fields(ctx: Ctx) -> None:
     us = ORG_CREATED_US + 2 * US_PER_DAY
-    for kind, specs in _CF_SPECS.items():
+    for kind, specs in ctx.shape.custom_fields:
         ctx.custom_fields[kind] = []
         for spec in specs:
             us += ctx.rng.randrange(10**9)
-            ctx.custom_fields[kind].append(_field(ctx, spec, us, {}))
+            field_tuple = (spec.name, spec.type, spec.multiple, spec.choices, spec.description)
+            ctx.custom_fields[kind].append(_field(ctx, field_tuple, us, {}))
     ctx.custom_fields["activity"] = []
     owner = ctx.users[0]["id"]
-    for n, (name, description, archived, fields) in enumerate(_CAT_SPECS):
+    for n, tspec in enumerate(ctx.shape.activity_types):
         tid = ctx.ids.new("actitype")
         created = ORG_CREATED_US + (40 + 60 * n) * US_PER_DAY + ctx.rng.randrange(10**9)
         embedded = []
-        for fname, kind, multiple, choices, required in fields:
-            extra = {"custom_activity_type_id": tid, "required": required}
-            fobj = _field(ctx, (fname, kind, multiple, choices, None), created, extra)
+        for f in tspec.fields:
+            extra = {"custom_activity_type_id": tid, "required": f.required}
+            fobj = _field(ctx, (f.name, f.type, f.multiple, f.choices, None), created, extra)
             ctx.custom_fields["activity"].append(fobj)
             # The type listing embeds field metadata without choices (close_api.md §4.9).
             embedded.append({k: fobj[k] for k in _EMBEDDED_FIELD_KEYS})
@@ -321,19 +198,22 @@ def build_custom_fields(ctx: Ctx) -> None:
                 "created_by": owner,
                 "date_created": ts_naive(created),
                 "date_updated": ts_naive(created + ctx.rng.randrange(10**10)),
-                "description": description,
+                "description": tspec.description,
                 "editable_with_roles": [],
                 "fields": embedded,
                 "id": tid,
-                "is_archived": archived,
-                "name": name,
+                "is_archived": tspec.archived,
+                "name": tspec.name,
                 "organization_id": ctx.org_id,
                 "updated_by": owner,
             }
         )
-    # Id of the field deleted from "Onboarding Checklist": well-formed, defined nowhere.
+        if tspec.orphaned_values:
+            ctx.edge["broken_custom_activity_type_id"] = tid
+        if tspec.archived:
+            ctx.edge.setdefault("archived_custom_activity_type_ids", []).append(tid)
+    # Id of the field deleted from the orphaned-values type: well-formed, defined nowhere.
     ctx.undefined_field_id = ctx.ids.new("cf")
-    ctx.edge["broken_custom_activity_type_id"] = ctx.custom_activity_types[1]["id"]
     ctx.edge["undefined_field_id"] = ctx.undefined_field_id
 
 
@@ -356,10 +236,10 @@ def build_organization(ctx: Ctx) -> dict:
     stamp = ts(ORG_CREATED_US)
     return {
         "id": ctx.org_id,
-        "name": ORG_NAME,
+        "name": ctx.shape.org_name,
         "plan_type": "business",
-        "currency": "USD",
-        "currency_symbol": "$",
+        "currency": ctx.shape.currencies[0],
+        "currency_symbol": CURRENCY_SYMBOLS[ctx.shape.currencies[0]],
         "created_by": None,
         "updated_by": None,
         "date_created": stamp,

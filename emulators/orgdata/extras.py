@@ -240,7 +240,9 @@ def _s_query(object_type: str, field_name: str, condition: dict) -> dict:
 
 
 def build_smart_views(ctx: Ctx) -> list[dict]:
-    potential = ctx.lead_statuses[0]["id"]
+    first = ctx.lead_statuses[0]
+    # The legacy text query names a status by label (the third, or the last of a shorter list).
+    hot = ctx.lead_statuses[min(2, len(ctx.lead_statuses) - 1)]["label"].replace('"', '\\"')
     specs = (
         (
             "\U0001f4e3 Untouched Leads",
@@ -249,15 +251,15 @@ def build_smart_views(ctx: Ctx) -> list[dict]:
             None,
             True,
         ),
-        ("Hot leads (legacy)", "lead", 'lead_status:"Qualified" sort:date_updated', None, False),
+        ("Hot leads (legacy)", "lead", f'lead_status:"{hot}" sort:date_updated', None, False),
         (
-            "Potential leads",
+            f"{first['label']} leads",
             "lead",
             None,
             _s_query(
                 "lead",
                 "status_id",
-                {"type": "reference", "reference_type": "status.lead", "object_ids": [potential]},
+                {"type": "reference", "reference_type": "status.lead", "object_ids": [first["id"]]},
             ),
             True,
         ),

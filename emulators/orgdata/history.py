@@ -1,5 +1,6 @@
 """Lead and opportunity status histories (consistent with the records' current statuses) and custom
-activity instances, including the "broken" type whose instances carry a field the type no longer defines."""
+activity instances, including the shape's orphaned-values type: its instances carry a field the type no longer
+defines."""
 
 from __future__ import annotations
 
@@ -97,16 +98,32 @@ def build_opportunity_status_changes(
     return out
 
 
+def _instance_types(ctx: Ctx) -> tuple[list[dict], list[float], list[tuple[str, ...]]]:
+    """The types that get instances, the cumulative thresholds of their shares, their orphaned values."""
+    specs = {s.name: s for s in ctx.shape.activity_types}
+    types = [t for t in ctx.custom_activity_types if specs[t["name"]].share > 0]
+    shares = [specs[t["name"]].share for t in types]
+    total, running, thresholds = sum(shares), 0.0, []
+    for share in shares:
+        running += share
+        thresholds.append(running / total)
+    return types, thresholds, [specs[t["name"]].orphaned_values for t in types]
+
+
 def build_custom_activities(ctx: Ctx, pick: Picker, n: int) -> list[dict]:
     rng, out = ctx.rng, []
-    good, broken = ctx.custom_activity_types[0], ctx.custom_activity_types[1]
+    types, thresholds, orphaned = _instance_types(ctx)
     fields = {
         t["id"]: [f for f in ctx.custom_fields["activity"] if f["custom_activity_type_id"] == t["id"]]
-        for t in (good, broken)
+        for t in types
     }
     for i in range(n):
-        # Guarantee both types appear even in the smallest org.
-        ctype = good if i == 0 else broken if i == 1 else (good if rng.random() < 0.6 else broken)
+        if i < len(types):  # guarantee every type appears even in the smallest org
+            k = i
+        else:
+            u = rng.random()
+            k = next((j for j, limit in enumerate(thresholds) if u < limit), len(types) - 1)
+        ctype = types[k]
         lead, contact = pick.lead()
         at = pick.moment(lead)
         act = base(ctx, "CustomActivity", lead, contact, rng.choice(ctx.owner_ids), at)
@@ -133,7 +150,7 @@ def build_custom_activities(ctx: Ctx, pick: Picker, n: int) -> list[dict]:
             if f["accepts_multiple_values"] and f["type"] == "choices" and rng.random() < 0.1:
                 value = value[0]  # Close returns a bare string when one choice of a multi field is set
             act["custom." + f["id"]] = value
-        if ctype is broken:
-            act["custom." + ctx.undefined_field_id] = rng.choice(("Yes", "No", "Partially"))
+        if orphaned[k]:  # a value of the field deleted from the type
+            act["custom." + ctx.undefined_field_id] = rng.choice(orphaned[k])
         out.append(act)
     return out

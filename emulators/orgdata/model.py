@@ -11,7 +11,7 @@ SIZES = ("tiny", "demo", "typical", "large")
 
 
 class OrgDataError(ValueError):
-    """Raised for a request the generator cannot honour (unknown size, bad seed, bad chunk size)."""
+    """Raised for a request the generator cannot honour (unknown size or shape, bad seed, bad chunk size)."""
 
 
 @dataclass(frozen=True)
@@ -119,3 +119,4 @@ class CloseOrg:
     files: dict[str, FileBlob] = field(default_factory=dict)
     dynamics_users: list[dict] = field(default_factory=list)
     truth: dict = field(default_factory=dict)
+    shape: str = "brightwave"  # the name of the OrgShape the org was generated from

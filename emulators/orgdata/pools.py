@@ -106,7 +106,7 @@ SUBJECTS = (
     "Following up on our call",
     "Proposal for {company}",
     "Re: pricing options",
-    "Intro: {company} x Brightwave",
+    "Intro: {company} x {brand}",
     "Demo recap and next steps",
     "Contract draft attached",
     "Checking in",

@@ -123,7 +123,7 @@ def build_leads(ctx: Ctx) -> tuple[list[dict], list[dict]]:
     names = _lead_names(ctx)
     counts = _contact_counts(ctx)
     span = NOW_US - 30 * US_PER_DAY - FIRST_LEAD_US
-    status_weights = (30, 20, 12, 18, 8, 7, 5)
+    status_weights = tuple(w for _, w in ctx.shape.lead_statuses)
     leads: list[dict] = []
     contacts: list[dict] = []
     long_desc_done = False
@@ -235,13 +235,14 @@ def _contact_edge_cases(ctx: Ctx, contacts: list[dict]) -> None:
     picks[9]["name"] = picks[9]["display_name"] = ""  # contact known only by e-mail address
 
 
-_PIPELINE_WEIGHTS = (70, 25, 5)
 _TYPE_WEIGHTS = {"active": 50, "won": 30, "lost": 20}
+_CURRENCY_WEIGHTS = (85, 10, 5)  # applied to the shape's currencies, most used first
+# (status type, value period, index into the shape's currencies)
 _GUARANTEED = (
-    ("won", "one_time", "USD"),
-    ("lost", "one_time", "USD"),
-    ("active", "monthly", "EUR"),
-    ("won", "annual", "GBP"),
+    ("won", "one_time", 0),
+    ("lost", "one_time", 0),
+    ("active", "monthly", 1),
+    ("won", "annual", 2),
 )
 
 
@@ -250,17 +251,20 @@ def build_opportunities(ctx: Ctx, leads: list[dict], contacts_by_lead: dict[str,
     by_pipeline = {
         p["id"]: [s for s in ctx.opportunity_statuses if s["pipeline_id"] == p["id"]] for p in ctx.pipelines
     }
+    pipeline_weights = tuple(p.weight for p in ctx.shape.pipelines)
+    currencies = ctx.shape.currencies
     opportunities = []
     for n in range(ctx.profile.opportunities):
         lead = rng.choice(leads)
-        pipeline = rng.choices(ctx.pipelines, _PIPELINE_WEIGHTS)[0]
+        pipeline = rng.choices(ctx.pipelines, pipeline_weights)[0]
         statuses = by_pipeline[pipeline["id"]]
         kind = rng.choices(tuple(_TYPE_WEIGHTS), tuple(_TYPE_WEIGHTS.values()))[0]
         status = rng.choice([s for s in statuses if s["type"] == kind])
         period = rng.choices(("one_time", "monthly", "annual"), (65, 20, 15))[0]
-        currency = rng.choices(("USD", "EUR", "GBP"), (85, 10, 5))[0]
+        currency = rng.choices(currencies, _CURRENCY_WEIGHTS)[0]
         if n < len(_GUARANTEED):  # every org, however small, has each status type, period and currency
-            kind, period, currency = _GUARANTEED[n]
+            kind, period, which = _GUARANTEED[n]
+            currency = currencies[which]
             status = next(s for s in statuses if s["type"] == kind)
         created = lead["_created_us"] + rng.randrange(1, 20 * US_PER_DAY)
         closed = min(NOW_US - US_PER_DAY, created + rng.randrange(5, 120) * US_PER_DAY)

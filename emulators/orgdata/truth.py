@@ -103,6 +103,9 @@ def compute_truth(org: CloseOrg, edge: dict) -> dict:
             "unmatched_user_id": edge["unmatched_user_id"],
             "disabled_user_id": edge["disabled_user_id"],
             "inactive_close_user_id": edge["inactive_close_user_id"],
+            "unmatched_user_ids": edge["unmatched_user_ids"],
+            "disabled_user_ids": edge["disabled_user_ids"],
+            "inactive_close_user_ids": edge["inactive_close_user_ids"],
             "unnamed_lead_ids": [x["id"] for x in org.leads if not normalise_name(x["name"])],
             "duplicate_name_groups": [ids for ids in groups.values() if len(ids) > 1],
             "non_latin_lead_ids": [x["id"] for x in org.leads if is_non_latin(x["name"])],
@@ -120,6 +123,10 @@ def compute_truth(org: CloseOrg, edge: dict) -> dict:
             },
             "broken_custom_activity_type_id": edge["broken_custom_activity_type_id"],
             "undefined_field_id": edge["undefined_field_id"],
+            "orphaned_value_activity_ids": [
+                a["id"] for a in org.activities if "custom." + edge["undefined_field_id"] in a
+            ],
+            "archived_custom_activity_type_ids": edge["archived_custom_activity_type_ids"],
             "won_opportunity_ids": [o["id"] for o in org.opportunities if o["status_type"] == "won"],
             "lost_opportunity_ids": [o["id"] for o in org.opportunities if o["status_type"] == "lost"],
             "recurring_value_opportunity_ids": [
@@ -136,7 +143,7 @@ def compute_truth(org: CloseOrg, edge: dict) -> dict:
 def org_summary(org: CloseOrg) -> str:
     """Plain-text table of the truth counts and edge-case tallies."""
     truth = org.truth
-    rows = [("size / seed", f"{org.size} / {org.seed}")]
+    rows = [("org shape", org.shape), ("size / seed", f"{org.size} / {org.seed}")]
     rows += [(k, f"{v:,}") for k, v in truth["counts"].items()]
     rows.append(("files (blobs)", f"{len(org.files):,}"))
     rows.append(("distinct normalised lead names", f"{truth['distinct_normalised_lead_names']:,}"))
