@@ -217,13 +217,7 @@ def main() -> int:
     started = time.monotonic()
     org = generate(args.size, args.seed)
     print(f"org '{args.size}' generated in {time.monotonic() - started:.1f} s; work dir {work}")
-    maps = mig.write_confirmed_proposal(
-        org.custom_fields,
-        mig.custom_field_samples({"l": org.leads, "c": org.contacts, "o": org.opportunities}),
-        org.custom_activity_types,
-        work / "mappings",
-    )
-    mig.demo_overrides(maps, mig.first_enabled_user(org.dynamics_users))
+    maps = work / "mappings"
     os.environ["CLOSE2D365_MAPPINGS"] = str(maps)
     seed_users = [dict(u) for u in org.dynamics_users]
     warehouse = work / "warehouse.duckdb"
@@ -236,6 +230,16 @@ def main() -> int:
         os.environ.update({"CLOSE_API_KEY": org.api_key, "CLOSE_BASE_URL": close.base_url})
         with DataverseProcess(DataverseEmulatorConfig(seed_users=seed_users)) as dv:
             os.environ.update(dv.env())
+            # The user's flow before the run: extract, propose-mapping, the scripted review.
+            extract = mig.materialize_migration(
+                mig.resources_from_env(str(warehouse)),
+                dg.AssetSelection.groups("close"),
+                log_level="CRITICAL",
+            )
+            assert extract.success, "the extraction failed"
+            decisions = mig.demo_decisions(mig.first_enabled_user(org.dynamics_users))
+            mig.reviewed_mappings(maps, decisions, mig.resources_from_env(str(warehouse))["warehouse"])
+            mig.reload_generated_assets()
             t = time.monotonic()
             result = mig.materialize_migration(mig.resources_from_env(str(warehouse)), log_level="CRITICAL")
             first = figures(result)

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -34,7 +33,7 @@ import dagster as dg  # noqa: E402
 
 from emulators.dataverse.config import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DataverseEmulatorConfig  # noqa: E402
 from emulators.dataverse.server import EmulatorServer  # noqa: E402
-from migration_assets.lib.custom_activity_plan import load_types, render_types  # noqa: E402
+from migration_assets.lib.custom_activity_plan import load_types  # noqa: E402
 from migration_assets.resources.dataverse import DataverseResource  # noqa: E402
 from migration_assets.resources.warehouse import WarehouseResource, default_home  # noqa: E402
 
@@ -102,17 +101,12 @@ def org_facts(size: str) -> dict[str, Any]:
     return json.loads(out.stdout)
 
 
-def bench_mappings(tmp: Path, org_types: list[dict], fallback: str) -> Path:
-    root = tmp / "mappings"
-    shutil.copytree(REPO / "mappings", root)
-    settings = yaml.safe_load((root / "settings.yaml").read_text())
-    settings["rejection_thresholds"] = {"default": {"max_rows": None, "max_fraction": 0.5}, "tables": {}}
-    (root / "settings.yaml").write_text(yaml.safe_dump(settings))
-    owners = {"overrides": {}, "fallback_owner": fallback, "disabled_users": "fallback"}
-    (root / "owners.yaml").write_text(yaml.safe_dump(owners))
-    (root / "custom_activities.yaml").write_text(render_types(org_types, settings["publisher_prefix"]))
-    (root / "custom_fields.yaml").unlink(missing_ok=True)
-    return root
+def bench_mappings(tmp: Path, source: Path, fallback: str) -> Path:
+    """The user's flow on the extracted warehouse: propose-mapping, then the scripted review (fallback owner,
+    tolerated rejections: the generated org holds deliberately bad records)."""
+    from migration_assets.migration import demo_decisions, reviewed_mappings
+
+    return reviewed_mappings(tmp / "mappings", demo_decisions(fallback), WarehouseResource(path=str(source)))
 
 
 def stage_defs(root: Path) -> list[object]:
@@ -135,8 +129,11 @@ def stage_defs(root: Path) -> list[object]:
 
     modules = [target_metadata, account, contact, lead, opportunity, phonecall, email, task, appointment,
                annotation, mapping, owner_map, load_plan]  # fmt: skip
+    from migration_assets.defs.schema.assets import plan as schema_plan
+
     built = [custom_activity.build(t) for t in load_types(root)]
     return [
+        schema_plan,  # custom activity staging writes the plan's columns and option values
         *(a for m in modules for a in dg.load_assets_from_modules([m])),
         *(c for m in modules for c in dg.load_asset_checks_from_modules([m])),
         *(x for pair in built for x in pair),
@@ -158,7 +155,7 @@ def main() -> None:
     fallback = next(u["internalemailaddress"] for u in org["dynamics_users"] if not u["isdisabled"])
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
-        defs = stage_defs(bench_mappings(tmp, org["custom_activity_types"], fallback))
+        defs = stage_defs(bench_mappings(tmp, source, fallback))
         db = tmp / "warehouse.duckdb"
         shutil.copy(source, db)
         with EmulatorServer(DataverseEmulatorConfig(seed_users=org["dynamics_users"])) as dv:

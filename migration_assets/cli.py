@@ -25,7 +25,7 @@ class CliError(RuntimeError):
 def _cmd_demo(args: argparse.Namespace) -> int:
     from migration_assets.migration import run_demo_migration
 
-    return run_demo_migration(size=args.size, seed=args.seed, ui=args.ui)
+    return run_demo_migration(size=args.size, seed=args.seed, ui=args.ui, org=args.org)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -38,7 +38,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_dry_run(args: argparse.Namespace) -> int:
-    from migration_assets.runtime import print_job_outcome, run_job
+    from migration_assets.runtime import print_dry_run_outcome, run_job
 
     missing = [v for v in REAL_RUN_ENV if not os.environ.get(v)]
     if missing:
@@ -46,11 +46,8 @@ def _cmd_dry_run(args: argparse.Namespace) -> int:
             f"set {', '.join(missing)} first: the dry run reads the target's metadata to check every row "
             "(see README: Running a real migration)"
         )
-    result = run_job("dry_run", tags={"close2d365/mode": "dry_run"})
-    status = print_job_outcome(result)
-    if status:
-        print("Rejected rows: staged.<table>_rejected in the warehouse, and each failing check in the UI.")
-    return status
+    # Every problem of every layer in one run: the summary here, the details in the review file.
+    return print_dry_run_outcome(run_job("dry_run", tags={"close2d365/mode": "dry_run"}))
 
 
 def _cmd_rollback(args: argparse.Namespace) -> int:
@@ -66,6 +63,7 @@ def _cmd_emulators(args: argparse.Namespace) -> int:
     return serve_emulators(
         size=args.size,
         seed=args.seed,
+        org=args.org,
         host=args.host,
         close_port=args.close_port,
         dataverse_port=args.dataverse_port,
@@ -86,14 +84,14 @@ def _cmd_extract(args: argparse.Namespace) -> int:
 def _cmd_propose(args: argparse.Namespace) -> int:
     from migration_assets.propose import propose_all
 
-    files = propose_all(force=args.force)
-    for path in files.written:
-        print(f"wrote {path}")
-    for note in files.notes:
-        print(f"note: {note}")
-    print(
-        f"Review {files.custom_fields} (set confirmed: true per field): nothing loads until it is confirmed."
-    )
+    result = propose_all()
+    for line in result.report():
+        print(line)
+    if result.open_decisions:
+        print(f"{result.open_decisions} decision(s) to make: go through every `review:` (and `confirmed: false` in "
+              "custom_fields.yaml), decide, delete the review line; nothing loads until none is left.")  # fmt: skip
+    else:
+        print("No open decision: check the files once, then `close2d365 dry-run`.")
     return 0
 
 
@@ -115,6 +113,9 @@ def launch_ui(port: int = 3000, env: dict[str, str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from emulators.orgdata import DEFAULT_SHAPE, ORG_SHAPES
+
+    org_help = f"shape of the generated Close org (default: {DEFAULT_SHAPE}, the demo org)"
     parser = argparse.ArgumentParser(prog="close2d365", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -122,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run against the bundled emulators on a generated Close org")
     demo.add_argument("--size", default="demo", choices=["tiny", "demo", "typical", "large"])
     demo.add_argument("--seed", type=int, default=1)
+    demo.add_argument("--org", default=DEFAULT_SHAPE, choices=ORG_SHAPES, help=org_help)
     demo.add_argument(
         "--ui", action="store_true", help="afterwards keep the emulators up and open the Dagster UI"
     )
@@ -130,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     emu = sub.add_parser("emulators", help="serve the Close and Dataverse emulators until Ctrl-C")
     emu.add_argument("--size", default="demo", choices=["tiny", "demo", "typical", "large"])
     emu.add_argument("--seed", type=int, default=1)
+    emu.add_argument("--org", default=DEFAULT_SHAPE, choices=ORG_SHAPES, help=org_help)
     emu.add_argument("--host", default="127.0.0.1")
     emu.add_argument("--close-port", type=int, default=8765)
     emu.add_argument("--dataverse-port", type=int, default=8766)
@@ -145,7 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=_cmd_run)
 
-    dry = sub.add_parser("dry-run", help="extract, stage and check everything; write nothing to Dataverse")
+    dry = sub.add_parser(
+        "dry-run",
+        help="extract, stage and check everything; list every problem (reports/<run>/review.md); exit 2 if any",
+    )
     dry.set_defaults(func=_cmd_dry_run)
 
     rollback = sub.add_parser(
@@ -156,8 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--all", action="store_true", help="undo every migration run in the ledger")
     rollback.set_defaults(func=_cmd_rollback)
 
-    propose = sub.add_parser("propose-mapping", help="propose Dataverse columns for the Close custom fields")
-    propose.add_argument("--force", action="store_true", help="overwrite reviewed mapping files")
+    propose = sub.add_parser(
+        "propose-mapping",
+        help="write/update the org's mapping files (statuses, pipelines, fields, activity types, owners) for review",
+    )
     propose.set_defaults(func=_cmd_propose)
 
     ui = sub.add_parser("ui", help="open the Dagster UI on this project's instance")
@@ -177,7 +185,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
         ("migration_assets.rollback", ("RollbackError",)),
         ("migration_assets.resources", ("MissingEnvironmentError",)),
         ("migration_assets.lib.yaml_loc", ("MappingError",)),
-        ("migration_assets.defs.staged.mapping", ("ProposalError",)),
+        ("migration_assets.review", ("ReviewError",)),
         ("migration_assets.resources.dataverse_errors", ("DataverseError",)),
     ):
         try:

@@ -1,8 +1,9 @@
 """Running the whole migration (close/* -> staged/* -> schema/* -> loaded/* -> reports/*) from Python:
 for `close2d365 run` / `close2d365 demo`, tests and benchmarks.
 
-The demo (and only the demo) auto-confirms the custom field proposal: it writes a confirmed
-`custom_fields.yaml` into a private copy of `mappings/` and points CLOSE2D365_MAPPINGS at it.
+The demo produces its mappings the way a user does: propose-mapping on the extracted org into a private
+copy of `mappings/` (CLOSE2D365_MAPPINGS points at it), then a scripted review (`review.accept_proposals`)
+in place of the human one.
 """
 
 from __future__ import annotations
@@ -16,9 +17,7 @@ from typing import Any
 import dagster as dg
 import yaml
 
-from migration_assets.lib.custom_activity_plan import TYPES_FILE, render_types
-from migration_assets.lib.mapping_config import DEFAULT_ROOT, load_mapping_config
-from migration_assets.lib.proposal import confirm_all, propose, render_proposal
+from migration_assets.lib.mapping_config import DEFAULT_ROOT, ORG_FILES, load_settings
 from migration_assets.resources.warehouse import WarehouseResource, default_home
 from migration_assets.runtime import patched_env
 
@@ -27,7 +26,9 @@ MIGRATE_GROUPS = ("close", "staged", "schema", "loaded", "reports")
 
 def migrate_selection() -> dg.AssetSelection:
     """The `migrate` job: every stage, in lineage order (the coordinator registers it in jobs.py)."""
-    return dg.AssetSelection.groups(*MIGRATE_GROUPS)
+    from migration_assets.defs.jobs import DRY_RUN_ONLY
+
+    return dg.AssetSelection.groups(*MIGRATE_GROUPS) - DRY_RUN_ONLY
 
 
 def rollback_job() -> dg.JobDefinition:
@@ -67,67 +68,88 @@ def materialize_migration(
     )
 
 
-def custom_field_samples(objects: Mapping[str, list[dict[str, Any]]]) -> dict[str, list[Any]]:
-    """cf_id -> values seen, from Close objects carrying `custom.<cf_id>` keys."""
-    out: dict[str, list[Any]] = {}
-    for items in objects.values():
-        for obj in items:
-            for k, v in obj.items():
-                if k.startswith("custom.cf_") and v is not None:
-                    out.setdefault(k[len("custom.") :], []).append(v)
-    return out
-
-
-def write_confirmed_proposal(
-    custom_fields: Mapping[str, list[dict[str, Any]]],
-    samples: Mapping[str, list[Any]],
-    activity_types: list[dict[str, Any]],
-    dest_root: Path,
-    prefix: str = "c2d",
-    source_root: Path = DEFAULT_ROOT,
-) -> Path:
-    """Copy `mappings/` to `dest_root` with every custom field proposed as a new column and CONFIRMED.
-    For the demo and tests only: a real migration has a human review and confirm each entry."""
+def copy_defaults(dest_root: Path, source_root: Path = DEFAULT_ROOT) -> Path:
+    """A private mappings root holding the project defaults (what a user starts from). Org files that a
+    propose-mapping run left in `source_root` belong to another org: they are not copied (owners.yaml only
+    while it holds the default settings, without a generated user list)."""
     if dest_root.exists():
         shutil.rmtree(dest_root)
-    shutil.copytree(source_root, dest_root)
-    proposals = confirm_all(propose(custom_fields, samples, {}, prefix))
-    (dest_root / "custom_fields.yaml").write_text(render_proposal(proposals), encoding="utf-8")
-    (dest_root / TYPES_FILE).write_text(render_types(activity_types, prefix), encoding="utf-8")
+
+    def org_files(folder: str, names: list[str]) -> set[str]:
+        if Path(folder).resolve() != source_root.resolve():
+            return set()
+        skip = {n for n in names if n in ORG_FILES and n != "owners.yaml"}
+        owners = source_root / "owners.yaml"
+        if owners.is_file() and "users" in (yaml.safe_load(owners.read_text(encoding="utf-8")) or {}):
+            skip.add("owners.yaml")
+        return skip
+
+    shutil.copytree(source_root, dest_root, ignore=org_files)
     return dest_root
 
 
-def demo_overrides(root: Path, fallback_owner: str | None, max_rejected_fraction: float = 0.5) -> None:
-    """Demo/test settings in a mappings copy: records of unmatched Close users go to `fallback_owner`, and
+def reviewed_mappings(
+    dest_root: Path,
+    decisions: Mapping[str, Mapping[str, Any]] | None = None,
+    warehouse: WarehouseResource | None = None,
+    dataverse: Any | None = None,
+    source_root: Path = DEFAULT_ROOT,
+) -> Path:
+    """The user's flow after `extract`, scripted: the defaults copied to `dest_root`, propose-mapping run
+    on the extracted warehouse (the CLI's code path), then the scripted review with `decisions`
+    (`review.accept_proposals`). For the demo, tests and benchmarks: a real migration has a human review."""
+    from migration_assets.propose import propose_all
+    from migration_assets.review import accept_proposals
+
+    copy_defaults(dest_root, source_root)
+    propose_all(dest_root, warehouse, dataverse)
+    accept_proposals(dest_root, decisions)
+    return dest_root
+
+
+def demo_decisions(
+    fallback_owner: str | None, max_rejected_fraction: float = 0.5
+) -> dict[str, dict[str, Any]]:
+    """The demo's review decisions: records of unmatched or disabled Close users go to `fallback_owner`, and
     staged tables may reject a share of rows (the generated org is full of deliberately bad records; they
     are listed in staged/*_rejected instead of blocking the demo)."""
-    owners_path, settings_path = root / "owners.yaml", root / "settings.yaml"
-    owners = yaml.safe_load(owners_path.read_text(encoding="utf-8")) or {}
-    owners["fallback_owner"] = fallback_owner
-    owners["disabled_users"] = "fallback"
-    owners_path.write_text(yaml.safe_dump(owners, sort_keys=False), encoding="utf-8")
-    settings = yaml.safe_load(settings_path.read_text(encoding="utf-8")) or {}
-    settings.setdefault("rejection_thresholds", {})["default"] = {
-        "max_rows": None,
-        "max_fraction": max_rejected_fraction,
+    return {
+        "owners.yaml": {"fallback_owner": fallback_owner, "disabled_users": "fallback"},
+        "settings.yaml": {
+            "rejection_thresholds": {"default": {"max_rows": None, "max_fraction": max_rejected_fraction}}
+        },
     }
-    settings_path.write_text(yaml.safe_dump(settings, sort_keys=False), encoding="utf-8")
+
+
+def reload_generated_assets() -> None:
+    """The per-type custom activity assets are generated from CLOSE2D365_MAPPINGS at import: rebuild them
+    after propose-mapping wrote custom_activities.yaml in this process."""
+    import importlib
+    import sys
+
+    for name in (
+        "migration_assets.defs.staged.custom_activity",
+        "migration_assets.defs.loaded.custom_activities",
+    ):
+        if name in sys.modules:
+            importlib.reload(sys.modules[name])
 
 
 def first_enabled_user(dynamics_users: list[dict[str, Any]]) -> str | None:
     return next((u["internalemailaddress"] for u in dynamics_users if not u.get("isdisabled")), None)
 
 
-def reconciliation_text(warehouse: WarehouseResource | None = None) -> str:
-    """The latest reconciliation report as a fixed-width table (for the terminal)."""
+def reconciliation_text(run_id: str) -> str:
+    """The reconciliation report of run `run_id` as a fixed-width table (for the terminal). Only this
+    run's: an older report would describe another run (e.g. when this one stopped before the reports)."""
     from migration_assets.defs.reports.reconciliation import RECON_COLUMNS
 
-    runs = sorted((default_home() / "reports").glob("*/reconciliation.csv"), key=lambda p: p.stat().st_mtime)
-    if not runs:
-        return "(no reconciliation report yet)"
+    path = default_home() / "reports" / run_id / "reconciliation.csv"
+    if not path.is_file():
+        return f"(run {run_id} wrote no reconciliation report: it stopped before the reports step)"
     import csv
 
-    with runs[-1].open(encoding="utf-8") as fh:
+    with path.open(encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     widths = [max(len(c), *(len(r.get(c, "")) for r in rows)) for c in RECON_COLUMNS]
     lines = ["  ".join(c.ljust(w) for c, w in zip(RECON_COLUMNS, widths, strict=True))]
@@ -135,7 +157,7 @@ def reconciliation_text(warehouse: WarehouseResource | None = None) -> str:
     lines += [
         "  ".join(r.get(c, "").ljust(w) for c, w in zip(RECON_COLUMNS, widths, strict=True)) for r in rows
     ]
-    return "\n".join(lines) + f"\n\nReports: {runs[-1].parent}"
+    return "\n".join(lines) + f"\n\nReports: {path.parent}"
 
 
 def run_migration(tags: Mapping[str, str] | None = None, expected_halts: Sequence[str] = ()) -> int:
@@ -145,7 +167,7 @@ def run_migration(tags: Mapping[str, str] | None = None, expected_halts: Sequenc
 
     result = run_job("migrate", tags=dict(tags or {}))
     status = print_job_outcome(result, expected_halts)
-    print(reconciliation_text())
+    print(reconciliation_text(result.run_id))
     return status
 
 
@@ -161,24 +183,21 @@ def demo_dataverse_env(server: Any) -> dict[str, str]:
     }
 
 
-def run_demo_migration(size: str = "demo", seed: int = 1, ui: bool = False) -> int:
-    """`close2d365 demo`: generate an org, serve it from both emulators, auto-confirm the custom field
-    proposal (demo only), run the `migrate` job, print the reconciliation and the reports folder."""
+def run_demo_migration(size: str = "demo", seed: int = 1, ui: bool = False, org: str = "brightwave") -> int:
+    """`close2d365 demo`: generate an org, serve it from both emulators and run the user's flow on it:
+    the `extract` job, propose-mapping into a private copy of the defaults, the scripted review (every
+    proposal accepted; fallback owner and tolerated rejections decided), the `migrate` job, then the
+    reconciliation and the reports folder."""
     from emulators.close.server import CloseEmulatorServer
     from emulators.dataverse.config import DataverseEmulatorConfig
     from emulators.dataverse.server import EmulatorServer
     from emulators.orgdata import generate
+    from migration_assets.propose import propose_all
+    from migration_assets.review import accept_proposals
+    from migration_assets.runtime import print_job_outcome, run_job
 
-    org = generate(size, seed)
-    mappings = write_confirmed_proposal(
-        org.custom_fields,
-        custom_field_samples(
-            {"leads": org.leads, "contacts": org.contacts, "opportunities": org.opportunities}
-        ),
-        org.custom_activity_types,
-        default_home() / "demo_mappings",
-    )
-    demo_overrides(mappings, first_enabled_user(org.dynamics_users))
+    org = generate(size, seed, org=org)  # `org` names the shape until the generated org replaces it
+    mappings = copy_defaults(default_home() / "demo_mappings")
     config = DataverseEmulatorConfig(seed_users=[dict(u) for u in org.dynamics_users])
     with CloseEmulatorServer(org) as close_server, EmulatorServer(config) as dv:
         env = {
@@ -188,12 +207,22 @@ def run_demo_migration(size: str = "demo", seed: int = 1, ui: bool = False) -> i
             "CLOSE2D365_MAPPINGS": str(mappings),
             **demo_dataverse_env(dv),
         }
+        tags = {"close2d365/mode": "demo", "close2d365/size": size}
         with patched_env(env):
             print(f"Close emulator {close_server.base_url}, Dataverse emulator {dv.base_url}", flush=True)
-            status = run_migration(
-                tags={"close2d365/mode": "demo", "close2d365/size": size},
-                expected_halts=demo_expected_halts(org),
-            )
+            print("1/4 close2d365 extract", flush=True)
+            status = print_job_outcome(run_job("extract", tags=tags))
+            if status:
+                return status
+            print(f"2/4 close2d365 propose-mapping -> {mappings}", flush=True)
+            for line in propose_all(mappings).report():
+                print(f"  {line}")
+            decisions = demo_decisions(first_enabled_user(org.dynamics_users))
+            print(f"3/4 scripted review: every proposal accepted, decided: {decisions}", flush=True)
+            accept_proposals(mappings, decisions)
+            reload_generated_assets()  # the custom activity types' assets come from the reviewed file
+            print("4/4 close2d365 run", flush=True)
+            status = run_migration(tags=tags, expected_halts=demo_expected_halts(org))
             if ui:
                 from migration_assets.cli import launch_ui
 
@@ -207,7 +236,7 @@ def demo_expected_halts(org: Any) -> list[str]:
     from migration_assets.lib.custom_activities import activity_types
 
     broken = org.truth["edge_cases"]["broken_custom_activity_type_id"]
-    prefix = str(load_mapping_config().settings.publisher_prefix)
+    prefix = str(load_settings().publisher_prefix)
     # Named exactly as the proposal names the tables (one function, collisions included).
     return [a.table for a in activity_types(org.custom_activity_types, prefix) if a.close_type_id == broken]
 

@@ -106,3 +106,30 @@ def print_job_outcome(result: dg.ExecuteInProcessResult, expected_halts: Sequenc
         return 0
     print(f"run {result.run_id}: FAILED (see the run in `close2d365 ui` for details)", file=sys.stderr)
     return 2
+
+
+def print_dry_run_outcome(result: dg.ExecuteInProcessResult) -> int:
+    """The dry run's summary (every problem, its row count and fix, as reports/dry_run_review found them)
+    and one last line: 0 when the plan is clean, 2 when it has problems.
+
+    The exit status follows the run's status in the UI: the review's check `plan_clean` fails the run
+    exactly when it lists a problem, so the CLI never says "problems" of a green run, nor "clean" of a red one.
+    """
+    from migration_assets.defs.jobs import REVIEW_KEY
+
+    events = [e for e in result.get_asset_materialization_events() if e.asset_key == REVIEW_KEY]
+    if not events or events[-1].materialization is None:
+        # The review itself did not run (a bug, or the run was cut short): say why the run failed instead.
+        return print_job_outcome(result)
+    meta = events[-1].materialization.metadata
+    problems = int(meta["problems"].value)  # type: ignore[arg-type]
+    review = meta["review_file"].value
+    summary = str(meta["summary"].value or "")
+    if summary:
+        print(summary)
+    if problems == 0 and result.success:
+        print(f"run {result.run_id}: the plan is clean (review: {review})")
+        return 0
+    what = f"{problems} problems" if problems else "the run failed"
+    print(f"run {result.run_id}: {what}; fix them and dry-run again (review: {review})", file=sys.stderr)
+    return 2

@@ -119,6 +119,8 @@ class DataverseEmulatorConfig:
     # Tables that answer CreateMultiple/UpdateMultiple/UpsertMultiple. None = the seeded choice: account,
     # contact, lead, opportunity, annotation and custom non-activity tables (activity tables need $batch).
     bulk_message_tables: list[str] | None = None
+    # The calling user's time zone (IANA name): formatted values of UserLocal date-time columns use it.
+    user_time_zone: str = "UTC"
 
     def app_user_by_client_id(self, client_id: str) -> AppUser | None:
         for user in self.app_users:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -10,9 +11,11 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from emulators.dataverse.annotations import NONE, AnnotationFilter
 from emulators.dataverse.errors import JSON_MEDIA_TYPE, DataverseError
 
 API_ROOT = "/api/data/v9.2"
+_PREFERENCE = re.compile(r'(?:[^,"]|"[^"]*")+')
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -37,12 +40,13 @@ def service_headers() -> dict[str, str]:
 class Prefer:
     representation: bool = False
     max_page_size: int | None = None
-    annotations: bool = False
+    annotations: AnnotationFilter = NONE  # odata.include-annotations (falsy when absent)
 
     @classmethod
     def parse(cls, header: str | None) -> Prefer:
         out = cls()
-        for raw in (header or "").split(","):
+        # Commas separate preferences, except inside a quoted value (an annotation filter lists several).
+        for raw in _PREFERENCE.findall(header or ""):
             item = raw.strip()
             low = item.lower()
             if low == "return=representation":
@@ -53,7 +57,7 @@ class Prefer:
                 except ValueError:
                     raise DataverseError(400, "0x0", f"Invalid Prefer value '{item}'.") from None
             elif low.startswith("odata.include-annotations="):
-                out.annotations = True
+                out.annotations = AnnotationFilter.parse(item.split("=", 1)[1])
         return out
 
 

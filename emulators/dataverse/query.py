@@ -9,6 +9,14 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import quote, unquote
 
+from emulators.dataverse.annotations import (
+    FORMATTED,
+    LOOKUP_LOGICAL_NAME,
+    NAVIGATION_PROPERTY,
+    AnnotationFilter,
+    as_filter,
+    formatted_value,
+)
 from emulators.dataverse.errors import DataverseError
 from emulators.dataverse.metadata import LOOKUP_KINDS, Attribute, Entity
 from emulators.dataverse.odata import ExpandItem, parse_expand, parse_filter, parse_orderby, parse_select
@@ -69,49 +77,52 @@ class Reader:
         ent: Entity,
         row: Row,
         plan: list[tuple[str, str, bool]],
-        annotations: bool,
+        annotations: bool | AnnotationFilter,
         expand: list[ExpandItem] | None = None,
     ) -> dict:
+        wanted = as_filter(annotations)
+        formatted = wanted.wants(FORMATTED)
         out: dict[str, Any] = {"@odata.etag": etag(row)}
         for out_name, attr_name, is_lookup in plan:
             value = row.get(attr_name)
             if is_lookup:
                 out[out_name] = value[1] if value else None
-                if annotations and value:
-                    self._lookup_annotations(ent, attr_name, value, out, out_name)
+                if wanted and value:
+                    self._lookup_annotations(ent, attr_name, value, out, out_name, wanted)
             else:
                 out[out_name] = value
-                if annotations and value is not None:
-                    formatted = self.formatted(ent.attributes[attr_name], value)
-                    if formatted is not None:
-                        out[f"{out_name}@OData.Community.Display.V1.FormattedValue"] = formatted
+                if formatted and value is not None:
+                    text = self.formatted(ent.attributes[attr_name], value, row)
+                    if text is not None:
+                        out[f"{out_name}@{FORMATTED}"] = text
         for item in expand or []:
-            out[item.name] = self.expand(ent, row, item, annotations)
+            out[item.name] = self.expand(ent, row, item, wanted)
         return out
 
-    def _lookup_annotations(self, ent: Entity, attr_name: str, value: list, out: dict, out_name: str) -> None:
+    def _lookup_annotations(
+        self, ent: Entity, attr_name: str, value: list, out: dict, out_name: str, wanted: AnnotationFilter
+    ) -> None:
         target = self.env.metadata.tables.get(value[0])
         nav = next((n for n, (a, t) in ent.nav_single.items() if a == attr_name and t == value[0]), attr_name)
-        out[f"{out_name}@Microsoft.Dynamics.CRM.associatednavigationproperty"] = nav
-        out[f"{out_name}@Microsoft.Dynamics.CRM.lookuplogicalname"] = value[0]
-        if target is not None:
+        if wanted.wants(NAVIGATION_PROPERTY):
+            out[f"{out_name}@{NAVIGATION_PROPERTY}"] = nav
+        if wanted.wants(LOOKUP_LOGICAL_NAME):
+            out[f"{out_name}@{LOOKUP_LOGICAL_NAME}"] = value[0]
+        if target is not None and wanted.wants(FORMATTED):
             ref = self.env.store.get(target.logical_name, value[1])
             if ref is not None and ref.get(target.primary_name) is not None:
-                out[f"{out_name}@OData.Community.Display.V1.FormattedValue"] = ref.get(target.primary_name)
+                out[f"{out_name}@{FORMATTED}"] = ref.get(target.primary_name)
 
-    @staticmethod
-    def formatted(attr: Attribute, value: Any) -> str | None:
-        if attr.kind in ("Picklist", "State", "Status"):
-            return attr.option_label(value)
-        if attr.kind == "MultiSelectPicklist":
-            return "; ".join(attr.option_label(int(v)) or v for v in str(value).split(","))
-        if attr.kind == "Boolean":
-            return attr.true_label if value else attr.false_label
+    def formatted(self, attr: Attribute, value: Any, row: Row | None = None) -> str | None:
+        """The FormattedValue of a column: money takes the symbol of the record's own currency."""
+        symbol = "$"
         if attr.kind == "Money":
-            return f"${value:,.2f}"
-        return None
+            currency = (row or {}).get("transactioncurrencyid")
+            ref = self.env.store.get("transactioncurrency", currency[1]) if currency else None
+            symbol = (ref or {}).get("currencysymbol") or symbol
+        return formatted_value(attr, value, symbol, self.env.config.user_time_zone)
 
-    def expand(self, ent: Entity, row: Row, item: ExpandItem, annotations: bool) -> Any:
+    def expand(self, ent: Entity, row: Row, item: ExpandItem, annotations: AnnotationFilter) -> Any:
         if item.name in ent.nav_single:
             attr_name, target = ent.nav_single[item.name]
             value = row.get(attr_name)
@@ -204,7 +215,7 @@ class Reader:
         yield from self.env.store.table(ent.logical_name).values()
 
     def collection(
-        self, ent: Entity, params: dict[str, str], page_size: int | None, annotations: bool
+        self, ent: Entity, params: dict[str, str], page_size: int | None, annotations: bool | AnnotationFilter
     ) -> dict:
         """The body of GET /<set>: value, @odata.count, @odata.nextLink (relative query string)."""
         if "$skip" in params:

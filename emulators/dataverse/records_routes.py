@@ -79,7 +79,7 @@ class RecordRoutes:
             if prefer.max_page_size:
                 applied.append(f"odata.maxpagesize={min(prefer.max_page_size, 5000)}")
             if prefer.annotations:
-                applied.append('odata.include-annotations="*"')
+                applied.append(prefer.annotations.applied)
             if applied:
                 headers["Preference-Applied"] = ",".join(applied)
             return json_response(out, headers=headers)
@@ -124,7 +124,8 @@ class RecordRoutes:
                     parse_expand(params.get("$expand")),
                 )
             )
-            return json_response(body)
+            applied = {"Preference-Applied": prefer.annotations.applied} if prefer.annotations else None
+            return json_response(body, headers=applied)
         if method == "PATCH":
             payload = require_object(await read_json(request, ent.entity_set), "an update request")
             return self.upsert(request, ent, key_text, payload, caller, prefer)

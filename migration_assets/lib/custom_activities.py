@@ -13,6 +13,10 @@ from typing import Any
 
 from migration_assets.lib.schema_types import logical_name, schema_name
 
+# What to do with values of fields the instances carry but the type no longer defines (deleted in Close):
+# halt the type (default), drop the values (listed in a report), or keep them in one column per field.
+ORPHAN_MODES = ("halt", "drop", "column")
+
 # Standard tables a custom activity table must never collide with, and columns every activity has.
 RESERVED_TABLES = ("account", "contact", "lead", "opportunity", "phonecall", "email", "task", "appointment",
                    "annotation", "systemuser", "activitypointer", "activityparty")  # fmt: skip
@@ -90,6 +94,39 @@ def field_values(instances: Iterable[Mapping[str, Any]], field_id: str) -> list[
     return [i[key] for i in instances if i.get(key) is not None]
 
 
-def option_values(options: Sequence[str], option_value_prefix: int) -> dict[str, int]:
-    """Choice label -> option value, as `proposal.field_entries` numbers them (prefix * 10000 + position)."""
-    return {label: option_value_prefix * 10000 + i for i, label in enumerate(options)}
+def orphaned_field_ids(activity_type: ActivityType, used_keys: Iterable[str]) -> list[str]:
+    """Field ids the instances use (`custom.<cf_id>` keys with a value) that the type does not define."""
+    defined = {f.close_field_id for f in activity_type.fields}
+    ids = {k.removeprefix("custom.") for k in used_keys if k.startswith("custom.")}
+    return sorted(ids - defined)
+
+
+def orphan_columns(
+    activity_type: ActivityType, field_ids: Iterable[str], prefix: str, closeid_column: str | None = None
+) -> dict[str, str]:
+    """Field id -> logical name of the column that keeps its values (`orphaned_values: column`): named from
+    the field id (its name is gone with the field), never colliding with the type's own columns."""
+    taken = [
+        *ACTIVITY_COLUMNS,
+        closeid_column or f"{prefix}_closeid",
+        *(f.column for f in activity_type.fields),
+    ]
+    out: dict[str, str] = {}
+    for fid in sorted(set(field_ids)):
+        out[fid] = logical_name(fid, prefix, taken)
+        taken.append(out[fid])
+    return out
+
+
+def orphan_display_name(field_id: str) -> str:
+    return f"Close field {field_id} (deleted in Close)"
+
+
+def joined_text(value: Any) -> str | None:
+    """A custom field value as text: lists joined with ', ' (how orphaned values are kept and reported)."""
+    if value is None:
+        return None
+    if isinstance(value, list | tuple):
+        items = [str(v) for v in value if v is not None]
+        return ", ".join(items) if items else None
+    return str(value)

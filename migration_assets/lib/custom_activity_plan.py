@@ -1,7 +1,7 @@
 """Close custom activity types -> Dataverse custom activity tables (the three phases of DESIGN §3).
 
-Names are deterministic so that every stage agrees without a round trip: the table of type "Demo
-Feedback" is `<prefix>_demofeedback`, its field "Follow-up Date" the column `<prefix>_followupdate`;
+Names are deterministic so that every stage agrees without a round trip: the table of type "Customer
+Survey" is `<prefix>_customersurvey`, its field "Follow-up Date" the column `<prefix>_followupdate`;
 column types come from `schema_types.column_type_for` with the instances' values as samples.
 
 `mappings/custom_activities.yaml` (written by `close2d365 propose-mapping`, reviewed by a human) lists the
@@ -11,18 +11,29 @@ definitions stay static for a given mapping while the set of types is data-depen
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from migration_assets.lib.custom_activities import activity_types
-from migration_assets.lib.schema_types import ColumnType, column_type_for
+from migration_assets.lib.custom_activities import ORPHAN_MODES
+from migration_assets.lib.schema_plan import ColumnSpec, SchemaPlan
 from migration_assets.lib.yaml_loc import MappingError, Section, load_located
 
 TYPES_FILE = "custom_activities.yaml"
+# Keys of a type entry (contract C). Only name, table and orphaned_values route; close_id, archived, fields
+# and orphaned_fields are informational (written by propose-mapping), `review` is a pending decision that
+# the mapping_confirmed check reports.
+ENTRY_KEYS = (
+    "name",
+    "table",
+    "close_id",
+    "archived",
+    "orphaned_values",
+    "orphaned_fields",
+    "fields",
+    "review",
+)
 
 
 @dataclass(frozen=True)
@@ -33,16 +44,28 @@ class RoutedActivityType:
 
     name: str  # Close type name (the key matching the data: ids differ between orgs)
     table: str  # Dataverse logical name of the custom activity table
+    orphaned_values: str = "halt"  # halt | drop | column (custom_activities.ORPHAN_MODES)
 
 
 @dataclass(frozen=True)
 class PlannedColumn:
+    """A column of a custom activity table as the schema plan creates it, with the Close field it holds
+    (None for the columns of orphaned values)."""
+
     close_field_id: str
     close_name: str
     close_type: str
     multiple: bool
-    logical_name: str
-    column: ColumnType
+    spec: ColumnSpec
+
+    @property
+    def logical_name(self) -> str:
+        return self.spec.logical_name
+
+    @property
+    def choices(self) -> dict[str, int]:
+        """Close label -> option value, as the plan numbered the column's options."""
+        return {label: value for value, label in self.spec.options}
 
 
 def entity_set_name(table: str) -> str:
@@ -50,24 +73,34 @@ def entity_set_name(table: str) -> str:
     return table + "s"
 
 
-def plan_columns(activity_type: Any, samples: Mapping[str, Sequence[Any]]) -> list[PlannedColumn]:
-    """One column per field defined on the type, named exactly as the schema step names them
-    (`custom_activities.activity_types`), typed by `column_type_for` with the instances' values."""
-    out = []
+class PlanMismatchError(ValueError):
+    """The saved schema plan does not cover a custom activity type as staged (a stale plan)."""
+
+
+def plan_columns(activity_type: Any, plan: SchemaPlan) -> list[PlannedColumn]:
+    """The columns the schema plan creates for each field defined on the type (the one source of their
+    types and option values: staging must write what the plan deploys). Fields are matched by column name
+    (`custom_activities.activity_types` names them the same way for both)."""
+    specs = {c.logical_name: c for c in plan.columns if c.table == activity_type.table}
+    out, missing = [], []
     for f in activity_type.fields:
-        ctype = column_type_for(dict(f.raw), samples.get(f.close_field_id, ()))
-        out.append(PlannedColumn(f.close_field_id, f.close_name, f.close_type, f.multiple, f.column, ctype))
+        spec = specs.get(f.column)
+        if spec is None:
+            missing.append(f"{f.column} ({f.close_name})")
+            continue
+        out.append(PlannedColumn(f.close_field_id, f.close_name, f.close_type, f.multiple, spec))
+    if missing:
+        raise PlanMismatchError(
+            f"the schema plan has no column {', '.join(missing)} on {activity_type.table}: the Close type changed "
+            "since schema/plan was materialized; materialize schema/plan again"
+        )
     return out
 
 
-def render_types(types: Iterable[Mapping[str, Any]], prefix: str) -> str:
-    """The reviewable `custom_activities.yaml` for the Close types (GET /custom_activity/ objects)."""
-    entries = [{"name": a.close_name, "table": a.table, "close_id": a.close_type_id, "fields": len(a.fields)}
-               for a in activity_types(list(types), prefix)]  # fmt: skip
-    header = ("# Close custom activity types -> Dataverse custom activity tables (close2d365 propose-mapping).\n"
-              "# One staged/custom_activity_<table> and loaded/custom_activity_<table> asset per entry.\n"
-              "# Types are matched by name (ids differ between orgs); remove an entry to leave a type out.\n")  # fmt: skip
-    return header + yaml.safe_dump({"types": entries}, sort_keys=False, allow_unicode=True, width=110)
+def orphan_plan_columns(plan: SchemaPlan, table: str, names: Mapping[str, str]) -> dict[str, ColumnSpec]:
+    """Field id -> the planned column keeping its orphaned values; ids without a planned column are left out."""
+    specs = {c.logical_name: c for c in plan.columns if c.table == table}
+    return {fid: specs[name] for fid, name in names.items() if name in specs}
 
 
 def load_types(root: Path) -> list[RoutedActivityType]:
@@ -81,7 +114,7 @@ def load_types(root: Path) -> list[RoutedActivityType]:
     out: list[RoutedActivityType] = []
     for n, (item, line) in enumerate(top.items_of("types", required=True)):
         s = Section(item, display, f"types[{n}]", line)
-        s.only("name", "table", "close_id", "fields")
+        s.only(*ENTRY_KEYS)
         table = s.get("table", str, required=True)
         if not table.replace("_", "").isalnum() or table != table.lower() or "_" not in table:
             raise s.error(
@@ -89,7 +122,10 @@ def load_types(root: Path) -> list[RoutedActivityType]:
             )
         if any(t.table == table for t in out):
             raise s.error("table", f"table {table!r} is used by two types")
-        out.append(RoutedActivityType(s.get("name", str, required=True), table))
+        mode = s.get("orphaned_values", str, "halt")
+        if mode not in ORPHAN_MODES:
+            raise s.error("orphaned_values", f"must be one of {', '.join(ORPHAN_MODES)}, got {mode!r}")
+        out.append(RoutedActivityType(s.get("name", str, required=True), table, mode))
     return out
 
 

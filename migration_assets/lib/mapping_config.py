@@ -2,6 +2,9 @@
 
 Everything a human may change lives in `mappings/`; this module is the single gate between those files
 and the code. Any mistake is a `MappingError` that names the file, the line and the key.
+
+The repository's `mappings/` holds project defaults only. The org-specific files (ORG_FILES) are generated
+for the extracted org by `close2d365 propose-mapping` into the mappings root in use and reviewed there.
 """
 
 from __future__ import annotations
@@ -33,6 +36,14 @@ from migration_assets.lib.transforms import ChoiceSet
 from migration_assets.lib.yaml_loc import MappingError, Section, load_located
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "mappings"
+# Generated per org by propose-mapping (owners.yaml also ships as a default: it holds settings only).
+ORG_FILES = (
+    "lead_status.yaml",
+    "pipelines.yaml",
+    "custom_fields.yaml",
+    "custom_activities.yaml",
+    "owners.yaml",
+)
 OBJECT_KEYS = (
     "name", "close_object", "source", "table", "entity_set", "primary_key", "natural_key", "key",
     "depends_on", "joins", "description",
@@ -131,12 +142,41 @@ def _display(root: Path, path: Path) -> str:
         return str(path)
 
 
+class MissingOrgFileError(MappingError):
+    """An org-specific mapping file has not been generated yet: one line saying how to get it."""
+
+    def __init__(self, display: str) -> None:
+        super().__init__(display, None, None, "is missing")
+        self.line_text = f"{display} is missing: run `close2d365 propose-mapping` (after `close2d365 extract`) and review it"
+
+    def __str__(self) -> str:
+        return self.line_text
+
+
 def _load(root: Path, rel: str) -> tuple[Any, str]:
     path = root / rel
     display = _display(root, path)
     if not path.is_file():
+        if rel in ORG_FILES:
+            raise MissingOrgFileError(display)
         raise MappingError(display, None, None, "file is missing (every file in mappings/ is required)")
     return load_located(path, display), display
+
+
+def mappings_root(root: Path | str | None = None) -> Path:
+    """The mappings root in use: `root`, else $CLOSE2D365_MAPPINGS, else the repository's `mappings/`."""
+    return Path(root or os.environ.get("CLOSE2D365_MAPPINGS") or DEFAULT_ROOT).resolve()
+
+
+def load_settings(root: Path | str | None = None) -> Settings:
+    """settings.yaml alone (propose-mapping needs the prefixes before the org's files exist)."""
+    return parse_settings(*_load(mappings_root(root), "settings.yaml"))
+
+
+def load_activities(root: Path | str | None = None) -> ActivitiesMap:
+    """activities.yaml alone (the SMS routing decides which assets exist, before the org's files exist)."""
+    root = mappings_root(root)
+    return parse_activities(*_load(root, "activities.yaml"), load_settings(root).publisher_prefix)
 
 
 def parse_objects(data: Any, file: str, prefix: str) -> tuple[ObjectMap, ...]:
@@ -210,7 +250,7 @@ def build_choice_sets(lead: LeadStatusMap, pipes: PipelinesMap) -> dict[str, Cho
 
 def load_mapping_config(root: Path | str | None = None) -> MappingConfig:
     """Load `mappings/` (default: the repository's, or $CLOSE2D365_MAPPINGS) and validate all of it."""
-    root = Path(root or os.environ.get("CLOSE2D365_MAPPINGS") or DEFAULT_ROOT).resolve()
+    root = mappings_root(root)
     settings = parse_settings(*_load(root, "settings.yaml"))
     prefix = settings.publisher_prefix
     objects = parse_objects(*_load(root, "objects.yaml"), prefix)

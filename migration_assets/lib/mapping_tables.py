@@ -190,11 +190,11 @@ def parse_pipelines(data: Any, file: str, prefix: str, option_prefix: int) -> Pi
 
     for n, (item, line) in enumerate(s.items_of("pipelines", required=True)):
         ps = Section(item, file, f"pipelines[{n}]", line)
-        ps.only("name", "option", "statuses")
+        ps.only("name", "option", "statuses", "close_id")  # close_id: informational (proposal merge key)
         statuses = []
         for m, (st, sline) in enumerate(ps.items_of("statuses", required=True)):
             ss = Section(st, file, f"pipelines[{n}].statuses[{m}]", sline)
-            ss.only("label", "type", "option", "salesstage", "probability")
+            ss.only("label", "type", "option", "salesstage", "probability", "close_id")
             kind = ss.get("type", str, required=True)
             if kind not in ("active", "won", "lost"):
                 raise ss.error("type", f"must be active, won or lost, got {kind!r}")
@@ -228,7 +228,9 @@ class OwnersMap:
 
 def parse_owners(data: Any, file: str) -> OwnersMap:
     s = Section(data or {}, file, "")
-    s.only("overrides", "fallback_owner", "disabled_users")
+    # users: the owner map propose-mapping generates (informational: matching always runs against the
+    # target's users at migration time; overrides/fallback_owner/disabled_users are the decisions).
+    s.only("overrides", "fallback_owner", "disabled_users", "users")
     ov = s.sub("overrides")
     overrides = {str(k).lower(): str(v).lower() for k, v in (ov.data.items() if ov else [])}
     for key, value in overrides.items():

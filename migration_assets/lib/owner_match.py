@@ -57,6 +57,29 @@ def index_systemusers(rows: Sequence[Mapping[str, Any]]) -> dict[str, SystemUser
     return out
 
 
+def fix_for(status: str, uid: str, fallback_owner: str | None) -> str:
+    """The owners.yaml setting that resolves an unmatched or disabled user (also the owner check's hint)."""
+    override = f"add `overrides: {{{uid}: <enabled Dataverse user's email>}}`"
+    if status == "disabled":
+        if fallback_owner:
+            return f"set `disabled_users: fallback` (records go to fallback_owner {fallback_owner}), or {override}"
+        return f"{override}, or set `fallback_owner` and `disabled_users: fallback`, or enable the Dataverse user"
+    return f"{override}, or set `fallback_owner` (receives the records of every unmatched user)"
+
+
+def blocking_summary(blocking: pl.DataFrame, fallback_owner: str | None) -> str:
+    """What blocks and the owners.yaml setting that fixes each case (the owners_resolved check's text)."""
+    parts = []
+    for status, what in (("unmatched", "have no Dataverse user with their email"),
+                         ("disabled", "map to a disabled Dataverse user")):  # fmt: skip
+        rows = blocking.filter(pl.col("status") == status)
+        if rows.height:
+            n = int(rows["records_owned"].sum())
+            fix = fix_for(status, "<close user id>", fallback_owner)
+            parts.append(f"{rows.height} Close users owning {n} records {what}: {fix}")
+    return "; ".join(parts)
+
+
 def match_owners(
     close_users: Sequence[Mapping[str, Any]],
     systemusers: Sequence[Mapping[str, Any]],
@@ -115,13 +138,13 @@ def _resolve(uid: str, email: str, name: str | None, by_email: Mapping[str, Syst
         if fallback is not None and disabled_users == "fallback":
             return {**base, "systemuserid": fallback.systemuserid, "status": "fallback",
                     "reason": f"{why}; records go to the fallback owner {fallback.email}"}  # fmt: skip
-        hint = "enable the user, add an owners.yaml override, or set disabled_users: fallback"
+        hint = fix_for("disabled", uid, fallback.email if fallback else None)
         return {**base, "systemuserid": None, "status": "disabled", "reason": f"{why}; {hint}"}
     why = f"no Dataverse user with email {email}" if email else "no email to match"
     if fallback is not None:
         return {**base, "systemuserid": fallback.systemuserid, "status": "fallback",
                 "reason": f"{why}; records go to the fallback owner {fallback.email}"}  # fmt: skip
-    hint = "provision the user in Dataverse, add an owners.yaml override, or set fallback_owner"
+    hint = f"provision the user in Dataverse, or {fix_for('unmatched', uid, None)}"
     return {**base, "systemuserid": None, "status": "unmatched", "reason": f"{why}; {hint}"}
 
 

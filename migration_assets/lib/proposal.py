@@ -22,9 +22,14 @@ from typing import Any
 
 import yaml
 
-from migration_assets.lib.custom_activities import option_values
 from migration_assets.lib.proposal_choices import ChoiceMatch, match_choices
-from migration_assets.lib.schema_types import ColumnType, column_type_for, logical_name, sanitize_name
+from migration_assets.lib.schema_types import (
+    ColumnType,
+    column_type_for,
+    logical_name,
+    option_values,
+    sanitize_name,
+)
 from migration_assets.lib.yaml_loc import MappingError, Section, load_located
 
 # Close object kind -> Dataverse table its custom fields land on.
@@ -160,6 +165,7 @@ def propose(
     samples: Mapping[str, Sequence[Any]],
     target_attributes: Mapping[str, Sequence[Mapping[str, Any]]],
     prefix: str,
+    taken: Mapping[str, set[str]] | None = None,
 ) -> list[FieldProposal]:
     """Propose a column for every lead/contact/opportunity custom field.
 
@@ -173,10 +179,11 @@ def propose(
     for close_object, fields in custom_fields.items():
         if close_object not in OBJECT_TABLES:
             continue  # activity fields become columns of their custom activity tables (schema/*)
-        taken: set[str] = set()
+        # Targets already used (by reviewed entries a re-run keeps) are never proposed twice.
+        used: set[str] = set((taken or {}).get(OBJECT_TABLES[close_object], ()))
         attrs = target_attributes.get(OBJECT_TABLES[close_object], ())
         for f in fields:
-            out.append(propose_field(close_object, f, samples.get(str(f["id"]), ()), attrs, prefix, taken))
+            out.append(propose_field(close_object, f, samples.get(str(f["id"]), ()), attrs, prefix, used))
     return out
 
 
@@ -315,7 +322,9 @@ def field_entries(
 ) -> dict[str, list[dict[str, Any]]]:
     """Confirmed proposals as field-map entries ({table: [entry]}) in the shape of mappings/fields/*.yaml,
     so the one mapping engine applies them. Choice options of a new column get the values the schema step
-    gives them (option_value_prefix*10000 + i); those of an existing column its own values (`values`)."""
+    gives them (`schema_types.option_values`, as `schema_build.build_plan` numbers the column); those of an
+    existing column its own values (`values`). A label outside them is rejected, the reason naming the
+    label, the column and the fix."""
     out: dict[str, list[dict[str, Any]]] = {}
     for p in proposals:
         if not p.confirmed:
@@ -324,9 +333,13 @@ def field_entries(
         kind = p.column.attribute_type
         if kind in CHOICE_TYPES:
             options = _choice_values(p, option_value_prefix)
+            fix = (f"map it to an option value of {p.target} under column.values" if p.action == "existing"
+                   else "add it to column.options (the column is created with those options)")  # fmt: skip
             entry.update(
-                transform="multi_choice" if kind == "MultiSelectPicklist" else "choice", args={"map": options}
-            )
+                transform="multi_choice" if kind == "MultiSelectPicklist" else "choice",
+                args={"map": options, "column": f"{p.table}.{p.target}",
+                      "fix": f"in custom_fields.yaml ({p.close_field_id}) {fix}, then stage again"},
+            )  # fmt: skip
         elif kind == "Lookup":
             is_user = p.column.lookup_target == "systemuser"
             entry.update(transform="owner" if is_user else "record_id", lookup=p.column.lookup_target)

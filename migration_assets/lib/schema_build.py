@@ -3,14 +3,23 @@ field proposal (`mappings/custom_fields.yaml`) and the Close custom activity typ
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
-from migration_assets.lib.custom_activities import ActivityType, field_values, option_values
+from migration_assets.lib.custom_activities import (
+    ActivityType,
+    field_values,
+    joined_text,
+    orphan_columns,
+    orphan_display_name,
+    orphaned_field_ids,
+)
 from migration_assets.lib.mapping_config import MappingConfig
 from migration_assets.lib.proposal import FieldProposal
 from migration_assets.lib.schema_plan import ColumnSpec, SchemaPlan, SchemaPlanError, TableSpec, key_for
-from migration_assets.lib.schema_types import ColumnType, column_type_for, schema_name
+from migration_assets.lib.schema_types import ColumnType, column_type_for, option_values, schema_name
+from migration_assets.resources.dataverse_metadata import EntityMeta
 
 # Tables whose Close id column is unique by construction get an alternate key on it. Not annotation: its
 # Close id is the note/activity it came from, and one email can carry several attachments.
@@ -40,14 +49,68 @@ def _from_custom(table: str, column: str, custom: Any, config: MappingConfig) ->
                       custom.max_length, fmt, None, options)  # fmt: skip
 
 
+def planned_choices(plan: SchemaPlan, table: str, column: str) -> dict[str, int] | None:
+    """Close label -> option value of a choice column the plan creates (None: not a planned choice column).
+    What staging writes for a label, so the value is the one whose Dynamics label is that label."""
+    for c in plan.columns:
+        if c.table == table and c.logical_name == column and c.type in ("Picklist", "MultiSelectPicklist"):
+            return {text: value for value, text in c.options}
+    return None
+
+
 def _from_type(
     table: str, column: str, label: str, col: ColumnType, prefix_value: int, description: str
 ) -> ColumnSpec:
-    options = (
-        tuple((v, k) for k, v in option_values(col.options, prefix_value).items()) if col.options else ()
-    )
+    options = tuple((v, k) for k, v in option_values(col.options, prefix_value).items())
     return ColumnSpec(table, column, schema_name(column, label), col.attribute_type, label, description,
                       col.max_length, col.format, col.precision, options, col.lookup_target)  # fmt: skip
+
+
+def proposal_column(p: FieldProposal, option_value_prefix: int) -> ColumnSpec:
+    """The column a confirmed `action: new` proposal of custom_fields.yaml creates (options numbered in the
+    order of `column.options`, Close's choice order)."""
+    return _from_type(p.table, p.target, p.close_name, p.column, option_value_prefix,
+                      f"Close custom field {p.close_name} ({p.close_field_id})")  # fmt: skip
+
+
+def orphan_specs(
+    t: ActivityType, instances: Sequence[Mapping[str, Any]], prefix: str, closeid: str
+) -> list[ColumnSpec]:
+    """One String (Memo when too long) column per field the type's instances use but the type no longer
+    defines (`orphaned_values: column`), sized by the values (lists joined as staging writes them)."""
+    used = {k for i in instances for k, v in i.items() if k.startswith("custom.") and v not in (None, [], "")}
+    names = orphan_columns(t, orphaned_field_ids(t, used), prefix, closeid)
+    out = []
+    for fid, column in names.items():
+        values = [joined_text(v) for v in field_values(instances, fid)]
+        col = column_type_for({"type": "text"}, [v for v in values if v])
+        label = orphan_display_name(fid)
+        out.append(ColumnSpec(t.table, column, schema_name(column, label), col.attribute_type, label,
+                              f"Values of the Close custom field {fid}, deleted from type {t.close_name} in Close",
+                              col.max_length))  # fmt: skip
+    return out
+
+
+def align_options(
+    plan: SchemaPlan,
+    existing: Mapping[str, EntityMeta | None],
+    option_value_prefix: int,
+    tables: Collection[str],
+) -> SchemaPlan:
+    """The plan with the choice columns of `tables` that already exist in the target numbered as the target
+    numbers them: each label the column has keeps its value, new labels take free values. Staging reads the
+    values from the saved plan, so a Close label is written as the option that shows that label even when
+    Close's choice list changed (or an older plan numbered the options otherwise) since the column was made."""
+    columns = []
+    for c in plan.columns:
+        meta = existing.get(c.table)
+        attr = meta.attributes.get(c.logical_name) if meta is not None else None
+        if c.table in tables and c.options and attr is not None and attr.options:
+            have = {o.label: o.value for o in attr.options if o.label}
+            values = option_values([label for _, label in c.options], option_value_prefix, have)
+            c = replace(c, options=tuple((v, label) for label, v in values.items()))
+        columns.append(c)
+    return SchemaPlan(list(plan.tables), columns, list(plan.keys))
 
 
 def build_plan(
@@ -56,9 +119,11 @@ def build_plan(
     activity_types: Sequence[ActivityType] = (),
     activity_field_defs: Mapping[str, Mapping[str, Any]] | None = None,
     activity_instances: Sequence[Mapping[str, Any]] = (),
+    orphan_column_tables: Collection[str] = (),
 ) -> SchemaPlan:
     """Everything the load needs in the target. `activity_field_defs` maps cf_id -> the full custom field
-    definition (with `choices`, which the custom activity type listing leaves out)."""
+    definition (with `choices`, which the custom activity type listing leaves out). `orphan_column_tables`:
+    custom activity tables whose type keeps values of deleted fields in columns (`orphaned_values: column`)."""
     plan = SchemaPlan()
     prefix_value = config.settings.option_value_prefix
     closeid = closeid_column(config)
@@ -85,16 +150,7 @@ def build_plan(
             raise SchemaPlanError(
                 f"custom field {p.close_name!r} ({p.close_field_id}) is not confirmed in custom_fields.yaml"
             )
-        add(
-            _from_type(
-                p.table,
-                p.target,
-                p.close_name,
-                p.column,
-                prefix_value,
-                f"Close custom field {p.close_name} ({p.close_field_id})",
-            )
-        )
+        add(proposal_column(p, prefix_value))
     defs = activity_field_defs or {}
     for t in activity_types:
         plan.tables.append(
@@ -121,6 +177,9 @@ def build_plan(
                     f"Close custom field {f.close_name} ({f.close_field_id})",
                 )
             )
+        if t.table in orphan_column_tables:
+            for spec in orphan_specs(t, mine, config.settings.publisher_prefix, closeid):
+                add(spec)
     prefix = config.settings.publisher_prefix
     for table in [*KEYED_TABLES, *(t.table for t in activity_types)]:
         plan.keys.append(key_for(table, closeid, prefix))

@@ -302,12 +302,25 @@ def diff(plan: SchemaPlan, existing: Mapping[str, EntityMeta | None]) -> SchemaD
         if c.options:
             have = attr.option_values
             out.add_options += [(c, v, t) for v, t in c.options if v not in have]
+            out.conflicts += _relabelled(c, {o.value: o.label for o in attr.options if o.label})
     for k in plan.keys:
         meta = existing.get(k.table)
         if meta is not None and any(set(x.key_attributes) == set(k.columns) for x in meta.keys):
             continue
         out.create_keys.append(k)
     return out
+
+
+def _relabelled(c: ColumnSpec, labels: Mapping[int, str]) -> list[str]:
+    """Options the target has under another label than the plan's: staging writes each Close label as the
+    plan's value, so such a value would show another label in Dynamics (e.g. a column created by an older
+    plan that numbered the options in another order)."""
+    return [
+        f"{c.table}.{c.logical_name}: option {v} is labelled {labels[v]!r} in the target, but the plan writes "
+        f"{t!r} as {v}; relabel the option in Dataverse, or delete the column so that it is created again"
+        for v, t in c.options
+        if v in labels and labels[v].strip().casefold() != t.strip().casefold()
+    ]
 
 
 def key_for(table: str, column: str, prefix: str) -> KeySpec:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,6 +110,28 @@ def column_type_for(close_field: dict[str, Any], values: Sequence[Any] = ()) -> 
     raise SchemaTypeError(
         f"unsupported Close custom field type {kind!r} (supported: {', '.join(CLOSE_TYPES)})"
     )
+
+
+def option_values(
+    labels: Sequence[str], option_value_prefix: int, existing: Mapping[str, int] | None = None
+) -> dict[str, int]:
+    """Choice label -> option value of a choice column this project creates: `option_value_prefix * 10000 +
+    position` in the order given (Close's order). THE one place option numbers are assigned: the schema plan
+    numbers columns with it, and staging reads the values back from the plan.
+
+    existing: label -> value of the options the column already has in the target; such a label keeps its
+    value (matched ignoring case and surrounding spaces), the others take the lowest values still free."""
+    have = {k.strip().casefold(): v for k, v in (existing or {}).items()}
+    taken, out, n = set(have.values()), {}, option_value_prefix * 10000
+    for label in dict.fromkeys(labels):
+        value = have.get(label.strip().casefold())
+        if value is None:
+            while n in taken:
+                n += 1
+            value = n
+            taken.add(value)
+        out[label] = value
+    return out
 
 
 def sanitize_name(name: str) -> str:

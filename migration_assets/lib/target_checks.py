@@ -19,7 +19,7 @@ import pandera.polars as pa
 import polars as pl
 from pandera.api.polars.types import PolarsData
 
-from migration_assets.lib.target_rules import NUMERIC, ColumnRule, TableRules
+from migration_assets.lib.target_rules import NUMERIC, ColumnRule, TableRules, required_relationship
 
 BIND = "@odata.bind"
 CLOSE_ID = "_close_id"
@@ -111,13 +111,17 @@ def column_checks(rule: ColumnRule) -> list[pa.Check]:
     return []
 
 
+def _bind_shape(targets: Sequence[str], entity_sets: Mapping[str, str]) -> str:
+    alts = "|".join(re.escape(entity_sets.get(t, t + "s")) for t in targets)
+    return rf"^/({alts})\(({UUID}|[a-z0-9_]+='[^']*')\)$"
+
+
 def bind_checks(targets: Sequence[str], entity_sets: Mapping[str, str],
                 known: Mapping[str, Collection[str]]) -> list[pa.Check]:  # fmt: skip
     """`<nav>@odata.bind` must be `/<entityset>(<guid or alternate key>)` of one of the lookup's target
     tables and, when the known records of that table are given, one of them (staged or in the target)."""
     sets = [entity_sets.get(t, t + "s") for t in targets]
-    alts = "|".join(re.escape(s) for s in sets)
-    shape = rf"^/({alts})\(({UUID}|[a-z0-9_]+='[^']*')\)$"
+    shape = _bind_shape(targets, entity_sets)
     shown = " or ".join(f"/{s}(<id>)" for s in sets)
     checks = [
         _check("lookup_shape", f"not a {shown} reference", lambda c: c.cast(pl.String).str.contains(shape))
@@ -241,3 +245,66 @@ def _check_name(error: str) -> str:
         if error.startswith(prefix):
             return name
     return "target_schema"
+
+
+LOOKUP_EMPTIED = "lookup_emptied"
+NOTICE_SCHEMA = {**REJECTION_SCHEMA, "action": pl.String}
+
+
+def empty_optional_lookups(
+    frame: pl.DataFrame,
+    rules: TableRules,
+    known: Mapping[str, Collection[str]],
+    entity_sets: Mapping[str, str],
+    rejected: Mapping[str, str],
+    required: Collection[str] = (),
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(frame, notices): each optional lookup (`target_rules.required_relationship` False) that is well
+    formed but resolves to no known record is set to null, so a rejected parent does not take the row with
+    it; every emptied value is a notice ("contact cont_x was rejected: lookup left empty").
+
+    rejected: bind value -> "<table> <close id>" of the rejected records it may point at."""
+    notices = []
+    for col in [c for c in frame.columns if c.endswith(BIND)]:
+        nav = col[: -len(BIND)]
+        targets = rules.lookup_targets(nav)
+        if not targets or not all(t in known for t in targets) or required_relationship(rules, nav, required):
+            continue
+        values = pl.Series("known", [v for t in targets for v in known[t]], dtype=pl.String)
+        text = pl.col(col).cast(pl.String)
+        bad = (
+            text.is_not_null()
+            & text.str.contains(_bind_shape(targets, entity_sets))
+            & ~text.is_in(values.implode())
+        )
+        rows = frame.filter(bad)
+        if not rows.height:
+            continue
+        what = " or ".join(targets)
+        binds = rows[col].cast(pl.String)
+        reasons = [f"{rejected[b]} was rejected: lookup left empty" if b in rejected
+                   else f"{what} {b} is neither staged nor in the target: lookup left empty" for b in binds]  # fmt: skip
+        notices.append(pl.DataFrame({"_close_id": rows[CLOSE_ID].cast(pl.String), "column": [col] * rows.height,
+                                     "value": binds, "reason": reasons, "check_name": [LOOKUP_EMPTIED] * rows.height,
+                                     "action": ["nulled"] * rows.height}, schema=NOTICE_SCHEMA))  # fmt: skip
+        frame = frame.with_columns(pl.when(bad).then(None).otherwise(pl.col(col)).alias(col))
+    return frame, (pl.concat(notices) if notices else pl.DataFrame(schema=NOTICE_SCHEMA))
+
+
+def with_cascade(rejections: pl.DataFrame, rejected: Mapping[str, str]) -> pl.DataFrame:
+    """Add `cascade` ("because lead lead_x was rejected") to rejections of a required lookup whose parent was
+    rejected (null when the row itself is at fault), and say it in the reason too."""
+    cause = (
+        pl.when((pl.col("check_name") == "lookup_resolves") & pl.col("value").is_in(list(rejected)))
+        .then(
+            pl.format("because {} was rejected", pl.col("value").replace_strict(dict(rejected), default=None))
+        )
+        .otherwise(pl.lit(None, dtype=pl.String))
+    )
+    out = rejections.with_columns(cause.alias("cascade"))
+    return out.with_columns(
+        pl.when(pl.col("cascade").is_not_null())
+        .then(pl.format("{} ({})", pl.col("reason"), pl.col("cascade")))
+        .otherwise(pl.col("reason"))
+        .alias("reason")
+    )

@@ -7,7 +7,7 @@ hand-made dict, the staging assets from `DataverseClient.metadata()` (reference 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -15,6 +15,9 @@ from typing import Any
 PLATFORM_DEFAULTED = frozenset({"ownerid", "statecode", "statuscode", "activitytypecode", "isdocument"})
 # Option values of a planned Picklist column that has no choice set yet are not known; it is not checked.
 NUMERIC = frozenset({"Integer", "BigInt", "Decimal", "Double", "Money"})
+# Lookup targets that are configuration, not migrated records: an unresolved one is an owner-map or currency
+# problem of the row itself, so the row is rejected (never silently loaded without its owner/currency).
+CONFIG_TARGETS = frozenset({"systemuser", "team", "transactioncurrency"})
 
 
 @dataclass
@@ -156,3 +159,19 @@ def planned_activity_table(table: str, entity_set: str) -> TableRules:
     for target in ("lead", "contact", "account", "opportunity"):
         rules.navigation[f"regardingobjectid_{target}_{table}"] = [target]
     return rules
+
+
+def required_relationship(rules: TableRules, nav: str, required: Collection[str] = ()) -> bool:
+    """Whether a row must be rejected when its lookup `nav` does not resolve (its parent was rejected, or is
+    nowhere): the relationships a record cannot exist without (an activity's regarding record, a contact's
+    account, a note's object), a column the target requires, a lookup the field map marks `required`, and
+    configuration targets. Any other lookup is optional: it is left empty and reported, the row loads."""
+    col = rules.columns.get(nav)
+    if nav in required or (col is not None and col.required):
+        return True
+    if nav.startswith("regardingobjectid"):
+        return True
+    if (rules.table, nav.split("_")[0]) in (("contact", "parentcustomerid"), ("annotation", "objectid")):
+        return True
+    targets = rules.lookup_targets(nav)
+    return not targets or any(t in CONFIG_TARGETS for t in targets)

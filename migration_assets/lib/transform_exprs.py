@@ -118,7 +118,8 @@ def b_date_only(src: list[Source], args: dict[str, Any], ctx: TransformContext) 
 
 def choice_set_for(args: dict[str, Any], ctx: TransformContext) -> ChoiceSet:
     if "map" in args:
-        return ChoiceSet("inline map", {str(k): int(v) for k, v in args["map"].items()}, args.get("default"))
+        name = args.get("column", "inline map")  # an unknown label's reason names the column
+        return ChoiceSet(name, {str(k): int(v) for k, v in args["map"].items()}, args.get("default"))
     base = ctx.choice_sets[args["set"]]
     return ChoiceSet(base.name, base.options, args.get("default", base.default))
 
@@ -133,8 +134,15 @@ def b_choice(src: list[Source], args: dict[str, Any], ctx: TransformContext) -> 
     cs = choice_set_for(args, ctx)
     t = _text(src[0].expr)
     value = t.str.to_lowercase().replace_strict(dict(cs.folded), default=cs.default, return_dtype=pl.Int64)
-    reason = f"unknown choice for {cs.name} (known: {_known(cs)})"
-    return Mapped(value, _err(t.is_not_null() & value.is_null(), reason))
+    reason = pl.format(_unknown(cs, args), t)
+    return Mapped(value, pl.when(t.is_not_null() & value.is_null()).then(reason).otherwise(NULL_STR))
+
+
+def _unknown(cs: ChoiceSet, args: dict[str, Any]) -> str:
+    """Reason template ({} = the label) for a label that is not an option, with the fix when given."""
+    fix = f": {args['fix']}" if args.get("fix") else ""
+    known = _known(cs).replace("{", "{{").replace("}", "}}")
+    return f"unknown choice '{{}}' for {cs.name.replace('{', '{{').replace('}', '}}')} (known: {known}){fix}"
 
 
 def b_multi_choice(src: list[Source], args: dict[str, Any], ctx: TransformContext) -> Mapped:
@@ -149,7 +157,9 @@ def b_multi_choice(src: list[Source], args: dict[str, Any], ctx: TransformContex
     value = codes.list.eval(pl.element().cast(STR)).list.join(",")
     value = pl.when(value.str.len_chars() > 0).then(value).otherwise(NULL_STR)
     bad = bad.fill_null(False)
-    return Mapped(pl.when(~bad).then(value), _err(bad, f"unknown choice for {cs.name} (known: {_known(cs)})"))
+    unknown = labels.list.eval(pl.element().cast(STR)).list.join(", ")
+    reason = pl.format(_unknown(cs, args).replace("choice '{}'", "choice among '{}'", 1), unknown)
+    return Mapped(pl.when(~bad).then(value), pl.when(bad).then(reason).otherwise(NULL_STR))
 
 
 def b_boolean(src: list[Source], args: dict[str, Any], ctx: TransformContext) -> Mapped:

@@ -251,7 +251,7 @@ class DataverseClient(SchemaWritesMixin):
         expand: str | None = None,
         top: int | None = None,
         page_size: int = 5000,
-        annotations: bool = False,
+        annotations: bool | str = False,
     ) -> Iterator[dict[str, Any]]:
         """Rows of a table, following `@odata.nextLink` unchanged (`Prefer: odata.maxpagesize`)."""
         for page in self.query_pages(table, select, filter, orderby, expand, top, page_size, annotations):
@@ -266,7 +266,7 @@ class DataverseClient(SchemaWritesMixin):
         expand: str | None = None,
         top: int | None = None,
         page_size: int = 5000,
-        annotations: bool = False,
+        annotations: bool | str = False,
     ) -> Iterator[list[dict[str, Any]]]:
         if not 1 <= page_size <= 5000:
             raise DataverseError(f"page_size must be 1..5000 (Dataverse maximum), got {page_size}")
@@ -280,7 +280,7 @@ class DataverseClient(SchemaWritesMixin):
             params["$top"] = str(top)  # $top disables paging (reference §2.3), so no maxpagesize with it
         prefer = [] if top is not None else [f"odata.maxpagesize={page_size}"]
         if annotations:
-            prefer.append('odata.include-annotations="*"')
+            prefer.append(include_annotations(annotations))
         headers = {"Prefer": ",".join(prefer)} if prefer else {}
         url: str | None = self.entity_set(table) + (f"?{query_string(params)}" if params else "")
         while url:
@@ -379,6 +379,15 @@ class DataverseClient(SchemaWritesMixin):
     def lose_opportunity(self, opportunity_id: str, status: int = 4, **close: Any) -> None:
         """Close as Lost (4 Canceled, 5 Out-Sold)."""
         self._close_opportunity("LoseOpportunity", opportunity_id, status, {"subject": "Lost", **close})
+
+
+FORMATTED_VALUES = "OData.Community.Display.V1.FormattedValue"
+
+
+def include_annotations(annotations: bool | str) -> str:
+    """The `odata.include-annotations` preference: every annotation (True) or the named ones (e.g.
+    FORMATTED_VALUES: labels of choices, lookup names, formatted money and dates)."""
+    return f'odata.include-annotations="{"*" if annotations is True else annotations}"'
 
 
 def _split_list(value: str | list[str]) -> list[str]:

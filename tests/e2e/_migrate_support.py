@@ -4,7 +4,6 @@ what Dataverse holds with the staged rows (every row, every column)."""
 from __future__ import annotations
 
 import base64
-import importlib
 import json
 import os
 import shutil
@@ -23,14 +22,14 @@ from emulators.close.server import CloseEmulatorServer
 from emulators.dataverse.config import DataverseEmulatorConfig, Faults
 from emulators.dataverse.server import EmulatorServer
 from emulators.orgdata import CloseOrg
-from migration_assets.defs.reports.reconciliation import spot_check_table, target_tables
+from migration_assets.defs.reports.reconciliation import readback_table, target_tables
 from migration_assets.migration import (
-    custom_field_samples,
     demo_dataverse_env,
-    demo_overrides,
+    demo_decisions,
     first_enabled_user,
     materialize_migration,
-    write_confirmed_proposal,
+    reload_generated_assets,
+    reviewed_mappings,
 )
 from migration_assets.resources.close import CloseResource
 from migration_assets.resources.dataverse import DataverseClient, DataverseResource
@@ -46,27 +45,22 @@ SCHEMA_AND_LOADED = dg.AssetSelection.groups("schema", "loaded")
 EXPECTED_HALT = "c2d_onboardingchecklist"
 
 
-def prepare_mappings(org: CloseOrg, root: Path) -> Path:
-    maps = write_confirmed_proposal(
-        org.custom_fields,
-        custom_field_samples(
-            {"leads": org.leads, "contacts": org.contacts, "opportunities": org.opportunities}
-        ),
-        org.custom_activity_types,
-        root,
-    )
-    demo_overrides(maps, first_enabled_user(org.dynamics_users))
-    return maps
-
-
-def reload_generated_assets() -> None:
-    """Per-type custom activity assets are generated from CLOSE2D365_MAPPINGS at import: rebuild them."""
-    for name in (
-        "migration_assets.defs.staged.custom_activity",
-        "migration_assets.defs.loaded.custom_activities",
-    ):
-        if name in sys.modules:
-            importlib.reload(sys.modules[name])
+def prepare_mappings(
+    org: CloseOrg, root: Path, close: CloseEmulatorServer, dv: EmulatorServer, warehouse: Path
+) -> Path:
+    """The user's flow up to the run, as the demo does it: extract into `warehouse`, propose-mapping into a
+    copy of the defaults at `root`, the scripted review with the demo's decisions. The per-type custom
+    activity assets are rebuilt from the reviewed file (set CLOSE2D365_MAPPINGS to `root` first)."""
+    extracted = materialize_migration(resources(org, close, dv, warehouse), dg.AssetSelection.groups("close"))
+    assert extracted.success, failed_steps(extracted)
+    client = dataverse_resource(dv).get_client()
+    try:
+        reviewed_mappings(root, demo_decisions(first_enabled_user(org.dynamics_users)),
+                          WarehouseResource(path=str(warehouse)), client)  # fmt: skip
+    finally:
+        client.close()
+    reload_generated_assets()
+    return root
 
 
 def dv_config(org: CloseOrg, faults: Faults | None = None) -> DataverseEmulatorConfig:
@@ -153,7 +147,7 @@ def compare_all(warehouse: Path, client: DataverseClient) -> Comparison:
         per_table: dict[str, tuple[int, int]] = {}
         mismatches: list[dict[str, Any]] = []
         for table, staged in target_tables(con):
-            checked, bad = spot_check_table(con, client, table, staged, sample=10**9, seed=0)
+            checked, bad = readback_table(con, client, table, staged, sample=10**9, seed=0)
             mismatches += bad
             back = read_back_ids(client, table, "c2d_closeid")
             per_table[table] = (checked, len(back))

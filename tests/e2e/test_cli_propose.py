@@ -1,8 +1,8 @@
-"""`close2d365 propose-mapping` on an extracted org: reviewable files, never overwriting a reviewed mapping."""
+"""`close2d365 propose-mapping` on an extracted org: every org file proposed for review, the open decisions
+counted, re-runs that keep reviewed decisions and say which files changed."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -11,15 +11,16 @@ import yaml
 from emulators.close.server import CloseEmulatorServer
 from emulators.orgdata import generate
 from migration_assets.cli import main
-from migration_assets.runtime import REPO_ROOT
+from migration_assets.lib.mapping_config import ORG_FILES
+from migration_assets.migration import copy_defaults
+from migration_assets.review import accept_proposals
 
 
 def test_propose_mapping_after_extract(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    mappings = tmp_path / "mappings"
-    shutil.copytree(REPO_ROOT / "mappings", mappings)
-    (mappings / "custom_fields.yaml").unlink(missing_ok=True)
+    mappings = copy_defaults(tmp_path / "mappings")
+    assert not {p.name for p in mappings.glob("*.yaml")} & (set(ORG_FILES) - {"owners.yaml"})
     monkeypatch.setenv("CLOSE2D365_MAPPINGS", str(mappings))
     monkeypatch.delenv("DATAVERSE_URL", raising=False)
 
@@ -34,14 +35,26 @@ def test_propose_mapping_after_extract(
 
     assert main(["propose-mapping"]) == 0
     out = capsys.readouterr().out
-    proposal = yaml.safe_load((mappings / "custom_fields.yaml").read_text(encoding="utf-8"))
-    entries = proposal["fields"]
+    for name in ORG_FILES:
+        status = "updated" if name == "owners.yaml" else "written"
+        assert any(line.startswith(status) and f"/{name}" in line for line in out.splitlines()), out
+    assert "decision(s) to make" in out
+    entries = yaml.safe_load((mappings / "custom_fields.yaml").read_text(encoding="utf-8"))["fields"]
     assert entries and all(entry["confirmed"] is False for entry in entries)
     n_fields = sum(len(v) for k, v in org.custom_fields.items() if k != "activity")
-    assert len(entries) >= n_fields, "every Close custom field has an entry"
-    assert "nothing loads until it is confirmed" in out
+    assert len(entries) == n_fields, "every Close custom field has an entry"
+    lead = yaml.safe_load((mappings / "lead_status.yaml").read_text(encoding="utf-8"))["statuses"]
+    assert list(lead) == [s["label"] for s in org.lead_statuses], "display order"
 
-    # A reviewed file is never overwritten silently.
-    assert main(["propose-mapping"]) == 2
-    assert "--force" in capsys.readouterr().err
-    assert main(["propose-mapping", "--force"]) == 0
+    # A re-run on the same org changes nothing and says so; reviewed decisions survive it.
+    assert main(["propose-mapping"]) == 0
+    out = capsys.readouterr().out
+    assert all(line.startswith("unchanged") for line in out.splitlines()[: len(ORG_FILES)]), out
+    label = org.lead_statuses[0]["label"]
+    accept_proposals(mappings, {"lead_status.yaml": {label: {"statecode": 2, "statuscode": 6}}})
+    assert main(["propose-mapping"]) == 0
+    out = capsys.readouterr().out
+    assert "No open decision" in out
+    lead = yaml.safe_load((mappings / "lead_status.yaml").read_text(encoding="utf-8"))["statuses"]
+    assert lead[label] == {"statecode": 2, "statuscode": 6}
+    assert not list(mappings.glob("*.proposed.yaml")), "no side files"

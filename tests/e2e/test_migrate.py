@@ -51,14 +51,14 @@ class World:
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     root = tmp_path_factory.mktemp("migrate")
     org = generate("demo")
-    mappings = s.prepare_mappings(org, root / "mappings")
+    mappings = root / "mappings"
     mp = pytest.MonkeyPatch()
     mp.setenv("CLOSE2D365_MAPPINGS", str(mappings))
     mp.setenv("CLOSE2D365_HOME", str(root / "home"))
-    s.reload_generated_assets()
     try:
         with CloseEmulatorServer(org) as close, s.dataverse(org) as dv:
             warehouse = root / "full.duckdb"
+            s.prepare_mappings(org, mappings, close, dv, warehouse)
             result = materialize_migration(s.resources(org, close, dv, warehouse))
             s.assert_only_expected_halt(result)
             client = s.client_for(dv)

@@ -22,6 +22,7 @@ from emulators.orgdata import CloseOrg, generate
 from migration_assets.defs import close as close_defs
 from migration_assets.defs.reports import load_plan as load_plan_module
 from migration_assets.defs.reports import owner_map as owner_map_module
+from migration_assets.defs.schema.assets import plan as schema_plan
 from migration_assets.defs.staged import (
     account,
     annotation,
@@ -36,15 +37,17 @@ from migration_assets.defs.staged import (
     target_metadata,
     task,
 )
-from migration_assets.lib.custom_activity_plan import load_types, render_types
+from migration_assets.lib.custom_activity_plan import load_types
 from migration_assets.lib.ids import account_id, placeholder_account_id
+from migration_assets.lib.mapping_config import ORG_FILES
 from migration_assets.lib.proposal import parse_proposal
+from migration_assets.migration import copy_defaults, reviewed_mappings
 from migration_assets.resources.close import CloseResource
 from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource
+from migration_assets.review import accept_proposals
 
 pytestmark = pytest.mark.e2e
-REPO_MAPPINGS = Path(__file__).resolve().parents[2] / "mappings"
 MODULES = [target_metadata, account, contact, lead, opportunity, phonecall, email, task, appointment, annotation,
            mapping, owner_map_module, load_plan_module]  # fmt: skip
 TABLES = (
@@ -114,21 +117,19 @@ def staged_totals(db: Path) -> dict[str, int]:
     return {t: read(db, t).height + read(db, f"{t}_rejected")["_close_id"].n_unique() for t in TABLES}
 
 
-def mappings_dir(tmp: Path, org: CloseOrg, *, fallback: bool, permissive: bool) -> Path:
-    root = tmp / "mappings"
-    shutil.copytree(REPO_MAPPINGS, root)
-    settings = yaml.safe_load((root / "settings.yaml").read_text())
+def mappings_dir(tmp: Path, env: Env, *, fallback: bool, permissive: bool) -> Path:
+    """The user's flow on the extracted warehouse: propose-mapping into a copy of the defaults, then the
+    scripted review with the test's decisions."""
+    settings: dict = {"truncation": {"columns": {"contact.jobtitle": "truncate"}}}
     if permissive:
-        settings["rejection_thresholds"] = {"default": {"max_rows": None, "max_fraction": 0.5}, "tables": {}}
-    settings["truncation"]["columns"]["contact.jobtitle"] = "truncate"
-    (root / "settings.yaml").write_text(yaml.safe_dump(settings))
-    owners = {"overrides": {}, "fallback_owner": None, "disabled_users": "queue"}
+        settings["rejection_thresholds"] = {"default": {"max_rows": None, "max_fraction": 0.5}}
+    decisions: dict = {"settings.yaml": settings}
     if fallback:
-        owners.update(fallback_owner="JANE.DOE@brightwave.example.com", disabled_users="fallback")
-    (root / "owners.yaml").write_text(yaml.safe_dump(owners))
-    (root / "custom_activities.yaml").write_text(render_types(org.custom_activity_types, "c2d"))
-    (root / "custom_fields.yaml").unlink(missing_ok=True)
-    return root
+        decisions["owners.yaml"] = {
+            "fallback_owner": "JANE.DOE@brightwave.example.com",
+            "disabled_users": "fallback",
+        }
+    return reviewed_mappings(tmp / "mappings", decisions, WarehouseResource(path=str(env.extracted)))
 
 
 def run_dry(
@@ -138,7 +139,9 @@ def run_dry(
     if not db.exists():
         shutil.copy(env.extracted, db)
     built = [custom_activity.build(t) for t in load_types(root)] + list(extra)
+    # schema/plan: the custom activity columns and option values staging writes are the plan's.
     assets = [a for m in MODULES for a in dg.load_assets_from_modules([m])] + [a for a, _ in built]
+    assets.append(schema_plan)
     checks = [c for m in MODULES for c in dg.load_asset_checks_from_modules([m])] + [c for _, c in built]
     dv = env.dataverse
     resource = DataverseResource(environment_url=dv.base_url, tenant_id=dv.config.tenant_id, client_ids=DEFAULT_CLIENT_ID,
@@ -165,16 +168,13 @@ def test_dry_run_accounts_for_every_row_and_edge_case(
     org, truth = env.org, env.org.truth
     edge, counts = truth["edge_cases"], truth["counts"]
     db = tmp_path / "w.duckdb"
-    root = mappings_dir(tmp_path, org, fallback=True, permissive=True)
+    root = mappings_dir(tmp_path, env, fallback=True, permissive=True)
     result = run_dry(env, db, root, monkeypatch)
     checks = checks_by_name(result)
     broken = next(t for t in org.custom_activity_types if t["id"] == edge["broken_custom_activity_type_id"])
     broken_table = next(t.table for t in load_types(root) if t.name == broken["name"])
-    # Only the broken custom activity type and the unconfirmed mapping fail; everything else proceeds.
-    assert {k for k, ok in checks.items() if not ok} == {
-        f"custom_activity_{broken_table}_target_valid",
-        "mapping_confirmed",
-    }
+    # Only the broken custom activity type fails (its orphaned values halt it); everything else proceeds.
+    assert {k for k, ok in checks.items() if not ok} == {f"custom_activity_{broken_table}_target_valid"}
     assert all(checks[f"{t}_target_valid"] for t in TABLES) and checks["owners_resolved"]
 
     staged = {t: read(db, t) for t in TABLES}
@@ -264,7 +264,7 @@ def test_unresolved_owners_block_without_fallback(
 ) -> None:
     edge = env.org.truth["edge_cases"]
     db = tmp_path / "w.duckdb"
-    result = run_dry(env, db, mappings_dir(tmp_path, env.org, fallback=False, permissive=False), monkeypatch)
+    result = run_dry(env, db, mappings_dir(tmp_path, env, fallback=False, permissive=False), monkeypatch)
     checks = checks_by_name(result)
     assert checks["owners_resolved"] is False
     owner_table = read(db, "owner_map")
@@ -281,24 +281,23 @@ def test_unresolved_owners_block_without_fallback(
     assert "longer than MaxLength" in str(evaluation.metadata["rejected"].value)
 
 
-def test_propose_mapping_writes_a_reviewable_file_that_gates_loading(
-    env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    root = mappings_dir(tmp_path, env.org, fallback=True, permissive=True)
+def test_propose_mapping_writes_reviewable_files_that_gate_loading(env: Env, tmp_path: Path) -> None:
+    root = copy_defaults(tmp_path / "mappings")
     wh = WarehouseResource(path=str(tmp_path / "w.duckdb"))
     shutil.copy(env.extracted, wh.path)
-    path = mapping.propose_mapping(wh, mappings_root=root)
-    proposals = parse_proposal(path, "custom_fields.yaml", "c2d")
+    written = mapping.propose_mapping(wh, mappings_root=root)
+    assert sorted(p.name for p in written) == sorted(ORG_FILES)
+    proposals = parse_proposal(root / "custom_fields.yaml", "custom_fields.yaml", "c2d")
     close_fields = {
         f["id"] for kind in ("lead", "contact", "opportunity") for f in env.org.custom_fields[kind]
     }
     assert {p.close_field_id for p in proposals} == close_fields and not any(p.confirmed for p in proposals)
-    with pytest.raises(mapping.ProposalError, match="exists"):
-        mapping.propose_mapping(wh, mappings_root=root)  # a reviewed file is never overwritten silently
+    assert mapping.propose_mapping(wh, mappings_root=root) == [], "a re-run on the same org rewrites nothing"
     with wh.connect() as con:
         problems, _ = mapping.mapping_status(con, root, "c2d")
-        assert any("not confirmed" in p for p in problems)
-        path.write_text(path.read_text().replace("confirmed: false", "confirmed: true"))
+        assert any("custom_fields.yaml:" in p and "confirmed: false" in p for p in problems)
+        assert any("custom_activities.yaml:" in p and "orphaned_values" in p for p in problems)
+        accept_proposals(root)
         assert mapping.mapping_status(con, root, "c2d")[0] == []
         # A custom activity type missing from the mapping would not migrate: the gate says so.
         types = yaml.safe_load((root / "custom_activities.yaml").read_text())
@@ -306,12 +305,15 @@ def test_propose_mapping_writes_a_reviewable_file_that_gates_loading(
         (root / "custom_activities.yaml").write_text(yaml.safe_dump(types))
         problems, _ = mapping.mapping_status(con, root, "c2d")
         assert len(problems) == 1 and dropped["name"] in problems[0]
+        (root / "lead_status.yaml").unlink()
+        problems, _ = mapping.mapping_status(con, root, "c2d")
+        assert "mappings/lead_status.yaml is missing: run `close2d365 propose-mapping`" in problems[0]
 
 
 def test_sms_routed_to_a_custom_activity_table(
     env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    root = mappings_dir(tmp_path, env.org, fallback=True, permissive=True)
+    root = mappings_dir(tmp_path, env, fallback=True, permissive=True)
     activities = yaml.safe_load((root / "activities.yaml").read_text())
     activities["sms"]["table"] = "custom"
     (root / "activities.yaml").write_text(yaml.safe_dump(activities))

@@ -209,7 +209,6 @@ def test_load_estimate_counts_entitlement_and_table_limit() -> None:
 
 
 def _staged_env(tmp_path: Path, rejected_rows: int, monkeypatch: pytest.MonkeyPatch) -> WarehouseResource:
-    monkeypatch.setenv("CLOSE2D365_MAPPINGS", str(Path(__file__).resolve().parents[2] / "mappings"))
     wh = WarehouseResource(path=str(tmp_path / "w.duckdb"))
     r = TableRules.from_json({"table": "account", "entity_set": "accounts", "primary_id": "accountid", "columns": {
         "accountid": {"name": "accountid", "attribute_type": "Uniqueidentifier"},

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
 from migration_assets.lib.activity_states import ActivityStateError, completed_state, resolve_completed
-from migration_assets.lib.mapping_config import DEFAULT_ROOT, load_mapping_config
+from migration_assets.lib.mapping_config import load_mapping_config
 from migration_assets.lib.mapping_fields import parse_field
 from migration_assets.lib.target_rules import planned_activity_table
 from migration_assets.lib.yaml_loc import MappingError
@@ -25,7 +26,7 @@ def test_sms_routed_to_task_are_completed_tasks() -> None:
 
 def test_sms_routed_to_a_custom_activity_table_get_its_completed_status(tmp_path: Path) -> None:
     root = tmp_path / "mappings"
-    shutil.copytree(DEFAULT_ROOT, root)
+    shutil.copytree(os.environ["CLOSE2D365_MAPPINGS"], root)  # the reviewed mappings (tests/conftest.py)
     path = root / "activities.yaml"
     path.write_text(path.read_text().replace("  table: task\n", "  table: custom\n", 1))
     assert load_mapping_config(root).object("sms").table == "c2d_sms"

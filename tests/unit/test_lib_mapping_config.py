@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
-from migration_assets.lib.mapping_config import DEFAULT_ROOT, load_mapping_config
+from migration_assets.lib.mapping_config import DEFAULT_ROOT, ORG_FILES, load_mapping_config
 from migration_assets.lib.yaml_loc import MappingError
 
 
 @pytest.fixture()
 def mappings(tmp_path: Path) -> Path:
+    """A copy of the reviewed mappings of the tiny demo org (tests/conftest.py `reviewed_mappings`)."""
     root = tmp_path / "mappings"
-    shutil.copytree(DEFAULT_ROOT, root)
+    shutil.copytree(os.environ["CLOSE2D365_MAPPINGS"], root)
     return root
 
 
@@ -27,7 +30,7 @@ def edit(path: Path, old: str, new: str) -> int:
     return line
 
 
-def test_repository_mappings_load() -> None:
+def test_reviewed_mappings_load() -> None:
     cfg = load_mapping_config()
     assert cfg.settings.publisher_prefix == "c2d"
     assert [o.name for o in cfg.objects][:4] == ["account", "lead", "contact", "opportunity"]
@@ -73,8 +76,8 @@ def test_wrong_type(mappings: Path) -> None:
 def test_yaml_syntax_error_names_the_line(mappings: Path) -> None:
     line = edit(
         mappings / "lead_status.yaml",
-        "  Potential:      {statecode: 0, statuscode: 1}",
-        "  Potential:      {statecode: 0, statuscode: 1",
+        "  Potential: {statecode: 0, statuscode: 1}",
+        "  Potential: {statecode: 0, statuscode: 1",
     )
     with pytest.raises(MappingError, match="invalid YAML") as err:
         load_mapping_config(mappings)
@@ -84,8 +87,8 @@ def test_yaml_syntax_error_names_the_line(mappings: Path) -> None:
 def test_invalid_lead_state_pair(mappings: Path) -> None:
     line = edit(
         mappings / "lead_status.yaml",
-        "Customer:       {statecode: 1, statuscode: 3}",
-        "Customer:       {statecode: 1, statuscode: 6}",
+        "Customer: {statecode: 1, statuscode: 3}",
+        "Customer: {statecode: 1, statuscode: 6}",
     )
     with pytest.raises(MappingError, match="6 is not valid with statecode 1") as err:
         load_mapping_config(mappings)
@@ -135,6 +138,28 @@ def test_missing_field_file(mappings: Path) -> None:
     (mappings / "fields/email.yaml").unlink()
     with pytest.raises(MappingError, match="fields/email.yaml: file is missing"):
         load_mapping_config(mappings)
+
+
+def test_repository_mappings_hold_project_defaults_only() -> None:
+    assert {p.name for p in DEFAULT_ROOT.glob("*.yaml")} & set(ORG_FILES) <= {"owners.yaml"}
+    owners = yaml.safe_load((DEFAULT_ROOT / "owners.yaml").read_text(encoding="utf-8"))
+    assert owners == {"overrides": {}, "fallback_owner": None, "disabled_users": "queue"}
+
+
+@pytest.mark.parametrize("name", ["lead_status.yaml", "pipelines.yaml", "owners.yaml"])
+def test_a_missing_org_file_says_how_to_get_it(mappings: Path, name: str) -> None:
+    (mappings / name).unlink()
+    with pytest.raises(MappingError) as err:
+        load_mapping_config(mappings)
+    assert str(err.value) == (
+        f"mappings/{name} is missing: run `close2d365 propose-mapping` (after `close2d365 extract`) and review it"
+    )
+
+
+def test_a_pending_review_still_loads(mappings: Path) -> None:
+    edit(mappings / "lead_status.yaml", "Customer: {statecode: 1, statuscode: 3}",
+         "Customer: {statecode: 1, statuscode: 3, review: 'is it Qualified?'}")  # fmt: skip
+    assert load_mapping_config(mappings).lead_status.statuses["Customer"] == (1, 3)
 
 
 def test_activity_routing(mappings: Path) -> None:

@@ -124,7 +124,9 @@ def test_unknown_lead_status_is_rejected_with_reason(cfg) -> None:
                           "date_created": ["2021-07-13T11:39:05+00:00"]})  # fmt: skip
     result = apply_field_map(frame, cfg.field_map("lead"), cfg.context(), missing_columns="null")
     reasons = result.problems.filter(pl.col("column") == "statecode")["reason"].to_list()
-    assert reasons and reasons[0].startswith("unknown choice for lead status (statecode) (known: 'Potential'")
+    assert reasons and reasons[0].startswith(
+        "unknown choice 'Zombie' for lead status (statecode) (known: 'Potential'"
+    )
 
 
 def test_missing_columns_fail_loudly_by_default(cfg) -> None:

@@ -87,7 +87,9 @@ def test_choice_scalar_and_vectorised() -> None:
     ctx = TransformContext(choice_sets={"p": cs})
     values, errors = run("choice", ["SALES", "Marketing", None], {"set": "p"}, ctx=ctx)
     assert (
-        values == [727000000, None, None] and "unknown choice for pipeline" in errors[1] and errors[2] is None
+        values == [727000000, None, None]
+        and "unknown choice 'Marketing' for pipeline" in errors[1]
+        and errors[2] is None
     )
     values, errors = run("choice", ["Marketing"], {"set": "p", "default": 1}, ctx=ctx)
     assert values == [1] and errors == [None]

@@ -4,6 +4,8 @@ Failing rows are listed in the check metadata as a Markdown table, not only coun
 failure means the data cannot be migrated correctly (malformed ids, records pointing at leads that were
 not extracted, a source without activities) are blocking; a contact reference that does not resolve is
 a warning (Close keeps activities of deleted contacts; the loader then leaves the party unresolved).
+In the `dry_run` job a failed blocking check is reported with severity WARN, so that staging still runs
+and shows its own problems in the same run (defs/jobs.py).
 """
 
 # No `from __future__ import annotations`: Dagster reads the resource annotations at definition time.
@@ -14,6 +16,7 @@ import polars as pl
 
 from migration_assets.defs.close._common import GROUP, SCHEMA, markdown_table
 from migration_assets.defs.close.tables import ACTIVITY_TABLE_TYPES, TABLES
+from migration_assets.defs.jobs import gate_severity
 from migration_assets.lib.close_export import CSV_EXPORT_EXPLANATION
 from migration_assets.resources.warehouse import WarehouseResource
 
@@ -60,13 +63,13 @@ def _id_check(table: str) -> dg.AssetChecksDefinition:
         blocking=True,
         description=f"Every id matches {pattern} (Close prefix + base62 random part).",
     )
-    def _check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    def _check(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
         ref = f"{SCHEMA}.{table}"
         total = int(warehouse.read(f"SELECT count(*) AS n FROM {ref}")["n"][0])
         bad = warehouse.read(
             f"SELECT id FROM {ref} WHERE id IS NULL OR NOT regexp_full_match(id, ?) ORDER BY id", [pattern]
         )
-        return _result(bad, total, f"have malformed ids (expected {pattern})", dg.AssetCheckSeverity.ERROR)
+        return _result(bad, total, f"have malformed ids (expected {pattern})", gate_severity(context))
 
     return _check
 
@@ -74,8 +77,6 @@ def _id_check(table: str) -> dg.AssetChecksDefinition:
 def _reference_check(
     table: str, column: str, parent: str, *, blocking: bool, name: str
 ) -> dg.AssetChecksDefinition:
-    severity = dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN
-
     @dg.asset_check(
         asset=_key(table),
         name=name,
@@ -83,7 +84,8 @@ def _reference_check(
         additional_deps=[_key(parent)],
         description=f"Every non-null {table}.{column} exists in {SCHEMA}.{parent}; orphans are listed.",
     )
-    def _check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    def _check(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        severity = gate_severity(context) if blocking else dg.AssetCheckSeverity.WARN
         missing = _missing(warehouse, [table, parent])
         if missing:
             return _not_evaluated(missing)
@@ -112,7 +114,9 @@ ACTIVITY_TABLES = tuple(ACTIVITY_TABLE_TYPES)
     additional_deps=[_key("leads"), *(_key(t) for t in ACTIVITY_TABLES if t != "calls")],
     description="A source with leads must have activities: a CSV export has none and must not be migrated.",
 )
-def activities_present(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+def activities_present(
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+) -> dg.AssetCheckResult:
     missing = _missing(warehouse, ["leads", *ACTIVITY_TABLES])
     if missing:
         return _not_evaluated(missing)
@@ -130,7 +134,7 @@ def activities_present(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     )
     return dg.AssetCheckResult(
         passed=passed,
-        severity=dg.AssetCheckSeverity.ERROR,
+        severity=gate_severity(context),
         description=description,
         metadata={"leads": leads, **{f"activities_{t}": n for t, n in counts.items()}},
     )

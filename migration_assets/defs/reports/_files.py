@@ -24,15 +24,20 @@ def report_dir(run_id: str) -> Path:
 def write_report(
     run_id: str, name: str, markdown: str, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]
 ) -> tuple[Path, Path]:
-    folder = report_dir(run_id)
-    md, csv_path = folder / f"{name}.md", folder / f"{name}.csv"
+    md = report_dir(run_id) / f"{name}.md"
     md.write_text(markdown + "\n", encoding="utf-8")
+    return md, write_csv(run_id, name, rows, columns)
+
+
+def write_csv(run_id: str, name: str, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> Path:
+    """`<name>.csv` alone (e.g. one file of rejected rows per table next to a run's review)."""
+    csv_path = report_dir(run_id) / f"{name}.csv"
     with csv_path.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(columns), extrasaction="ignore")
         writer.writeheader()
         for row in rows:
             writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in columns})
-    return md, csv_path
+    return csv_path
 
 
 def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:

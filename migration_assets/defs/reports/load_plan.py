@@ -13,6 +13,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
+from migration_assets.defs.jobs import gate_severity
 from migration_assets.defs.staged._common import TARGET_METADATA_KEY, markdown
 from migration_assets.lib.custom_activity_plan import load_types
 from migration_assets.lib.load_estimate import TableLoad, custom_tables_used, estimate, upload_blocks
@@ -134,6 +135,7 @@ def custom_table_limit(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckR
     total, limit = meta.get("custom_tables_total"), meta.get("custom_table_limit")
     return dg.AssetCheckResult(
         passed=ok,
+        severity=gate_severity(context),  # WARN in the dry run: the review lists it with the rest
         description=f"{total.value if total else '?'} custom tables for a limit of {limit.value if limit else '?'}"
         + (
             ""

@@ -7,9 +7,10 @@ who owns records is unmatched or disabled and no fallback owner takes their reco
 import dagster as dg
 import polars as pl
 
+from migration_assets.defs.jobs import gate_severity
 from migration_assets.defs.staged._common import TARGET_METADATA_KEY, markdown, warehouse_write
 from migration_assets.lib.mapping_config import load_mapping_config
-from migration_assets.lib.owner_match import OwnerConfigError, blocking_owners, match_owners
+from migration_assets.lib.owner_match import OwnerConfigError, blocking_owners, blocking_summary, match_owners
 from migration_assets.lib.staging_source import table_exists
 from migration_assets.resources.warehouse import WarehouseResource, default_home, fetch_polars
 
@@ -82,15 +83,20 @@ def owner_map(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -
     blocking=True,
     description="Every Close user who owns records has an enabled Dataverse owner (match, override or fallback).",
 )
-def owners_resolved(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+def owners_resolved(
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+) -> dg.AssetCheckResult:
     owner_table = warehouse.read("SELECT * FROM staged.owner_map")
     blocking = blocking_owners(owner_table)
     n_records = int(blocking["records_owned"].sum()) if blocking.height else 0
+    # Name the owners.yaml setting that fixes each case found (a disabled user with a fallback owner set
+    # needs `disabled_users: fallback`, not another fallback_owner).
+    fallback = load_mapping_config().owners.fallback_owner
     return dg.AssetCheckResult(
         passed=blocking.height == 0,
+        severity=gate_severity(context),  # WARN in the dry run: staging goes on to show every problem
         description=(
-            f"{blocking.height} Close users owning {n_records} records have no enabled Dataverse user: "
-            "provision them, add owners.yaml overrides, or set fallback_owner"
+            f"owners.yaml: {blocking_summary(blocking, fallback)}"
             if blocking.height
             else "every record owner resolves to an enabled Dataverse user"
         ),

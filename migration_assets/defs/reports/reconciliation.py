@@ -1,41 +1,51 @@
-"""reports/reconciliation and reports/spot_check: what went in, what came out, read back from Dataverse."""
+"""reports/reconciliation: per table, what Close held, what was staged, rejected, loaded and read back from
+Dataverse, and an honest status (contract F): `ok`, `partial (N rejected, see <file>)` or
+`halted (<reason>)` -- the halting check or step of THIS run, or a load that did not run.
+
+`readback_table` (every staged column read back) serves the end-to-end tests; the report that compares
+with Close, the source, is reports/spot_check."""
 
 import json
 import random
+from collections.abc import Callable
 from typing import Any
 
 import dagster as dg
 import duckdb
-from dagster import AssetExecutionContext
+from dagster import AssetExecutionContext, DagsterEventType
 
 from migration_assets.defs.loaded._common import loaded_key, table_exists
 from migration_assets.defs.loaded._lookups import READ_CHUNK, resolve_key_bind
 from migration_assets.defs.loaded.tables import ORDER
 from migration_assets.defs.reports._files import markdown_table, write_report
 from migration_assets.defs.schema._deploy import load_plan
+from migration_assets.defs.staged._common import EXCLUSIONS
 from migration_assets.lib import load_diff as ld
 from migration_assets.lib.custom_activities import activity_types
 from migration_assets.lib.mapping_config import MappingConfig, load_mapping_config
+from migration_assets.lib.reconcile_status import Counts, status
 from migration_assets.resources.dataverse import DataverseClient, DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource, fetch_polars
 
 GROUP = "reports"
 # Custom activity loads are not deps: one halted type (its phase check failed) must not hide the
-# reconciliation of everything else. A low priority runs the reports after them in the same run.
+# reconciliation of everything else. A low priority runs the reports after them in the same run (the
+# in-process executor starts a step only when no higher-priority step is ready).
 LOADED = [loaded_key(t) for t in ORDER]
+REJECTED_COLUMNS = ["table", "close_id", "column", "value", "reason", "cascade"]
 AFTER_LOADS = {"dagster/priority": "-10"}
 RECON_COLUMNS = [
     "table",
     "close_objects",
     "staged",
     "rejected_at_staging",
+    "excluded",
     "loaded",
     "rejected_at_load",
+    "rejected",
     "read_back",
     "status",
 ]
-SPOT_COLUMNS = ["table", "close_id", "record_id", "column", "staged", "dataverse"]
-SPOT_SAMPLE = 40
 
 
 def _q(name: str) -> str:
@@ -97,69 +107,163 @@ def last_migrate_run(con: duckdb.DuckDBPyConnection) -> str | None:
     return row[0][0] if row else None
 
 
-def reconcile(
-    con: duckdb.DuckDBPyConnection, client: DataverseClient, config: MappingConfig
+def derived(config: MappingConfig, table: str) -> bool:
+    """Rows not one per Close object (an Account per distinct lead name): accounted from staged rows."""
+    return any(o.table == table and "_id>" not in o.natural_key for o in config.objects)
+
+
+def run_halts(instance: dg.DagsterInstance, run_id: str) -> dict[str, str]:
+    """Asset key (`staged/contact`) -> why it halted in this run: a failed blocking check (its name and
+    description), a failed step, or a planned materialization that did not happen."""
+    types = {DagsterEventType.ASSET_CHECK_EVALUATION, DagsterEventType.STEP_FAILURE,
+             DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_MATERIALIZATION_PLANNED}  # fmt: skip
+    halts: dict[str, str] = {}
+    planned: set[str] = set()
+    done: set[str] = set()
+    first_failure = ""
+    for record in instance.all_logs(run_id, of_type=types):
+        event = record.dagster_event
+        if event is None:
+            continue
+        if event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
+            data = event.asset_check_evaluation_data
+            # A failed check halts only at severity ERROR (a dry run records WARN and goes on).
+            if not data.passed and data.severity == dg.AssetCheckSeverity.ERROR:
+                key = data.asset_key.to_user_string()
+                why = f"check {data.check_name} failed: {data.description or 'see the check in the UI'}"
+                halts.setdefault(key, why)
+                first_failure = first_failure or f"{key} {why}"
+        elif event.event_type == DagsterEventType.STEP_FAILURE and event.step_key:
+            error = event.step_failure_data.error if event.step_failure_data else None
+            message = error.message.strip().splitlines()[0] if error and error.message else "failed"
+            key = event.step_key.replace("__", "/", 1)
+            halts.setdefault(key, f"step failed: {message}")
+            first_failure = first_failure or f"{key}: {message}"
+        elif event.event_type == DagsterEventType.ASSET_MATERIALIZATION_PLANNED and event.asset_key:
+            planned.add(event.asset_key.to_user_string())
+        elif event.event_type == DagsterEventType.ASSET_MATERIALIZATION and event.asset_key:
+            done.add(event.asset_key.to_user_string())
+    for key in sorted(planned - done):
+        if key.startswith("loaded/") and key not in halts:
+            halts[key] = f"{key} did not run" + (
+                f"; the run halted at {first_failure}" if first_failure else ""
+            )
+    return halts
+
+
+def halt_reason(halts: dict[str, str], staged: str) -> str | None:
+    for key in (f"staged/{staged}", f"loaded/{staged}"):
+        if key in halts:
+            return f"{key}: {halts[key]}"
+    return None
+
+
+def _rejections(
+    con: duckdb.DuckDBPyConnection, table: str, staged: str, run: str | None
 ) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    if table_exists(con, "staged", f"{staged}_rejected"):
+        cur = con.execute(
+            f'SELECT _close_id, "column", value, reason, check_name FROM staged.{_q(staged + "_rejected")}'
+        )
+        for cid, column, value, reason, check in cur.fetchall():
+            cascade = reason if check == "cascade" or str(reason or "").startswith("because ") else ""
+            rows.append({"table": table, "close_id": cid, "column": column, "value": value, "reason": reason,
+                         "cascade": cascade, "excluded": check in EXCLUSIONS})  # fmt: skip
+    if run is not None and table_exists(con, "ledger", "rejected"):
+        cur = con.execute(
+            "SELECT close_id, record_id, code, message FROM ledger.rejected WHERE run_id = ? AND table_name = ?",
+            [run, table],
+        )
+        for cid, rid, code, message in cur.fetchall():
+            rows.append({"table": table, "close_id": cid or rid, "column": "(record)", "value": code,
+                         "reason": f"rejected by Dataverse: {message}", "cascade": "", "excluded": False})  # fmt: skip
+    return rows
+
+
+def reconcile(
+    con: duckdb.DuckDBPyConnection,
+    client: DataverseClient,
+    config: MappingConfig,
+    halts: dict[str, str] | None = None,
+    rejected_file: Callable[[str, list[dict[str, Any]]], str] | None = None,
+) -> list[dict[str, Any]]:
+    """One row per target table. `halts` (from `run_halts`) name what stopped in this run; `rejected_file`
+    writes a table's rejected rows and returns the file name the status points to."""
     closeid = f"{config.settings.publisher_prefix}_closeid"
     run = last_migrate_run(con)
     rows: list[dict[str, Any]] = []
     for table, staged in target_tables(con):
         pk = client.metadata(table).primary_id
-        staged_ids: set[str] = set()
+        staged_ids: set[str] | None = None
         if table_exists(con, "staged", staged):
             staged_ids = {
                 str(r[0]).lower() for r in con.execute(f"SELECT {_q(pk)} FROM staged.{_q(staged)}").fetchall()
             }
         back = read_back_ids(client, table, closeid)
-        rejected_load = 0
-        if run is not None:
-            row = con.execute(
-                "SELECT count(DISTINCT coalesce(record_id, close_id)) FROM ledger.rejected WHERE run_id = ? AND table_name = ?",
-                [run, table],
-            ).fetchall()
-            rejected_load = int(row[0][0]) if row else 0
-        loaded = len(staged_ids & back)
-        entry = {
-            "table": table,
-            "close_objects": close_objects(con, config, table),
-            "staged": len(staged_ids) if table_exists(con, "staged", staged) else None,
-            "rejected_at_staging": _count(con, "staged", f"{staged}_rejected", "count(DISTINCT _close_id)"),
-            "loaded": loaded,
-            "rejected_at_load": rejected_load,
-            "read_back": len(back),
-        }
-        entry["status"] = "ok" if entry["staged"] is not None and loaded == entry["staged"] else "CHECK"
-        rows.append(entry)
+        rejections = _rejections(con, table, staged, run)
+        at_staging = {r["close_id"] for r in rejections if r["column"] != "(record)" and not r["excluded"]}
+        excluded = {r["close_id"] for r in rejections if r["excluded"]} - at_staging
+        at_load = {r["close_id"] for r in rejections if r["column"] == "(record)"}
+        loaded = len((staged_ids or set()) & back)
+        counts = Counts(
+            None if derived(config, table) else close_objects(con, config, table),
+            None if staged_ids is None else len(staged_ids),
+            len(at_staging),
+            len(excluded),
+            loaded,
+            len(at_load),
+        )
+        listed = [r for r in rejections if not r["excluded"]]
+        name = rejected_file(table, listed) if rejected_file and listed else f"rejected_{table}.csv"
+        rows.append({
+            "table": table, "close_objects": close_objects(con, config, table), "staged": counts.staged,
+            "rejected_at_staging": counts.rejected_at_staging, "excluded": counts.excluded, "loaded": loaded,
+            "rejected_at_load": counts.rejected_at_load,
+            "rejected": counts.rejected_at_staging + counts.rejected_at_load, "read_back": len(back),
+            "status": status(counts, halt_reason(halts or {}, staged), name),
+        })  # fmt: skip
     return rows
 
 
 @dg.asset(
     key=dg.AssetKey([GROUP, "reconciliation"]),
     group_name=GROUP,
-    deps=LOADED,
     op_tags=AFTER_LOADS,
     pool="dataverse_api",
-    description="Per table: Close objects, staged, rejected at staging, loaded, rejected at load, read back "
-    "from Dataverse (count of records carrying a Close id).",
+    description="Per table: Close objects, staged, rejected at staging, excluded, loaded, rejected at load, "
+    "read back from Dataverse, and the status: ok, partial (N rejected, see <file>) or halted (<reason>).",
 )
 def reconciliation(
     context: AssetExecutionContext, warehouse: WarehouseResource, dataverse: DataverseResource
 ) -> dg.MaterializeResult:
+    # No deps on loaded/*: a failed load would skip this step, and the failure is what it must report.
+    # Its priority (AFTER_LOADS) runs it after every load of the run; the dry run leaves it out (jobs.py).
     config = load_mapping_config()
+    run_id = context.run.run_id
+    halts = run_halts(context.instance, run_id)
+
+    def rejected_file(table: str, rows: list[dict[str, Any]]) -> str:
+        _, path = write_report(run_id, f"rejected_{table}", "", rows, REJECTED_COLUMNS)
+        path.with_suffix(".md").unlink(missing_ok=True)
+        return path.name
+
     with warehouse.connect() as con:
-        rows = reconcile(con, dataverse.get_client(), config)
+        rows = reconcile(con, dataverse.get_client(), config, halts, rejected_file)
     md = "# Reconciliation\n\n" + markdown_table(rows, RECON_COLUMNS)
-    md_path, csv_path = write_report(context.run.run_id, "reconciliation", md, rows, RECON_COLUMNS)
+    md_path, csv_path = write_report(run_id, "reconciliation", md, rows, RECON_COLUMNS)
     return dg.MaterializeResult(metadata={
         "reconciliation": dg.MetadataValue.md(md), "report": str(md_path), "csv": str(csv_path),
         "tables_not_ok": sum(1 for r in rows if r["status"] != "ok"), "dagster/row_count": len(rows),
+        "halted": sum(1 for r in rows if str(r["status"]).startswith("halted")),
     })  # fmt: skip
 
 
-def spot_check_table(
+def readback_table(
     con: duckdb.DuckDBPyConnection, client: DataverseClient, table: str, staged: str, sample: int, seed: int
 ) -> tuple[int, list[dict[str, Any]]]:
-    """Compare `sample` random staged rows with what Dataverse returns, column by column."""
+    """Compare `sample` random staged rows with what Dataverse returns, column by column (staged vs loaded:
+    the end-to-end tests' exactness check; it cannot see a mapping error, reports/spot_check can)."""
     if not table_exists(con, "staged", staged):
         return 0, []
     frame = fetch_polars(con, f"SELECT * FROM staged.{_q(staged)}")
@@ -234,32 +338,3 @@ def spot_check_table(
                 }
             )
     return len(rows), mismatches
-
-
-@dg.asset(
-    key=dg.AssetKey([GROUP, "spot_check"]),
-    group_name=GROUP,
-    deps=LOADED,
-    op_tags=AFTER_LOADS,
-    pool="dataverse_api",
-    description=f"{SPOT_SAMPLE} random records per table read back from Dataverse and compared column by column with staged.",
-)
-def spot_check(
-    context: AssetExecutionContext, warehouse: WarehouseResource, dataverse: DataverseResource
-) -> dg.MaterializeResult:
-    client = dataverse.get_client()
-    summary: list[dict[str, Any]] = []
-    mismatches: list[dict[str, Any]] = []
-    with warehouse.connect() as con:
-        for table, staged in target_tables(con):
-            checked, bad = spot_check_table(con, client, table, staged, SPOT_SAMPLE, seed=1)
-            summary.append({"table": table, "checked": checked, "mismatches": len(bad)})
-            mismatches += bad
-    md = ("# Spot check\n\n" + markdown_table(summary, ["table", "checked", "mismatches"]) + "\n\n## Mismatches\n\n"
-          + (markdown_table(mismatches, SPOT_COLUMNS) if mismatches else "None: every sampled record matches its staged row."))  # fmt: skip
-    md_path, _ = write_report(context.run.run_id, "spot_check", md, mismatches, SPOT_COLUMNS)
-    write_report(context.run.run_id, "spot_check_summary", md, summary, ["table", "checked", "mismatches"])
-    return dg.MaterializeResult(metadata={
-        "spot_check": dg.MetadataValue.md(md), "report": str(md_path), "mismatches": len(mismatches),
-        "checked": sum(s["checked"] for s in summary),
-    })  # fmt: skip

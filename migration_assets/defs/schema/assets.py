@@ -22,7 +22,7 @@ from migration_assets.lib.custom_activities import activity_types
 from migration_assets.lib.custom_activity_plan import TYPES_FILE, load_types
 from migration_assets.lib.mapping_config import load_mapping_config
 from migration_assets.lib.proposal import parse_proposal
-from migration_assets.lib.schema_build import build_plan, closeid_column
+from migration_assets.lib.schema_build import align_options, build_plan, closeid_column
 from migration_assets.lib.schema_plan import SchemaPlan, diff, missing_from
 from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource
@@ -73,12 +73,22 @@ def plan(
     with warehouse.connect() as con:
         inputs = plan_inputs(con)
         types = activity_types(inputs["types"], config.settings.publisher_prefix, closeid_column(config))
+        keep_orphans: set[str] = set()
         if (config.root / TYPES_FILE).is_file():  # only the types the reviewed mapping lists
-            listed = {t.name.casefold() for t in load_types(config.root)}
-            types = [t for t in types if t.close_name.casefold() in listed]
-        schema_plan = build_plan(config, confirmed, types, inputs["field_defs"], inputs["instances"])
+            routed = load_types(config.root)
+            listed = {t.name.strip().casefold() for t in routed}
+            types = [t for t in types if t.close_name.strip().casefold() in listed]
+            keep_orphans = {t.table for t in routed if t.orphaned_values == "column"}
+        schema_plan = build_plan(
+            config, confirmed, types, inputs["field_defs"], inputs["instances"], keep_orphans
+        )
+    existing = read_existing(dataverse.get_client(), schema_plan.touched_tables())
+    # Custom activity columns already in the target keep their option values (staging reads them from here).
+    custom_tables = {t.logical_name for t in schema_plan.tables}
+    schema_plan = align_options(schema_plan, existing, config.settings.option_value_prefix, custom_tables)
+    with warehouse.connect() as con:
         save_plan(con, schema_plan)
-    d = diff(schema_plan, read_existing(dataverse.get_client(), schema_plan.touched_tables()))
+    d = diff(schema_plan, existing)
     return dg.MaterializeResult(metadata={
         "planned_tables": len(schema_plan.tables), "planned_columns": len(schema_plan.columns),
         "planned_keys": len(schema_plan.keys), "unconfirmed_proposals": len(proposals) - len(confirmed),

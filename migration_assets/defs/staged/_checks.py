@@ -5,15 +5,19 @@ metadata (it must be clean: nothing invalid may reach the loader), and holds `st
 against the table's threshold in `mappings/settings.yaml`. Some failures are never covered by a
 threshold: a column that neither the target nor the schema plan has (a custom activity instance using an
 undefined field halts its type). The failing rows appear in the UI as a Markdown table.
+
+A failure halts the downstream tables (severity ERROR), except in the `dry_run` job, where it is reported
+with severity WARN so that every table is still staged and checked (see defs/jobs.py).
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: Dagster reads the context annotation at definition time.
 
 from collections.abc import Callable
 
 import dagster as dg
 import polars as pl
 
+from migration_assets.defs.jobs import gate_severity
 from migration_assets.defs.staged._common import (
     EXCLUSIONS,
     META_STATE,
@@ -37,7 +41,10 @@ RulesFor = Callable[..., TableRules]
 
 
 def evaluate(
-    warehouse: WarehouseResource, table: str, rules_for: RulesFor | None = None
+    warehouse: WarehouseResource,
+    table: str,
+    rules_for: RulesFor | None = None,
+    severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
 ) -> dg.AssetCheckResult:
     cfg = load_mapping_config()
     with warehouse.connect() as con:
@@ -81,6 +88,7 @@ def evaluate(
     excluded = rejected.filter(pl.col("check_name").is_in(list(EXCLUSIONS)))
     return dg.AssetCheckResult(
         passed=passed,
+        severity=severity,
         description="; ".join(reasons)
         or f"{staged.height} rows valid, {n_rejected} rejected (within threshold)",
         metadata={
@@ -107,7 +115,8 @@ def target_check(table: str, rules_for: RulesFor | None = None) -> dg.AssetCheck
         blocking=True,
         description=f"staged.{table} satisfies the target's metadata; rejected rows within the threshold.",
     )
-    def _check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-        return evaluate(warehouse, table, rules_for)
+    def _check(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        # In the dry run a failure is reported (WARN) without halting the tables staged from this one.
+        return evaluate(warehouse, table, rules_for, gate_severity(context))
 
     return _check

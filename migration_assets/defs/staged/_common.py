@@ -11,7 +11,7 @@ re-validates the written table with the same Pandera schema and holds the reject
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,11 +19,18 @@ import dagster as dg
 import duckdb
 import polars as pl
 
-from migration_assets.lib.mapping_config import MappingConfig
+from migration_assets.lib.mapping_config import MappingConfig, load_mapping_config
 from migration_assets.lib.owner_match import owner_lookup
 from migration_assets.lib.staging_source import table_exists
-from migration_assets.lib.target_checks import BIND, REJECTION_SCHEMA, build_schema, validate
-from migration_assets.lib.target_rules import TableRules, add_planned_column
+from migration_assets.lib.target_checks import (
+    BIND,
+    REJECTION_SCHEMA,
+    build_schema,
+    empty_optional_lookups,
+    validate,
+    with_cascade,
+)
+from migration_assets.lib.target_rules import CONFIG_TARGETS, TableRules, add_planned_column
 from migration_assets.lib.transform_exprs import TransformContext
 from migration_assets.resources.warehouse import WarehouseResource, fetch_polars
 
@@ -162,6 +169,41 @@ def known_binds(
     return out
 
 
+def rejected_refs(
+    con: duckdb.DuckDBPyConnection, frame: pl.DataFrame, rules: TableRules, sets: Mapping[str, str]
+) -> dict[str, str]:
+    """Bind value -> "<table> <close id>" of every rejected record the frame's lookups may point at (read
+    from staged.<target>_rejected), to say which rejected record a lookup or a cascade is about."""
+    targets = {t for c in frame.columns if c.endswith(BIND) for t in rules.lookup_targets(c[: -len(BIND)])}
+    out: dict[str, str] = {}
+    for target in sorted(targets - CONFIG_TARGETS - {rules.table}):
+        if not table_exists(con, SCHEMA, f"{target}_rejected"):
+            continue
+        pk = con.execute(
+            "SELECT primary_id FROM staged.target_entity_sets WHERE table_name = ?", [target]
+        ).fetchall()
+        cols = {r[0] for r in con.execute(f"DESCRIBE {SCHEMA}.{_q(target + '_rejected')}").fetchall()}
+        if not pk or pk[0][0] not in cols:
+            continue
+        es = sets.get(target, target + "s")
+        rows = con.execute(f"SELECT DISTINCT {_q(pk[0][0])}, _close_id FROM {SCHEMA}.{_q(target + '_rejected')} "
+                           f"WHERE {_q(pk[0][0])} IS NOT NULL").fetchall()  # fmt: skip
+        out.update({f"/{es}({key})": f"{target} {close_id}" for key, close_id in rows})
+    return out
+
+
+def required_lookups(table: str) -> set[str]:
+    """Lookups the field maps of `table` mark `required: true`: a rejected parent takes the row with it."""
+    cfg = load_mapping_config()
+    return {
+        s.target
+        for m in cfg.field_maps.values()
+        if m.table == table
+        for s in m.fields
+        if s.lookup and s.required
+    }
+
+
 # -- validation and output ----------------------------------------------------------------------------
 @dataclass
 class StageResult:
@@ -185,6 +227,7 @@ def validate_and_write(
     target_lookup: Any | None = None,
     pk: str | None = None,
     post: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
+    required_lookups_of: Collection[str] | None = None,
 ) -> StageResult:
     """Pandera-validate `frame` against `rules`, write accepted/rejected/notices, return the counts.
 
@@ -201,6 +244,11 @@ def validate_and_write(
     pre_ids = pre["_close_id"].unique().implode()
     candidates = frame.filter(~pl.col("_close_id").is_in(pre_ids))
     binds = known_binds(con, candidates, rules, sets, target_lookup)
+    refs = rejected_refs(con, candidates, rules, sets)
+    required = required_lookups(rules.table) if required_lookups_of is None else required_lookups_of
+    # A rejected (or missing) parent empties an optional lookup instead of taking the row with it.
+    candidates, emptied = empty_optional_lookups(candidates, rules, binds, sets, refs, required)
+    notices = [*notices, emptied]
     built = build_schema(rules, candidates.columns, binds, sets)
     ids = frame.select("_close_id", "_close_object", *([pk] if pk in frame.columns else [])).unique(
         "_close_id"
@@ -228,10 +276,10 @@ def validate_and_write(
     )
     con.execute(f"DROP TABLE {SCHEMA}.{_q(scratch)}")
     con.execute("COMMIT")
-    all_rej = pl.concat([pre, *found_parts], how="vertical_relaxed")
+    all_rej = with_cascade(pl.concat([pre, *found_parts], how="vertical_relaxed"), refs)
     all_rej = all_rej.join(ids, on="_close_id", how="left").sort("_close_id", "column", maintain_order=True)
     rej_cols = ["_close_id", "_close_object", *([pk] if pk in ids.columns else []), "column", "value", "reason",
-                "check_name"]  # fmt: skip
+                "check_name", "cascade"]  # fmt: skip
     all_rej = all_rej.select(rej_cols)
     note = (
         pl.concat([n for n in notices if n.height], how="vertical_relaxed")

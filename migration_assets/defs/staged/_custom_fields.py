@@ -13,6 +13,7 @@ from dataclasses import replace
 from migration_assets.lib.mapping_config import MappingConfig
 from migration_assets.lib.mapping_fields import FieldMap, parse_field
 from migration_assets.lib.proposal import FieldProposal, field_entries, parse_proposal
+from migration_assets.lib.schema_build import proposal_column
 from migration_assets.lib.target_rules import TableRules, add_planned_column
 
 PROPOSAL_FILE = "custom_fields.yaml"
@@ -52,13 +53,15 @@ def with_custom_fields(cfg: MappingConfig, object_name: str) -> MappingConfig:
 
 
 def plan_custom_fields(rules: TableRules, cfg: MappingConfig) -> TableRules:
-    """Add the new columns of the table's confirmed proposals to its rules."""
-    opv = cfg.settings.option_value_prefix * 10000
+    """Add the new columns of the table's confirmed proposals to its rules, built by the function the schema
+    plan builds them with (`schema_build.proposal_column`): same types, same option values."""
     for p in confirmed_for(cfg, rules.table):
         if p.action != "new":
             continue
-        c = p.column
-        options = [opv + i for i in range(len(c.options))] if c.options else None
-        fmt = c.format if c.attribute_type == "DateTime" else None
-        add_planned_column(rules, p.target, c.attribute_type, c.max_length, options, fmt, c.lookup_target)
+        spec = proposal_column(p, cfg.settings.option_value_prefix)
+        options = [v for v, _ in spec.options] if spec.type in ("Picklist", "MultiSelectPicklist") else None
+        fmt = spec.format if spec.type == "DateTime" else None
+        add_planned_column(
+            rules, spec.logical_name, spec.type, spec.max_length, options, fmt, spec.lookup_target
+        )
     return rules

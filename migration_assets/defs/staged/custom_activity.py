@@ -4,13 +4,19 @@ in `mappings/custom_activities.yaml`.
 Why generated from the mapping file: the set of types is data-dependent, but Dagster definitions should
 be static. The reviewed mapping file is the contract (ids differ between orgs, so types are matched by
 name), so the asset graph changes only when a human changes the mapping, and each type gets its own
-check: a type whose instances use a custom field that is not defined on it fails its own check (its
-table is halted, the rows are listed) while the other types proceed (DESIGN §3, phase 3).
+check. Instances may hold values of fields deleted from the type in Close; the entry's `orphaned_values`
+decides: `halt` (default: the type's check fails, its table is halted, the rows are listed, the other
+types proceed; DESIGN §3, phase 3), `drop` (loaded without them, each value listed in
+reports/<run_id>/orphaned_values_<table>.csv) or `column` (kept in a column per field the plan creates).
+
+Columns, their types and choice option values come from the saved schema plan (schema/plan), the one
+source of what is deployed: a Close label is written as the option value whose label it is.
 """
 
 import json
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +24,17 @@ import dagster as dg
 import duckdb
 import polars as pl
 
+from migration_assets.defs.reports._files import report_dir
+from migration_assets.defs.schema._deploy import SchemaDeployError, load_plan
 from migration_assets.defs.staged._checks import target_check
 from migration_assets.defs.staged._common import (
     GROUP,
     OWNER_MAP_KEY,
     TARGET_METADATA_KEY,
+    StagingError,
     close_key,
     entity_sets,
+    markdown,
     materialize_result,
     owner_context,
     staged_key,
@@ -32,23 +42,29 @@ from migration_assets.defs.staged._common import (
     validate_and_write,
 )
 from migration_assets.defs.staged._mapping import map_object
-from migration_assets.lib.custom_activities import activity_types
+from migration_assets.lib.custom_activities import activity_types, orphan_columns
 from migration_assets.lib.custom_activity_plan import (
+    PlanMismatchError,
     PlannedColumn,
     RoutedActivityType,
     entity_set_name,
     load_types,
+    orphan_plan_columns,
     plan_columns,
 )
 from migration_assets.lib.mapping_config import DEFAULT_ROOT, MappingConfig, load_mapping_config
 from migration_assets.lib.mapping_fields import FieldMap, parse_field
 from migration_assets.lib.proposal import FieldProposal, field_entries
+from migration_assets.lib.schema_build import closeid_column
+from migration_assets.lib.schema_plan import ColumnSpec, SchemaPlan
+from migration_assets.lib.schema_types import ColumnType
 from migration_assets.lib.target_checks import REJECTION_SCHEMA
 from migration_assets.lib.target_rules import TableRules, add_planned_column, planned_activity_table
 from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource, fetch_polars
 
 log = logging.getLogger(__name__)
+PLAN_KEY = dg.AssetKey(["schema", "plan"])
 BASE = ["id", "lead_id", "contact_id", "user_id", "activity_at", "date_created", "status"]
 
 
@@ -76,8 +92,11 @@ def instance_frame(con: duckdb.DuckDBPyConnection, type_id: str) -> tuple[pl.Dat
         cols.append(
             f"CASE WHEN json_type(raw, '{path}') = 'ARRAY' THEN NULL ELSE json_extract_string(raw, '{path}') END AS \"{k}\""
         )
+        # The list twin also holds a lone value ("Pricing" where ["Pricing"] was expected): a multi-choice
+        # field reads the twin, and must not lose it (the spot check against Close found such values dropped).
         cols.append(
-            f"CASE WHEN json_type(raw, '{path}') = 'ARRAY' THEN json_transform(json_extract(raw, '{path}'), '[\"VARCHAR\"]') END AS \"{k}[]\""
+            f"CASE WHEN json_type(raw, '{path}') = 'ARRAY' THEN json_transform(json_extract(raw, '{path}'), '[\"VARCHAR\"]') "
+            f"WHEN json_type(raw, '{path}') NOT IN ('NULL', 'OBJECT') THEN [json_extract_string(raw, '{path}')] END AS \"{k}[]\""
         )
     sql = (
         f"SELECT {', '.join(cols)} FROM close.custom_activities WHERE custom_activity_type_id = ? ORDER BY id"
@@ -85,20 +104,26 @@ def instance_frame(con: duckdb.DuckDBPyConnection, type_id: str) -> tuple[pl.Dat
     return fetch_polars(con, sql, [type_id]), keys
 
 
-def _samples(frame: pl.DataFrame, field_id: str) -> list[Any]:
-    key = f"custom.{field_id}"
-    values: list[Any] = []
-    if key in frame.columns:
-        values += frame[key].drop_nulls().to_list()
-    if f"{key}[]" in frame.columns:
-        values += frame[f"{key}[]"].drop_nulls().to_list()
-    return values
+def _proposal(c: PlannedColumn, table: str) -> FieldProposal:
+    """The plan's column as a confirmed proposal, so that the one translation of column types to transforms
+    (`proposal.field_entries`) applies; choice options carry the plan's values (`values`)."""
+    spec = c.spec
+    col = ColumnType(spec.type, spec.max_length, spec.format, spec.lookup_target,
+                     tuple(label for _, label in spec.options), spec.precision)  # fmt: skip
+    values = tuple((label, value) for value, label in spec.options)
+    return FieldProposal("activity", c.close_field_id, c.close_name, c.close_type, c.multiple, table, "existing",
+                         spec.logical_name, col, 1.0, "custom activity field", True, values)  # fmt: skip
 
 
 def field_map_for(
-    cfg: MappingConfig, t: RoutedActivityType, columns: list[PlannedColumn], frame: pl.DataFrame
+    cfg: MappingConfig,
+    t: RoutedActivityType,
+    columns: list[PlannedColumn],
+    frame: pl.DataFrame,
+    orphans: Mapping[str, ColumnSpec] | None = None,
 ) -> tuple[FieldMap, pl.DataFrame]:
-    """The type's field map (standard activity columns + one per defined field) and the source frame."""
+    """The type's field map (standard activity columns + one per defined field, typed and numbered as the
+    schema plan creates them, + one per kept orphaned field) and the source frame."""
     prefix, table = cfg.settings.publisher_prefix, t.table
     base: list[dict[str, Any]] = [
         {"target": "activityid", "source": "id", "transform": "record_id", "args": {"kind": "custom_activity"}},
@@ -112,11 +137,13 @@ def field_map_for(
         {"target": f"{prefix}_closeid", "source": "id", "transform": "text", "required": True},
         {"target": "overriddencreatedon", "source": "date_created", "transform": "datetime_utc"},
     ]  # fmt: skip
-    proposals = [FieldProposal("activity", c.close_field_id, c.close_name, c.close_type, c.multiple, table, "new",
-                               c.logical_name, c.column, 1.0, "custom activity field", True) for c in columns]  # fmt: skip
+    proposals = [_proposal(c, table) for c in columns]
     entries = field_entries(proposals, cfg.settings.option_value_prefix).get(table, [])
     src = frame.with_columns(pl.lit(t.name).alias("__type_name"))
     for e in entries:
+        if e.get("transform") in ("choice", "multi_choice"):
+            e["args"]["fix"] = (f"the schema plan's options of {table}.{e['target']} do not include it (the data "
+                                "changed since the plan): materialize schema/plan again, then this asset")  # fmt: skip
         if e.get("transform") in ("multi_choice", "join_list"):
             e["source"] = e["source"] + "[]"  # the list-typed twin column
         if e["source"] not in src.columns:
@@ -125,82 +152,174 @@ def field_map_for(
                     e["source"]
                 )
             )
+    for fid, spec in (orphans or {}).items():
+        # Values of a deleted field, kept as text (lists joined) in the column the plan made for them.
+        src = src.with_columns(orphan_text(src, fid).alias(f"__orphan.{fid}"))
+        entry: dict[str, Any] = {
+            "target": spec.logical_name,
+            "source": f"__orphan.{fid}",
+            "transform": "text",
+        }
+        if spec.max_length:
+            entry["max_length"] = spec.max_length
+        entries.append(entry)
     specs = [parse_field(e, "custom_activities.yaml", f"{table}.fields[{n}]", None, prefix, table, cfg.choice_sets)
              for n, e in enumerate(base + entries)]  # fmt: skip
     return FieldMap("custom_activity", table, "custom_activities.yaml", tuple(specs)), src
 
 
-def table_rules(t: RoutedActivityType, columns: list[PlannedColumn], cfg: MappingConfig) -> TableRules:
+def orphan_text(frame: pl.DataFrame, field_id: str) -> pl.Expr:
+    """One field's value per instance as text: the scalar, or the list joined with ', '."""
+    key = f"custom.{field_id}"
+    scalar = pl.col(key).cast(pl.String) if key in frame.columns else pl.lit(None, dtype=pl.String)
+    if f"{key}[]" not in frame.columns:
+        return scalar
+    joined = pl.col(f"{key}[]").cast(pl.List(pl.String)).list.drop_nulls().list.join(", ")
+    return pl.coalesce(scalar, pl.when(joined.str.len_chars() > 0).then(joined))
+
+
+def table_rules(t: RoutedActivityType, plan: SchemaPlan) -> TableRules:
+    """Rules of the custom activity table: the activity columns plus every column the plan creates on it
+    (with the plan's option values: the only ones the deployed columns have)."""
     rules = planned_activity_table(t.table, entity_set_name(t.table))
-    add_planned_column(rules, f"{cfg.settings.publisher_prefix}_closeid", "String", 100)
-    opv = cfg.settings.option_value_prefix * 10000
-    for c in columns:
-        options = [opv + i for i in range(len(c.column.options))] if c.column.options else None
-        fmt = c.column.format if c.column.attribute_type == "DateTime" else None
-        add_planned_column(rules, c.logical_name, c.column.attribute_type, c.column.max_length, options, fmt,
-                           c.column.lookup_target)  # fmt: skip
+    for c in plan.columns:
+        if c.table != t.table:
+            continue
+        options = [v for v, _ in c.options] if c.type in ("Picklist", "MultiSelectPicklist") else None
+        fmt = c.format if c.type == "DateTime" else None
+        add_planned_column(rules, c.logical_name, c.type, c.max_length, options, fmt, c.lookup_target)
     return rules
+
+
+def _used_mask(key: str) -> pl.Expr:
+    return pl.col(key).is_not_null() | (pl.col(f"{key}[]").list.len() > 0).fill_null(False)
+
+
+def orphaned_ids(frame: pl.DataFrame, used: list[str], defined: set[str]) -> list[str]:
+    """Ids of fields not defined on the type that hold a value in at least one instance."""
+    return [k.removeprefix("custom.") for k in used
+            if k.removeprefix("custom.") not in defined and frame.filter(_used_mask(k)).height]  # fmt: skip
 
 
 def undefined_field_rejections(
     frame: pl.DataFrame, used: list[str], defined: set[str], t: RoutedActivityType
 ) -> pl.DataFrame:
-    """Instances that use a custom field the type does not define: its column would not exist."""
+    """Instances that use a custom field the type does not define (`orphaned_values: halt`): its column
+    would not exist, so the type is halted."""
     parts = []
     for key in used:
         if key.removeprefix("custom.") in defined:
             continue
-        mask = pl.col(key).is_not_null() | (pl.col(f"{key}[]").list.len() > 0).fill_null(False)
-        bad = frame.filter(mask)
+        bad = frame.filter(_used_mask(key))
         parts.append(bad.select(
             pl.col("id").alias("_close_id"), pl.lit(key).alias("column"),
             pl.coalesce(pl.col(key), pl.col(f"{key}[]").cast(pl.List(pl.String)).list.join(", ")).alias("value"),
             pl.lit(f"uses custom field {key.removeprefix('custom.')}, which is not defined on custom activity type "
-                   f"'{t.name}': table {t.table} has no column for it. Define the field on the type in Close (or fix "
-                   "the data) and re-run; this type is halted, the other types proceed").alias("reason"),
+                   f"'{t.name}' (deleted in Close): table {t.table} has no column for it. Decide with "
+                   f"orphaned_values in mappings/custom_activities.yaml (type '{t.name}'): drop (load without "
+                   "these values, listed in a report) or column (keep them in a column per field); or define the "
+                   "field on the type in Close. This type is halted, the other types proceed").alias("reason"),
             pl.lit("column_exists").alias("check_name"),
         ))  # fmt: skip
     return pl.concat(parts) if parts else pl.DataFrame(schema=REJECTION_SCHEMA)
 
 
+def dropped_values(frame: pl.DataFrame, field_ids: list[str]) -> pl.DataFrame:
+    """(instance_id, field_id, value) of every orphaned value left out (`orphaned_values: drop`)."""
+    parts = [
+        frame.select(pl.col("id").alias("instance_id"), pl.lit(fid).alias("field_id"),
+                     orphan_text(frame, fid).alias("value")).filter(pl.col("value").is_not_null())
+        for fid in field_ids
+    ]  # fmt: skip
+    schema = {"instance_id": pl.String, "field_id": pl.String, "value": pl.String}
+    return pl.concat(parts) if parts else pl.DataFrame(schema=schema)
+
+
+def unplanned_orphans(frame: pl.DataFrame, field_ids: list[str], t: RoutedActivityType) -> pl.DataFrame:
+    """`orphaned_values: column` for a field the saved plan has no column for (it changed since the plan)."""
+    parts = [
+        frame.filter(_used_mask(f"custom.{fid}")).select(
+            pl.col("id").alias("_close_id"), pl.lit(f"custom.{fid}").alias("column"),
+            orphan_text(frame, fid).alias("value"),
+            pl.lit(f"values of deleted field {fid} go to a column (orphaned_values: column) but the schema plan has "
+                   f"no column for it on {t.table}: materialize schema/plan again").alias("reason"),
+            pl.lit("column_exists").alias("check_name"))
+        for fid in field_ids
+    ]  # fmt: skip
+    return pl.concat(parts) if parts else pl.DataFrame(schema=REJECTION_SCHEMA)
+
+
+def saved_plan(con: duckdb.DuckDBPyConnection, t: RoutedActivityType) -> SchemaPlan:
+    try:
+        plan = load_plan(con)
+    except SchemaDeployError as exc:
+        raise StagingError(str(exc)) from exc
+    if not any(pt.logical_name == t.table for pt in plan.tables):
+        raise StagingError(f"the schema plan has no table {t.table} (custom activity type {t.name!r}): "
+                           "materialize schema/plan again (it plans the types custom_activities.yaml lists)")  # fmt: skip
+    return plan
+
+
 def stage_type(
-    warehouse: WarehouseResource, t: RoutedActivityType, dataverse: Any | None = None
+    warehouse: WarehouseResource,
+    t: RoutedActivityType,
+    dataverse: Any | None = None,
+    run_id: str | None = None,
 ) -> dg.MaterializeResult:
     base_cfg = load_mapping_config()
+    prefix = base_cfg.settings.publisher_prefix
     with warehouse.connect() as con:
-        close_type = find_type(con, t.name, base_cfg.settings.publisher_prefix)
+        close_type = find_type(con, t.name, prefix)
         if close_type is None:
             raise dg.Failure(f"custom activity type {t.name!r} (mappings/custom_activities.yaml) is not in the Close "
                              "data: remove its entry or re-run close2d365 propose-mapping")  # fmt: skip
         if close_type.table != t.table:
             raise dg.Failure(f"custom activity type {t.name!r} is named {close_type.table} by the schema step but "
                              f"{t.table} in mappings/custom_activities.yaml: re-run close2d365 propose-mapping")  # fmt: skip
+        plan = saved_plan(con, t)
         frame, used = instance_frame(con, close_type.close_type_id)
-        ids = [f.close_field_id for f in close_type.fields]
-        columns = plan_columns(close_type, {i: _samples(frame, i) for i in ids})
-        fmap, src = field_map_for(base_cfg, t, columns, frame)
+        defined = {f.close_field_id for f in close_type.fields}
+        try:
+            columns = plan_columns(close_type, plan)
+        except PlanMismatchError as exc:
+            raise StagingError(str(exc)) from exc
+        orphans = orphaned_ids(frame, used, defined)
+        halted, dropped = pl.DataFrame(schema=REJECTION_SCHEMA), dropped_values(frame, [])
+        kept: dict[str, ColumnSpec] = {}
+        if t.orphaned_values == "halt":
+            halted = undefined_field_rejections(frame, used, defined, t)
+        elif t.orphaned_values == "drop":
+            dropped = dropped_values(frame, orphans)
+        else:
+            names = orphan_columns(close_type, orphans, prefix, closeid_column(base_cfg))
+            kept = orphan_plan_columns(plan, t.table, names)
+            halted = unplanned_orphans(frame, [f for f in orphans if f not in kept], t)
+        fmap, src = field_map_for(base_cfg, t, columns, frame, kept)
         cfg = base_cfg.__class__(
             **{**base_cfg.__dict__, "field_maps": {**base_cfg.field_maps, "custom_activity": fmap}}
         )
-        undefined = undefined_field_rejections(frame, used, set(ids), t)
         mapped = map_object(src, cfg, "custom_activity", owner_context(con, cfg), entity_sets(con), key="id",
                             close_object="custom_activity")  # fmt: skip
-        rules = table_rules(t, columns, cfg)
+        rules = table_rules(t, plan)
         result = validate_and_write(warehouse, con, f"custom_activity_{t.table}", rules, mapped.frame,
-                                    [undefined, mapped.rejections], [mapped.notices], pk="activityid", target_lookup=target_lookup(dataverse))  # fmt: skip
-    return materialize_result(result, {"close_type_id": close_type.close_type_id, "table": t.table,
-                                       "columns": ", ".join(c.logical_name for c in columns),
-                                       "instances_using_undefined_fields": undefined["_close_id"].n_unique()})  # fmt: skip
+                                    [halted, mapped.rejections], [mapped.notices], pk="activityid", target_lookup=target_lookup(dataverse))  # fmt: skip
+    extra: dict[str, Any] = {"close_type_id": close_type.close_type_id, "table": t.table,
+                             "columns": ", ".join(c.logical_name for c in columns),
+                             "orphaned_values": t.orphaned_values, "orphaned_fields": ", ".join(orphans),
+                             "instances_using_undefined_fields": halted["_close_id"].n_unique()}  # fmt: skip
+    if t.orphaned_values == "column":
+        extra["orphaned_value_columns"] = ", ".join(f"{fid} -> {c.logical_name}" for fid, c in kept.items())
+    if dropped.height:
+        path = report_dir(run_id or "manual") / f"orphaned_values_{t.table}.csv"
+        dropped.write_csv(path)
+        extra.update(dropped_orphaned_values=dropped.height, dropped_values_file=dg.MetadataValue.path(str(path)),
+                     dropped_values=dg.MetadataValue.md(markdown(dropped)))  # fmt: skip
+    return materialize_result(result, extra)
 
 
 def _rules_for(t: RoutedActivityType) -> Any:
     def rules(con: duckdb.DuckDBPyConnection, cfg: MappingConfig) -> TableRules:
-        close_type = find_type(con, t.name, cfg.settings.publisher_prefix)
-        if close_type is None:
-            return table_rules(t, [], cfg)
-        frame, _ = instance_frame(con, close_type.close_type_id)
-        samples = {f.close_field_id: _samples(frame, f.close_field_id) for f in close_type.fields}
-        return table_rules(t, plan_columns(close_type, samples), cfg)
+        return table_rules(t, saved_plan(con, t))
 
     return rules
 
@@ -214,6 +333,7 @@ def build(t: RoutedActivityType) -> tuple[dg.AssetsDefinition, dg.AssetChecksDef
         deps=[
             close_key("custom_activities"),
             close_key("custom_activity_types"),
+            PLAN_KEY,  # the columns and option values staging writes are the plan's
             staged_key("lead"),
             OWNER_MAP_KEY,
             TARGET_METADATA_KEY,
@@ -223,7 +343,7 @@ def build(t: RoutedActivityType) -> tuple[dg.AssetsDefinition, dg.AssetChecksDef
     def _asset(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, dataverse: DataverseResource
     ) -> dg.MaterializeResult:
-        return stage_type(warehouse, t, dataverse)
+        return stage_type(warehouse, t, dataverse, context.run.run_id)
 
     rules = _rules_for(t)
     return _asset, target_check(name, lambda con, cfg: rules(con, cfg))

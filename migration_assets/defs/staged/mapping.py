@@ -1,16 +1,15 @@
 """staged/mapping: the reviewable mapping proposal, and the gate every loaded/* asset waits for.
 
-`propose_mapping()` (called by `close2d365 propose-mapping`) proposes a column for every Close custom
-field of leads, contacts and opportunities (`lib/proposal.py`: existing Dataverse column when the name
-and type fit, else a new custom column sized from the data) and lists the custom activity types
-(`lib/custom_activity_plan.py`). It writes `mappings/custom_fields.yaml` (every entry `confirmed: false`)
-and `mappings/custom_activities.yaml`. The asset never touches `mappings/` (a reviewed file is never
-overwritten by a run): it writes a fresh proposal to `$CLOSE2D365_HOME/reports/mapping_proposal/` for
-review or diffing, and shows the state of the mapping; the blocking check `mapping_confirmed` fails until
-a human has confirmed every entry and every Close custom field / activity type in the data has one.
+`close2d365 propose-mapping` (`migration_assets.propose`) writes every org-specific mapping file into the
+mappings root in use. The asset never touches that root (a reviewed file is never overwritten by a run):
+it writes a fresh proposal to `$CLOSE2D365_HOME/reports/mapping_proposal/` for review or diffing, and
+shows the state of the mapping; the blocking check `mapping_confirmed` fails while an org file is missing,
+any `review:` or `confirmed: false` is left (each listed by file:line and key), or a Close custom field /
+activity type in the data has no entry.
 """
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +17,13 @@ import dagster as dg
 import duckdb
 import polars as pl
 
+from migration_assets.defs.jobs import gate_severity
+from migration_assets.defs.reports.owner_map import OWNER_COLUMNS
 from migration_assets.defs.staged._common import GROUP, TARGET_METADATA_KEY, close_key, markdown
-from migration_assets.lib.custom_activity_plan import TYPES_FILE, load_types, render_types
-from migration_assets.lib.mapping_config import load_mapping_config
-from migration_assets.lib.proposal import parse_proposal, propose, render_proposal
+from migration_assets.lib.custom_activity_plan import TYPES_FILE, load_types
+from migration_assets.lib.mapping_config import ORG_FILES, MissingOrgFileError, load_settings, mappings_root
+from migration_assets.lib.proposal import parse_proposal
+from migration_assets.lib.review_markers import open_decisions
 from migration_assets.lib.staging_source import table_exists
 from migration_assets.lib.yaml_loc import MappingError
 from migration_assets.resources.warehouse import WarehouseResource, default_home
@@ -29,18 +31,12 @@ from migration_assets.resources.warehouse import WarehouseResource, default_home
 PROPOSAL_FILE = "custom_fields.yaml"
 MAPPING_KEY = dg.AssetKey([GROUP, "mapping"])
 OBJECT_TABLES = {"lead": "leads", "contact": "contacts", "opportunity": "opportunities"}
+PROPOSAL_INPUTS = ("custom_fields", "custom_activity_types", "custom_activities", "users", "lead_statuses",
+                   "pipelines", *OBJECT_TABLES.values())  # fmt: skip
 
 
-class ProposalError(RuntimeError):
-    """The proposal cannot be written (missing extraction, reviewed file in the way)."""
-
-
-def _raw(con: duckdb.DuckDBPyConnection, table: str) -> list[dict[str, Any]]:
-    if not table_exists(con, "close", table):
-        raise ProposalError(
-            f"close.{table} is missing: run the extraction (close/*) before proposing a mapping"
-        )
-    return [json.loads(r[0]) for r in con.execute(f'SELECT raw FROM close."{table}"').fetchall()]
+def missing_org_file(display: str) -> str:
+    return str(MissingOrgFileError(display))
 
 
 def close_custom_fields(con: duckdb.DuckDBPyConnection) -> dict[str, list[dict[str, Any]]]:
@@ -90,59 +86,35 @@ def target_attributes(
     return out
 
 
-def write_proposal(con: duckdb.DuckDBPyConnection, root: Path, prefix: str, dataverse: Any | None = None,
-                   force: bool = False) -> list[Path]:  # fmt: skip
-    """Write the proposal files that are missing (all of them with force); returns the files written."""
-    written = []
-    fields_path, types_path = root / PROPOSAL_FILE, root / TYPES_FILE
-    if force or not fields_path.is_file():
-        fields = close_custom_fields(con) if table_exists(con, "close", "custom_fields") else {}
-        proposals = propose(fields, samples(con, fields), target_attributes(con, dataverse), prefix)
-        fields_path.write_text(render_proposal(proposals), encoding="utf-8")
-        written.append(fields_path)
-    if force or not types_path.is_file():
-        types_path.write_text(render_types(_raw(con, "custom_activity_types"), prefix), encoding="utf-8")
-        written.append(types_path)
-    return written
-
-
 def propose_mapping(warehouse: WarehouseResource | None = None, dataverse: Any | None = None,
-                    mappings_root: Path | None = None, force: bool = False) -> Path:  # fmt: skip
-    """`close2d365 propose-mapping`: write `mappings/custom_fields.yaml` (+ custom_activities.yaml) from the
-    extracted Close data and the target's columns; returns the custom_fields.yaml path.
+                    mappings_root: Path | None = None) -> list[Path]:  # fmt: skip
+    """Every org file proposed into the mappings root (`propose.propose_all`, what the CLI runs); returns
+    the files written or updated."""
+    from migration_assets.propose import propose_all
 
-    dataverse: a DataverseClient (or None: the cached target metadata, else every field becomes a new column).
-    force: overwrite reviewed files (their confirmations are lost), else refuse."""
-    cfg = load_mapping_config(mappings_root)
-    path = cfg.root / PROPOSAL_FILE
-    if path.is_file() and not force:
-        raise ProposalError(
-            f"{path} exists (it may hold reviewed confirmations); use --force to overwrite it"
-        )
-    with (warehouse or WarehouseResource()).connect() as con:
-        write_proposal(con, cfg.root, cfg.settings.publisher_prefix, dataverse, force=True)
-    return path
+    result = propose_all(mappings_root, warehouse, dataverse, use_env_dataverse=dataverse is None)
+    return [f.path for f in result.files if f.status != "unchanged"]
 
 
 def mapping_status(con: duckdb.DuckDBPyConnection, root: Path, prefix: str) -> tuple[list[str], pl.DataFrame]:
-    """(problems, entries table) of the mapping files against the data."""
-    problems: list[str] = []
+    """(problems, entries table) of the mapping files against the data: every org file present, every open
+    decision (`review:` / `confirmed: false`, by file:line and key), every Close custom field and custom
+    activity type mapped."""
+    problems = [missing_org_file(f"{root.name}/{name}") for name in ORG_FILES if not (root / name).is_file()]
     entries = pl.DataFrame()
+    try:
+        problems += [f"open decision: {d}" for d in open_decisions(root)]
+    except MappingError as exc:
+        problems.append(str(exc))
     if not (root / PROPOSAL_FILE).is_file():
-        return [
-            f"mappings/{PROPOSAL_FILE} is missing: run close2d365 propose-mapping, review, confirm"
-        ], entries
+        return problems, entries
     try:
         proposals = parse_proposal(root / PROPOSAL_FILE, f"{root.name}/{PROPOSAL_FILE}", prefix)
     except MappingError as exc:
-        return [str(exc)], entries
+        return [*problems, str(exc)], entries
     entries = pl.DataFrame([{"table": p.table, "close_name": p.close_name, "action": p.action, "target": p.target,
                              "type": p.column.attribute_type, "confidence": p.confidence, "confirmed": p.confirmed}
                             for p in proposals])  # fmt: skip
-    open_ = [p for p in proposals if not p.confirmed]
-    if open_:
-        problems.append(f"{len(open_)} of {len(proposals)} custom field mappings are not confirmed yet "
-                        f"(set confirmed: true in mappings/{PROPOSAL_FILE} after review)")  # fmt: skip
     known = {p.close_field_id for p in proposals}
     if table_exists(con, "close", "custom_fields"):
         data = close_custom_fields(con)
@@ -153,14 +125,12 @@ def mapping_status(con: duckdb.DuckDBPyConnection, root: Path, prefix: str) -> t
             )
     try:
         listed = {t.name.casefold() for t in load_types(root)}
-        if not (root / TYPES_FILE).is_file():
-            problems.append(f"mappings/{TYPES_FILE} is missing (run close2d365 propose-mapping)")
-        elif table_exists(con, "close", "custom_activity_types"):
+        if (root / TYPES_FILE).is_file() and table_exists(con, "close", "custom_activity_types"):
             names = [r[0] for r in con.execute('SELECT name FROM close."custom_activity_types"').fetchall()]
             absent = [n for n in names if str(n).casefold() not in listed]
             if absent:
-                problems.append(f"custom activity types not in mappings/{TYPES_FILE}: {', '.join(absent)} "
-                                "(their instances would not migrate; re-run propose-mapping or add them)")  # fmt: skip
+                problems.append(f"custom activity types not in {root.name}/{TYPES_FILE}: {', '.join(absent)} "
+                                "(their instances would not migrate; re-run propose-mapping)")  # fmt: skip
     except MappingError as exc:
         problems.append(str(exc))
     return problems, entries
@@ -169,26 +139,30 @@ def mapping_status(con: duckdb.DuckDBPyConnection, root: Path, prefix: str) -> t
 @dg.asset(
     key=MAPPING_KEY,
     group_name=GROUP,
-    deps=[
-        close_key("custom_fields"),
-        close_key("custom_activity_types"),
-        *(close_key(t) for t in OBJECT_TABLES.values()),
-        TARGET_METADATA_KEY,
-    ],  # fmt: skip
-    description="The custom field / custom activity mapping proposal (written when missing) and its review state.",
+    # Everything propose-mapping reads: the org's configuration, the custom fields' data, the activity
+    # instances (orphaned fields) and the record owners (the owner map), plus the target's metadata.
+    deps=[*(close_key(t) for t in sorted({*PROPOSAL_INPUTS, *OWNER_COLUMNS})), TARGET_METADATA_KEY],
+    description="A fresh proposal of every org mapping file (for diffing) and the review state of the one in use.",
 )
 def mapping(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
-    cfg = load_mapping_config()
+    from migration_assets.propose import _systemusers, propose_files, read_snapshot
+
+    root = mappings_root()
+    settings = load_settings(root)
     out = default_home() / "reports" / "mapping_proposal"
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists():
+        shutil.rmtree(out)  # a fresh proposal, not merged with an older one: for diffing with the one in use
+    out.mkdir(parents=True)
     with warehouse.connect() as con:
-        written = write_proposal(con, out, cfg.settings.publisher_prefix, force=True)
-        problems, entries = mapping_status(con, cfg.root, cfg.settings.publisher_prefix)
-    context.log.info(f"fresh proposal in {out}; the mapping in use is {cfg.root}")
+        fresh = propose_files(
+            out, settings, read_snapshot(con), target_attributes(con, None), _systemusers(con, None)
+        )
+        problems, entries = mapping_status(con, root, settings.publisher_prefix)
+    context.log.info(f"fresh proposal in {out}; the mapping in use is {root}")
     return dg.MaterializeResult(metadata={
         "dagster/row_count": entries.height,
-        "fresh_proposal": ", ".join(str(p) for p in written),
-        "mapping_in_use": str(cfg.root),
+        "fresh_proposal": ", ".join(str(f.path) for f in fresh.files),
+        "mapping_in_use": str(root),
         "open_problems": len(problems),
         "entries": dg.MetadataValue.md(markdown(entries, max_rows=100)),
     })  # fmt: skip
@@ -198,14 +172,18 @@ def mapping(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> 
     asset=MAPPING_KEY,
     name="mapping_confirmed",
     blocking=True,
-    description="Every custom field mapping is confirmed and every Close custom field / activity type is mapped.",
+    description="Every org mapping file is there, no `review:` / `confirmed: false` is left, and every Close "
+    "custom field / activity type is mapped.",
 )
-def mapping_confirmed(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    cfg = load_mapping_config()
+def mapping_confirmed(
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+) -> dg.AssetCheckResult:
+    root = mappings_root()
     with warehouse.connect() as con:
-        problems, entries = mapping_status(con, cfg.root, cfg.settings.publisher_prefix)
+        problems, entries = mapping_status(con, root, load_settings(root).publisher_prefix)
     return dg.AssetCheckResult(
         passed=not problems,
+        severity=gate_severity(context),  # WARN in the dry run: staging goes on to show every problem
         description="; ".join(problems) or "the mapping is confirmed",
         metadata={
             "problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in problems) or "none"),

@@ -20,7 +20,7 @@ from migration_assets.defs.staged._common import (
     staged_key,
 )
 from migration_assets.lib.custom_activity_plan import entity_set_name
-from migration_assets.lib.mapping_config import MappingConfig, load_mapping_config
+from migration_assets.lib.mapping_config import MappingConfig, load_activities, load_mapping_config
 from migration_assets.lib.target_rules import TableRules, add_planned_column, planned_activity_table
 from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource
@@ -82,13 +82,13 @@ def build_sms_custom(table: str) -> tuple[dg.AssetsDefinition, dg.AssetChecksDef
 
 def _sms_defs() -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
     try:
-        cfg = load_mapping_config()
+        activities = load_activities()  # only the routing: the org's files may not be proposed yet
     except Exception as exc:  # a broken mapping must not break every definition; staging reports it
         log.warning("SMS custom activity asset not built: %s", exc)
         return [], []
-    if cfg.activities.sms_table == "task":
+    if activities.sms_table == "task":
         return [], []
-    asset, check = build_sms_custom(cfg.activities.sms_table)
+    asset, check = build_sms_custom(activities.sms_table)
     return [asset], [check]
 
 

@@ -1,0 +1,45 @@
+"""The reconciliation status of one table (contract F): `ok`, `partial (N rejected, see <file>)` or
+`halted (<reason>)`; never `ok` with rows missing.
+
+Every Close object of a table must be accounted for: loaded, rejected (at staging or by Dataverse), or an
+expected exclusion (e.g. an attachment above the upload limit, listed for the admin). Tables whose rows are
+derived from several Close objects (one Account per distinct lead name) are accounted from their staged rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Counts:
+    close_objects: int | None  # None: not a 1:1 image of Close objects (derived rows) or unknown
+    staged: int | None  # None: the staged table does not exist
+    rejected_at_staging: int
+    excluded: int  # expected exclusions (listed in their own report)
+    loaded: int
+    rejected_at_load: int
+
+
+def unaccounted(c: Counts) -> int:
+    """Rows neither loaded, rejected nor excluded: Close objects lost before or during the load."""
+    staged = c.staged or 0
+    missing_load = max(0, staged - c.loaded - c.rejected_at_load)
+    if c.close_objects is None:
+        return missing_load
+    missing_staging = max(0, c.close_objects - staged - c.rejected_at_staging - c.excluded)
+    return missing_load + missing_staging
+
+
+def status(c: Counts, halted: str | None, rejected_file: str) -> str:
+    if halted:
+        return f"halted ({halted})"
+    if c.staged is None:
+        return "halted (not staged in this warehouse: run the staging step)"
+    rejected = c.rejected_at_staging + c.rejected_at_load
+    missing = unaccounted(c)
+    if missing:
+        return f"partial ({rejected} rejected, {missing} not accounted for, see {rejected_file})"
+    if rejected:
+        return f"partial ({rejected} rejected, see {rejected_file})"
+    return "ok"

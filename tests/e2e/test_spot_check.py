@@ -1,0 +1,162 @@
+"""The spot check verifies against Close, the source (issue 9): on a clean `tiny` migration it finds no
+difference, and when a choice label is stored under another label's option value -- the defect staging
+once had -- it fails, naming the Close label and the label Dataverse shows. The reconciliation of the
+same run says which tables are ok, partial or halted."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import _migrate_support as s  # noqa: E402 - tests/e2e is on sys.path (rootdir conftest)
+import dagster as dg
+import duckdb
+import pytest
+
+from emulators.close.server import CloseEmulatorServer
+from emulators.dataverse.server import EmulatorServer
+from emulators.orgdata import CloseOrg, generate
+from migration_assets.defs.reports.spot_check import CHECK, run_spot_check
+from migration_assets.defs.schema._deploy import load_plan
+from migration_assets.lib import spot_compare as sc
+from migration_assets.migration import materialize_migration
+from migration_assets.resources.close import CloseResource
+
+pytestmark = pytest.mark.e2e
+EVERYTHING = 10**6  # sample size: every staged record
+
+
+@dataclass
+class Migrated:
+    org: CloseOrg
+    close: CloseEmulatorServer
+    dv: EmulatorServer
+    warehouse: Path
+    result: dg.ExecuteInProcessResult
+    home: Path
+
+
+@pytest.fixture(scope="module")
+def migrated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Migrated]:
+    root = tmp_path_factory.mktemp("spot")
+    org = generate("tiny")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("CLOSE2D365_MAPPINGS", str(root / "mappings"))
+    mp.setenv("CLOSE2D365_HOME", str(root / "home"))
+    try:
+        with CloseEmulatorServer(org) as close, s.dataverse(org) as dv:
+            warehouse = root / "w.duckdb"
+            s.prepare_mappings(org, root / "mappings", close, dv, warehouse)
+            result = materialize_migration(s.resources(org, close, dv, warehouse))
+            s.assert_only_expected_halt(result)
+            yield Migrated(org, close, dv, warehouse, result, root / "home")
+    finally:
+        mp.undo()
+        s.reload_generated_assets()
+
+
+def _spot(
+    m: Migrated, run_id: str, api: bool = True
+) -> tuple[dict[str, list[str]], list[dict[str, object]], str]:
+    con = duckdb.connect(str(m.warehouse), read_only=True)
+    dv = s.client_for(m.dv)
+    close = CloseResource(api_key=m.org.api_key, base_url=m.close.base_url).get_client() if api else None
+    try:
+        return run_spot_check(con, dv, close, run_id, size=EVERYTHING)
+    finally:
+        con.close()
+        dv.close()
+        if close is not None:
+            close.close()
+
+
+def test_without_the_api_the_raw_close_json_is_the_source(migrated: Migrated) -> None:
+    """A JSON export file has no API to ask: the raw JSON kept in close.* is read, and the report says so."""
+    sampled, rows, source = _spot(migrated, "file", api=False)
+    assert source.startswith("close.* raw JSON")
+    assert [r for r in rows if r["status"] == sc.MISMATCH] == []
+    assert sum(1 for r in rows if r["status"] == sc.MATCH) > 500 and sum(map(len, sampled.values())) > 100
+
+
+def test_the_run_spot_checked_against_close_and_recorded_its_sample(migrated: Migrated) -> None:
+    evals = [e for e in migrated.result.get_asset_check_evaluations() if e.check_name == CHECK]
+    assert len(evals) == 1 and evals[0].passed, evals
+    mat = next(
+        e.event_specific_data.materialization  # type: ignore[union-attr]
+        for e in migrated.result.get_asset_materialization_events()
+        if e.asset_key == dg.AssetKey(["reports", "spot_check"])
+    )
+    sampled = mat.metadata["sampled_ids"].value
+    assert sampled["contact"] and sampled["lead"], sampled
+    assert mat.metadata["close_source"].value == "Close API"
+    folder = migrated.home / "reports" / migrated.result.run_id
+    with (folder / "spot_check_sampled.csv").open(encoding="utf-8") as fh:
+        assert {r["table"] for r in csv.DictReader(fh)} >= {"contact", "lead", "opportunity"}
+
+
+def test_every_record_matches_close_and_a_swapped_option_fails(migrated: Migrated) -> None:
+    _, rows, _ = _spot(migrated, "all")
+    bad = [r for r in rows if r["status"] == sc.MISMATCH]
+    assert bad == [], bad[:10]
+    assert sum(1 for r in rows if r["status"] == sc.MATCH) > 500
+    # A loaded custom activity choice column with at least two options used by the data.
+    con = duckdb.connect(str(migrated.warehouse), read_only=True)
+    try:
+        plan = load_plan(con)
+    finally:
+        con.close()
+    client = s.client_for(migrated.dv)
+    try:
+        target = None
+        for col in plan.columns:
+            if (
+                col.type != "Picklist"
+                or len(col.options) < 2
+                or col.table not in {t.logical_name for t in plan.tables}
+            ):
+                continue
+            recs = list(client.query(col.table, select=[col.logical_name]))
+            a, b = col.options[0], col.options[1]
+            if any(r.get(col.logical_name) == a[0] for r in recs):
+                target = (col, a, b, recs)
+                break
+        assert target is not None, "the tiny org has a custom activity choice in use"
+        col, (va, la), (vb, lb), recs = target
+        pk = client.metadata(col.table).primary_id
+        swapped = 0
+        for rec in recs:  # what a staging defect does: label A stored under B's value and B under A's
+            value = rec.get(col.logical_name)
+            if value in (va, vb):
+                client.update(col.table, rec[pk], {col.logical_name: vb if value == va else va})
+                swapped += value == va
+    finally:
+        client.close()
+    _, rows, _ = _spot(migrated, "all")
+    bad = [r for r in rows if r["status"] == sc.MISMATCH]
+    assert bad and {r["column"] for r in bad} == {col.logical_name}, bad[:5]
+    first = next(r for r in bad if r["close"] == la)
+    assert str(first["dataverse"]).startswith(lb), first  # "<Dataverse label> (<value>)"
+    assert sum(1 for r in bad if r["close"] == la) == swapped
+
+
+def test_reconciliation_accounts_for_every_close_object(migrated: Migrated) -> None:
+    folder = migrated.home / "reports" / migrated.result.run_id
+    with (folder / "reconciliation.csv").open(encoding="utf-8") as fh:
+        rows = {r["table"]: r for r in csv.DictReader(fh)}
+    halted = rows.pop(s.EXPECTED_HALT)["status"]
+    assert halted.startswith(f"halted (staged/custom_activity_{s.EXPECTED_HALT}: check "), halted
+    for table, row in rows.items():
+        rejected, status = int(row["rejected"]), row["status"]
+        assert int(row["loaded"]) == int(row["staged"]) == int(row["read_back"]), row
+        if rejected == 0:
+            assert status == "ok", row
+            continue
+        assert status == f"partial ({rejected} rejected, see rejected_{table}.csv)", row
+        with (folder / f"rejected_{table}.csv").open(encoding="utf-8") as fh:
+            listed = list(csv.DictReader(fh))
+        assert len({r["close_id"] for r in listed}) == rejected and all(r["reason"] for r in listed), table
+        if row["close_objects"]:  # a 1:1 table: every Close object is loaded, rejected or excluded
+            accounted = int(row["loaded"]) + rejected + int(row["excluded"])
+            assert table == "account" or accounted == int(row["close_objects"]), row
