@@ -294,6 +294,9 @@ def _digits(value: Any) -> str:
 
 
 def _final(kind: str, close: Any, dv: Any, max_length: int | None) -> Outcome:
+    if kind == "first_name" and _blank(dv) and not _blank(close) and len(norm_text(str(close)).split()) == 1:
+        # Dataverse requires a last name: a one-word Close name is all last name, the first name stays empty.
+        return Outcome(MATCH, str(close), "", "a one-word name is stored as the last name")
     if _blank(close) or _blank(dv):
         return compare_text(close, dv)
     text, got = str(close).strip(), str(dv)

@@ -22,6 +22,7 @@ from emulators.close.server import CloseEmulatorServer
 from emulators.dataverse.config import DataverseEmulatorConfig, Faults
 from emulators.dataverse.server import EmulatorServer
 from emulators.orgdata import CloseOrg
+from migration_assets.defs.jobs import DRY_RUN_ONLY
 from migration_assets.defs.reports.reconciliation import readback_table, target_tables
 from migration_assets.migration import (
     demo_dataverse_env,
@@ -36,7 +37,7 @@ from migration_assets.resources.dataverse import DataverseClient, DataverseResou
 from migration_assets.resources.warehouse import WarehouseResource
 
 REPO = Path(__file__).resolve().parents[2]
-LOAD_GROUPS = dg.AssetSelection.groups("schema", "loaded", "reports")
+LOAD_GROUPS = dg.AssetSelection.groups("schema", "loaded", "reports") - DRY_RUN_ONLY  # the dry run's review
 SCHEMA_ONLY = dg.AssetSelection.groups("schema")
 LOADED_ONLY = dg.AssetSelection.groups("loaded")
 SCHEMA_AND_LOADED = dg.AssetSelection.groups("schema", "loaded")

@@ -25,6 +25,8 @@ from emulators.close.server import CloseEmulatorServer
 from emulators.dataverse.server import EmulatorServer
 from emulators.orgdata import CloseOrg, generate
 from emulators.orgdata.shapes import DEFAULT_SHAPE, ORG_SHAPES
+from migration_assets.defs.reports.spot_check import run_spot_check
+from migration_assets.lib import spot_compare as sc
 from migration_assets.lib.proposal import parse_proposal
 from migration_assets.migration import demo_dataverse_env, first_enabled_user
 from migration_assets.resources.dataverse import FORMATTED_VALUES, DataverseClient
@@ -207,3 +209,20 @@ def test_one_dry_run_listed_every_problem_the_run_met(flow: Flow) -> None:
         con.close()
     assert rejected, "the generated org has deliberately bad records: some must be rejected"
     assert rejected - listed == set(), sorted(rejected - listed)[:20]
+
+
+def test_every_loaded_record_matches_close_field_by_field(
+    flow: Flow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The spot check over every record instead of a sample, so a rare mapping error cannot hide in the
+    sample. The Close side is the raw JSON Close returned (close.*), never our staged rows."""
+    monkeypatch.setenv("CLOSE2D365_MAPPINGS", str(flow.mappings))
+    con = duckdb.connect(str(flow.home / "warehouse.duckdb"), read_only=True)
+    try:
+        sampled, rows, source = run_spot_check(con, flow.client, None, "every-record", size=10**6)
+    finally:
+        con.close()
+    assert source.startswith("close.* raw JSON")
+    mismatches = [r for r in rows if r["status"] == sc.MISMATCH]
+    assert mismatches == [], mismatches[:20]
+    assert sum(1 for r in rows if r["status"] == sc.MATCH) > 1000 and sum(map(len, sampled.values())) > 300

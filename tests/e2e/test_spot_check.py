@@ -6,8 +6,9 @@ same run says which tables are ok, partial or halted."""
 from __future__ import annotations
 
 import csv
+import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import _migrate_support as s  # noqa: E402 - tests/e2e is on sys.path (rootdir conftest)
@@ -21,6 +22,7 @@ from emulators.orgdata import CloseOrg, generate
 from migration_assets.defs.reports.spot_check import CHECK, run_spot_check
 from migration_assets.defs.schema._deploy import load_plan
 from migration_assets.lib import spot_compare as sc
+from migration_assets.lib.proposal import FieldProposal, parse_proposal, render_proposal
 from migration_assets.migration import materialize_migration
 from migration_assets.resources.close import CloseResource
 
@@ -160,3 +162,46 @@ def test_reconciliation_accounts_for_every_close_object(migrated: Migrated) -> N
         if row["close_objects"]:  # a 1:1 table: every Close object is loaded, rejected or excluded
             accounted = int(row["loaded"]) + rejected + int(row["excluded"])
             assert table == "account" or accounted == int(row["close_objects"]), row
+
+
+def test_a_mapping_that_swaps_two_option_values_fails_the_spot_check(migrated: Migrated) -> None:
+    """The mapping error itself, not a simulated one: a reviewer maps a Close choice field onto the column
+    the first run created (action: existing) with two option values swapped in `column.values`. Staging and
+    the load do what the mapping says; only a check against Close can see that the labels are wrong."""
+    mappings = Path(os.environ["CLOSE2D365_MAPPINGS"])
+    proposals = parse_proposal(mappings / "custom_fields.yaml")
+    con = duckdb.connect(str(migrated.warehouse), read_only=True)
+    try:
+        planned = {(c.table, c.logical_name): c.options for c in load_plan(con).columns}
+    finally:
+        con.close()
+
+    def used(p: FieldProposal) -> set[str]:
+        return {str(lead.get(f"custom.{p.close_field_id}")) for lead in migrated.org.leads}
+
+    field = next(
+        p for p in proposals
+        if p.table == "lead" and p.column.attribute_type == "Picklist" and {*p.column.options[:2]} <= used(p)
+    )  # fmt: skip
+    values = {label: value for value, label in planned[("lead", field.target)]}
+    la, lb = field.column.options[0], field.column.options[1]
+    swapped = {**values, la: values[lb], lb: values[la]}
+    edited = [
+        replace(p, action="existing", values=tuple((o, swapped[o]) for o in p.column.options))
+        if p.close_field_id == field.close_field_id
+        else p
+        for p in proposals
+    ]
+    (mappings / "custom_fields.yaml").write_text(render_proposal(edited), encoding="utf-8")
+    try:
+        rerun = materialize_migration(
+            s.resources(migrated.org, migrated.close, migrated.dv, migrated.warehouse),
+            dg.AssetSelection.assets(["staged", "target_metadata"], ["staged", "lead"], ["loaded", "lead"]),
+        )
+        assert rerun.success, s.failed_steps(rerun)
+        _, rows, _ = _spot(migrated, "mapping-swap")
+    finally:
+        (mappings / "custom_fields.yaml").write_text(render_proposal(proposals), encoding="utf-8")
+    bad = [r for r in rows if r["status"] == sc.MISMATCH and r["column"] == field.target]
+    assert {r["close"] for r in bad} == {la, lb}, bad[:5]
+    assert any(r["close"] == la and str(r["dataverse"]).startswith(lb) for r in bad), bad[:5]

@@ -201,3 +201,13 @@ def test_source_paths() -> None:
     assert sc.source_value(obj, "contacts[0].emails") == [{"email": "a@x"}]
     assert sc.source_value(obj, "lead.name", {"lead.": {"name": "L"}}) == "L"
     assert sc.source_value(obj, "missing.path") is None
+
+
+def test_a_one_word_name_has_no_first_name() -> None:
+    """The name split keeps a one-word Close name (e.g. "李娜") whole in lastname, which Dataverse requires."""
+    first = {"target": "firstname", "source": "name", "transform": "first_name"}
+    last = {"target": "lastname", "source": "name", "transform": "last_name"}
+    assert check(first, {"name": "李娜"}, {"firstname": None}).status == sc.MATCH
+    assert check(last, {"name": "李娜"}, {"lastname": "李娜"}).status == sc.MATCH
+    assert check(first, {"name": "Ada Lovelace"}, {"firstname": None}).status == sc.MISMATCH
+    assert check(first, {"name": "Ada Lovelace"}, {"firstname": "Ada"}).status == sc.MATCH
