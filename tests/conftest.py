@@ -27,6 +27,8 @@ def reviewed_mappings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path
 def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "close2d365_home"
     monkeypatch.setenv("CLOSE2D365_HOME", str(home))
+    # The Dagster instance lives under the home too (runtime.dagster_home sets DAGSTER_HOME for the process).
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
     monkeypatch.delenv("CLOSE2D365_WAREHOUSE", raising=False)
     monkeypatch.delenv("CLOSE2D365_WAREHOUSE_KEY", raising=False)
     return home

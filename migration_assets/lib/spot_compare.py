@@ -238,12 +238,15 @@ def rule_for(spec: Any, primary_key: str) -> Rule:
         prep = names[:-1]
         if prep not in ([], ["template"], ["text"]):
             return Rule(kind="skip", why=f"no independent rule for {' -> '.join(names)}", **base)
-        # A column the project creates (`custom:`) has the Close labels as options: its formatted label must
-        # be the Close label. An existing column keeps its own labels: the option value must be the one the
-        # reviewed mapping (choice set or inline map) names for the Close label.
+        # A column the project creates (`custom:`) has the Close labels as options, and a Close custom field
+        # (custom_fields.yaml, new or existing column: an existing one is proposed only when every Close choice
+        # matches one of its options by label): the formatted label must be the Close label, so a mapping that
+        # numbers or swaps options wrongly shows up. A standard column keeps its own labels (statuscode, ...):
+        # the option value must be the one the reviewed mapping (choice set or inline map) names.
         extra = {"template": args.get("format") if prep == ["template"] else None, "set": args.get("set"),
                  "map": args.get("map")}  # fmt: skip
-        by_label = spec.custom is not None or kind == "multi_choice"
+        custom_field = any(str(src).startswith("custom.") for src in spec.sources)
+        by_label = spec.custom is not None or kind == "multi_choice" or custom_field
         return Rule(kind=kind if by_label else "choice_set", args=extra, **base)
     if first == "cents_to_money":
         return Rule(kind="money", args={"default_currency": args.get("default_currency", "USD")}, **base)

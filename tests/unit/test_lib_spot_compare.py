@@ -211,3 +211,13 @@ def test_a_one_word_name_has_no_first_name() -> None:
     assert check(last, {"name": "李娜"}, {"lastname": "李娜"}).status == sc.MATCH
     assert check(first, {"name": "Ada Lovelace"}, {"firstname": None}).status == sc.MISMATCH
     assert check(first, {"name": "Ada Lovelace"}, {"firstname": "Ada"}).status == sc.MATCH
+
+
+def test_a_close_custom_choice_field_is_compared_by_label_even_on_an_existing_column() -> None:
+    """custom_fields.yaml maps each Close choice to an option value; whether that value is right is only seen
+    in the label Dataverse shows for it (a swapped `column.values` must fail, not pass mapping-vs-mapping)."""
+    entry = {"target": "c2d_industry", "source": "custom.cf_x", "transform": "choice",
+             "args": {"map": {"Software": 1, "Retail": 2}}}  # fmt: skip
+    close = {"custom.cf_x": "Software"}
+    assert check(entry, close, {"c2d_industry": 1, f"c2d_industry{F}": "Software"}).status == sc.MATCH
+    assert check(entry, close, {"c2d_industry": 1, f"c2d_industry{F}": "Retail"}).status == sc.MISMATCH

@@ -18,6 +18,7 @@ from migration_assets.defs.schema._deploy import (
     save_plan,
     subset,
 )
+from migration_assets.defs.staged.target_metadata import invalidate_cache
 from migration_assets.lib.custom_activities import activity_types
 from migration_assets.lib.custom_activity_plan import TYPES_FILE, load_types
 from migration_assets.lib.mapping_config import load_mapping_config
@@ -98,7 +99,10 @@ def plan(
     })  # fmt: skip
 
 
-def _result(d: Any, touched: list[str]) -> dg.MaterializeResult:
+def _result(warehouse: WarehouseResource, d: Any, touched: list[str]) -> dg.MaterializeResult:
+    if touched:  # the staging cache of the target's metadata predates what was just created
+        with warehouse.connect() as con:
+            invalidate_cache(con)
     return dg.MaterializeResult(
         metadata={
             **{f"created_{k}": v for k, v in d.summary().items()},
@@ -124,7 +128,7 @@ def deployed(
         schema_plan = subset(load_plan(con), custom_tables=False)
     solution = load_mapping_config().settings.solution_unique_name
     d, touched = deploy(dataverse.get_client(), schema_plan, solution, context.log.info)
-    return _result(d, touched)
+    return _result(warehouse, d, touched)
 
 
 @dg.asset(
@@ -142,7 +146,7 @@ def custom_activity_tables(
         schema_plan = subset(load_plan(con), custom_tables=True)
     solution = load_mapping_config().settings.solution_unique_name
     d, touched = deploy(dataverse.get_client(), schema_plan, solution, context.log.info, columns=False)
-    return _result(d, touched)
+    return _result(warehouse, d, touched)
 
 
 def missing_tables(client: Any, schema_plan: SchemaPlan) -> list[str]:
@@ -173,7 +177,7 @@ def custom_activity_columns(
         )
     solution = load_mapping_config().settings.solution_unique_name
     d, touched = deploy(client, schema_plan, solution, context.log.info, tables=False)
-    return _result(d, touched)
+    return _result(warehouse, d, touched)
 
 
 def phase_two_gaps(client: Any, schema_plan: SchemaPlan) -> dict[str, str]:

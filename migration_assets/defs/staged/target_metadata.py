@@ -47,6 +47,12 @@ def _cache_fresh(con: Any, max_age_minutes: int) -> bool:
     return bool(row and row[0][0] is not None and time.time() - float(row[0][0]) < max_age_minutes * 60)
 
 
+def invalidate_cache(con: Any) -> None:
+    """After a schema deploy created something the cache was read without it: the next staging re-reads."""
+    if table_exists(con, SCHEMA, "target_metadata"):
+        con.execute("UPDATE staged.target_metadata SET fetched_at = 0")
+
+
 @dg.asset(
     key=[GROUP, "target_metadata"],
     group_name=GROUP,
