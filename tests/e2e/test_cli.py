@@ -19,6 +19,7 @@ def test_demo_tiny_migrates_and_prints_the_reconciliation(
     assert "halted (expected in the demo) staged__custom_activity_c2d_onboardingchecklist" in out
     # The halt says which check and why (the undefined field), not Dagster's generic error or a trace.
     assert "columns not in the target nor the schema plan: custom.cf_" in out
+    assert "set its orphaned_values in mappings/custom_activities.yaml to drop or column" in out  # the fix
     assert "Traceback" not in out and "Stack Trace" not in out
     header = next(line for line in out.splitlines() if line.startswith("table "))
     names = header.split()

@@ -77,6 +77,11 @@ def evaluate(
     if hard.height:
         cols = ", ".join(sorted(set(hard["column"].to_list())))
         reasons.append(f"columns not in the target nor the schema plan: {cols} (this table is halted)")
+        if table.startswith("custom_activity_") and any(
+            c.startswith("custom.") for c in hard["column"].to_list()
+        ):
+            reasons.append("these are values of fields deleted from the type in Close: set its orphaned_values "
+                           "in mappings/custom_activities.yaml to drop or column to load it")  # fmt: skip
     if not within:
         reasons.append(f"{n_rejected} of {total} rows rejected, above the threshold "
                        f"(max_rows={threshold.max_rows}, max_fraction={threshold.max_fraction})")  # fmt: skip
