@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from migration_assets.lib.normalise import fold_label
 from migration_assets.lib.review_markers import strip_reviews
 
 # file -> (key of its entry list, entry keys that identify an entry)
@@ -39,10 +40,6 @@ STALE_HEADER = ("need a decision", "needs a decision", "Loading is blocked until
 
 class ReviewError(ValueError):
     """A scripted decision names a file, entry or setting that is not there."""
-
-
-def _fold(value: Any) -> str:
-    return " ".join(str(value or "").split()).casefold()
 
 
 def _merge(target: Any, value: Any) -> Any:
@@ -62,13 +59,13 @@ def apply_decision(data: dict[str, Any], file: str, key: str, value: Any) -> Non
     if file in ENTRY_MAPS:
         entries = data.get(ENTRY_MAPS[file]) or {}
         for label in entries:
-            if _fold(label) == _fold(key):
+            if fold_label(label) == fold_label(key):
                 entries[label] = _merge(entries[label], value)
                 return
     if file in ENTRY_LISTS:
         list_key, ids = ENTRY_LISTS[file]
         for n, entry in enumerate(data.get(list_key) or []):
-            if any(_fold(entry.get(i)) == _fold(key) for i in ids):
+            if any(fold_label(entry.get(i)) == fold_label(key) for i in ids):
                 data[list_key][n] = _merge(entry, value)
                 return
     raise ReviewError(f"{file}: no setting or entry {key!r} to decide")

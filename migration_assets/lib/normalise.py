@@ -21,6 +21,11 @@ def collapse_ws(text: str) -> str:
     return _WS.sub(" ", text).strip()
 
 
+def fold_label(value: object) -> str:
+    """A label as matching compares it: whitespace collapsed, case folded ("  Real  Estate" ~ "real estate")."""
+    return collapse_ws(str(value or "")).casefold()
+
+
 def normalise_account_name(name: str | None) -> str | None:
     """Dedupe key of an Account: NFKC, casefold, trimmed, inner whitespace collapsed.
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from migration_assets.lib.custom_activities import activity_types
+from migration_assets.lib.normalise import fold_label
 from migration_assets.lib.yaml_loc import REVIEW_KEY
 
 ORPHAN_REVIEW = ("instances of this type hold values of {n} field(s) the type no longer defines (deleted in "
@@ -71,10 +72,6 @@ def propose_types(
     return out
 
 
-def _key(name: Any) -> str:
-    return " ".join(str(name or "").split()).casefold()
-
-
 def merge_types(
     existing: Mapping[str, Any] | None, proposed: Sequence[Mapping[str, Any]]
 ) -> tuple[dict[str, Any], list[str]]:
@@ -82,10 +79,12 @@ def merge_types(
     its decisions (orphaned_values, a pending or resolved review); what Close says about it (id, table,
     fields, orphaned fields, archived) is refreshed, and a new reason to decide (orphaned fields or archived
     where there were none) adds a review. New types are added; types gone from Close are dropped."""
-    old = {_key(e.get("name")): e for e in (existing or {}).get("types") or [] if isinstance(e, Mapping)}
+    old = {
+        fold_label(e.get("name")): e for e in (existing or {}).get("types") or [] if isinstance(e, Mapping)
+    }
     out = []
     for entry in proposed:
-        prev = old.pop(_key(entry["name"]), None)
+        prev = old.pop(fold_label(entry["name"]), None)
         if prev is None:
             out.append(dict(entry))
             continue

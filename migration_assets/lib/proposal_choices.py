@@ -13,9 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-
-def _key(label: str) -> str:
-    return " ".join(str(label).split()).casefold()
+from migration_assets.lib.normalise import fold_label
 
 
 def option_labels(attribute: Mapping[str, Any]) -> dict[str, list[int]]:
@@ -26,7 +24,7 @@ def option_labels(attribute: Mapping[str, Any]) -> dict[str, list[int]]:
         label, value = opt.get("Label"), opt.get("Value")
         if label is None or value is None or not str(label).strip():
             continue
-        out.setdefault(_key(str(label)), []).append(int(value))
+        out.setdefault(fold_label(str(label)), []).append(int(value))
     return out
 
 
@@ -50,7 +48,7 @@ def match_choices(choices: Sequence[str], attribute: Mapping[str, Any]) -> Choic
     values: list[tuple[str, int]] = []
     unmatched: list[str] = []
     for choice in choices:
-        found = labels.get(_key(choice), [])
+        found = labels.get(fold_label(choice), [])
         # Two options with one label: either value could be meant, so no guess is made.
         if len(set(found)) == 1:
             values.append((choice, found[0]))

@@ -92,3 +92,10 @@ def test_url_shape() -> None:
     assert n.url_problem("localhost") is not None
     assert n.with_scheme("example.com") == "https://example.com"
     assert n.with_scheme("http://example.com") == "http://example.com"
+
+
+def test_fold_label_collapses_whitespace_and_case() -> None:
+    from migration_assets.lib.normalise import fold_label
+
+    assert fold_label("  Real\u00a0 Estate ") == fold_label("real estate") == "real estate"
+    assert fold_label(None) == ""
