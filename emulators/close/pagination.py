@@ -28,7 +28,7 @@ def _isint(value: str) -> bool:
     return True
 
 
-def parse_page(params: dict[str, str], max_limit: int, default_limit: int, max_skip: int) -> Page:
+def parse_page(params: dict[str, str], max_limit: int | None, default_limit: int, max_skip: int) -> Page:
     """Validate `_skip`/`_limit` (flask-mongorest `get_skip_and_limit` + Close's max_skip rule)."""
     raw_limit = params.get("_limit")
     raw_skip = params.get("_skip")
@@ -38,7 +38,7 @@ def parse_page(params: dict[str, str], max_limit: int, default_limit: int, max_s
         raise bad_request(f'_skip must be an integer (got "{raw_skip}" instead).')
     limit = int(raw_limit) if raw_limit else default_limit
     skip = int(raw_skip) if raw_skip else 0
-    if limit > max_limit:
+    if max_limit is not None and limit > max_limit:
         raise bad_request(
             f"The limit you set is larger than the maximum limit for this resource (max_limit = {max_limit})."
         )

@@ -15,6 +15,9 @@ OPPORTUNITY_WON_STATUS = (3,)
 OPPORTUNITY_LOST_STATUS = (4, 5)
 SALES_STAGES = (0, 1, 2, 3)  # opportunity_salesstage: Qualify, Develop, Propose, Close
 _PREFIX = re.compile(r"^[a-z][a-z0-9]{1,7}$")
+_VERSION = re.compile(r"^\d+(\.\d+){1,3}$")
+# Dynamics 365 editions the settings may name (their custom table limits: lib/load_estimate).
+EDITIONS = ("sales_professional", "sales_enterprise", "sales_premium")
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,11 @@ class Settings:
     thresholds: Mapping[str, Threshold]
     max_attachment_bytes: int | None
     deleted_records: str = "deactivate"  # delta runs: deactivate | delete
+    publisher_unique_name: str = "close2d365"
+    publisher_friendly_name: str = "close2d365 migration"
+    solution_friendly_name: str = "Close CRM migration (close2d365)"
+    solution_version: str = "1.0.0.0"
+    edition: str = "sales_professional"  # the Dynamics 365 edition: its custom table limit
 
     def truncation_policy(self, table: str, column: str) -> str:
         return self.truncation_columns.get(f"{table}.{column}", self.truncation_default)
@@ -62,7 +70,8 @@ def _threshold(s: Section) -> Threshold:
 def parse_settings(data: Any, file: str) -> Settings:
     s = Section(data, file, "")
     s.only("publisher_prefix", "solution_unique_name", "option_value_prefix", "default_country_code",
-           "truncation", "rejection_thresholds", "attachments", "delta")  # fmt: skip
+           "truncation", "rejection_thresholds", "attachments", "delta", "publisher", "solution",
+           "target")  # fmt: skip
     prefix = s.get("publisher_prefix", str, required=True)
     if not _PREFIX.match(prefix):
         raise s.error(
@@ -102,9 +111,23 @@ def parse_settings(data: Any, file: str) -> Settings:
         deleted = delta.get("deleted_records", str, "deactivate")
         if deleted not in ("deactivate", "delete"):
             raise delta.error("deleted_records", "must be 'deactivate' or 'delete'")
+    pub = s.sub("publisher") or Section({}, file, "publisher")
+    pub.only("unique_name", "friendly_name")
+    sol = s.sub("solution") or Section({}, file, "solution")
+    sol.only("friendly_name", "version")
+    version = str(sol.get("version", (str, int, float), "1.0.0.0"))
+    if not _VERSION.match(version):
+        raise sol.error("version", "must be a solution version of 2 to 4 numbers, e.g. 1.0.0.0")
+    target = s.sub("target") or Section({}, file, "target")
+    target.only("edition")
+    edition = target.get("edition", str, "sales_professional")
+    if edition not in EDITIONS:
+        raise target.error("edition", f"must be one of {', '.join(EDITIONS)}")
     return Settings(prefix, s.get("solution_unique_name", str, "close2d365"), ovp,
                     None if cc is None else str(cc).lstrip("+"), default, columns,
-                    _threshold(th.section("default")), tables, max_bytes, deleted)  # fmt: skip
+                    _threshold(th.section("default")), tables, max_bytes, deleted,
+                    pub.get("unique_name", str, "close2d365"), pub.get("friendly_name", str, "close2d365 migration"),
+                    sol.get("friendly_name", str, "Close CRM migration (close2d365)"), version, edition)  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -149,6 +149,27 @@ def test_activities_and_leads_default_newest_first(api: httpx.Client) -> None:
     assert [r["date_created"] for r in rows] == sorted(r["date_created"] for r in rows)
 
 
+def test_page_size_caps_only_where_the_reference_gives_a_maximum(api: httpx.Client) -> None:
+    """Leads (200), activities (100) and events (50) refuse bigger pages; where the reference knows no
+    maximum (Smart Views are paged with 600 by a public connector, contacts >= 100) any size is accepted."""
+    for path, limit in (
+        ("saved_search/", 600),
+        ("contact/", 500),
+        ("opportunity/", 1000),
+        ("status/lead/", 600),
+    ):
+        r = api.get(path, params={"_limit": limit})
+        assert r.status_code == 200, (path, r.text)
+        assert "data" in r.json()
+    for path, cap in (("lead/", 200), ("activity/call/", 100), ("event/", 50)):
+        assert api.get(path, params={"_limit": cap}).status_code == 200
+        r = api.get(path, params={"_limit": cap + 1})
+        assert r.status_code == 400, path
+        assert r.json() == {
+            "error": f"The limit you set is larger than the maximum limit for this resource (max_limit = {cap})."
+        }
+
+
 def test_paging_errors_have_the_exact_messages(api: httpx.Client) -> None:
     cases = [
         (

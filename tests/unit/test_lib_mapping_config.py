@@ -197,3 +197,23 @@ def test_threshold_semantics() -> None:
     assert Threshold(None, 0.05).allows(5, 100) and not Threshold(None, 0.05).allows(6, 100)
     assert Threshold(2, None).allows(2, 3) and not Threshold(2, None).allows(3, 1000)
     assert Threshold(None, None).allows(10**6, 10**6)
+
+
+def test_publisher_solution_and_edition_settings(mappings: Path) -> None:
+    s = load_mapping_config(mappings).settings
+    assert (s.publisher_unique_name, s.solution_unique_name, s.solution_version, s.edition) == (
+        "close2d365",
+        "close2d365",
+        "1.0.0.0",
+        "sales_professional",
+    )
+    line = edit(mappings / "settings.yaml", "edition: sales_professional", "edition: sales_basic")
+    with pytest.raises(MappingError) as err:
+        load_mapping_config(mappings)
+    assert (err.value.line, err.value.key) == (line, "target.edition")
+    assert "sales_professional, sales_enterprise, sales_premium" in str(err.value)
+    edit(mappings / "settings.yaml", "edition: sales_basic", "edition: sales_enterprise")
+    line = edit(mappings / "settings.yaml", "version: 1.0.0.0", "version: one")
+    with pytest.raises(MappingError, match="solution version") as err:
+        load_mapping_config(mappings)
+    assert (err.value.line, err.value.key) == (line, "solution.version")

@@ -18,6 +18,8 @@ from ..pagination import project, requested_fields
 from ..timeutil import to_key
 from .base import Ctx, render_one
 
+EVENT_PAGE_DEFAULT = 50  # "capped at and defaulting to 50" (close_api.md §2.3)
+
 _FILTERS = ("object_type", "object_id", "lead_id", "action", "user_id", "request_id")
 SUPPORTED_COMBINATIONS = frozenset(
     frozenset(c)
@@ -81,13 +83,13 @@ def list_events(ctx: Ctx) -> bytes:
         except ValueError:
             raise bad_request(f'_limit must be an integer (got "{raw_limit}" instead).') from None
         max_limit = ctx.config.max_limit("event")
-        if limit > max_limit:
+        if max_limit is not None and limit > max_limit:
             raise bad_request(
                 f"The limit you set is larger than the maximum limit for this resource (max_limit = {max_limit})."
             )
         limit = max(limit, 0)
     else:
-        limit = ctx.config.max_limit("event")
+        limit = ctx.config.max_limit("event") or EVENT_PAGE_DEFAULT
 
     cursor = _decode(params["_cursor"]) if params.get("_cursor") else None
     bounds = date_bounds(params, "date_updated")
