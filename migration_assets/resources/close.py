@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,6 +30,7 @@ from migration_assets.lib.close_paging import (
 )
 from migration_assets.resources.close_exports import CloseExportsMixin
 from migration_assets.resources.close_http import (
+    CLOSE_FILE_HOSTS,
     CloseAPIError,
     CloseAuthError,
     CloseError,
@@ -83,6 +84,7 @@ class CloseClient(CloseExportsMixin):
         export_poll_seconds: float = 0.1,
         export_timeout_seconds: float = 3600.0,
         transport: httpx.BaseTransport | None = None,
+        file_hosts: Sequence[str] = CLOSE_FILE_HOSTS,
     ):
         self.concurrency = max(1, concurrency)
         self.http = CloseHttp(
@@ -96,6 +98,7 @@ class CloseClient(CloseExportsMixin):
             backoff_base=backoff_base,
             default_rate_limit_delay=default_rate_limit_delay,
             transport=transport,
+            file_hosts=file_hosts,
         )
         self.page_size = page_size
         self.max_skip = max_skip
@@ -418,6 +421,9 @@ class CloseResource(dg.ConfigurableResource):
     activity_lookback_hours: float = 24.0
     # Worker processes parsing a JSON-lines export in parallel (0: parse in the asset's own process).
     export_split_workers: int = 2
+    # Hosts (exact names, https only) that get the API key when a file or recording URL points there;
+    # add one only if Close serves your org's files from another host of its own.
+    file_hosts: list[str] = list(CLOSE_FILE_HOSTS)
 
     _client: CloseClient | None = PrivateAttr(default=None)
     _scratch: list[Path] = PrivateAttr(default_factory=list)
@@ -437,6 +443,7 @@ class CloseResource(dg.ConfigurableResource):
                     timeout_seconds=self.timeout_seconds,
                     max_attempts=self.max_attempts,
                     requests_per_second=self.requests_per_second,
+                    file_hosts=self.file_hosts,
                 )
             return self._client
 

@@ -10,7 +10,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -28,6 +28,10 @@ from migration_assets.lib.close_paging import (
 from migration_assets.lib.fastjson import loads
 
 RETRYABLE_STATUS = frozenset({500, 502, 503, 504})
+# Close's hosts that serve files behind the API key (close_api.md: attachment URLs "must begin
+# https://app.close.com/go/file/", voicemail/recording URLs on https://api.close.com/call/...). Matched
+# exactly: the key never goes to a host that merely ends in "close.com".
+CLOSE_FILE_HOSTS = ("app.close.com", "api.close.com")
 
 
 class CloseError(Exception):
@@ -224,6 +228,7 @@ class CloseHttp:
         backoff_cap: float = 30.0,
         default_rate_limit_delay: float = 2.0,
         transport: httpx.BaseTransport | None = None,
+        file_hosts: Iterable[str] = CLOSE_FILE_HOSTS,
     ):
         if not api_key:
             raise CloseAuthError(
@@ -239,7 +244,9 @@ class CloseHttp:
         self.stats = ClientStats()
         self._gate = _RateGate(requests_per_second)
         self._rng = random.Random()
-        self._api_host = urlsplit(self.base_url).netloc
+        api = urlsplit(self.base_url)
+        self._api_origin = (api.scheme.lower(), api.netloc.lower())
+        self._file_hosts = frozenset(h.strip().lower() for h in file_hosts if h.strip())
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         self._client = httpx.Client(
             base_url=self.base_url,
@@ -357,10 +364,21 @@ class CloseHttp:
     # --- binary downloads ---------------------------------------------------------------------------
 
     def _auth_for(self, url: str) -> httpx.Auth | None:
-        host = urlsplit(url).netloc
-        # Close's own hosts (and the emulator standing in for them) need the key; a pre-signed storage
-        # URL must NOT receive it (S3 rejects requests carrying two auth mechanisms).
-        if host == self._api_host or host.endswith("close.com"):
+        """The API key for Close's own file hosts only: the configured API host (with its scheme: the
+        emulator is plain http on loopback) and the exact `file_hosts` over https. A pre-signed storage URL
+        gets no key (S3 rejects requests carrying two auth mechanisms), and neither does any other host,
+        however its name ends."""
+        parts = urlsplit(url)
+        scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+        if (scheme, parts.netloc.lower()) == self._api_origin:
+            return self._auth
+        if host in self._file_hosts:
+            if scheme != "https":
+                raise CloseAPIError(
+                    f"refusing to send the Close API key over plain http to {parts.netloc}: the file URL "
+                    f"{url} must be https",
+                    endpoint=f"GET {url}",
+                )
             return self._auth
         return None
 
@@ -378,7 +396,7 @@ class CloseHttp:
         url = urljoin(self.base_url, url)
         endpoint = f"GET {url}"
         delivered = 0
-        attempts = 0
+        attempts = throttled = 0
         while True:
             attempts += 1
             try:
@@ -396,6 +414,20 @@ class CloseHttp:
             except httpx.TransportError as exc:
                 self.stats.add(connection_errors=1)
                 self._retry_or_raise(endpoint, attempts, f"connection error: {type(exc).__name__}: {exc}")
+            except _Throttled as exc:
+                # Like request_json: a 429 is a wait, not a failed attempt (DESIGN §7: a 429 never drops
+                # a row); the gate already holds this endpoint group for the server's Retry-After.
+                attempts -= 1
+                throttled += 1
+                if throttled > self.max_rate_limit_retries:
+                    raise CloseAPIError(
+                        f"{endpoint}: still rate limited (429) after {throttled} waits; lower concurrency "
+                        "or requests_per_second, or check for other clients using this key.",
+                        status=429,
+                        endpoint=endpoint,
+                        attempts=throttled,
+                    ) from exc
+                self.stats.add(retries=1)
             except _RetryableStatus as exc:
                 self.stats.add(server_errors=1)
                 self._retry_or_raise(endpoint, attempts, str(exc))
@@ -421,7 +453,7 @@ class CloseHttp:
                     delay = rate_limit_delay(resp.headers, None, self.default_rate_limit_delay)
                     self.stats.add(rate_limited=1)
                     self._gate.block(group, delay)
-                    raise _RetryableStatus(f"HTTP 429 on {endpoint}")
+                    raise _Throttled(f"HTTP 429 on {endpoint}")
                 if resp.status_code in RETRYABLE_STATUS:
                     raise _RetryableStatus(f"HTTP {resp.status_code} on {endpoint}")
                 if resp.status_code >= 400:
@@ -442,6 +474,10 @@ class _TruncatedBody(Exception):
 
 class _RetryableStatus(Exception):
     pass
+
+
+class _Throttled(Exception):
+    """A 429 while streaming a file: wait as told and ask again."""
 
 
 def _decode(resp: httpx.Response) -> Any:
