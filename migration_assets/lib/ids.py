@@ -8,6 +8,7 @@ Every Dataverse id is `uuid5(PROJECT_NAMESPACE, natural_key)`. The natural keys 
     phonecall:<acti_id>   email:<acti_id>   appointment:<acti_id>
     task:<task_id | acti_id of an SMS>      custom_activity:<acti_id>
     annotation:<kind>:<id>                  kind = note | status_change | attachment | recording | ...
+                                            (a file URL part contributes its path only: no host, no query)
 
 Re-running a migration therefore produces the same ids: creates become upserts, lookups bind to ids
 computed locally without a query, and nothing is ever created twice. Changing PROJECT_NAMESPACE would
@@ -17,6 +18,7 @@ orphan every record an earlier run wrote, so it is a constant, never configurati
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from collections.abc import Iterable
 
@@ -70,10 +72,25 @@ def placeholder_account_id() -> str:
     return id_for_key(PLACEHOLDER_ACCOUNT_KEY)
 
 
+# Scheme and host of a URL, and its query/fragment: what may change between two runs for the same file
+# (Close's file host, the emulator's port, a signed query string), so never part of an id.
+URL_ORIGIN = r"^[A-Za-z][A-Za-z0-9+.\-]*://[^/?#]*"
+URL_QUERY = r"[?#].*$"
+_URL_ORIGIN, _URL_QUERY = re.compile(URL_ORIGIN), re.compile(URL_QUERY)
+
+
+def stable_part(part: str) -> str:
+    """A key part as ids use it: a URL is reduced to its path (an attachment keeps its id when the URL
+    form of the same file changes between runs); anything else is kept as it is."""
+    if "://" not in part:
+        return part
+    return _URL_QUERY.sub("", _URL_ORIGIN.sub("", part))
+
+
 def annotation_key(kind: str, *parts: str) -> str:
     if not kind or not parts or any(not p for p in parts):
         raise IdError(f"annotation key needs a kind and non-empty parts, got {kind!r} {parts!r}")
-    return ":".join(("annotation", kind, *parts))
+    return ":".join(("annotation", kind, *(stable_part(p) for p in parts)))
 
 
 def annotation_id(kind: str, *parts: str) -> str:

@@ -253,8 +253,14 @@ def b_account_name(src: list[Source], args: dict[str, Any], ctx: TransformContex
     return Mapped(_text(src[0].expr).fill_null(ctx.placeholder_account_name))
 
 
+def _stable_part(text: pl.Expr) -> pl.Expr:
+    """ids.stable_part as an expression: a URL keeps only its path."""
+    path = text.str.replace(ids.URL_ORIGIN, "").str.replace(ids.URL_QUERY, "")
+    return pl.when(text.str.contains("://", literal=True)).then(path).otherwise(text)
+
+
 def b_annotation_id(src: list[Source], args: dict[str, Any], ctx: TransformContext) -> Mapped:
-    parts = [_text(s.expr) for s in src]
+    parts = [_stable_part(_text(s.expr)) for s in src]
     key = pl.concat_str([pl.lit(f"annotation:{args['kind']}"), *parts], separator=":")
     return Mapped(_uuid(key), _err(key.is_null(), "missing id part for the annotation key"))
 

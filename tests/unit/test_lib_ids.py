@@ -27,9 +27,19 @@ def test_account_id_uses_the_normalised_name_and_placeholder_for_blank() -> None
 
 def test_annotation_ids_and_errors() -> None:
     assert (
-        ids.annotation_key("attachment", "acti_1", "https://x/a.pdf")
-        == "annotation:attachment:acti_1:https://x/a.pdf"
+        ids.annotation_key("attachment", "acti_1", "https://x/a.pdf") == "annotation:attachment:acti_1:/a.pdf"
     )
+    # The same file under another host, port or signed query keeps its id (no duplicate on re-run).
+    same = {
+        ids.annotation_id("attachment", "acti_1", url)
+        for url in (
+            "https://app.close.com/go/file/persisted/orga_1/acti_1/tok/a.pdf",
+            "http://127.0.0.1:8123/go/file/persisted/orga_1/acti_1/tok/a.pdf",
+            "https://app.close.com/go/file/persisted/orga_1/acti_1/tok/a.pdf?sig=abc#x",
+        )
+    }
+    assert len(same) == 1
+    assert ids.annotation_id("attachment", "acti_1", "https://app.close.com/go/file/b.pdf") not in same
     assert ids.annotation_id("note", "acti_1") != ids.annotation_id("status_change", "acti_1")
     with pytest.raises(ids.IdError):
         ids.annotation_id("note", "")

@@ -162,6 +162,10 @@ def test_status_change_unless_and_attachment_when(cfg) -> None:
     assert a[0]["annotationid"] == ids.annotation_id(
         "attachment", "acti_e", "https://app.close.com/go/file/a.pdf"
     )
+    # The Polars key equals ids.annotation_key for any URL form: the host and query never count.
+    moved = atts.with_columns(pl.Series("url", ["http://127.0.0.1:9/go/file/a.pdf?sig=1", "/go/file/b.png"]))
+    b = apply_field_map(moved, cfg.field_map("attachment"), cfg.context(), key="activity_id").frame.to_dicts()
+    assert [r["annotationid"] for r in b] == [r["annotationid"] for r in a]
 
 
 def test_account_dedupe_keeps_oldest_and_lists_merged_leads(cfg) -> None:
