@@ -8,6 +8,7 @@ import dagster as dg
 import polars as pl
 
 from migration_assets.defs.jobs import gate_severity
+from migration_assets.defs.reports._files import write_frame_csv
 from migration_assets.defs.staged._common import TARGET_METADATA_KEY, markdown, warehouse_write
 from migration_assets.lib.mapping_config import load_mapping_config
 from migration_assets.lib.owner_match import OwnerConfigError, blocking_owners, blocking_summary, match_owners
@@ -61,9 +62,7 @@ def owner_map(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -
             raise dg.Failure(str(exc)) from exc
         warehouse_write(con, "owner_map", result)
     queue = result.filter(~pl.col("status").is_in(["matched", "override"]))
-    path = default_home() / "reports" / "owner_queue.csv"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    queue.write_csv(path)
+    path = write_frame_csv(default_home() / "reports" / "owner_queue.csv", queue)
     counts = result.group_by("status").len().sort("status")
     context.log.info(f"owner map: {dict(counts.iter_rows())}; queue written to {path}")
     return dg.MaterializeResult(

@@ -11,6 +11,7 @@ import dagster as dg
 import duckdb
 import polars as pl
 
+from migration_assets.defs.reports._files import write_frame_csv
 from migration_assets.defs.staged._checks import target_check
 from migration_assets.defs.staged._common import (
     GROUP,
@@ -139,9 +140,7 @@ def annotation(
             notices,
             target_lookup=target_lookup(dataverse),
         )
-    path = default_home() / "reports" / "oversize_attachments.csv"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    oversize.write_csv(path)
+    path = write_frame_csv(default_home() / "reports" / "oversize_attachments.csv", oversize)
     return materialize_result(
         result,
         {

@@ -24,7 +24,7 @@ import dagster as dg
 import duckdb
 import polars as pl
 
-from migration_assets.defs.reports._files import report_dir
+from migration_assets.defs.reports._files import report_dir, write_frame_csv
 from migration_assets.defs.schema._deploy import SchemaDeployError, load_plan
 from migration_assets.defs.staged._checks import target_check
 from migration_assets.defs.staged._common import (
@@ -310,8 +310,7 @@ def stage_type(
     if t.orphaned_values == "column":
         extra["orphaned_value_columns"] = ", ".join(f"{fid} -> {c.logical_name}" for fid, c in kept.items())
     if dropped.height:
-        path = report_dir(run_id or "manual") / f"orphaned_values_{t.table}.csv"
-        dropped.write_csv(path)
+        path = write_frame_csv(report_dir(run_id or "manual") / f"orphaned_values_{t.table}.csv", dropped)
         extra.update(dropped_orphaned_values=dropped.height, dropped_values_file=dg.MetadataValue.path(str(path)),
                      dropped_values=dg.MetadataValue.md(markdown(dropped)))  # fmt: skip
     return materialize_result(result, extra)
