@@ -89,6 +89,23 @@ def failed_steps(result: dg.ExecuteInProcessResult) -> list[tuple[str, str]]:
     return failures
 
 
+def start_failures(result: dg.ExecuteInProcessResult) -> list[str]:
+    """Why a run failed outside any step (resources that could not start: a locked, corrupt or unwritable
+    warehouse, a bad setting), each as its innermost cause: the message that names the problem."""
+    out: list[str] = []
+    for event in result.all_events:
+        if event.event_type_value not in ("RESOURCE_INIT_FAILURE", "PIPELINE_FAILURE"):
+            continue
+        error = getattr(event.event_specific_data, "error", None)
+        while error is not None and error.cause is not None:
+            error = error.cause
+        if error is not None:
+            message = error.message.strip().removeprefix("_duckdb.").splitlines()[0]
+            if message not in out:
+                out.append(message)
+    return out
+
+
 def print_job_outcome(result: dg.ExecuteInProcessResult, expected_halts: Sequence[str] = ()) -> int:
     """Print why a run failed (step and message, not a traceback); 0 when it succeeded.
 
@@ -101,6 +118,13 @@ def print_job_outcome(result: dg.ExecuteInProcessResult, expected_halts: Sequenc
         expected = (key, message) not in unexpected
         label = "halted (expected in the demo)" if expected else "FAILED"
         print(f"  {label} {key}: {message}", file=sys.stdout if expected else sys.stderr)
+    if not result.success and not failures:
+        # No step failed, yet the run did: it could not start (the verdict is the run's own status).
+        reasons = start_failures(result) or ["see the run in `close2d365 ui`"]
+        for reason in reasons:
+            print(f"  FAILED before the first step: {reason}", file=sys.stderr)
+        print(f"run {result.run_id}: FAILED: it could not start", file=sys.stderr)
+        return 2
     if result.success or not unexpected:
         print(f"run {result.run_id}: success" + (" with the expected halts above" if failures else ""))
         return 0

@@ -63,3 +63,39 @@ def test_extract_with_wrong_api_key_is_a_clear_error(
     err = capsys.readouterr().err
     assert "401" in err and "CLOSE_API_KEY" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("trouble", ["corrupt", "locked"])
+def test_a_run_that_cannot_start_says_why_and_exits_2(
+    trouble: str, isolated_home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A warehouse that is corrupt, or locked by another run, fails the run before its first step: the CLI
+    repeats the run's own status (FAILED, exit 2) with the cause, never "success"."""
+    import subprocess
+    import sys
+
+    warehouse = isolated_home / "warehouse.duckdb"
+    isolated_home.mkdir(parents=True)
+    holder = None
+    if trouble == "corrupt":
+        warehouse.write_text("not a database")
+    else:  # another process holds the warehouse open until we close its stdin
+        holder = subprocess.Popen(
+            [sys.executable, "-c", f"import duckdb, sys; c = duckdb.connect({str(warehouse)!r}); "
+             "print('ready', flush=True); sys.stdin.read()"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+    try:
+        with CloseEmulatorServer(generate("tiny", 1)) as server:
+            monkeypatch.setenv("CLOSE_API_KEY", server.org.api_key)
+            monkeypatch.setenv("CLOSE_BASE_URL", server.base_url)
+            assert main(["extract"]) == 2
+    finally:
+        if holder is not None:
+            holder.communicate("")
+    captured = capsys.readouterr()
+    assert "success" not in captured.out
+    assert "FAILED before the first step:" in captured.err and "it could not start" in captured.err
+    assert ("not a valid DuckDB database file" if trouble == "corrupt" else "lock") in captured.err
+    assert "Traceback" not in captured.err
