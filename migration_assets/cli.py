@@ -30,15 +30,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from migration_assets.migration import run_migration
+    from migration_assets.startup_checks import check_before_run
 
     missing = [v for v in REAL_RUN_ENV if not os.environ.get(v)]
     if missing:
         raise CliError(f"set {', '.join(missing)} first (see README: Running a real migration)")
+    check_before_run()
     return run_migration(tags={"close2d365/mode": "run"})
 
 
 def _cmd_dry_run(args: argparse.Namespace) -> int:
     from migration_assets.runtime import print_dry_run_outcome, run_job
+    from migration_assets.startup_checks import check_before_run
 
     missing = [v for v in REAL_RUN_ENV if not os.environ.get(v)]
     if missing:
@@ -46,6 +49,7 @@ def _cmd_dry_run(args: argparse.Namespace) -> int:
             f"set {', '.join(missing)} first: the dry run reads the target's metadata to check every row "
             "(see README: Running a real migration)"
         )
+    check_before_run()
     # Every problem of every layer in one run: the summary here, the details in the review file.
     return print_dry_run_outcome(run_job("dry_run", tags={"close2d365/mode": "dry_run"}))
 
@@ -72,11 +76,9 @@ def _cmd_emulators(args: argparse.Namespace) -> int:
 
 def _cmd_extract(args: argparse.Namespace) -> int:
     from migration_assets.runtime import print_job_outcome, run_job
+    from migration_assets.startup_checks import check_before_run
 
-    if not os.environ.get("CLOSE_API_KEY") and os.environ.get("CLOSE2D365_CLOSE_SOURCE", "api") != "file":
-        raise CliError(
-            "CLOSE_API_KEY is not set: export your Close API key (Settings > Developer > API Keys)."
-        )
+    check_before_run(mappings=False, dataverse=False)
     result = run_job("extract")
     return print_job_outcome(result)
 
@@ -187,6 +189,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
         ("migration_assets.lib.yaml_loc", ("MappingError",)),
         ("migration_assets.review", ("ReviewError",)),
         ("migration_assets.resources.dataverse_errors", ("DataverseError",)),
+        ("migration_assets.startup_checks", ("StartupCheckError",)),
     ):
         try:
             mod = __import__(module, fromlist=list(names))
