@@ -32,21 +32,44 @@ class Lookup:
     target_key: str = ""  # the target table's primary id ("" = unknown: read its metadata)
 
 
+# Attribute types whose empty value is "no value" (a column emptied in Close is cleared in Dataverse on a
+# re-run). Not Boolean (always has a value), not standard choices (they may carry a form default the
+# target filled in at create), not lookups (unbinding is its own request), not required columns.
+CLEARABLE_TYPES = frozenset({"String", "Memo", "Integer", "BigInt", "Decimal", "Double", "Money", "DateTime"})
+
+
+def clearable(attribute_type: str, type_name: str, is_custom: bool, required_level: str) -> bool:
+    """Whether a mapped column left empty by the staged row is cleared on a record that has a value."""
+    if required_level in ("SystemRequired", "ApplicationRequired"):
+        return False
+    if attribute_type in CLEARABLE_TYPES:
+        return True
+    return is_custom and (attribute_type == "Picklist" or type_name == "MultiSelectPicklistType")
+
+
 @dataclass
 class SplitRow:
     payload: dict[str, Any]  # what a create sends (nulls dropped: NULL = do not send)
     meta: dict[str, Any]  # `_`-prefixed columns
+    nulls: frozenset[str] = frozenset()  # mapped attribute columns the staged row leaves empty
+
+
+def _is_null(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
 
 
 def split_row(row: Mapping[str, Any]) -> SplitRow:
     payload: dict[str, Any] = {}
     meta: dict[str, Any] = {}
+    nulls: set[str] = set()
     for k, v in row.items():
         if k.startswith("_"):
             meta[k] = v
-        elif v is not None and not (isinstance(v, float) and math.isnan(v)):
+        elif not _is_null(v):
             payload[k] = v
-    return SplitRow(payload, meta)
+        elif not k.endswith(BIND):
+            nulls.add(k)
+    return SplitRow(payload, meta, frozenset(nulls))
 
 
 def desired_state(meta: Mapping[str, Any], table: str) -> tuple[int, int] | None:
@@ -134,9 +157,11 @@ def plan_existing(
     current: Mapping[str, Any],
     want_state: tuple[int, int] | None,
     updatable: frozenset[str] | set[str],
+    cleared: frozenset[str] | set[str] = frozenset(),
 ) -> RowPlan:
-    """What to change on an existing record. Only columns valid for update are considered; columns the
-    staged row leaves NULL are left alone."""
+    """What to change on an existing record. Only columns valid for update are considered. `cleared` are
+    the clearable columns the staged row leaves empty: a value the target still holds there is set to
+    null (the source emptied it), with its before-image so that rollback restores it."""
     out = RowPlan()
     for k, v in payload.items():
         if k in NOT_COMPARED or k not in updatable:
@@ -144,6 +169,13 @@ def plan_existing(
         cur = current.get(k)
         if not same_value(v, cur):
             out.changes[k] = v
+            out.before[k] = cur
+    for k in cleared:
+        if k in NOT_COMPARED or k not in updatable or k in payload:
+            continue
+        cur = current.get(k)
+        if cur is not None and cur != "":
+            out.changes[k] = None
             out.before[k] = cur
     if want_state is not None:
         cur_state = (current.get("statecode"), current.get("statuscode"))

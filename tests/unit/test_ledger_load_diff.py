@@ -95,3 +95,29 @@ def test_parties_must_be_a_json_list() -> None:
         assert "JSON list" in str(exc)
     else:
         raise AssertionError("a non-list _parties must be refused")
+
+
+def test_a_value_emptied_in_close_is_cleared_with_its_before_image() -> None:
+    staged = {"contactid": "c1", "firstname": None, "jobtitle": None, "lastname": "Doe",
+              "parentcustomerid_account@odata.bind": None, "_close_id": None}  # fmt: skip
+    s = ld.split_row(staged)
+    assert s.nulls == {"firstname", "jobtitle"}  # binds and meta columns are not "emptied values"
+    current = {"contactid": "c1", "lastname": "Doe", "firstname": "Jo", "jobtitle": None}
+    updatable = {"lastname", "firstname", "jobtitle"}
+    plan = ld.plan_existing(s.payload, current, None, updatable, s.nulls)
+    assert plan.changes == {"firstname": None} and plan.before == {"firstname": "Jo"}
+    # Without the clearable set nothing is cleared (e.g. a choice with a form default), and an empty
+    # value already empty is no change: a second run writes nothing.
+    assert ld.plan_existing(s.payload, current, None, updatable).unchanged
+    assert ld.plan_existing(s.payload, {**current, "firstname": None}, None, updatable, s.nulls).unchanged
+
+
+def test_which_columns_are_cleared() -> None:
+    assert ld.clearable("String", "StringType", False, "None")
+    assert ld.clearable("Money", "MoneyType", False, "Recommended")
+    assert ld.clearable("Picklist", "PicklistType", True, "None")  # our own choice columns
+    assert ld.clearable("Virtual", "MultiSelectPicklistType", True, "None")
+    assert not ld.clearable("Picklist", "PicklistType", False, "None")  # standard choice: form default
+    assert not ld.clearable("Boolean", "BooleanType", True, "None")
+    assert not ld.clearable("String", "StringType", False, "ApplicationRequired")
+    assert not ld.clearable("Lookup", "LookupType", False, "None")

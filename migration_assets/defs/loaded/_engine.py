@@ -126,6 +126,10 @@ class TableLoader:
             if self.meta.attributes.get(lk.attribute, None) is None
             or self.meta.attributes[lk.attribute].valid_for_update
         }
+        self.clearable = frozenset(
+            a for a, m in self.meta.attributes.items()
+            if ld.clearable(m.attribute_type, m.type_name, m.is_custom, m.required_level)
+        )  # fmt: skip
         plain = [c for c in columns if not c.startswith("_") and not c.endswith(ld.BIND)
                  and c in self.meta.attributes and c not in ld.NOT_COMPARED]  # fmt: skip
         state = [c for c in ("statecode", "statuscode") if c in self.meta.attributes]
@@ -267,7 +271,9 @@ class TableLoader:
                 continue
             want = ld.desired_state(s.meta, self.table)
             if rid in current:
-                plan = ld.plan_existing(s.payload, current[rid], want, self.updatable)
+                plan = ld.plan_existing(
+                    s.payload, current[rid], want, self.updatable, s.nulls & self.clearable
+                )
                 if plan.unchanged:
                     self.stats.unchanged += counted
                 else:

@@ -324,6 +324,13 @@ def readback_table(
                 continue
             if not ld.same_value(want, current.get(col)):
                 mismatches.append({**base, "column": col, "staged": want, "dataverse": current.get(col)})
+        for col in sorted(split.nulls):  # emptied in Close: the loader clears these, so they must read empty
+            attr = meta.attributes.get(col)
+            if (attr is None or not attr.valid_for_update or col in ld.NOT_COMPARED
+                    or not ld.clearable(attr.attribute_type, attr.type_name, attr.is_custom, attr.required_level)):  # fmt: skip
+                continue
+            if current.get(col) not in (None, ""):
+                mismatches.append({**base, "column": col, "staged": None, "dataverse": current.get(col)})
         state = ld.desired_state(split.meta, table)
         if (
             state is not None
