@@ -99,3 +99,26 @@ def test_a_run_that_cannot_start_says_why_and_exits_2(
     assert "FAILED before the first step:" in captured.err and "it could not start" in captured.err
     assert ("not a valid DuckDB database file" if trouble == "corrupt" else "lock") in captured.err
     assert "Traceback" not in captured.err
+
+
+def test_a_contact_delivered_under_two_leads_stops_the_extraction_with_its_id(
+    isolated_home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The source gives one contact id twice, under two leads, equally new: the extraction keeps neither
+    silently; the blocking check ids_unique fails the run and names the id and both leads."""
+    org = generate("tiny", 1)
+    contact = org.contacts[0]
+    other_lead = next(lead["id"] for lead in org.leads if lead["id"] != contact["lead_id"])
+    org.contacts.append({**contact, "lead_id": other_lead})
+    with CloseEmulatorServer(org) as server:
+        monkeypatch.setenv("CLOSE_API_KEY", org.api_key)
+        monkeypatch.setenv("CLOSE_BASE_URL", server.base_url)
+        assert main(["extract"]) == 2
+    captured = capsys.readouterr()
+    assert "close/contacts: ids_unique" in captured.err, captured.err
+    assert "came more than once with different content" in captured.err
+    from migration_assets.defs.close.duplicates import CONFLICTS
+    from migration_assets.resources.warehouse import WarehouseResource
+
+    rows = WarehouseResource().read(f"SELECT id, lead_ids FROM {CONFLICTS} WHERE table_name = 'contacts'")
+    assert rows.rows() == [(contact["id"], ", ".join(sorted([contact["lead_id"], other_lead])))]

@@ -111,3 +111,25 @@ def test_a_table_is_written_once_not_through_the_wal(tmp_path: Path) -> None:
         wal = Path(str(path) + ".wal")
         assert not wal.exists() or wal.stat().st_size < (1 << 20)
         assert con.execute("SELECT count(*) FROM close.notes").fetchone() == (3000,)
+
+
+def test_equally_new_copies_that_differ_are_listed_not_merged(tmp_path: Path) -> None:
+    """One id twice: an older copy is a record that moved while paging (kept newest, not a conflict); an
+    identical copy is harmless; two equally new copies that differ (a contact under two leads) conflict."""
+    from migration_assets.defs.close.duplicates import CONFLICTS
+
+    wh = WarehouseResource(path=str(tmp_path / "w.duckdb"))
+    pages = [
+        [note(1, text="a"), note(2), note(3, "2023-01-01T00:00:00+00:00", "old")],
+        [note(1, text="b"), note(2), note(3)],
+    ]
+    write_table(wh, SPEC, pages)
+    assert wh.read(f"SELECT table_name, id, copies FROM {CONFLICTS}").rows() == [("notes", "acti_001", 2)]
+    contacts = TABLES["contacts"]
+    first = {"id": "cont_1", "lead_id": "lead_a", "name": "Jo", "date_updated": "2024-01-01T00:00:00+00:00"}
+    write_table(wh, contacts, [[first, {**first, "lead_id": "lead_b"}]])
+    assert wh.read(f"SELECT id, lead_ids FROM {CONFLICTS} WHERE table_name = 'contacts'").rows() == [
+        ("cont_1", "lead_a, lead_b")
+    ]
+    write_table(wh, SPEC, [[note(1), note(2)]])  # extracted again without the conflict: the list is cleared
+    assert wh.read(f"SELECT id FROM {CONFLICTS} WHERE table_name = 'notes'").is_empty()

@@ -15,6 +15,7 @@ import dagster as dg
 import polars as pl
 
 from migration_assets.defs.close._common import GROUP, SCHEMA, markdown_table
+from migration_assets.defs.close.duplicates import CONFLICTS, QUALITY_SCHEMA
 from migration_assets.defs.close.tables import ACTIVITY_TABLE_TYPES, TABLES
 from migration_assets.defs.jobs import gate_severity
 from migration_assets.lib.close_export import CSV_EXPORT_EXPLANATION
@@ -70,6 +71,32 @@ def _id_check(table: str) -> dg.AssetChecksDefinition:
             f"SELECT id FROM {ref} WHERE id IS NULL OR NOT regexp_full_match(id, ?) ORDER BY id", [pattern]
         )
         return _result(bad, total, f"have malformed ids (expected {pattern})", gate_severity(context))
+
+    return _check
+
+
+def _unique_check(table: str) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=_key(table),
+        name="ids_unique",
+        blocking=True,
+        description="No id came twice with different, equally new content (e.g. one contact under two leads); "
+        "such copies cannot be resolved by recency and are listed instead of merged.",
+    )
+    def _check(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        total = int(warehouse.read(f"SELECT count(*) AS n FROM {SCHEMA}.{table}")["n"][0])
+        if not warehouse.table_exists(QUALITY_SCHEMA, "duplicate_ids"):
+            bad = pl.DataFrame(schema={"id": pl.String})
+        else:
+            bad = warehouse.read(
+                f"SELECT id, copies, lead_ids FROM {CONFLICTS} WHERE table_name = ? ORDER BY id", [table]
+            )
+        what = (
+            "came more than once with different content and the same date_updated (listed with their copies "
+            "and leads); the tool will not pick one. Fix the records in Close (or the duplicate entries in the "
+            "export file) and extract again"
+        )
+        return _result(bad, total, what, gate_severity(context))
 
     return _check
 
@@ -142,6 +169,7 @@ def activities_present(
 
 _ID_TABLES = [name for name, spec in TABLES.items() if spec.id_prefixes]
 id_checks = [_id_check(t) for t in _ID_TABLES]
+unique_checks = [_unique_check(t) for t in _ID_TABLES if "raw" in TABLES[t].schema]
 
 _CHILDREN = ["contacts", "opportunities", "tasks", *ACTIVITY_TABLES]
 lead_reference_checks = [

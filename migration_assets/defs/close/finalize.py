@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import duckdb
 
+from migration_assets.defs.close.duplicates import record_conflicts
 from migration_assets.defs.close.tables import TableSpec
 from migration_assets.defs.close.writer import EXTRACT_MEMORY_LIMIT
 from migration_assets.resources.warehouse import WarehouseResource, swap_in
@@ -64,6 +65,7 @@ def _rewrite(con: duckdb.DuckDBPyConnection, spec: TableSpec, schema: str, chunk
     before = _count(con, f"SELECT count(*) FROM {ref}")
     has_id = "id" in spec.schema
     dupes = has_id and _count(con, f"SELECT count(id) - count(DISTINCT id) FROM {ref}") > 0
+    record_conflicts(con, ref, spec, dupes)
     newest = "date_updated DESC NULLS LAST, " if "date_updated" in spec.schema else ""
     dedupe = f"QUALIFY row_number() OVER (PARTITION BY id ORDER BY {newest}raw) = 1" if dupes else ""
     if not (has_id and spec.sort_by == ("id",) and "raw" in spec.schema):

@@ -23,6 +23,7 @@ import duckdb
 import polars as pl
 import pyarrow.dataset as pads
 
+from migration_assets.defs.close.duplicates import record_conflicts
 from migration_assets.defs.close.tables import TableSpec
 from migration_assets.lib.prefetch import read_ahead
 from migration_assets.resources.warehouse import WarehouseResource, swap_in
@@ -92,6 +93,7 @@ class SortedTableWriter:
         self._ids: list[pl.Series] = []
         self.rows = 0
         self.dropped = 0
+        self.conflicts = 0  # ids seen twice with different, equally new content (duplicates.py)
 
     def write(self, df: pl.DataFrame) -> None:
         if df.height == 0 and self._created:
@@ -140,7 +142,9 @@ class SortedTableWriter:
             self.write(pl.DataFrame(schema=self.spec.schema))
         order = ", ".join(_q(c) for c in self.spec.sort_by)
         dedupe = ""
-        if self._has_duplicates():
+        duplicates = self._has_duplicates()
+        self.conflicts = record_conflicts(self._con, self._source(), self.spec, duplicates)
+        if duplicates:
             newest = "date_updated DESC NULLS LAST, " if "date_updated" in self.spec.schema else ""
             tie = "raw" if "raw" in self.spec.schema else "id"
             # NULL ids are never duplicates of each other: each is kept.
