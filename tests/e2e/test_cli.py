@@ -122,3 +122,31 @@ def test_a_contact_delivered_under_two_leads_stops_the_extraction_with_its_id(
 
     rows = WarehouseResource().read(f"SELECT id, lead_ids FROM {CONFLICTS} WHERE table_name = 'contacts'")
     assert rows.rows() == [(contact["id"], ", ".join(sorted([contact["lead_id"], other_lead])))]
+
+
+def test_unreadable_or_negative_money_is_listed_and_never_aborts_the_extraction(
+    isolated_home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ "abc", a negative value and 1e22 (past Int64) in opportunities: the extraction writes every record,
+    and the blocking check numbers_readable lists the three with their values instead of loading them empty."""
+    org = generate("tiny", 1)
+    bad = {
+        org.opportunities[0]["id"]: "abc",
+        org.opportunities[1]["id"]: -500,
+        org.opportunities[2]["id"]: 1e22,
+    }
+    for opp in org.opportunities:
+        if opp["id"] in bad:
+            opp["value"] = bad[opp["id"]]
+    with CloseEmulatorServer(org) as server:
+        monkeypatch.setenv("CLOSE_API_KEY", org.api_key)
+        monkeypatch.setenv("CLOSE_BASE_URL", server.base_url)
+        assert main(["extract"]) == 2
+    err = capsys.readouterr().err
+    assert "close/opportunities: numbers_readable" in err and "3 of" in err, err
+    assert "Traceback" not in err
+    from migration_assets.resources.warehouse import WarehouseResource
+
+    wh = WarehouseResource()
+    assert wh.read("SELECT count(*) AS n FROM close.opportunities")["n"][0] == len(org.opportunities)
+    assert wh.read("SELECT count(*) AS n FROM close.leads")["n"][0] == len(org.leads)  # the rest extracted

@@ -29,3 +29,14 @@ def test_text_columns_with_non_text_values_keep_their_python_form() -> None:
     assert frame["user_id"].to_list() == [None, None, None, _str(True)]
     assert frame["contact_id"].to_list() == [None, None, None, _str({"a": 1})]
     assert frame["id"].to_list() == ["acti_1", "acti_2", "acti_3", None]
+
+
+def test_an_unreadable_number_is_empty_in_its_column_and_never_aborts_the_frame() -> None:
+    from migration_assets.defs.close.tables import TABLES, _int
+
+    assert [_int(v) for v in ("abc", 1e22, 2**63, 12.5, 12.0, "17", -5, True, None)] == [
+        None, None, None, None, 12, 17, -5, None, None,
+    ]  # fmt: skip
+    frame = TABLES["opportunities"].frame([{"id": "oppo_1", "value": 10**22}, {"id": "oppo_2", "value": 300}])
+    assert frame["value"].to_list() == [None, 300]
+    assert '"value":10000000000000000000000' in frame["raw"][0]  # the source value is kept for the check

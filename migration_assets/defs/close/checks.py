@@ -101,6 +101,53 @@ def _unique_check(table: str) -> dg.AssetChecksDefinition:
     return _check
 
 
+# Money fields in Close are whole cents and never negative (an opportunity's value): a negative amount is
+# a data error to fix in Close, not something to load silently.
+NON_NEGATIVE = {"opportunities": ("value",)}
+
+
+def _json_path(key: str) -> str:
+    return "$." + key.replace('"', "")
+
+
+def _number_check(table: str) -> dg.AssetChecksDefinition:
+    numbers = [c for c in TABLES[table].columns if c.dtype == pl.Int64 and c.key]
+    non_negative = NON_NEGATIVE.get(table, ())
+
+    @dg.asset_check(
+        asset=_key(table),
+        name="numbers_readable",
+        blocking=True,
+        description=f"Every number in close.{table} ({', '.join(c.name for c in numbers)}) was read: a value "
+        "that is not a whole number in range"
+        + (f", or a negative {', '.join(non_negative)}," if non_negative else "")
+        + " is listed with its record instead of loading as empty.",
+    )
+    def _check(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        ref = f"{SCHEMA}.{table}"
+        total = int(warehouse.read(f"SELECT count(*) AS n FROM {ref}")["n"][0])
+        parts = []
+        for c in numbers:
+            path = _json_path(str(c.key))
+            # The typed column is NULL only where the source had nothing or something unreadable: the JSON
+            # is parsed for those rows alone.
+            parts.append(
+                f"SELECT id, '{c.name}' AS \"column\", json_extract(raw, '{path}')::VARCHAR AS value, "
+                f"'not a whole number in the Int64 range' AS reason FROM {ref} "
+                f"WHERE {c.name} IS NULL AND json_type(json_extract(raw, '{path}')) NOT IN ('NULL')"
+            )
+            if c.name in non_negative:
+                parts.append(
+                    f"SELECT id, '{c.name}' AS \"column\", {c.name}::VARCHAR AS value, 'negative amount' AS reason "
+                    f"FROM {ref} WHERE {c.name} < 0"
+                )
+        bad = warehouse.read(" UNION ALL ".join(parts) + ' ORDER BY id, "column"')
+        what = "have a number that cannot be loaded as it is (listed); correct it in Close and extract again"
+        return _result(bad, total, what, gate_severity(context))
+
+    return _check
+
+
 def _reference_check(
     table: str, column: str, parent: str, *, blocking: bool, name: str
 ) -> dg.AssetChecksDefinition:
@@ -170,6 +217,13 @@ def activities_present(
 _ID_TABLES = [name for name, spec in TABLES.items() if spec.id_prefixes]
 id_checks = [_id_check(t) for t in _ID_TABLES]
 unique_checks = [_unique_check(t) for t in _ID_TABLES if "raw" in TABLES[t].schema]
+number_checks = [
+    _number_check(t)
+    for t, spec in TABLES.items()
+    if "raw" in spec.schema
+    and "id" in spec.schema
+    and any(c.dtype == pl.Int64 and c.key for c in spec.columns)
+]
 
 _CHILDREN = ["contacts", "opportunities", "tasks", *ACTIVITY_TABLES]
 lead_reference_checks = [

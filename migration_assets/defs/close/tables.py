@@ -67,13 +67,21 @@ def _date(value: Any) -> date | None:
     return dt.date() if dt else None
 
 
+INT64_RANGE = (-(2**63), 2**63 - 1)
+
+
 def _int(value: Any) -> int | None:
+    """An integer field as Int64; None when it is not a whole number in range (the close/* check
+    `numbers_readable` then lists the record: one odd value never aborts the extraction)."""
     if value is None or value == "" or isinstance(value, bool):
         return None
     try:
-        return int(value)
-    except (TypeError, ValueError):
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):  # "abc", 1.5e400 -> inf
         return None
+    if isinstance(value, float) and value != number:
+        return None  # 12.5 is not a whole number of cents
+    return number if INT64_RANGE[0] <= number <= INT64_RANGE[1] else None
 
 
 def _bool(value: Any) -> bool | None:
@@ -163,7 +171,7 @@ def col(name: str, dtype: pl.DataType = pl.String, key: str | None = None) -> Co
     if dtype == pl.Date:
         return Column(name, dtype, lambda o: _date(o.get(k)))
     if dtype == pl.Int64:
-        return Column(name, dtype, lambda o: _int(o.get(k)))
+        return Column(name, dtype, lambda o: _int(o.get(k)), key=k)
     if dtype == pl.Boolean:
         return Column(name, dtype, lambda o: _bool(o.get(k)))
     return Column(name, dtype, lambda o: _str(o.get(k)), key=k)
