@@ -21,7 +21,10 @@ from migration_assets.lib.transform_exprs import BUILDERS, NULL_STR, Mapped, Sou
 CLOSE_ID = "close_id"
 PROBLEM_SCHEMA = {"close_id": pl.String, "column": pl.String, "value": pl.String, "reason": pl.String,
                   "action": pl.String}  # fmt: skip
-REJECTED, NULLED, TRUNCATED = "rejected", "nulled", "truncated"
+REJECTED, NULLED, TRUNCATED, CLEANED = "rejected", "nulled", "truncated", "cleaned"
+# C0 control characters other than tab, newline and carriage return: invalid in XML 1.0, which the SDK's
+# SOAP endpoint and Outlook need, and never meaningful in CRM text. Removed from every text value, reported.
+CONTROL_CHARS = r"[\x00-\x08\x0B\x0C\x0E-\x1F]"
 _SEGMENT = re.compile(r"([^.\[\]]+)((?:\[\d+\])*)")
 
 
@@ -32,7 +35,7 @@ class SourceError(ValueError):
 @dataclass(frozen=True)
 class MappingResult:
     frame: pl.DataFrame  # close_id + one column per target, every source row (rejected ones included)
-    problems: pl.DataFrame  # PROBLEM_SCHEMA; action: rejected | nulled | truncated
+    problems: pl.DataFrame  # PROBLEM_SCHEMA; action: rejected | nulled | truncated | cleaned
 
     @property
     def rejected_ids(self) -> pl.Series:
@@ -88,8 +91,8 @@ def resolve_source(path: str, schema: pl.Schema, spec: FieldSpec | None = None) 
 
 def _field_exprs(
     spec: FieldSpec, schema: pl.Schema, ctx: TransformContext, missing: str, policy: str
-) -> tuple[Mapped, pl.Expr]:
-    """(value + error, truncated-away text) for one target column."""
+) -> tuple[Mapped, pl.Expr, pl.Expr]:
+    """(value + error, truncated-away text, text cleaned of control characters) for one target column."""
     sources, absent = [], False
     for path in spec.sources:
         try:
@@ -114,6 +117,12 @@ def _field_exprs(
         error = pl.coalesce(
             error, pl.when(value.is_null()).then(pl.lit("required value is missing")).otherwise(NULL_STR)
         )
+    cleaned = NULL_STR
+    if _dtype(schema, value) == pl.String:
+        dirty = value.str.contains(CONTROL_CHARS)
+        stripped = value.str.replace_all(CONTROL_CHARS, "").str.strip_chars()  # as text_expr trims
+        cleaned = pl.when(dirty).then(stripped)
+        value = pl.when(dirty).then(pl.when(stripped.str.len_chars() > 0).then(stripped)).otherwise(value)
     cut = NULL_STR
     limit = spec.max_length or (spec.custom.max_length if spec.custom else None)
     if limit and _dtype(schema, value) == pl.String:
@@ -125,7 +134,7 @@ def _field_exprs(
             reason = pl.format(f"longer than MaxLength {limit} ({{}} characters)", value.str.len_chars())
             error = pl.coalesce(error, pl.when(too_long).then(reason).otherwise(NULL_STR))
     value = pl.when(error.is_null()).then(value)
-    return Mapped(value, error), cut
+    return Mapped(value, error), cut, cleaned
 
 
 def apply_field_map(
@@ -151,8 +160,11 @@ def apply_field_map(
     schema = source.schema
     selects: list[pl.Expr] = [pl.col(key).cast(pl.String).alias(CLOSE_ID)]
     for i, spec in enumerate(field_map.fields):
-        mapped, cut = _field_exprs(spec, schema, ctx, missing_columns, policy.get(spec.target, "reject"))
-        selects += [mapped.value.alias(spec.target), mapped.error.alias(f"__err{i}"), cut.alias(f"__cut{i}")]
+        mapped, cut, cleaned = _field_exprs(
+            spec, schema, ctx, missing_columns, policy.get(spec.target, "reject")
+        )
+        selects += [mapped.value.alias(spec.target), mapped.error.alias(f"__err{i}"), cut.alias(f"__cut{i}"),
+                    cleaned.alias(f"__cln{i}")]  # fmt: skip
     out = source.select(selects)
     for spec in field_map.fields:
         if spec.unless:
@@ -169,7 +181,12 @@ def _problems(
 ) -> pl.DataFrame:
     frames = []
     for i, spec in enumerate(specs):
-        err, cut = out[f"__err{i}"], out[f"__cut{i}"]
+        err, cut, cleaned = out[f"__err{i}"], out[f"__cut{i}"], out[f"__cln{i}"]
+        if cleaned.null_count() < len(cleaned):
+            rows = out.with_columns(__c=cleaned).filter(pl.col("__c").is_not_null())
+            frames.append(pl.DataFrame({"close_id": rows[CLOSE_ID], "column": [spec.target] * rows.height,
+                                        "value": rows["__c"], "reason": ["control characters removed (invalid in XML 1.0); the cleaned text is in value"] * rows.height,
+                                        "action": [CLEANED] * rows.height}, schema=PROBLEM_SCHEMA))  # fmt: skip
         if err.null_count() < len(err):
             action = NULLED if spec.on_error == "keep_row" else REJECTED
             rows = source.with_columns(__e=err).filter(pl.col("__e").is_not_null())

@@ -244,3 +244,24 @@ def test_all_null_and_empty_frames_map_for_every_object(cfg) -> None:
             apply_field_map(frame.head(0), cfg.field_map(obj.name), cfg.context(), key=obj.key).frame.height
             == 0
         )
+
+
+def test_control_characters_are_removed_and_reported(cfg) -> None:
+    hostile = contacts().with_columns(
+        pl.Series("name", ["Wayne,\x00 Bruce\x07", "Ch\x1b[31mer\x08", "\x00\x01"]),
+        pl.Series("title", ["C\tE\nO", None, None]),  # tab and newline are text, kept
+    )
+    source = join_sources(hostile, {"leads": leads()}, cfg.object("contact").joins)
+    result = apply_field_map(source, cfg.field_map("contact"), cfg.context())
+    rows = result.frame.to_dicts()
+    assert (rows[0]["firstname"], rows[0]["lastname"]) == ("Bruce", "Wayne")
+    assert rows[1]["lastname"] == "Ch[31mer" and rows[0]["jobtitle"] == "C\tE\nO"
+    assert not any(
+        isinstance(v, str) and any(ord(ch) < 32 and ch not in "\t\n\r" for ch in v)
+        for r in rows
+        for v in r.values()
+    )
+    cleaned = result.problems.filter(pl.col("action") == "cleaned")
+    assert set(cleaned["close_id"]) == {"cont_1", "cont_2", "cont_3"}  # cont_3 had nothing else: empty
+    assert cleaned["reason"][0].startswith("control characters removed")
+    assert result.rejected().filter(pl.col("close_id") == "cont_1").height == 0  # reported, still loaded
