@@ -94,26 +94,44 @@ def _utc(src: Source) -> tuple[pl.Expr, pl.Expr]:
     return value, t.is_not_null() & value.is_null()
 
 
+# Dataverse stores date-times in SQL datetime: 1753-01-01 is the earliest value it takes (the emulator
+# answers 0x80040203 "outside the supported range" below it, like the service).
+DATAVERSE_MIN_YEAR = 1753
+OUT_OF_RANGE = f"date before {DATAVERSE_MIN_YEAR}-01-01, outside the Dataverse date range"
+
+
+def _in_range(value: pl.Expr) -> pl.Expr:
+    return value.dt.year() >= DATAVERSE_MIN_YEAR
+
+
 def b_datetime_utc(src: list[Source], args: dict[str, Any], ctx: TransformContext) -> Mapped:
     value, bad = _utc(src[0])
-    return Mapped(value.dt.strftime("%Y-%m-%dT%H:%M:%SZ"), _err(bad, "unparseable timestamp"))
+    error = pl.coalesce(_err(bad, "unparseable timestamp"), _err(~_in_range(value), OUT_OF_RANGE))
+    return Mapped(pl.when(_in_range(value)).then(value.dt.strftime("%Y-%m-%dT%H:%M:%SZ")), error)
 
 
 def b_date_only(src: list[Source], args: dict[str, Any], ctx: TransformContext) -> Mapped:
     s = src[0]
     if s.dtype == pl.Date:
-        return Mapped(s.expr.dt.strftime("%Y-%m-%d"))
+        return Mapped(pl.when(_in_range(s.expr)).then(s.expr.dt.strftime("%Y-%m-%d")),
+                      _err(~_in_range(s.expr), OUT_OF_RANGE))  # fmt: skip
     if isinstance(s.dtype, pl.Datetime):
-        return Mapped(_utc(s)[0].dt.strftime("%Y-%m-%d"))
+        value = _utc(s)[0]
+        return Mapped(pl.when(_in_range(value)).then(value.dt.strftime("%Y-%m-%d")),
+                      _err(~_in_range(value), OUT_OF_RANGE))  # fmt: skip
     t = _text(s.expr)
     as_date = t.str.strptime(pl.Date, "%Y-%m-%d", strict=False)
     as_dt, _ = _utc(Source(t, STR))
-    value = (
+    parsed = (
         pl.when(t.str.len_chars() == 10)
-        .then(as_date.dt.strftime("%Y-%m-%d"))
-        .otherwise(as_dt.dt.strftime("%Y-%m-%d"))
+        .then(as_date.cast(pl.Datetime("us")))
+        .otherwise(as_dt.dt.replace_time_zone(None))
     )
-    return Mapped(value, _err(t.is_not_null() & value.is_null(), "unparseable date"))
+    value = pl.when(_in_range(parsed)).then(parsed.dt.strftime("%Y-%m-%d"))
+    error = pl.coalesce(
+        _err(t.is_not_null() & parsed.is_null(), "unparseable date"), _err(~_in_range(parsed), OUT_OF_RANGE)
+    )
+    return Mapped(value, error)
 
 
 def choice_set_for(args: dict[str, Any], ctx: TransformContext) -> ChoiceSet:

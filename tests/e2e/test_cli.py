@@ -115,8 +115,8 @@ def test_a_contact_delivered_under_two_leads_stops_the_extraction_with_its_id(
         monkeypatch.setenv("CLOSE_BASE_URL", server.base_url)
         assert main(["extract"]) == 2
     captured = capsys.readouterr()
-    assert "close/contacts: ids_unique" in captured.err, captured.err
-    assert "came more than once with different content" in captured.err
+    assert "close/contacts: records_readable" in captured.err, captured.err
+    assert "1 id delivered more than once with different content" in captured.err
     from migration_assets.defs.close.duplicates import CONFLICTS
     from migration_assets.resources.warehouse import WarehouseResource
 
@@ -138,12 +138,15 @@ def test_unreadable_or_negative_money_is_listed_and_never_aborts_the_extraction(
     for opp in org.opportunities:
         if opp["id"] in bad:
             opp["value"] = bad[opp["id"]]
+    org.opportunities[3]["date_created"] = "not-a-date"  # not loaded as "required value is missing" later
     with CloseEmulatorServer(org) as server:
         monkeypatch.setenv("CLOSE_API_KEY", org.api_key)
         monkeypatch.setenv("CLOSE_BASE_URL", server.base_url)
         assert main(["extract"]) == 2
     err = capsys.readouterr().err
-    assert "close/opportunities: numbers_readable" in err and "3 of" in err, err
+    assert "close/opportunities: records_readable" in err and "4 of" in err, err
+    assert "1 date_created not a date and time" in err
+    assert "2 value not a whole number in the Int64 range" in err and "1 value negative amount" in err
     assert "Traceback" not in err
     from migration_assets.resources.warehouse import WarehouseResource
 

@@ -65,8 +65,10 @@ def test_datetimes_scalar_and_vectorised_agree() -> None:
     assert expected[0] == "2021-07-13T11:39:05Z" and expected[3] == "2021-07-13T06:39:05Z"
     assert expected[4] == "2021-07-16T00:00:00Z"
     values, errors = run("datetime_utc", [*TIMESTAMPS, "garbage", None])
-    assert values == [*expected, None, None]
-    assert errors == [None] * 6 + ["unparseable timestamp", None]
+    # Year 1 parses the same both ways but is outside Dataverse's range: rejected at staging, not at load.
+    assert values == [*expected[:5], None, None, None]
+    assert errors[:5] == [None] * 5 and errors[5].startswith("date before 1753-01-01")
+    assert errors[6:] == ["unparseable timestamp", None]
     with pytest.raises(t.TransformError):
         t.to_utc_iso("garbage")
 
@@ -76,6 +78,22 @@ def test_dates() -> None:
     assert t.to_date_iso("2021-07-15T23:00:00-02:00") == "2021-07-16"
     values, errors = run("date_only", ["2021-07-16", "2021-07-15T23:00:00-02:00", "16/07/2021"])
     assert values == ["2021-07-16", "2021-07-16", None] and errors[2] == "unparseable date"
+
+
+def test_dates_before_1753_are_rejected_with_the_range_not_loaded() -> None:
+    from datetime import UTC, date, datetime
+
+    values, errors = run("datetime_utc", ["0001-01-01T00:00:00+00:00", "1753-01-01T00:00:00Z", "not-a-date"])
+    assert values == [None, "1753-01-01T00:00:00Z", None]
+    assert errors[0].startswith("date before 1753-01-01") and errors[1] is None
+    assert errors[2] == "unparseable timestamp"  # not "required value is missing"
+    values, errors = run("date_only", ["0001-01-01", "1999-12-31"])
+    assert values == [None, "1999-12-31"] and errors[0].startswith("date before 1753-01-01")
+    typed = [datetime(1, 1, 1, tzinfo=UTC), datetime(2020, 5, 1, tzinfo=UTC)]
+    values, errors = run("datetime_utc", typed, dtype=pl.Datetime("us", "UTC"))
+    assert values == [None, "2020-05-01T00:00:00Z"] and errors[0].startswith("date before")
+    values, errors = run("date_only", [date(1, 1, 1), date(2020, 5, 1)], dtype=pl.Date)
+    assert values == [None, "2020-05-01"] and errors[0].startswith("date before")
 
 
 def test_choice_scalar_and_vectorised() -> None:

@@ -9,17 +9,18 @@ and shows its own problems in the same run (defs/jobs.py).
 """
 
 # No `from __future__ import annotations`: Dagster reads the resource annotations at definition time.
+from collections import Counter
 from collections.abc import Sequence
 
 import dagster as dg
 import polars as pl
 
 from migration_assets.defs.close._common import GROUP, SCHEMA, markdown_table
-from migration_assets.defs.close.duplicates import CONFLICTS, QUALITY_SCHEMA
-from migration_assets.defs.close.tables import ACTIVITY_TABLE_TYPES, TABLES
+from migration_assets.defs.close.duplicates import CONFLICTS, ensure_conflicts_table
+from migration_assets.defs.close.tables import ACTIVITY_TABLE_TYPES, TABLES, TS
 from migration_assets.defs.jobs import gate_severity
 from migration_assets.lib.close_export import CSV_EXPORT_EXPLANATION
-from migration_assets.resources.warehouse import WarehouseResource
+from migration_assets.resources.warehouse import WarehouseResource, fetch_polars
 
 SHOW = 20
 
@@ -75,74 +76,65 @@ def _id_check(table: str) -> dg.AssetChecksDefinition:
     return _check
 
 
-def _unique_check(table: str) -> dg.AssetChecksDefinition:
-    @dg.asset_check(
-        asset=_key(table),
-        name="ids_unique",
-        blocking=True,
-        description="No id came twice with different, equally new content (e.g. one contact under two leads); "
-        "such copies cannot be resolved by recency and are listed instead of merged.",
-    )
-    def _check(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
-        total = int(warehouse.read(f"SELECT count(*) AS n FROM {SCHEMA}.{table}")["n"][0])
-        if not warehouse.table_exists(QUALITY_SCHEMA, "duplicate_ids"):
-            bad = pl.DataFrame(schema={"id": pl.String})
-        else:
-            bad = warehouse.read(
-                f"SELECT id, copies, lead_ids FROM {CONFLICTS} WHERE table_name = ? ORDER BY id", [table]
-            )
-        what = (
-            "came more than once with different content and the same date_updated (listed with their copies "
-            "and leads); the tool will not pick one. Fix the records in Close (or the duplicate entries in the "
-            "export file) and extract again"
-        )
-        return _result(bad, total, what, gate_severity(context))
-
-    return _check
-
-
 # Money fields in Close are whole cents and never negative (an opportunity's value): a negative amount is
 # a data error to fix in Close, not something to load silently.
 NON_NEGATIVE = {"opportunities": ("value",)}
+READ_TYPES = (pl.Int64, TS)  # typed columns whose value a source can hold in a form that cannot be read
+REASON = {pl.Int64: "not a whole number in the Int64 range", TS: "not a date and time"}
 
 
 def _json_path(key: str) -> str:
-    return "$." + key.replace('"', "")
+    return "$." + key.replace("'", "").replace('"', "")
 
 
-def _number_check(table: str) -> dg.AssetChecksDefinition:
-    numbers = [c for c in TABLES[table].columns if c.dtype == pl.Int64 and c.key]
-    non_negative = NON_NEGATIVE.get(table, ())
+def _problem_queries(table: str) -> list[str]:
+    """SELECTs of (id, column, value, reason): conflicting copies of an id, unreadable numbers and dates,
+    negative money. Only rows whose typed column is NULL have their JSON parsed: normally very few."""
+    spec, ref = TABLES[table], f"{SCHEMA}.{table}"
+    parts = []
+    has_raw = "raw" in spec.schema
+    if has_raw:
+        parts.append(
+            f"SELECT id, 'id' AS \"column\", copies || ' copies' || coalesce(', leads ' || lead_ids, '') AS value, "
+            "'delivered more than once with different content and the same date_updated; the tool will not "
+            f"pick one' AS reason FROM {CONFLICTS} WHERE table_name = '{table}'"
+        )
+    for c in spec.columns:
+        if c.dtype not in READ_TYPES or not c.key or not has_raw:
+            continue
+        path = _json_path(c.key)
+        parts.append(
+            f"SELECT id, '{c.name}' AS \"column\", json_extract(raw, '{path}')::VARCHAR AS value, "
+            f"'{REASON[c.dtype]}' AS reason FROM {ref} "
+            f"WHERE {c.name} IS NULL AND json_type(json_extract(raw, '{path}')) <> 'NULL'"
+        )
+    parts += [
+        f"SELECT id, '{name}' AS \"column\", {name}::VARCHAR AS value, 'negative amount' AS reason "
+        f"FROM {ref} WHERE {name} < 0"
+        for name in NON_NEGATIVE.get(table, ())
+    ]
+    return parts
 
+
+def _readable_check(table: str) -> dg.AssetChecksDefinition:
     @dg.asset_check(
         asset=_key(table),
-        name="numbers_readable",
+        name="records_readable",
         blocking=True,
-        description=f"Every number in close.{table} ({', '.join(c.name for c in numbers)}) was read: a value "
-        "that is not a whole number in range"
-        + (f", or a negative {', '.join(non_negative)}," if non_negative else "")
-        + " is listed with its record instead of loading as empty.",
+        description=f"Every record of close.{table} was read as the source holds it: no id delivered twice "
+        "with different, equally new content (e.g. one contact under two leads), no number or date that "
+        "could not be read, no negative amount. Such records are listed, never merged or loaded empty.",
     )
     def _check(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
-        ref = f"{SCHEMA}.{table}"
-        total = int(warehouse.read(f"SELECT count(*) AS n FROM {ref}")["n"][0])
-        parts = []
-        for c in numbers:
-            path = _json_path(str(c.key))
-            # The typed column is NULL only where the source had nothing or something unreadable: the JSON
-            # is parsed for those rows alone.
-            parts.append(
-                f"SELECT id, '{c.name}' AS \"column\", json_extract(raw, '{path}')::VARCHAR AS value, "
-                f"'not a whole number in the Int64 range' AS reason FROM {ref} "
-                f"WHERE {c.name} IS NULL AND json_type(json_extract(raw, '{path}')) NOT IN ('NULL')"
-            )
-            if c.name in non_negative:
-                parts.append(
-                    f"SELECT id, '{c.name}' AS \"column\", {c.name}::VARCHAR AS value, 'negative amount' AS reason "
-                    f"FROM {ref} WHERE {c.name} < 0"
-                )
-        bad = warehouse.read(" UNION ALL ".join(parts) + ' ORDER BY id, "column"')
-        what = "have a number that cannot be loaded as it is (listed); correct it in Close and extract again"
+        total = int(warehouse.read(f"SELECT count(*) AS n FROM {SCHEMA}.{table}")["n"][0])
+        with warehouse.connect() as con:
+            ensure_conflicts_table(con)  # a table written before this check existed has no list yet
+            bad = fetch_polars(con, " UNION ALL ".join(_problem_queries(table)) + ' ORDER BY id, "column"')
+        reasons = "; ".join(
+            f"{n} {column} {reason}"
+            for (column, reason), n in Counter(zip(bad["column"], bad["reason"], strict=True)).items()
+        )
+        what = f"cannot be migrated as the source holds them ({reasons}); correct them in Close and extract again"
         return _result(bad, total, what, gate_severity(context))
 
     return _check
@@ -216,14 +208,7 @@ def activities_present(
 
 _ID_TABLES = [name for name, spec in TABLES.items() if spec.id_prefixes]
 id_checks = [_id_check(t) for t in _ID_TABLES]
-unique_checks = [_unique_check(t) for t in _ID_TABLES if "raw" in TABLES[t].schema]
-number_checks = [
-    _number_check(t)
-    for t, spec in TABLES.items()
-    if "raw" in spec.schema
-    and "id" in spec.schema
-    and any(c.dtype == pl.Int64 and c.key for c in spec.columns)
-]
+readable_checks = [_readable_check(t) for t in _ID_TABLES if "raw" in TABLES[t].schema]
 
 _CHILDREN = ["contacts", "opportunities", "tasks", *ACTIVITY_TABLES]
 lead_reference_checks = [
