@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -33,12 +34,54 @@ def instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.get()
 
 
+# Which process runs a command-line run: a run whose process is gone (killed) is recognised and recovered.
+PID_TAG, HOST_TAG = "close2d365/pid", "close2d365/host"
+_IN_PROGRESS = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def recover_dead_runs(inst: dg.DagsterInstance) -> list[str]:
+    """Free what killed runs left behind, so that the next run does not wait forever for a pool slot.
+
+    A run started by this command line whose process no longer exists is marked failed; every pool slot
+    held by a run that is not in progress any more (killed, or canceled in the UI while a step held its
+    slot) is freed. Returns one line per recovery, for the user."""
+    lines: list[str] = []
+    host = socket.gethostname()
+    for record in inst.get_run_records(filters=dg.RunsFilter(statuses=_IN_PROGRESS)):
+        run = record.dagster_run
+        pid = run.tags.get(PID_TAG)
+        if not pid or run.tags.get(HOST_TAG) != host or not pid.isdigit() or _alive(int(pid)):
+            continue
+        inst.report_run_failed(run, message=f"the process {pid} running it is gone (killed); recovered")
+        lines.append(f"run {run.run_id} was left running by a process that is gone: marked failed")
+    storage = inst.event_log_storage
+    if storage.supports_global_concurrency_limits:
+        for run_id in storage.get_concurrency_run_ids():
+            run = inst.get_run_by_id(run_id)
+            if run is None or run.status not in _IN_PROGRESS:
+                storage.free_concurrency_slots_for_run(run_id)
+                lines.append(f"run {run_id} still held pool slots it no longer uses: freed")
+    return lines
+
+
 def run_job(
     job_name: str, *, tags: dict[str, str] | None = None, log_level: str = "CRITICAL"
 ) -> dg.ExecuteInProcessResult:
     """Execute a job of the one Definitions in this process, recorded on the shared instance.
 
-    Resources resolve their EnvVars when the run starts, so callers set the environment first.
+    Resources resolve their EnvVars when the run starts, so callers set the environment first. What killed
+    runs left behind (a run "started" forever, pool slots never freed) is recovered first, with a line
+    saying so.
     """
     from migration_assets.definitions import build_definitions
 
@@ -47,7 +90,11 @@ def run_job(
     # its own summary (each failed step with its message) and the full event log stays on the instance for
     # the UI.
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
-    return job.execute_in_process(instance=instance(), tags=tags, run_config=run_config, raise_on_error=False)
+    inst = instance()
+    for line in recover_dead_runs(inst):
+        print(f"recovered: {line}", file=sys.stderr)
+    tags = {**(tags or {}), PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
+    return job.execute_in_process(instance=inst, tags=tags, run_config=run_config, raise_on_error=False)
 
 
 @contextmanager
