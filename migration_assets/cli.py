@@ -108,7 +108,10 @@ def launch_ui(port: int = 3000, env: dict[str, str] | None = None) -> int:
     print(f"Dagster UI on http://127.0.0.1:{port}  (instance: {home}); Ctrl-C to stop.", flush=True)
     try:
         return subprocess.call(
-            cmd, cwd=REPO_ROOT, env={**os.environ, **(env or {}), "DAGSTER_HOME": str(home)}
+            cmd,
+            cwd=REPO_ROOT,
+            env={**os.environ, **(env or {}), "DAGSTER_HOME": str(home)},
+            umask=PRIVATE_UMASK,  # the UI's processes write run databases and reports too
         )
     except KeyboardInterrupt:
         return 0
@@ -199,9 +202,15 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+# Every file a command creates (the warehouse and its WAL, the Dagster instance's databases, exports,
+# reports) holds customer data: created owner-only, whatever the user's umask.
+PRIVATE_UMASK = 0o077
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
+    previous_umask = os.umask(PRIVATE_UMASK)
     try:
         return func(args)
     except KeyboardInterrupt:
@@ -221,6 +230,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    finally:
+        os.umask(previous_umask)
 
 
 if __name__ == "__main__":

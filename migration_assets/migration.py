@@ -84,7 +84,11 @@ def copy_defaults(dest_root: Path, source_root: Path = DEFAULT_ROOT) -> Path:
             skip.add("owners.yaml")
         return skip
 
-    shutil.copytree(source_root, dest_root, ignore=org_files)
+    # Contents only (copyfile, no copystat): the copy gets this process's owner-only modes, since the org
+    # files generated into it name the org's users.
+    shutil.copytree(source_root, dest_root, ignore=org_files, copy_function=shutil.copyfile)
+    for folder in (dest_root, *(p for p in dest_root.rglob("*") if p.is_dir())):
+        folder.chmod(0o700)
     return dest_root
 
 

@@ -44,11 +44,11 @@ def open_duckdb(path: str, key: str | None = None) -> duckdb.DuckDBPyConnection:
     """Open (creating owner-only) the warehouse file; with a key, as an encrypted database."""
     if path != ":memory:":
         p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        try:
+        if not p.parent.exists():
+            # Only a folder this tool creates is made owner-only; a folder the user chose keeps its mode
+            # (the file mode below protects the data either way).
+            p.parent.mkdir(parents=True, exist_ok=True)
             os.chmod(p.parent, 0o700)
-        except PermissionError:  # a shared parent we do not own: the file mode below still protects the data
-            pass
         if not p.exists():
             p.touch(mode=0o600)
             p.unlink()  # duckdb refuses an empty file; the umask-independent mode is set right after creation

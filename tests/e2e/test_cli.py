@@ -42,6 +42,19 @@ def test_demo_tiny_migrates_and_prints_the_reconciliation(
         "the run is recorded on the shared instance"
     )
     assert "Reports: " in out
+    # Every file the run left under the home (warehouse and WAL, Dagster's run databases, reports) is
+    # owner-only, and none holds a secret: the Close key or the Dataverse client secret.
+    from emulators.dataverse.config import DEFAULT_CLIENT_SECRET
+
+    canaries = [generate("tiny", 1).api_key.encode(), DEFAULT_CLIENT_SECRET.encode()]
+    paths = [p for p in isolated_home.rglob("*")]
+    assert any(p.name.endswith(".db") for p in paths) and any(p.suffix == ".csv" for p in paths)
+    for path in paths:
+        mode = path.stat().st_mode & 0o777
+        assert mode & 0o077 == 0, f"{path} is {oct(mode)}"
+        if path.is_file():
+            data = path.read_bytes()
+            assert not any(c in data for c in canaries), f"{path} holds a secret"
 
 
 def test_extract_without_api_key_says_what_to_do(
