@@ -14,6 +14,7 @@ from migration_assets.resources import CLOSE_API_URL, MissingEnvironmentError, d
 from migration_assets.resources.close import CloseClient
 from migration_assets.resources.close_http import CloseError
 from migration_assets.resources.dataverse_errors import DataverseError
+from migration_assets.resources.warehouse import default_home
 
 # Short, bounded attempts: an unreachable host must fail the check in seconds, not after a run's retries.
 CHECK_TIMEOUT_SECONDS = 10.0
@@ -34,8 +35,30 @@ def mapping_problems() -> list[str]:
     return []
 
 
+CLOSE_SOURCES = ("api", "export", "file")
+
+
+def home_problems() -> list[str]:
+    """The working folder must be creatable and writable: the warehouse, the instance and reports live there."""
+    home = default_home()
+    probe = home / f".write-check-{os.getpid()}"
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        return [f"CLOSE2D365_HOME ({home}) is not a writable folder: {exc.strerror or exc}"]
+    return []
+
+
 def close_problems() -> list[str]:
-    if os.environ.get("CLOSE2D365_CLOSE_SOURCE", "api") == "file":
+    source = os.environ.get("CLOSE2D365_CLOSE_SOURCE", "api")
+    if source not in CLOSE_SOURCES:
+        return [f"CLOSE2D365_CLOSE_SOURCE is {source!r}: use one of {', '.join(CLOSE_SOURCES)}"]
+    if source == "file":
+        export = os.environ.get("CLOSE2D365_EXPORT_FILE")
+        if not export or not os.path.isfile(export):
+            return [f"CLOSE2D365_EXPORT_FILE ({export or 'not set'}) must name a Close JSON export file"]
         return []
     key = os.environ.get("CLOSE_API_KEY")
     if not key:
@@ -52,6 +75,11 @@ def close_problems() -> list[str]:
 
 
 def dataverse_problems() -> list[str]:
+    ca = os.environ.get("DATAVERSE_CA_BUNDLE")
+    if ca and not os.path.isfile(ca):
+        return [
+            f"DATAVERSE_CA_BUNDLE ({ca}) is not a file: give the CA certificate bundle's path or unset it"
+        ]
     try:
         resource = dataverse_resource(resolved=True)
         client = resource.get_client()
@@ -77,6 +105,7 @@ def dataverse_problems() -> list[str]:
 def check_before_run(*, mappings: bool = True, close: bool = True, dataverse: bool = True) -> None:
     """Raise StartupCheckError listing every problem found; return when the run can start."""
     problems = [
+        *home_problems(),
         *(mapping_problems() if mappings else []),
         *(close_problems() if close else []),
         *(dataverse_problems() if dataverse else []),

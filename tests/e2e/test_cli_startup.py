@@ -62,3 +62,30 @@ def test_an_unreachable_close_fails_the_check_at_once(
     err = capsys.readouterr().err
     assert "CLOSE_BASE_URL" in err and "connection" in err.lower()
     assert not instance().get_run_records()
+
+
+def test_settings_that_cannot_work_are_named_before_any_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], isolated_home: Path
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("CLOSE2D365_HOME", str(blocker / "home"))  # cannot be created: its parent is a file
+    monkeypatch.setenv("CLOSE2D365_CLOSE_SOURCE", "ftp")
+    monkeypatch.setenv("CLOSE_API_KEY", "api_x")
+    assert main(["extract"]) == 2
+    err = capsys.readouterr().err
+    assert "CLOSE2D365_HOME" in err and "not a writable folder" in err
+    assert "CLOSE2D365_CLOSE_SOURCE is 'ftp': use one of api, export, file" in err
+    assert "unexpected error" not in err and "Traceback" not in err
+
+    monkeypatch.setenv("CLOSE2D365_HOME", str(isolated_home))
+    monkeypatch.setenv("CLOSE2D365_CLOSE_SOURCE", "file")
+    monkeypatch.setenv("CLOSE2D365_EXPORT_FILE", str(tmp_path / "missing.json"))
+    monkeypatch.setenv("DATAVERSE_CA_BUNDLE", str(tmp_path / "missing-ca.pem"))
+    for name, value in {"DATAVERSE_URL": "https://x.crm.dynamics.com", "DATAVERSE_TENANT_ID": "t",
+                        "DATAVERSE_CLIENT_IDS": "c", "DATAVERSE_CLIENT_SECRETS": "s"}.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
+    assert main(["dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "CLOSE2D365_EXPORT_FILE" in err and "missing.json" in err
+    assert "DATAVERSE_CA_BUNDLE" in err and "missing-ca.pem" in err
