@@ -12,6 +12,7 @@ import gzip
 import io
 import itertools
 import json
+import re
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,6 +43,46 @@ CSV_EXPORT_EXPLANATION = (
 
 class CloseExportError(Exception):
     """The Close export file cannot be used (CSV, corrupt, wrong content)."""
+
+
+class ExportLineError(ValueError):
+    """One line of a JSON-lines export is not a lead object (the message names the line)."""
+
+
+# A line whose bytes are not valid UTF-8, or whose JSON escapes a lone UTF-16 surrogate, is one broken
+# record, not a broken file: it becomes this marker (with the lead id when the line shows it), routed to
+# the quarantine and listed by the close/leads check `records_readable`; the rest of the export is read.
+QUARANTINED = "__quarantined__"
+_LEAD_ID = re.compile(rb'"id"\s*:\s*"(lead_[0-9A-Za-z]+)"')
+
+
+def _encoding_problem(text: bytes) -> str | None:
+    try:
+        decoded = text.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"not valid UTF-8 (byte {text[exc.start]:#04x} at offset {exc.start})"
+    try:
+        json.loads(decoded)  # the standard parser accepts lone surrogate escapes, orjson does not
+    except ValueError:
+        return None
+    return "holds a lone UTF-16 surrogate escape (\\ud800-\\udfff), not text"
+
+
+def decode_lead_line(text: bytes, where: str) -> dict[str, Any]:
+    """One export line as a lead object, or the QUARANTINED marker for a line whose text is not valid;
+    raises ExportLineError for a line that is not JSON or not an object (the file itself is broken)."""
+    try:
+        obj = loads(text)
+    except ValueError as exc:
+        problem = _encoding_problem(text)
+        if problem is None:
+            raise ExportLineError(f"{where}: invalid JSON ({exc})") from exc
+        found = _LEAD_ID.search(text)
+        return {QUARANTINED: True, "id": found.group(1).decode() if found else None, "line": where,
+                "reason": f"the record {problem}; it is not migrated"}  # fmt: skip
+    if not isinstance(obj, dict):
+        raise ExportLineError(f"{where}: expected a lead object, found {type(obj).__name__}")
+    return obj
 
 
 class _ChunkStream(io.RawIOBase):
@@ -234,10 +275,9 @@ def _iter_lines(p: Path, data: IO[bytes]) -> Iterator[dict[str, Any]]:
         if not text:
             continue
         try:
-            obj = loads(text)
-        except ValueError as exc:
-            raise CloseExportError(f"{p} line {lineno}: invalid JSON ({exc})") from exc
-        yield _as_lead(p, obj, f"line {lineno}")
+            yield decode_lead_line(text, f"line {lineno}")
+        except ExportLineError as exc:
+            raise CloseExportError(f"{p} {exc}") from exc
 
 
 def _iter_array(

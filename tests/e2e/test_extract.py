@@ -176,3 +176,40 @@ def test_delta_rereads_changes_and_applies_deletions(
     assert meta["leads"]["mode"].value == "delta"
     assert 0 < meta["leads"]["delta_rows"].value < len(org.leads)
     assert meta["leads"]["rows_removed"].value >= 1 and meta["tasks"]["rows_removed"].value >= 1
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_an_export_line_that_is_not_text_is_quarantined_not_the_whole_file(
+    tiny: tuple[CloseOrg, CloseEmulatorServer], tmp_path: Path, workers: int
+) -> None:
+    """One lead line with a byte that is not UTF-8 and one with a lone surrogate escape: every other lead
+    is extracted, and close/leads' records_readable lists both lines (with their lead ids) and fails."""
+    import gzip
+
+    org, server = tiny
+    client = CloseResource(api_key=org.api_key, base_url=server.base_url).get_client()
+    lines = gzip.decompress(client.download_export(tmp_path / "leads.json.gz").read_bytes()).splitlines()
+    broken = {
+        0: lines[0].replace(b'"name":"', b'"name":"\xff', 1),
+        1: lines[1].replace(b'"name":"', b'"name":"\\ud800', 1),
+    }
+    assert all(broken[i] != lines[i] for i in broken)
+    export = tmp_path / "broken.jsonl"
+    export.write_bytes(b"\n".join(broken.get(i, line) for i, line in enumerate(lines)) + b"\n")
+    path = tmp_path / f"q{workers}.duckdb"
+    result = extract(org, server, path, "file", export_file=str(export), export_split_workers=workers)
+    leads = tables(path, ["leads"])["leads"]
+    assert leads.height == len(lines) - 2  # the rest of the export is read
+    failed = {
+        (e.asset_key.path[1], e.check_name): e for e in result.get_asset_check_evaluations() if not e.passed
+    }
+    assert set(failed) == {("leads", "records_readable")}, set(failed)
+    listed = WarehouseResource(path=str(path)).read(
+        "SELECT id, line, reason FROM close_quality.export_quarantine ORDER BY line"
+    )
+    assert listed["line"].to_list() == ["line 1", "line 2"]
+    assert listed["id"].to_list() == [
+        lines[0].split(b'"id":"')[1].split(b'"')[0].decode(),
+        lines[1].split(b'"id":"')[1].split(b'"')[0].decode(),
+    ]
+    assert "not valid UTF-8" in listed["reason"][0] and "surrogate" in listed["reason"][1]

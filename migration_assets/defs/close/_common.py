@@ -18,8 +18,9 @@ import polars as pl
 from dagster import AssetExecutionContext
 
 from migration_assets.defs.close.delta import DELTA_SOURCES, EVENT_RETENTION, deleted_ids
+from migration_assets.defs.close.duplicates import record_quarantine
 from migration_assets.defs.close.finalize import finalize_table
-from migration_assets.defs.close.sources import table_pages
+from migration_assets.defs.close.sources import quarantined_lines, table_pages
 from migration_assets.defs.close.tables import TABLES, TableSpec
 from migration_assets.defs.close.writer import Pages, write_table
 from migration_assets.lib.close_export import CloseExportError
@@ -249,7 +250,10 @@ def table_source(table: str) -> PageSource:
     def source(
         context: dg.AssetExecutionContext, close: CloseResource, warehouse: WarehouseResource
     ) -> Pages:
-        return table_pages(close, table, context.run.run_id, run_close_tables(context))
+        yield from table_pages(close, table, context.run.run_id, run_close_tables(context))
+        if table == "leads":  # the export's unreadable lines, for the check records_readable of close/leads
+            with warehouse.connect() as con:
+                record_quarantine(con, quarantined_lines(close, context.run.run_id))
 
     return source
 

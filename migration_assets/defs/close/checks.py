@@ -16,7 +16,7 @@ import dagster as dg
 import polars as pl
 
 from migration_assets.defs.close._common import GROUP, SCHEMA, markdown_table
-from migration_assets.defs.close.duplicates import CONFLICTS, ensure_conflicts_table
+from migration_assets.defs.close.duplicates import CONFLICTS, QUARANTINE_TABLE, ensure_conflicts_table
 from migration_assets.defs.close.tables import ACTIVITY_TABLE_TYPES, TABLES, TS
 from migration_assets.defs.jobs import gate_severity
 from migration_assets.lib.close_export import CSV_EXPORT_EXPLANATION
@@ -107,6 +107,10 @@ def _problem_queries(table: str) -> list[str]:
             f"SELECT id, '{c.name}' AS \"column\", json_extract(raw, '{path}')::VARCHAR AS value, "
             f"'{REASON[c.dtype]}' AS reason FROM {ref} "
             f"WHERE {c.name} IS NULL AND json_type(json_extract(raw, '{path}')) <> 'NULL'"
+        )
+    if table == "leads":
+        parts.append(
+            f"SELECT id, '(export line)' AS \"column\", line AS value, reason FROM {QUARANTINE_TABLE}"
         )
     parts += [
         f"SELECT id, '{name}' AS \"column\", {name}::VARCHAR AS value, 'negative amount' AS reason "

@@ -1,4 +1,5 @@
-"""Ids that a source delivers twice with different content (DuckDB schema `close_quality`).
+"""What a source delivers that cannot be migrated as it is (DuckDB schema `close_quality`): ids delivered
+twice with different content, and export lines that are not valid text.
 
 The same id seen twice is normal when the API is paged while records change: the copies differ in
 `date_updated` and the newest one is kept (writer.py, finalize.py). Two copies that are equally new but
@@ -22,6 +23,9 @@ def ensure_conflicts_table(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         f"CREATE TABLE IF NOT EXISTS {CONFLICTS} "
         "(table_name VARCHAR, id VARCHAR, copies BIGINT, lead_ids VARCHAR)"
+    )
+    con.execute(
+        f"CREATE TABLE IF NOT EXISTS {QUALITY_SCHEMA}.export_quarantine (id VARCHAR, line VARCHAR, reason VARCHAR)"
     )
 
 
@@ -48,3 +52,17 @@ def record_conflicts(con: duckdb.DuckDBPyConnection, source: str, spec: TableSpe
     )
     row = con.execute(f"SELECT count(*) FROM {CONFLICTS} WHERE table_name = ?", [spec.name]).fetchone()
     return int(row[0]) if row else 0
+
+
+QUARANTINE_TABLE = f"{QUALITY_SCHEMA}.export_quarantine"
+
+
+def record_quarantine(con: duckdb.DuckDBPyConnection, rows: list[dict[str, str | None]]) -> None:
+    """Replace the list of export lines that were not valid text (id when known, line, reason)."""
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {QUALITY_SCHEMA}")
+    con.execute(f"CREATE OR REPLACE TABLE {QUARANTINE_TABLE} (id VARCHAR, line VARCHAR, reason VARCHAR)")
+    if rows:
+        con.executemany(
+            f"INSERT INTO {QUARANTINE_TABLE} VALUES (?, ?, ?)",
+            [(r.get("id"), r.get("line"), r.get("reason")) for r in rows],
+        )

@@ -14,11 +14,18 @@ from migration_assets.defs.close.tables import (
     ACTIVITY_TYPE_TABLE,
     TABLES,
     TableSpec,
+    col,
     strip_lead,
 )
+from migration_assets.lib.close_export import QUARANTINED
 
 EXPORT_TABLES = ("leads", "contacts", "opportunities", "tasks", *ACTIVITY_TABLE_TYPES)
 BATCH_ROWS = 2_000
+# Export lines that are not valid text (lib/close_export.QUARANTINED): listed, never migrated.
+QUARANTINE = "quarantine"
+QUARANTINE_SPEC = TableSpec(
+    QUARANTINE, [col("id"), col("line"), col("reason")], sort_by=("line",), watermark=None
+)
 
 
 class Sink:
@@ -54,7 +61,9 @@ class Sink:
 
 
 def make_sinks(directory: Path, batch_rows: int = BATCH_ROWS, prefix: str = "") -> dict[str, Sink]:
-    return {t: Sink(directory, t, batch_rows, prefix) for t in EXPORT_TABLES}
+    sinks = {t: Sink(directory, t, batch_rows, prefix) for t in EXPORT_TABLES}
+    sinks[QUARANTINE] = Sink(directory, QUARANTINE, batch_rows, prefix, spec=QUARANTINE_SPEC)
+    return sinks
 
 
 def route(leads: Iterable[dict[str, Any]], sinks: dict[str, Sink], skipped: dict[str, int]) -> None:
@@ -63,6 +72,9 @@ def route(leads: Iterable[dict[str, Any]], sinks: dict[str, Sink], skipped: dict
     Activity types with no table (Created, TaskCompleted, ...) are counted under `skipped:<type>`.
     """
     for lead in leads:
+        if QUARANTINED in lead:
+            sinks[QUARANTINE].put(lead)
+            continue
         sinks["leads"].put(strip_lead(lead))
         for contact in lead.get("contacts") or []:
             sinks["contacts"].put(contact)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from migration_assets.defs.close.export_route import finish, make_sinks, route
-from migration_assets.lib.fastjson import loads
+from migration_assets.lib.close_export import ExportLineError, decode_lead_line
 
 HEADER = struct.Struct("<IQ")
 
@@ -32,14 +32,9 @@ def _leads(block: bytes, first_line: int) -> Iterator[dict[str, Any]]:
         if not text:
             continue
         try:
-            obj = loads(text)
-        except ValueError as exc:
-            raise WorkerInputError(f"line {first_line + offset}: invalid JSON ({exc})") from exc
-        if not isinstance(obj, dict):
-            raise WorkerInputError(
-                f"line {first_line + offset}: expected a lead object, found {type(obj).__name__}"
-            )
-        yield obj
+            yield decode_lead_line(text, f"line {first_line + offset}")
+        except ExportLineError as exc:
+            raise WorkerInputError(str(exc)) from exc
 
 
 def _read_exact(stream: BinaryIO, size: int) -> bytes:

@@ -12,6 +12,7 @@ from typing import Any
 import polars as pl
 import pyarrow.dataset as pads
 
+from migration_assets.defs.close.export_route import QUARANTINE
 from migration_assets.defs.close.export_split import (
     EXPORT_TABLES,
     export_directory,
@@ -150,6 +151,16 @@ def table_pages(
             return
         for page in close.get_client().iter_window_pages("task/", {}):
             yield [t for t in page if t.get("_type") != "lead"]
+
+
+def quarantined_lines(close: CloseResource, run_key: str) -> list[dict[str, Any]]:
+    """Export lines this run's split quarantined (not valid text); none when leads come from the API."""
+    if not uses_export(close, "leads"):
+        return []
+    rows: list[dict[str, Any]] = []
+    for part in sorted((export_directory(close, run_key) / QUARANTINE).glob("part-*.arrow")):
+        rows += pl.read_ipc(part).to_dicts()
+    return rows
 
 
 __all__ = ["ACTIVITY_TABLE_TYPES", "EXPORT_TABLES", "api_pages", "prepare_run", "table_pages"]
