@@ -187,6 +187,30 @@ def plan_existing(
     return out
 
 
+def party_key(party: Mapping[str, Any]) -> tuple[int, str, str]:
+    """What identifies an activity party: its role, and the record it resolves to (table, id) or, for an
+    unresolved one, the address. (Dataverse fills `addressused` of resolved parties too: not compared.)"""
+    mask = int(party.get("participationtypemask") or 0)
+    for key, value in party.items():
+        if key.startswith("partyid_") and key.endswith(BIND) and value:
+            return mask, key[len("partyid_") : -len(BIND)], str(value).rsplit("(", 1)[-1].rstrip(")").lower()
+    return mask, "address", str(party.get("addressused") or "").strip().lower()
+
+
+def current_party(record: Mapping[str, Any], sets: Mapping[str, str]) -> dict[str, Any]:
+    """An activityparty read back, in the payload form a write sends (and a rollback restores)."""
+    mask = record.get("participationtypemask")
+    party_id, logical = record.get("_partyid_value"), record.get(f"_partyid_value{LOGICAL_ANN}")
+    if party_id and logical:
+        return {"participationtypemask": mask,
+                f"partyid_{logical}{BIND}": f"/{sets.get(logical, logical + 's')}({party_id})"}  # fmt: skip
+    return {"participationtypemask": mask, "addressused": record.get("addressused")}
+
+
+def same_parties(wanted: list[Mapping[str, Any]], current: list[Mapping[str, Any]]) -> bool:
+    return sorted(map(party_key, wanted)) == sorted(map(party_key, current))
+
+
 def parties(meta: Mapping[str, Any]) -> list[dict[str, Any]] | None:
     raw = meta.get("_parties")
     if raw in (None, ""):

@@ -121,3 +121,25 @@ def test_which_columns_are_cleared() -> None:
     assert not ld.clearable("Boolean", "BooleanType", True, "None")
     assert not ld.clearable("String", "StringType", False, "ApplicationRequired")
     assert not ld.clearable("Lookup", "LookupType", False, "None")
+
+
+def test_parties_compare_by_role_and_record_or_address() -> None:
+    uid, cid = "AAAAAAAA-0000-0000-0000-000000000001", "bbbbbbbb-0000-0000-0000-000000000002"
+    wanted = [
+        {"participationtypemask": 1, "partyid_systemuser@odata.bind": f"/systemusers({uid})"},
+        {"participationtypemask": 2, "partyid_contact@odata.bind": f"/contacts({cid})"},
+        {"participationtypemask": 3, "addressused": "Cc@Example.com "},
+    ]
+    read_back = [  # as activityparties answer: the resolved party's address filled in by the server
+        {"participationtypemask": 3, "addressused": "cc@example.com", "_partyid_value": None},
+        {"participationtypemask": 2, "_partyid_value": cid, "_partyid_value@Microsoft.Dynamics.CRM.lookuplogicalname": "contact",
+         "addressused": "jo@x.com"},
+        {"participationtypemask": 1, "_partyid_value": uid.lower(),
+         "_partyid_value@Microsoft.Dynamics.CRM.lookuplogicalname": "systemuser"},
+    ]  # fmt: skip
+    current = [ld.current_party(r, {"contact": "contacts", "systemuser": "systemusers"}) for r in read_back]
+    assert ld.same_parties(wanted, current)
+    moved = [{**wanted[1], "participationtypemask": 3}, wanted[0], wanted[2]]  # the contact went from to cc
+    assert not ld.same_parties(moved, current)
+    assert not ld.same_parties(wanted[:2], current)  # a cc removed in Close
+    assert current[1] == {"participationtypemask": 2, "partyid_contact@odata.bind": f"/contacts({cid})"}

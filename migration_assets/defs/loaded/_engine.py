@@ -41,6 +41,7 @@ ACTION_BATCH_PARTS = 500
 # A ledgered batch also stops at this many bytes of file bodies (base64, as sent): a bulk request stays under
 # the 116.85 MB plugin sandbox message limit (reference §4.4) and the loader holds one batch of files at once.
 MAX_BATCH_FILE_BYTES = 96 * 1024 * 1024
+PARTY_CHUNK = 50  # activities per activityparty query (an OR of ids: the URL stays a few KB)
 DOWNLOAD_WORKERS = 4  # attachments and recordings downloaded from Close in parallel (network-bound)
 KILL_ENV = "CLOSE2D365_FAULT_KILL_AT"  # fault injection for resume tests: "<table>:<batch>:<before|after>"
 
@@ -194,6 +195,19 @@ class TableLoader:
                 found[str(rec[self.pk]).lower()] = ld.current_payload(rec, self.lookups, self.sets)
         return found
 
+    def read_parties(self, ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """Current activity parties of existing activities (payload form), a few ids per query."""
+        found: dict[str, list[dict[str, Any]]] = {}
+        select = ["participationtypemask", "addressused", "_partyid_value", "_activityid_value"]
+        for start in range(0, len(ids), PARTY_CHUNK):
+            flt = " or ".join(f"_activityid_value eq {i}" for i in ids[start : start + PARTY_CHUNK])
+            for rec in self.client.query("activityparty", select=select, filter=flt, annotations=True):
+                activity = str(rec.get("_activityid_value") or "").lower()
+                logical = rec.get(f"_partyid_value{ld.LOGICAL_ANN}")
+                sets = {logical: self.client.entity_set(logical)} if logical else {}
+                found.setdefault(activity, []).append(ld.current_party(rec, sets))
+        return found
+
     # -- one batch ----------------------------------------------------------------------------------------
     def load(self, rows: Sequence[dict[str, Any]]) -> LoadStats:
         started = time.monotonic()
@@ -266,6 +280,10 @@ class TableLoader:
         updates: list[tuple[int, ld.RowPlan]] = []
         states: dict[int, tuple[int, int]] = {}
         refused: list[Rejection] = []
+        party_nav = f"{self.table}_activity_parties"
+        current_parties = self.read_parties(
+            [rid for s, rid in zip(split, ids, strict=True) if rid in current and s.meta.get("_parties")]
+        )
         for i, (s, rid) in enumerate(zip(split, ids, strict=True)):
             if not self._resolve_binds(s, rid, refused):
                 continue
@@ -274,6 +292,17 @@ class TableLoader:
                 plan = ld.plan_existing(
                     s.payload, current[rid], want, self.updatable, s.nulls & self.clearable
                 )
+                try:
+                    wanted_parties = ld.parties(s.meta)
+                except ValueError as exc:
+                    refused.append(
+                        Rejection(self.table, rid, s.meta.get("_close_id"), "update", None, None, str(exc))
+                    )
+                    continue
+                had = current_parties.get(rid, [])
+                if wanted_parties is not None and not ld.same_parties(wanted_parties, had):
+                    # The whole party list is replaced (from/to/cc...); its old list is the before-image.
+                    plan.changes[party_nav], plan.before[party_nav] = wanted_parties, had
                 if plan.unchanged:
                     self.stats.unchanged += counted
                 else:
