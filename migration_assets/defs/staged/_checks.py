@@ -29,11 +29,13 @@ from migration_assets.defs.staged._common import (
     markdown,
     plan_columns,
     staged_key,
+    target_lookup,
 )
 from migration_assets.lib.mapping_config import load_mapping_config
 from migration_assets.lib.staging_source import table_exists
 from migration_assets.lib.target_checks import build_schema, validate
 from migration_assets.lib.target_rules import TableRules
+from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource, fetch_polars
 
 HARD_FAILURES = ("column_exists",)
@@ -45,6 +47,7 @@ def evaluate(
     table: str,
     rules_for: RulesFor | None = None,
     severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
+    dataverse: DataverseResource | None = None,
 ) -> dg.AssetCheckResult:
     cfg = load_mapping_config()
     with warehouse.connect() as con:
@@ -61,7 +64,9 @@ def evaluate(
         rules = rules_for(con, cfg) if rules_for else plan_columns(load_rules(con, table), cfg)
         back = {v: k for k, v in META_STATE.items() if v in staged.columns}
         frame = staged.rename(back)
-        binds = known_binds(con, frame, rules, entity_sets(con))
+        # The same knowledge staging had: a parent rejected in this run that is already in the target
+        # (loaded by an earlier run) still resolves its children's lookups.
+        binds = known_binds(con, frame, rules, entity_sets(con), target_lookup(dataverse))
         built = build_schema(rules, frame.columns, binds, entity_sets(con))
         _, still_bad = validate(frame, built, table)
     counted = rejected.filter(~pl.col("check_name").is_in(list(EXCLUSIONS)))
@@ -120,8 +125,10 @@ def target_check(table: str, rules_for: RulesFor | None = None) -> dg.AssetCheck
         blocking=True,
         description=f"staged.{table} satisfies the target's metadata; rejected rows within the threshold.",
     )
-    def _check(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    def _check(
+        context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, dataverse: DataverseResource
+    ) -> dg.AssetCheckResult:
         # In the dry run a failure is reported (WARN) without halting the tables staged from this one.
-        return evaluate(warehouse, table, rules_for, gate_severity(context))
+        return evaluate(warehouse, table, rules_for, gate_severity(context), dataverse)
 
     return _check
