@@ -23,6 +23,7 @@ from emulators.dataverse.opportunity_actions import close_opportunity
 from emulators.dataverse.query import Reader
 from emulators.dataverse.records import Writer, privilege_denied
 from emulators.dataverse.records_routes import RecordRoutes, method_not_allowed
+from emulators.dataverse.security import SecurityRoutes
 from emulators.dataverse.state import Caller, Environment
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ class Api:
         self.reader = Reader(env)
         self.records = RecordRoutes(env, self.writer, self.reader)
         self.meta = MetadataRoutes(env)
+        self.security = SecurityRoutes(env)
 
     def caller(self, request: Request) -> Caller:
         state = request.state
@@ -70,7 +72,7 @@ class Api:
                 "0x80040225",
                 "The specified user is either disabled or is not a member of any business unit",
             )
-        return Caller(user["systemuserid"], caller.app_user)
+        return Caller(user["systemuserid"], caller.app_user, caller.security)
 
     async def __call__(self, request: Request) -> Response:
         try:
@@ -160,6 +162,10 @@ class Api:
                 return await self.records.collection(request, ent, caller)
             return await self.records.record(request, ent, key, caller)
         sub = segments[1]
+        if key is not None:  # roles, privileges, RetrieveUserPrivileges (emulators/dataverse/security.py)
+            handled = await self.security.handle(request, ent, key, segments[1:], caller)
+            if handled is not None:
+                return handled
         if key is None and sub.startswith("Microsoft.Dynamics.CRM.") and len(segments) == 2:
             if method != "POST":
                 raise method_not_allowed(request)

@@ -27,7 +27,7 @@ class AppUser:
     client_id: str  # Entra application (client) id
     client_secret: str
     systemuserid: str  # the application user's systemuser row (seeded, applicationid = client_id)
-    # Privileges the app user's security role does NOT hold (e.g. "prvOverrideCreatedOnCreatedBy",
+    # Privileges the app user's seeded security role (emulators/dataverse/security.py) does NOT hold (e.g. "prvOverrideCreatedOnCreatedBy",
     # "prvBypassCustomBusinessLogic", "prvCreateAccount"); requests needing one answer 403 0x80040220.
     missing_privileges: list[str] = field(default_factory=list)
     name: str = "close2d365 migration"
@@ -97,7 +97,8 @@ class DataverseEmulatorConfig:
     org_name: str = "close2d365emu"
     app_users: list[AppUser] = field(default_factory=default_app_users)
     token_lifetime_seconds: int = 3599
-    publisher_prefix: str = "c2d"  # the customization prefix of the default publisher
+    # No customization prefix here: publishers and solutions are records, as on the real service; the Default
+    # Solution's publisher has the prefix "new" (emulators/dataverse/solutions.py).
     # systemusers to seed: {"firstname","lastname","internalemailaddress","isdisabled"}
     seed_users: list[dict] = field(default_factory=default_seed_users)
     max_upload_file_size: int = 5_242_880  # organization.maxuploadfilesize (bytes)

@@ -73,8 +73,7 @@ def _attr_from_seed(entity: str, spec: list, overrides: dict) -> Attribute:
 class Metadata:
     """All table definitions of the emulated org. Mutations bump `version` (validators recompile)."""
 
-    def __init__(self, publisher_prefix: str, key_activation_seconds: float):
-        self.publisher_prefix = publisher_prefix
+    def __init__(self, key_activation_seconds: float):
         self.key_activation_seconds = key_activation_seconds
         self.lock = threading.RLock()
         self.version = 0
@@ -83,7 +82,10 @@ class Metadata:
         self.custom_relationships: list[dict] = []  # POST RelationshipDefinitions bodies, replayed on relink
         self.relationships: dict[str, Relationship] = {}
         self.key_checker: Any = None  # callable(entity, key) -> bool (True when existing data is unique)
-        for logical_name, spec in seed_metadata.TABLES.items():
+        # Imported here: the security module reaches the HTTP helpers, which import this module.
+        from emulators.dataverse.security import TABLES as SECURITY_TABLES
+
+        for logical_name, spec in {**seed_metadata.TABLES, **SECURITY_TABLES}.items():
             self.add_table(self.entity_from_spec(logical_name, spec, custom=False))
         self.relink()
 

@@ -9,6 +9,7 @@ from starlette.responses import Response
 
 from emulators.dataverse import metadata_relationships as relationships
 from emulators.dataverse import metadata_writes as writes
+from emulators.dataverse import solutions
 from emulators.dataverse.errors import DataverseError
 from emulators.dataverse.http import API_ROOT, base_url, json_response, no_content, read_json, require_object
 from emulators.dataverse.metadata import TYPE_INFO, Attribute, Entity
@@ -20,6 +21,7 @@ from emulators.dataverse.odata import (
     parse_select,
     split_segment,
 )
+from emulators.dataverse.security import metadata_privileges
 from emulators.dataverse.state import Environment
 
 METADATA_ROOTS = frozenset(
@@ -30,6 +32,7 @@ METADATA_ROOTS = frozenset(
         "PublishXml",
         "PublishAllXml",
         "InsertOptionValue",
+        "DeleteOptionValue",
         "CreateCustomerRelationships",
     }
 )
@@ -38,6 +41,8 @@ NAV_PROPS = frozenset(
     {"Attributes", "Keys", "ManyToOneRelationships", "OneToManyRelationships", "OptionSet", "GlobalOptionSet"}
 )
 CAST_PREFIX = "Microsoft.Dynamics.CRM."
+# The solution a metadata write lands in (webapi/create-update-entity-definitions-using-web-api.md, tip).
+SOLUTION_HEADER = "MSCRM.SolutionUniqueName"
 
 
 def not_found_segment(segment: str) -> DataverseError:
@@ -117,6 +122,10 @@ class MetadataRoutes:
     def _root(self, request: Request) -> str:
         return base_url(request, self.env.config.org_url) + API_ROOT
 
+    @staticmethod
+    def solution(request: Request) -> str | None:
+        return request.headers.get(SOLUTION_HEADER)
+
     # ---- lookups --------------------------------------------------------------------------------------
     def entity(self, key: str) -> Entity:
         parsed = parse_key(key)
@@ -185,7 +194,7 @@ class MetadataRoutes:
                     "0x0",
                     f"Could not find a property named '{item.name}' on type 'Microsoft.Dynamics.CRM.EntityMetadata'.",
                 )
-        return project(ent.to_json(), select, expanded)
+        return project({**ent.to_json(), "Privileges": metadata_privileges(ent)}, select, expanded)
 
     def key_json(self, key: Any) -> dict:
         self.env.metadata.key_status(key)
@@ -207,16 +216,22 @@ class MetadataRoutes:
             return no_content()
         if name == "InsertOptionValue":
             body = require_object(await read_json(request, name), "InsertOptionValue")
-            value = writes.insert_option_value(self.env, body)
+            value = writes.insert_option_value(self.env, body, self.solution(request))
             return json_response(
                 {
                     "@odata.context": f"{self._root(request)}/$metadata#Microsoft.Dynamics.CRM.InsertOptionValueResponse",
                     "NewOptionValue": value,
                 }
             )
+        if name == "DeleteOptionValue":
+            if method != "POST":
+                raise not_found_segment(name)
+            body = require_object(await read_json(request, name), "DeleteOptionValue")
+            writes.delete_option_value(self.env, body, self.solution(request))
+            return no_content()
         if name == "CreateCustomerRelationships":
             body = require_object(await read_json(request, name), "CreateCustomerRelationships")
-            ids, attr = relationships.create_customer_relationships(self.env, body)
+            ids, attr = relationships.create_customer_relationships(self.env, body, self.solution(request))
             return json_response(
                 {
                     "@odata.context": f"{self._root(request)}/$metadata#Microsoft.Dynamics.CRM.CreateCustomerRelationshipsResponse",
@@ -239,8 +254,14 @@ class MetadataRoutes:
             body = require_object(
                 await read_json(request, "RelationshipDefinitions"), "RelationshipDefinitions"
             )
-            rel_id, _ = relationships.create_relationship(self.env, body)
+            rel_id, _ = relationships.create_relationship(self.env, body, self.solution(request))
             return no_content({"OData-EntityId": f"{self._root(request)}/RelationshipDefinitions({rel_id})"})
+        if request.method == "DELETE" and key is not None:
+            parsed = parse_key(key)
+            relationships.delete_relationship(
+                self.env, parsed if isinstance(parsed, str) else str(parsed.get("SchemaName"))
+            )
+            return no_content()
         if request.method == "GET":
             rels = list(self.env.metadata.relationships.values())
             if key is not None:
@@ -265,6 +286,7 @@ class MetadataRoutes:
                 ent = writes.create_table(
                     self.env,
                     require_object(await read_json(request, "EntityDefinitions"), "EntityDefinitions"),
+                    self.solution(request),
                 )
                 return no_content({"OData-EntityId": f"{root}/EntityDefinitions({ent.metadata_id})"})
             if method != "GET":
@@ -289,8 +311,10 @@ class MetadataRoutes:
                 return no_content()
             if method == "PUT":
                 body = require_object(await read_json(request, "EntityDefinitions"), "EntityDefinitions")
+                target = writes.named_target(self.env, self.solution(request))
                 ent.display[0] = writes.label_text(body.get("DisplayName")) or ent.display[0]
                 self.env.metadata.version += 1
+                solutions.record(self.env, target, solutions.ENTITY, ent.metadata_id)
                 return no_content()
             raise not_found_segment("EntityDefinitions")
         sub, sub_key = split_segment(rest[0])
@@ -299,7 +323,10 @@ class MetadataRoutes:
         if sub == "Keys":
             if method == "POST" and sub_key is None:
                 key_obj = writes.create_key(
-                    self.env, ent, require_object(await read_json(request, "Keys"), "Keys")
+                    self.env,
+                    ent,
+                    require_object(await read_json(request, "Keys"), "Keys"),
+                    self.solution(request),
                 )
                 return no_content(
                     {
@@ -315,6 +342,9 @@ class MetadataRoutes:
                     raise DataverseError(
                         404, "0x80040217", f"Could not find key {sub_key} on entity {ent.logical_name}."
                     )
+                if method == "DELETE":
+                    writes.delete_key(self.env, ent, keys[0])
+                    return no_content()
                 return json_response(project(self.key_json(keys[0]), select, {}))
             return json_response(
                 {
@@ -355,7 +385,10 @@ class MetadataRoutes:
         if sub_key is None:
             if method == "POST" and cast is None:
                 attr = writes.create_attribute(
-                    self.env, ent, require_object(await read_json(request, "Attributes"), "Attributes")
+                    self.env,
+                    ent,
+                    require_object(await read_json(request, "Attributes"), "Attributes"),
+                    self.solution(request),
                 )
                 return no_content(
                     {
@@ -387,7 +420,7 @@ class MetadataRoutes:
             return json_response(self.attribute_json(attr, select, expand))
         if method == "PUT":
             body = require_object(await read_json(request, "Attributes"), "Attributes")
-            writes.update_attribute(self.env, ent, attr, body)
+            writes.update_attribute(self.env, ent, attr, body, self.solution(request))
             return no_content()
         if method == "DELETE":
             writes.delete_attribute(self.env, ent, attr)

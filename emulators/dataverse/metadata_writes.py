@@ -1,14 +1,16 @@
 """Schema writes: custom tables (incl. activity tables), columns, lookups, keys, options (reference §6).
 
 Each operation takes the JSON body a client sends and is recorded in `env.schema_log`, so persistence can
-replay the schema before it reloads the rows.
+replay the schema before it reloads the rows. `solution` is the unique name the request names
+(`MSCRM.SolutionUniqueName` or the action's `SolutionUniqueName`): it decides the publisher prefix a custom
+SchemaName needs and the solution the new component joins (emulators/dataverse/solutions.py).
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
 
+from emulators.dataverse import solutions
 from emulators.dataverse.config import deterministic_id
 from emulators.dataverse.errors import DataverseError
 from emulators.dataverse.metadata import TYPE_INFO, Attribute, Entity, Key, label, label_text
@@ -39,18 +41,6 @@ ACTIVITY_PARTIES = {
 
 def invalid(message: str) -> DataverseError:
     return DataverseError(400, "0x80040203", message)
-
-
-def check_prefix(env: Environment, schema_name: Any, what: str) -> str:
-    prefix = env.config.publisher_prefix
-    if not isinstance(schema_name, str) or not schema_name:
-        raise invalid(f"The {what} definition must have a SchemaName.")
-    if not schema_name.lower().startswith(prefix.lower() + "_") or len(schema_name) <= len(prefix) + 1:
-        raise invalid(
-            f"The SchemaName '{schema_name}' of the {what} is not valid: a custom {what} name must start with the "
-            f"customization prefix of the publisher, '{prefix}_' (e.g. '{prefix}_{schema_name.split('_')[-1]}')."
-        )
-    return schema_name.lower()
 
 
 def plural(name: str) -> str:
@@ -103,11 +93,15 @@ def _options(body: dict, what: str) -> list[dict]:
 
 
 def build_attribute(
-    env: Environment, ent: Entity, body: dict, existing: Attribute | None = None
+    env: Environment,
+    ent: Entity,
+    body: dict,
+    existing: Attribute | None = None,
+    target: solutions.Target | None = None,
 ) -> Attribute:
     kind = _kind_of(body)
     if existing is None:
-        logical = check_prefix(env, body.get("SchemaName"), "column")
+        logical = solutions.check_prefix(target, body.get("SchemaName"), "Attribute")
     else:
         logical = existing.logical_name
     if kind in ("Lookup", "Customer", "Owner", "PartyList") and existing is None:
@@ -193,21 +187,34 @@ def build_attribute(
     return attr
 
 
-def create_attribute(env: Environment, ent: Entity, body: dict) -> Attribute:
+def create_attribute(env: Environment, ent: Entity, body: dict, solution: str | None = None) -> Attribute:
     with env.metadata.lock:
-        attr = build_attribute(env, ent, body)
+        target = solutions.target(env, solution)
+        attr = build_attribute(env, ent, body, target=target)
         if attr.logical_name in ent.attributes:
             raise invalid(
                 f"A column named '{attr.logical_name}' already exists on the '{ent.logical_name}' table."
             )
         ent.attributes[attr.logical_name] = attr
         env.metadata.version += 1
-        env.schema_log.append({"op": "attribute", "entity": ent.logical_name, "body": body})
+        solutions.record(env, target, solutions.ATTRIBUTE, attr.metadata_id, table=ent)
+        env.schema_log.append(
+            {"op": "attribute", "entity": ent.logical_name, "body": body, "solution": solution}
+        )
         return attr
 
 
-def update_attribute(env: Environment, ent: Entity, existing: Attribute, body: dict) -> None:
+def named_target(env: Environment, solution: str | None) -> solutions.Target | None:
+    """The solution an update names: the component joins it (the header is how the maker portal decides where
+    a change lands); an unknown name is refused like on create. Without a name nothing moves."""
+    return solutions.target(env, solution) if solution and solution.strip() else None
+
+
+def update_attribute(
+    env: Environment, ent: Entity, existing: Attribute, body: dict, solution: str | None = None
+) -> None:
     with env.metadata.lock:
+        target = named_target(env, solution)
         if existing.kind in (
             "Lookup",
             "Customer",
@@ -226,19 +233,22 @@ def update_attribute(env: Environment, ent: Entity, existing: Attribute, body: d
                 )
             ent.attributes[existing.logical_name] = updated
         env.metadata.version += 1
+        solutions.record(env, target, solutions.ATTRIBUTE, existing.metadata_id, table=ent)
         env.schema_log.append(
             {
                 "op": "put_attribute",
                 "entity": ent.logical_name,
                 "attribute": existing.logical_name,
                 "body": body,
+                "solution": solution,
             }
         )
 
 
-def create_table(env: Environment, body: dict) -> Entity:
+def create_table(env: Environment, body: dict, solution: str | None = None) -> Entity:
     with env.metadata.lock:
-        logical = check_prefix(env, body.get("SchemaName"), "table")
+        target = solutions.target(env, solution)
+        logical = solutions.check_prefix(target, body.get("SchemaName"), "Entity")
         if logical in env.metadata.tables:
             raise invalid(f"A table named '{logical}' already exists.")
         is_activity = bool(body.get("IsActivity"))
@@ -301,7 +311,7 @@ def create_table(env: Environment, body: dict) -> Entity:
                 subject.metadata_id = subject.metadata_id or deterministic_id("attribute", logical, "subject")
                 ent.attributes["subject"] = subject
                 continue
-            attr = build_attribute(env, ent, a)
+            attr = build_attribute(env, ent, a, target=target)
             ent.attributes[attr.logical_name] = attr
         ent.extra = {
             k: v
@@ -311,14 +321,17 @@ def create_table(env: Environment, body: dict) -> Entity:
         env.store.table(logical)
         env.metadata.add_table(ent)
         env.metadata.relink()
-        env.schema_log.append({"op": "table", "body": body})
+        # The table is a root component that includes its subcomponents (the columns created with it).
+        solutions.record(env, target, solutions.ENTITY, ent.metadata_id)
+        env.schema_log.append({"op": "table", "body": body, "solution": solution})
         return ent
 
 
-def create_key(env: Environment, ent: Entity, body: dict) -> Key:
+def create_key(env: Environment, ent: Entity, body: dict, solution: str | None = None) -> Key:
     with env.metadata.lock:
+        target = solutions.target(env, solution)
         schema = body.get("SchemaName")
-        check_prefix(env, schema, "key")
+        solutions.check_prefix(target, schema, "EntityKey")
         names = body.get("KeyAttributes")
         if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
             raise invalid("KeyAttributes must be a non-empty list of column logical names.")
@@ -351,12 +364,28 @@ def create_key(env: Environment, ent: Entity, body: dict) -> Key:
         )
         ent.keys.append(key)
         env.metadata.version += 1
-        env.schema_log.append({"op": "key", "entity": ent.logical_name, "body": body})
+        solutions.record(env, target, solutions.ENTITY_KEY, key.metadata_id, table=ent)
+        env.schema_log.append({"op": "key", "entity": ent.logical_name, "body": body, "solution": solution})
         return key
 
 
-def insert_option_value(env: Environment, body: dict) -> int:
+def delete_key(env: Environment, ent: Entity, key: Key) -> None:
+    """DELETE EntityDefinitions(...)/Keys(...) (PAD define-alternate-keys-entity.md): the index goes too."""
+    with env.metadata.lock, env.store.lock:
+        ent.keys = [k for k in ent.keys if k is not key]
+        env.store.key_index.pop((ent.logical_name, key.schema_name), None)
+        env.metadata.version += 1
+        solutions.forget(env, [key.metadata_id])
+        env.schema_log.append(
+            {"op": "delete_key", "entity": ent.logical_name, "key": key.schema_name, "body": {}}
+        )
+
+
+def insert_option_value(env: Environment, body: dict, solution: str | None = None) -> int:
+    """InsertOptionValue: the action's SolutionUniqueName parameter names the solution (the header otherwise)."""
     with env.metadata.lock:
+        named = body.get("SolutionUniqueName") or solution
+        target = solutions.target(env, str(named) if named else None)
         ent = env.metadata.tables.get(str(body.get("EntityLogicalName")))
         attr = ent.attributes.get(str(body.get("AttributeLogicalName"))) if ent else None
         if attr is None or attr.kind not in ("Picklist", "MultiSelectPicklist"):
@@ -365,15 +394,43 @@ def insert_option_value(env: Environment, body: dict) -> int:
             )
         value = body.get("Value")
         if value is None:
-            value = max([o["Value"] for o in attr.options] + [727000000 - 1]) + 1
+            value = solutions.next_option_value(target, attr.option_values)
         if isinstance(value, bool) or not isinstance(value, int):
             raise invalid("Value must be an integer.")
         if value in attr.option_values:
             raise invalid(f"The option value {value} already exists in '{attr.logical_name}'.")
         attr.options.append({"Value": value, "Label": label(label_text(body.get("Label")) or str(value))})
         env.metadata.version += 1
-        env.schema_log.append({"op": "option", "body": {**body, "Value": value}})
+        if named:
+            solutions.record(env, target, solutions.ATTRIBUTE, attr.metadata_id, table=ent)
+        env.schema_log.append({"op": "option", "body": {**body, "Value": value}, "solution": solution})
         return value
+
+
+def delete_option_value(env: Environment, body: dict, solution: str | None = None) -> None:
+    """DeleteOptionValue (PAD webapi/reference/deleteoptionvalue): removes one option of a choice column.
+
+    [INFERENCE] A value the column does not have answers 404 ObjectDoesNotExist, like other metadata that is
+    not there (the service's exact wording for this case is not published)."""
+    with env.metadata.lock:
+        named = body.get("SolutionUniqueName") or solution
+        named_target(env, str(named) if named else None)  # an unknown solution is refused
+        ent = env.metadata.tables.get(str(body.get("EntityLogicalName")))
+        attr = ent.attributes.get(str(body.get("AttributeLogicalName"))) if ent else None
+        if attr is None or attr.kind not in ("Picklist", "MultiSelectPicklist"):
+            raise invalid(
+                "DeleteOptionValue needs EntityLogicalName and the AttributeLogicalName of a choice column."
+            )
+        value = body.get("Value")
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise invalid("Value must be an integer.")
+        if value not in attr.option_values:
+            raise DataverseError(
+                404, "0x80040217", f"The option value {value} does not exist in '{attr.logical_name}'."
+            )
+        attr.options = [o for o in attr.options if o["Value"] != value]
+        env.metadata.version += 1
+        env.schema_log.append({"op": "delete_option", "body": body, "solution": solution})
 
 
 def delete_attribute(env: Environment, ent: Entity, attr: Attribute) -> None:
@@ -389,11 +446,13 @@ def delete_attribute(env: Environment, ent: Entity, attr: Attribute) -> None:
                     f"'{attr.logical_name}' is used by the alternate key '{key.schema_name}'; delete the key first."
                 )
         del ent.attributes[attr.logical_name]
-        env.metadata.custom_relationships = [
+        gone = [
             r
             for r in env.metadata.custom_relationships
-            if not (r["referencing"] == ent.logical_name and r["attribute"] == attr.logical_name)
+            if r["referencing"] == ent.logical_name and r["attribute"] == attr.logical_name
         ]
+        env.metadata.custom_relationships = [r for r in env.metadata.custom_relationships if r not in gone]
+        solutions.forget(env, [attr.metadata_id, *(r["metadata_id"] for r in gone)])
         for row in env.store.table(ent.logical_name).values():
             row.pop(attr.logical_name, None)
         env.metadata.relink()
@@ -418,10 +477,20 @@ def delete_table(env: Environment, ent: Entity) -> None:
         del env.metadata.tables[ent.logical_name]
         del env.metadata.by_set[ent.entity_set]
         env.store.rows.pop(ent.logical_name, None)
-        env.metadata.custom_relationships = [
+        gone = [
             r
             for r in env.metadata.custom_relationships
-            if ent.logical_name not in (r["referencing"], r["referenced"])
+            if ent.logical_name in (r["referencing"], r["referenced"])
         ]
+        env.metadata.custom_relationships = [r for r in env.metadata.custom_relationships if r not in gone]
+        solutions.forget(
+            env,
+            [
+                ent.metadata_id,
+                *(a.metadata_id for a in ent.attributes.values()),
+                *(k.metadata_id for k in ent.keys),
+                *(r["metadata_id"] for r in gone),
+            ],
+        )
         env.metadata.relink()
         env.schema_log.append({"op": "delete_table", "entity": ent.logical_name, "body": {}})

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from emulators.dataverse import metadata_relationships as relationships
 from emulators.dataverse import metadata_writes as writes
+from emulators.dataverse import solutions
 from emulators.dataverse.state import Environment
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ class Persistence:
                 f"{self.path} was written by an incompatible emulator version; delete it to start fresh."
             )
         replay(self.env, data.get("schema", []))
+        self.env.security.before_restore(data.get("store", {}).get("rows", {}))
         self.env.store.restore(data.get("store", {}))
         self._saved_marker = self._marker()
         return True
@@ -55,11 +57,7 @@ class Persistence:
         marker = self._marker()
         if not force and marker == self._saved_marker:
             return False
-        data = {
-            "format": FORMAT_VERSION,
-            "schema": list(self.env.schema_log),
-            "store": self.env.store.snapshot(),
-        }
+        data = state_dump(self.env)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(self.path.suffix + ".tmp")
         with open(tmp, "w", encoding="utf-8") as fh:
@@ -94,28 +92,62 @@ class Persistence:
         self.save()
 
 
+def state_dump(env: Environment, with_metadata: bool = False) -> dict:
+    """The emulated org as JSON-able data: schema writes and every row (what `save` writes), and with
+    `with_metadata` every table definition as read back, so tests can prove a run changed nothing."""
+    env.security.sync()  # privileges of tables created since the last request, as any read would see them
+    data: dict = {"format": FORMAT_VERSION, "schema": list(env.schema_log), "store": env.store.snapshot()}
+    if with_metadata:
+        with env.metadata.lock:
+            data["metadata"] = {
+                name: {
+                    **ent.to_json(),
+                    "Attributes": {a: attr.to_json() for a, attr in sorted(ent.attributes.items())},
+                    "Keys": [key.to_json() for key in ent.keys],
+                }
+                for name, ent in sorted(env.metadata.tables.items())
+            }
+    return data
+
+
 def replay(env: Environment, log: list[dict]) -> None:
-    """Re-apply persisted schema writes (keys are activated against the rows loaded afterwards)."""
-    for item in log:
-        op, body = item["op"], item["body"]
-        if op == "table":
-            writes.create_table(env, body)
-        elif op == "attribute":
-            writes.create_attribute(env, env.metadata.tables[item["entity"]], body)
-        elif op == "put_attribute":
-            ent = env.metadata.tables[item["entity"]]
-            writes.update_attribute(env, ent, ent.attributes[item["attribute"]], body)
-        elif op == "key":
-            key = writes.create_key(env, env.metadata.tables[item["entity"]], body)
-            key.created_at = float("-inf")
-        elif op == "relationship":
-            relationships.create_relationship(env, body)
-        elif op == "customer":
-            relationships.create_customer_relationships(env, body)
-        elif op == "option":
-            writes.insert_option_value(env, body)
-        elif op == "delete_attribute":
-            ent = env.metadata.tables[item["entity"]]
-            writes.delete_attribute(env, ent, ent.attributes[item["attribute"]])
-        elif op == "delete_table":
-            writes.delete_table(env, env.metadata.tables[item["entity"]])
+    """Re-apply persisted schema writes (keys are activated against the rows loaded afterwards).
+
+    Publishers, solutions and solution components are rows: they come back with the store, so the replay
+    neither checks the solution of each write nor records components again."""
+    token = solutions.REPLAYING.set(True)
+    try:
+        for item in log:
+            _replay_one(env, item)
+    finally:
+        solutions.REPLAYING.reset(token)
+
+
+def _replay_one(env: Environment, item: dict) -> None:
+    op, body = item["op"], item["body"]
+    if op == "table":
+        writes.create_table(env, body)
+    elif op == "attribute":
+        writes.create_attribute(env, env.metadata.tables[item["entity"]], body)
+    elif op == "put_attribute":
+        ent = env.metadata.tables[item["entity"]]
+        writes.update_attribute(env, ent, ent.attributes[item["attribute"]], body)
+    elif op == "key":
+        key = writes.create_key(env, env.metadata.tables[item["entity"]], body)
+        key.created_at = float("-inf")
+    elif op == "relationship":
+        relationships.create_relationship(env, body)
+    elif op == "customer":
+        relationships.create_customer_relationships(env, body)
+    elif op == "option":
+        writes.insert_option_value(env, body)
+    elif op == "delete_attribute":
+        ent = env.metadata.tables[item["entity"]]
+        writes.delete_attribute(env, ent, ent.attributes[item["attribute"]])
+    elif op == "delete_table":
+        writes.delete_table(env, env.metadata.tables[item["entity"]])
+    elif op == "delete_option":
+        writes.delete_option_value(env, body)
+    elif op == "delete_key":
+        ent = env.metadata.tables[item["entity"]]
+        writes.delete_key(env, ent, next(k for k in ent.keys if k.schema_name == item["key"]))

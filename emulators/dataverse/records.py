@@ -12,10 +12,12 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from emulators.dataverse import solutions
 from emulators.dataverse.errors import DataverseError, not_found
 from emulators.dataverse.metadata import LOOKUP_KINDS, Attribute, Entity
 from emulators.dataverse.odata import parse_key, split_segment
 from emulators.dataverse.record_states import apply_state
+from emulators.dataverse.security import privilege_id, table_privilege
 from emulators.dataverse.state import Caller, Environment
 from emulators.dataverse.store import Row
 from emulators.dataverse.values import Converter, converter, now_iso
@@ -48,15 +50,9 @@ def privilege_denied(caller: Caller, privilege: str, ent: Entity) -> DataverseEr
         403,
         "0x80040220",
         f"Principal user (Id={caller.systemuserid}, type=8, roleCount=1, privilegeCount=0, accessMode='4'), is "
-        f"missing {privilege} privilege (Id={uuid.uuid5(uuid.NAMESPACE_URL, privilege)}) on "
+        f"missing {privilege} privilege (Id={privilege_id(privilege)}) on "
         f"OTC={ent.object_type_code} for entity '{ent.logical_name}'. Context: Method=Create.",
     )
-
-
-def table_privilege(action: str, ent: Entity) -> str:
-    # Activities share one set of privileges (prvCreateActivity, ...), as in real security roles.
-    name = "Activity" if ent.is_activity else ent.schema_name[:1].upper() + ent.schema_name[1:]
-    return f"prv{action}{name}"
 
 
 class Writer:
@@ -203,7 +199,10 @@ class Writer:
             if bind is not None:
                 attr, target = bind
                 if attr.valid_create if creating else attr.valid_update:
-                    row[attr.logical_name] = self._bind(ent, attr, target, value, key)
+                    ref = self._bind(ent, attr, target, value, key)
+                    if ref is not None and attr.kind != "Owner":
+                        self.check_append(ent, ref[0], caller)
+                    row[attr.logical_name] = ref
                 continue
             if key[:1] == "@" or ("@" in key and not key.endswith("@odata.bind")):
                 continue  # instance annotations (@odata.type, @odata.etag, FormattedValue, ...)
@@ -234,6 +233,13 @@ class Writer:
                 )
             raise unknown_property(ent, key)
         return parties, state
+
+    def check_append(self, ent: Entity, target: str, caller: Caller) -> None:
+        """Setting a lookup needs Append on the record's table and AppendTo on the table it points to."""
+        for privilege, table in (("Append", ent), ("AppendTo", self.env.metadata.tables[target])):
+            name = table_privilege(privilege, table)
+            if caller.lacks(name, self.env.config):
+                raise privilege_denied(caller, name, table)
 
     @staticmethod
     def required_missing(ent: Entity, attr: Attribute) -> DataverseError:
@@ -285,6 +291,7 @@ class Writer:
         for attr in plan.required:
             if row.get(attr.logical_name) is None:
                 raise self.required_missing(ent, attr)
+        solutions.check_write(self.env, ent, record_id, row, "Create")  # publisher/solution rules
         now = now_iso()
         row["createdon"] = row["modifiedon"] = now
         row["createdby"] = row["modifiedby"] = ["systemuser", caller.systemuserid]
@@ -326,6 +333,7 @@ class Writer:
                 raise not_found(ent.logical_name, record_id)
             row = dict(existing)
             parties, state = self.apply(ent, payload, row, False, caller)
+            solutions.check_write(self.env, ent, record_id, row, "Update")
             if state:
                 apply_state(ent, row, state, record_id, creating=False)
             row["modifiedon"] = now_iso()
@@ -349,6 +357,7 @@ class Writer:
         with self.env.store.lock:
             if self.env.store.get(ent.logical_name, record_id) is None:
                 raise not_found(ent.logical_name, record_id)
+            solutions.check_write(self.env, ent, record_id, None, "Delete")
             if ent.is_activity:
                 self.replace_parties(ent, record_id, [])
             self.env.store.put(ent, record_id, None)

@@ -90,6 +90,12 @@ FAMILIES: dict[str, list] = {
     ],
 }
 
+# The solution tables carry the audit columns but not overriddencreatedon/importsequencenumber.
+SOLUTION_AUDIT = FAMILIES["audit"][:4] + [FAMILIES["audit"][5]]
+# solutioncomponent.componenttype: the metadata components this emulator creates (PAD-ref solutioncomponent.md).
+COMPONENT_TYPES = [[1, "Entity"], [2, "Attribute"], [3, "Relationship"], [9, "Option Set"],
+                   [10, "Entity Relationship"], [14, "Entity Key"]]  # fmt: skip
+
 ACTIVE_STATES = {
     "states": [[0, "Active", 1], [1, "Inactive", 2]],
     "statuses": [[1, "Active", 0], [2, "Inactive", 1]],
@@ -432,6 +438,58 @@ TABLES: dict[str, dict] = {
             ["completedon", "DateTime", {"access": "ro", "behavior": "UserLocal"}],
         ],
     },
+    # Solution tables (PAD-ref publisher.md, solution.md, solutioncomponent.md; rules in solutions.py).
+    "publisher": {
+        "set": "publishers", "otc": 7101, "id": "publisherid", "primary": "friendlyname",
+        "ownership": "OrganizationOwned", "display": ["Publisher", "Publishers"], "has_activities": False,
+        "has_notes": False, "bulk": False, "families": [], "attrs": [
+            *SOLUTION_AUDIT,
+            ["uniquename", "String", {"max": 256, "req": "SystemRequired", "name": "Name"}],
+            ["friendlyname", "String", {"max": 256, "req": "SystemRequired", "name": "Display Name"}],
+            ["customizationprefix", "String", {"max": 8, "req": "SystemRequired", "name": "Prefix"}],
+            # SystemRequired in the reference, yet Microsoft's own samples create publishers without it:
+            # solutions.py derives one from the prefix when a create leaves it out.
+            ["customizationoptionvalueprefix", "Integer", {"min": 10000, "maxv": 99999,
+                                                           "name": "Option Value Prefix"}],
+            ["description", "String", {"max": 2000, "fmt": "TextArea"}],
+            ["emailaddress", "String", {"max": 100, "fmt": "Email", "name": "Email"}],
+            ["supportingwebsiteurl", "String", {"max": 200, "fmt": "Url", "name": "Website"}],
+            ["isreadonly", "Boolean", {"access": "ro", "default": False, "name": "Is Read-Only Publisher"}],
+        ],
+    },
+    "solution": {
+        "set": "solutions", "otc": 7100, "id": "solutionid", "primary": "friendlyname",
+        "ownership": "OrganizationOwned", "display": ["Solution", "Solutions"], "has_activities": False,
+        "has_notes": False, "bulk": False, "families": [], "attrs": [
+            *SOLUTION_AUDIT,
+            ["uniquename", "String", {"max": 65, "req": "SystemRequired", "access": "create", "name": "Name"}],
+            ["friendlyname", "String", {"max": 256, "req": "SystemRequired", "name": "Display Name"}],
+            ["version", "String", {"max": 256, "req": "SystemRequired", "name": "Version"}],
+            ["publisherid", "Lookup", {"targets": ["publisher"], "req": "SystemRequired", "name": "Publisher"}],
+            ["description", "String", {"max": 2000, "fmt": "TextArea"}],
+            ["ismanaged", "Boolean", {"access": "ro", "default": False, "name": "Package Type",
+                                      "true": "Managed", "false": "Unmanaged"}],
+            ["isvisible", "Boolean", {"access": "ro", "default": True, "name": "Is Visible Outside Platform"}],
+            ["installedon", "DateTime", {"access": "ro", "fmt": "DateOnly", "behavior": "UserLocal",
+                                         "name": "Installed On"}],
+        ],
+    },
+    "solutioncomponent": {
+        "set": "solutioncomponents", "otc": 7103, "id": "solutioncomponentid", "primary": "",
+        "ownership": "None", "display": ["Solution Component", "Solution Components"], "has_activities": False,
+        "has_notes": False, "bulk": False, "families": [], "attrs": [
+            *SOLUTION_AUDIT,
+            ["componenttype", "Picklist", {"access": "ro", "req": "SystemRequired", "opts": COMPONENT_TYPES,
+                                           "name": "Object Type Code"}],
+            ["objectid", "Uniqueidentifier", {"access": "ro", "name": "Regarding"}],
+            ["solutionid", "Lookup", {"access": "ro", "targets": ["solution"], "name": "Solution"}],
+            ["rootcomponentbehavior", "Picklist", {"access": "ro", "opts": [[0, "Include Subcomponents"],
+                                                   [1, "Do not include subcomponents"],
+                                                   [2, "Include As Shell Only"]]}],
+            ["rootsolutioncomponentid", "Uniqueidentifier", {"access": "ro"}],
+            ["ismetadata", "Boolean", {"access": "ro", "default": True, "true": "Metadata", "false": "Data"}],
+        ],
+    },
 }  # fmt: skip
 
 # Single-valued navigation property names that do not follow the generic rules of metadata.nav_name.
@@ -441,4 +499,6 @@ NAV_OVERRIDES: dict[str, list] = {
                                  ["contact", "parentcustomerid_contact", "contact_customer_contacts"]],
     "opportunity.customerid": [["account", "customerid_account", "opportunity_customer_accounts"],
                                ["contact", "customerid_contact", "opportunity_customer_contacts"]],
+    "solution.publisherid": [["publisher", "publisherid", "publisher_solution"]],
+    "solutioncomponent.solutionid": [["solution", "solutionid", "solution_solutioncomponent"]],
 }  # fmt: skip

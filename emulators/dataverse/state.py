@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from emulators.dataverse import solutions
 from emulators.dataverse.config import AppUser, DataverseEmulatorConfig, deterministic_id
 from emulators.dataverse.metadata import Key, Metadata
+from emulators.dataverse.security import Security
 from emulators.dataverse.store import Store
 from emulators.dataverse.values import now_iso
 
@@ -14,17 +16,21 @@ from emulators.dataverse.values import now_iso
 class Caller:
     systemuserid: str
     app_user: AppUser | None
+    security: Security | None = None
 
     def lacks(self, privilege: str, config: DataverseEmulatorConfig) -> bool:
         if privilege == "prvOverrideCreatedOnCreatedBy" and not config.allow_override_createdon:
             return True
-        return self.app_user is not None and privilege in self.app_user.missing_privileges
+        if not privilege or self.app_user is None or self.security is None:
+            return False
+        # The application user's security roles decide (emulators/dataverse/security.py).
+        return not self.security.holds(self.app_user.systemuserid, privilege)
 
 
 class Environment:
     def __init__(self, config: DataverseEmulatorConfig):
         self.config = config
-        self.metadata = Metadata(config.publisher_prefix, config.key_activation_seconds)
+        self.metadata = Metadata(config.key_activation_seconds)
         self.store = Store(self.metadata)
         self.organization_id = deterministic_id("organization", config.org_name)
         self.businessunit_id = deterministic_id("businessunit", config.org_name)
@@ -33,6 +39,8 @@ class Environment:
         self.schema_log: list[dict] = []  # replayable schema writes (persistence)
         self._seed()
         self._seed_keys()
+        solutions.seed(self)  # the default publishers and solutions
+        self.security = Security(self)  # roles and privileges of the seeded application users
 
     def _row(self, table: str, record_id: str, values: dict, owner: str | None = None) -> None:
         ent = self.metadata.tables[table]
@@ -167,4 +175,4 @@ class Environment:
             systemuserid = app_user.systemuserid if app_user else self.team_id
         if app_user is None:
             app_user = next((a for a in self.config.app_users if a.systemuserid == systemuserid), None)
-        return Caller(systemuserid, app_user)
+        return Caller(systemuserid, app_user, self.security)

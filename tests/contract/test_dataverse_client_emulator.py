@@ -249,7 +249,7 @@ def test_win_and_lose_opportunity(server: EmulatorServer) -> None:
 
 
 def test_metadata_writes_and_alternate_key_upsert(server: EmulatorServer) -> None:
-    prefix = server.config.publisher_prefix
+    prefix = "new"  # no solution named: the Default Solution's publisher prefix, as Microsoft's examples use
     col = f"{prefix}_closeid"
     with _client(server) as client:
         client.create_column(
@@ -342,7 +342,7 @@ def test_table_without_bulk_messages_uses_batch(server: EmulatorServer) -> None:
 
 
 def test_upsert_multiple_by_alternate_key(server: EmulatorServer) -> None:
-    prefix = server.config.publisher_prefix
+    prefix = "new"  # no solution named: the Default Solution's publisher prefix
     col, key = f"{prefix}_legacyref", f"{prefix}_contact_legacyref_key"
     with _client(server) as client:
         client.create_column(

@@ -18,7 +18,9 @@ ONLY_FV = 'odata.include-annotations="OData.Community.Display.V1.FormattedValue"
 
 @pytest.fixture
 def dv() -> Dv:
-    return Dv(core_config(user_time_zone="America/Los_Angeles"))
+    dv = Dv(core_config(user_time_zone="America/Los_Angeles"))
+    dv.use_solution()  # the c2d_ names below belong to that publisher
+    return dv
 
 
 def _account(dv: Dv) -> tuple[str, str]:

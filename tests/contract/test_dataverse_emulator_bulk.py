@@ -12,7 +12,9 @@ T_ACCOUNT = "Microsoft.Dynamics.CRM.account"
 
 @pytest.fixture
 def dv() -> Dv:
-    return Dv()
+    dv = Dv()
+    dv.use_solution()  # the c2d_ names below belong to that publisher
+    return dv
 
 
 def _accounts(n: int, **extra: object) -> list[dict]:

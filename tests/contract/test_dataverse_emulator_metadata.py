@@ -15,7 +15,9 @@ SEEDED = [
 
 @pytest.fixture
 def dv() -> Dv:
-    return Dv()
+    dv = Dv()
+    dv.use_solution()  # the c2d_ names below belong to that publisher (test_dataverse_emulator_solutions.py)
+    return dv
 
 
 def test_entity_definitions_of_the_sales_tables(dv: Dv) -> None:
@@ -244,7 +246,10 @@ def test_create_columns_of_every_type(dv: Dv) -> None:
     # Duplicate, wrong prefix, bad MaxLength, SystemRequired, lookups through Attributes.
     assert error_of(dv.add_column("opportunity", string_column("c2d_CloseId")))[0] == 400
     status, code, message = error_of(dv.add_column("opportunity", string_column("new_CloseId")))
-    assert (status, code) == (400, "0x80040203") and "'c2d_'" in message
+    # new_ is the Default Solution publisher's prefix, not the prefix of the solution named (InvalidNamePrefix).
+    assert (status, code) == (400, "0x80044366") and message.startswith(
+        "The schema name new_CloseId for type Attribute is invalid or missing."
+    )
     assert error_of(dv.add_column("opportunity", string_column("c2d_Huge", 5000)))[0] == 400
     required = string_column("c2d_Req")
     required["RequiredLevel"] = {"Value": "SystemRequired"}
@@ -295,6 +300,7 @@ def test_update_column_insert_option_and_publish(dv: Dv) -> None:
 
 def test_alternate_key_activation_and_upsert_by_key() -> None:
     dv = Dv(core_config(key_activation_seconds=0.2))
+    dv.use_solution()
     assert dv.add_column("account", string_column("c2d_CloseId")).status_code == 204
     dv.create("accounts", {"name": "a", "c2d_closeid": "acct_1"})
     resp = dv.post(
@@ -546,7 +552,10 @@ def test_custom_tables_and_activity_tables(dv: Dv) -> None:
         ]
         == 400
     )
-    assert "'c2d_'" in error_of(dv.post("EntityDefinitions", {**table, "SchemaName": "new_Thing"}))[2]
+    assert error_of(dv.post("EntityDefinitions", {**table, "SchemaName": "new_Thing"}))[:2] == (
+        400,
+        "0x80044366",
+    )
     assert error_of(dv.post("EntityDefinitions", table))[0] == 400  # already exists
     assert (
         error_of(dv.post("EntityDefinitions", {**table, "SchemaName": "c2d_NoName", "Attributes": []}))[0]

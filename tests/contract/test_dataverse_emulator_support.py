@@ -99,6 +99,34 @@ class Dv:
     def add_column(self, table: str, body: dict) -> httpx.Response:
         return self.post(f"EntityDefinitions(LogicalName='{table}')/Attributes", body)
 
+    def use_solution(
+        self, prefix: str = "c2d", name: str = "close2d365", option_value_prefix: int = 72700
+    ) -> tuple[str, str]:
+        """What a client does before its first schema write: create a publisher with its prefix and a
+        solution it owns (POST publishers, POST solutions), then name that solution in
+        MSCRM.SolutionUniqueName on every request, so custom SchemaNames carry that publisher's prefix.
+        Returns (publisherid, solutionid)."""
+        publisher = self.create(
+            "publishers",
+            {
+                "uniquename": f"{name}publisher",
+                "friendlyname": f"{name} publisher",
+                "customizationprefix": prefix,
+                "customizationoptionvalueprefix": option_value_prefix,
+            },
+        )
+        solution = self.create(
+            "solutions",
+            {
+                "uniquename": name,
+                "friendlyname": name,
+                "version": "1.0.0.0",
+                "publisherid@odata.bind": f"/publishers({publisher})",
+            },
+        )
+        self.client.headers["MSCRM.SolutionUniqueName"] = name
+        return publisher, solution
+
 
 def label(text: str) -> dict:
     return {

@@ -30,6 +30,7 @@ def test_ui_lists_tables_and_escapes_records() -> None:
 def test_state_survives_a_restart(tmp_path: Path) -> None:
     path = tmp_path / "dv_state.json"
     dv = Dv(core_config(persist_path=str(path)))
+    dv.use_solution()
     assert dv.add_column("account", string_column("c2d_CloseId")).status_code == 204
     assert (
         dv.post(
