@@ -1,8 +1,11 @@
 """Rollback of migration runs: `close2d365 rollback --run RUN_ID | --all` and the `rollback` job.
 
 Deletes what the runs created (children before parents) and restores the before-images of what they
-updated (DESIGN §5). The rollback is itself a ledgered run: every delete/restore is recorded, and the
-original ledger rows are stamped `rolled_back_by`, so running it again finds nothing left to undo.
+updated (DESIGN §5), then removes the schema components they created (option values, keys, lookups,
+columns, tables, then the solution and the publisher), keeping, with the reason in the report, any schema
+that records or components of runs not rolled back still use. The rollback is itself a ledgered run: every
+delete/restore is recorded, and the original ledger rows are stamped `rolled_back_by` (schema rows
+`removed_by`), so running it again finds nothing left to undo.
 """
 
 import uuid
@@ -14,11 +17,23 @@ import dagster as dg
 import duckdb
 from dagster import OpExecutionContext
 
+from migration_assets.defs.schema._solution import odata_string, solution_components
 from migration_assets.lib import ledger as lg
 from migration_assets.lib.dv_batch import BatchRequest
 from migration_assets.lib.ledger import Intent, Ledger, Rejection
-from migration_assets.lib.rollback_plan import Step, plan_rollback, summarize
-from migration_assets.resources.dataverse import DataverseApiError, DataverseClient, DataverseResource
+from migration_assets.lib.rollback_plan import (
+    SchemaStep,
+    Step,
+    plan_rollback,
+    plan_schema_rollback,
+    summarize,
+)
+from migration_assets.resources.dataverse import (
+    DataverseApiError,
+    DataverseClient,
+    DataverseError,
+    DataverseResource,
+)
 from migration_assets.resources.warehouse import WarehouseResource
 
 DELETE_BATCH = 100
@@ -37,6 +52,9 @@ class RollbackReport:
     restored: int = 0
     failed: list[str] = field(default_factory=list)
     per_table: dict[str, dict[str, int]] = field(default_factory=dict)
+    schema_removed: list[str] = field(default_factory=list)
+    schema_already_gone: list[str] = field(default_factory=list)
+    schema_kept: list[str] = field(default_factory=list)  # "<component>: kept because <reason>"
 
     @property
     def ok(self) -> bool:
@@ -49,6 +67,13 @@ class RollbackReport:
             f"{'table':<28}{'delete':>8}{'restore':>9}",
         ]
         lines += [f"{t:<28}{c['delete']:>8}{c['restore']:>9}" for t, c in sorted(self.per_table.items())]
+        if self.schema_removed or self.schema_already_gone or self.schema_kept:
+            lines.append(
+                f"schema: removed {len(self.schema_removed)} component(s) "
+                f"(already gone {len(self.schema_already_gone)}), kept {len(self.schema_kept)}"
+            )
+            lines += [f"  removed {c}" for c in self.schema_removed]
+            lines += [f"  KEPT {c}" for c in self.schema_kept]
         lines += [f"FAILED: {f}" for f in self.failed[:50]]
         return "\n".join(lines)
 
@@ -98,7 +123,8 @@ def execute_rollback(
 ) -> RollbackReport:
     """Undo the ledger rows of `run_ids` (None: every migration run) in the target."""
     entries = lg.entries(con, run_ids)
-    runs = sorted({e.run_id for e in entries}) if run_ids is None else list(run_ids)
+    components = {c.run_id for c in lg.schema_components(con, run_ids)}
+    runs = sorted({e.run_id for e in entries} | components) if run_ids is None else list(run_ids)
     steps = plan_rollback(entries)
     report = RollbackReport(rollback_run_id, runs, per_table=summarize(steps))
     ledger = Ledger(con, rollback_run_id, kind="rollback")
@@ -134,6 +160,7 @@ def execute_rollback(
     deletes = [s for s in steps if s.kind == "delete"]
     for start in range(0, len(deletes), DELETE_BATCH):
         _delete_chunk(client, ledger, deletes[start : start + DELETE_BATCH], report)
+    remove_schema(con, client, run_ids, rollback_run_id, report, log)
     ledger.close_run(
         "failed" if report.failed else "success",
         None if not report.failed else f"{len(report.failed)} failures",
@@ -186,6 +213,117 @@ def _delete_chunk(client: DataverseClient, ledger: Ledger, chunk: list[Step], re
             )
         ledger.record_done([Intent(s.table, s.record_id, s.close_id, "deleted") for s in done])
         ledger.mark_rolled_back([src for s in done for src in s.sources])
+
+
+def remove_schema(
+    con: duckdb.DuckDBPyConnection,
+    client: DataverseClient,
+    run_ids: Sequence[str] | None,
+    rollback_run_id: str,
+    report: RollbackReport,
+    log: Callable[[str], None],
+) -> None:
+    """Remove the schema components the runs created, after their records (idempotent: gone is fine)."""
+    components = lg.schema_components(con, run_ids)
+    if not components:
+        return
+    selected = {c.run_id for c in components}
+    # Records still in the target per ledger (other runs, or deletes of these runs that failed).
+    live: dict[str, set[str]] = {}
+    for e in lg.entries(con, None):
+        live.setdefault(e.table, set()).add(e.run_id)
+    others = [c for c in lg.schema_components(con, None) if c.run_id not in selected]
+    plan = plan_schema_rollback(components, live, others)
+    report.schema_kept += [f"{s.label}: kept because {why}" for s, why in plan.kept]
+    solution_name = next((s.name for s in plan.steps if s.kind == "solution"), None)
+    removed_ids: set[str] = set()
+    solution_stays = False
+    for step in plan.steps:
+        if step.kind in ("solution", "publisher") and report.failed:
+            why: str | None = "a step before it failed (see FAILED)"
+        elif step.kind == "publisher" and solution_stays:
+            why = f"its solution {solution_name} stays"
+        else:
+            why = _still_needed(client, step, removed_ids)
+        if why:
+            report.schema_kept.append(f"{step.label}: kept because {why}")
+            solution_stays = solution_stays or step.kind == "solution"
+            continue
+        try:
+            gone = _remove(client, step, solution_name)
+        except DataverseApiError as exc:
+            report.failed.append(f"remove {step.label}: {exc.message}")
+            continue
+        (report.schema_removed if gone else report.schema_already_gone).append(step.label)
+        if step.component_id:
+            removed_ids.add(step.component_id.lower())
+        lg.mark_schema_removed(con, step.sources, rollback_run_id)
+        log(f"{'removed' if gone else 'already gone:'} {step.label}")
+
+
+def _still_needed(client: DataverseClient, step: SchemaStep, removed_ids: set[str]) -> str | None:
+    """What the target itself says against removing this step (the ledger cannot know it): a custom table
+    still holding records, a solution holding components, or a publisher owning solutions, that this
+    rollback did not create."""
+    if step.kind == "table":
+        try:
+            primary_id = client.metadata(step.name, refresh=True).primary_id
+        except DataverseError as exc:
+            if "does not exist" in str(exc) or getattr(exc, "status", None) == 404:
+                return None  # already gone
+            raise
+        rows = list(client.query(step.name, select=[primary_id], top=1))
+        return "it still holds records that no rolled-back run wrote" if rows else None
+    if step.kind == "solution" and step.component_id:
+        left = [c for c in solution_components(client, step.component_id)
+                if str(c.get("objectid") or "").lower() not in removed_ids]  # fmt: skip
+        if left:
+            return (
+                f"it still holds {len(left)} component(s) this rollback did not create (remove them "
+                "from the solution in make.powerapps.com > Solutions, then delete the solution there)"
+            )
+    if step.kind == "publisher" and step.component_id:
+        owned = client.rows(
+            "solutions", ["solutionid", "uniquename"], f"_publisherid_value eq {step.component_id}"
+        )
+        left_names = [str(r.get("uniquename")) for r in owned
+                      if str(r.get("solutionid") or "").lower() not in removed_ids]  # fmt: skip
+        if left_names:
+            return f"it owns solution(s) {', '.join(left_names)} that this rollback did not create"
+    return None
+
+
+def _remove(client: DataverseClient, step: SchemaStep, solution: str | None) -> bool:
+    """Delete one component through the metadata API; False when it was already gone."""
+    table = step.table or ""
+    if step.kind == "option":
+        return client.delete_option_value(table, step.name, int(step.detail["value"]), solution)
+    if step.kind == "key":
+        return client.delete_key(table, step.name, step.component_id)
+    if step.kind == "relationship":
+        return client.delete_relationship(step.name, step.component_id)
+    if step.kind == "column":
+        return client.delete_column(table, step.name)
+    if step.kind == "table":
+        return client.delete_table(step.name)
+    if step.kind == "solution":
+        return _delete_row(client.delete_solution, client, "solutions", step)
+    return _delete_row(client.delete_publisher, client, "publishers", step)
+
+
+def _delete_row(
+    delete: Callable[[str], bool], client: DataverseClient, entity_set: str, step: SchemaStep
+) -> bool:
+    """A publisher or solution by its id; a pending ledger row (the run died before the id came back) is
+    found by its unique name."""
+    row_id = step.component_id
+    if row_id is None:
+        key = "publisherid" if entity_set == "publishers" else "solutionid"
+        rows = client.rows(entity_set, [key], f"uniquename eq {odata_string(step.name)}")
+        if not rows:
+            return False
+        row_id = str(rows[0][key])
+    return delete(row_id)
 
 
 def dataverse_from_env() -> DataverseResource:

@@ -27,7 +27,10 @@ DRY_RUN_ONLY = dg.AssetSelection.assets(REVIEW_KEY)
 # Assets that write to the Dataverse target. A dry run must leave the target untouched, so it stops at the
 # schema plan: deploying columns and custom activity tables is part of the migration proper.
 TARGET_WRITES = dg.AssetSelection.groups("loaded").downstream() | dg.AssetSelection.assets(
-    ["schema", "deployed"], ["schema", "custom_activity_tables"], ["schema", "custom_activity_columns"]
+    ["schema", "solution"],
+    ["schema", "deployed"],
+    ["schema", "custom_activity_tables"],
+    ["schema", "custom_activity_columns"],
 )
 # The reconciliation reports a migrate run's loads, halted ones included, so it has no deps on them (a
 # failed load would skip it): leave it out of the dry run explicitly.

@@ -37,7 +37,14 @@ _DDL = [
         run_id VARCHAR NOT NULL, table_name VARCHAR NOT NULL, record_id VARCHAR, close_id VARCHAR,
         operation VARCHAR NOT NULL, status INTEGER, code VARCHAR, message VARCHAR NOT NULL,
         rejected_at TIMESTAMPTZ NOT NULL)""",
+    # Schema components a run created (publisher, solution, tables, columns, relationships, keys, option
+    # values added to columns that existed), so that its rollback removes exactly those. `detail` is JSON.
+    f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.schema_components (
+        run_id VARCHAR NOT NULL, seq BIGINT NOT NULL, kind VARCHAR NOT NULL, table_name VARCHAR,
+        name VARCHAR NOT NULL, component_id VARCHAR, detail VARCHAR, status VARCHAR NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL, removed_by VARCHAR)""",
 ]
+SCHEMA_KINDS = ("publisher", "solution", "table", "column", "relationship", "key", "option")
 
 
 # Column order and Arrow types of the tables above, for columnar inserts.
@@ -88,6 +95,12 @@ class Entry:
     before_image: dict[str, Any] | None
     written_at: datetime
     rolled_back_by: str | None
+
+
+def run_kind(job_name: str | None) -> str:
+    """The ledger kind of a run of this job: delta runs and every other writing run are both undone by a
+    rollback."""
+    return "delta" if job_name == "delta" else "migrate"
 
 
 def _now() -> datetime:
@@ -296,14 +309,23 @@ def entries(
         f"SELECT w.* FROM {SCHEMA}.writes w JOIN {SCHEMA}.runs r USING (run_id) "
         f"WHERE r.kind IN (SELECT unnest(?)) AND w.status <> 'rejected'"
     )
-    params: list[Any] = [list(kinds)]
-    if run_ids is not None:
-        sql += " AND w.run_id IN (SELECT unnest(?))"
-        params.append(list(run_ids))
-    if not include_rolled_back:
-        sql += " AND w.rolled_back_by IS NULL"
-    sql += " ORDER BY r.started_at, w.run_id, w.seq"
+    sql, params = _of_runs(
+        sql, [list(kinds)], "w", run_ids, None if include_rolled_back else "rolled_back_by"
+    )
     return [_entry(r) for r in con.execute(sql, params).fetchall()]
+
+
+def _of_runs(
+    sql: str, params: list[Any], alias: str, run_ids: Sequence[str] | None, not_undone: str | None
+) -> tuple[str, list[Any]]:
+    """`sql` limited to the given runs (None: all) and, with `not_undone`, to rows that column leaves NULL
+    (not rolled back / not removed), oldest run first."""
+    if run_ids is not None:
+        sql += f" AND {alias}.run_id IN (SELECT unnest(?))"
+        params = [*params, list(run_ids)]
+    if not_undone:
+        sql += f" AND {alias}.{not_undone} IS NULL"
+    return sql + f" ORDER BY r.started_at, {alias}.run_id, {alias}.seq", params
 
 
 def run_ids(con: duckdb.DuckDBPyConnection, kinds: Sequence[str] = ("migrate", "delta")) -> list[str]:
@@ -318,3 +340,90 @@ def run_ids(con: duckdb.DuckDBPyConnection, kinds: Sequence[str] = ("migrate", "
 def run_exists(con: duckdb.DuckDBPyConnection, run_id: str) -> bool:
     ensure_schema(con)
     return bool(con.execute(f"SELECT 1 FROM {SCHEMA}.runs WHERE run_id = ?", [run_id]).fetchall())
+
+
+# -- schema components ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SchemaComponent:
+    """One schema component a run created (or was about to create: `pending`)."""
+
+    run_id: str
+    seq: int
+    kind: str  # publisher | solution | table | column | relationship | key | option
+    table: str | None
+    name: str  # unique name, logical name, relationship or key SchemaName; option: the column
+    component_id: str | None  # MetadataId, or the publisher/solution record id
+    detail: dict[str, Any]  # option: {"value": n}; relationship: {"lookup": col, "referenced": table}
+    status: str  # pending | done | rejected
+    removed_by: str | None = None
+
+
+class SchemaLedger:
+    """Write-ahead rows of the schema components one run creates: `begin` commits a pending row before the
+    request goes out, `done` records its id, `rejected` says the service refused it (nothing to undo). A run
+    killed between the two leaves a pending row, which a rollback treats as "may exist"."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, run_id: str, kind: str = "migrate") -> None:
+        if not run_id:
+            raise LedgerError("a ledger needs a run id")
+        ensure_schema(con)
+        self.con = con
+        self.run_id = run_id
+        self.kind = kind
+        self._registered = False
+        row = con.execute(
+            f"SELECT coalesce(max(seq), 0) FROM {SCHEMA}.schema_components WHERE run_id = ?", [run_id]
+        ).fetchall()
+        self._seq = int(row[0][0]) if row else 0
+
+    def begin(self, kind: str, table: str | None, name: str, detail: dict[str, Any] | None = None) -> int:
+        if kind not in SCHEMA_KINDS:
+            raise LedgerError(f"unknown schema component kind {kind!r} (known: {', '.join(SCHEMA_KINDS)})")
+        if not self._registered:  # a run that creates no schema leaves no run row of its own
+            Ledger(self.con, self.run_id, self.kind)  # so that `rollback --run` and `--all` find it
+            self._registered = True
+        self._seq += 1
+        self.con.execute(
+            f"INSERT INTO {SCHEMA}.schema_components VALUES (?, ?, ?, ?, ?, NULL, ?, 'pending', ?, NULL)",
+            [self.run_id, self._seq, kind, table, name, json.dumps(detail or {}, sort_keys=True), _now()],
+        )
+        return self._seq
+
+    def done(self, seq: int, component_id: str | None) -> None:
+        self.con.execute(
+            f"UPDATE {SCHEMA}.schema_components SET status = 'done', component_id = ? "
+            f"WHERE run_id = ? AND seq = ?",
+            [component_id.lower() if component_id else None, self.run_id, seq],
+        )
+
+    def rejected(self, seq: int) -> None:
+        self.con.execute(
+            f"UPDATE {SCHEMA}.schema_components SET status = 'rejected' WHERE run_id = ? AND seq = ?",
+            [self.run_id, seq],
+        )
+
+
+def schema_components(
+    con: duckdb.DuckDBPyConnection, run_ids: Sequence[str] | None = None, include_removed: bool = False
+) -> list[SchemaComponent]:
+    """Schema components of the given runs (None: every run), oldest first; refused creates left out."""
+    ensure_schema(con)
+    sql = (
+        f"SELECT c.run_id, c.seq, c.kind, c.table_name, c.name, c.component_id, c.detail, c.status, "
+        f"c.removed_by FROM {SCHEMA}.schema_components c JOIN {SCHEMA}.runs r USING (run_id) "
+        f"WHERE c.status <> 'rejected'"
+    )
+    sql, params = _of_runs(sql, [], "c", run_ids, None if include_removed else "removed_by")
+    return [
+        SchemaComponent(r[0], int(r[1]), r[2], r[3], r[4], r[5], json.loads(r[6] or "{}"), r[7], r[8])
+        for r in con.execute(sql, params).fetchall()
+    ]
+
+
+def mark_schema_removed(con: duckdb.DuckDBPyConnection, keys: Iterable[tuple[str, int]], by: str) -> None:
+    """Stamp schema component rows (run_id, seq) as removed by this rollback run."""
+    for run_id, seq in keys:
+        con.execute(
+            f"UPDATE {SCHEMA}.schema_components SET removed_by = ? WHERE run_id = ? AND seq = ?",
+            [by, run_id, seq],
+        )

@@ -9,15 +9,19 @@ Per record touched by the selected runs:
 
 Restores run first (so a restored lookup no longer points at a record about to be deleted), then deletes,
 children before parents: annotations, activities, opportunities, leads, contacts, accounts.
+
+Then the schema components the runs created (`plan_schema_rollback`): option values, alternate keys,
+lookups, columns, tables, the solution, the publisher; schema that records or components of other runs
+still use stays, with the reason.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from migration_assets.lib.ledger import Entry
+from migration_assets.lib.ledger import Entry, SchemaComponent
 
 # Parents after children: a lower rank is deleted first. Unknown tables (custom activity tables) are
 # activities: they hang off leads/contacts/opportunities and may carry annotations.
@@ -107,4 +111,150 @@ def summarize(steps: Sequence[Step]) -> dict[str, dict[str, int]]:
     for s in steps:
         counts = out.setdefault(s.table, {"delete": 0, "restore": 0})
         counts[s.kind] += 1
+    return out
+
+
+# -- schema components -------------------------------------------------------------------------------------
+# Removal order: what depends on a component goes before it (an alternate key before its column, lookups and
+# columns before their tables), then the solution, then its publisher (a publisher with a solution cannot go).
+SCHEMA_ORDER = ("option", "key", "relationship", "column", "table", "solution", "publisher")
+
+
+@dataclass(frozen=True)
+class SchemaStep:
+    kind: str  # one of SCHEMA_ORDER
+    table: str | None
+    name: str
+    component_id: str | None
+    detail: dict[str, Any]
+    sources: tuple[tuple[str, int], ...]  # schema ledger rows (run_id, seq) this step removes
+
+    @property
+    def label(self) -> str:
+        if self.kind == "option":
+            return f"option {self.detail.get('value')} of column {self.table}.{self.name}"
+        if self.kind == "relationship":
+            return f"lookup {self.table}.{self.detail.get('lookup')} (relationship {self.name})"
+        if self.kind in ("column", "key"):
+            return f"{'alternate key' if self.kind == 'key' else 'column'} {self.table}.{self.name}"
+        return f"{self.kind} {self.name}"
+
+
+@dataclass(frozen=True)
+class SchemaRollback:
+    steps: list[SchemaStep]  # in removal order
+    kept: list[tuple[SchemaStep, str]]  # (component, why it stays)
+
+
+def _runs(names: set[str]) -> str:
+    return f"run{'s' if len(names) > 1 else ''} {', '.join(sorted(names))}"
+
+
+def _merge(components: Sequence[SchemaComponent]) -> list[SchemaStep]:
+    """One step per component, whichever runs ledgered it (a re-run after a crash may list it twice)."""
+    acc: dict[tuple[Any, ...], SchemaStep] = {}
+    for c in components:
+        key = (c.kind, c.table, c.name.lower(), c.detail.get("value"))
+        prior = acc.get(key)
+        acc[key] = SchemaStep(
+            c.kind, c.table, c.name, c.component_id or (prior.component_id if prior else None), c.detail,
+            ((prior.sources if prior else ()) + ((c.run_id, c.seq),)),
+        )  # fmt: skip
+    return sorted(acc.values(), key=lambda s: (SCHEMA_ORDER.index(s.kind), s.table or "", s.name))
+
+
+def _why_kept(
+    step: SchemaStep, live: Mapping[str, set[str]], others: Sequence[SchemaComponent]
+) -> str | None:
+    """Why a table component must stay although the rolled-back runs created it (None: it can go)."""
+    if step.table and live.get(step.table):
+        return (
+            f"{_runs(live[step.table])} still {'has' if len(live[step.table]) == 1 else 'have'} records in "
+            f"{step.table} that this rollback does not remove"
+        )
+    if step.kind == "column":
+        for o in others:
+            if o.kind == "key" and o.table == step.table and step.name in o.detail.get("columns", []):
+                return f"the alternate key {o.name} created by run {o.run_id} (not rolled back) uses it"
+    if step.kind == "table":
+        users = {o.run_id for o in others if o.table == step.table}
+        if users:
+            return f"{_runs(users)} (not rolled back) created components on it"
+        refs = [o for o in others if o.kind == "relationship" and o.detail.get("referenced") == step.name]
+        if refs:
+            return f"the lookup {refs[0].table}.{refs[0].detail.get('lookup')} of run {refs[0].run_id} refers to it"
+    return None
+
+
+def plan_schema_rollback(
+    components: Sequence[SchemaComponent],
+    live: Mapping[str, set[str]],
+    others: Sequence[SchemaComponent] = (),
+) -> SchemaRollback:
+    """Steps removing the schema components the rolled-back runs created (`components`), and what stays.
+
+    `live`: table -> runs that still have ledgered records in it after the records were rolled back;
+    `others`: schema components of runs that are not rolled back. Schema their records or components use
+    stays. Components of a table that is removed go with it (one request, not one per column)."""
+    kept: list[tuple[SchemaStep, str]] = []
+    removable: list[SchemaStep] = []
+    for step in _merge(components):
+        if step.kind in ("solution", "publisher"):
+            removable.append(step)
+            continue
+        why = _why_kept(step, live, others)
+        if why is None and step.kind == "table":
+            refs = [
+                k for k, _ in kept if k.kind == "relationship" and k.detail.get("referenced") == step.name
+            ]
+            why = f"the kept {refs[0].label} refers to it" if refs else None
+        if why is None:
+            removable.append(step)
+        else:
+            kept.append((step, why))
+    dropped_tables = {s.name for s in removable if s.kind == "table"}
+    steps: list[SchemaStep] = []
+    for step in removable:
+        if step.kind not in ("table", "solution", "publisher") and step.table in dropped_tables:
+            continue  # removed with its table; its ledger rows are stamped with the table's
+        steps.append(step)
+    steps = [_with_subsumed(s, removable) if s.kind == "table" else s for s in steps]
+    held = [s for s, _ in kept] + [
+        SchemaStep(o.kind, o.table, o.name, o.component_id, o.detail, ())
+        for o in others
+        if o.kind not in ("solution", "publisher")
+    ]
+    containers = _keep_containers(steps, held, others)
+    stays = {id(step) for step, _ in containers}
+    return SchemaRollback([s for s in steps if id(s) not in stays], kept + containers)
+
+
+def _with_subsumed(table: SchemaStep, removable: Sequence[SchemaStep]) -> SchemaStep:
+    extra = tuple(
+        src for s in removable if s.kind not in ("table", "solution", "publisher") and s.table == table.name
+        for src in s.sources
+    )  # fmt: skip
+    return SchemaStep(
+        table.kind, table.table, table.name, table.component_id, table.detail, table.sources + extra
+    )
+
+
+def _keep_containers(
+    steps: Sequence[SchemaStep], held: Sequence[SchemaStep], others: Sequence[SchemaComponent]
+) -> list[tuple[SchemaStep, str]]:
+    """The solution stays while it holds components that stay; the publisher while its solution stays or
+    other runs still use it."""
+    out: list[tuple[SchemaStep, str]] = []
+    other_runs = {o.run_id for o in others}
+    solution = next((s for s in steps if s.kind == "solution"), None)
+    if solution is not None and held:
+        why = f"it still holds {len(held)} component(s) that stay (e.g. {held[0].label})"
+        out.append((solution, why))
+    publisher = next((s for s in steps if s.kind == "publisher"), None)
+    if publisher is not None:
+        if out:
+            out.append((publisher, f"its solution {out[0][0].name} stays"))
+        elif held or other_runs:
+            out.append((publisher, f"{_runs(other_runs)} (not rolled back) still use it" if other_runs
+                        else "components created under it stay"))  # fmt: skip
     return out

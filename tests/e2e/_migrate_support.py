@@ -17,6 +17,7 @@ from typing import Any
 
 import dagster as dg
 import duckdb
+import pytest
 
 from emulators.close.server import CloseEmulatorServer
 from emulators.dataverse.config import DataverseEmulatorConfig, Faults
@@ -62,6 +63,37 @@ def prepare_mappings(
         client.close()
     reload_generated_assets()
     return root
+
+
+@dataclass
+class Migrated:
+    """A `demo_flow` migration: the emulators (still serving), the warehouse, the run's result."""
+
+    org: CloseOrg
+    close: CloseEmulatorServer
+    dv: EmulatorServer
+    warehouse: Path
+    result: dg.ExecuteInProcessResult
+    home: Path
+
+
+@contextmanager
+def demo_flow(root: Path, org: CloseOrg) -> Iterator[Migrated]:
+    """The demo's flow on `org` (extract, propose-mapping, the scripted review, migrate) with mappings and
+    home under `root`; the emulators serve until the block ends. One per test module (a module fixture)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("CLOSE2D365_MAPPINGS", str(root / "mappings"))
+    mp.setenv("CLOSE2D365_HOME", str(root / "home"))
+    try:
+        with CloseEmulatorServer(org) as close, dataverse(org) as dv:
+            warehouse = root / "w.duckdb"
+            prepare_mappings(org, root / "mappings", close, dv, warehouse)
+            result = materialize_migration(resources(org, close, dv, warehouse))
+            assert_only_expected_halt(result)
+            yield Migrated(org, close, dv, warehouse, result, root / "home")
+    finally:
+        mp.undo()
+        reload_generated_assets()
 
 
 def dv_config(org: CloseOrg, faults: Faults | None = None) -> DataverseEmulatorConfig:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import _migrate_support as s  # noqa: E402 - tests/e2e is on sys.path (rootdir conftest)
@@ -16,9 +16,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from emulators.close.server import CloseEmulatorServer
-from emulators.dataverse.server import EmulatorServer
-from emulators.orgdata import CloseOrg, generate
+from emulators.orgdata import generate
 from migration_assets.defs.reports.spot_check import CHECK, run_spot_check
 from migration_assets.defs.schema._deploy import load_plan
 from migration_assets.lib import spot_compare as sc
@@ -30,37 +28,14 @@ pytestmark = pytest.mark.e2e
 EVERYTHING = 10**6  # sample size: every staged record
 
 
-@dataclass
-class Migrated:
-    org: CloseOrg
-    close: CloseEmulatorServer
-    dv: EmulatorServer
-    warehouse: Path
-    result: dg.ExecuteInProcessResult
-    home: Path
-
-
 @pytest.fixture(scope="module")
-def migrated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Migrated]:
-    root = tmp_path_factory.mktemp("spot")
-    org = generate("tiny")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("CLOSE2D365_MAPPINGS", str(root / "mappings"))
-    mp.setenv("CLOSE2D365_HOME", str(root / "home"))
-    try:
-        with CloseEmulatorServer(org) as close, s.dataverse(org) as dv:
-            warehouse = root / "w.duckdb"
-            s.prepare_mappings(org, root / "mappings", close, dv, warehouse)
-            result = materialize_migration(s.resources(org, close, dv, warehouse))
-            s.assert_only_expected_halt(result)
-            yield Migrated(org, close, dv, warehouse, result, root / "home")
-    finally:
-        mp.undo()
-        s.reload_generated_assets()
+def migrated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[s.Migrated]:
+    with s.demo_flow(tmp_path_factory.mktemp("spot"), generate("tiny")) as done:
+        yield done
 
 
 def _spot(
-    m: Migrated, run_id: str, api: bool = True
+    m: s.Migrated, run_id: str, api: bool = True
 ) -> tuple[dict[str, list[str]], list[dict[str, object]], str]:
     con = duckdb.connect(str(m.warehouse), read_only=True)
     dv = s.client_for(m.dv)
@@ -74,7 +49,7 @@ def _spot(
             close.close()
 
 
-def test_without_the_api_the_raw_close_json_is_the_source(migrated: Migrated) -> None:
+def test_without_the_api_the_raw_close_json_is_the_source(migrated: s.Migrated) -> None:
     """A JSON export file has no API to ask: the raw JSON kept in close.* is read, and the report says so."""
     sampled, rows, source = _spot(migrated, "file", api=False)
     assert source.startswith("close.* raw JSON")
@@ -82,7 +57,7 @@ def test_without_the_api_the_raw_close_json_is_the_source(migrated: Migrated) ->
     assert sum(1 for r in rows if r["status"] == sc.MATCH) > 500 and sum(map(len, sampled.values())) > 100
 
 
-def test_the_run_spot_checked_against_close_and_recorded_its_sample(migrated: Migrated) -> None:
+def test_the_run_spot_checked_against_close_and_recorded_its_sample(migrated: s.Migrated) -> None:
     evals = [e for e in migrated.result.get_asset_check_evaluations() if e.check_name == CHECK]
     assert len(evals) == 1 and evals[0].passed, evals
     mat = next(
@@ -98,7 +73,7 @@ def test_the_run_spot_checked_against_close_and_recorded_its_sample(migrated: Mi
         assert {r["table"] for r in csv.DictReader(fh)} >= {"contact", "lead", "opportunity"}
 
 
-def test_every_record_matches_close_and_a_swapped_option_fails(migrated: Migrated) -> None:
+def test_every_record_matches_close_and_a_swapped_option_fails(migrated: s.Migrated) -> None:
     _, rows, _ = _spot(migrated, "all")
     bad = [r for r in rows if r["status"] == sc.MISMATCH]
     assert bad == [], bad[:10]
@@ -143,7 +118,7 @@ def test_every_record_matches_close_and_a_swapped_option_fails(migrated: Migrate
     assert sum(1 for r in bad if r["close"] == la) == swapped
 
 
-def test_reconciliation_accounts_for_every_close_object(migrated: Migrated) -> None:
+def test_reconciliation_accounts_for_every_close_object(migrated: s.Migrated) -> None:
     folder = migrated.home / "reports" / migrated.result.run_id
     with (folder / "reconciliation.csv").open(encoding="utf-8") as fh:
         rows = {r["table"]: r for r in csv.DictReader(fh)}
@@ -164,7 +139,7 @@ def test_reconciliation_accounts_for_every_close_object(migrated: Migrated) -> N
             assert table == "account" or accounted == int(row["close_objects"]), row
 
 
-def test_a_mapping_that_swaps_two_option_values_fails_the_spot_check(migrated: Migrated) -> None:
+def test_a_mapping_that_swaps_two_option_values_fails_the_spot_check(migrated: s.Migrated) -> None:
     """The mapping error itself, not a simulated one: a reviewer maps a Close choice field onto the column
     the first run created (action: existing) with two option values swapped in `column.values`. Staging and
     the load do what the mapping says; only a check against Close can see that the labels are wrong."""

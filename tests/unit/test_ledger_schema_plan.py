@@ -129,3 +129,29 @@ def test_plan_from_the_repository_mappings_and_a_generated_org() -> None:
     keyed = {k.table for k in plan.keys}
     assert "annotation" not in keyed and {"account", "contact"} <= keyed and {t.table for t in types} <= keyed
     assert SchemaPlan.from_json(plan.to_json()) == plan
+
+
+def test_deploy_into_our_managed_solution_stops_before_any_write_and_names_the_components() -> None:
+    import pytest
+
+    from migration_assets.defs.schema._deploy import SchemaDeployError, deploy
+
+    class Target:  # the metadata and the solutions rows a deploy reads; any write would fail the test
+        def __init__(self, managed: bool) -> None:
+            self.managed, self.writes = managed, 0
+
+        def metadata(self, table: str, refresh: bool = False) -> EntityMeta:
+            return entity(table, [])
+
+        def rows(self, entity_set: str, select: list[str], filter: str | None = None) -> list[dict]:
+            assert entity_set == "solutions" and "close2d365" in str(filter)
+            return [{"solutionid": "s1", "ismanaged": self.managed}]
+
+        def __getattr__(self, name: str) -> object:
+            raise AssertionError(f"unexpected call {name}")
+
+    plan = SchemaPlan([], [ColumnSpec("contact", "c2d_x", "c2d_X", "String", "X", max_length=10)], [])
+    with pytest.raises(SchemaDeployError, match="installed managed.*column contact.c2d_x"):
+        deploy(Target(True), plan, "close2d365", lambda _m: None)  # type: ignore[arg-type]
+    done = SchemaPlan([], [], [])  # nothing to create: a managed solution is fine, not even read
+    assert deploy(Target(True), done, "close2d365", lambda _m: None)[1] == []  # type: ignore[arg-type]

@@ -11,7 +11,7 @@ import duckdb
 
 from migration_assets.defs.loaded._engine import LoadStats, TableLoader
 from migration_assets.lib.ledger import SCHEMA as LEDGER_SCHEMA
-from migration_assets.lib.ledger import Ledger
+from migration_assets.lib.ledger import Ledger, run_kind
 from migration_assets.resources.dataverse import DataverseClient
 from migration_assets.resources.warehouse import fetch_polars
 
@@ -98,8 +98,7 @@ def run_load(
     max_upload: int | None = None,
 ) -> tuple[LoadStats, dict[str, Any]]:
     columns, rows = staged_rows(con, staged_table or table)
-    kind = "delta" if context.run.job_name == "delta" else "migrate"  # both are undone by a rollback
-    ledger = Ledger(con, context.run.run_id, kind=kind)
+    ledger = Ledger(con, context.run.run_id, kind=run_kind(context.run.job_name))
     loader = TableLoader(client, ledger, table, columns, BATCH_ROWS, download, max_upload, context.log.info)
     stats = loader.load(rows)
     ledger.close_run("loaded", f"last table: {table}")  # finished_at = the run's latest completed table

@@ -1,13 +1,18 @@
 """Reading the target's metadata for a plan and applying a diff through the metadata API (idempotent:
-only what `schema_plan.diff` reports missing is created)."""
+only what `schema_plan.diff` reports missing is created). Every create names the migration's solution
+(`MSCRM.SolutionUniqueName`, or `SolutionUniqueName` in the InsertOptionValue body) and is written ahead to
+the ledger (`SchemaLedger`), so that a rollback of the run removes exactly what it created."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import duckdb
 
+from migration_assets.lib.ledger import SchemaLedger
 from migration_assets.lib.schema_plan import SchemaDiff, SchemaPlan, diff
+from migration_assets.lib.solution_setup import managed_solution_error
 from migration_assets.resources.dataverse import DataverseClient, DataverseError
 from migration_assets.resources.dataverse_metadata import EntityMeta
 
@@ -66,14 +71,35 @@ def _tolerant(
     table: str,
     create: Callable[[], object],
     landed: Callable[[EntityMeta | None], bool],
-) -> None:
+) -> object:
     """A metadata write is not idempotent: when it fails (e.g. the retry of a create whose first attempt
     landed before the connection dropped), it counts as done if the target now has what we asked for."""
     try:
-        create()
+        return create()
     except DataverseError:
         if not landed(read_existing(client, [table])[table]):
             raise
+    return None
+
+
+def _ledgered(
+    ledger: SchemaLedger | None,
+    what: tuple[str, str, str, dict[str, Any]],
+    client: DataverseClient,
+    create: Callable[[], object],
+    landed: Callable[[EntityMeta | None], bool],
+) -> None:
+    """`_tolerant` create of one component (kind, table, name, detail), written ahead to the ledger."""
+    kind, table, name, detail = what
+    seq = ledger.begin(kind, table, name, detail) if ledger is not None else 0
+    try:
+        new_id = _tolerant(client, table, create, landed)
+    except DataverseError:
+        if ledger is not None:
+            ledger.rejected(seq)  # the service refused it: nothing exists to undo
+        raise
+    if ledger is not None:
+        ledger.done(seq, new_id if isinstance(new_id, str) else None)
 
 
 def apply_diff(
@@ -83,6 +109,7 @@ def apply_diff(
     log: Callable[[str], None],
     tables: bool = True,
     columns: bool = True,
+    ledger: SchemaLedger | None = None,
 ) -> list[str]:
     """Create what `d` lists; return the tables to publish. Conflicts stop before any change."""
     if d.conflicts:
@@ -94,29 +121,33 @@ def apply_diff(
     if tables:
         for t in d.create_tables:
             log(f"creating custom activity table {t.logical_name}")
-            _tolerant(client, t.logical_name, lambda t=t: client.create_table(t.body(), solution),
-                      lambda m: m is not None)  # fmt: skip
+            _ledgered(ledger, ("table", t.logical_name, t.logical_name, {}), client,
+                      lambda t=t: client.create_table(t.body(), solution), lambda m: m is not None)  # fmt: skip
             touched.add(t.logical_name)
     if columns:
         for c in d.create_columns:
             log(f"creating column {c.table}.{c.logical_name} ({c.type})")
+            what: tuple[str, str, str, dict[str, Any]]
             if c.type == "Lookup":
-                create = lambda c=c: client.create_relationship(c.relationship_body(), solution)  # noqa: E731
+                body = c.relationship_body()
+                what = ("relationship", c.table, body["SchemaName"],
+                        {"lookup": c.logical_name, "referenced": c.lookup_target})  # fmt: skip
+                create = lambda body=body: client.create_relationship(body, solution)  # noqa: E731
             else:
+                what = ("column", c.table, c.logical_name, {"type": c.type})
                 create = lambda c=c: client.create_column(c.table, c.body(), solution)  # noqa: E731
-            _tolerant(
-                client, c.table, create, lambda m, c=c: m is not None and c.logical_name in m.attributes
-            )
+            _ledgered(ledger, what, client, create,
+                      lambda m, c=c: m is not None and c.logical_name in m.attributes)  # fmt: skip
             touched.add(c.table)
         for c, value, text in d.add_options:
             log(f"adding option {value} '{text}' to {c.table}.{c.logical_name}")
-            _tolerant(client, c.table,
+            _ledgered(ledger, ("option", c.table, c.logical_name, {"value": value}), client,
                       lambda c=c, value=value, text=text: client.insert_option_value(c.table, c.logical_name, value, text, solution),
                       lambda m, c=c, value=value: m is not None and value in m.attributes[c.logical_name].option_values)  # fmt: skip
             touched.add(c.table)
         for k in d.create_keys:
             log(f"creating alternate key {k.schema_name} on {k.table}({', '.join(k.columns)})")
-            _tolerant(client, k.table,
+            _ledgered(ledger, ("key", k.table, k.schema_name, {"columns": list(k.columns)}), client,
                       lambda k=k: client.create_key(k.table, k.schema_name, list(k.columns), k.display_name, solution),
                       lambda m, k=k: m is not None and any(x.schema_name == k.schema_name for x in m.keys))  # fmt: skip
             touched.add(k.table)
@@ -134,6 +165,7 @@ def deploy(
     log: Callable[[str], None],
     tables: bool = True,
     columns: bool = True,
+    ledger: SchemaLedger | None = None,
 ) -> tuple[SchemaDiff, list[str]]:
     """Diff `plan` against the target and apply the parts asked for; returns what was applied."""
     # The metadata cached by this run's client is fresh: schema/plan refreshed it and every schema write
@@ -143,4 +175,17 @@ def deploy(
         d.create_tables = []
     if not columns:  # phase 1 creates tables only; column conflicts are phase 2's to report
         d.create_columns, d.add_options, d.create_keys, d.conflicts = [], [], [], []
-    return d, apply_diff(client, d, solution, log, tables=tables, columns=columns)
+    if solution and not d.empty and _is_managed(client, solution):
+        missing = [f"table {t.logical_name}" for t in d.create_tables]
+        missing += [f"column {c.table}.{c.logical_name}" for c in d.create_columns]
+        missing += [f"option {v} of {c.table}.{c.logical_name}" for c, v, _ in d.add_options]
+        missing += [f"key {k.schema_name}" for k in d.create_keys]
+        raise SchemaDeployError(managed_solution_error(solution, missing))
+    return d, apply_diff(client, d, solution, log, tables=tables, columns=columns, ledger=ledger)
+
+
+def _is_managed(client: DataverseClient, solution: str) -> bool:
+    """Whether the named solution is installed managed (read only when there is something to create)."""
+    escaped = solution.replace("'", "''")
+    rows = client.rows("solutions", ["solutionid", "ismanaged"], f"uniquename eq '{escaped}'")
+    return any(bool(r.get("ismanaged")) for r in rows)

@@ -1,6 +1,8 @@
 """schema/*: the Dataverse schema the load needs, planned from mappings/ and the Close configuration, then
-deployed through the metadata API (DESIGN §3). Custom activities come in phases: tables (1), columns (2),
-then loaded/custom_activities (3); each phase checks the previous one is really in the target.
+deployed through the metadata API (DESIGN §3). schema/solution first ensures the publisher and the
+solution every component is created in; custom activities come in phases: tables (1), columns (2), then
+loaded/custom_activities (3); each phase checks the previous one is really in the target. Every component a
+run creates is written ahead to the ledger, so that its rollback removes it.
 """
 
 import json
@@ -18,19 +20,24 @@ from migration_assets.defs.schema._deploy import (
     save_plan,
     subset,
 )
+from migration_assets.defs.schema._solution import ensure_solution
 from migration_assets.defs.staged.target_metadata import invalidate_cache
 from migration_assets.lib.custom_activities import activity_types
 from migration_assets.lib.custom_activity_plan import TYPES_FILE, load_types
+from migration_assets.lib.ledger import SchemaLedger, run_kind
 from migration_assets.lib.mapping_config import load_mapping_config
 from migration_assets.lib.proposal import parse_proposal
 from migration_assets.lib.schema_build import align_options, build_plan, closeid_column
 from migration_assets.lib.schema_plan import SchemaPlan, diff, missing_from
+from migration_assets.lib.solution_setup import SolutionTarget
 from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource
 
 GROUP = "schema"
 POOL = "dataverse_api"
 PLAN = dg.AssetKey([GROUP, "plan"])
+PREFLIGHT = dg.AssetKey([GROUP, "preflight"])
+SOLUTION = dg.AssetKey([GROUP, "solution"])
 TABLES_PHASE = dg.AssetKey([GROUP, "custom_activity_tables"])
 COLUMNS_PHASE = dg.AssetKey([GROUP, "custom_activity_columns"])
 
@@ -99,6 +106,36 @@ def plan(
     })  # fmt: skip
 
 
+def _ledger(context: AssetExecutionContext, con: duckdb.DuckDBPyConnection) -> SchemaLedger:
+    return SchemaLedger(con, context.run.run_id, run_kind(context.run.job_name))
+
+
+@dg.asset(
+    key=SOLUTION,
+    group_name=GROUP,
+    deps=[PREFLIGHT, PLAN],
+    pool=POOL,
+    description="The publisher (unique name, prefix, option value prefix) and the unmanaged solution every "
+    "column, choice, key and table of the migration is created in (mappings/settings.yaml); created when "
+    "missing. A prefix or solution of another publisher stops the run before any change.",
+    kinds={"dataverse"},
+)
+def solution(
+    context: AssetExecutionContext, warehouse: WarehouseResource, dataverse: DataverseResource
+) -> dg.MaterializeResult:
+    target = SolutionTarget.from_settings(load_mapping_config().settings)
+    with warehouse.connect() as con:
+        # Conflicts raise SolutionSetupError (a SchemaDeployError) before any change.
+        ensured = ensure_solution(dataverse.get_client(), target, _ledger(context, con), context.log.info)
+    return dg.MaterializeResult(metadata={
+        "publisher": f"{target.publisher_unique_name} (prefix {target.prefix}, option values "
+                     f"{target.option_value_prefix}0000+)",
+        "solution": f"{target.solution_unique_name} {target.version}",
+        "created_publisher": ensured.created_publisher, "created_solution": ensured.created_solution,
+        "publisher_id": ensured.publisher_id, "solution_id": ensured.solution_id,
+    })  # fmt: skip
+
+
 def _result(warehouse: WarehouseResource, d: Any, touched: list[str]) -> dg.MaterializeResult:
     if touched:  # the staging cache of the target's metadata predates what was just created
         with warehouse.connect() as con:
@@ -115,7 +152,7 @@ def _result(warehouse: WarehouseResource, d: Any, touched: list[str]) -> dg.Mate
 @dg.asset(
     key=dg.AssetKey([GROUP, "deployed"]),
     group_name=GROUP,
-    deps=[PLAN],
+    deps=[PLAN, SOLUTION],
     pool=POOL,
     description="Applies the plan's columns, choices and alternate keys on the standard tables and publishes "
     "them. Idempotent: a second run finds nothing to create.",
@@ -124,17 +161,18 @@ def _result(warehouse: WarehouseResource, d: Any, touched: list[str]) -> dg.Mate
 def deployed(
     context: AssetExecutionContext, warehouse: WarehouseResource, dataverse: DataverseResource
 ) -> dg.MaterializeResult:
+    solution_name = load_mapping_config().settings.solution_unique_name
     with warehouse.connect() as con:
         schema_plan = subset(load_plan(con), custom_tables=False)
-    solution = load_mapping_config().settings.solution_unique_name
-    d, touched = deploy(dataverse.get_client(), schema_plan, solution, context.log.info)
+        d, touched = deploy(dataverse.get_client(), schema_plan, solution_name, context.log.info,
+                            ledger=_ledger(context, con))  # fmt: skip
     return _result(warehouse, d, touched)
 
 
 @dg.asset(
     key=TABLES_PHASE,
     group_name=GROUP,
-    deps=[PLAN],
+    deps=[PLAN, SOLUTION],
     pool=POOL,
     description="Phase 1 of custom activities: one custom activity table per Close Custom Activity type.",
     kinds={"dataverse"},
@@ -142,10 +180,11 @@ def deployed(
 def custom_activity_tables(
     context: AssetExecutionContext, warehouse: WarehouseResource, dataverse: DataverseResource
 ) -> dg.MaterializeResult:
+    solution_name = load_mapping_config().settings.solution_unique_name
     with warehouse.connect() as con:
         schema_plan = subset(load_plan(con), custom_tables=True)
-    solution = load_mapping_config().settings.solution_unique_name
-    d, touched = deploy(dataverse.get_client(), schema_plan, solution, context.log.info, columns=False)
+        d, touched = deploy(dataverse.get_client(), schema_plan, solution_name, context.log.info,
+                            columns=False, ledger=_ledger(context, con))  # fmt: skip
     return _result(warehouse, d, touched)
 
 
@@ -175,8 +214,10 @@ def custom_activity_columns(
             f"phase 1 is missing: custom activity tables {', '.join(missing)} do not exist in the target; "
             "materialize schema/custom_activity_tables first"
         )
-    solution = load_mapping_config().settings.solution_unique_name
-    d, touched = deploy(client, schema_plan, solution, context.log.info, tables=False)
+    solution_name = load_mapping_config().settings.solution_unique_name
+    with warehouse.connect() as con:
+        d, touched = deploy(client, schema_plan, solution_name, context.log.info, tables=False,
+                            ledger=_ledger(context, con))  # fmt: skip
     return _result(warehouse, d, touched)
 
 
