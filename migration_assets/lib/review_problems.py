@@ -37,7 +37,7 @@ SUMMED = {
     "threshold": ("rejection threshold exceeded", f"fix the rows above, or raise {THRESHOLDS}"),
 }  # fmt: skip
 # Order of the summary: what to fix first (a fix early in the list often clears lines after it).
-KIND_ORDER = ("step", "mapping", "owner", "lead_status", "pipeline", "choice", "orphaned", "owner_rows",
+KIND_ORDER = ("step", "mapping", "owner", "preflight", "lead_status", "pipeline", "choice", "orphaned", "owner_rows",
               "required", "max_length", "value", "check", "cascade", "threshold", "excluded")  # fmt: skip
 
 
@@ -183,10 +183,15 @@ def check_problems(
         what = items[0] if len(items) == 1 else f"{len(items)} open decisions, e.g. {items[0]}"
         return [Problem("mapping", what, "decide each `review:` item (and `confirmed: false`) in the file named, "
                         "then remove it", kind="mapping", detail=description if len(items) > 1 else "")]  # fmt: skip
-    if check_name == "custom_table_limit":
-        return [
-            Problem("load plan", description, "mappings/custom_activities.yaml (fewer types) or the edition")
-        ]
+    if check_name == "target_ready":
+        # One problem per preflight blocker, each with the fix the preflight names (schema/preflight).
+        rows = _meta(metadata, "blockers")
+        blockers = [r for r in rows if isinstance(r, Mapping)] if isinstance(rows, list) else []
+        if blockers:
+            return [Problem(f"preflight: {r.get('topic')}", str(r.get("finding")), str(r.get("fix")),
+                            kind="preflight") for r in blockers]  # fmt: skip
+        return [Problem("preflight", description, "see schema/preflight (preflight.md in this folder)",
+                        kind="preflight")]  # fmt: skip
     return [Problem(f"{asset}: {check_name}", description, "see the check in the UI")]
 
 

@@ -21,7 +21,7 @@ def test_dry_run_writes_nothing_to_the_target_and_migrate_covers_everything() ->
     }
     assert not any(k.startswith("loaded/") for k in dry)
     assert not dry & {"schema/deployed", "schema/custom_activity_tables", "schema/custom_activity_columns"}
-    assert {"close/leads", "staged/contact", "schema/plan", "reports/owner_map"} <= dry
+    assert {"close/leads", "staged/contact", "schema/plan", "reports/owner_map", "schema/preflight"} <= dry
     # The review of every problem is the dry run's own (in a migration the gates stop the run themselves).
     assert "reports/dry_run_review" in dry and "reports/dry_run_review" not in everything
     assert dry - {"reports/dry_run_review"} < everything and any(k.startswith("loaded/") for k in everything)
@@ -47,3 +47,25 @@ def test_lineage_enforces_load_order() -> None:
     assert {"loaded/account", "loaded/contact"} <= upstream("loaded/opportunity")
     for activity in ("phonecall", "email", "task", "appointment", "annotation"):
         assert {"loaded/lead", "loaded/contact"} <= upstream(f"loaded/{activity}"), activity
+
+
+def test_no_target_write_before_the_mapping_gate_the_owner_check_and_the_preflight() -> None:
+    """Every asset that writes to the target (TARGET_WRITES, schema writes included) runs only after
+    staged/mapping (mapping_confirmed), reports/owner_map (owners_resolved) and schema/preflight
+    (target_ready): their blocking checks halt everything below them."""
+    from migration_assets.definitions import defs
+    from migration_assets.defs.jobs import TARGET_WRITES
+
+    graph = defs.get_repository_def().asset_graph
+    gates = {dg.AssetKey(["staged", "mapping"]), dg.AssetKey(["reports", "owner_map"]),
+             dg.AssetKey(["schema", "preflight"])}  # fmt: skip
+    # reports/reconciliation only reads the target back (it sits in TARGET_WRITES to stay out of dry runs).
+    writes = TARGET_WRITES.resolve(graph) - {dg.AssetKey(["reports", "reconciliation"])}
+    assert {dg.AssetKey(["schema", "solution"]), dg.AssetKey(["schema", "deployed"])} <= writes
+    assert any(k.path[0] == "loaded" for k in writes)
+    for key in writes:
+        upstream = graph.upstream_key_iterator(key)
+        missing = gates - set(upstream)
+        assert not missing, (
+            f"{key.to_user_string()} can run before {sorted(m.to_user_string() for m in missing)}"
+        )

@@ -1,8 +1,8 @@
 """reports/load_plan: the Dynamics gotchas made visible before anything is loaded.
 
-- The edition's custom table limit (Sales Professional: 15 custom tables, reference §11) counted against
-  the custom activity tables the mapping plans (plus any the target already has); a blocking check
-  `custom_table_limit` fails when the plan exceeds it.
+- The edition's custom table limit (`target.edition` in mappings/settings.yaml; Sales Professional: 15
+  custom tables, reference §11) against the custom activity tables the mapping plans, as figures. The
+  blocking check is the preflight's (schema/preflight target_ready), which counts the target's real tables.
 - The Power Platform request entitlement the planned load consumes (reference §5.2): every created row,
   state change, Win/Lose action and chunked-upload call, against the tenant pool of application users,
   and the service-protection time floor (6,000 requests / 5 min / user).
@@ -13,7 +13,6 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from migration_assets.defs.jobs import gate_severity
 from migration_assets.defs.staged._common import TARGET_METADATA_KEY, markdown
 from migration_assets.lib.custom_activity_plan import load_types
 from migration_assets.lib.load_estimate import TableLoad, custom_tables_used, estimate, upload_blocks
@@ -31,7 +30,6 @@ SOURCES: dict[str, tuple[tuple[str, ...], bool]] = {
 
 
 class LoadPlanConfig(dg.Config):
-    edition: str = "sales_professional"  # sales_professional | sales_enterprise | sales_premium
     existing_custom_tables: int = 0  # custom tables the target already uses (count them in the maker portal)
     licences: int = -1  # Dynamics 365 user licences in the tenant; -1: enabled users of the target
     app_users: int = 1  # application users the load spreads across
@@ -76,7 +74,8 @@ def planned_loads(con: Any, sms_to_task: bool, status_changes: bool) -> list[Tab
         dg.AssetKey(["close", "custom_activities"]),
         TARGET_METADATA_KEY,
     ],  # fmt: skip
-    description="Custom table limit of the edition and the request entitlement the planned load needs.",
+    description="Custom tables against the edition's limit and the request entitlement the planned load needs "
+    "(figures; schema/preflight blocks on them).",
 )
 def load_plan(
     context: dg.AssetExecutionContext, config: LoadPlanConfig, warehouse: WarehouseResource
@@ -99,14 +98,13 @@ def load_plan(
                 else 0
             )
     est = estimate(loads, licences, app_users=config.app_users)
-    limit = custom_tables_used(planned_tables, config.existing_custom_tables, config.edition)
+    edition = cfg.settings.edition
+    limit = custom_tables_used(planned_tables, config.existing_custom_tables, edition)
     per_table = pl.DataFrame([t.__dict__ for t in loads])
     if not limit["within_limit"]:
-        context.log.warning(
-            f"{limit['total']} custom tables exceed the {config.edition} limit of {limit['limit']}"
-        )
+        context.log.warning(f"{limit['total']} custom tables exceed the {edition} limit of {limit['limit']}")
     return dg.MaterializeResult(metadata={
-        "edition": config.edition,
+        "edition": edition,
         "custom_tables_planned": planned_tables,
         "custom_tables_total": int(limit["total"]),  # type: ignore[call-overload]
         "custom_table_limit": str(limit["limit"] or "none"),
@@ -119,28 +117,3 @@ def load_plan(
         "licences_assumed": licences,
         "per_table (upper bound from the Close data)": dg.MetadataValue.md(markdown(per_table, max_rows=50)),
     })  # fmt: skip
-
-
-@dg.asset_check(
-    asset=dg.AssetKey([GROUP, "load_plan"]),
-    name="custom_table_limit",
-    blocking=True,
-    description="The planned custom tables fit the Dynamics 365 edition's custom table limit.",
-)
-def custom_table_limit(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-    event = context.instance.get_latest_materialization_event(dg.AssetKey([GROUP, "load_plan"]))
-    meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
-    within = meta.get("custom_tables_within_limit")
-    ok = bool(within.value) if within is not None else False
-    total, limit = meta.get("custom_tables_total"), meta.get("custom_table_limit")
-    return dg.AssetCheckResult(
-        passed=ok,
-        severity=gate_severity(context),  # WARN in the dry run: the review lists it with the rest
-        description=f"{total.value if total else '?'} custom tables for a limit of {limit.value if limit else '?'}"
-        + (
-            ""
-            if ok
-            else ": remove custom activity types from mappings/custom_activities.yaml, route SMS to task, "
-            "or license Sales Enterprise"
-        ),
-    )

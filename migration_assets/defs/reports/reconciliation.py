@@ -24,7 +24,7 @@ from migration_assets.lib import load_diff as ld
 from migration_assets.lib.custom_activities import activity_types
 from migration_assets.lib.mapping_config import MappingConfig, load_mapping_config
 from migration_assets.lib.reconcile_status import Counts, status
-from migration_assets.resources.dataverse import DataverseClient, DataverseResource
+from migration_assets.resources.dataverse import DataverseClient, DataverseError, DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource, fetch_polars
 
 GROUP = "reports"
@@ -194,13 +194,23 @@ def reconcile(
     run = last_migrate_run(con)
     rows: list[dict[str, Any]] = []
     for table, staged in target_tables(con):
-        pk = client.metadata(table).primary_id
+        try:
+            pk: str | None = client.metadata(table).primary_id
+        except DataverseError as exc:
+            if "does not exist" not in str(exc):
+                raise
+            pk = None  # a custom table the run never created: a gate stopped it before schema/*
         staged_ids: set[str] | None = None
         if table_exists(con, "staged", staged):
+            key = pk or "activityid"  # a custom table not created yet: custom activities key on activityid
             staged_ids = {
-                str(r[0]).lower() for r in con.execute(f"SELECT {_q(pk)} FROM staged.{_q(staged)}").fetchall()
+                str(r[0]).lower()
+                for r in con.execute(f"SELECT {_q(key)} FROM staged.{_q(staged)}").fetchall()
             }
-        back = read_back_ids(client, table, closeid)
+        back = read_back_ids(client, table, closeid) if pk is not None else set()
+        missing = (
+            None if pk is not None else "the table is not in the target: the run stopped before creating it"
+        )
         rejections = _rejections(con, table, staged, run)
         at_staging = {r["close_id"] for r in rejections if r["column"] != "(record)" and not r["excluded"]}
         excluded = {r["close_id"] for r in rejections if r["excluded"]} - at_staging
@@ -221,7 +231,7 @@ def reconcile(
             "rejected_at_staging": counts.rejected_at_staging, "excluded": counts.excluded, "loaded": loaded,
             "rejected_at_load": counts.rejected_at_load,
             "rejected": counts.rejected_at_staging + counts.rejected_at_load, "read_back": len(back),
-            "status": status(counts, halt_reason(halts or {}, staged), name),
+            "status": status(counts, halt_reason(halts or {}, staged) or missing, name),
         })  # fmt: skip
     return rows
 
