@@ -58,6 +58,11 @@ def record_id(kind: str, close_id: str) -> str:
     return id_for_key(record_key(kind, close_id))
 
 
+def opportunityclose_id(opportunity_id: str) -> str:
+    """The opportunityclose activity a Win/Lose of this opportunity creates (one per closing, ledgered)."""
+    return id_for_key(f"opportunityclose:{opportunity_id.lower()}")
+
+
 def account_key(lead_name: str | None) -> str:
     """Natural key of the Account for a lead name; unnamed leads share the placeholder Account."""
     normalised = normalise_account_name(lead_name)

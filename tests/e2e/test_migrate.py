@@ -68,14 +68,17 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             again = s.load(org, close, dv, warehouse)
             s.assert_only_expected_halt(again)
             assert s.snapshot(client, MIGRATED) == before
-            deployed = [
-                e.event_specific_data.materialization.metadata  # type: ignore[union-attr]
+            materialized = {
+                tuple(e.asset_key.path): e.event_specific_data.materialization.metadata  # type: ignore[union-attr]
                 for e in again.get_asset_materialization_events()
-                if e.asset_key is not None
-                and e.asset_key.path[0] == "schema"
-                and e.asset_key.path[1] != "plan"
+                if e.asset_key is not None and e.asset_key.path[0] == "schema"
+            }
+            solution = materialized[("schema", "solution")]  # the publisher and solution exist already
+            assert (solution["created_publisher"].value, solution["created_solution"].value) == (False, False)
+            deployed = [
+                materialized[("schema", name)]
+                for name in ("deployed", "custom_activity_tables", "custom_activity_columns")
             ]
-            assert len(deployed) == 3
             for meta in deployed:  # the schema step found nothing left to create
                 assert all(meta[f"created_{k}"].value == 0 for k in ("tables", "columns", "options", "keys"))
             runs = s.ledger_rows(
@@ -187,7 +190,12 @@ def test_faults_leave_the_exact_end_state_and_rollback_restores_updated_records(
             {"accountid": account["accountid"], "name": "Pre-existing name", "telephone1": "+1 555 0100"},
         )
         client.create("account", {"name": "Unrelated account"})
-        before = s.snapshot(client, MIGRATED)
+        # An open opportunity already in the target that the run wins: the action sets its actual close date
+        # and value and creates an opportunityclose; the rollback must put all of that back.
+        won = next(r for r in s.staged_rows(warehouse, "opportunity") if r.get("_close_action") == "win")
+        client.create("opportunity", {"opportunityid": won["opportunityid"], "name": "Pre-existing deal"})
+        tables = [*MIGRATED, "opportunityclose"]
+        before = s.snapshot(client, tables)
         s.assert_only_expected_halt(s.load(world.org, world.close, dv, warehouse, s.SCHEMA_ONLY))
         # 429 storms, 5xx, connections dropped before and after the server did the work, while loading.
         dv.app.state.edge_control.set_faults(faults)
@@ -197,7 +205,9 @@ def test_faults_leave_the_exact_end_state_and_rollback_restores_updated_records(
         client = s.client_for(dv)  # a new client: the first one cached the metadata of before the schema step
         _assert_exact(s.compare_all(warehouse, client))
         assert s.ledger_rows(warehouse, "SELECT count(*) FROM ledger.rejected") == [(0,)]
-        run_id = s.ledger_rows(warehouse, "SELECT run_id FROM ledger.runs WHERE kind = 'migrate'")[0][0]
+        run_id = s.ledger_rows(  # the loading run (the schema step before it is a run of its own)
+            warehouse, "SELECT DISTINCT run_id FROM ledger.writes WHERE action = 'updated'"
+        )[0][0]
         updated = s.ledger_rows(
             warehouse,
             f"SELECT before_image FROM ledger.writes WHERE run_id = '{run_id}' AND action = 'updated' "
@@ -209,12 +219,12 @@ def test_faults_leave_the_exact_end_state_and_rollback_restores_updated_records(
             "warehouse": WarehouseResource(path=str(warehouse)),
         }
         report = rollback(run_id, False, log=lambda _m: None, **resources)  # type: ignore[arg-type]
-        assert report.ok and report.restored >= 1
-        after = s.snapshot(client, MIGRATED)
+        assert report.ok and report.restored >= 2
+        after = s.snapshot(client, tables)
         volatile = {"modifiedon", "versionnumber", "_modifiedby_value"}
         diffs = [
             (table, rid, k, before[table].get(rid, {}).get(k), after[table].get(rid, {}).get(k))
-            for table in MIGRATED
+            for table in tables
             for rid in set(before[table]) | set(after[table])
             for k in set(before[table].get(rid, {})) | set(after[table].get(rid, {}))
             if k not in volatile and before[table].get(rid, {}).get(k) != after[table].get(rid, {}).get(k)

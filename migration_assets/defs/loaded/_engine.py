@@ -25,6 +25,7 @@ from migration_assets.defs.loaded._lookups import (
 )
 from migration_assets.lib import load_diff as ld
 from migration_assets.lib.dv_batch import BatchRequest
+from migration_assets.lib.ids import opportunityclose_id
 from migration_assets.lib.ledger import Intent, Ledger, Rejection
 from migration_assets.lib.load_batches import base64_size, batches_of
 from migration_assets.resources.dataverse import DataverseClient
@@ -41,6 +42,8 @@ ACTION_BATCH_PARTS = 500
 # A ledgered batch also stops at this many bytes of file bodies (base64, as sent): a bulk request stays under
 # the 116.85 MB plugin sandbox message limit (reference §4.4) and the loader holds one batch of files at once.
 MAX_BATCH_FILE_BYTES = 96 * 1024 * 1024
+# Columns WinOpportunity/LoseOpportunity set on the opportunity besides its state (reference §7.4).
+CLOSE_ACTION_COLUMNS = ("actualclosedate", "actualvalue")
 PARTY_CHUNK = 50  # activities per activityparty query (an OR of ids: the URL stays a few KB)
 DOWNLOAD_WORKERS = 4  # attachments and recordings downloaded from Close in parallel (network-bound)
 KILL_ENV = "CLOSE2D365_FAULT_KILL_AT"  # fault injection for resume tests: "<table>:<batch>:<before|after>"
@@ -134,8 +137,10 @@ class TableLoader:
         plain = [c for c in columns if not c.startswith("_") and not c.endswith(ld.BIND)
                  and c in self.meta.attributes and c not in ld.NOT_COMPARED]  # fmt: skip
         state = [c for c in ("statecode", "statuscode") if c in self.meta.attributes]
+        # Win/Lose also set these: their current values are the before-image a rollback puts back.
+        closing = [c for c in CLOSE_ACTION_COLUMNS if table == "opportunity" and c in self.meta.attributes]
         self.select = sorted(
-            {self.pk, *plain, *state, *(f"_{lk.attribute}_value" for lk in self.lookups.values())}
+            {self.pk, *plain, *state, *closing, *(f"_{lk.attribute}_value" for lk in self.lookups.values())}
         )
         self.stats = LoadStats(table)
         # The state a new record is created in: statecode 0 with its default status reason.
@@ -303,6 +308,9 @@ class TableLoader:
                 if wanted_parties is not None and not ld.same_parties(wanted_parties, had):
                     # The whole party list is replaced (from/to/cc...); its old list is the before-image.
                     plan.changes[party_nav], plan.before[party_nav] = wanted_parties, had
+                if plan.state is not None and self._is_action(plan.state):
+                    for column in CLOSE_ACTION_COLUMNS:  # what the action overwrites, for the rollback
+                        plan.before.setdefault(column, current[rid].get(column))
                 if plan.unchanged:
                     self.stats.unchanged += counted
                 else:
@@ -360,9 +368,21 @@ class TableLoader:
                     err.message,
                 )
         _kill_point(self.table, n, "after")
+        closing = {i: st for i, st in states.items() if i not in failed and self._is_action(st)}
+        # The opportunityclose activity each Win/Lose creates, under an id of ours: ledgered before the
+        # action is sent, so that a rollback deletes it with the rest of the run.
+        close_seqs = self.ledger.begin(
+            [Intent("opportunityclose", opportunityclose_id(ids[i]), split[i].meta.get("_close_id"), "created")
+             for i in closing]
+        )  # fmt: skip
         state_errors = self._apply_states({i: s for i, s in states.items() if i not in failed}, ids, split)
         done = [seq for i, seq in seq_of.items() if i not in failed]
         self.ledger.finish(done, [(seq_of[i], r) for i, r in failed.items()])
+        # A closing the server refused created nothing: its intent stays pending (a rollback finds it gone).
+        refused_ids = {e.record_id for e in state_errors}
+        self.ledger.finish(
+            [seq for i, seq in zip(closing, close_seqs, strict=True) if ids[i] not in refused_ids]
+        )
         if state_errors:
             self.ledger.reject(state_errors)
         self.stats.created += sum(1 for i, _ in creates if i not in failed)
@@ -433,6 +453,7 @@ class TableLoader:
         if self.table == "opportunity" and state in (1, 2):
             # Won/Lost only through the actions (reference §7.4); actions are allowed in $batch.
             close: dict[str, Any] = {
+                "activityid": opportunityclose_id(rid),
                 "subject": "Won" if state == 1 else "Lost",
                 "opportunityid@odata.bind": f"/{self.meta.entity_set_name}({rid})",
             }
