@@ -19,6 +19,7 @@ import dagster as dg
 import duckdb
 import pytest
 
+from emulators.close.config import CloseEmulatorConfig, RateLimitConfig
 from emulators.close.server import CloseEmulatorServer
 from emulators.dataverse.config import DataverseEmulatorConfig, Faults
 from emulators.dataverse.server import EmulatorServer
@@ -65,6 +66,12 @@ def prepare_mappings(
     return root
 
 
+def close_server(org: CloseOrg) -> CloseEmulatorServer:
+    """The Close emulator for graph tests, with Close's rate limits off: the client's pacing is tested against
+    them in its contract tests; here it would only add ~10 s of waiting to every extraction."""
+    return CloseEmulatorServer(org, CloseEmulatorConfig(rate_limit=RateLimitConfig(enabled=False)))
+
+
 @dataclass
 class Migrated:
     """A `demo_flow` migration: the emulators (still serving), the warehouse, the run's result."""
@@ -85,7 +92,7 @@ def demo_flow(root: Path, org: CloseOrg) -> Iterator[Migrated]:
     mp.setenv("CLOSE2D365_MAPPINGS", str(root / "mappings"))
     mp.setenv("CLOSE2D365_HOME", str(root / "home"))
     try:
-        with CloseEmulatorServer(org) as close, dataverse(org) as dv:
+        with close_server(org) as close, dataverse(org) as dv:
             warehouse = root / "w.duckdb"
             prepare_mappings(org, root / "mappings", close, dv, warehouse)
             result = materialize_migration(resources(org, close, dv, warehouse))

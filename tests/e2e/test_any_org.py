@@ -21,7 +21,6 @@ import duckdb
 import pytest
 import yaml
 
-from emulators.close.server import CloseEmulatorServer
 from emulators.dataverse.server import EmulatorServer
 from emulators.orgdata import CloseOrg, generate
 from emulators.orgdata.shapes import DEFAULT_SHAPE, ORG_SHAPES
@@ -83,7 +82,7 @@ def flow(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     home = tmp_path_factory.mktemp(f"org_{request.param}")
     mappings = home / "mappings"
     shutil.copytree(s.REPO / "mappings", mappings)
-    with CloseEmulatorServer(org) as close, EmulatorServer(s.dv_config(org)) as dv:
+    with s.close_server(org) as close, EmulatorServer(s.dv_config(org)) as dv:
         env = {**os.environ, **demo_dataverse_env(dv), "CLOSE_API_KEY": org.api_key,
                "CLOSE_BASE_URL": close.base_url, "CLOSE2D365_CLOSE_SOURCE": "api",
                "CLOSE2D365_HOME": str(home / "home"), "CLOSE2D365_MAPPINGS": str(mappings)}  # fmt: skip

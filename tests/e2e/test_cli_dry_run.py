@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 import yaml
+from _migrate_support import close_server as close_emulator  # noqa: E402 - tests/e2e is on sys.path
 
-from emulators.close.server import CloseEmulatorServer
 from emulators.dataverse.config import DataverseEmulatorConfig
 from emulators.dataverse.server import EmulatorServer
 from emulators.orgdata import CloseOrg, generate
@@ -68,7 +68,7 @@ def test_one_dry_run_lists_every_problem_and_migrate_still_halts(
     org = generate("tiny", 1)
     mappings = tmp_path / "mappings"
     config = DataverseEmulatorConfig(seed_users=[dict(u) for u in org.dynamics_users])
-    with CloseEmulatorServer(org) as close_server, EmulatorServer(config) as dv:
+    with close_emulator(org) as close_server, EmulatorServer(config) as dv:
         for key, value in {
             "CLOSE_API_KEY": org.api_key,
             "CLOSE_BASE_URL": close_server.base_url,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from _migrate_support import close_server as close_emulator  # noqa: E402 - tests/e2e is on sys.path
 
-from emulators.close.server import CloseEmulatorServer
 from emulators.orgdata import generate
 from migration_assets.cli import main
 from migration_assets.lib.mapping_config import ORG_FILES
@@ -28,7 +28,7 @@ def test_propose_mapping_after_extract(
     assert "close2d365 extract" in capsys.readouterr().err
 
     org = generate("tiny", 1)
-    with CloseEmulatorServer(org) as server:
+    with close_emulator(org) as server:
         monkeypatch.setenv("CLOSE_API_KEY", org.api_key)
         monkeypatch.setenv("CLOSE_BASE_URL", server.base_url)
         assert main(["extract"]) == 0

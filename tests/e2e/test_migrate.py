@@ -56,7 +56,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     mp.setenv("CLOSE2D365_MAPPINGS", str(mappings))
     mp.setenv("CLOSE2D365_HOME", str(root / "home"))
     try:
-        with CloseEmulatorServer(org) as close, s.dataverse(org) as dv:
+        with s.close_server(org) as close, s.dataverse(org) as dv:
             warehouse = root / "full.duckdb"
             s.prepare_mappings(org, mappings, close, dv, warehouse)
             result = materialize_migration(s.resources(org, close, dv, warehouse))

@@ -14,8 +14,8 @@ import dagster as dg
 import polars as pl
 import pytest
 import yaml
+from _migrate_support import close_server as close_emulator  # noqa: E402 - tests/e2e is on sys.path
 
-from emulators.close.server import CloseEmulatorServer
 from emulators.dataverse.config import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DataverseEmulatorConfig
 from emulators.dataverse.server import EmulatorServer
 from emulators.orgdata import CloseOrg, generate
@@ -71,7 +71,7 @@ class Env:
 
 
 def extract(org: CloseOrg, path: Path) -> None:
-    with CloseEmulatorServer(org) as close_server:
+    with close_emulator(org) as close_server:
         result = dg.materialize(
             dg.load_assets_from_package_module(close_defs),
             resources={
