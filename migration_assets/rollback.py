@@ -17,9 +17,10 @@ import dagster as dg
 import duckdb
 from dagster import OpExecutionContext
 
-from migration_assets.defs.schema._solution import odata_string, solution_components
+from migration_assets.defs.schema._solution import solution_components
 from migration_assets.lib import ledger as lg
 from migration_assets.lib.dv_batch import BatchRequest
+from migration_assets.lib.dv_odata import odata_string
 from migration_assets.lib.ledger import Intent, Ledger, Rejection
 from migration_assets.lib.rollback_plan import (
     SchemaStep,

@@ -35,6 +35,11 @@ def _key_value(value: Any) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def odata_string(text: str) -> str:
+    """A string literal in a $filter (quotes doubled, as OData requires)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 def key_segment(entity_set: str, key: str | dict[str, Any]) -> str:
     """`accounts(<guid>)` for an id, `accounts(c2d_closeid='x')` for an alternate key dict."""
     if isinstance(key, str):

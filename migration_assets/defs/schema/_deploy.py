@@ -10,6 +10,7 @@ from typing import Any
 
 import duckdb
 
+from migration_assets.lib.dv_odata import odata_string
 from migration_assets.lib.ledger import SchemaLedger
 from migration_assets.lib.schema_plan import SchemaDiff, SchemaPlan, diff
 from migration_assets.lib.solution_setup import managed_solution_error
@@ -186,6 +187,5 @@ def deploy(
 
 def _is_managed(client: DataverseClient, solution: str) -> bool:
     """Whether the named solution is installed managed (read only when there is something to create)."""
-    escaped = solution.replace("'", "''")
-    rows = client.rows("solutions", ["solutionid", "ismanaged"], f"uniquename eq '{escaped}'")
+    rows = client.rows("solutions", ["solutionid", "ismanaged"], f"uniquename eq {odata_string(solution)}")
     return any(bool(r.get("ismanaged")) for r in rows)

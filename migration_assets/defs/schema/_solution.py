@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from migration_assets.defs.schema._deploy import SchemaDeployError
+from migration_assets.lib.dv_odata import odata_string
 from migration_assets.lib.ledger import SchemaLedger
 from migration_assets.lib.solution_setup import (
     PUBLISHER_COLUMNS,
@@ -21,11 +22,6 @@ from migration_assets.resources.dataverse import DataverseClient, DataverseError
 
 class SolutionSetupError(SchemaDeployError):
     """The target's publishers or solutions conflict with the settings (each conflict names its fix)."""
-
-
-def odata_string(text: str) -> str:
-    """A string literal in a $filter (quotes doubled, as OData requires)."""
-    return "'" + text.replace("'", "''") + "'"
 
 
 def inspect_solution(client: DataverseClient, target: SolutionTarget) -> SolutionState:
