@@ -105,9 +105,9 @@ def figures(result: dg.ExecuteInProcessResult) -> dict[str, Any]:
             if m.asset_key.path[0] == "loaded":
                 meta = {k: v.value for k, v in m.metadata.items()}
                 loaded["records"] += int(meta.get("created", 0)) + int(meta.get("updated", 0))
-                loaded["requests"] += int(meta.get("requests", 0))
-                loaded["throttled"] += int(meta.get("throttled_429", 0))
-                loaded["retried"] += int(meta.get("retried", 0))
+                loaded["requests"] += int(meta.get("write_requests", 0))
+                loaded["throttled"] += int(meta.get("dataverse_throttled_429", 0))
+                loaded["retried"] += int(meta.get("dataverse_retries", 0))
                 loaded["seconds"] += float(meta.get("seconds", 0.0))
                 tables["/".join(m.asset_key.path[1:])] = meta
     return {"phases": dict(phases), "loaded": loaded, "tables": tables}
@@ -121,7 +121,7 @@ def per_table(tables: dict[str, dict[str, Any]]) -> None:
         if not rows:
             continue
         written = sum(int(m.get("created", 0)) + int(m.get("updated", 0)) for m in rows.values())
-        requests = sum(int(m.get("requests", 0)) for m in rows.values())
+        requests = sum(int(m.get("write_requests", 0)) for m in rows.values())
         per_k = 1000 * requests / written if written else 0.0
         verdict = ("PASS" if per_k <= TARGET_PER_1000 else "FAIL") if path == "bulk" else "no target"
         print(f"  {path} tables: {written} records, {requests} requests = {per_k:.1f} per 1,000 "

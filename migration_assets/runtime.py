@@ -9,9 +9,12 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
+import psutil
 
+from migration_assets.resources.api_calls import calls_line, run_call_totals
 from migration_assets.resources.warehouse import default_home
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -35,18 +38,28 @@ def instance() -> dg.DagsterInstance:
 
 
 # Which process runs a command-line run: a run whose process is gone (killed) is recognised and recovered.
-PID_TAG, HOST_TAG = "close2d365/pid", "close2d365/host"
+# Its start time too: after a reboot, or in a new container (where the command is often pid 1 again), the
+# pid may belong to another process, which must not keep the dead run "started" forever.
+PID_TAG, HOST_TAG, STARTED_TAG = "close2d365/pid", "close2d365/host", "close2d365/process_started"
 _IN_PROGRESS = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
 
 
-def _alive(pid: int) -> bool:
+def _alive(pid: int, started: str | None) -> bool:
+    """Whether the process that ran a run still exists: that pid, started at that time (when tagged)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:  # killed, not reaped yet by its parent
+            return False
+        created = proc.create_time()
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:  # exists, owned by someone else
+    except psutil.AccessDenied:  # exists, owned by someone else: cannot tell, so left alone
         return True
-    return True
+    try:
+        # A second of slack: the start time is derived from the boot time, which a clock step moves.
+        return started is None or abs(created - float(started)) < 1.0
+    except ValueError:
+        return True
 
 
 def recover_dead_runs(inst: dg.DagsterInstance) -> list[str]:
@@ -60,7 +73,9 @@ def recover_dead_runs(inst: dg.DagsterInstance) -> list[str]:
     for record in inst.get_run_records(filters=dg.RunsFilter(statuses=_IN_PROGRESS)):
         run = record.dagster_run
         pid = run.tags.get(PID_TAG)
-        if not pid or run.tags.get(HOST_TAG) != host or not pid.isdigit() or _alive(int(pid)):
+        if not pid or run.tags.get(HOST_TAG) != host or not pid.isdigit():
+            continue
+        if _alive(int(pid), run.tags.get(STARTED_TAG)):
             continue
         inst.report_run_failed(run, message=f"the process {pid} running it is gone (killed); recovered")
         lines.append(f"run {run.run_id} was left running by a process that is gone: marked failed")
@@ -93,7 +108,9 @@ def run_job(
     inst = instance()
     for line in recover_dead_runs(inst):
         print(f"recovered: {line}", file=sys.stderr)
-    tags = {**(tags or {}), PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
+    me = psutil.Process()
+    tags = {**(tags or {}), PID_TAG: str(me.pid), STARTED_TAG: f"{me.create_time():.3f}",
+            HOST_TAG: socket.gethostname()}  # fmt: skip
     return job.execute_in_process(instance=inst, tags=tags, run_config=run_config, raise_on_error=False)
 
 
@@ -153,6 +170,22 @@ def start_failures(result: dg.ExecuteInProcessResult) -> list[str]:
     return out
 
 
+def step_metadata(result: dg.ExecuteInProcessResult) -> list[Mapping[str, Any]]:
+    """The metadata of every materialization and check evaluation of the run."""
+    metas: list[Mapping[str, Any]] = [
+        e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+        if e.materialization is not None
+    ]
+    return metas + [e.metadata for e in result.get_asset_check_evaluations()]
+
+
+def _print_calls(result: dg.ExecuteInProcessResult) -> None:
+    calls = calls_line(run_call_totals(step_metadata(result)))
+    if calls:
+        print(f"  {calls}")
+
+
 def print_job_outcome(result: dg.ExecuteInProcessResult, expected_halts: Sequence[str] = ()) -> int:
     """Print why a run failed (step and message, not a traceback); 0 when it succeeded.
 
@@ -172,6 +205,7 @@ def print_job_outcome(result: dg.ExecuteInProcessResult, expected_halts: Sequenc
             print(f"  FAILED before the first step: {reason}", file=sys.stderr)
         print(f"run {result.run_id}: FAILED: it could not start", file=sys.stderr)
         return 2
+    _print_calls(result)
     if result.success or not unexpected:
         print(f"run {result.run_id}: success" + (" with the expected halts above" if failures else ""))
         return 0
@@ -198,6 +232,7 @@ def print_dry_run_outcome(result: dg.ExecuteInProcessResult) -> int:
     summary = str(meta["summary"].value or "")
     if summary:
         print(summary)
+    _print_calls(result)
     if problems == 0 and result.success:
         print(f"run {result.run_id}: the plan is clean (review: {review})")
         return 0

@@ -2,6 +2,10 @@
 
 Random faults come from `random.Random(seed)` in request order; deterministic hooks are `fail_nth`
 (config) and `FaultInjector.inject()` (at run time, optionally only for paths containing a string).
+File bodies come from signed storage URLs (S3 behind Close's file URLs): there only injected rules that name
+a part of the path fire, and only the faults storage has (STORAGE_FAULT_KINDS: S3's 500 InternalError and
+503 SlowDown, a connection dropped mid-body); Close's 429 and its rate-limit headers belong to the
+authenticated file URL in front of it.
 A dropped connection sends the status line, headers and part of the body, then raises `DroppedConnection`:
 uvicorn then closes the socket (the client sees an incomplete body), and in-process transports
 (httpx.ASGITransport, Starlette's TestClient) re-raise it — it is an `httpx.RemoteProtocolError`, i.e. the
@@ -19,6 +23,9 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from .config import FAULT_KINDS, EmulatorConfigError, FaultConfig
+
+# What a signed storage download can fail with (S3 answers 500 InternalError / 503 SlowDown, never 429).
+STORAGE_FAULT_KINDS = ("500", "503", "drop")
 
 
 class DroppedConnection(httpx.RemoteProtocolError):
@@ -52,6 +59,20 @@ class FaultInjector:
             raise EmulatorConfigError(f"unknown fault kind {kind!r}: expected one of {FAULT_KINDS}")
         with self._lock:
             self._rules.append(_Rule(kind, times, path_contains))
+
+    def next_storage_fault(self, path: str) -> str | None:
+        """The injected fault of a signed storage download, if a rule with a matching `path_contains` and a
+        storage kind is pending (random faults and path-less rules model Close's API, not its storage)."""
+        with self._lock:
+            for rule in self._rules:
+                applies = rule.path_contains is not None and rule.path_contains in path
+                if rule.remaining > 0 and applies and rule.kind in STORAGE_FAULT_KINDS:
+                    rule.remaining -= 1
+                    if rule.remaining == 0:
+                        self._rules.remove(rule)
+                    self.fired.append((self._count, path, rule.kind))
+                    return rule.kind
+        return None
 
     def next_fault(self, path: str) -> str | None:
         with self._lock:

@@ -19,12 +19,16 @@ class Counts:
     excluded: int  # expected exclusions (listed in their own report)
     loaded: int
     rejected_at_load: int
+    excluded_at_load: int = 0  # staged files the loader measured above the upload limit (listed, not errors)
+    # Of `excluded`: records already in the target whose new values were refused; they keep their previous
+    # values (accounted for, but the target is not up to date for them: listed in the table's file).
+    kept: int = 0
 
 
 def unaccounted(c: Counts) -> int:
     """Rows neither loaded, rejected nor excluded: Close objects lost before or during the load."""
     staged = c.staged or 0
-    missing_load = max(0, staged - c.loaded - c.rejected_at_load)
+    missing_load = max(0, staged - c.loaded - c.rejected_at_load - c.excluded_at_load)
     if c.close_objects is None:
         return missing_load
     missing_staging = max(0, c.close_objects - staged - c.rejected_at_staging - c.excluded)
@@ -38,8 +42,9 @@ def status(c: Counts, halted: str | None, rejected_file: str) -> str:
         return "halted (not staged in this warehouse: run the staging step)"
     rejected = c.rejected_at_staging + c.rejected_at_load
     missing = unaccounted(c)
+    parts = [f"{rejected} rejected"] if rejected or missing else []
     if missing:
-        return f"partial ({rejected} rejected, {missing} not accounted for, see {rejected_file})"
-    if rejected:
-        return f"partial ({rejected} rejected, see {rejected_file})"
-    return "ok"
+        parts.append(f"{missing} not accounted for")
+    if c.kept:
+        parts.append(f"{c.kept} kept with their previous values")
+    return f"partial ({', '.join(parts)}, see {rejected_file})" if parts else "ok"

@@ -22,6 +22,10 @@ THRESHOLDS = "mappings/settings.yaml rejection_thresholds"
 FIX_IN_CLOSE = f"fix the value in Close, or let such rows be rejected ({THRESHOLDS})"
 OWNER_FIX = "mappings/owners.yaml overrides or fallback_owner (for disabled users: disabled_users: fallback)"
 TARGET_CHECK_SUFFIX = "_target_valid"
+CUSTOM_ACTIVITY = "custom_activity_"  # staged tables of custom activity types
+# A mapping problem that carries its own fix ("<file> line N: ... -> <fix>", lib/mapping_targets.py).
+FIX_SEPARATOR = " -> "
+OPEN_DECISION = "open decision:"  # a review question (its text is free)
 LEAD_STATUS_COLUMNS = {"statecode", "statuscode", "_statecode", "_statuscode"}
 ENTITY_SET = re.compile(r"^/([A-Za-z0-9_]+)\(")
 # Problems of these kinds are one line each in the terminal summary, whatever the number of tables they
@@ -76,9 +80,15 @@ def classify(table: str, column: str, value: Any, reason: str, check_name: str, 
         what = parent[0] if parent else "record"
         return ("cascade", f"rejected because the {what} it belongs to was rejected",
                 f"fix the {what} problems listed here; these rows follow")  # fmt: skip
-    if check_name == "column_exists":
+    if check_name == "column_exists" and table.startswith(CUSTOM_ACTIVITY):
         return ("orphaned", f"values of a custom field the type no longer defines ({column})",
                 "mappings/custom_activities.yaml orphaned_values: drop|column (for this type)")  # fmt: skip
+    # Any other table: a mapped target the target does not have. A field map's is left out at staging and
+    # named by the mapping gate; a custom field's (custom_fields.yaml, action: existing) rejects its rows.
+    if check_name == "column_exists":
+        return ("mapping", f"not staged: {column.removesuffix('@odata.bind')} is neither a column of {table} nor "
+                "planned", f"correct that target in mappings/custom_fields.yaml (or mappings/fields/{table}.yaml), "
+                "or map it to a new column (action: new)")  # fmt: skip
     if column.startswith("ownerid") or "no enabled dataverse user" in reason.lower():
         return "owner_rows", "owner is a Close user without an enabled Dataverse user", OWNER_FIX
     unknown_choice = "unknown choice" in reason or check_name in ("choice_value", "choice_values")
@@ -180,9 +190,15 @@ def check_problems(
                         kind="owner")]  # fmt: skip
     if check_name == "mapping_confirmed":
         items = [i.strip() for i in description.split("; ") if i.strip()]
+        # An item that names its own fix (a field map's unknown target column) is a problem of its own.
+        own = [i for i in items if FIX_SEPARATOR in i and not i.startswith(OPEN_DECISION)]
+        fixed = [Problem("mapping", *i.split(FIX_SEPARATOR, 1), kind="mapping") for i in own]
+        items = [i for i in items if i not in own]
+        if not items:
+            return fixed
         what = items[0] if len(items) == 1 else f"{len(items)} open decisions, e.g. {items[0]}"
-        return [Problem("mapping", what, "decide each `review:` item (and `confirmed: false`) in the file named, "
-                        "then remove it", kind="mapping", detail=description if len(items) > 1 else "")]  # fmt: skip
+        return [*fixed, Problem("mapping", what, "decide each `review:` item (and `confirmed: false`) in the file "
+                                "named, then remove it", kind="mapping", detail="; ".join(items) if len(items) > 1 else "")]  # fmt: skip
     if check_name == "target_ready":
         # One problem per preflight blocker, each with the fix the preflight names (schema/preflight).
         rows = _meta(metadata, "blockers")

@@ -447,6 +447,14 @@ class CloseResource(dg.ConfigurableResource):
                 )
             return self._client
 
+    def call_counts(self) -> dict[str, int]:
+        """Requests, retries and 429s of this run's client so far (zeros before any call)."""
+        if self._client is None:
+            return {"requests": 0, "retries": 0, "throttled_429": 0}
+        s = self._client.stats
+        return {"requests": int(s["requests"]), "retries": int(s["retries"]),
+                "throttled_429": int(s["rate_limited_429"])}  # fmt: skip
+
     def scratch_dir(self, name: str) -> Path:
         """An owner-only working folder (exports hold PII), removed when the run's resources tear down."""
         base = Path(self.export_cache_dir) if self.export_cache_dir else default_home() / "close_export"

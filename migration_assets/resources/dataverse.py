@@ -447,6 +447,16 @@ class DataverseResource(dg.ConfigurableResource):
             )
         return self._client
 
+    def call_counts(self) -> dict[str, int]:
+        """Requests, retries and 429s of this run's client so far, over all app users (zeros before any
+        call)."""
+        users = self._client.stats().values() if self._client is not None else []
+        return {
+            "requests": sum(u.get("requests", 0) for u in users),
+            "retries": sum(u.get("retries", 0) for u in users),
+            "throttled_429": sum(u.get("throttled", 0) for u in users),
+        }
+
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._client is not None:
             self._client.close()

@@ -19,6 +19,10 @@ class DataverseAuthError(DataverseError):
         self.client_id = client_id
 
 
+class DataverseTableMissingError(DataverseError):
+    """The table does not exist in the environment (yet: a custom table the schema step creates later)."""
+
+
 class DataverseApiError(DataverseError):
     """Dataverse answered an error: the HTTP status and the server's `error.code`/`error.message` unchanged."""
 

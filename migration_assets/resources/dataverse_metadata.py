@@ -8,7 +8,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from migration_assets.resources.dataverse_errors import DataverseApiError, DataverseError
+from migration_assets.resources.dataverse_errors import (
+    DataverseApiError,
+    DataverseError,
+    DataverseTableMissingError,
+)
 
 GetJson = Callable[[str], Any]
 
@@ -174,7 +178,7 @@ def load_entity(get_json: GetJson, logical_name: str) -> EntityMeta:
         head = get_json(f"{base}?$select={_ENTITY_SELECT}")
     except DataverseApiError as exc:
         if exc.status == 404:
-            raise DataverseError(
+            raise DataverseTableMissingError(
                 f"table '{logical_name}' does not exist in the Dataverse environment ({exc.message})"
             ) from exc
         raise

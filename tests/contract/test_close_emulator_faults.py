@@ -172,3 +172,36 @@ def test_invalid_config_is_rejected_with_a_clear_error(org: CloseOrg) -> None:
         create_app(org, CloseEmulatorConfig(faults=FaultConfig(fail_nth={1: "boom"})))
     with pytest.raises(EmulatorConfigError, match="probability"):
         create_app(org, CloseEmulatorConfig(faults=FaultConfig(rate_5xx=2.0)))
+
+
+def test_file_urls_throttle_like_the_api_and_storage_fails_like_s3(org: CloseOrg) -> None:
+    attachment = next(k for k in org.files if k.startswith("go/file/"))
+    recording = next(k for k in org.files if k.startswith("call/") and k.endswith("/recording/"))
+    with CloseEmulatorServer(org) as server, client_for(server, org.api_key) as api:
+        faults = server.state.faults
+        faults.inject("429", times=1, path_contains="/go/file/")
+        faults.inject("429_ingress", times=1, path_contains="/call/")
+        r = api.get(f"{server.root_url}/{attachment}")
+        assert r.status_code == 429 and r.headers["retry-after"] == "1" and "rate_reset" in r.json()
+        assert OFFICIAL_REGEX.search(r.headers["ratelimit"])
+        r = api.get(f"{server.root_url}/{recording}")
+        assert r.status_code == 429 and r.content == b"" and "retry-after" not in r.headers
+        assert OFFICIAL_REGEX.search(r.headers["ratelimit"])
+        r = api.get(f"{server.root_url}/{recording}")
+        assert r.status_code == 302
+        signed = r.headers["location"]
+        # Storage (S3): its own errors and a drop mid-body; never Close's 429, which stays pending.
+        faults.inject("429", times=1, path_contains="_s3")
+        faults.inject("503", times=1, path_contains="_s3")
+        faults.inject("drop", times=1, path_contains="_s3")
+        r = httpx.get(signed)
+        assert r.status_code == 503 and b"<Code>SlowDown</Code>" in r.content
+        received = bytearray()
+        with pytest.raises(httpx.RemoteProtocolError), httpx.stream("GET", signed) as s:
+            assert s.status_code == 200 and int(s.headers["content-length"]) == org.files[recording].size
+            for chunk in s.iter_raw():
+                received += chunk
+        assert 0 < len(received) < org.files[recording].size
+        assert bytes(received) == org.files[recording].read()[: len(received)]
+        assert httpx.get(signed).content == org.files[recording].read()
+        assert [kind for _, path, kind in faults.fired if "_s3" in path] == ["503", "drop"]

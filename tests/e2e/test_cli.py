@@ -42,6 +42,11 @@ def test_demo_tiny_migrates_and_prints_the_reconciliation(
         "the run is recorded on the shared instance"
     )
     assert "Reports: " in out
+    # What each service was asked, retries included (counted in every step that called it): the extraction
+    # asks Close, the migration Dataverse.
+    extract_calls, migrate_calls = [x for x in out.splitlines() if x.strip().startswith("API calls: ")]
+    assert "Close " in extract_calls and " retried (" in extract_calls, extract_calls
+    assert "Dataverse " in migrate_calls and " retried (" in migrate_calls, migrate_calls
     # Every file the run left under the home (warehouse and WAL, Dagster's run databases, reports) is
     # owner-only, and none holds a secret: the Close key or the Dataverse client secret.
     from emulators.dataverse.config import DEFAULT_CLIENT_SECRET

@@ -19,6 +19,8 @@ from typing import Any
 
 import _migrate_support as s  # noqa: E402 - tests/e2e is on sys.path (rootdir conftest)
 import dagster as dg
+import duckdb
+import polars as pl
 import pytest
 import yaml
 
@@ -27,7 +29,9 @@ from emulators.dataverse.persistence import state_dump
 from emulators.dataverse.server import EmulatorServer
 from emulators.orgdata import CloseOrg, generate
 from migration_assets.lib.mapping_config import load_mapping_config
+from migration_assets.lib.review_problems import check_problems
 from migration_assets.migration import demo_dataverse_env, migrate_selection
+from migration_assets.resources.warehouse import fetch_polars
 from migration_assets.runtime import run_job
 
 pytestmark = pytest.mark.e2e
@@ -40,6 +44,7 @@ STAGED_TABLES = dg.AssetSelection.groups("staged") - dg.AssetSelection.assets(
 )
 RUN = migrate_selection() - dg.AssetSelection.groups("close") - STAGED_TABLES
 API = "Microsoft.Dynamics.CRM."
+CONTACT = dg.AssetKey(["staged", "contact"])
 
 
 @dataclass
@@ -229,6 +234,68 @@ def test_a_failed_gate_leaves_the_target_byte_for_byte_unchanged(
         assert "target_ready" not in checks(result)  # the preflight, and every write, wait for the gate
         # Nothing at all: no publisher, solution, custom activity table, column or record.
         assert dump(dv) == before
+
+
+def test_a_field_map_target_the_target_lacks_stops_at_the_mapping_gate_with_its_file_and_line(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 11 #4: a mapping to a column that neither the target nor the schema plan has (a typo, a custom
+    column without `custom:`) is the mapping's error: the gate every write waits for names the file and line
+    with the fix, nothing is written, and staging rejects no row for it (no table over its threshold, nothing
+    "invalid after write", no "a bug")."""
+    root = clean_mappings(world, monkeypatch, "unknown_column")
+    prefix = load_mapping_config(root).settings.publisher_prefix
+    path = root / "fields" / "contact.yaml"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    n = next(i for i, line in enumerate(lines) if "{target: jobtitle," in line)
+    lines[n] = lines[n].replace("{target: jobtitle,", "{target: jobtitlee,")
+    lines.insert(n + 1, '      - {target: "{prefix}_nosuchcolumn", source: name, transform: text}')
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    where = f"{root.name}/fields/contact.yaml line"
+    with s.dataverse(world.org) as dv:
+        before = dump(dv)
+        warehouse = warehouse_copy(world, "unknown_column")
+        result = s.load(world.org, world.close, dv, warehouse, RUN | dg.AssetSelection.assets(CONTACT))
+        gate = checks(result)["mapping_confirmed"]
+        assert not gate.passed and gate.severity == dg.AssetCheckSeverity.ERROR
+        found = str(gate.description).split("; ")
+        assert found == [
+            f"{where} {n + 1}: key 'target': column 'jobtitlee' is neither on table contact in the target nor "
+            "created by the schema plan (did you mean 'jobtitle'?) -> correct the name, or add `custom: {type: "
+            "...}` to this entry to create the column (a Close custom field: propose it in custom_fields.yaml)",
+            f"{where} {n + 2}: key 'target': column '{prefix}_nosuchcolumn' is neither on table contact in the "
+            "target nor created by the schema plan -> correct the name, or add `custom: {type: ...}` to this "
+            "entry to create the column (a Close custom field: propose it in custom_fields.yaml)",
+        ]
+        assert "target_ready" not in checks(result)  # the preflight, and every write, wait for the gate
+        assert dump(dv) == before
+        # Staging left the column out: the table's rows are exactly those of the clean mapping (none rejected
+        # for it, none "invalid after write"), and its check passes: no table halts, the gate stops the run.
+        assert checks(result)["contact_target_valid"].passed
+    staged, clean = staged_contacts(warehouse), staged_contacts(world.warehouse)
+    assert "jobtitlee" not in staged.columns and f"{prefix}_nosuchcolumn" not in staged.columns
+    # Every contact the clean mapping stages, plus those it rejected only for their title (not mapped now).
+    extra = set(staged["_close_id"]) - set(clean["_close_id"])
+    assert set(clean["_close_id"]) <= set(staged["_close_id"])
+    rejected = staged_contacts(world.warehouse, "contact_rejected")
+    assert set(rejected.filter(pl.col("_close_id").is_in(list(extra)))["column"]) <= {"jobtitle"}
+    # The dry run's review: the gate's lines, each with its own fix.
+    review = [
+        p.line() for p in check_problems("mapping_confirmed", "staged/mapping", str(gate.description), {})
+    ]
+    assert len(review) == 2 and review[0].startswith(
+        f"mapping: {where} {n + 1}: key 'target': column 'jobtitlee'"
+    )
+    assert review[0].endswith("-> correct the name, or add `custom: {type: ...}` to this entry to create the "
+                              "column (a Close custom field: propose it in custom_fields.yaml)")  # fmt: skip
+
+
+def staged_contacts(warehouse: Path, table: str = "contact") -> pl.DataFrame:
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        return fetch_polars(con, f"SELECT * FROM staged.{table}")
+    finally:
+        con.close()
 
 
 def test_the_dry_run_review_lists_the_preflight_blocker_with_its_fix(

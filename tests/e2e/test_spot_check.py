@@ -217,8 +217,9 @@ def test_a_rerun_clears_emptied_values_replaces_changed_parties_and_rolls_back(m
         if a["_type"] == "Email" and (a.get("envelope") or {}).get("to")
         and client.get("email", record_id("email", a["id"]), ["activityid"])
     )  # fmt: skip
-    # A contact already in the target whose new title is over MaxLength (100): rejected this run, keeps its
-    # old value, and the activities bound to it still load (their lookup resolves in the target).
+    # A contact already in the target whose new title is over MaxLength (100): not written this run, keeps its
+    # old value, is listed as kept, and the activities bound to it still load (their lookup resolves in the
+    # target).
     children = {a.get("contact_id") for a in org.activities if a["_type"] == "Call"}
     grown = next(
         c for c in org.contacts
@@ -228,8 +229,6 @@ def test_a_rerun_clears_emptied_values_replaces_changed_parties_and_rolls_back(m
     grown_id = record_id("contact", grown["id"])
     grown_title = client.get("contact", grown_id, ["jobtitle"])["jobtitle"]  # type: ignore[index]
     grown["title"] = "x" * 150
-    settings = migrated.warehouse.parent / "mappings" / "settings.yaml"
-    settings.write_text(settings.read_text().replace("  tables: {}", "  tables: {contact: {max_rows: 100}}"))
     contact_id, email_id = record_id("contact", contact["id"]), record_id("email", email["id"])
     old_title = client.get("contact", contact_id, ["jobtitle"])["jobtitle"]  # type: ignore[index]
     old_parties = _parties(client, email_id)
@@ -245,8 +244,14 @@ def test_a_rerun_clears_emptied_values_replaces_changed_parties_and_rolls_back(m
         )
         s.assert_only_expected_halt(second)  # no table halted under "a bug" by the rejected contact
         assert client.get("contact", grown_id, ["jobtitle"])["jobtitle"] == grown_title  # type: ignore[index]
-        rejected = s.ledger_rows(migrated.warehouse, "SELECT _close_id, reason FROM staged.contact_rejected")
-        assert any(cid == grown["id"] and "MaxLength 100" in why for cid, why in rejected), rejected
+        # Listed as kept (its old values stay), not as a rejection: no threshold counts it.
+        rejected = s.ledger_rows(
+            migrated.warehouse, "SELECT _close_id, reason, check_name FROM staged.contact_rejected"
+        )
+        assert any(
+            cid == grown["id"] and "MaxLength 100" in why and check == "kept_in_target"
+            for cid, why, check in rejected
+        ), rejected
         assert client.get("contact", contact_id, ["jobtitle"])["jobtitle"] is None  # type: ignore[index]
         parties = _parties(client, email_id)
         assert (2, "address", "new.recipient@example.org") in parties and parties != old_parties

@@ -242,6 +242,27 @@ def test_blocking_check_passes_clean_table_and_fails_with_rejections(
     assert table.startswith("| _close_id |") and "longer than MaxLength 160" in table
 
 
+def test_staged_values_in_a_column_the_target_no_longer_has_are_a_mapping_error_not_a_bug(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 11 #4: staged.account holds values of websiteurl (fields/account.yaml) but the target's metadata,
+    refreshed since staging, no longer has that column: the check names the field map's line and halts the
+    table as a mapping problem, never "problems in the written staged.account (a bug: please report)"."""
+    wh = _staged_env(tmp_path, 0, monkeypatch)
+    with wh.connect() as con:
+        staged = pl.DataFrame({"_close_id": ["acme"], "_close_object": ["lead"], "websiteurl": ["https://acme.io"],
+                               "accountid": ["11111111-2222-3333-4444-555555555555"], "name": ["ACME"]})  # fmt: skip
+        warehouse_write(con, "account", staged)
+    result = evaluate(wh, "account")
+    description = str(result.description)
+    assert not result.passed and "a bug" not in description
+    assert "/fields/account.yaml line " in description and "key 'target': column 'websiteurl'" in description
+    assert (
+        description.endswith("(this table is halted)")
+        and result.metadata["invalid_after_write"].value == "none"
+    )
+
+
 def test_source_frame_reads_only_the_fields_a_map_names(tmp_path: Path) -> None:
     import duckdb
 

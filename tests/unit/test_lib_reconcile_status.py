@@ -26,3 +26,12 @@ def test_halted_names_the_reason_and_wins() -> None:
     why = "staged/custom_activity_x: check target_valid failed: columns not in the target"
     assert status(Counts(6, 0, 6, 0, 0, 0), why, "f.csv") == f"halted ({why})"
     assert status(Counts(6, None, 0, 0, 0, 0), None, "f.csv").startswith("halted (not staged")
+
+
+def test_records_kept_with_their_previous_values_are_accounted_for_but_never_ok() -> None:
+    # 10 Close objects: 8 staged and loaded, 2 already in the target whose new values were refused (kept).
+    kept = Counts(10, 8, 0, 2, 8, 0, kept=2)
+    assert unaccounted(kept) == 0
+    assert status(kept, None, "f.csv") == "partial (2 kept with their previous values, see f.csv)"
+    both = Counts(10, 7, 1, 2, 7, 0, kept=2)
+    assert status(both, None, "f.csv") == "partial (1 rejected, 2 kept with their previous values, see f.csv)"

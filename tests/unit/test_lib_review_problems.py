@@ -125,3 +125,28 @@ def test_the_summary_is_one_line_per_problem_with_repeated_kinds_summed_over_tab
         "account: 2 rows: rejection threshold: 2 of 43 rows rejected -> raise",
         "within the thresholds: 1 rejected rows in annotation (not loaded; listed in the review)",
     ]
+
+
+def test_a_field_map_target_the_target_lacks_is_one_mapping_line_with_its_own_fix() -> None:
+    """Issue 11 #4: the mapping gate's item for an unknown target column keeps its fix (not the review's
+    "decide each `review:` item"); the table's own check adds no second line; a row rejected for such a column
+    (a custom field mapped to an existing column that is not there) points at the field map, not at
+    custom_activities.yaml."""
+    item = ("mappings/fields/contact.yaml line 9: key 'target': column 'jobtitlee' is neither on table contact "
+            "in the target nor created by the schema plan -> correct the name, or add `custom: {type: ...}`")  # fmt: skip
+    decision = "open decision: mappings/custom_fields.yaml:3 fields[0]: confirmed: false -> maybe"
+    found = check_problems("mapping_confirmed", "staged/mapping", f"{item}; {decision}", {})
+    assert [p.line() for p in found] == [
+        "mapping: mappings/fields/contact.yaml line 9: key 'target': column 'jobtitlee' is neither on table "
+        "contact in the target nor created by the schema plan -> correct the name, or add `custom: {type: ...}`",
+        f"mapping: {decision} -> decide each `review:` item (and `confirmed: false`) in the file named, then "
+        "remove it",
+    ]
+    assert (
+        check_problems("contact_target_valid", "staged/contact", f"{item} (this table is halted)", {}) == []
+    )
+    kind, what, fix = classify(
+        "contact", "c2d_x@odata.bind", "v", "column ... does not exist", "column_exists"
+    )
+    assert kind == "mapping" and "c2d_x is neither a column of contact" in what
+    assert "mappings/fields/contact.yaml" in fix and "custom_activities" not in fix

@@ -111,3 +111,36 @@ def test_staging_keeps_the_lead_and_cascades_only_through_regarding(tmp_path: Pa
     assert (result.staged, result.rejected) == (1, 1)
     (rej,) = con.execute("SELECT _close_id, cascade, reason FROM staged.phonecall_rejected").fetchall()
     assert rej[:2] == ("call_2", "because lead lead_bad was rejected") and rej[1] in rej[2]
+
+
+def test_rejections_of_records_already_in_the_target_are_kept_and_not_counted() -> None:
+    from migration_assets.defs.staged._common import EXCLUSIONS, KEPT_IN_TARGET, kept_in_target
+
+    rejected = pl.DataFrame(
+        {
+            "_close_id": ["cont_ok", "cont_bad", "cont_big"],
+            "contactid": [CONTACT_OK.upper(), CONTACT_BAD, None],
+            "column": ["jobtitle", "emailaddress1", "_file_size"],
+            "reason": ["longer than MaxLength 100", "not an email address", "above the upload limit"],
+            "check_name": ["max_length", "email_format", "max_upload_size"],
+        }
+    )
+    asked: list[tuple[str, list[str]]] = []
+
+    def lookup(table: str, ids: list[str]) -> set[str]:
+        asked.append((table, ids))
+        return {CONTACT_OK.lower()}  # cont_ok was loaded by an earlier run; cont_bad never was
+
+    out = kept_in_target(rejected, "contact", "contactid", lookup)
+    (table, ids), *more = asked  # one question, for the counted rejections only
+    assert not more and table == "contact" and sorted(ids) == sorted([CONTACT_OK.upper(), CONTACT_BAD])
+    rows = {r["_close_id"]: r for r in out.iter_rows(named=True)}
+    assert rows["cont_ok"]["check_name"] == KEPT_IN_TARGET and KEPT_IN_TARGET in EXCLUSIONS
+    assert (
+        rows["cont_ok"]["reason"]
+        == "already in the target, keeps its previous values: longer than MaxLength 100"
+    )
+    assert rows["cont_bad"]["check_name"] == "email_format"  # a new record: an ordinary, counted rejection
+    assert rows["cont_big"]["check_name"] == "max_upload_size"
+    # Without a target to ask (an extraction-only run), nothing changes.
+    assert kept_in_target(rejected, "contact", "contactid", None).equals(rejected)

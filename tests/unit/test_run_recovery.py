@@ -10,9 +10,10 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import psutil
 from dagster._core.test_utils import instance_for_test
 
-from migration_assets.runtime import HOST_TAG, PID_TAG, recover_dead_runs
+from migration_assets.runtime import HOST_TAG, PID_TAG, STARTED_TAG, recover_dead_runs
 
 
 @dg.op
@@ -58,3 +59,39 @@ def test_a_killed_run_is_marked_failed_and_its_pool_slot_freed(tmp_path: Path) -
         assert any(dead.run_id in line and "marked failed" in line for line in lines)
         assert any(canceled.run_id in line and "freed" in line for line in lines)
         assert recover_dead_runs(inst) == []  # nothing left to recover
+
+
+def test_a_reused_pid_or_an_unreaped_process_does_not_keep_a_dead_run_started(tmp_path: Path) -> None:
+    """After a reboot (or in a new container) the dead run's pid may be another process's; a killed process
+    that its parent has not reaped yet is a zombie. Neither is the run's process any more."""
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    os.waitid(os.P_PID, zombie.pid, os.WEXITED | os.WNOWAIT)  # exited, left unreaped: a zombie
+    try:
+        with instance_for_test(temp_dir=str(tmp_path)) as inst:
+            me, host = psutil.Process(), socket.gethostname()
+            started = me.create_time()
+
+            def run(pid: int, process_started: float | None) -> dg.DagsterRun:
+                tags = {PID_TAG: str(pid), HOST_TAG: host}
+                if process_started is not None:
+                    tags[STARTED_TAG] = f"{process_started:.3f}"
+                return inst.create_run_for_job(_job, status=dg.DagsterRunStatus.STARTED, tags=tags)
+
+            reused = run(me.pid, started - 3600)  # this pid, but a process that started an hour earlier
+            unreaped = run(zombie.pid, None)
+            alive = run(me.pid, started)
+
+            lines = recover_dead_runs(inst)
+
+            records = inst.get_run_records(
+                filters=dg.RunsFilter(run_ids=[reused.run_id, unreaped.run_id, alive.run_id])
+            )
+            status = {r.dagster_run.run_id: r.dagster_run.status for r in records}
+            assert status == {
+                reused.run_id: dg.DagsterRunStatus.FAILURE,
+                unreaped.run_id: dg.DagsterRunStatus.FAILURE,
+                alive.run_id: dg.DagsterRunStatus.STARTED,
+            }
+            assert len(lines) == 2
+    finally:
+        zombie.wait()

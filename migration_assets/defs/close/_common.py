@@ -25,6 +25,7 @@ from migration_assets.defs.close.tables import TABLES, TableSpec
 from migration_assets.defs.close.writer import Pages, write_table
 from migration_assets.lib.close_export import CloseExportError
 from migration_assets.lib.close_paging import parse_close_datetime
+from migration_assets.resources.api_calls import reports_api_calls
 from migration_assets.resources.close import CloseError, CloseResource
 from migration_assets.resources.warehouse import WarehouseResource, fetch_polars
 
@@ -184,7 +185,6 @@ def run_extraction(
     if config.mode not in ("full", "delta"):
         raise dg.Failure(description=f"close/{table}: mode must be 'full' or 'delta', got {config.mode!r}")
     started = time.monotonic()
-    before = close.get_client().stats
     extra: dict[str, Any] = {"mode": "full"}
     try:
         delta = _run_delta(context, close, warehouse, spec, config) if config.mode == "delta" else None
@@ -198,14 +198,10 @@ def run_extraction(
             dropped = finalize_table(warehouse, spec)
     except (CloseError, CloseExportError) as exc:
         raise dg.Failure(description=str(exc), metadata={"table": f"{SCHEMA}.{table}"}) from exc
-    after = close.get_client().stats
     meta = table_metadata(warehouse, spec)
     meta.update(
         {
             "source": close.source,
-            "requests": int(after["requests"] - before["requests"]),
-            "retries": int(after["retries"] - before["retries"]),
-            "rate_limited_429": int(after["rate_limited_429"] - before["rate_limited_429"]),
             "rows_read": written,
             "duplicates_dropped": dropped,
             "seconds": round(time.monotonic() - started, 2),
@@ -233,6 +229,7 @@ def close_asset(
         deps=list(deps),
         kinds={"duckdb", "polars"},
     )
+    @reports_api_calls
     def _extract(
         context: AssetExecutionContext,
         config: CloseExtractConfig,

@@ -103,6 +103,8 @@ def run_load(
     stats = loader.load(rows)
     ledger.close_run("loaded", f"last table: {table}")  # finished_at = the run's latest completed table
     rejected = write_rejected_table(con, context.run.run_id, table)
-    meta: dict[str, Any] = {**stats.metadata(), "rejected": rejected, "dagster/row_count": stats.loaded}
+    # Files above the upload limit are ledgered refusals too, but expected exclusions, not errors.
+    meta: dict[str, Any] = {**stats.metadata(), "rejected": rejected - stats.excluded, "excluded": stats.excluded,
+                            "dagster/row_count": stats.loaded}  # fmt: skip
     meta["rejected_rows"] = dg.MetadataValue.md(rejected_markdown(con, table))
     return stats, meta

@@ -25,9 +25,10 @@ from migration_assets.defs.loaded._lookups import (
 )
 from migration_assets.lib import load_diff as ld
 from migration_assets.lib.dv_batch import BatchRequest
+from migration_assets.lib.file_body import OVERSIZE_CODE, Oversize, oversize_reason, read_capped, too_big
 from migration_assets.lib.ids import opportunityclose_id
 from migration_assets.lib.ledger import Intent, Ledger, Rejection
-from migration_assets.lib.load_batches import base64_size, batches_of
+from migration_assets.lib.load_batches import batches_of
 from migration_assets.resources.dataverse import DataverseClient
 
 REQUESTS_PER_1000_TARGET = 5  # on bulk-capable tables (the issue's target)
@@ -57,6 +58,7 @@ class LoadStats:
     updated: int = 0
     unchanged: int = 0
     rejected: int = 0
+    excluded: int = 0  # files above the upload limit: refused, listed for the admin, not errors
     state_changes: int = 0
     downloads: int = 0
     download_bytes: int = 0
@@ -77,8 +79,8 @@ class LoadStats:
         rate = (self.created + self.updated) / self.seconds if self.seconds > 0 else 0.0
         return {
             "staged": self.staged, "created": self.created, "updated": self.updated, "unchanged": self.unchanged,
-            "rejected": self.rejected, "state_changes": self.state_changes, "retried": self.retries,
-            "throttled_429": self.throttled, "requests": self.requests, "batches": self.batches,
+            "rejected": self.rejected, "state_changes": self.state_changes, "write_retries": self.retries,
+            "write_throttled_429": self.throttled, "write_requests": self.requests, "batches": self.batches,
             "files_downloaded": self.downloads, "file_bytes": self.download_bytes,
             "seconds": round(self.seconds, 3), "records_per_second": round(rate, 1),
             "write_path": "bulk" if self.bulk else "$batch", "existing_read": "scan" if self.scanned else "in",
@@ -325,7 +327,9 @@ class TableLoader:
                     states[i] = want  # a record is created open: only another final state costs a PATCH
         if refused:
             self.ledger.reject(refused)
-            self.stats.rejected += len(refused)
+            oversize = sum(1 for r in refused if r.code == OVERSIZE_CODE)
+            self.stats.rejected += len(refused) - oversize
+            self.stats.excluded += oversize
         intents = [Intent(self.table, ids[i], split[i].meta.get("_close_id"), "created") for i, _ in creates]
         intents += [
             Intent(self.table, ids[i], split[i].meta.get("_close_id"), "updated", p.before)
@@ -391,11 +395,12 @@ class TableLoader:
         self.stats.rejected += len(failed) + len(state_errors)
 
     def _too_big(self, size: Any) -> bool:
-        return self.max_upload is not None and size is not None and base64_size(size) > self.max_upload
+        return too_big(size, self.max_upload)
 
-    def _download_all(self, rows: Sequence[ld.SplitRow]) -> dict[str, bytes | Exception]:
-        """The file bodies of the rows about to be created, downloaded in parallel; a failed download is
-        kept as its exception (the row is then rejected with it)."""
+    def _download_all(self, rows: Sequence[ld.SplitRow]) -> dict[str, bytes | Oversize | Exception]:
+        """The file bodies of the rows about to be created, downloaded in parallel and measured as they
+        arrive (Close's declared size can be smaller than the body: one past the limit is refused, and
+        never held whole); a failed download is kept as its exception (the row is then rejected with it)."""
         urls = sorted({str(r.meta["_file_url"]) for r in rows if r.meta.get("_file_url")
                        and "documentbody" not in r.payload and not self._too_big(r.meta.get("_file_size"))})  # fmt: skip
         if not urls:
@@ -406,9 +411,9 @@ class TableLoader:
                 f"staged.{self.table} has file URLs but no Close client was given to download them"
             )
 
-        def fetch(url: str) -> bytes | Exception:
+        def fetch(url: str) -> bytes | Oversize | Exception:
             try:
-                return b"".join(download(url))
+                return read_capped(download(url), self.max_upload)
             except Exception as exc:  # noqa: BLE001 - any download failure rejects its row with the reason
                 return exc
 
@@ -416,7 +421,11 @@ class TableLoader:
             return dict(zip(urls, pool.map(fetch, urls), strict=True))
 
     def _create_body(
-        self, s: ld.SplitRow, rid: str, refused: list[Rejection], files: dict[str, bytes | Exception]
+        self,
+        s: ld.SplitRow,
+        rid: str,
+        refused: list[Rejection],
+        files: dict[str, bytes | Oversize | Exception],
     ) -> dict[str, Any] | None:
         body = dict(s.payload)
         close_id = s.meta.get("_close_id")
@@ -430,12 +439,12 @@ class TableLoader:
         url = s.meta.get("_file_url")
         if url and "documentbody" not in body:
             size = s.meta.get("_file_size")
-            if self._too_big(size):
-                refused.append(Rejection(self.table, rid, close_id, "download", None, "0x80044a02",
-                                         f"file of {size} bytes is above the target's maxuploadfilesize "
-                                         f"({self.max_upload} bytes, base64): not loaded, listed for the admin"))  # fmt: skip
+            data = None if self._too_big(size) else files[str(url)]
+            if data is None or isinstance(data, Oversize):
+                # Declared or measured above the limit: an expected exclusion (OVERSIZE_CODE), not sent.
+                reason = oversize_reason(size, self.max_upload or 0, data)
+                refused.append(Rejection(self.table, rid, close_id, "download", None, OVERSIZE_CODE, reason))
                 return None
-            data = files[str(url)]
             if isinstance(data, Exception):
                 refused.append(
                     Rejection(

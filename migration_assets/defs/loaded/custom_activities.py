@@ -23,6 +23,7 @@ from migration_assets.defs.schema._deploy import SchemaDeployError, load_plan, s
 from migration_assets.defs.schema.assets import COLUMNS_PHASE, phase_two_gaps
 from migration_assets.lib.custom_activity_plan import RoutedActivityType, load_types
 from migration_assets.lib.mapping_config import DEFAULT_ROOT
+from migration_assets.resources.api_calls import reports_api_calls
 from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource
 
@@ -52,6 +53,7 @@ def build(t: RoutedActivityType) -> dg.AssetsDefinition:
         description=f"Phase 3: rows of the Close custom activity type '{t.name}' in the table {t.table}.",
         kinds={"dataverse"},
     )
+    @reports_api_calls
     def _asset(
         context: AssetExecutionContext, warehouse: WarehouseResource, dataverse: DataverseResource
     ) -> dg.MaterializeResult:

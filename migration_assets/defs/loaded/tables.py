@@ -19,7 +19,9 @@ from migration_assets.defs.loaded._common import (
     run_load,
     staged_key,
 )
+from migration_assets.defs.loaded._oversize import write_oversize_list
 from migration_assets.lib.mapping_config import load_mapping_config
+from migration_assets.resources.api_calls import reports_api_calls
 from migration_assets.resources.close import CloseResource
 from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource
@@ -64,6 +66,7 @@ def _make(table: str) -> dg.AssetsDefinition:
         description=DESCRIPTIONS[table],
         kinds={"dataverse"},
     )
+    @reports_api_calls
     def _asset(
         context: AssetExecutionContext,
         warehouse: WarehouseResource,
@@ -77,6 +80,9 @@ def _make(table: str) -> dg.AssetsDefinition:
             max_upload = max_upload_bytes(client, load_mapping_config().settings.max_attachment_bytes)
         with warehouse.connect() as con:
             stats, meta = run_load(context, con, client, table, download=download, max_upload=max_upload)
+            if needs_close:  # files measured above the limit join the admin's list of oversize files
+                path, listed = write_oversize_list(con, context.run.run_id)
+                meta.update(oversize_files=listed, oversize_csv=dg.MetadataValue.path(str(path)))
         context.log.info(f"loaded/{table}: {stats.metadata()}")
         return dg.MaterializeResult(metadata=meta)
 

@@ -40,6 +40,12 @@ def private_file(path: Path) -> TextIO:
     return os.fdopen(fd, "w", newline="", encoding="utf-8")
 
 
+def oversize_csv_path() -> Path:
+    """The admin's list of attachments too big for the target: written by staging (declared sizes), then
+    rewritten by the annotation load with the files it measured above the limit added."""
+    return default_home() / "reports" / "oversize_attachments.csv"
+
+
 def write_frame_csv(path: Path, frame: pl.DataFrame) -> Path:
     """A frame as CSV at `path` (owner-only, spreadsheet formulas neutralised)."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -19,11 +19,13 @@ from migration_assets.defs.loaded._lookups import READ_CHUNK, resolve_key_bind
 from migration_assets.defs.loaded.tables import ORDER
 from migration_assets.defs.reports._files import markdown_table, write_report
 from migration_assets.defs.schema._deploy import load_plan
-from migration_assets.defs.staged._common import EXCLUSIONS
+from migration_assets.defs.staged._common import EXCLUSIONS, KEPT_IN_TARGET
 from migration_assets.lib import load_diff as ld
 from migration_assets.lib.custom_activities import activity_types
+from migration_assets.lib.file_body import OVERSIZE_CODE
 from migration_assets.lib.mapping_config import MappingConfig, load_mapping_config
 from migration_assets.lib.reconcile_status import Counts, status
+from migration_assets.resources.api_calls import reports_api_calls
 from migration_assets.resources.dataverse import DataverseClient, DataverseError, DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource, fetch_polars
 
@@ -169,13 +171,18 @@ def _rejections(
         for cid, column, value, reason, check in cur.fetchall():
             cascade = reason if check == "cascade" or str(reason or "").startswith("because ") else ""
             rows.append({"table": table, "close_id": cid, "column": column, "value": value, "reason": reason,
-                         "cascade": cascade, "excluded": check in EXCLUSIONS})  # fmt: skip
+                         "cascade": cascade, "excluded": check in EXCLUSIONS,
+                         "kept": check == KEPT_IN_TARGET})  # fmt: skip
     if run is not None and table_exists(con, "ledger", "rejected"):
         cur = con.execute(
             "SELECT close_id, record_id, code, message FROM ledger.rejected WHERE run_id = ? AND table_name = ?",
             [run, table],
         )
         for cid, rid, code, message in cur.fetchall():
+            if code == OVERSIZE_CODE:  # a file above the upload limit: listed for the admin, not an error
+                rows.append({"table": table, "close_id": cid or rid, "column": "_file_size", "value": code,
+                             "reason": message, "cascade": "", "excluded": True, "at_load": True})  # fmt: skip
+                continue
             rows.append({"table": table, "close_id": cid or rid, "column": "(record)", "value": code,
                          "reason": f"rejected by Dataverse: {message}", "cascade": "", "excluded": False})  # fmt: skip
     return rows
@@ -213,7 +220,8 @@ def reconcile(
         )
         rejections = _rejections(con, table, staged, run)
         at_staging = {r["close_id"] for r in rejections if r["column"] != "(record)" and not r["excluded"]}
-        excluded = {r["close_id"] for r in rejections if r["excluded"]} - at_staging
+        excluded = {r["close_id"] for r in rejections if r["excluded"] and not r.get("at_load")} - at_staging
+        excluded_at_load = {r["close_id"] for r in rejections if r.get("at_load")} - excluded
         at_load = {r["close_id"] for r in rejections if r["column"] == "(record)"}
         loaded = len((staged_ids or set()) & back)
         counts = Counts(
@@ -223,12 +231,15 @@ def reconcile(
             len(excluded),
             loaded,
             len(at_load),
+            len(excluded_at_load),
+            len({r["close_id"] for r in rejections if r.get("kept")} & excluded),
         )
-        listed = [r for r in rejections if not r["excluded"]]
+        listed = [r for r in rejections if not r["excluded"] or r.get("kept")]
         name = rejected_file(table, listed) if rejected_file and listed else f"rejected_{table}.csv"
         rows.append({
             "table": table, "close_objects": close_objects(con, config, table), "staged": counts.staged,
-            "rejected_at_staging": counts.rejected_at_staging, "excluded": counts.excluded, "loaded": loaded,
+            "rejected_at_staging": counts.rejected_at_staging, "loaded": loaded,
+            "excluded": counts.excluded + counts.excluded_at_load,
             "rejected_at_load": counts.rejected_at_load,
             "rejected": counts.rejected_at_staging + counts.rejected_at_load, "read_back": len(back),
             "status": status(counts, halt_reason(halts or {}, staged) or missing, name),
@@ -244,6 +255,7 @@ def reconcile(
     description="Per table: Close objects, staged, rejected at staging, excluded, loaded, rejected at load, "
     "read back from Dataverse, and the status: ok, partial (N rejected, see <file>) or halted (<reason>).",
 )
+@reports_api_calls
 def reconciliation(
     context: AssetExecutionContext, warehouse: WarehouseResource, dataverse: DataverseResource
 ) -> dg.MaterializeResult:

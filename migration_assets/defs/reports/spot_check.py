@@ -26,6 +26,7 @@ from migration_assets.defs.schema._deploy import load_plan
 from migration_assets.defs.staged._custom_fields import with_custom_fields
 from migration_assets.lib import spot_compare as sc
 from migration_assets.lib.mapping_config import MappingConfig, ObjectMap, load_mapping_config
+from migration_assets.resources.api_calls import reports_api_calls
 from migration_assets.resources.close import CloseClient, CloseResource
 from migration_assets.resources.close_http import CloseAPIError
 from migration_assets.resources.dataverse import FORMATTED_VALUES, DataverseClient, DataverseResource
@@ -391,6 +392,7 @@ def render(sampled: Mapping[str, list[str]], rows: list[dict[str, Any]], source:
     description=f"Up to {SAMPLE} records per table read back from Dataverse (formatted values) and compared "
     "column by column with the same records read from Close.",
 )
+@reports_api_calls
 def spot_check(
     context: AssetExecutionContext,
     warehouse: WarehouseResource,

@@ -30,6 +30,7 @@ from migration_assets.lib.proposal import parse_proposal
 from migration_assets.lib.schema_build import align_options, build_plan, closeid_column
 from migration_assets.lib.schema_plan import SchemaPlan, diff, missing_from
 from migration_assets.lib.solution_setup import SolutionTarget
+from migration_assets.resources.api_calls import reports_api_calls
 from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource
 
@@ -67,6 +68,7 @@ def plan_inputs(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     "needs, diffed against the target's metadata.",
     kinds={"dataverse"},
 )
+@reports_api_calls
 def plan(
     context: AssetExecutionContext, warehouse: WarehouseResource, dataverse: DataverseResource
 ) -> dg.MaterializeResult:
@@ -120,6 +122,7 @@ def _ledger(context: AssetExecutionContext, con: duckdb.DuckDBPyConnection) -> S
     "missing. A prefix or solution of another publisher stops the run before any change.",
     kinds={"dataverse"},
 )
+@reports_api_calls
 def solution(
     context: AssetExecutionContext, warehouse: WarehouseResource, dataverse: DataverseResource
 ) -> dg.MaterializeResult:
@@ -158,6 +161,7 @@ def _result(warehouse: WarehouseResource, d: Any, touched: list[str]) -> dg.Mate
     "them. Idempotent: a second run finds nothing to create.",
     kinds={"dataverse"},
 )
+@reports_api_calls
 def deployed(
     context: AssetExecutionContext, warehouse: WarehouseResource, dataverse: DataverseResource
 ) -> dg.MaterializeResult:
@@ -177,6 +181,7 @@ def deployed(
     description="Phase 1 of custom activities: one custom activity table per Close Custom Activity type.",
     kinds={"dataverse"},
 )
+@reports_api_calls
 def custom_activity_tables(
     context: AssetExecutionContext, warehouse: WarehouseResource, dataverse: DataverseResource
 ) -> dg.MaterializeResult:
@@ -202,6 +207,7 @@ def missing_tables(client: Any, schema_plan: SchemaPlan) -> list[str]:
     "keys of the custom activity tables.",
     kinds={"dataverse"},
 )
+@reports_api_calls
 def custom_activity_columns(
     context: AssetExecutionContext, warehouse: WarehouseResource, dataverse: DataverseResource
 ) -> dg.MaterializeResult:

@@ -37,6 +37,7 @@ from migration_assets.lib import preflight as pf
 from migration_assets.lib.mapping_config import MappingConfig, load_mapping_config
 from migration_assets.lib.solution_setup import SolutionTarget
 from migration_assets.lib.staging_source import table_exists
+from migration_assets.resources.api_calls import reports_api_calls
 from migration_assets.resources.dataverse import DataverseClient, DataverseResource
 from migration_assets.resources.dataverse_errors import DataverseApiError
 from migration_assets.resources.warehouse import WarehouseResource
@@ -259,6 +260,7 @@ def render(findings: list[pf.Finding], facts: dict[str, Any]) -> str:
     "each blocker with its fix. Writes nothing; every write of the run waits for its check target_ready.",
     kinds={"dataverse"},
 )
+@reports_api_calls
 def preflight(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, dataverse: DataverseResource
 ) -> dg.MaterializeResult:

@@ -20,6 +20,7 @@ import duckdb
 import polars as pl
 
 from migration_assets.lib.mapping_config import MappingConfig, load_mapping_config
+from migration_assets.lib.mapping_targets import unknown_columns
 from migration_assets.lib.owner_match import owner_lookup
 from migration_assets.lib.staging_source import table_exists
 from migration_assets.lib.target_checks import (
@@ -32,6 +33,7 @@ from migration_assets.lib.target_checks import (
 )
 from migration_assets.lib.target_rules import CONFIG_TARGETS, TableRules, add_planned_column
 from migration_assets.lib.transform_exprs import TransformContext
+from migration_assets.resources.dataverse_errors import DataverseTableMissingError
 from migration_assets.resources.warehouse import WarehouseResource, fetch_polars
 
 SCHEMA = GROUP = "staged"
@@ -41,7 +43,10 @@ PREVIEW_ROWS = 20
 # Rows validated and written at a time (bounded memory on large orgs).
 CHUNK_ROWS = 25_000
 # check_name values of rejections that are expected exclusions, not data errors (listed, not counted).
-EXCLUSIONS = ("max_upload_size",)
+# A record already in the target whose new values are invalid keeps its previous values; like a file above
+# the upload limit it is listed for the admin and never counted against a rejection threshold.
+KEPT_IN_TARGET = "kept_in_target"
+EXCLUSIONS = ("max_upload_size", KEPT_IN_TARGET)
 META_STATE = {"statecode": "_statecode", "statuscode": "_statuscode"}
 
 
@@ -111,7 +116,10 @@ def target_lookup(dataverse: Any | None) -> TargetLookup | None:
         return None
 
     def lookup(table: str, ids: list[str]) -> set[str]:
-        return dataverse.get_client().existing_ids(table, ids)
+        try:
+            return dataverse.get_client().existing_ids(table, ids)
+        except DataverseTableMissingError:  # a custom table the schema step has not created yet
+            return set()
 
     return lookup
 
@@ -241,8 +249,14 @@ def validate_and_write(
             rule.required = rule.required or name in frame.columns
     pre = pl.concat([r for r in rejections if r.height], how="vertical_relaxed") if any(r.height for r in rejections) \
         else pl.DataFrame(schema=REJECTION_SCHEMA)  # fmt: skip
+    # A field map's target the target lacks is the mapping's mistake, reported once by file and line at the
+    # mapping_confirmed gate (which stops every write): its values are left out, no row is rejected for them.
+    # A custom activity table (planned) keeps rejecting them: its type halts alone (DESIGN §3).
+    unknown = [] if rules.planned_table else unknown_columns(load_mapping_config().field_maps.values(), rules)
+    unknown = [c for c in unknown if c in frame.columns]  # the columns the mapped frame carries
+    pre = pre.filter(~pl.col("column").is_in(unknown))
     pre_ids = pre["_close_id"].unique().implode()
-    candidates = frame.filter(~pl.col("_close_id").is_in(pre_ids))
+    candidates = frame.filter(~pl.col("_close_id").is_in(pre_ids)).drop(unknown)
     binds = known_binds(con, candidates, rules, sets, target_lookup)
     refs = rejected_refs(con, candidates, rules, sets)
     required = required_lookups(rules.table) if required_lookups_of is None else required_lookups_of
@@ -280,7 +294,7 @@ def validate_and_write(
     all_rej = all_rej.join(ids, on="_close_id", how="left").sort("_close_id", "column", maintain_order=True)
     rej_cols = ["_close_id", "_close_object", *([pk] if pk in ids.columns else []), "column", "value", "reason",
                 "check_name", "cascade"]  # fmt: skip
-    all_rej = all_rej.select(rej_cols)
+    all_rej = kept_in_target(all_rej.select(rej_cols), rules.table, pk, target_lookup)
     note = (
         pl.concat([n for n in notices if n.height], how="vertical_relaxed")
         if any(n.height for n in notices)
@@ -294,6 +308,30 @@ def validate_and_write(
     preview = fetch_polars(con, f"SELECT * FROM {SCHEMA}.{_q(table)} LIMIT 5")
     return StageResult(table, staged, counted["_close_id"].n_unique(), excluded["_close_id"].n_unique(),
                        notes.height, all_rej.head(PREVIEW_ROWS), preview)  # fmt: skip
+
+
+def kept_in_target(
+    rejected: pl.DataFrame, table: str, pk: str, target_lookup: TargetLookup | None
+) -> pl.DataFrame:
+    """Rejections of records that already exist in the target (an earlier run loaded them) become
+    `kept_in_target`: the record is not written this run, so it keeps its previous values, and it is listed
+    with the reason its new values were refused. Nothing is lost, so no threshold counts it and nothing
+    downstream halts for it; a record not in the target yet stays an ordinary rejection."""
+    if target_lookup is None or pk not in rejected.columns or not rejected.height:
+        return rejected
+    excluded = pl.col("check_name").is_in(list(EXCLUSIONS))
+    ids = rejected.filter(~excluded & pl.col(pk).is_not_null())[pk].unique().to_list()
+    existing = target_lookup(table, [str(i) for i in ids]) if ids else set()
+    if not existing:
+        return rejected
+    kept = ~excluded & pl.col(pk).cast(pl.String).str.to_lowercase().is_in(sorted(existing))
+    return rejected.with_columns(
+        pl.when(kept)
+        .then(pl.lit("already in the target, keeps its previous values: ") + pl.col("reason"))
+        .otherwise(pl.col("reason"))
+        .alias("reason"),
+        pl.when(kept).then(pl.lit(KEPT_IN_TARGET)).otherwise(pl.col("check_name")).alias("check_name"),
+    )
 
 
 def append(con: duckdb.DuckDBPyConnection, table: str, df: pl.DataFrame) -> None:

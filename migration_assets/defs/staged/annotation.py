@@ -3,7 +3,8 @@
 from `_file_url` at load time). Files above the upload limit (organization.maxuploadfilesize, measured
 on the base64 size, or settings.yaml attachments.max_size_bytes) are not loaded: they are listed in
 `staged.annotation_rejected` (check `max_upload_size`, not counted as errors) and in
-`$CLOSE2D365_HOME/reports/oversize_attachments.csv` for the admin."""
+`$CLOSE2D365_HOME/reports/oversize_attachments.csv` for the admin; a body served larger than declared is
+refused by the loader and added to that list (defs/loaded/_oversize.py)."""
 
 import math
 
@@ -11,7 +12,7 @@ import dagster as dg
 import duckdb
 import polars as pl
 
-from migration_assets.defs.reports._files import write_frame_csv
+from migration_assets.defs.reports._files import oversize_csv_path, write_frame_csv
 from migration_assets.defs.staged._checks import target_check
 from migration_assets.defs.staged._common import (
     GROUP,
@@ -28,8 +29,9 @@ from migration_assets.defs.staged._common import (
 from migration_assets.defs.staged._mapping import map_object, read_object_source
 from migration_assets.lib.mapping_config import MappingConfig, load_mapping_config
 from migration_assets.lib.target_checks import REJECTION_SCHEMA
+from migration_assets.resources.api_calls import reports_api_calls
 from migration_assets.resources.dataverse import DataverseResource
-from migration_assets.resources.warehouse import WarehouseResource, default_home
+from migration_assets.resources.warehouse import WarehouseResource
 
 ATTACHMENT_KEY = "_attachment_key"
 
@@ -82,6 +84,7 @@ def oversize_rejections(frame: pl.DataFrame, limit: int) -> pl.DataFrame:
     ],  # fmt: skip
     description="Notes, status-change history, attachments and call recordings as annotations.",
 )
+@reports_api_calls
 def annotation(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, dataverse: DataverseResource
 ) -> dg.MaterializeResult:
@@ -140,7 +143,7 @@ def annotation(
             notices,
             target_lookup=target_lookup(dataverse),
         )
-    path = write_frame_csv(default_home() / "reports" / "oversize_attachments.csv", oversize)
+    path = write_frame_csv(oversize_csv_path(), oversize)
     return materialize_result(
         result,
         {

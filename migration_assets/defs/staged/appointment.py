@@ -13,6 +13,7 @@ from migration_assets.defs.staged._common import (
     staged_key,
 )
 from migration_assets.defs.staged._parties import PartyIndex, appointment_parties
+from migration_assets.resources.api_calls import reports_api_calls
 from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource
 
@@ -33,6 +34,7 @@ def _parties(src: pl.DataFrame, idx: PartyIndex) -> pl.Series:
     ],
     description="Appointments from Close meetings, regarding their lead, attendees as parties.",
 )
+@reports_api_calls
 def appointment(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, dataverse: DataverseResource
 ) -> dg.MaterializeResult:

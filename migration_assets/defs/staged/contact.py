@@ -21,6 +21,7 @@ from migration_assets.defs.staged._common import (
 from migration_assets.defs.staged._custom_fields import with_custom_fields
 from migration_assets.defs.staged._mapping import map_object, read_object_source
 from migration_assets.lib.mapping_config import load_mapping_config
+from migration_assets.resources.api_calls import reports_api_calls
 from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource
 
@@ -37,6 +38,7 @@ from migration_assets.resources.warehouse import WarehouseResource
     ],
     description="Contacts with parentcustomerid = their lead's Account (or the placeholder Account).",
 )
+@reports_api_calls
 def contact(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, dataverse: DataverseResource
 ) -> dg.MaterializeResult:

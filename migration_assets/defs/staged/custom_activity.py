@@ -60,6 +60,7 @@ from migration_assets.lib.schema_plan import ColumnSpec, SchemaPlan
 from migration_assets.lib.schema_types import ColumnType
 from migration_assets.lib.target_checks import REJECTION_SCHEMA
 from migration_assets.lib.target_rules import TableRules, add_planned_column, planned_activity_table
+from migration_assets.resources.api_calls import reports_api_calls
 from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource, fetch_polars
 
@@ -339,6 +340,7 @@ def build(t: RoutedActivityType) -> tuple[dg.AssetsDefinition, dg.AssetChecksDef
         ],  # fmt: skip
         description=f"Instances of the Close custom activity type '{t.name}' for the table {t.table}.",
     )
+    @reports_api_calls
     def _asset(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, dataverse: DataverseResource
     ) -> dg.MaterializeResult:

@@ -22,6 +22,7 @@ from migration_assets.defs.staged._custom_fields import with_custom_fields
 from migration_assets.defs.staged._mapping import map_object, read_object_source
 from migration_assets.lib.mapping_config import load_mapping_config
 from migration_assets.lib.staging_source import lead_contacts
+from migration_assets.resources.api_calls import reports_api_calls
 from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource
 
@@ -39,6 +40,7 @@ from migration_assets.resources.warehouse import WarehouseResource
     ],  # fmt: skip
     description="Leads (sales part of Close leads) with their original status label kept.",
 )
+@reports_api_calls
 def lead(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, dataverse: DataverseResource
 ) -> dg.MaterializeResult:

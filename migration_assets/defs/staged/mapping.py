@@ -4,8 +4,9 @@
 mappings root in use. The asset never touches that root (a reviewed file is never overwritten by a run):
 it writes a fresh proposal to `$CLOSE2D365_HOME/reports/mapping_proposal/` for review or diffing, and
 shows the state of the mapping; the blocking check `mapping_confirmed` fails while an org file is missing,
-any `review:` or `confirmed: false` is left (each listed by file:line and key), or a Close custom field /
-activity type in the data has no entry.
+any `review:` or `confirmed: false` is left (each listed by file:line and key), a Close custom field /
+activity type in the data has no entry, or a field map targets a column that neither the target (the cached
+metadata) nor the schema plan has (by file:line, with the fix). It stops every write, schema/* included.
 """
 
 import json
@@ -19,9 +20,24 @@ import polars as pl
 
 from migration_assets.defs.jobs import gate_severity
 from migration_assets.defs.reports.owner_map import OWNER_COLUMNS
-from migration_assets.defs.staged._common import GROUP, TARGET_METADATA_KEY, close_key, markdown
+from migration_assets.defs.staged._common import (
+    GROUP,
+    TARGET_METADATA_KEY,
+    StagingError,
+    close_key,
+    load_rules,
+    markdown,
+    plan_columns,
+)
 from migration_assets.lib.custom_activity_plan import TYPES_FILE, load_types
-from migration_assets.lib.mapping_config import ORG_FILES, MissingOrgFileError, load_settings, mappings_root
+from migration_assets.lib.mapping_config import (
+    ORG_FILES,
+    MissingOrgFileError,
+    load_mapping_config,
+    load_settings,
+    mappings_root,
+)
+from migration_assets.lib.mapping_targets import unknown_targets
 from migration_assets.lib.proposal import parse_proposal
 from migration_assets.lib.review_markers import open_decisions
 from migration_assets.lib.staging_source import table_exists
@@ -96,11 +112,33 @@ def propose_mapping(warehouse: WarehouseResource | None = None, dataverse: Any |
     return [f.path for f in result.files if f.status != "unchanged"]
 
 
+def unknown_target_problems(con: duckdb.DuckDBPyConnection, root: Path) -> list[str]:
+    """Field-map entries whose target column neither the target table (the cached metadata) nor the schema
+    plan has, each by file:line with its fix. Checked here, at the gate every write waits for, so that a typo
+    stops the run before the schema is deployed instead of rejecting every row of the table at staging."""
+    if not table_exists(con, "staged", "target_metadata"):
+        return []  # nothing to check against yet: staged/target_metadata runs before this check
+    problems: list[str] = []
+    try:
+        cfg = load_mapping_config(root)
+        for fmap in cfg.field_maps.values():
+            try:
+                rules = plan_columns(load_rules(con, fmap.table), cfg)
+            except StagingError:
+                continue  # a table the schema step creates (SMS as a custom activity): checked at its staging
+            problems += [str(e) for e in unknown_targets(fmap, rules)]
+    except MappingError as exc:
+        problems.append(str(exc))
+    return list(dict.fromkeys(problems))  # SMS and tasks share fields/task.yaml: each entry once
+
+
 def mapping_status(con: duckdb.DuckDBPyConnection, root: Path, prefix: str) -> tuple[list[str], pl.DataFrame]:
     """(problems, entries table) of the mapping files against the data: every org file present, every open
     decision (`review:` / `confirmed: false`, by file:line and key), every Close custom field and custom
-    activity type mapped."""
+    activity type mapped, every field-map target a column of the target or of the schema plan."""
     problems = [missing_org_file(f"{root.name}/{name}") for name in ORG_FILES if not (root / name).is_file()]
+    if not problems:  # a missing org file is the one thing to fix first (the mapping cannot load without it)
+        problems += unknown_target_problems(con, root)
     entries = pl.DataFrame()
     try:
         problems += [f"open decision: {d}" for d in open_decisions(root)]
@@ -172,8 +210,9 @@ def mapping(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> 
     asset=MAPPING_KEY,
     name="mapping_confirmed",
     blocking=True,
-    description="Every org mapping file is there, no `review:` / `confirmed: false` is left, and every Close "
-    "custom field / activity type is mapped.",
+    description="Every org mapping file is there, no `review:` / `confirmed: false` is left, every Close "
+    "custom field / activity type is mapped, and every field-map target is a column of the target or of the "
+    "schema plan.",
 )
 def mapping_confirmed(
     context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource

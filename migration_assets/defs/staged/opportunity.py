@@ -22,6 +22,7 @@ from migration_assets.defs.staged._common import (
 from migration_assets.defs.staged._custom_fields import with_custom_fields
 from migration_assets.defs.staged._mapping import map_object, read_object_source
 from migration_assets.lib.mapping_config import load_mapping_config
+from migration_assets.resources.api_calls import reports_api_calls
 from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource
 
@@ -63,6 +64,7 @@ def no_state_patch(frame: pl.DataFrame) -> pl.DataFrame:
     ],  # fmt: skip
     description="Opportunities, customer = the lead's Account; won/lost closed by action after create.",
 )
+@reports_api_calls
 def opportunity(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, dataverse: DataverseResource
 ) -> dg.MaterializeResult:

@@ -14,6 +14,7 @@ from migration_assets.defs.staged._common import (
     staged_key,
 )
 from migration_assets.defs.staged._parties import PartyIndex, phonecall_parties
+from migration_assets.resources.api_calls import reports_api_calls
 from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource
 
@@ -28,6 +29,7 @@ def _parties(src: pl.DataFrame, idx: PartyIndex) -> pl.Series:
     deps=[close_key("calls"), staged_key("lead"), staged_key("contact"), OWNER_MAP_KEY, TARGET_METADATA_KEY],
     description="Phone calls regarding their lead, with parties; completed after create.",
 )
+@reports_api_calls
 def phonecall(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, dataverse: DataverseResource
 ) -> dg.MaterializeResult:

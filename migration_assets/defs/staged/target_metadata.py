@@ -16,6 +16,7 @@ import polars as pl
 from migration_assets.defs.staged._common import GROUP, SCHEMA, warehouse_write
 from migration_assets.lib.staging_source import table_exists
 from migration_assets.lib.target_rules import rules_from_metadata
+from migration_assets.resources.api_calls import reports_api_calls
 from migration_assets.resources.dataverse import DataverseError, DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource
 
@@ -59,6 +60,7 @@ def invalidate_cache(con: Any) -> None:
     description="Target Dataverse metadata (columns, MaxLength, choices, lookups), users, currencies and "
     "upload limit, cached in DuckDB for the staging checks.",
 )
+@reports_api_calls
 def target_metadata(
     context: dg.AssetExecutionContext,
     config: TargetMetadataConfig,

@@ -22,6 +22,7 @@ from migration_assets.defs.staged._common import (
 from migration_assets.lib.custom_activity_plan import entity_set_name
 from migration_assets.lib.mapping_config import MappingConfig, load_activities, load_mapping_config
 from migration_assets.lib.target_rules import TableRules, add_planned_column, planned_activity_table
+from migration_assets.resources.api_calls import reports_api_calls
 from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource
 
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
     deps=[close_key("tasks"), close_key("sms"), staged_key("lead"), OWNER_MAP_KEY, TARGET_METADATA_KEY],
     description="Tasks from Close tasks and (by default) Close SMS, regarding their lead.",
 )
+@reports_api_calls
 def task(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, dataverse: DataverseResource
 ) -> dg.MaterializeResult:
@@ -69,6 +71,7 @@ def build_sms_custom(table: str) -> tuple[dg.AssetsDefinition, dg.AssetChecksDef
         deps=[close_key("sms"), staged_key("lead"), OWNER_MAP_KEY, TARGET_METADATA_KEY],
         description=f"Close SMS as rows of the custom activity table {table} (activities.yaml sms.table: custom).",
     )
+    @reports_api_calls
     def _sms(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, dataverse: DataverseResource
     ) -> dg.MaterializeResult:
