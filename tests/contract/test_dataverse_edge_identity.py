@@ -193,3 +193,24 @@ def test_tls_files_are_reused_and_repaired(tmp_path: Path) -> None:
     x509.load_pem_x509_certificate(repaired.cert.read_bytes()).verify_directly_issued_by(
         x509.load_pem_x509_certificate(ca_bytes)
     )
+
+
+def test_the_listening_socket_disables_nagle_for_every_connection() -> None:
+    """Accepted connections inherit TCP_NODELAY: with Nagle on, a response body waited for the client's
+    delayed ACK of its headers (40 ms per request on loopback, where the real service answers at once)."""
+    import socket
+
+    from emulators.dataverse.server import _listening_socket
+
+    sock = _listening_socket("127.0.0.1", 0)
+    try:
+        sock.listen()
+        client = socket.create_connection(sock.getsockname())
+        accepted, _ = sock.accept()
+        try:
+            assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        finally:
+            accepted.close()
+            client.close()
+    finally:
+        sock.close()
