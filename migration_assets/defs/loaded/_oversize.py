@@ -15,12 +15,13 @@ import duckdb
 import polars as pl
 
 from migration_assets.defs.reports._files import oversize_csv_path, write_frame_csv
+from migration_assets.defs.staged._common import MAX_UPLOAD_SIZE
 from migration_assets.lib.file_body import OVERSIZE_CODE
 from migration_assets.lib.staging_source import table_exists
 from migration_assets.lib.target_checks import REJECTION_SCHEMA
 from migration_assets.resources.warehouse import fetch_polars
 
-CHECK = "max_upload_size"  # the staging check's name: the reports count both kinds as expected exclusions
+CHECK = MAX_UPLOAD_SIZE  # the staging check's name: the reports count both kinds as expected exclusions
 COLUMNS = ", ".join(f'"{c}"' for c in REJECTION_SCHEMA)
 
 

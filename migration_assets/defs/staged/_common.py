@@ -46,7 +46,8 @@ CHUNK_ROWS = 25_000
 # A record already in the target whose new values are invalid keeps its previous values; like a file above
 # the upload limit it is listed for the admin and never counted against a rejection threshold.
 KEPT_IN_TARGET = "kept_in_target"
-EXCLUSIONS = ("max_upload_size", KEPT_IN_TARGET)
+MAX_UPLOAD_SIZE = "max_upload_size"  # a file above the target's upload limit (declared, or measured at load)
+EXCLUSIONS = (MAX_UPLOAD_SIZE, KEPT_IN_TARGET)
 META_STATE = {"statecode": "_statecode", "statuscode": "_statuscode"}
 
 

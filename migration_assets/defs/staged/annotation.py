@@ -16,6 +16,7 @@ from migration_assets.defs.reports._files import oversize_csv_path, write_frame_
 from migration_assets.defs.staged._checks import target_check
 from migration_assets.defs.staged._common import (
     GROUP,
+    MAX_UPLOAD_SIZE,
     TARGET_METADATA_KEY,
     close_key,
     entity_sets,
@@ -61,7 +62,7 @@ def oversize_rejections(frame: pl.DataFrame, limit: int) -> pl.DataFrame:
             pl.col("_file_size"),
             b64,
         ).alias("reason"),  # fmt: skip
-        pl.lit("max_upload_size").alias("check_name"),
+        pl.lit(MAX_UPLOAD_SIZE).alias("check_name"),
     ).select(list(REJECTION_SCHEMA))
 
 
