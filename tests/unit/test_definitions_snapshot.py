@@ -1,0 +1,65 @@
+"""A snapshot of the definitions: every asset with its group, kinds, dependencies and checks, and every
+job's selection. Any change to the lineage shows as a diff of `snapshots/definitions.json` in review.
+
+After a deliberate change: `CLOSE2D365_UPDATE_SNAPSHOT=1 pytest tests/unit/test_definitions_snapshot.py`,
+then read the diff before committing it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+SNAPSHOT = Path(__file__).parent / "snapshots" / "definitions.json"
+
+
+def describe(defs: dg.Definitions) -> dict[str, Any]:
+    """The lineage of the definitions as plain, sorted data."""
+    graph = defs.get_repository_def().asset_graph
+    checks: dict[str, list[dict[str, Any]]] = {}
+    for check_key in graph.asset_check_keys:
+        spec = graph.get_check_spec(check_key)
+        checks.setdefault(check_key.asset_key.to_user_string(), []).append(
+            {"name": check_key.name, "blocking": spec.blocking}
+        )
+    assets = {}
+    for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
+        node = graph.get(key)
+        assets[key.to_user_string()] = {
+            "group": node.group_name,
+            "kinds": sorted(node.kinds),
+            "deps": sorted(parent.to_user_string() for parent in node.parent_keys),
+            "checks": sorted(checks.get(key.to_user_string(), []), key=lambda c: c["name"]),
+        }
+    jobs = {}
+    for job in sorted(defs.resolve_all_job_defs(), key=lambda j: j.name):
+        if job.name.startswith("__"):
+            continue
+        layer = job.asset_layer
+        jobs[job.name] = {
+            "assets": sorted(k.to_user_string() for k in layer.executable_asset_keys),
+            "checks": sorted(
+                f"{c.asset_key.to_user_string()}:{c.name}" for c in layer.asset_graph.asset_check_keys
+            )
+            if layer.executable_asset_keys
+            else [],
+        }
+    return {"assets": assets, "jobs": jobs}
+
+
+def test_the_definitions_match_their_snapshot() -> None:
+    from migration_assets.definitions import defs
+
+    now = json.dumps(describe(defs), indent=1, sort_keys=True) + "\n"
+    if os.environ.get("CLOSE2D365_UPDATE_SNAPSHOT") == "1":
+        SNAPSHOT.write_text(now)
+    before = SNAPSHOT.read_text()
+    diff = "".join(
+        difflib.unified_diff(before.splitlines(True), now.splitlines(True), "snapshot", "definitions")
+    )
+    assert not diff, f"the definitions changed (update the snapshot if this is intended):\n{diff}"
