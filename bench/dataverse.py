@@ -27,8 +27,8 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from emulators.dataverse.config import AppUser, DataverseEmulatorConfig, deterministic_id  # noqa: E402
-from migration_assets.resources.dataverse import DataverseClient  # noqa: E402
-from migration_assets.resources.dataverse_transport import AppUserCredentials, TransportSettings  # noqa: E402
+from migration_assets.clients.dataverse.client import DataverseClient  # noqa: E402
+from migration_assets.clients.dataverse.transport import AppUserCredentials, TransportSettings  # noqa: E402
 
 NS = uuid.UUID("b3c4d5e6-0000-4000-8000-00000000be4c")
 

@@ -84,9 +84,14 @@ class DataverseProcess:
 
     def env(self) -> dict[str, str]:
         u = self.config.app_users[0]
-        return {"DATAVERSE_URL": self.base_url, "DATAVERSE_TENANT_ID": self.config.tenant_id,
-                "DATAVERSE_CLIENT_IDS": u.client_id, "DATAVERSE_CLIENT_SECRETS": u.client_secret,
-                "DATAVERSE_AUTHORITY_HOST": self.base_url, "DATAVERSE_CA_BUNDLE": self.ca_bundle}  # fmt: skip
+        return {
+            "DATAVERSE_URL": self.base_url,
+            "DATAVERSE_TENANT_ID": self.config.tenant_id,
+            "DATAVERSE_CLIENT_IDS": u.client_id,
+            "DATAVERSE_CLIENT_SECRETS": u.client_secret,
+            "DATAVERSE_AUTHORITY_HOST": self.base_url,
+            "DATAVERSE_CA_BUNDLE": self.ca_bundle,
+        }
 
 
 def peak_rss_mb() -> float:
@@ -124,14 +129,18 @@ def per_table(tables: dict[str, dict[str, Any]]) -> None:
         requests = sum(int(m.get("write_requests", 0)) for m in rows.values())
         per_k = 1000 * requests / written if written else 0.0
         verdict = ("PASS" if per_k <= TARGET_PER_1000 else "FAIL") if path == "bulk" else "no target"
-        print(f"  {path} tables: {written} records, {requests} requests = {per_k:.1f} per 1,000 "
-              f"(target <= {TARGET_PER_1000}: {verdict})")  # fmt: skip
+        print(
+            f"  {path} tables: {written} records, {requests} requests = {per_k:.1f} per 1,000 "
+            f"(target <= {TARGET_PER_1000}: {verdict})"
+        )
         for table, m in sorted(rows.items()):
             w = int(m.get("created", 0)) + int(m.get("updated", 0))
             secs = float(m.get("seconds", 0.0))
-            print(f"    {table:<28} {w:>7} written in {secs:6.1f} s {int(m.get('requests', 0)):>6} requests  "
-                  f"{m.get('requests_per_1000')!s:>6} per 1,000  reads: {m.get('existing_read', '?'):<4}  "
-                  f"{m.get('requests_target', '')}")  # fmt: skip
+            print(
+                f"    {table:<28} {w:>7} written in {secs:6.1f} s {int(m.get('requests', 0)):>6} requests  "
+                f"{m.get('requests_per_1000')!s:>6} per 1,000  reads: {m.get('existing_read', '?'):<4}  "
+                f"{m.get('requests_target', '')}"
+            )
 
 
 def report(title: str, figs: dict[str, Any], wall: float) -> None:
@@ -142,8 +151,10 @@ def report(title: str, figs: dict[str, Any], wall: float) -> None:
     for phase in ("close", "staged", "schema", "loaded", "reports"):
         if phase in figs["phases"]:
             print(f"  {phase:<8} {figs['phases'][phase]:8.1f} s")
-    print(f"  load: {ld['records']} records written in {ld['seconds']:.1f} s = {rate:.0f} records/s, "
-          f"{per_k:.1f} requests per 1,000 records, {ld['retried']} retries, {ld['throttled']} throttled (429)")  # fmt: skip
+    print(
+        f"  load: {ld['records']} records written in {ld['seconds']:.1f} s = {rate:.0f} records/s, "
+        f"{per_k:.1f} requests per 1,000 records, {ld['retried']} retries, {ld['throttled']} throttled (429)"
+    )
     per_table(figs["tables"])
 
 
@@ -175,24 +186,30 @@ def limits_share(limits: ServiceProtection, stats: dict[str, Any], load_on: floa
             windows = max(by_requests, by_time)
             binding = f"{'execution time' if by_time >= by_requests else 'request count'} ({user[:8]}…)"
         throttled = u["throttled_requests"] + u["throttled_execution_time"] + u["throttled_concurrency"]
-        print(f"  emulator, user {user[:8]}…: {u['admitted']} requests admitted, {u['charged_ms']:,.0f} ms "
-              f"charged, {u['records']} records/parts, 429s: {throttled} "
-              f"(requests {u['throttled_requests']}, execution time {u['throttled_execution_time']}, "
-              f"concurrency {u['throttled_concurrency']})")  # fmt: skip
+        print(
+            f"  emulator, user {user[:8]}…: {u['admitted']} requests admitted, {u['charged_ms']:,.0f} ms "
+            f"charged, {u['records']} records/parts, 429s: {throttled} "
+            f"(requests {u['throttled_requests']}, execution time {u['throttled_execution_time']}, "
+            f"concurrency {u['throttled_concurrency']})"
+        )
     steady = windows * limits.window_seconds
     burst = max(math.ceil(windows) - 1, 0) * limits.window_seconds
-    print(f"  limits: {limits.max_requests} requests and {limits.max_execution_ms:,} ms per {limits.window_seconds:g} s "
-          f"per user (the real rates), cost {limits.cost_ms_per_request:g} ms/request + "
-          f"{limits.cost_ms_per_record:g} ms/record; binding: {binding}; the load's work = {windows:.2f} budgets")  # fmt: skip
+    print(
+        f"  limits: {limits.max_requests} requests and {limits.max_execution_ms:,} ms per {limits.window_seconds:g} s "
+        f"per user (the real rates), cost {limits.cost_ms_per_request:g} ms/request + "
+        f"{limits.cost_ms_per_record:g} ms/record; binding: {binding}; the load's work = {windows:.2f} budgets"
+    )
     if not load_on:
         return
     # Neither bound can be beaten by a load slower than the limits: the tool's own limits-off time counts.
     sustained = max(steady, load_off) / load_on
     short = max(burst, load_off) / load_on
-    print(f"  load under limits took {load_on:.1f} s (limits off {load_off:.1f} s); at the sustained rate the "
-          f"limits allow {steady:.1f} s: {100 * sustained:.0f}% of the allowed throughput "
-          f"(target >= {TARGET_SHARE:.0%}: {'PASS' if sustained >= TARGET_SHARE else 'FAIL'}); "
-          f"with the first window's burst {burst:.1f} s: {100 * short:.0f}%")  # fmt: skip
+    print(
+        f"  load under limits took {load_on:.1f} s (limits off {load_off:.1f} s); at the sustained rate the "
+        f"limits allow {steady:.1f} s: {100 * sustained:.0f}% of the allowed throughput "
+        f"(target >= {TARGET_SHARE:.0%}: {'PASS' if sustained >= TARGET_SHARE else 'FAIL'}); "
+        f"with the first window's burst {burst:.1f} s: {100 * short:.0f}%"
+    )
 
 
 def main() -> int:

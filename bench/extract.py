@@ -30,10 +30,10 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from migration_assets.defs.close.sources import table_pages  # noqa: E402
-from migration_assets.defs.close.tables import TABLES  # noqa: E402
-from migration_assets.defs.close.writer import write_table  # noqa: E402
-from migration_assets.resources.close import CloseResource  # noqa: E402
+from migration_assets.extract.sources import table_pages  # noqa: E402
+from migration_assets.extract.tables import TABLES  # noqa: E402
+from migration_assets.extract.writer import write_table  # noqa: E402
+from migration_assets.resources.close import CloseResource
 from migration_assets.resources.warehouse import WarehouseResource  # noqa: E402
 
 SOURCE_TABLES = [t for t in TABLES if t not in ("attachments", "call_recordings")]

@@ -33,9 +33,9 @@ import dagster as dg  # noqa: E402
 
 from emulators.dataverse.config import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DataverseEmulatorConfig  # noqa: E402
 from emulators.dataverse.server import EmulatorServer  # noqa: E402
-from migration_assets.lib.custom_activity_plan import load_types  # noqa: E402
-from migration_assets.resources.dataverse import DataverseResource  # noqa: E402
+from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource, default_home  # noqa: E402
+from migration_assets.target.custom_activity_plan import load_types  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 EXTRACT = """
@@ -43,7 +43,7 @@ import sys, dagster as dg
 from emulators.close.server import CloseEmulatorServer
 from emulators.orgdata import generate
 from migration_assets.defs import close as close_defs
-from migration_assets.resources.close import CloseResource
+from migration_assets.clients.close.client import CloseResource
 from migration_assets.resources.warehouse import WarehouseResource
 org = generate(sys.argv[1])
 with CloseEmulatorServer(org) as server:
@@ -85,8 +85,13 @@ def extracted(size: str, path: Path | None) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     print(f"extracting close/* for {size} into {target} (once) ...", flush=True)
     started = time.monotonic()
-    subprocess.run([sys.executable, "-c", EXTRACT, size, str(target)], cwd=REPO, check=True,
-                   env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-c", EXTRACT, size, str(target)],
+        cwd=REPO,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.DEVNULL,
+    )
     print(f"  extraction: {time.monotonic() - started:.1f} s", flush=True)
     return target
 
@@ -94,10 +99,18 @@ def extracted(size: str, path: Path | None) -> Path:
 def org_facts(size: str) -> dict[str, Any]:
     """The org's Dataverse users and custom activity types, generated in a subprocess: a `large` org in
     memory is ~1 GB of Python objects that staging itself never holds (it reads DuckDB)."""
-    code = ("import json, sys; from emulators.orgdata import generate; o = generate(sys.argv[1]); "
-            "print(json.dumps({'dynamics_users': o.dynamics_users, 'custom_activity_types': o.custom_activity_types}))")  # fmt: skip
-    out = subprocess.run([sys.executable, "-c", code, size], cwd=REPO, check=True, capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
+    code = (
+        "import json, sys; from emulators.orgdata import generate; o = generate(sys.argv[1]); "
+        "print(json.dumps({'dynamics_users': o.dynamics_users, 'custom_activity_types': o.custom_activity_types}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, size],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     return json.loads(out.stdout)
 
 
@@ -127,8 +140,21 @@ def stage_defs(root: Path) -> list[object]:
         task,
     )
 
-    modules = [target_metadata, account, contact, lead, opportunity, phonecall, email, task, appointment,
-               annotation, mapping, owner_map, load_plan]  # fmt: skip
+    modules = [
+        target_metadata,
+        account,
+        contact,
+        lead,
+        opportunity,
+        phonecall,
+        email,
+        task,
+        appointment,
+        annotation,
+        mapping,
+        owner_map,
+        load_plan,
+    ]
     from migration_assets.defs.schema.assets import plan as schema_plan
 
     built = [custom_activity.build(t) for t in load_types(root)]
@@ -159,9 +185,17 @@ def main() -> None:
         db = tmp / "warehouse.duckdb"
         shutil.copy(source, db)
         with EmulatorServer(DataverseEmulatorConfig(seed_users=org["dynamics_users"])) as dv:
-            resources = {"warehouse": WarehouseResource(path=str(db)), "dataverse": DataverseResource(
-                environment_url=dv.base_url, tenant_id=dv.config.tenant_id, client_ids=DEFAULT_CLIENT_ID,
-                client_secrets=DEFAULT_CLIENT_SECRET, authority_host=dv.base_url, ca_bundle=dv.ca_bundle)}  # fmt: skip
+            resources = {
+                "warehouse": WarehouseResource(path=str(db)),
+                "dataverse": DataverseResource(
+                    environment_url=dv.base_url,
+                    tenant_id=dv.config.tenant_id,
+                    client_ids=DEFAULT_CLIENT_ID,
+                    client_secrets=DEFAULT_CLIENT_SECRET,
+                    authority_host=dv.base_url,
+                    ca_bundle=dv.ca_bundle,
+                ),
+            }
             for n in range(args.repeat):
                 with PeakRSS() as rss:
                     started = time.monotonic()
@@ -173,17 +207,33 @@ def main() -> None:
                 report(result, instance, db, wall, rss, n + 1)
 
 
-def report(result: dg.ExecuteInProcessResult, instance: dg.DagsterInstance, db: Path, wall: float, rss: PeakRSS,
-           run: int) -> None:  # fmt: skip
+def report(
+    result: dg.ExecuteInProcessResult,
+    instance: dg.DagsterInstance,
+    db: Path,
+    wall: float,
+    rss: PeakRSS,
+    run: int,
+) -> None:
     peak = rss.peak
     wh = WarehouseResource(path=str(db))
     with wh.connect() as con:
-        tables = [r[0] for r in con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'staged'").fetchall()]  # fmt: skip
-        staged = sum(con.execute(f'SELECT count(*) FROM staged."{t}"').fetchall()[0][0]
-                     for t in tables if t + "_rejected" in tables)  # fmt: skip
-        rejected = sum(con.execute(f'SELECT count(DISTINCT _close_id) FROM staged."{t}"').fetchall()[0][0]
-                       for t in tables if t.endswith("_rejected"))  # fmt: skip
+        tables = [
+            r[0]
+            for r in con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'staged'"
+            ).fetchall()
+        ]
+        staged = sum(
+            con.execute(f'SELECT count(*) FROM staged."{t}"').fetchall()[0][0]
+            for t in tables
+            if t + "_rejected" in tables
+        )
+        rejected = sum(
+            con.execute(f'SELECT count(DISTINCT _close_id) FROM staged."{t}"').fetchall()[0][0]
+            for t in tables
+            if t.endswith("_rejected")
+        )
     steps: dict[str, float] = {}
     started: dict[str, float] = {}
     step_peak: dict[str, int] = {}
@@ -198,8 +248,10 @@ def report(result: dg.ExecuteInProcessResult, instance: dg.DagsterInstance, db: 
             window = [r for ts, r in rss.samples if started.get(ev.step_key, 0) <= ts <= entry.timestamp]
             step_peak[ev.step_key] = max(window, default=0)
     failed_checks = [e.check_name for e in result.get_asset_check_evaluations() if not e.passed]
-    print(f"run {run}: wall {wall:.1f} s | rows staged {staged:,} + rejected {rejected:,} | "
-          f"{(staged + rejected) / wall:,.0f} rows/s | peak RSS {peak / 2**20:,.0f} MiB")  # fmt: skip
+    print(
+        f"run {run}: wall {wall:.1f} s | rows staged {staged:,} + rejected {rejected:,} | "
+        f"{(staged + rejected) / wall:,.0f} rows/s | peak RSS {peak / 2**20:,.0f} MiB"
+    )
     print(
         f"  failed checks (expected: the generator's broken custom activity type, unconfirmed mapping): {failed_checks}"
     )

@@ -14,8 +14,13 @@ from collections.abc import Callable, Sequence
 
 from migration_assets.runtime import REPO_ROOT, dagster_home
 
-REAL_RUN_ENV = ("CLOSE_API_KEY", "DATAVERSE_URL", "DATAVERSE_TENANT_ID", "DATAVERSE_CLIENT_IDS",
-                "DATAVERSE_CLIENT_SECRETS")  # fmt: skip
+REAL_RUN_ENV = (
+    "CLOSE_API_KEY",
+    "DATAVERSE_URL",
+    "DATAVERSE_TENANT_ID",
+    "DATAVERSE_CLIENT_IDS",
+    "DATAVERSE_CLIENT_SECRETS",
+)
 
 
 class CliError(RuntimeError):
@@ -55,7 +60,7 @@ def _cmd_dry_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_rollback(args: argparse.Namespace) -> int:
-    from migration_assets.rollback import rollback
+    from migration_assets.load.rollback import rollback
 
     report = rollback(args.run, args.all)
     return 0 if report.ok else 2
@@ -84,14 +89,16 @@ def _cmd_extract(args: argparse.Namespace) -> int:
 
 
 def _cmd_propose(args: argparse.Namespace) -> int:
-    from migration_assets.propose import propose_all
+    from migration_assets.target.propose import propose_all
 
     result = propose_all()
     for line in result.report():
         print(line)
     if result.open_decisions:
-        print(f"{result.open_decisions} decision(s) to make: go through every `review:` (and `confirmed: false` in "
-              "custom_fields.yaml), decide, delete the review line; nothing loads until none is left.")  # fmt: skip
+        print(
+            f"{result.open_decisions} decision(s) to make: go through every `review:` (and `confirmed: false` in "
+            "custom_fields.yaml), decide, delete the review line; nothing loads until none is left."
+        )
     else:
         print("No open decision: check the files once, then `close2d365 dry-run`.")
     return 0
@@ -183,15 +190,15 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     """Exceptions whose message is meant for the user; anything else is a bug and says so."""
     errors: list[type[BaseException]] = [CliError]
     for module, names in (
-        ("migration_assets.resources.close_http", ("CloseError",)),
+        ("migration_assets.clients.close.http", ("CloseError",)),
         ("migration_assets.resources.warehouse", ("WarehouseError",)),
         ("emulators.orgdata", ("OrgDataError",)),
-        ("migration_assets.propose", ("ProposalInputError",)),
-        ("migration_assets.rollback", ("RollbackError",)),
+        ("migration_assets.target.propose", ("ProposalInputError",)),
+        ("migration_assets.load.rollback", ("RollbackError",)),
         ("migration_assets.resources", ("MissingEnvironmentError",)),
-        ("migration_assets.lib.yaml_loc", ("MappingError",)),
-        ("migration_assets.review", ("ReviewError",)),
-        ("migration_assets.resources.dataverse_errors", ("DataverseError",)),
+        ("migration_assets.mapping.yaml_loc", ("MappingError",)),
+        ("migration_assets.mapping.scripted_review", ("ReviewError",)),
+        ("migration_assets.clients.dataverse.errors", ("DataverseError",)),
         ("migration_assets.startup_checks", ("StartupCheckError",)),
     ):
         try:

@@ -17,7 +17,7 @@ from typing import Any
 import dagster as dg
 import yaml
 
-from migration_assets.lib.mapping_config import DEFAULT_ROOT, ORG_FILES, load_settings
+from migration_assets.mapping.config import DEFAULT_ROOT, ORG_FILES, load_settings
 from migration_assets.resources.warehouse import WarehouseResource, default_home
 from migration_assets.runtime import patched_env
 
@@ -32,7 +32,7 @@ def migrate_selection() -> dg.AssetSelection:
 
 
 def rollback_job() -> dg.JobDefinition:
-    from migration_assets.rollback import rollback_job as job
+    from migration_assets.load.rollback import rollback_job as job
 
     return job
 
@@ -102,8 +102,8 @@ def reviewed_mappings(
     """The user's flow after `extract`, scripted: the defaults copied to `dest_root`, propose-mapping run
     on the extracted warehouse (the CLI's code path), then the scripted review with `decisions`
     (`review.accept_proposals`). For the demo, tests and benchmarks: a real migration has a human review."""
-    from migration_assets.propose import propose_all
-    from migration_assets.review import accept_proposals
+    from migration_assets.mapping.scripted_review import accept_proposals
+    from migration_assets.target.propose import propose_all
 
     copy_defaults(dest_root, source_root)
     propose_all(dest_root, warehouse, dataverse)
@@ -196,9 +196,9 @@ def run_demo_migration(size: str = "demo", seed: int = 1, ui: bool = False, org:
     from emulators.dataverse.config import DataverseEmulatorConfig
     from emulators.dataverse.server import EmulatorServer
     from emulators.orgdata import generate
-    from migration_assets.propose import propose_all
-    from migration_assets.review import accept_proposals
+    from migration_assets.mapping.scripted_review import accept_proposals
     from migration_assets.runtime import print_job_outcome, run_job
+    from migration_assets.target.propose import propose_all
 
     org = generate(size, seed, org=org)  # `org` names the shape until the generated org replaces it
     mappings = copy_defaults(default_home() / "demo_mappings")
@@ -237,7 +237,7 @@ def run_demo_migration(size: str = "demo", seed: int = 1, ui: bool = False, org:
 
 def demo_expected_halts(org: Any) -> list[str]:
     """The generated org's deliberately broken custom activity type: its own check halts it, and only it."""
-    from migration_assets.lib.custom_activities import activity_types
+    from migration_assets.mapping.custom_activities import activity_types
 
     broken = org.truth["edge_cases"]["broken_custom_activity_type_id"]
     prefix = str(load_settings().publisher_prefix)
@@ -247,8 +247,8 @@ def demo_expected_halts(org: Any) -> list[str]:
 
 def resources_from_env(warehouse_path: str | None = None) -> dict[str, Any]:
     """close / dataverse / warehouse resources from the environment variables the definitions use."""
+    from migration_assets.load.rollback import dataverse_from_env
     from migration_assets.resources.close import CloseResource
-    from migration_assets.rollback import dataverse_from_env
 
     dataverse = dataverse_from_env()
     return {

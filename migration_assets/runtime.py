@@ -109,8 +109,12 @@ def run_job(
     for line in recover_dead_runs(inst):
         print(f"recovered: {line}", file=sys.stderr)
     me = psutil.Process()
-    tags = {**(tags or {}), PID_TAG: str(me.pid), STARTED_TAG: f"{me.create_time():.3f}",
-            HOST_TAG: socket.gethostname()}  # fmt: skip
+    tags = {
+        **(tags or {}),
+        PID_TAG: str(me.pid),
+        STARTED_TAG: f"{me.create_time():.3f}",
+        HOST_TAG: socket.gethostname(),
+    }
     return job.execute_in_process(instance=inst, tags=tags, run_config=run_config, raise_on_error=False)
 
 
@@ -143,8 +147,11 @@ def failed_steps(result: dg.ExecuteInProcessResult) -> list[tuple[str, str]]:
         if event.is_step_failure and event.step_failure_data is not None and event.step_key:
             error = event.step_failure_data.error
             message = error.message.strip() if error else "failed"
-            halted_by = [f"check {name} failed: {why or 'see the check in the UI'}"
-                         for name, why in failed_checks.items() if name in message]  # fmt: skip
+            halted_by = [
+                f"check {name} failed: {why or 'see the check in the UI'}"
+                for name, why in failed_checks.items()
+                if name in message
+            ]
             if halted_by:
                 message = "; ".join(halted_by)
             elif error and error.cause:

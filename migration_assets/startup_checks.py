@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 
-from migration_assets.lib.yaml_loc import MappingError
+from migration_assets.clients.close.client import CloseClient
+from migration_assets.clients.close.http import CloseError
+from migration_assets.clients.dataverse.errors import DataverseError
+from migration_assets.mapping.yaml_loc import MappingError
 from migration_assets.resources import CLOSE_API_URL, MissingEnvironmentError, dataverse_resource
-from migration_assets.resources.close import CloseClient
-from migration_assets.resources.close_http import CloseError
-from migration_assets.resources.dataverse_errors import DataverseError
 from migration_assets.resources.warehouse import default_home
 
 # Short, bounded attempts: an unreachable host must fail the check in seconds, not after a run's retries.
@@ -26,7 +26,7 @@ class StartupCheckError(RuntimeError):
 
 
 def mapping_problems() -> list[str]:
-    from migration_assets.lib.mapping_config import load_mapping_config
+    from migration_assets.mapping.config import load_mapping_config
 
     try:
         load_mapping_config()

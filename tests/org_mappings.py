@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from emulators.orgdata import CloseOrg
-from migration_assets.lib.mapping_config import load_settings
+from migration_assets.mapping.config import load_settings
+from migration_assets.mapping.scripted_review import accept_proposals
 from migration_assets.migration import copy_defaults, demo_decisions, first_enabled_user
-from migration_assets.propose import OrgSnapshot, ProposalResult, propose_files
-from migration_assets.review import accept_proposals
+from migration_assets.target.propose import OrgSnapshot, ProposalResult, propose_files
 
 
 def _samples(org: CloseOrg) -> dict[str, list[Any]]:
@@ -38,9 +38,19 @@ def snapshot(org: CloseOrg) -> OrgSnapshot:
     users = [{**u, "is_active": True} for u in org.users] + [
         {**u, "is_active": False} for u in org.inactive_users
     ]
-    return OrgSnapshot(str(org.organization.get("id")), None, list(org.lead_statuses), list(org.pipelines),
-                       dict(org.custom_fields), _samples(org), list(org.custom_activity_types), used, counts,
-                       users, {})  # fmt: skip
+    return OrgSnapshot(
+        str(org.organization.get("id")),
+        None,
+        list(org.lead_statuses),
+        list(org.pipelines),
+        dict(org.custom_fields),
+        _samples(org),
+        list(org.custom_activity_types),
+        used,
+        counts,
+        users,
+        {},
+    )
 
 
 def proposed_root(org: CloseOrg, root: Path) -> tuple[Path, ProposalResult]:

@@ -63,18 +63,62 @@ GZIP_BLOCK_BYTES = 4 << 20  # uncompressed bytes per independently deflated bloc
 GZIP_THREADS = 2
 
 LEAD_COLUMNS = (
-    "id", "display_name", "name", "status_id", "status_label", "url", "description", "html_url",
-    "created_by", "created_by_name", "updated_by", "updated_by_name", "date_created", "date_updated",
-)  # fmt: skip
+    "id",
+    "display_name",
+    "name",
+    "status_id",
+    "status_label",
+    "url",
+    "description",
+    "html_url",
+    "created_by",
+    "created_by_name",
+    "updated_by",
+    "updated_by_name",
+    "date_created",
+    "date_updated",
+)
 CONTACT_COLUMNS = (
-    "id", "lead_id", "name", "display_name", "title", "created_by", "updated_by", "date_created", "date_updated",
-)  # fmt: skip
+    "id",
+    "lead_id",
+    "name",
+    "display_name",
+    "title",
+    "created_by",
+    "updated_by",
+    "date_created",
+    "date_updated",
+)
 OPPORTUNITY_COLUMNS = (
-    "id", "lead_id", "lead_name", "contact_id", "contact_name", "status_id", "status_label", "status_type",
-    "pipeline_id", "pipeline_name", "value", "value_currency", "value_period", "value_formatted", "confidence",
-    "expected_value", "annualized_value", "date_won", "date_lost", "note", "user_id", "user_name",
-    "created_by", "created_by_name", "updated_by", "updated_by_name", "date_created", "date_updated",
-)  # fmt: skip
+    "id",
+    "lead_id",
+    "lead_name",
+    "contact_id",
+    "contact_name",
+    "status_id",
+    "status_label",
+    "status_type",
+    "pipeline_id",
+    "pipeline_name",
+    "value",
+    "value_currency",
+    "value_period",
+    "value_formatted",
+    "confidence",
+    "expected_value",
+    "annualized_value",
+    "date_won",
+    "date_lost",
+    "note",
+    "user_id",
+    "user_name",
+    "created_by",
+    "created_by_name",
+    "updated_by",
+    "updated_by_name",
+    "date_created",
+    "date_updated",
+)
 _ADDRESS = ("address_1", "address_2", "city", "state", "zipcode", "country")
 
 

@@ -95,6 +95,10 @@ def serve_signed(state: EmulatorState, signed_path: str, params: dict[str, str])
     if fault == "drop":
         return _DroppedBody(blob, headers)
     if fault is not None:
-        return Response(_STORAGE_ERRORS[fault], status_code=int(fault), media_type="application/xml",
-                        headers={"X-Emulator-Fault": fault})  # fmt: skip
+        return Response(
+            _STORAGE_ERRORS[fault],
+            status_code=int(fault),
+            media_type="application/xml",
+            headers={"X-Emulator-Fault": fault},
+        )
     return StreamingResponse(_chunks(blob), media_type=blob.content_type, headers=headers)

@@ -41,19 +41,41 @@ if TYPE_CHECKING:
 # Seeded metadata of the two readable tables (the intersect tables are reached through their relationships).
 TABLES: dict[str, dict] = {
     "role": {
-        "set": "roles", "otc": 1036, "id": "roleid", "primary": "name", "ownership": "BusinessOwned",
-        "display": ["Security Role", "Security Roles"], "has_activities": False, "has_notes": False,
-        "bulk": False, "families": ["audit"],
+        "set": "roles",
+        "otc": 1036,
+        "id": "roleid",
+        "primary": "name",
+        "ownership": "BusinessOwned",
+        "display": ["Security Role", "Security Roles"],
+        "has_activities": False,
+        "has_notes": False,
+        "bulk": False,
+        "families": ["audit"],
         "attrs": [
             ["name", "String", {"max": 100, "req": "SystemRequired", "name": "Name"}],
-            ["businessunitid", "Lookup", {"targets": ["businessunit"], "req": "SystemRequired",
-                                          "access": "create", "name": "Business Unit"}],
+            [
+                "businessunitid",
+                "Lookup",
+                {
+                    "targets": ["businessunit"],
+                    "req": "SystemRequired",
+                    "access": "create",
+                    "name": "Business Unit",
+                },
+            ],
             ["parentroleid", "Lookup", {"targets": ["role"], "access": "ro", "name": "Parent Role"}],
         ],
     },
     "privilege": {
-        "set": "privileges", "otc": 1023, "id": "privilegeid", "primary": "name", "ownership": "None",
-        "display": ["Privilege", "Privileges"], "has_activities": False, "has_notes": False, "bulk": False,
+        "set": "privileges",
+        "otc": 1023,
+        "id": "privilegeid",
+        "primary": "name",
+        "ownership": "None",
+        "display": ["Privilege", "Privileges"],
+        "has_activities": False,
+        "has_notes": False,
+        "bulk": False,
         "families": [],
         "attrs": [
             ["name", "String", {"max": 256, "access": "ro"}],
@@ -65,28 +87,49 @@ TABLES: dict[str, dict] = {
             ["versionnumber", "BigInt", {"access": "ro"}],
         ],
     },
-}  # fmt: skip
+}
 
 DEPTHS = {"Basic": 0, "Local": 1, "Deep": 2, "Global": 3}  # PrivilegeDepth EnumType
 DEPTH_NAMES = {value: name for name, value in DEPTHS.items()}
 DEPTH_MASK = {0: 1, 1: 2, 2: 4, 3: 8}  # roleprivileges.privilegedepthmask
 MASK_DEPTH = {mask: depth for depth, mask in DEPTH_MASK.items()}
 # AccessRights of each record privilege (privilege.accessright).
-ACCESS_RIGHTS = {"Read": 1, "Write": 2, "Append": 4, "AppendTo": 16, "Create": 32, "Delete": 65536,
-                 "Share": 262144, "Assign": 524288}  # fmt: skip
+ACCESS_RIGHTS = {
+    "Read": 1,
+    "Write": 2,
+    "Append": 4,
+    "AppendTo": 16,
+    "Create": 32,
+    "Delete": 65536,
+    "Share": 262144,
+    "Assign": 524288,
+}
 USER_OWNED_ACTIONS = ("Create", "Read", "Write", "Delete", "Append", "AppendTo", "Assign", "Share")
 ORG_OWNED_ACTIONS = ("Create", "Read", "Write", "Delete", "Append", "AppendTo")
 # Tables whose privileges are not named after their SchemaName.
-PRIVILEGE_ENTITY = {"systemuser": "User", "annotation": "Note", "businessunit": "BusinessUnit",
-                    "transactioncurrency": "TransactionCurrency", "asyncoperation": "AsyncOperation",
-                    "organization": "Organization", "role": "Role", "team": "Team"}  # fmt: skip
+PRIVILEGE_ENTITY = {
+    "systemuser": "User",
+    "annotation": "Note",
+    "businessunit": "BusinessUnit",
+    "transactioncurrency": "TransactionCurrency",
+    "asyncoperation": "AsyncOperation",
+    "organization": "Organization",
+    "role": "Role",
+    "team": "Team",
+}
 # Privileges that are not about one table's records (the ones the loader and schema writes use).
 MISC_PRIVILEGES = (
-    "prvOverrideCreatedOnCreatedBy", "prvBypassCustomBusinessLogic", "prvBypassCustomPlugins",
-    "prvActOnBehalfOfAnotherUser", "prvBulkDelete",
-    *(f"prv{a}{what}" for what in ("Entity", "Attribute", "Relationship", "EntityKey")
-      for a in ("Create", "Read", "Write", "Delete")),
-)  # fmt: skip
+    "prvOverrideCreatedOnCreatedBy",
+    "prvBypassCustomBusinessLogic",
+    "prvBypassCustomPlugins",
+    "prvActOnBehalfOfAnotherUser",
+    "prvBulkDelete",
+    *(
+        f"prv{a}{what}"
+        for what in ("Entity", "Attribute", "Relationship", "EntityKey")
+        for a in ("Create", "Read", "Write", "Delete")
+    ),
+)
 ROLE_SET = "roleprivileges"  # store table of the role <-> privilege intersect
 USER_ROLES = "systemuserroles"  # store table of the systemuser <-> role intersect
 ACTION_PREFIX = "Microsoft.Dynamics.CRM."
@@ -117,9 +160,20 @@ def table_privileges(ent: Entity) -> list[tuple[str, str]]:
 def metadata_privileges(ent: Entity) -> list[dict[str, Any]]:
     """EntityMetadata.Privileges (SecurityPrivilegeMetadata): how a client learns a table's privilege names."""
     scoped = ent.ownership == "UserOwned"
-    return [{"Name": name, "PrivilegeId": privilege_id(name), "PrivilegeType": kind, "CanBeBasic": scoped,
-             "CanBeLocal": scoped, "CanBeDeep": scoped, "CanBeGlobal": True, "CanBeEntityReference": False,
-             "CanBeParentEntityReference": False} for kind, name in table_privileges(ent)]  # fmt: skip
+    return [
+        {
+            "Name": name,
+            "PrivilegeId": privilege_id(name),
+            "PrivilegeType": kind,
+            "CanBeBasic": scoped,
+            "CanBeLocal": scoped,
+            "CanBeDeep": scoped,
+            "CanBeGlobal": True,
+            "CanBeEntityReference": False,
+            "CanBeParentEntityReference": False,
+        }
+        for kind, name in table_privileges(ent)
+    ]
 
 
 def table_privilege(action: str, ent: Entity) -> str:
@@ -168,10 +222,15 @@ class Security:
         for app in self.env.config.app_users:
             role_id = role_id_for(app.systemuserid)
             store.table("role")[role_id] = {
-                "roleid": role_id, "name": f"{app.name} (application user role)", "businessunitid": bu,
-                "createdon": now, "modifiedon": now, "versionnumber": store.next_version(),
-                "createdby": ["systemuser", app.systemuserid], "modifiedby": ["systemuser", app.systemuserid],
-            }  # fmt: skip
+                "roleid": role_id,
+                "name": f"{app.name} (application user role)",
+                "businessunitid": bu,
+                "createdon": now,
+                "modifiedon": now,
+                "versionnumber": store.next_version(),
+                "createdby": ["systemuser", app.systemuserid],
+                "modifiedby": ["systemuser", app.systemuserid],
+            }
             self.all_access[role_id] = frozenset(app.missing_privileges)
             self._associate_user(app.systemuserid, role_id)
         self.sync()
@@ -190,15 +249,21 @@ class Security:
                 pid = privilege_id(name)
                 if pid in rows:
                     continue
-                action = next((a for a in sorted(ACCESS_RIGHTS, key=len, reverse=True)
-                               if name.startswith(f"prv{a}")), "")  # fmt: skip
+                action = next(
+                    (a for a in sorted(ACCESS_RIGHTS, key=len, reverse=True) if name.startswith(f"prv{a}")),
+                    "",
+                )
                 scoped = ownership == "UserOwned"
                 rows[pid] = {
-                    "privilegeid": pid, "name": name,
+                    "privilegeid": pid,
+                    "name": name,
                     "accessright": ACCESS_RIGHTS.get(action, 0) if ownership != "misc" else 0,
-                    "canbebasic": scoped, "canbelocal": scoped, "canbedeep": scoped, "canbeglobal": True,
+                    "canbebasic": scoped,
+                    "canbelocal": scoped,
+                    "canbedeep": scoped,
+                    "canbeglobal": True,
                     "versionnumber": self.env.store.next_version(),
-                }  # fmt: skip
+                }
                 for role_id, withheld in self.all_access.items():
                     if name not in withheld and role_id in self.env.store.table("role"):
                         self._grant(role_id, pid, 3)
@@ -218,17 +283,22 @@ class Security:
     def _associate_user(self, systemuserid: str, role_id: str) -> None:
         rid = deterministic_id("systemuserrole", systemuserid, role_id)
         self.env.store.table(USER_ROLES)[rid] = {
-            "systemuserroleid": rid, "systemuserid": systemuserid, "roleid": role_id,
+            "systemuserroleid": rid,
+            "systemuserid": systemuserid,
+            "roleid": role_id,
             "versionnumber": self.env.store.next_version(),
-        }  # fmt: skip
+        }
         self.version += 1
 
     def _grant(self, role_id: str, pid: str, depth: int) -> None:
         rid = deterministic_id("roleprivilege", role_id, pid)
         self.env.store.table(ROLE_SET)[rid] = {
-            "roleprivilegeid": rid, "roleid": role_id, "privilegeid": pid,
-            "privilegedepthmask": DEPTH_MASK[depth], "versionnumber": self.env.store.next_version(),
-        }  # fmt: skip
+            "roleprivilegeid": rid,
+            "roleid": role_id,
+            "privilegeid": pid,
+            "privilegedepthmask": DEPTH_MASK[depth],
+            "versionnumber": self.env.store.next_version(),
+        }
         self.env.store.write_count += 1
         self.version += 1
 
@@ -239,13 +309,19 @@ class Security:
 
     def user_roles(self, systemuserid: str) -> list[str]:
         roles = self.env.store.table("role")
-        return [r["roleid"] for r in self.env.store.table(USER_ROLES).values()
-                if r["systemuserid"] == systemuserid and r["roleid"] in roles]  # fmt: skip
+        return [
+            r["roleid"]
+            for r in self.env.store.table(USER_ROLES).values()
+            if r["systemuserid"] == systemuserid and r["roleid"] in roles
+        ]
 
     def role_privileges(self, role_id: str) -> dict[str, int]:
         """privilege id -> depth (PrivilegeDepth value) held by one role."""
-        return {r["privilegeid"]: MASK_DEPTH[r["privilegedepthmask"]]
-                for r in self.env.store.table(ROLE_SET).values() if r["roleid"] == role_id}  # fmt: skip
+        return {
+            r["privilegeid"]: MASK_DEPTH[r["privilegedepthmask"]]
+            for r in self.env.store.table(ROLE_SET).values()
+            if r["roleid"] == role_id
+        }
 
     def user_privileges(self, systemuserid: str) -> dict[str, tuple[int, str]]:
         """privilege id -> (deepest depth, business unit of the role granting it) over the user's roles."""
@@ -311,8 +387,7 @@ class Security:
 
     def role_privilege_json(self, pid: str, depth: int, bu: str) -> dict[str, Any]:
         name = self.env.store.table("privilege").get(pid, {}).get("name")
-        return {"Depth": DEPTH_NAMES[depth], "PrivilegeId": pid, "BusinessUnitId": bu,
-                "PrivilegeName": name}  # fmt: skip
+        return {"Depth": DEPTH_NAMES[depth], "PrivilegeId": pid, "BusinessUnitId": bu, "PrivilegeName": name}
 
 
 class SecurityRoutes:
@@ -346,8 +421,10 @@ class SecurityRoutes:
             if method != "GET" or len(rest) != 1:
                 return None
             user_id = self._record(ent, key)
-            body = [security.role_privilege_json(pid, depth, bu)
-                    for pid, (depth, bu) in sorted(security.user_privileges(user_id).items())]  # fmt: skip
+            body = [
+                security.role_privilege_json(pid, depth, bu)
+                for pid, (depth, bu) in sorted(security.user_privileges(user_id).items())
+            ]
             context = f"{self._root(request)}/$metadata#Microsoft.Dynamics.CRM.RetrieveUserPrivilegesResponse"
             return json_response({"@odata.context": context, "RolePrivileges": body})
         if ent.logical_name == "systemuser" and nav == "systemuserroles_association":
@@ -357,8 +434,10 @@ class SecurityRoutes:
         role_id = self._record(ent, key)
         if sub == ACTION_PREFIX + "RetrieveRolePrivilegesRole" and method == "GET":
             bu = (self.env.store.table("role")[role_id].get("businessunitid") or ["", ""])[1]
-            body = [security.role_privilege_json(pid, depth, bu)
-                    for pid, depth in sorted(security.role_privileges(role_id).items())]  # fmt: skip
+            body = [
+                security.role_privilege_json(pid, depth, bu)
+                for pid, depth in sorted(security.role_privileges(role_id).items())
+            ]
             context = (
                 f"{self._root(request)}/$metadata#Microsoft.Dynamics.CRM.RetrieveRolePrivilegesRoleResponse"
             )
@@ -381,8 +460,11 @@ class SecurityRoutes:
             return no_content()
         if nav == "roleprivileges_association" and method == "GET" and len(rest) == 1:
             rows = self.env.store.table("privilege")
-            value = [{"privilegeid": pid, "name": rows[pid]["name"], "accessright": rows[pid]["accessright"]}
-                     for pid in sorted(security.role_privileges(role_id)) if pid in rows]  # fmt: skip
+            value = [
+                {"privilegeid": pid, "name": rows[pid]["name"], "accessright": rows[pid]["accessright"]}
+                for pid in sorted(security.role_privileges(role_id))
+                if pid in rows
+            ]
             return json_response(
                 {"@odata.context": f"{self._root(request)}/$metadata#privileges", "value": value}
             )
@@ -393,8 +475,14 @@ class SecurityRoutes:
     ) -> Response | None:
         security, roles = self.env.security, self.env.store.table("role")
         if request.method == "GET" and role_key is None and not rest:
-            value = [{"roleid": r, "name": roles[r].get("name"), "_businessunitid_value": roles[r]["businessunitid"][1]}
-                     for r in security.user_roles(user_id)]  # fmt: skip
+            value = [
+                {
+                    "roleid": r,
+                    "name": roles[r].get("name"),
+                    "_businessunitid_value": roles[r]["businessunitid"][1],
+                }
+                for r in security.user_roles(user_id)
+            ]
             return json_response({"@odata.context": f"{self._root(request)}/$metadata#roles", "value": value})
         if rest != ["$ref"]:
             return None

@@ -14,10 +14,10 @@ import pytest
 from emulators.close.config import CloseEmulatorConfig, RateLimitConfig
 from emulators.close.server import CloseEmulatorServer
 from emulators.orgdata import CloseOrg, generate
-from migration_assets.defs.close.sources import ACTIVITY_PATHS, api_config, api_pages
-from migration_assets.defs.close.tables import ACTIVITY_TABLE_TYPES
-from migration_assets.lib.close_export import CloseExportError
-from migration_assets.resources.close import CloseAuthError, CloseClient
+from migration_assets.clients.close.client import CloseAuthError, CloseClient
+from migration_assets.clients.close.export_file import CloseExportError
+from migration_assets.extract.sources import ACTIVITY_PATHS, api_config, api_pages
+from migration_assets.extract.tables import ACTIVITY_TABLE_TYPES
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +67,16 @@ def test_every_record_exactly_once(org: CloseOrg, server: CloseEmulatorServer, t
 
 def test_config_lists_match_truth(org: CloseOrg, server: CloseEmulatorServer) -> None:
     with client_for(org, server) as client:
-        for table in ("users", "lead_statuses", "pipelines", "opportunity_statuses", "custom_fields",
-                      "custom_activity_types", "sequences", "smart_views"):  # fmt: skip
+        for table in (
+            "users",
+            "lead_statuses",
+            "pipelines",
+            "opportunity_statuses",
+            "custom_fields",
+            "custom_activity_types",
+            "sequences",
+            "smart_views",
+        ):
             assert len(api_config(client, table)) == org.truth["counts"][table], table
         users = api_config(client, "users")
     inactive = {u["id"] for u in org.inactive_users}
@@ -211,7 +219,7 @@ def _median_date(objs: list[dict[str, Any]], field: str) -> str:
 
 
 def test_incremental_reads_by_supported_filters(org: CloseOrg, server: CloseEmulatorServer) -> None:
-    from migration_assets.lib.close_paging import parse_close_datetime
+    from migration_assets.clients.close.paging import parse_close_datetime
 
     with client_for(org, server) as client:
         for path, objs in (("opportunity/", org.opportunities), ("task/", org.tasks)):

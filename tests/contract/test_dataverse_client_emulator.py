@@ -14,15 +14,15 @@ import pytest
 
 from emulators.dataverse.config import AppUser, DataverseEmulatorConfig, deterministic_id
 from emulators.dataverse.server import EmulatorServer
-from migration_assets.lib.dv_batch import BatchRequest, ChangeSet
-from migration_assets.resources.dataverse import (
+from migration_assets.clients.dataverse.batch import BatchRequest, ChangeSet
+from migration_assets.clients.dataverse.client import (
     DataverseApiError,
     DataverseAuthError,
     DataverseClient,
-    DataverseResource,
     odata_bind,
 )
-from migration_assets.resources.dataverse_transport import AppUserCredentials, TransportSettings
+from migration_assets.clients.dataverse.transport import AppUserCredentials, TransportSettings
+from migration_assets.resources.dataverse import DataverseResource
 
 USERS = [
     AppUser("c2d36500-0000-4000-8000-00000000a101", "secret-one", deterministic_id("systemuser", "a101")),

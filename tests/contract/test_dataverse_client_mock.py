@@ -13,15 +13,15 @@ import httpx
 import pytest
 from dv_fake import AUTHORITY_HOST, ENV, TENANT, FakeDataverse, _error, once
 
-from migration_assets.resources.dataverse import (
+from migration_assets.clients.dataverse.client import (
     AppUserCredentials,
     DataverseApiError,
     DataverseAuthError,
     DataverseClient,
     DataverseConfigError,
-    DataverseResource,
 )
-from migration_assets.resources.dataverse_transport import TransportSettings
+from migration_assets.clients.dataverse.transport import TransportSettings
+from migration_assets.resources.dataverse import DataverseResource
 
 
 def _settings(fake: FakeDataverse, users: list[tuple[str, str]], **kw: object) -> TransportSettings:

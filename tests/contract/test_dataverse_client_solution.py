@@ -10,11 +10,11 @@ import pytest
 
 from emulators.dataverse.config import DataverseEmulatorConfig
 from emulators.dataverse.server import EmulatorServer
-from migration_assets.defs.schema._solution import inspect_solution, solution_components
-from migration_assets.lib.schema_plan import ColumnSpec, TableSpec
-from migration_assets.lib.solution_setup import SolutionTarget
-from migration_assets.resources.dataverse import DataverseClient
-from migration_assets.resources.dataverse_transport import AppUserCredentials, TransportSettings
+from migration_assets.clients.dataverse.client import DataverseClient
+from migration_assets.clients.dataverse.transport import AppUserCredentials, TransportSettings
+from migration_assets.target.schema_plan import ColumnSpec, TableSpec
+from migration_assets.target.solution import SolutionTarget
+from migration_assets.target.solution_deploy import inspect_solution, solution_components
 
 TARGET = SolutionTarget("sample", "Sample publisher", "smp", 72701, "samplesol", "Sample", "1.0.0.0")
 

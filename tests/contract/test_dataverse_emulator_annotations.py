@@ -27,9 +27,15 @@ def _account(dv: Dv) -> tuple[str, str]:
     contact = dv.create("contacts", {"firstname": "Susanna", "lastname": "Stubberod"})
     acct = dv.create(
         "accounts",
-        {"name": "Litware", "revenue": 20000, "numberofemployees": 9500, "customertypecode": 1,
-         "primarycontactid@odata.bind": f"/contacts({contact})", "overriddencreatedon": "2023-04-07T21:59:01Z"},
-    )  # fmt: skip
+        {
+            "name": "Litware",
+            "revenue": 20000,
+            "numberofemployees": 9500,
+            "customertypecode": 1,
+            "primarycontactid@odata.bind": f"/contacts({contact})",
+            "overriddencreatedon": "2023-04-07T21:59:01Z",
+        },
+    )
     return acct, contact
 
 
@@ -84,9 +90,13 @@ def test_money_uses_the_record_currency_symbol_and_dates_their_behaviour(dv: Dv)
     eur = deterministic_id("transactioncurrency", "EUR")
     opp = dv.create(
         "opportunities",
-        {"name": "Deal", "estimatedvalue": 1234.5, "transactioncurrencyid@odata.bind": f"/transactioncurrencies({eur})",
-         "estimatedclosedate": "2024-03-02"},
-    )  # fmt: skip
+        {
+            "name": "Deal",
+            "estimatedvalue": 1234.5,
+            "transactioncurrencyid@odata.bind": f"/transactioncurrencies({eur})",
+            "estimatedclosedate": "2024-03-02",
+        },
+    )
     rec = dv.get(
         f"opportunities({opp})?$select=estimatedvalue,estimatedclosedate,_transactioncurrencyid_value",
         Prefer=ONLY_FV,
@@ -97,14 +107,27 @@ def test_money_uses_the_record_currency_symbol_and_dates_their_behaviour(dv: Dv)
 
 
 def test_choice_labels_multi_select_joined_and_booleans(dv: Dv) -> None:
-    options = {"@odata.type": "Microsoft.Dynamics.CRM.OptionSetMetadata", "IsGlobal": False, "OptionSetType": "Picklist",
-               "Options": [{"Value": 727000000, "Label": label("Hiking")}, {"Value": 727000001, "Label": label("Mountain Climbing")},
-                           {"Value": 727000002, "Label": label("Skiing")}]}  # fmt: skip
-    col = {"@odata.type": "Microsoft.Dynamics.CRM.MultiSelectPicklistAttributeMetadata", "SchemaName": "c2d_Activities",
-           "DisplayName": label("Activities"), "OptionSet": options}  # fmt: skip
+    options = {
+        "@odata.type": "Microsoft.Dynamics.CRM.OptionSetMetadata",
+        "IsGlobal": False,
+        "OptionSetType": "Picklist",
+        "Options": [
+            {"Value": 727000000, "Label": label("Hiking")},
+            {"Value": 727000001, "Label": label("Mountain Climbing")},
+            {"Value": 727000002, "Label": label("Skiing")},
+        ],
+    }
+    col = {
+        "@odata.type": "Microsoft.Dynamics.CRM.MultiSelectPicklistAttributeMetadata",
+        "SchemaName": "c2d_Activities",
+        "DisplayName": label("Activities"),
+        "OptionSet": options,
+    }
     assert dv.add_column("contact", col).status_code == 204
-    cid = dv.create("contacts", {"lastname": "Mundy", "c2d_activities": "727000000,727000001,727000002",
-                                 "donotphone": True})  # fmt: skip
+    cid = dv.create(
+        "contacts",
+        {"lastname": "Mundy", "c2d_activities": "727000000,727000001,727000002", "donotphone": True},
+    )
     rec = dv.get(f"contacts({cid})?$select=c2d_activities,donotphone", Prefer=ONLY_FV).json()
     assert rec["c2d_activities"] == "727000000,727000001,727000002"
     assert rec[f"c2d_activities{FV}"] == "Hiking; Mountain Climbing; Skiing"

@@ -8,9 +8,21 @@ import pytest
 from test_dataverse_emulator_support import Dv, core_config, error_of, label, string_column
 
 SEEDED = [
-    "account", "contact", "lead", "opportunity", "systemuser", "team", "phonecall", "email", "task",
-    "appointment", "annotation", "activityparty", "activitypointer", "organization",
-]  # fmt: skip
+    "account",
+    "contact",
+    "lead",
+    "opportunity",
+    "systemuser",
+    "team",
+    "phonecall",
+    "email",
+    "task",
+    "appointment",
+    "annotation",
+    "activityparty",
+    "activitypointer",
+    "organization",
+]
 
 
 @pytest.fixture
@@ -95,9 +107,14 @@ def test_picklist_state_status_options(dv: Dv) -> None:
     url = "EntityDefinitions(LogicalName='opportunity')/Attributes/Microsoft.Dynamics.CRM.PicklistAttributeMetadata?$select=LogicalName&$expand=OptionSet($select=Options),GlobalOptionSet"
     items = {a["LogicalName"]: a for a in dv.get(url).json()["value"]}
     stage = items["salesstage"]
-    assert [(o["Value"], o["Label"]["LocalizedLabels"][0]["Label"]) for o in stage["OptionSet"]["Options"]] == [
-        (0, "Qualify"), (1, "Develop"), (2, "Propose"), (3, "Close"),
-    ]  # fmt: skip
+    assert [
+        (o["Value"], o["Label"]["LocalizedLabels"][0]["Label"]) for o in stage["OptionSet"]["Options"]
+    ] == [
+        (0, "Qualify"),
+        (1, "Develop"),
+        (2, "Propose"),
+        (3, "Close"),
+    ]
     assert stage["GlobalOptionSet"] is None
     status = dv.get(
         "EntityDefinitions(LogicalName='lead')/Attributes(LogicalName='statuscode')/Microsoft.Dynamics.CRM.StatusAttributeMetadata?$select=LogicalName&$expand=OptionSet"
@@ -175,8 +192,15 @@ def _col(odata: str, schema: str, **props: object) -> dict:
 
 
 def test_create_columns_of_every_type(dv: Dv) -> None:
-    options = {"@odata.type": "Microsoft.Dynamics.CRM.OptionSetMetadata", "IsGlobal": False, "OptionSetType": "Picklist",
-               "Options": [{"Value": 727000000, "Label": label("Sales")}, {"Value": 727000001, "Label": label("Renewals")}]}  # fmt: skip
+    options = {
+        "@odata.type": "Microsoft.Dynamics.CRM.OptionSetMetadata",
+        "IsGlobal": False,
+        "OptionSetType": "Picklist",
+        "Options": [
+            {"Value": 727000000, "Label": label("Sales")},
+            {"Value": 727000001, "Label": label("Renewals")},
+        ],
+    }
     columns = [
         string_column("c2d_CloseId", 40),
         _col("MemoAttributeMetadata", "c2d_Notes", MaxLength=500),

@@ -41,8 +41,16 @@ def app_role(dv: Dv) -> str:
 
 def test_app_user_holds_every_privilege_at_global_depth(dv: Dv) -> None:
     privileges = held(dv)
-    for name in ("prvCreateAccount", "prvAppendToContact", "prvCreateActivity", "prvCreateNote", "prvReadUser",
-                 "prvOverrideCreatedOnCreatedBy", "prvBypassCustomBusinessLogic", "prvDeleteLead"):  # fmt: skip
+    for name in (
+        "prvCreateAccount",
+        "prvAppendToContact",
+        "prvCreateActivity",
+        "prvCreateNote",
+        "prvReadUser",
+        "prvOverrideCreatedOnCreatedBy",
+        "prvBypassCustomBusinessLogic",
+        "prvDeleteLead",
+    ):
         assert privileges[name] == "Global", name
     # Activities share the Activity privileges, annotations are Notes: no per-activity privilege exists.
     assert "prvCreatePhonecall" not in privileges and "prvCreateAnnotation" not in privileges
@@ -65,16 +73,20 @@ def test_roles_and_privileges_are_readable_entity_sets(dv: Dv) -> None:
 
 def test_remove_privilege_role_denies_the_write_and_add_restores_it(dv: Dv) -> None:
     role, pid = app_role(dv), privilege(dv, "prvCreateAccount")
-    resp = dv.post(f"roles({role})/{FN}RemovePrivilegeRole",
-                   {"Privilege": {"@odata.type": "Microsoft.Dynamics.CRM.privilege", "privilegeid": pid}})  # fmt: skip
+    resp = dv.post(
+        f"roles({role})/{FN}RemovePrivilegeRole",
+        {"Privilege": {"@odata.type": "Microsoft.Dynamics.CRM.privilege", "privilegeid": pid}},
+    )
     assert resp.status_code == 204, resp.text
     assert "prvCreateAccount" not in held(dv)
     status, code, message = error_of(dv.post("accounts", {"name": "denied"}))
     assert (status, code) == (403, "0x80040220")
     assert f"missing prvCreateAccount privilege (Id={pid})" in message
     assert dv.env.store.table("account") == {}
-    resp = dv.post(f"roles({role})/{FN}AddPrivilegesRole",
-                   {"Privileges": [{"Depth": "Local", "PrivilegeId": pid, "BusinessUnitId": dv.env.businessunit_id}]})  # fmt: skip
+    resp = dv.post(
+        f"roles({role})/{FN}AddPrivilegesRole",
+        {"Privileges": [{"Depth": "Local", "PrivilegeId": pid, "BusinessUnitId": dv.env.businessunit_id}]},
+    )
     assert resp.status_code == 204, resp.text
     assert held(dv)["prvCreateAccount"] == "Local"
     assert dv.post("accounts", {"name": "allowed"}).status_code == 204
@@ -83,15 +95,20 @@ def test_remove_privilege_role_denies_the_write_and_add_restores_it(dv: Dv) -> N
 def test_unknown_privilege_and_bad_depth_are_refused(dv: Dv) -> None:
     role = app_role(dv)
     missing = "00000000-0000-0000-0000-000000000123"
-    assert error_of(dv.post(f"roles({role})/{FN}RemovePrivilegeRole", {"Privilege": {"privilegeid": missing}}))[:2] == (
-        404, "0x80040217")  # fmt: skip
+    assert error_of(
+        dv.post(f"roles({role})/{FN}RemovePrivilegeRole", {"Privilege": {"privilegeid": missing}})
+    )[:2] == (404, "0x80040217")
     body = {"Privileges": [{"Depth": "Everywhere", "PrivilegeId": privilege(dv, "prvReadLead")}]}
     assert error_of(dv.post(f"roles({role})/{FN}AddPrivilegesRole", body))[0] == 400
 
 
 def test_missing_privileges_seed_a_role_without_them() -> None:
-    user = AppUser(APP_USER.client_id, APP_USER.client_secret, APP_USER.systemuserid,
-                   missing_privileges=["prvAppendToAccount", "prvOverrideCreatedOnCreatedBy"])  # fmt: skip
+    user = AppUser(
+        APP_USER.client_id,
+        APP_USER.client_secret,
+        APP_USER.systemuserid,
+        missing_privileges=["prvAppendToAccount", "prvOverrideCreatedOnCreatedBy"],
+    )
     dv = Dv(core_config(app_users=[user]))
     privileges = held(dv)
     assert "prvAppendToAccount" not in privileges and "prvOverrideCreatedOnCreatedBy" not in privileges
@@ -100,12 +117,16 @@ def test_missing_privileges_seed_a_role_without_them() -> None:
 
 def test_custom_tables_get_privileges_granted_to_the_app_role(dv: Dv) -> None:
     body = {
-        "@odata.type": "Microsoft.Dynamics.CRM.EntityMetadata", "SchemaName": "new_Gizmo",
+        "@odata.type": "Microsoft.Dynamics.CRM.EntityMetadata",
+        "SchemaName": "new_Gizmo",
         "DisplayName": {"LocalizedLabels": [{"Label": "Gizmo", "LanguageCode": 1033}]},
         "DisplayCollectionName": {"LocalizedLabels": [{"Label": "Gizmos", "LanguageCode": 1033}]},
-        "OwnershipType": "UserOwned", "HasActivities": False, "HasNotes": False, "IsActivity": False,
+        "OwnershipType": "UserOwned",
+        "HasActivities": False,
+        "HasNotes": False,
+        "IsActivity": False,
         "Attributes": [{**string_column("new_Name"), "IsPrimaryName": True}],
-    }  # fmt: skip
+    }
     resp = dv.post("EntityDefinitions", body)
     assert resp.status_code == 204, resp.text
     assert held(dv)["prvCreatenew_Gizmo"] == "Global"
@@ -134,7 +155,10 @@ def test_update_column_makes_it_application_required_and_only_system_required_is
     assert resp.status_code == 204, resp.text
     after = dv.get(f"{path}?$select=RequiredLevel,MaxLength,IsValidForCreate").json()
     assert (after["RequiredLevel"]["Value"], after["MaxLength"], after["IsValidForCreate"]) == (
-        "ApplicationRequired", 100, True)  # fmt: skip
+        "ApplicationRequired",
+        100,
+        True,
+    )
     # ApplicationRequired is a form-level rule: the API still accepts a record without it (reference §6).
     assert dv.post("contacts", {"lastname": "No title"}).status_code == 204
 

@@ -24,6 +24,7 @@ from emulators.close.server import CloseEmulatorServer
 from emulators.dataverse.config import DataverseEmulatorConfig, Faults
 from emulators.dataverse.server import EmulatorServer
 from emulators.orgdata import CloseOrg
+from migration_assets.clients.dataverse.client import DataverseClient
 from migration_assets.defs.jobs import DRY_RUN_ONLY
 from migration_assets.defs.reports.reconciliation import readback_table, target_tables
 from migration_assets.migration import (
@@ -35,7 +36,7 @@ from migration_assets.migration import (
     reviewed_mappings,
 )
 from migration_assets.resources.close import CloseResource
-from migration_assets.resources.dataverse import DataverseClient, DataverseResource
+from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource
 
 REPO = Path(__file__).resolve().parents[2]
@@ -58,8 +59,12 @@ def prepare_mappings(
     assert extracted.success, failed_steps(extracted)
     client = dataverse_resource(dv).get_client()
     try:
-        reviewed_mappings(root, demo_decisions(first_enabled_user(org.dynamics_users)),
-                          WarehouseResource(path=str(warehouse)), client)  # fmt: skip
+        reviewed_mappings(
+            root,
+            demo_decisions(first_enabled_user(org.dynamics_users)),
+            WarehouseResource(path=str(warehouse)),
+            client,
+        )
     finally:
         client.close()
     reload_generated_assets()

@@ -24,12 +24,12 @@ import yaml
 from emulators.dataverse.server import EmulatorServer
 from emulators.orgdata import CloseOrg, generate
 from emulators.orgdata.shapes import DEFAULT_SHAPE, ORG_SHAPES
+from migration_assets.audit import spot_compare as sc
+from migration_assets.clients.dataverse.client import FORMATTED_VALUES, DataverseClient
 from migration_assets.defs.reports.spot_check import run_spot_check
-from migration_assets.lib import spot_compare as sc
-from migration_assets.lib.proposal import parse_proposal
+from migration_assets.mapping.scripted_review import accept_proposals
 from migration_assets.migration import demo_dataverse_env, first_enabled_user
-from migration_assets.resources.dataverse import FORMATTED_VALUES, DataverseClient
-from migration_assets.review import accept_proposals
+from migration_assets.target.proposal import parse_proposal
 
 pytestmark = pytest.mark.e2e
 OTHER_SHAPES = [s for s in ORG_SHAPES if s != DEFAULT_SHAPE]
@@ -55,8 +55,14 @@ class Flow:
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "migration_assets.cli", *args], cwd=s.REPO, env=env,
-                          capture_output=True, text=True, timeout=900)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "migration_assets.cli", *args],
+        cwd=s.REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 def decisions_for(org: CloseOrg) -> dict[str, Any]:
@@ -83,9 +89,15 @@ def flow(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     mappings = home / "mappings"
     shutil.copytree(s.REPO / "mappings", mappings)
     with s.close_server(org) as close, EmulatorServer(s.dv_config(org)) as dv:
-        env = {**os.environ, **demo_dataverse_env(dv), "CLOSE_API_KEY": org.api_key,
-               "CLOSE_BASE_URL": close.base_url, "CLOSE2D365_CLOSE_SOURCE": "api",
-               "CLOSE2D365_HOME": str(home / "home"), "CLOSE2D365_MAPPINGS": str(mappings)}  # fmt: skip
+        env = {
+            **os.environ,
+            **demo_dataverse_env(dv),
+            "CLOSE_API_KEY": org.api_key,
+            "CLOSE_BASE_URL": close.base_url,
+            "CLOSE2D365_CLOSE_SOURCE": "api",
+            "CLOSE2D365_HOME": str(home / "home"),
+            "CLOSE2D365_MAPPINGS": str(mappings),
+        }
         env.pop("DAGSTER_HOME", None)
         steps = {"extract": _cli(env, "extract")}
         assert steps["extract"].returncode == 0, steps["extract"].stderr
@@ -99,8 +111,13 @@ def flow(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
 
 def test_propose_writes_every_org_file_and_run_succeeds(flow: Flow) -> None:
     printed = flow.steps["propose"].stdout
-    for name in ("lead_status.yaml", "pipelines.yaml", "custom_fields.yaml", "custom_activities.yaml",
-                 "owners.yaml"):  # fmt: skip
+    for name in (
+        "lead_status.yaml",
+        "pipelines.yaml",
+        "custom_fields.yaml",
+        "custom_activities.yaml",
+        "owners.yaml",
+    ):
         assert (flow.mappings / name).is_file(), name
         assert name in printed, printed
     run = flow.steps["run"]
@@ -199,11 +216,18 @@ def test_one_dry_run_listed_every_problem_the_run_met(flow: Flow) -> None:
             listed |= {(r["table"], r["close_id"]) for r in csv.DictReader(fh)}
     con = duckdb.connect(str(flow.home / "warehouse.duckdb"), read_only=True)
     try:
-        tables = [r[0] for r in con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'staged' "
-            "AND table_name LIKE '%\\_rejected' ESCAPE '\\'").fetchall()]  # fmt: skip
-        rejected = {(t.removesuffix("_rejected"), str(r[0]))
-                    for t in tables for r in con.execute(f'SELECT DISTINCT _close_id FROM staged."{t}"').fetchall()}  # fmt: skip
+        tables = [
+            r[0]
+            for r in con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'staged' "
+                "AND table_name LIKE '%\\_rejected' ESCAPE '\\'"
+            ).fetchall()
+        ]
+        rejected = {
+            (t.removesuffix("_rejected"), str(r[0]))
+            for t in tables
+            for r in con.execute(f'SELECT DISTINCT _close_id FROM staged."{t}"').fetchall()
+        }
     finally:
         con.close()
     assert rejected, "the generated org has deliberately bad records: some must be rejected"

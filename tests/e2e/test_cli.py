@@ -99,10 +99,16 @@ def test_a_run_that_cannot_start_says_why_and_exits_2(
         warehouse.write_text("not a database")
     else:  # another process holds the warehouse open until we close its stdin
         holder = subprocess.Popen(
-            [sys.executable, "-c", f"import duckdb, sys; c = duckdb.connect({str(warehouse)!r}); "
-             "print('ready', flush=True); sys.stdin.read()"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-c",
+                f"import duckdb, sys; c = duckdb.connect({str(warehouse)!r}); "
+                "print('ready', flush=True); sys.stdin.read()",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
     try:
         with CloseEmulatorServer(generate("tiny", 1)) as server:
@@ -135,7 +141,7 @@ def test_a_contact_delivered_under_two_leads_stops_the_extraction_with_its_id(
     captured = capsys.readouterr()
     assert "close/contacts: records_readable" in captured.err, captured.err
     assert "1 id delivered more than once with different content" in captured.err
-    from migration_assets.defs.close.duplicates import CONFLICTS
+    from migration_assets.extract.duplicates import CONFLICTS
     from migration_assets.resources.warehouse import WarehouseResource
 
     rows = WarehouseResource().read(f"SELECT id, lead_ids FROM {CONFLICTS} WHERE table_name = 'contacts'")

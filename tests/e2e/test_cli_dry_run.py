@@ -25,13 +25,13 @@ from emulators.dataverse.server import EmulatorServer
 from emulators.orgdata import CloseOrg, generate
 from migration_assets.cli import main
 from migration_assets.defs.jobs import REVIEW_KEY
+from migration_assets.mapping.scripted_review import accept_proposals
 from migration_assets.migration import (
     demo_dataverse_env,
     first_enabled_user,
     reload_generated_assets,
     reviewed_mappings,
 )
-from migration_assets.review import accept_proposals
 from migration_assets.runtime import instance, run_job
 
 pytestmark = pytest.mark.e2e

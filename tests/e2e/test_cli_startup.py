@@ -34,8 +34,12 @@ def test_bad_secret_broken_mapping_and_bad_key_are_all_reported_before_any_run(
     mappings.mkdir()
     (mappings / "settings.yaml").write_text("publisher_prefix: [unclosed\n", encoding="utf-8")
     with CloseEmulatorServer(org) as close_server, EmulatorServer(DataverseEmulatorConfig()) as dv:
-        env = {**demo_dataverse_env(dv), "CLOSE_API_KEY": "api_wrong", "CLOSE_BASE_URL": close_server.base_url,
-               "CLOSE2D365_MAPPINGS": str(mappings)}  # fmt: skip
+        env = {
+            **demo_dataverse_env(dv),
+            "CLOSE_API_KEY": "api_wrong",
+            "CLOSE_BASE_URL": close_server.base_url,
+            "CLOSE2D365_MAPPINGS": str(mappings),
+        }
         env["DATAVERSE_CLIENT_SECRETS"] = "not-the-secret"
         for key, value in env.items():
             monkeypatch.setenv(key, value)
@@ -82,8 +86,12 @@ def test_settings_that_cannot_work_are_named_before_any_run(
     monkeypatch.setenv("CLOSE2D365_CLOSE_SOURCE", "file")
     monkeypatch.setenv("CLOSE2D365_EXPORT_FILE", str(tmp_path / "missing.json"))
     monkeypatch.setenv("DATAVERSE_CA_BUNDLE", str(tmp_path / "missing-ca.pem"))
-    for name, value in {"DATAVERSE_URL": "https://x.crm.dynamics.com", "DATAVERSE_TENANT_ID": "t",
-                        "DATAVERSE_CLIENT_IDS": "c", "DATAVERSE_CLIENT_SECRETS": "s"}.items():  # fmt: skip
+    for name, value in {
+        "DATAVERSE_URL": "https://x.crm.dynamics.com",
+        "DATAVERSE_TENANT_ID": "t",
+        "DATAVERSE_CLIENT_IDS": "c",
+        "DATAVERSE_CLIENT_SECRETS": "s",
+    }.items():
         monkeypatch.setenv(name, value)
     assert main(["dry-run"]) == 2
     err = capsys.readouterr().err

@@ -18,7 +18,7 @@ import pytest
 from emulators.close.server import CloseEmulatorServer
 from emulators.orgdata import CloseOrg, generate
 from migration_assets.defs import close as close_defs
-from migration_assets.defs.close.tables import TABLES
+from migration_assets.extract.tables import TABLES
 from migration_assets.resources.close import CloseResource
 from migration_assets.resources.warehouse import WarehouseResource
 

@@ -20,10 +20,10 @@ import pytest
 from org_mappings import proposed_root  # noqa: E402 - tests/ is on sys.path (rootdir conftest)
 
 from emulators.orgdata import CloseOrg, generate
-from migration_assets.defs.loaded._engine import KILL_ENV
 from migration_assets.defs.reports.reconciliation import read_back_ids
+from migration_assets.load.engine import KILL_ENV
+from migration_assets.mapping.scripted_review import accept_proposals
 from migration_assets.migration import demo_dataverse_env, demo_decisions, first_enabled_user
-from migration_assets.review import accept_proposals
 from migration_assets.runtime import PID_TAG
 
 pytestmark = pytest.mark.e2e
@@ -67,9 +67,15 @@ def test_a_run_killed_inside_a_pooled_step_is_recovered_and_resumed_exactly(tmp_
     accept_proposals(mappings, _decisions(org))  # the scripted review
     home = tmp_path / "home"
     with s.close_server(org) as close, s.dataverse(org) as dv:
-        env = {**os.environ, **demo_dataverse_env(dv), "CLOSE_API_KEY": org.api_key,
-               "CLOSE_BASE_URL": close.base_url, "CLOSE2D365_CLOSE_SOURCE": "api",
-               "CLOSE2D365_HOME": str(home), "CLOSE2D365_MAPPINGS": str(mappings)}  # fmt: skip
+        env = {
+            **os.environ,
+            **demo_dataverse_env(dv),
+            "CLOSE_API_KEY": org.api_key,
+            "CLOSE_BASE_URL": close.base_url,
+            "CLOSE2D365_CLOSE_SOURCE": "api",
+            "CLOSE2D365_HOME": str(home),
+            "CLOSE2D365_MAPPINGS": str(mappings),
+        }
         env.pop("DAGSTER_HOME", None)
         env.pop(KILL_ENV, None)
 

@@ -22,13 +22,13 @@ from emulators.close.server import CloseEmulatorServer
 from emulators.dataverse.config import Faults
 from emulators.dataverse.server import EmulatorServer
 from emulators.orgdata import CloseOrg, FileBlob, generate
-from migration_assets.lib.file_body import OVERSIZE_CODE
-from migration_assets.lib.ids import account_id
+from migration_assets.clients.close import http as close_http
+from migration_assets.load.file_body import OVERSIZE_CODE
+from migration_assets.load.rollback import rollback, rollback_job
+from migration_assets.mapping.ids import account_id
 from migration_assets.migration import materialize_migration
-from migration_assets.resources import close_http
 from migration_assets.resources.api_calls import run_call_totals
 from migration_assets.resources.warehouse import WarehouseResource, default_home
-from migration_assets.rollback import rollback, rollback_job
 from migration_assets.runtime import step_metadata
 
 pytestmark = pytest.mark.e2e
@@ -315,8 +315,15 @@ def test_a_fault_storm_on_file_downloads_loses_no_file(world: World, tmp_path: P
         fired_before = len(faults.fired)
         storm = 10  # more throttling answers in a row than the client's 6 attempts, for these six files
         injected = [(p, "429", storm) for p in attachments[:3] + recordings[:3]]
-        injected += [("/go/file/", "429_ingress", 12), ("/call/", "429", 12), ("/go/file/", "503", 2),
-                     ("/call/", "502", 1), ("/call/", "drop", 1), ("_s3", "drop", 2), ("_s3", "500", 1)]  # fmt: skip
+        injected += [
+            ("/go/file/", "429_ingress", 12),
+            ("/call/", "429", 12),
+            ("/go/file/", "503", 2),
+            ("/call/", "502", 1),
+            ("/call/", "drop", 1),
+            ("_s3", "drop", 2),
+            ("_s3", "500", 1),
+        ]
         for path, kind, times in injected:
             faults.inject(kind, times=times, path_contains=path)
         clock = NoWaitClock()

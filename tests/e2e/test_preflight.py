@@ -28,8 +28,8 @@ from emulators.close.server import CloseEmulatorServer
 from emulators.dataverse.persistence import state_dump
 from emulators.dataverse.server import EmulatorServer
 from emulators.orgdata import CloseOrg, generate
-from migration_assets.lib.mapping_config import load_mapping_config
-from migration_assets.lib.review_problems import check_problems
+from migration_assets.audit.review_problems import check_problems
+from migration_assets.mapping.config import load_mapping_config
 from migration_assets.migration import demo_dataverse_env, migrate_selection
 from migration_assets.resources.warehouse import fetch_polars
 from migration_assets.runtime import run_job
@@ -135,8 +135,12 @@ def remove_privilege(dv: EmulatorServer, name: str) -> None:
         user = client.whoami()["UserId"]
         role = client.get_json(f"systemusers({user})/systemuserroles_association")["value"][0]["roleid"]
         pid = client.rows("privileges", ["privilegeid"], f"name eq '{name}'")[0]["privilegeid"]
-        client.request("POST", f"roles({role})/{API}RemovePrivilegeRole", expect_json=False,
-                       json={"Privilege": {"@odata.type": f"{API}privilege", "privilegeid": pid}})  # fmt: skip
+        client.request(
+            "POST",
+            f"roles({role})/{API}RemovePrivilegeRole",
+            expect_json=False,
+            json={"Privilege": {"@odata.type": f"{API}privilege", "privilegeid": pid}},
+        )
     finally:
         client.close()
 
@@ -194,14 +198,27 @@ def _table_body(schema: str) -> dict[str, Any]:
         return {"LocalizedLabels": [{"Label": text, "LanguageCode": 1033}]}
 
     return {
-        "@odata.type": f"{API}EntityMetadata", "SchemaName": schema, "DisplayName": label(schema),
-        "DisplayCollectionName": label(schema + "s"), "OwnershipType": "UserOwned", "IsActivity": False,
-        "HasActivities": False, "HasNotes": False,
-        "Attributes": [{"@odata.type": f"{API}StringAttributeMetadata", "SchemaName": "new_Name",
-                        "AttributeType": "String", "AttributeTypeName": {"Value": "StringType"}, "MaxLength": 100,
-                        "IsPrimaryName": True, "DisplayName": label("Name"),
-                        "RequiredLevel": {"Value": "None"}}],
-    }  # fmt: skip
+        "@odata.type": f"{API}EntityMetadata",
+        "SchemaName": schema,
+        "DisplayName": label(schema),
+        "DisplayCollectionName": label(schema + "s"),
+        "OwnershipType": "UserOwned",
+        "IsActivity": False,
+        "HasActivities": False,
+        "HasNotes": False,
+        "Attributes": [
+            {
+                "@odata.type": f"{API}StringAttributeMetadata",
+                "SchemaName": "new_Name",
+                "AttributeType": "String",
+                "AttributeTypeName": {"Value": "StringType"},
+                "MaxLength": 100,
+                "IsPrimaryName": True,
+                "DisplayName": label("Name"),
+                "RequiredLevel": {"Value": "None"},
+            }
+        ],
+    }
 
 
 def _unconfirm(data: dict[str, Any]) -> None:
@@ -286,8 +303,10 @@ def test_a_field_map_target_the_target_lacks_stops_at_the_mapping_gate_with_its_
     assert len(review) == 2 and review[0].startswith(
         f"mapping: {where} {n + 1}: key 'target': column 'jobtitlee'"
     )
-    assert review[0].endswith("-> correct the name, or add `custom: {type: ...}` to this entry to create the "
-                              "column (a Close custom field: propose it in custom_fields.yaml)")  # fmt: skip
+    assert review[0].endswith(
+        "-> correct the name, or add `custom: {type: ...}` to this entry to create the "
+        "column (a Close custom field: propose it in custom_fields.yaml)"
+    )
 
 
 def staged_contacts(warehouse: Path, table: str = "contact") -> pl.DataFrame:
@@ -303,8 +322,12 @@ def test_the_dry_run_review_lists_the_preflight_blocker_with_its_fix(
 ) -> None:
     with s.dataverse(world.org) as dv:
         remove_privilege(dv, "prvCreateContact")
-        env = {"CLOSE_API_KEY": world.org.api_key, "CLOSE_BASE_URL": world.close.base_url,
-               "CLOSE2D365_WAREHOUSE": str(warehouse_copy(world, "dry")), **demo_dataverse_env(dv)}  # fmt: skip
+        env = {
+            "CLOSE_API_KEY": world.org.api_key,
+            "CLOSE_BASE_URL": world.close.base_url,
+            "CLOSE2D365_WAREHOUSE": str(warehouse_copy(world, "dry")),
+            **demo_dataverse_env(dv),
+        }
         for key, value in env.items():
             monkeypatch.setenv(key, value)
         before = dump(dv)

@@ -16,16 +16,16 @@ import duckdb
 import pytest
 
 from emulators.orgdata import generate
-from migration_assets.defs.schema._solution import solution_components
-from migration_assets.lib import ledger as lg
-from migration_assets.lib.ledger import SchemaComponent
-from migration_assets.lib.mapping_config import load_mapping_config
+from migration_assets.clients.dataverse.client import DataverseClient
+from migration_assets.clients.dataverse.metadata import entity_path
+from migration_assets.load import ledger as lg
+from migration_assets.load.ledger import SchemaComponent
+from migration_assets.load.rollback import rollback
+from migration_assets.mapping.config import load_mapping_config
 from migration_assets.migration import materialize_migration
 from migration_assets.resources.close import CloseResource
-from migration_assets.resources.dataverse import DataverseClient
-from migration_assets.resources.dataverse_metadata import entity_path
 from migration_assets.resources.warehouse import WarehouseResource
-from migration_assets.rollback import rollback
+from migration_assets.target.solution_deploy import solution_components
 
 pytestmark = pytest.mark.e2e
 PREFIX = "c2d_"
@@ -54,8 +54,10 @@ def _components(warehouse: Path, run_id: str) -> list[SchemaComponent]:
 def custom_metadata(client: DataverseClient) -> dict[str, dict[str, str]]:
     """MetadataIds of every custom component in the target by kind: tables, columns (table.column), keys,
     relationships (custom = carrying our prefix), read from the metadata API, not from our ledger."""
-    tables = {t["LogicalName"]: t["MetadataId"]
-              for t in client.get_json("EntityDefinitions?$select=LogicalName,MetadataId")["value"]}  # fmt: skip
+    tables = {
+        t["LogicalName"]: t["MetadataId"]
+        for t in client.get_json("EntityDefinitions?$select=LogicalName,MetadataId")["value"]
+    }
     custom = {name: mid for name, mid in tables.items() if name.startswith(PREFIX)}
     out: dict[str, dict[str, str]] = {"table": custom, "column": {}, "key": {}, "relationship": {}}
     for table in tables:  # every table of the target: a custom column may be anywhere
@@ -81,11 +83,19 @@ def test_the_run_creates_publisher_and_solution_and_every_component_is_in_it(mig
     settings = load_mapping_config().settings
     client = s.client_for(migrated.dv)
     try:
-        (pub,) = _rows(client, "publishers", ["publisherid", "customizationprefix",
-                                              "customizationoptionvalueprefix"], settings.publisher_unique_name)  # fmt: skip
+        (pub,) = _rows(
+            client,
+            "publishers",
+            ["publisherid", "customizationprefix", "customizationoptionvalueprefix"],
+            settings.publisher_unique_name,
+        )
         assert (pub["customizationprefix"], pub["customizationoptionvalueprefix"]) == ("c2d", 72700)
-        (sol,) = _rows(client, "solutions", ["solutionid", "version", "ismanaged", "_publisherid_value"],
-                       settings.solution_unique_name)  # fmt: skip
+        (sol,) = _rows(
+            client,
+            "solutions",
+            ["solutionid", "version", "ismanaged", "_publisherid_value"],
+            settings.solution_unique_name,
+        )
         assert sol["_publisherid_value"] == pub["publisherid"] and sol["version"] == settings.solution_version
         assert sol["ismanaged"] is False
         ledgered = _components(migrated.warehouse, migrated.result.run_id)
@@ -96,9 +106,10 @@ def test_the_run_creates_publisher_and_solution_and_every_component_is_in_it(mig
         in_solution = {str(r["objectid"]).lower(): r for r in rows}
         meta = custom_metadata(client)
         tables_with_all = {
-            name for name, mid in meta["table"].items()
+            name
+            for name, mid in meta["table"].items()
             if in_solution.get(mid.lower(), {}).get("rootcomponentbehavior") == INCLUDE_SUBCOMPONENTS
-        }  # fmt: skip
+        }
 
         def in_it(kind: str, name: str, metadata_id: str) -> bool:
             # A component of a table added with its subcomponents (the service's default for a new table)
@@ -115,8 +126,10 @@ def test_the_run_creates_publisher_and_solution_and_every_component_is_in_it(mig
             if c.kind in ("table", "column", "key", "relationship"):
                 assert c.component_id in ids, c
         kinds_count = Counter(c.kind for c in ledgered)
-        print(f"tiny: {len(rows)} solutioncomponents rows; ledger {dict(kinds_count)}; target "
-              + ", ".join(f"{len(v)} {k}s" for k, v in meta.items()))  # fmt: skip
+        print(
+            f"tiny: {len(rows)} solutioncomponents rows; ledger {dict(kinds_count)}; target "
+            + ", ".join(f"{len(v)} {k}s" for k, v in meta.items())
+        )
     finally:
         client.close()
 
@@ -150,8 +163,14 @@ def test_a_prefix_owned_by_another_publisher_stops_schema_solution_before_any_ch
     with s.dataverse(org) as dv:
         client = s.client_for(dv)
         try:
-            client.create_publisher({"uniquename": "contoso", "friendlyname": "Contoso",
-                                     "customizationprefix": "c2d", "customizationoptionvalueprefix": 12345})  # fmt: skip
+            client.create_publisher(
+                {
+                    "uniquename": "contoso",
+                    "friendlyname": "Contoso",
+                    "customizationprefix": "c2d",
+                    "customizationoptionvalueprefix": 12345,
+                }
+            )
             cols = ["publisherid", "uniquename", "customizationprefix"]
             before = (client.rows("publishers", cols), client.rows("solutions", ["solutionid", "uniquename"]))
             resources = {  # the Close resource is never called: schema/solution reads only the target

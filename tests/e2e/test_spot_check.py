@@ -19,15 +19,15 @@ import duckdb
 import pytest
 
 from emulators.orgdata import generate
+from migration_assets.audit import spot_compare as sc
 from migration_assets.defs.reports.spot_check import CHECK, run_spot_check
-from migration_assets.defs.schema._deploy import load_plan
-from migration_assets.lib import load_diff as ld
-from migration_assets.lib import spot_compare as sc
-from migration_assets.lib.ids import record_id
-from migration_assets.lib.proposal import FieldProposal, parse_proposal, render_proposal
+from migration_assets.load import diff as ld
+from migration_assets.load.rollback import rollback
+from migration_assets.mapping.ids import record_id
 from migration_assets.migration import materialize_migration
 from migration_assets.resources.close import CloseResource
-from migration_assets.rollback import rollback
+from migration_assets.target.deploy import load_plan
+from migration_assets.target.proposal import FieldProposal, parse_proposal, render_proposal
 
 pytestmark = pytest.mark.e2e
 EVERYTHING = 10**6  # sample size: every staged record
@@ -160,9 +160,10 @@ def test_a_mapping_that_swaps_two_option_values_fails_the_spot_check(migrated: s
         return {str(lead.get(f"custom.{p.close_field_id}")) for lead in migrated.org.leads}
 
     field = next(
-        p for p in proposals
+        p
+        for p in proposals
         if p.table == "lead" and p.column.attribute_type == "Picklist" and {*p.column.options[:2]} <= used(p)
-    )  # fmt: skip
+    )
     values = {label: value for value, label in planned[("lead", field.target)]}
     la, lb = field.column.options[0], field.column.options[1]
     swapped = {**values, la: values[lb], lb: values[la]}
@@ -209,23 +210,29 @@ def test_a_rerun_clears_emptied_values_replaces_changed_parties_and_rolls_back(m
     org = copy.deepcopy(migrated.org)
     client = s.client_for(migrated.dv)
     contact = next(
-        c for c in org.contacts
-        if c.get("title") and (client.get("contact", record_id("contact", c["id"]), ["jobtitle"]) or {}).get("jobtitle")
-    )  # fmt: skip
+        c
+        for c in org.contacts
+        if c.get("title")
+        and (client.get("contact", record_id("contact", c["id"]), ["jobtitle"]) or {}).get("jobtitle")
+    )
     email = next(
-        a for a in org.activities
-        if a["_type"] == "Email" and (a.get("envelope") or {}).get("to")
+        a
+        for a in org.activities
+        if a["_type"] == "Email"
+        and (a.get("envelope") or {}).get("to")
         and client.get("email", record_id("email", a["id"]), ["activityid"])
-    )  # fmt: skip
+    )
     # A contact already in the target whose new title is over MaxLength (100): not written this run, keeps its
     # old value, is listed as kept, and the activities bound to it still load (their lookup resolves in the
     # target).
     children = {a.get("contact_id") for a in org.activities if a["_type"] == "Call"}
     grown = next(
-        c for c in org.contacts
-        if c is not contact and c["id"] in children
+        c
+        for c in org.contacts
+        if c is not contact
+        and c["id"] in children
         and (client.get("contact", record_id("contact", c["id"]), ["jobtitle"]) or {}).get("jobtitle")
-    )  # fmt: skip
+    )
     grown_id = record_id("contact", grown["id"])
     grown_title = client.get("contact", grown_id, ["jobtitle"])["jobtitle"]  # type: ignore[index]
     grown["title"] = "x" * 150
@@ -264,8 +271,9 @@ def test_a_rerun_clears_emptied_values_replaces_changed_parties_and_rolls_back(m
         ) == [(0,)], "a run after the re-run has nothing left to write"
 
         res = s.resources(org, migrated.close, migrated.dv, migrated.warehouse)
-        report = rollback(second.run_id, False, dataverse=res["dataverse"], warehouse=res["warehouse"],
-                          log=lambda _m: None)  # fmt: skip
+        report = rollback(
+            second.run_id, False, dataverse=res["dataverse"], warehouse=res["warehouse"], log=lambda _m: None
+        )
         assert report.ok, report.render()
         assert client.get("contact", contact_id, ["jobtitle"])["jobtitle"] == old_title  # type: ignore[index]
         assert _parties(client, email_id) == old_parties

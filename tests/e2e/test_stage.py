@@ -37,19 +37,32 @@ from migration_assets.defs.staged import (
     target_metadata,
     task,
 )
-from migration_assets.lib.custom_activity_plan import load_types
-from migration_assets.lib.ids import account_id, placeholder_account_id
-from migration_assets.lib.mapping_config import ORG_FILES
-from migration_assets.lib.proposal import parse_proposal
+from migration_assets.mapping.config import ORG_FILES
+from migration_assets.mapping.ids import account_id, placeholder_account_id
+from migration_assets.mapping.scripted_review import accept_proposals
 from migration_assets.migration import copy_defaults, reviewed_mappings
 from migration_assets.resources.close import CloseResource
 from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource
-from migration_assets.review import accept_proposals
+from migration_assets.target.custom_activity_plan import load_types
+from migration_assets.target.proposal import parse_proposal
 
 pytestmark = pytest.mark.e2e
-MODULES = [target_metadata, account, contact, lead, opportunity, phonecall, email, task, appointment, annotation,
-           mapping, owner_map_module, load_plan_module]  # fmt: skip
+MODULES = [
+    target_metadata,
+    account,
+    contact,
+    lead,
+    opportunity,
+    phonecall,
+    email,
+    task,
+    appointment,
+    annotation,
+    mapping,
+    owner_map_module,
+    load_plan_module,
+]
 TABLES = (
     "account",
     "contact",
@@ -106,11 +119,19 @@ def expected_counts(org: CloseOrg) -> dict[str, int]:
     """Rows each staged table must account for (staged + rejected), derived from the generator's truth."""
     truth, counts = org.truth, org.truth["counts"]
     return {
-        "account": truth["distinct_normalised_lead_names"] + 1, "contact": counts["contacts"], "lead": counts["leads"],
-        "opportunity": counts["opportunities"], "phonecall": counts["calls"], "email": counts["emails"],
-        "task": counts["tasks"] + counts["sms"], "appointment": counts["meetings"],
-        "annotation": counts["notes"] + counts["status_changes"] + counts["attachments"] + counts["call_recordings"],
-    }  # fmt: skip
+        "account": truth["distinct_normalised_lead_names"] + 1,
+        "contact": counts["contacts"],
+        "lead": counts["leads"],
+        "opportunity": counts["opportunities"],
+        "phonecall": counts["calls"],
+        "email": counts["emails"],
+        "task": counts["tasks"] + counts["sms"],
+        "appointment": counts["meetings"],
+        "annotation": counts["notes"]
+        + counts["status_changes"]
+        + counts["attachments"]
+        + counts["call_recordings"],
+    }
 
 
 def staged_totals(db: Path) -> dict[str, int]:
@@ -144,8 +165,14 @@ def run_dry(
     assets.append(schema_plan)
     checks = [c for m in MODULES for c in dg.load_asset_checks_from_modules([m])] + [c for _, c in built]
     dv = env.dataverse
-    resource = DataverseResource(environment_url=dv.base_url, tenant_id=dv.config.tenant_id, client_ids=DEFAULT_CLIENT_ID,
-                                 client_secrets=DEFAULT_CLIENT_SECRET, authority_host=dv.base_url, ca_bundle=dv.ca_bundle)  # fmt: skip
+    resource = DataverseResource(
+        environment_url=dv.base_url,
+        tenant_id=dv.config.tenant_id,
+        client_ids=DEFAULT_CLIENT_ID,
+        client_secrets=DEFAULT_CLIENT_SECRET,
+        authority_host=dv.base_url,
+        ca_bundle=dv.ca_bundle,
+    )
     return dg.materialize(
         [*assets, *checks],
         resources={"warehouse": WarehouseResource(path=str(db)), "dataverse": resource},
@@ -205,8 +232,13 @@ def test_dry_run_accounts_for_every_row_and_edge_case(
     assert set(binds) == {f"/accounts({placeholder_account_id()})"}
     # Opportunities are customers of their lead's Account.
     opp = staged["opportunity"].row(0, named=True)
-    lead_name = next(lead_["name"] for o in org.opportunities if o["id"] == opp["_close_id"]
-                     for lead_ in org.leads if lead_["id"] == o["lead_id"])  # fmt: skip
+    lead_name = next(
+        lead_["name"]
+        for o in org.opportunities
+        if o["id"] == opp["_close_id"]
+        for lead_ in org.leads
+        if lead_["id"] == o["lead_id"]
+    )
     assert opp["customerid_account@odata.bind"] == f"/accounts({account_id(lead_name)})"
 
     # Over-long values: rejected with MaxLength as reason, or truncated (contact.jobtitle) and reported.

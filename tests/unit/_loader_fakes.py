@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from migration_assets.resources.dataverse_metadata import AttributeMeta, EntityMeta
+from migration_assets.clients.dataverse.metadata import AttributeMeta, EntityMeta
 
 
 def entity_meta(table: str, schema: str, entity_set: str, object_type_code: int) -> EntityMeta:

@@ -10,29 +10,29 @@ import pytest
 
 from migration_assets.defs.staged._checks import evaluate
 from migration_assets.defs.staged._common import warehouse_write
-from migration_assets.defs.staged._parties import (
-    PartyIndex,
-    appointment_parties,
-    email_parties,
-    phonecall_parties,
-)
 from migration_assets.defs.staged.account import dedupe_accounts
 from migration_assets.defs.staged.annotation import oversize_rejections
 from migration_assets.defs.staged.custom_activity import undefined_field_rejections
 from migration_assets.defs.staged.opportunity import closing_columns
-from migration_assets.lib.custom_activity_plan import RoutedActivityType
-from migration_assets.lib.ids import record_id
-from migration_assets.lib.load_estimate import (
+from migration_assets.load.estimate import (
     TableLoad,
     custom_tables_used,
     daily_pool,
     estimate,
     upload_blocks,
 )
-from migration_assets.lib.owner_match import OwnerConfigError, blocking_owners, match_owners, owner_lookup
-from migration_assets.lib.target_checks import REJECTION_SCHEMA
-from migration_assets.lib.target_rules import TableRules
+from migration_assets.mapping.ids import record_id
+from migration_assets.mapping.owners import OwnerConfigError, blocking_owners, match_owners, owner_lookup
+from migration_assets.mapping.parties import (
+    PartyIndex,
+    appointment_parties,
+    email_parties,
+    phonecall_parties,
+)
 from migration_assets.resources.warehouse import WarehouseResource
+from migration_assets.target.checks import REJECTION_SCHEMA
+from migration_assets.target.custom_activity_plan import RoutedActivityType
+from migration_assets.target.rules import TableRules
 
 SYSTEMUSERS = [
     {
@@ -113,15 +113,29 @@ def test_owner_config_naming_a_disabled_user_is_refused() -> None:
 
 def test_accounts_deduplicated_by_normalised_name_valid_leads_first() -> None:
     names = pl.Series(["ACME  Corp ", "acme corp", None, "Other"])
-    frame = pl.DataFrame({
-        "_close_id": ["lead_a", "lead_b", "lead_c", "lead_d"],
-        "accountid": ["acc-acme", "acc-acme", "acc-ph", "acc-other"],
-        "overriddencreatedon": ["2020-01-01T00:00:00Z", "2021-01-01T00:00:00Z", "2020-01-01T00:00:00Z", None],
-        "websiteurl": ["old.example.com", "new.example.com", None, None],
-    })  # fmt: skip
+    frame = pl.DataFrame(
+        {
+            "_close_id": ["lead_a", "lead_b", "lead_c", "lead_d"],
+            "accountid": ["acc-acme", "acc-acme", "acc-ph", "acc-other"],
+            "overriddencreatedon": [
+                "2020-01-01T00:00:00Z",
+                "2021-01-01T00:00:00Z",
+                "2020-01-01T00:00:00Z",
+                None,
+            ],
+            "websiteurl": ["old.example.com", "new.example.com", None, None],
+        }
+    )
     # The oldest ACME lead is rejected (e.g. an over-long description): the valid one gives the Account.
-    rej = pl.DataFrame({"_close_id": ["lead_a"], "column": ["description"], "value": ["x"], "reason": ["too long"],
-                        "check_name": ["mapping"]})  # fmt: skip
+    rej = pl.DataFrame(
+        {
+            "_close_id": ["lead_a"],
+            "column": ["description"],
+            "value": ["x"],
+            "reason": ["too long"],
+            "check_name": ["mapping"],
+        }
+    )
     kept, account_rej = dedupe_accounts(frame, rej, names, "oldest", "c2d_closeleadids")
     assert kept.height == 3
     acme = kept.filter(pl.col("accountid") == "acc-acme").row(0, named=True)
@@ -129,16 +143,26 @@ def test_accounts_deduplicated_by_normalised_name_valid_leads_first() -> None:
     assert acme["c2d_closeleadids"] == "lead_a; lead_b"
     assert kept.filter(pl.col("accountid") == "acc-ph")["_close_id"].to_list() == ["__placeholder__"]
     assert account_rej.height == 0  # the rejected lead was not the one kept
-    _, only_bad = dedupe_accounts(frame.filter(pl.col("_close_id") != "lead_b"), rej, names.gather([0, 2, 3]),
-                                  "oldest", "c2d_closeleadids")  # fmt: skip
+    _, only_bad = dedupe_accounts(
+        frame.filter(pl.col("_close_id") != "lead_b"),
+        rej,
+        names.gather([0, 2, 3]),
+        "oldest",
+        "c2d_closeleadids",
+    )
     assert only_bad["_close_id"].to_list() == ["acme corp"]
 
 
 def test_won_and_lost_opportunities_are_closed_by_action() -> None:
-    frame = pl.DataFrame({
-        "statecode": [0, 1, 2], "statuscode": [1, 3, 4], "estimatedvalue": [10.0, 20.0, 30.0],
-        "estimatedclosedate": [None, "2024-05-01", None], "c2d_closedatelost": [None, None, "2024-06-01"],
-    })  # fmt: skip
+    frame = pl.DataFrame(
+        {
+            "statecode": [0, 1, 2],
+            "statuscode": [1, 3, 4],
+            "estimatedvalue": [10.0, 20.0, 30.0],
+            "estimatedclosedate": [None, "2024-05-01", None],
+            "c2d_closedatelost": [None, None, "2024-06-01"],
+        }
+    )
     out = closing_columns(frame, "c2d_closedatelost")
     assert out["_close_action"].to_list() == [None, "win", "lose"]
     assert out["_close_statuscode"].to_list() == [None, 3, 4]
@@ -148,8 +172,13 @@ def test_won_and_lost_opportunities_are_closed_by_action() -> None:
 
 def test_parties_resolve_users_contacts_and_raw_addresses() -> None:
     contact = record_id("contact", "cont_1")
-    idx = PartyIndex({"jane@example.com": "su-1"}, {"user_jane": "su-1"}, {"bob@client.com": contact}, {contact},
-                     {"systemuser": "systemusers", "contact": "contacts"})  # fmt: skip
+    idx = PartyIndex(
+        {"jane@example.com": "su-1"},
+        {"user_jane": "su-1"},
+        {"bob@client.com": contact},
+        {contact},
+        {"systemuser": "systemusers", "contact": "contacts"},
+    )
     env = {
         "from": [{"email": "Jane@example.com"}],
         "to": [{"email": "bob@client.com"}],
@@ -183,9 +212,16 @@ def test_oversize_files_are_listed_not_loaded() -> None:
 
 
 def test_custom_activity_using_an_undefined_field_is_rejected() -> None:
-    frame = pl.DataFrame({"id": ["a1", "a2"], "custom.cf_ok": ["x", None], "custom.cf_ok[]": [None, None],
-                          "custom.cf_bad": [None, "Yes"], "custom.cf_bad[]": [None, None]},
-                         schema_overrides={"custom.cf_ok[]": pl.List(pl.String), "custom.cf_bad[]": pl.List(pl.String)})  # fmt: skip
+    frame = pl.DataFrame(
+        {
+            "id": ["a1", "a2"],
+            "custom.cf_ok": ["x", None],
+            "custom.cf_ok[]": [None, None],
+            "custom.cf_bad": [None, "Yes"],
+            "custom.cf_bad[]": [None, None],
+        },
+        schema_overrides={"custom.cf_ok[]": pl.List(pl.String), "custom.cf_bad[]": pl.List(pl.String)},
+    )
     rej = undefined_field_rejections(
         frame, ["custom.cf_bad", "custom.cf_ok"], {"cf_ok"}, RoutedActivityType("Visit", "c2d_visit")
     )
@@ -210,22 +246,62 @@ def test_load_estimate_counts_entitlement_and_table_limit() -> None:
 
 def _staged_env(tmp_path: Path, rejected_rows: int, monkeypatch: pytest.MonkeyPatch) -> WarehouseResource:
     wh = WarehouseResource(path=str(tmp_path / "w.duckdb"))
-    r = TableRules.from_json({"table": "account", "entity_set": "accounts", "primary_id": "accountid", "columns": {
-        "accountid": {"name": "accountid", "attribute_type": "Uniqueidentifier"},
-        "name": {"name": "name", "attribute_type": "String", "max_length": 160}}})  # fmt: skip
-    staged = pl.DataFrame({"_close_id": ["acme"], "_close_object": ["lead"],
-                           "accountid": ["11111111-2222-3333-4444-555555555555"], "name": ["ACME"]})  # fmt: skip
-    rej = pl.DataFrame({"_close_id": [f"bad{i}" for i in range(rejected_rows)], "_close_object": ["lead"] * rejected_rows,
-                        "accountid": [None] * rejected_rows, "column": ["name"] * rejected_rows,
-                        "value": ["x" * 200] * rejected_rows, "reason": ["longer than MaxLength 160"] * rejected_rows,
-                        "check_name": ["mapping"] * rejected_rows},
-                       schema={"_close_id": pl.String, "_close_object": pl.String, "accountid": pl.String,
-                               **{k: v for k, v in REJECTION_SCHEMA.items() if k != "_close_id"}})  # fmt: skip
+    r = TableRules.from_json(
+        {
+            "table": "account",
+            "entity_set": "accounts",
+            "primary_id": "accountid",
+            "columns": {
+                "accountid": {"name": "accountid", "attribute_type": "Uniqueidentifier"},
+                "name": {"name": "name", "attribute_type": "String", "max_length": 160},
+            },
+        }
+    )
+    staged = pl.DataFrame(
+        {
+            "_close_id": ["acme"],
+            "_close_object": ["lead"],
+            "accountid": ["11111111-2222-3333-4444-555555555555"],
+            "name": ["ACME"],
+        }
+    )
+    rej = pl.DataFrame(
+        {
+            "_close_id": [f"bad{i}" for i in range(rejected_rows)],
+            "_close_object": ["lead"] * rejected_rows,
+            "accountid": [None] * rejected_rows,
+            "column": ["name"] * rejected_rows,
+            "value": ["x" * 200] * rejected_rows,
+            "reason": ["longer than MaxLength 160"] * rejected_rows,
+            "check_name": ["mapping"] * rejected_rows,
+        },
+        schema={
+            "_close_id": pl.String,
+            "_close_object": pl.String,
+            "accountid": pl.String,
+            **{k: v for k, v in REJECTION_SCHEMA.items() if k != "_close_id"},
+        },
+    )
     with wh.connect() as con:
-        warehouse_write(con, "target_metadata", pl.DataFrame({"table_name": ["account"], "entity_set": ["accounts"],
-                                                              "rules": [json.dumps(r.to_json())], "fetched_at": [0.0]}))  # fmt: skip
-        warehouse_write(con, "target_entity_sets", pl.DataFrame({"table_name": ["account"], "entity_set": ["accounts"],
-                                                                 "primary_id": ["accountid"]}))  # fmt: skip
+        warehouse_write(
+            con,
+            "target_metadata",
+            pl.DataFrame(
+                {
+                    "table_name": ["account"],
+                    "entity_set": ["accounts"],
+                    "rules": [json.dumps(r.to_json())],
+                    "fetched_at": [0.0],
+                }
+            ),
+        )
+        warehouse_write(
+            con,
+            "target_entity_sets",
+            pl.DataFrame(
+                {"table_name": ["account"], "entity_set": ["accounts"], "primary_id": ["accountid"]}
+            ),
+        )
         warehouse_write(con, "account", staged)
         warehouse_write(con, "account_rejected", rej)
     return wh
@@ -250,8 +326,15 @@ def test_staged_values_in_a_column_the_target_no_longer_has_are_a_mapping_error_
     table as a mapping problem, never "problems in the written staged.account (a bug: please report)"."""
     wh = _staged_env(tmp_path, 0, monkeypatch)
     with wh.connect() as con:
-        staged = pl.DataFrame({"_close_id": ["acme"], "_close_object": ["lead"], "websiteurl": ["https://acme.io"],
-                               "accountid": ["11111111-2222-3333-4444-555555555555"], "name": ["ACME"]})  # fmt: skip
+        staged = pl.DataFrame(
+            {
+                "_close_id": ["acme"],
+                "_close_object": ["lead"],
+                "websiteurl": ["https://acme.io"],
+                "accountid": ["11111111-2222-3333-4444-555555555555"],
+                "name": ["ACME"],
+            }
+        )
         warehouse_write(con, "account", staged)
     result = evaluate(wh, "account")
     description = str(result.description)
@@ -266,20 +349,32 @@ def test_staged_values_in_a_column_the_target_no_longer_has_are_a_mapping_error_
 def test_source_frame_reads_only_the_fields_a_map_names(tmp_path: Path) -> None:
     import duckdb
 
-    from migration_assets.defs.close.tables import TABLES
-    from migration_assets.lib.staging_source import lead_contacts, read_source
+    from migration_assets.extract.tables import TABLES
+    from migration_assets.mapping.staging_source import lead_contacts, read_source
 
-    contact = {"id": "cont_1", "lead_id": "lead_1", "name": "Ann Lee", "title": "CTO",
-               "date_created": "2024-01-02T00:00:00.000000+00:00",
-               "emails": [{"email": "ann@x.com", "type": "office", "is_unsubscribed": False}],
-               "phones": [], "custom.cf_a": "v", "custom.cf_multi": ["a", "b"]}  # fmt: skip
+    contact = {
+        "id": "cont_1",
+        "lead_id": "lead_1",
+        "name": "Ann Lee",
+        "title": "CTO",
+        "date_created": "2024-01-02T00:00:00.000000+00:00",
+        "emails": [{"email": "ann@x.com", "type": "office", "is_unsubscribed": False}],
+        "phones": [],
+        "custom.cf_a": "v",
+        "custom.cf_multi": ["a", "b"],
+    }
     frame = TABLES["contacts"].frame([contact])
     con = duckdb.connect(str(tmp_path / "w.duckdb"))
     con.execute("CREATE SCHEMA close")
     con.register("f", frame.to_arrow())
     con.execute("CREATE TABLE close.contacts AS SELECT * FROM f")
-    src = read_source(con, "contacts", TABLES["contacts"].schema, ["id", "emails", "custom.cf_a", "custom.cf_multi", "missing"],
-                      list_columns=["custom.cf_multi"])  # fmt: skip
+    src = read_source(
+        con,
+        "contacts",
+        TABLES["contacts"].schema,
+        ["id", "emails", "custom.cf_a", "custom.cf_multi", "missing"],
+        list_columns=["custom.cf_multi"],
+    )
     row = src.row(0, named=True)
     assert row["emails"] == [{"email": "ann@x.com", "type": "office"}]
     assert row["custom.cf_a"] == "v" and row["custom.cf_multi"] == ["a", "b"] and row["missing"] is None

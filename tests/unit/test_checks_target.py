@@ -7,19 +7,19 @@ from typing import Any
 import polars as pl
 import pytest
 
-from migration_assets.lib.target_checks import TargetSchemaError, build_schema, validate
-from migration_assets.lib.target_rules import (
+from migration_assets.clients.dataverse.metadata import (
+    AttributeMeta,
+    EntityMeta,
+    OptionMeta,
+    RelationshipMeta,
+)
+from migration_assets.target.checks import TargetSchemaError, build_schema, validate
+from migration_assets.target.rules import (
     ColumnRule,
     TableRules,
     add_planned_column,
     planned_activity_table,
     rules_from_metadata,
-)
-from migration_assets.resources.dataverse_metadata import (
-    AttributeMeta,
-    EntityMeta,
-    OptionMeta,
-    RelationshipMeta,
 )
 
 GOOD_ID = "11111111-2222-3333-4444-555555555555"
@@ -28,34 +28,84 @@ OTHER_ID = "99999999-2222-3333-4444-555555555555"
 
 def rules() -> TableRules:
     """A hand-made `contact`-like table, as the metadata cache stores it."""
-    return TableRules.from_json({
-        "table": "contact", "entity_set": "contacts", "primary_id": "contactid",
-        "columns": {
-            "contactid": {"name": "contactid", "attribute_type": "Uniqueidentifier"},
-            "lastname": {"name": "lastname", "attribute_type": "String", "max_length": 5},
-            "emailaddress1": {"name": "emailaddress1", "attribute_type": "String", "max_length": 100, "format": "Email"},
-            "websiteurl": {"name": "websiteurl", "attribute_type": "String", "max_length": 200, "format": "Url"},
-            "telephone1": {"name": "telephone1", "attribute_type": "String", "max_length": 50, "format": "Phone"},
-            "gendercode": {"name": "gendercode", "attribute_type": "Picklist", "options": [1, 2]},
-            "c2d_tags": {"name": "c2d_tags", "attribute_type": "Virtual", "type_name": "MultiSelectPicklistType", "options": [7, 8]},
-            "numberofchildren": {"name": "numberofchildren", "attribute_type": "Integer", "min_value": 0, "max_value": 100},
-            "creditlimit": {"name": "creditlimit", "attribute_type": "Money", "min_value": 0, "max_value": 1000},
-            "birthdate": {"name": "birthdate", "attribute_type": "DateTime", "format": "DateOnly"},
-            "overriddencreatedon": {"name": "overriddencreatedon", "attribute_type": "DateTime"},
-            "donotemail": {"name": "donotemail", "attribute_type": "Boolean"},
-            "c2d_closeid": {"name": "c2d_closeid", "attribute_type": "String", "max_length": 100, "required": True},
-        },
-        "navigation": {"parentcustomerid_account": ["account"], "ownerid": ["systemuser", "team"]},
-    })  # fmt: skip
+    return TableRules.from_json(
+        {
+            "table": "contact",
+            "entity_set": "contacts",
+            "primary_id": "contactid",
+            "columns": {
+                "contactid": {"name": "contactid", "attribute_type": "Uniqueidentifier"},
+                "lastname": {"name": "lastname", "attribute_type": "String", "max_length": 5},
+                "emailaddress1": {
+                    "name": "emailaddress1",
+                    "attribute_type": "String",
+                    "max_length": 100,
+                    "format": "Email",
+                },
+                "websiteurl": {
+                    "name": "websiteurl",
+                    "attribute_type": "String",
+                    "max_length": 200,
+                    "format": "Url",
+                },
+                "telephone1": {
+                    "name": "telephone1",
+                    "attribute_type": "String",
+                    "max_length": 50,
+                    "format": "Phone",
+                },
+                "gendercode": {"name": "gendercode", "attribute_type": "Picklist", "options": [1, 2]},
+                "c2d_tags": {
+                    "name": "c2d_tags",
+                    "attribute_type": "Virtual",
+                    "type_name": "MultiSelectPicklistType",
+                    "options": [7, 8],
+                },
+                "numberofchildren": {
+                    "name": "numberofchildren",
+                    "attribute_type": "Integer",
+                    "min_value": 0,
+                    "max_value": 100,
+                },
+                "creditlimit": {
+                    "name": "creditlimit",
+                    "attribute_type": "Money",
+                    "min_value": 0,
+                    "max_value": 1000,
+                },
+                "birthdate": {"name": "birthdate", "attribute_type": "DateTime", "format": "DateOnly"},
+                "overriddencreatedon": {"name": "overriddencreatedon", "attribute_type": "DateTime"},
+                "donotemail": {"name": "donotemail", "attribute_type": "Boolean"},
+                "c2d_closeid": {
+                    "name": "c2d_closeid",
+                    "attribute_type": "String",
+                    "max_length": 100,
+                    "required": True,
+                },
+            },
+            "navigation": {"parentcustomerid_account": ["account"], "ownerid": ["systemuser", "team"]},
+        }
+    )
 
 
 GOOD: dict[str, Any] = {
-    "_close_id": "cont_good", "contactid": GOOD_ID, "lastname": "Doe", "emailaddress1": "jane@example.com",
-    "websiteurl": "https://example.com", "telephone1": "+1 650-555-0100", "gendercode": 1, "c2d_tags": "7,8",
-    "numberofchildren": 2, "creditlimit": 10.5, "birthdate": "1980-01-31", "overriddencreatedon": "2024-01-01T10:00:00Z",
-    "donotemail": False, "c2d_closeid": "cont_good",
-    "parentcustomerid_account@odata.bind": f"/accounts({GOOD_ID})", "ownerid@odata.bind": f"/systemusers({GOOD_ID})",
-}  # fmt: skip
+    "_close_id": "cont_good",
+    "contactid": GOOD_ID,
+    "lastname": "Doe",
+    "emailaddress1": "jane@example.com",
+    "websiteurl": "https://example.com",
+    "telephone1": "+1 650-555-0100",
+    "gendercode": 1,
+    "c2d_tags": "7,8",
+    "numberofchildren": 2,
+    "creditlimit": 10.5,
+    "birthdate": "1980-01-31",
+    "overriddencreatedon": "2024-01-01T10:00:00Z",
+    "donotemail": False,
+    "c2d_closeid": "cont_good",
+    "parentcustomerid_account@odata.bind": f"/accounts({GOOD_ID})",
+    "ownerid@odata.bind": f"/systemusers({GOOD_ID})",
+}
 KNOWN = {"account": {f"/accounts({GOOD_ID})"}, "systemuser": {f"/systemusers({GOOD_ID})"}, "team": set()}
 SETS = {"account": "accounts", "systemuser": "systemusers", "team": "teams"}
 
@@ -126,10 +176,17 @@ def test_rules_from_client_metadata_and_planned_columns() -> None:
     meta = EntityMeta("contact", "Contact", "contacts", "contactid", "fullname", 2, False)
     meta.attributes["lastname"] = AttributeMeta("lastname", "LastName", "String", "StringType", max_length=50)
     meta.attributes["ownerid"] = AttributeMeta("ownerid", "OwnerId", "Owner", "OwnerType", "SystemRequired")
-    meta.attributes["statuscode"] = AttributeMeta("statuscode", "StatusCode", "Status", "StatusType",
-                                                  options=[OptionMeta(1, "Active", 0), OptionMeta(2, "Inactive", 1)])  # fmt: skip
-    meta.many_to_one += [RelationshipMeta("a", "ownerid", "systemuser", "ownerid"),
-                         RelationshipMeta("b", "ownerid", "team", "ownerid")]  # fmt: skip
+    meta.attributes["statuscode"] = AttributeMeta(
+        "statuscode",
+        "StatusCode",
+        "Status",
+        "StatusType",
+        options=[OptionMeta(1, "Active", 0), OptionMeta(2, "Inactive", 1)],
+    )
+    meta.many_to_one += [
+        RelationshipMeta("a", "ownerid", "systemuser", "ownerid"),
+        RelationshipMeta("b", "ownerid", "team", "ownerid"),
+    ]
     r = TableRules.from_json(rules_from_metadata(meta).to_json())  # survives the DuckDB JSON cache
     assert r.columns["lastname"].max_length == 50
     assert r.columns["ownerid"].required is False  # the platform defaults the owner

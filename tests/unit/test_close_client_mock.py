@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from migration_assets.lib.close_export import CloseExportError
-from migration_assets.resources.close import CloseAPIError, CloseAuthError, CloseClient
+from migration_assets.clients.close.client import CloseAPIError, CloseAuthError, CloseClient
+from migration_assets.clients.close.export_file import CloseExportError
 
 KEY = "api_testkey"
 START = datetime(2022, 1, 1, tzinfo=UTC)

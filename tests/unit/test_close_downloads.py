@@ -8,8 +8,8 @@ import base64
 import httpx
 import pytest
 
-from migration_assets.resources.close import CloseClient
-from migration_assets.resources.close_http import CloseAPIError
+from migration_assets.clients.close.client import CloseClient
+from migration_assets.clients.close.http import CloseAPIError
 
 KEY = "api_canary_key"
 BASIC = "Basic " + base64.b64encode(f"{KEY}:".encode()).decode()

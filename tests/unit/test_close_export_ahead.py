@@ -13,15 +13,15 @@ from typing import Any
 import polars as pl
 import pytest
 
-from migration_assets.defs.close import sources
-from migration_assets.defs.close.export_split import (
+from migration_assets.clients.close.export_file import CloseExportError
+from migration_assets.extract import sources
+from migration_assets.extract.export_split import (
     export_directory,
     export_frames,
     inbox_tasks_ready,
     start_export,
 )
-from migration_assets.defs.close.tables import TABLES
-from migration_assets.lib.close_export import CloseExportError
+from migration_assets.extract.tables import TABLES
 
 LEADS = [
     {

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from migration_assets.lib.close_export import CloseExportError, iter_export_leads
+from migration_assets.clients.close.export_file import CloseExportError, iter_export_leads
 
 LEADS = [
     {

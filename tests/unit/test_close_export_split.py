@@ -11,8 +11,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from migration_assets.defs.close.export_split import export_frames, split_export, split_parallel
-from migration_assets.lib.close_export import CloseExportError, iter_export_leads
+from migration_assets.clients.close.export_file import CloseExportError, iter_export_leads
+from migration_assets.extract.export_split import export_frames, split_export, split_parallel
 
 TYPES = ("Call", "Email", "Note", "Created", "LeadStatusChange")
 LEADS = [

@@ -13,7 +13,7 @@ from emulators.close.exports import _lead_lines, gzip_parallel
 from emulators.close.jsonutil import dumps, rewrite_hosts
 from emulators.close.store import OrgStore
 from emulators.orgdata import generate
-from migration_assets.lib.close_export import CloseExportError, iter_export_stream
+from migration_assets.clients.close.export_file import CloseExportError, iter_export_stream
 
 LEADS = [
     {"id": f"lead_{i}", "name": "Lé" * (i % 50), "activities": [{"id": f"a{i}"}] * (i % 4)}

@@ -8,8 +8,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from migration_assets.defs.close.finalize import finalize_table
-from migration_assets.defs.close.tables import TABLES
+from migration_assets.extract.finalize import finalize_table
+from migration_assets.extract.tables import TABLES
 from migration_assets.resources.warehouse import WarehouseResource
 
 

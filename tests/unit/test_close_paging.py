@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from migration_assets.lib.close_paging import (
+from migration_assets.clients.close.paging import (
     DEFAULT_RATE_LIMIT_DELAY,
     RateLimit,
     Window,
@@ -109,11 +109,20 @@ def test_split_window_refuses_below_granularity() -> None:
 
 
 def test_vectorised_timestamps_match_the_python_parser() -> None:
-    from migration_assets.defs.close.tables import parse_timestamps
+    from migration_assets.extract.tables import parse_timestamps
 
     values = [
-        "2021-07-13T11:39:05.012000+00:00", "2021-07-13T11:39:05+00:00", "2021-07-13T11:36:04.983404",
-        "2021-07-13T11:36:04", None, "2021-07-16", "2021-07-13T13:39:05.012000+02:00", "garbage",
-        "2021-07-13T11:39:05Z", "2021-07-13 11:39:05", 5, "",
-    ]  # fmt: skip
+        "2021-07-13T11:39:05.012000+00:00",
+        "2021-07-13T11:39:05+00:00",
+        "2021-07-13T11:36:04.983404",
+        "2021-07-13T11:36:04",
+        None,
+        "2021-07-16",
+        "2021-07-13T13:39:05.012000+02:00",
+        "garbage",
+        "2021-07-13T11:39:05Z",
+        "2021-07-13 11:39:05",
+        5,
+        "",
+    ]
     assert parse_timestamps("t", values).to_list() == [parse_close_datetime(v) for v in values]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from migration_assets.defs.close.tables import TABLES, _str, canonical_json
+from migration_assets.extract.tables import TABLES, _str, canonical_json
 
 OBJECTS = [
     {"id": "acti_1", "_type": "Note", "note": 'Grüße, 東京 \u2028 "quoted" \\ \n', "b": [1, 2.5, None, True]},
@@ -32,11 +32,19 @@ def test_text_columns_with_non_text_values_keep_their_python_form() -> None:
 
 
 def test_an_unreadable_number_is_empty_in_its_column_and_never_aborts_the_frame() -> None:
-    from migration_assets.defs.close.tables import TABLES, _int
+    from migration_assets.extract.tables import TABLES, _int
 
     assert [_int(v) for v in ("abc", 1e22, 2**63, 12.5, 12.0, "17", -5, True, None)] == [
-        None, None, None, None, 12, 17, -5, None, None,
-    ]  # fmt: skip
+        None,
+        None,
+        None,
+        None,
+        12,
+        17,
+        -5,
+        None,
+        None,
+    ]
     frame = TABLES["opportunities"].frame([{"id": "oppo_1", "value": 10**22}, {"id": "oppo_2", "value": 300}])
     assert frame["value"].to_list() == [None, 300]
     assert '"value":10000000000000000000000' in frame["raw"][0]  # the source value is kept for the check

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from migration_assets.defs.close.tables import parse_timestamps
+from migration_assets.extract.tables import parse_timestamps
 
 
 def test_datetimes_read_back_from_duckdb_are_kept() -> None:

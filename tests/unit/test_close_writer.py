@@ -11,8 +11,8 @@ import polars as pl
 import pyarrow.dataset as pads
 import pytest
 
-from migration_assets.defs.close.tables import TABLES
-from migration_assets.defs.close.writer import read_ahead, write_table
+from migration_assets.extract.tables import TABLES
+from migration_assets.extract.writer import read_ahead, write_table
 from migration_assets.resources.warehouse import WarehouseResource
 
 SPEC = TABLES["notes"]
@@ -116,7 +116,7 @@ def test_a_table_is_written_once_not_through_the_wal(tmp_path: Path) -> None:
 def test_equally_new_copies_that_differ_are_listed_not_merged(tmp_path: Path) -> None:
     """One id twice: an older copy is a record that moved while paging (kept newest, not a conflict); an
     identical copy is harmless; two equally new copies that differ (a contact under two leads) conflict."""
-    from migration_assets.defs.close.duplicates import CONFLICTS
+    from migration_assets.extract.duplicates import CONFLICTS
 
     wh = WarehouseResource(path=str(tmp_path / "w.duckdb"))
     pages = [

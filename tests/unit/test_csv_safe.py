@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from migration_assets.lib.csv_safe import neutralise, neutralise_frame
+from migration_assets.audit.csv_safe import neutralise, neutralise_frame
 
 HOSTILE = ['=HYPERLINK("http://x","y")', "+1+1", "-2+3", "@SUM(A1)", "\t=1", "\r=1"]
 
@@ -12,8 +12,13 @@ HOSTILE = ['=HYPERLINK("http://x","y")', "+1+1", "-2+3", "@SUM(A1)", "\t=1", "\r
 def test_text_cells_that_start_a_formula_are_quoted() -> None:
     assert [neutralise(v) for v in HOSTILE] == ["'" + v for v in HOSTILE]
     assert [neutralise(v) for v in ("Acme = best", "a@b.com", "", None, -5, 3.5)] == [
-        "Acme = best", "a@b.com", "", None, -5, 3.5,
-    ]  # fmt: skip
+        "Acme = best",
+        "a@b.com",
+        "",
+        None,
+        -5,
+        3.5,
+    ]
 
 
 def test_frames_quote_text_columns_only() -> None:
@@ -27,7 +32,7 @@ def test_report_files_are_owner_only_and_formula_free(tmp_path, monkeypatch) -> 
     import csv
     import stat
 
-    from migration_assets.defs.reports._files import write_csv, write_frame_csv, write_report
+    from migration_assets.audit.files import write_csv, write_frame_csv, write_report
 
     monkeypatch.setenv("CLOSE2D365_HOME", str(tmp_path))
     old = tmp_path / "reports" / "queue.csv"

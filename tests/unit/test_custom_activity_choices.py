@@ -12,44 +12,65 @@ import duckdb
 import polars as pl
 import pytest
 
-from migration_assets.defs.schema._deploy import save_plan
 from migration_assets.defs.staged.custom_activity import (
     dropped_values,
     field_map_for,
     stage_type,
     undefined_field_rejections,
 )
-from migration_assets.lib.custom_activities import activity_types, orphan_columns
-from migration_assets.lib.custom_activity_plan import (
+from migration_assets.mapping.custom_activities import activity_types, orphan_columns
+from migration_assets.mapping.engine import apply_field_map
+from migration_assets.mapping.expr_base import TransformContext
+from migration_assets.resources.warehouse import WarehouseResource
+from migration_assets.target.custom_activity_plan import (
     MappingError,
     PlanMismatchError,
     RoutedActivityType,
     load_types,
     plan_columns,
 )
-from migration_assets.lib.expr_base import TransformContext
-from migration_assets.lib.mapping_engine import apply_field_map
-from migration_assets.lib.schema_build import build_plan, planned_choices
-from migration_assets.lib.schema_plan import SchemaPlan
-from migration_assets.resources.warehouse import WarehouseResource
+from migration_assets.target.deploy import save_plan
+from migration_assets.target.schema_build import build_plan, planned_choices
+from migration_assets.target.schema_plan import SchemaPlan
 
 CHOICES = ["Packaging", "Shipping", "Billing, general", "Île-de-France"]  # Close's order
 # The type listing embeds its fields WITHOUT choices; the full definitions (close.custom_fields) have them.
-TYPE = {"id": "actitype_1", "name": "Return Request", "fields": [
-    {"id": "cf_reason", "name": "Reason", "type": "choices", "accepts_multiple_values": False},
-    {"id": "cf_tags", "name": "Tags", "type": "choices", "accepts_multiple_values": True},
-    {"id": "cf_note", "name": "Note", "type": "text"}]}  # fmt: skip
-DEFS = {"cf_reason": {**TYPE["fields"][0], "choices": CHOICES},
-        "cf_tags": {**TYPE["fields"][1], "choices": CHOICES}}  # fmt: skip
+TYPE = {
+    "id": "actitype_1",
+    "name": "Return Request",
+    "fields": [
+        {"id": "cf_reason", "name": "Reason", "type": "choices", "accepts_multiple_values": False},
+        {"id": "cf_tags", "name": "Tags", "type": "choices", "accepts_multiple_values": True},
+        {"id": "cf_note", "name": "Note", "type": "text"},
+    ],
+}
+DEFS = {
+    "cf_reason": {**TYPE["fields"][0], "choices": CHOICES},
+    "cf_tags": {**TYPE["fields"][1], "choices": CHOICES},
+}
 # Values appear in the data in another order than Close's list (the defect: options numbered by that order).
 INSTANCES = [
-    {"id": "acti_1", "custom_activity_type_id": "actitype_1", "custom.cf_reason": "Île-de-France",
-     "custom.cf_tags": ["Billing, general"], "custom.cf_note": "n1"},
-    {"id": "acti_2", "custom_activity_type_id": "actitype_1", "custom.cf_reason": "Billing, general",
-     "custom.cf_tags": ["Shipping", "Packaging"], "custom.cf_gone": "left over"},
-    {"id": "acti_3", "custom_activity_type_id": "actitype_1", "custom.cf_reason": "Packaging",
-     "custom.cf_gone": ["x", "y"]},
-]  # fmt: skip
+    {
+        "id": "acti_1",
+        "custom_activity_type_id": "actitype_1",
+        "custom.cf_reason": "Île-de-France",
+        "custom.cf_tags": ["Billing, general"],
+        "custom.cf_note": "n1",
+    },
+    {
+        "id": "acti_2",
+        "custom_activity_type_id": "actitype_1",
+        "custom.cf_reason": "Billing, general",
+        "custom.cf_tags": ["Shipping", "Packaging"],
+        "custom.cf_gone": "left over",
+    },
+    {
+        "id": "acti_3",
+        "custom_activity_type_id": "actitype_1",
+        "custom.cf_reason": "Packaging",
+        "custom.cf_gone": ["x", "y"],
+    },
+]
 
 
 def fake_config() -> Any:
@@ -67,8 +88,9 @@ def plan_for(orphan_tables: tuple[str, ...] = ()) -> tuple[Any, SchemaPlan]:
 def frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
     """The shape `instance_frame` reads: each custom key as text plus its list-typed twin `<key>[]`."""
     keys = sorted({k for r in rows for k in r if k.startswith("custom.")})
-    data: dict[str, Any] = {c: [r.get(c) for r in rows] for c in ("id", "user_id", "activity_at", "date_created",
-                                                                  "status")}  # fmt: skip
+    data: dict[str, Any] = {
+        c: [r.get(c) for r in rows] for c in ("id", "user_id", "activity_at", "date_created", "status")
+    }
     data["lead_id"] = ["lead_1"] * len(rows)
     schema: dict[str, Any] = {c: pl.String for c in data}
     for k in keys:
@@ -147,7 +169,10 @@ def test_load_types_reads_the_orphaned_values_decision(tmp_path: Path) -> None:
         "- {name: C, table: c2d_c, orphaned_values: drop}\n"
     )
     assert [(t.name, t.orphaned_values) for t in load_types(tmp_path)] == [
-        ("A", "halt"), ("B", "column"), ("C", "drop")]  # fmt: skip
+        ("A", "halt"),
+        ("B", "column"),
+        ("C", "drop"),
+    ]
     (tmp_path / "custom_activities.yaml").write_text(
         "types:\n- name: A\n  table: c2d_a\n  orphaned_values: keep\n"
     )
@@ -164,7 +189,7 @@ LEAD = "11111111-1111-1111-1111-111111111111"
 
 def warehouse(tmp_path: Path, mode: str) -> tuple[WarehouseResource, RoutedActivityType, Any]:
     """close.* rows of the type, the saved plan (as schema/plan writes it) and the staged tables it needs."""
-    from migration_assets.lib.ids import record_id
+    from migration_assets.mapping.ids import record_id
 
     t, plan = plan_for((activity_types([TYPE], "c2d")[0].table,) if mode == "column" else ())
     wh = WarehouseResource(path=str(tmp_path / "w.duckdb"))
@@ -172,13 +197,22 @@ def warehouse(tmp_path: Path, mode: str) -> tuple[WarehouseResource, RoutedActiv
     con.execute("CREATE SCHEMA close; CREATE SCHEMA staged")
     con.execute("CREATE TABLE close.custom_activity_types (id VARCHAR, raw VARCHAR)")
     con.execute("INSERT INTO close.custom_activity_types VALUES (?, ?)", ["actitype_1", json.dumps(TYPE)])
-    con.execute("CREATE TABLE close.custom_activities (id VARCHAR, lead_id VARCHAR, contact_id VARCHAR, user_id "
-                "VARCHAR, activity_at VARCHAR, date_created VARCHAR, custom_activity_type_id VARCHAR, raw VARCHAR)")  # fmt: skip
+    con.execute(
+        "CREATE TABLE close.custom_activities (id VARCHAR, lead_id VARCHAR, contact_id VARCHAR, user_id "
+        "VARCHAR, activity_at VARCHAR, date_created VARCHAR, custom_activity_type_id VARCHAR, raw VARCHAR)"
+    )
     for i in INSTANCES:
-        raw = {**i, "lead_id": "lead_1", "user_id": "user_1", "status": "published",
-               "date_created": "2024-01-02T03:04:05+00:00"}  # fmt: skip
-        con.execute("INSERT INTO close.custom_activities VALUES (?, 'lead_1', NULL, 'user_1', NULL, ?, ?, ?)",
-                    [i["id"], raw["date_created"], "actitype_1", json.dumps(raw)])  # fmt: skip
+        raw = {
+            **i,
+            "lead_id": "lead_1",
+            "user_id": "user_1",
+            "status": "published",
+            "date_created": "2024-01-02T03:04:05+00:00",
+        }
+        con.execute(
+            "INSERT INTO close.custom_activities VALUES (?, 'lead_1', NULL, 'user_1', NULL, ?, ?, ?)",
+            [i["id"], raw["date_created"], "actitype_1", json.dumps(raw)],
+        )
     con.execute(
         "CREATE TABLE staged.owner_map AS SELECT 'user_1' AS close_user_id, '22222222-2222-2222-2222-222222222222' AS systemuserid"
     )
@@ -188,8 +222,10 @@ def warehouse(tmp_path: Path, mode: str) -> tuple[WarehouseResource, RoutedActiv
     con.execute(
         "CREATE TABLE staged.target_entity_sets (table_name VARCHAR, entity_set VARCHAR, primary_id VARCHAR)"
     )
-    con.execute("INSERT INTO staged.target_entity_sets VALUES ('lead', 'leads', 'leadid'), "
-                "('systemuser', 'systemusers', 'systemuserid')")  # fmt: skip
+    con.execute(
+        "INSERT INTO staged.target_entity_sets VALUES ('lead', 'leads', 'leadid'), "
+        "('systemuser', 'systemusers', 'systemuserid')"
+    )
     con.execute(f"CREATE TABLE staged.lead AS SELECT '{record_id('lead', 'lead_1')}' AS leadid")
     save_plan(con, plan)
     con.close()
@@ -221,8 +257,8 @@ def test_a_type_with_orphaned_values_loads_with_drop_or_column(tmp_path: Path, m
 
 
 def test_an_existing_column_whose_options_carry_other_labels_is_a_conflict() -> None:
-    from migration_assets.lib.schema_plan import diff
-    from migration_assets.resources.dataverse_metadata import AttributeMeta, EntityMeta, OptionMeta
+    from migration_assets.clients.dataverse.metadata import AttributeMeta, EntityMeta, OptionMeta
+    from migration_assets.target.schema_plan import diff
 
     t, plan = plan_for()
     spec = next(c for c in plan.columns if c.logical_name == "c2d_reason")
@@ -241,9 +277,9 @@ def test_an_existing_column_whose_options_carry_other_labels_is_a_conflict() -> 
 
 
 def test_a_column_already_in_the_target_keeps_its_option_values() -> None:
-    from migration_assets.lib.schema_build import align_options
-    from migration_assets.lib.schema_plan import diff
-    from migration_assets.resources.dataverse_metadata import AttributeMeta, EntityMeta, OptionMeta
+    from migration_assets.clients.dataverse.metadata import AttributeMeta, EntityMeta, OptionMeta
+    from migration_assets.target.schema_build import align_options
+    from migration_assets.target.schema_plan import diff
 
     t, plan = plan_for()
     old = [OptionMeta(727000000, "île-de-france "), OptionMeta(727000001, "Billing, general")]
@@ -253,24 +289,31 @@ def test_a_column_already_in_the_target_keeps_its_option_values() -> None:
     )
     aligned = align_options(plan, {t.table: meta}, 72700, {t.table})
     assert planned_choices(aligned, t.table, "c2d_reason") == {
-        "Packaging": 727000002, "Shipping": 727000003, "Billing, general": 727000001, "Île-de-France": 727000000}  # fmt: skip
+        "Packaging": 727000002,
+        "Shipping": 727000003,
+        "Billing, general": 727000001,
+        "Île-de-France": 727000000,
+    }
     d = diff(
         SchemaPlan(aligned.tables, [c for c in aligned.columns if c.table == t.table], []), {t.table: meta}
     )
     assert d.conflicts == [] and [(v, label) for _, v, label in d.add_options] == [
-        (727000002, "Packaging"), (727000003, "Shipping")]  # fmt: skip
+        (727000002, "Packaging"),
+        (727000003, "Shipping"),
+    ]
     # Staging writes what the aligned plan says: each value is the option that shows its label.
     result = mapped(INSTANCES, aligned, t)
     assert result.frame["c2d_reason"].to_list() == [727000000, 727000001, 727000002]
     assert planned_choices(align_options(plan, {t.table: None}, 72700, {t.table}), t.table, "c2d_reason") == {
-        label: 727000000 + i for i, label in enumerate(CHOICES)}  # fmt: skip
+        label: 727000000 + i for i, label in enumerate(CHOICES)
+    }
 
 
 def test_lead_custom_fields_stage_the_values_the_plan_creates(monkeypatch: pytest.MonkeyPatch) -> None:
-    from migration_assets.defs.staged._custom_fields import plan_custom_fields
-    from migration_assets.lib.mapping_fields import FieldMap, parse_field
-    from migration_assets.lib.proposal import confirm_all, field_entries, propose
-    from migration_assets.lib.target_rules import TableRules
+    from migration_assets.mapping.custom_fields import plan_custom_fields
+    from migration_assets.mapping.fields import FieldMap, parse_field
+    from migration_assets.target.proposal import confirm_all, field_entries, propose
+    from migration_assets.target.rules import TableRules
 
     field = {"id": "cf_seg", "name": "Segment", "type": "choices", "choices": CHOICES}
     (p,) = confirm_all(propose({"lead": [field]}, {"cf_seg": ["Billing, general", "Packaging"]}, {}, "c2d"))
@@ -279,7 +322,7 @@ def test_lead_custom_fields_stage_the_values_the_plan_creates(monkeypatch: pytes
     assert entry["args"]["map"] == planned_choices(plan, "lead", p.target)
     cfg: Any = SimpleNamespace(settings=fake_config().settings, root=Path("/nowhere"))
     rules = TableRules("lead", "leads", "leadid")
-    monkeypatch.setattr("migration_assets.defs.staged._custom_fields.confirmed_for", lambda _cfg, _table: [p])
+    monkeypatch.setattr("migration_assets.mapping.custom_fields.confirmed_for", lambda _cfg, _table: [p])
     plan_custom_fields(rules, cfg)
     assert rules.columns[p.target].options == sorted(entry["args"]["map"].values())
     spec = parse_field(entry, "custom_fields.yaml", "fields[0]", None, "c2d", "lead", {})

@@ -57,8 +57,11 @@ def test_no_target_write_before_the_mapping_gate_the_owner_check_and_the_preflig
     from migration_assets.defs.jobs import TARGET_WRITES
 
     graph = defs.get_repository_def().asset_graph
-    gates = {dg.AssetKey(["staged", "mapping"]), dg.AssetKey(["reports", "owner_map"]),
-             dg.AssetKey(["schema", "preflight"])}  # fmt: skip
+    gates = {
+        dg.AssetKey(["staged", "mapping"]),
+        dg.AssetKey(["reports", "owner_map"]),
+        dg.AssetKey(["schema", "preflight"]),
+    }
     # reports/reconciliation only reads the target back (it sits in TARGET_WRITES to stay out of dry runs).
     writes = TARGET_WRITES.resolve(graph) - {dg.AssetKey(["reports", "reconciliation"])}
     assert {dg.AssetKey(["schema", "solution"]), dg.AssetKey(["schema", "deployed"])} <= writes

@@ -8,8 +8,9 @@ then read the diff before committing it.
 from __future__ import annotations
 
 import difflib
-import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -52,10 +53,19 @@ def describe(defs: dg.Definitions) -> dict[str, Any]:
     return {"assets": assets, "jobs": jobs}
 
 
-def test_the_definitions_match_their_snapshot() -> None:
-    from migration_assets.definitions import defs
-
-    now = json.dumps(describe(defs), indent=1, sort_keys=True) + "\n"
+def test_the_definitions_match_their_snapshot(reviewed_mappings: Path) -> None:
+    # A fresh process: the definitions are built once per process, from the mappings of that moment, and
+    # another test of this worker may have built them from another org's mappings.
+    env = {**os.environ, "CLOSE2D365_MAPPINGS": str(reviewed_mappings)}
+    code = (
+        "import json, sys; sys.path.insert(0, sys.argv[1]); from test_definitions_snapshot import describe; "
+        "from migration_assets.definitions import defs; print(json.dumps(describe(defs), indent=1, sort_keys=True))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(Path(__file__).parent)], env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    now = out.stdout
     if os.environ.get("CLOSE2D365_UPDATE_SNAPSHOT") == "1":
         SNAPSHOT.write_text(now)
     before = SNAPSHOT.read_text()

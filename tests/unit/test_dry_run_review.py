@@ -22,10 +22,16 @@ UNKNOWN = "unknown choice 'Do Not Contact' for lead status (statecode) (known: '
 def _graph(bad_rows: int) -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
     @dg.asset(key=["staged", "lead"])
     def lead(warehouse: WarehouseResource) -> None:
-        rejected = pl.DataFrame({"_close_id": [f"lead_{i}" for i in range(bad_rows)],
-                                 "column": ["statecode"] * bad_rows, "value": ["Do Not Contact"] * bad_rows,
-                                 "reason": [UNKNOWN] * bad_rows, "check_name": ["mapping"] * bad_rows},
-                                schema={c: pl.String for c in ("_close_id", "column", "value", "reason", "check_name")})  # fmt: skip
+        rejected = pl.DataFrame(
+            {
+                "_close_id": [f"lead_{i}" for i in range(bad_rows)],
+                "column": ["statecode"] * bad_rows,
+                "value": ["Do Not Contact"] * bad_rows,
+                "reason": [UNKNOWN] * bad_rows,
+                "check_name": ["mapping"] * bad_rows,
+            },
+            schema={c: pl.String for c in ("_close_id", "column", "value", "reason", "check_name")},
+        )
         with warehouse.connect() as con:
             warehouse_write(con, "lead", pl.DataFrame({"_close_id": ["lead_ok"]}))
             warehouse_write(con, "lead_rejected", rejected)
@@ -83,7 +89,10 @@ def test_the_review_lists_every_problem_and_fails_the_run(
     out = capsys.readouterr()
     assert "lead: 3 rows: Close lead status 'Do Not Contact' is not in mappings/lead_status.yaml" in out.out
     assert "rejection threshold" in out.out and "step staged__task: ValueError" in out.out
-    assert out.err.strip().splitlines()[-1] == f"run {result.run_id}: 3 problems; fix them and dry-run again (review: {folder / 'review.md'})"  # fmt: skip
+    assert (
+        out.err.strip().splitlines()[-1]
+        == f"run {result.run_id}: 3 problems; fix them and dry-run again (review: {folder / 'review.md'})"
+    )
 
 
 def test_a_clean_plan_passes_and_exits_0(
@@ -92,4 +101,8 @@ def test_a_clean_plan_passes_and_exits_0(
     result = _run(tmp_path, bad_rows=0)
     assert result.success
     assert print_dry_run_outcome(result) == 0
-    assert capsys.readouterr().out.strip().endswith(f"the plan is clean (review: {isolated_home / 'reports' / result.run_id / 'review.md'})")  # fmt: skip
+    assert (
+        capsys.readouterr()
+        .out.strip()
+        .endswith(f"the plan is clean (review: {isolated_home / 'reports' / result.run_id / 'review.md'})")
+    )

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from migration_assets.lib.dv_batch import (
+from migration_assets.clients.dataverse.batch import (
     BatchDecodingError,
     BatchEncodingError,
     BatchRequest,

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from migration_assets.lib.dv_bulk import Failure, chunk_ranges, classify_failure, contiguous_runs, halve
+from migration_assets.clients.dataverse.bulk_plan import (
+    Failure,
+    chunk_ranges,
+    classify_failure,
+    contiguous_runs,
+    halve,
+)
 
 
 def test_chunk_ranges_cover_every_row_once() -> None:

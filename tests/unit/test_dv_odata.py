@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from migration_assets.lib.dv_odata import InvalidKeyError, key_segment, odata_bind, query_string
+from migration_assets.clients.dataverse.odata import InvalidKeyError, key_segment, odata_bind, query_string
 
 
 def test_key_segment_by_id_and_alternate_key() -> None:

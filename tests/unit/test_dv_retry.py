@@ -7,7 +7,12 @@ from datetime import UTC, datetime
 
 import pytest
 
-from migration_assets.lib.dv_retry import AimdWindow, backoff_delay, parse_retry_after, throttle_delay
+from migration_assets.clients.dataverse.retry import (
+    AimdWindow,
+    backoff_delay,
+    parse_retry_after,
+    throttle_delay,
+)
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from migration_assets.lib.file_body import (
+from migration_assets.load.batches import base64_size
+from migration_assets.load.file_body import (
     DATAVERSE_MAX_UPLOAD,
     OVERSIZE_CODE,
     Oversize,
@@ -14,7 +15,6 @@ from migration_assets.lib.file_body import (
     read_capped,
     too_big,
 )
-from migration_assets.lib.load_batches import base64_size
 
 
 def test_max_raw_bytes_is_the_largest_file_whose_base64_fits() -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from migration_assets.lib import ledger as lg
-from migration_assets.lib.ledger import Intent, Ledger, LedgerError, Rejection
+from migration_assets.load import ledger as lg
+from migration_assets.load.ledger import Intent, Ledger, LedgerError, Rejection
 
 
 def test_pending_intents_survive_a_crash_before_the_outcome(tmp_path: Path) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from migration_assets.lib import load_diff as ld
+from migration_assets.load import diff as ld
 
 LOOKUPS = {
     "parentcustomerid_account": ld.Lookup(
@@ -98,8 +98,14 @@ def test_parties_must_be_a_json_list() -> None:
 
 
 def test_a_value_emptied_in_close_is_cleared_with_its_before_image() -> None:
-    staged = {"contactid": "c1", "firstname": None, "jobtitle": None, "lastname": "Doe",
-              "parentcustomerid_account@odata.bind": None, "_close_id": None}  # fmt: skip
+    staged = {
+        "contactid": "c1",
+        "firstname": None,
+        "jobtitle": None,
+        "lastname": "Doe",
+        "parentcustomerid_account@odata.bind": None,
+        "_close_id": None,
+    }
     s = ld.split_row(staged)
     assert s.nulls == {"firstname", "jobtitle"}  # binds and meta columns are not "emptied values"
     current = {"contactid": "c1", "lastname": "Doe", "firstname": "Jo", "jobtitle": None}
@@ -132,11 +138,18 @@ def test_parties_compare_by_role_and_record_or_address() -> None:
     ]
     read_back = [  # as activityparties answer: the resolved party's address filled in by the server
         {"participationtypemask": 3, "addressused": "cc@example.com", "_partyid_value": None},
-        {"participationtypemask": 2, "_partyid_value": cid, "_partyid_value@Microsoft.Dynamics.CRM.lookuplogicalname": "contact",
-         "addressused": "jo@x.com"},
-        {"participationtypemask": 1, "_partyid_value": uid.lower(),
-         "_partyid_value@Microsoft.Dynamics.CRM.lookuplogicalname": "systemuser"},
-    ]  # fmt: skip
+        {
+            "participationtypemask": 2,
+            "_partyid_value": cid,
+            "_partyid_value@Microsoft.Dynamics.CRM.lookuplogicalname": "contact",
+            "addressused": "jo@x.com",
+        },
+        {
+            "participationtypemask": 1,
+            "_partyid_value": uid.lower(),
+            "_partyid_value@Microsoft.Dynamics.CRM.lookuplogicalname": "systemuser",
+        },
+    ]
     current = [ld.current_party(r, {"contact": "contacts", "systemuser": "systemusers"}) for r in read_back]
     assert ld.same_parties(wanted, current)
     moved = [{**wanted[1], "participationtypemask": 3}, wanted[0], wanted[2]]  # the contact went from to cc

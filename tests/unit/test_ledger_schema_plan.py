@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from emulators.orgdata import generate
-from migration_assets.lib.custom_activities import activity_types
-from migration_assets.lib.mapping_config import load_mapping_config
-from migration_assets.lib.schema_build import build_plan
-from migration_assets.lib.schema_plan import ColumnSpec, KeySpec, SchemaPlan, TableSpec, diff
-from migration_assets.resources.dataverse_metadata import AttributeMeta, EntityMeta, KeyMeta, OptionMeta
+from migration_assets.clients.dataverse.metadata import AttributeMeta, EntityMeta, KeyMeta, OptionMeta
+from migration_assets.mapping.config import load_mapping_config
+from migration_assets.mapping.custom_activities import activity_types
+from migration_assets.target.schema_build import build_plan
+from migration_assets.target.schema_plan import ColumnSpec, KeySpec, SchemaPlan, TableSpec, diff
 
 
 def entity(name: str, attrs: list[AttributeMeta], keys: list[KeyMeta] | None = None) -> EntityMeta:
@@ -134,7 +134,7 @@ def test_plan_from_the_repository_mappings_and_a_generated_org() -> None:
 def test_deploy_into_our_managed_solution_stops_before_any_write_and_names_the_components() -> None:
     import pytest
 
-    from migration_assets.defs.schema._deploy import SchemaDeployError, deploy
+    from migration_assets.target.deploy import SchemaDeployError, deploy
 
     class Target:  # the metadata and the solutions rows a deploy reads; any write would fail the test
         def __init__(self, managed: bool) -> None:

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from migration_assets.lib.activity_states import ActivityStateError, completed_state, resolve_completed
-from migration_assets.lib.mapping_config import load_mapping_config
-from migration_assets.lib.mapping_fields import parse_field
-from migration_assets.lib.target_rules import planned_activity_table
-from migration_assets.lib.yaml_loc import MappingError
+from migration_assets.mapping.activity_states import ActivityStateError, completed_state, resolve_completed
+from migration_assets.mapping.config import load_mapping_config
+from migration_assets.mapping.fields import parse_field
+from migration_assets.mapping.yaml_loc import MappingError
+from migration_assets.target.rules import planned_activity_table
 
 
 def state_of(root: Path | None = None) -> tuple[int, int]:

@@ -4,7 +4,7 @@ import uuid
 
 import pytest
 
-from migration_assets.lib import ids
+from migration_assets.mapping import ids
 
 
 def test_namespace_is_derived_from_the_documented_seed() -> None:

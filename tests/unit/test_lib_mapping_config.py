@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from migration_assets.lib.mapping_config import DEFAULT_ROOT, ORG_FILES, load_mapping_config
-from migration_assets.lib.yaml_loc import MappingError
+from migration_assets.mapping.config import DEFAULT_ROOT, ORG_FILES, load_mapping_config
+from migration_assets.mapping.yaml_loc import MappingError
 
 
 @pytest.fixture()
@@ -157,8 +157,11 @@ def test_a_missing_org_file_says_how_to_get_it(mappings: Path, name: str) -> Non
 
 
 def test_a_pending_review_still_loads(mappings: Path) -> None:
-    edit(mappings / "lead_status.yaml", "Customer: {statecode: 1, statuscode: 3}",
-         "Customer: {statecode: 1, statuscode: 3, review: 'is it Qualified?'}")  # fmt: skip
+    edit(
+        mappings / "lead_status.yaml",
+        "Customer: {statecode: 1, statuscode: 3}",
+        "Customer: {statecode: 1, statuscode: 3, review: 'is it Qualified?'}",
+    )
     assert load_mapping_config(mappings).lead_status.statuses["Customer"] == (1, 3)
 
 
@@ -192,7 +195,7 @@ def test_on_error_null_trap_is_refused(mappings: Path) -> None:
 
 
 def test_threshold_semantics() -> None:
-    from migration_assets.lib.mapping_tables import Threshold
+    from migration_assets.mapping.files import Threshold
 
     assert Threshold(None, 0.05).allows(5, 100) and not Threshold(None, 0.05).allows(6, 100)
     assert Threshold(2, None).allows(2, 3) and not Threshold(2, None).allows(3, 1000)

@@ -7,9 +7,9 @@ from decimal import Decimal
 import polars as pl
 import pytest
 
-from migration_assets.lib import ids
-from migration_assets.lib.mapping_config import load_mapping_config
-from migration_assets.lib.mapping_engine import (
+from migration_assets.mapping import ids
+from migration_assets.mapping.config import load_mapping_config
+from migration_assets.mapping.engine import (
     SourceError,
     apply_field_map,
     dedupe_rows,
@@ -31,16 +31,28 @@ def contacts() -> pl.DataFrame:
             "name": ["Wayne, Bruce", "Cher", None],
             "title": ["CEO", None, "x" * 150],
             "emails": [
-                [{"email": "B@Wayne.COM", "type": "office"}, {"email": "b2@x.com", "type": "home"},
-                 {"email": "b3@x.com", "type": "other"}, {"email": "b4@x.com", "type": "other"}],
+                [
+                    {"email": "B@Wayne.COM", "type": "office"},
+                    {"email": "b2@x.com", "type": "home"},
+                    {"email": "b3@x.com", "type": "other"},
+                    {"email": "b4@x.com", "type": "other"},
+                ],
                 [{"email": "not-an-email", "type": "office"}],
                 [],
             ],
-            "phones": [[{"phone": "+1 650-333-4444", "type": "office"}, {"phone": "+16505550000", "type": "mobile"}], [], None],
+            "phones": [
+                [{"phone": "+1 650-333-4444", "type": "office"}, {"phone": "+16505550000", "type": "mobile"}],
+                [],
+                None,
+            ],
             "urls": [[], [{"url": "linkedin.com/in/cher", "type": "url"}], None],
-            "date_created": ["2021-07-13T11:39:05.012000+00:00", "2021-07-13T11:39:05+00:00", "2021-07-13T11:39:05"],
+            "date_created": [
+                "2021-07-13T11:39:05.012000+00:00",
+                "2021-07-13T11:39:05+00:00",
+                "2021-07-13T11:39:05",
+            ],
         }
-    )  # fmt: skip
+    )
 
 
 def leads() -> pl.DataFrame:
@@ -70,11 +82,21 @@ def test_contact_mapping(cfg) -> None:
 
     problems = result.problems.sort("close_id").to_dicts()
     assert problems == [
-        {"close_id": "cont_2", "column": "emailaddress1", "value": "[{'email': 'not-an-email', 'type': 'office'}]",
-         "reason": "must contain exactly one '@'", "action": "rejected"},
-        {"close_id": "cont_3", "column": "jobtitle", "value": "x" * 150,
-         "reason": "longer than MaxLength 100 (150 characters)", "action": "rejected"},
-    ]  # fmt: skip
+        {
+            "close_id": "cont_2",
+            "column": "emailaddress1",
+            "value": "[{'email': 'not-an-email', 'type': 'office'}]",
+            "reason": "must contain exactly one '@'",
+            "action": "rejected",
+        },
+        {
+            "close_id": "cont_3",
+            "column": "jobtitle",
+            "value": "x" * 150,
+            "reason": "longer than MaxLength 100 (150 characters)",
+            "action": "rejected",
+        },
+    ]
     assert result.accepted()["close_id"].to_list() == ["cont_1"]
     rejected = result.rejected()
     assert rejected["close_id"].to_list() == ["cont_2", "cont_3"]
@@ -83,9 +105,19 @@ def test_contact_mapping(cfg) -> None:
 
 
 def test_truncate_policy_reports_the_cut_text(cfg) -> None:
-    tasks = pl.DataFrame({"id": ["task_1"], "text": ["t" * 250], "due_date": ["2021-07-16"], "date": [None],
-                          "is_complete": [True], "lead_id": ["lead_1"], "assigned_to": ["user_1"],
-                          "_type": ["lead"], "date_created": ["2021-07-13T11:39:05.012000+00:00"]})  # fmt: skip
+    tasks = pl.DataFrame(
+        {
+            "id": ["task_1"],
+            "text": ["t" * 250],
+            "due_date": ["2021-07-16"],
+            "date": [None],
+            "is_complete": [True],
+            "lead_id": ["lead_1"],
+            "assigned_to": ["user_1"],
+            "_type": ["lead"],
+            "date_created": ["2021-07-13T11:39:05.012000+00:00"],
+        }
+    )
     policy = {"subject": cfg.settings.truncation_policy("task", "subject")}
     result = apply_field_map(
         tasks, cfg.field_map("task"), cfg.context(owners={"user_1": "u-guid"}), truncation=policy
@@ -94,19 +126,37 @@ def test_truncate_policy_reports_the_cut_text(cfg) -> None:
     assert len(row["subject"]) == 200 and len(row["description"]) == 250
     assert (row["statecode"], row["statuscode"], row["ownerid"]) == (1, 5, "u-guid")
     assert row["scheduledend"] == "2021-07-16T00:00:00Z"
-    assert result.problems.to_dicts() == [{"close_id": "task_1", "column": "subject", "value": "t" * 50,
-                                           "reason": "truncated to MaxLength; cut text in value", "action": "truncated"}]  # fmt: skip
+    assert result.problems.to_dicts() == [
+        {
+            "close_id": "task_1",
+            "column": "subject",
+            "value": "t" * 50,
+            "reason": "truncated to MaxLength; cut text in value",
+            "action": "truncated",
+        }
+    ]
     assert result.rejected().height == 0
 
 
 def test_opportunity_money_pipeline_and_state(cfg) -> None:
-    opps = pl.DataFrame({
-        "id": ["oppo_1", "oppo_2"], "lead_id": ["lead_1", "lead_1"], "contact_id": [None, "cont_1"],
-        "value": [50000, 123], "value_currency": ["USD", "EUR"], "value_period": ["one_time", "monthly"],
-        "date_won": ["2021-07-16", None], "date_lost": [None, "2021-08-01"], "confidence": [100, 0],
-        "pipeline_name": ["Sales", "Renewals"], "status_label": ["Won", "Churned"], "note": ["n", None],
-        "user_id": ["user_1", "user_1"], "date_created": ["2021-07-13T11:39:05.012000+00:00"] * 2,
-    })  # fmt: skip
+    opps = pl.DataFrame(
+        {
+            "id": ["oppo_1", "oppo_2"],
+            "lead_id": ["lead_1", "lead_1"],
+            "contact_id": [None, "cont_1"],
+            "value": [50000, 123],
+            "value_currency": ["USD", "EUR"],
+            "value_period": ["one_time", "monthly"],
+            "date_won": ["2021-07-16", None],
+            "date_lost": [None, "2021-08-01"],
+            "confidence": [100, 0],
+            "pipeline_name": ["Sales", "Renewals"],
+            "status_label": ["Won", "Churned"],
+            "note": ["n", None],
+            "user_id": ["user_1", "user_1"],
+            "date_created": ["2021-07-13T11:39:05.012000+00:00"] * 2,
+        }
+    )
     source = join_sources(opps, {"leads": leads()}, cfg.object("opportunity").joins)
     result = apply_field_map(source, cfg.field_map("opportunity"), cfg.context())
     assert result.problems.height == 0
@@ -120,8 +170,15 @@ def test_opportunity_money_pipeline_and_state(cfg) -> None:
 
 
 def test_unknown_lead_status_is_rejected_with_reason(cfg) -> None:
-    frame = pl.DataFrame({"id": ["lead_1"], "name": ["A"], "display_name": ["A"], "status_label": ["Zombie"],
-                          "date_created": ["2021-07-13T11:39:05+00:00"]})  # fmt: skip
+    frame = pl.DataFrame(
+        {
+            "id": ["lead_1"],
+            "name": ["A"],
+            "display_name": ["A"],
+            "status_label": ["Zombie"],
+            "date_created": ["2021-07-13T11:39:05+00:00"],
+        }
+    )
     result = apply_field_map(frame, cfg.field_map("lead"), cfg.context(), missing_columns="null")
     reasons = result.problems.filter(pl.col("column") == "statecode")["reason"].to_list()
     assert reasons and reasons[0].startswith(
@@ -138,11 +195,18 @@ def test_missing_columns_fail_loudly_by_default(cfg) -> None:
 
 
 def test_status_change_unless_and_attachment_when(cfg) -> None:
-    changes = pl.DataFrame({
-        "id": ["acti_1", "acti_2"], "_type": ["LeadStatusChange", "OpportunityStatusChange"],
-        "lead_id": ["lead_1", "lead_1"], "opportunity_id": [None, "oppo_1"], "old_status_label": ["A", "B"],
-        "new_status_label": ["C", "D"], "user_name": ["Ann", None], "activity_at": ["2021-08-25T21:15:35.163000+00:00"] * 2,
-    })  # fmt: skip
+    changes = pl.DataFrame(
+        {
+            "id": ["acti_1", "acti_2"],
+            "_type": ["LeadStatusChange", "OpportunityStatusChange"],
+            "lead_id": ["lead_1", "lead_1"],
+            "opportunity_id": [None, "oppo_1"],
+            "old_status_label": ["A", "B"],
+            "new_status_label": ["C", "D"],
+            "user_name": ["Ann", None],
+            "activity_at": ["2021-08-25T21:15:35.163000+00:00"] * 2,
+        }
+    )
     rows = apply_field_map(changes, cfg.field_map("status_change"), cfg.context()).frame.to_dicts()
     assert (
         rows[0]["objectid_lead"] == ids.record_id("lead", "lead_1")
@@ -152,10 +216,18 @@ def test_status_change_unless_and_attachment_when(cfg) -> None:
         "opportunity", "oppo_1"
     )
     assert rows[1]["notetext"].startswith("OpportunityStatusChange: status changed from 'B' to 'D' by  at")
-    atts = pl.DataFrame({"activity_id": ["acti_e", "acti_n"], "source_type": ["Email", "Note"], "lead_id": ["lead_1"] * 2,
-                         "url": ["https://app.close.com/go/file/a.pdf", "https://app.close.com/go/file/b.png"],
-                         "filename": ["a.pdf", "b.png"], "size": [10, 20], "content_type": ["application/pdf", "image/png"],
-                         "activity_date_created": ["2021-08-25T21:15:35+00:00"] * 2})  # fmt: skip
+    atts = pl.DataFrame(
+        {
+            "activity_id": ["acti_e", "acti_n"],
+            "source_type": ["Email", "Note"],
+            "lead_id": ["lead_1"] * 2,
+            "url": ["https://app.close.com/go/file/a.pdf", "https://app.close.com/go/file/b.png"],
+            "filename": ["a.pdf", "b.png"],
+            "size": [10, 20],
+            "content_type": ["application/pdf", "image/png"],
+            "activity_date_created": ["2021-08-25T21:15:35+00:00"] * 2,
+        }
+    )
     a = apply_field_map(atts, cfg.field_map("attachment"), cfg.context(), key="activity_id").frame.to_dicts()
     assert a[0]["objectid_email"] == ids.record_id("email", "acti_e") and a[0]["objectid_lead"] is None
     assert a[1]["objectid_email"] is None and a[1]["objectid_lead"] == ids.record_id("lead", "lead_1")
@@ -169,11 +241,32 @@ def test_status_change_unless_and_attachment_when(cfg) -> None:
 
 
 def test_account_dedupe_keeps_oldest_and_lists_merged_leads(cfg) -> None:
-    frame = pl.DataFrame({"id": ["lead_2", "lead_1", "lead_3"], "name": ["ACME  corp", "Acme Corp", None],
-                          "url": ["b.com", "a.com", None], "description": [None] * 3, "addresses": [None] * 3,
-                          "date_created": ["2022-01-01T00:00:00+00:00", "2021-01-01T00:00:00+00:00", None]})  # fmt: skip
-    frame = frame.with_columns(pl.col("addresses").cast(pl.List(pl.Struct({"address_1": pl.String, "address_2": pl.String,
-        "city": pl.String, "state": pl.String, "zipcode": pl.String, "country": pl.String}))))  # fmt: skip
+    frame = pl.DataFrame(
+        {
+            "id": ["lead_2", "lead_1", "lead_3"],
+            "name": ["ACME  corp", "Acme Corp", None],
+            "url": ["b.com", "a.com", None],
+            "description": [None] * 3,
+            "addresses": [None] * 3,
+            "date_created": ["2022-01-01T00:00:00+00:00", "2021-01-01T00:00:00+00:00", None],
+        }
+    )
+    frame = frame.with_columns(
+        pl.col("addresses").cast(
+            pl.List(
+                pl.Struct(
+                    {
+                        "address_1": pl.String,
+                        "address_2": pl.String,
+                        "city": pl.String,
+                        "state": pl.String,
+                        "zipcode": pl.String,
+                        "country": pl.String,
+                    }
+                )
+            )
+        )
+    )
     mapped = apply_field_map(frame, cfg.field_map("account"), cfg.context()).frame
     accounts = dedupe_rows(mapped, "accountid", "overriddencreatedon", merged_column="c2d_closeleadids").sort(
         "name"
@@ -184,8 +277,14 @@ def test_account_dedupe_keeps_oldest_and_lists_merged_leads(cfg) -> None:
 
 
 def test_resolve_source_paths() -> None:
-    schema = pl.Schema({"contacts": pl.List(pl.Struct({"name": pl.String, "emails": pl.List(pl.Struct({"email": pl.String}))})),
-                        "custom.cf_x": pl.String})  # fmt: skip
+    schema = pl.Schema(
+        {
+            "contacts": pl.List(
+                pl.Struct({"name": pl.String, "emails": pl.List(pl.Struct({"email": pl.String}))})
+            ),
+            "custom.cf_x": pl.String,
+        }
+    )
     assert resolve_source("custom.cf_x", schema).dtype == pl.String
     assert resolve_source("contacts[0].emails[1].email", schema).dtype == pl.String
     with pytest.raises(SourceError, match="cannot read field 'nope'"):
@@ -196,13 +295,23 @@ def test_resolve_source_paths() -> None:
 
 def test_large_activity_frame_maps_vectorised(cfg) -> None:
     n = 20_000
-    calls = pl.DataFrame({
-        "id": [f"acti_{i}" for i in range(n)], "lead_id": [f"lead_{i % 500}" for i in range(n)],
-        "direction": ["outbound", "inbound"] * (n // 2), "remote_phone": ["+14156236785"] * n, "phone": [None] * n,
-        "duration": list(range(n)), "disposition": ["answered"] * n, "recording_url": [None] * n, "note": ["hi"] * n,
-        "activity_at": ["2022-11-09T13:57:14.751000+00:00"] * n, "user_id": ["user_1"] * n,
-        "date_created": ["2022-11-09T13:57:14.751000+00:00"] * n,
-    }, schema_overrides={"phone": pl.String, "recording_url": pl.String})  # fmt: skip
+    calls = pl.DataFrame(
+        {
+            "id": [f"acti_{i}" for i in range(n)],
+            "lead_id": [f"lead_{i % 500}" for i in range(n)],
+            "direction": ["outbound", "inbound"] * (n // 2),
+            "remote_phone": ["+14156236785"] * n,
+            "phone": [None] * n,
+            "duration": list(range(n)),
+            "disposition": ["answered"] * n,
+            "recording_url": [None] * n,
+            "note": ["hi"] * n,
+            "activity_at": ["2022-11-09T13:57:14.751000+00:00"] * n,
+            "user_id": ["user_1"] * n,
+            "date_created": ["2022-11-09T13:57:14.751000+00:00"] * n,
+        },
+        schema_overrides={"phone": pl.String, "recording_url": pl.String},
+    )
     result = apply_field_map(calls, cfg.field_map("call"), cfg.context(owners={"user_1": "g"}))
     assert result.frame.height == n and result.problems.height == 0
     assert result.frame["statuscode"].to_list()[:2] == [2, 4]
@@ -210,10 +319,22 @@ def test_large_activity_frame_maps_vectorised(cfg) -> None:
 
 
 def test_keep_row_nulls_the_value_and_reports_it(cfg) -> None:
-    contact = {"name": "Wolfeschlegelsteinhausenbergerdorff-Wolfeschlegelsteinhausenbergerdorff Jr", "title": None,
-               "emails": [{"email": "broken@", "type": "office"}], "phones": []}  # fmt: skip
-    frame = pl.DataFrame({"id": ["lead_1"], "name": ["Acme"], "display_name": ["Acme"], "status_label": ["Potential"],
-                          "contacts": [[contact]], "date_created": ["2021-07-13T11:39:05+00:00"]})  # fmt: skip
+    contact = {
+        "name": "Wolfeschlegelsteinhausenbergerdorff-Wolfeschlegelsteinhausenbergerdorff Jr",
+        "title": None,
+        "emails": [{"email": "broken@", "type": "office"}],
+        "phones": [],
+    }
+    frame = pl.DataFrame(
+        {
+            "id": ["lead_1"],
+            "name": ["Acme"],
+            "display_name": ["Acme"],
+            "status_label": ["Potential"],
+            "contacts": [[contact]],
+            "date_created": ["2021-07-13T11:39:05+00:00"],
+        }
+    )
     result = apply_field_map(frame, cfg.field_map("lead"), cfg.context(), missing_columns="null")
     assert result.rejected().height == 0 and result.accepted().height == 1
     actions = {(p["column"], p["action"]) for p in result.problems.to_dicts()}

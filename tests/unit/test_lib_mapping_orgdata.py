@@ -10,12 +10,18 @@ import polars as pl
 import pytest
 
 from emulators.orgdata import generate
-from migration_assets.lib import ids
-from migration_assets.lib.mapping_config import MappingConfig, load_mapping_config
-from migration_assets.lib.mapping_engine import MappingResult, apply_field_map, dedupe_rows, join_sources
+from migration_assets.mapping import ids
+from migration_assets.mapping.config import MappingConfig, load_mapping_config
+from migration_assets.mapping.engine import MappingResult, apply_field_map, dedupe_rows, join_sources
 
-SOURCE_TYPES = {"calls": ("Call",), "emails": ("Email",), "sms": ("SMS",), "meetings": ("Meeting",),
-                "notes": ("Note",), "status_changes": ("LeadStatusChange", "OpportunityStatusChange")}  # fmt: skip
+SOURCE_TYPES = {
+    "calls": ("Call",),
+    "emails": ("Email",),
+    "sms": ("SMS",),
+    "meetings": ("Meeting",),
+    "notes": ("Note",),
+    "status_changes": ("LeadStatusChange", "OpportunityStatusChange"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -32,20 +38,36 @@ def _objects(org: Any) -> dict[str, list[dict[str, Any]]]:
     by_lead: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for c in sorted(org.contacts, key=lambda c: c["date_created"]):
         by_lead[c["lead_id"]].append({k: c.get(k) for k in ("name", "title", "emails", "phones")})
-    out = {"leads": [{**lead, "contacts": by_lead.get(lead["id"], [])} for lead in org.leads],
-           "contacts": org.contacts, "opportunities": org.opportunities, "tasks": org.tasks}  # fmt: skip
+    out = {
+        "leads": [{**lead, "contacts": by_lead.get(lead["id"], [])} for lead in org.leads],
+        "contacts": org.contacts,
+        "opportunities": org.opportunities,
+        "tasks": org.tasks,
+    }
     for table, types in SOURCE_TYPES.items():
         out[table] = [a for a in org.activities if a["_type"] in types]
     out["attachments"] = [
-        {"activity_id": a["id"], "lead_id": a["lead_id"], "source_type": a["_type"], **f,
-         "activity_date_created": a["date_created"]}
-        for a in org.activities if a["_type"] in ("Email", "Note") for f in a.get("attachments") or []
-    ]  # fmt: skip
+        {
+            "activity_id": a["id"],
+            "lead_id": a["lead_id"],
+            "source_type": a["_type"],
+            **f,
+            "activity_date_created": a["date_created"],
+        }
+        for a in org.activities
+        if a["_type"] in ("Email", "Note")
+        for f in a.get("attachments") or []
+    ]
     out["call_recordings"] = [
-        {"activity_id": a["id"], "lead_id": a["lead_id"], "url": a["recording_url"],
-         "activity_date_created": a["date_created"]}
-        for a in org.activities if a["_type"] == "Call" and a.get("recording_url")
-    ]  # fmt: skip
+        {
+            "activity_id": a["id"],
+            "lead_id": a["lead_id"],
+            "url": a["recording_url"],
+            "activity_date_created": a["date_created"],
+        }
+        for a in org.activities
+        if a["_type"] == "Call" and a.get("recording_url")
+    ]
     return out
 
 
@@ -63,8 +85,14 @@ def mapped(org: Any, cfg: MappingConfig) -> dict[str, MappingResult]:
         others = {j.source: _frame(data[j.source], (j.right_on, *j.columns)) for j in obj.joins}
         fmap = cfg.field_map(obj.name)
         policy = {f.target: cfg.settings.truncation_policy(fmap.table, f.target) for f in fmap.fields}
-        out[obj.name] = apply_field_map(join_sources(frame, others, obj.joins), fmap, cfg.context(owners=owners),
-                                        key=obj.key, truncation=policy, missing_columns="null")  # fmt: skip
+        out[obj.name] = apply_field_map(
+            join_sources(frame, others, obj.joins),
+            fmap,
+            cfg.context(owners=owners),
+            key=obj.key,
+            truncation=policy,
+            missing_columns="null",
+        )
     return out
 
 
@@ -73,8 +101,13 @@ def test_every_record_maps_or_is_rejected_for_a_planted_reason(org: Any, cfg: Ma
     overlong = defaultdict(set)
     for item in edges["overlong_values"]:
         overlong[item["object"]].add(item["id"])
-    expected = {"account": overlong["lead"], "lead": overlong["lead"], "opportunity": overlong["opportunity"],
-                "contact": overlong["contact"] | set(edges["invalid_email_contact_ids"]), "call": overlong["call"]}  # fmt: skip
+    expected = {
+        "account": overlong["lead"],
+        "lead": overlong["lead"],
+        "opportunity": overlong["opportunity"],
+        "contact": overlong["contact"] | set(edges["invalid_email_contact_ids"]),
+        "call": overlong["call"],
+    }
     for obj in cfg.objects:
         result = mapped[obj.name]
         assert result.frame.height == len(data[obj.source]), obj.name  # nothing dropped

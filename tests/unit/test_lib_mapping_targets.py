@@ -1,14 +1,14 @@
-"""Field-map targets against the target table (lib/mapping_targets.py): an entry whose column neither the target
+"""Field-map targets against the target table (mapping/targets.py): an entry whose column neither the target
 nor the schema plan has is a mapping error naming its file, line and fix (issue 11 #4)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from migration_assets.lib.mapping_fields import FieldMap, parse_field
-from migration_assets.lib.mapping_targets import column_errors, unknown_columns, unknown_targets
-from migration_assets.lib.target_rules import ColumnRule, TableRules, add_planned_column
-from migration_assets.lib.yaml_loc import load_located
+from migration_assets.mapping.fields import FieldMap, parse_field
+from migration_assets.mapping.targets import column_errors, unknown_columns, unknown_targets
+from migration_assets.mapping.yaml_loc import load_located
+from migration_assets.target.rules import ColumnRule, TableRules, add_planned_column
 
 FIELDS = """\
 fields:

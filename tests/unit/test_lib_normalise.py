@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from migration_assets.lib import normalise as n
+from migration_assets.mapping import normalise as n
 
 
 @pytest.mark.parametrize(
@@ -95,7 +95,7 @@ def test_url_shape() -> None:
 
 
 def test_fold_label_collapses_whitespace_and_case() -> None:
-    from migration_assets.lib.normalise import fold_label
+    from migration_assets.mapping.normalise import fold_label
 
     assert fold_label("  Real\u00a0 Estate ") == fold_label("real estate") == "real estate"
     assert fold_label(None) == ""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from migration_assets.lib import preflight as pf
+from migration_assets.target import preflight as pf
 
 ACTIVITY = {
     k: f"prv{k}Activity" for k in ("Create", "Read", "Write", "Delete", "Append", "AppendTo", "Assign")
@@ -15,10 +15,19 @@ def everything(needed: dict[str, pf.Need], depth: str = "Global") -> dict[str, s
 
 
 def test_needed_privileges_cover_each_written_table_once_per_shared_privilege() -> None:
-    needed = pf.needed_privileges({"contact": CONTACT, "task": ACTIVITY, "phonecall": ACTIVITY},
-                                  assigns_owner={"task"}, override_created_on=True)  # fmt: skip
-    assert {"prvCreateContact", "prvAppendToContact", "prvCreateActivity", "prvAssignActivity",
-            "prvOverrideCreatedOnCreatedBy", "prvDeleteActivity"} <= set(needed)  # fmt: skip
+    needed = pf.needed_privileges(
+        {"contact": CONTACT, "task": ACTIVITY, "phonecall": ACTIVITY},
+        assigns_owner={"task"},
+        override_created_on=True,
+    )
+    assert {
+        "prvCreateContact",
+        "prvAppendToContact",
+        "prvCreateActivity",
+        "prvAssignActivity",
+        "prvOverrideCreatedOnCreatedBy",
+        "prvDeleteActivity",
+    } <= set(needed)
     assert "prvAssignContact" not in needed  # contact's owner is not mapped
     assert "prvBypassCustomBusinessLogic" not in needed  # no bypass headers
     assert "Create on phonecall" in needed["prvCreateActivity"].reason
@@ -105,8 +114,17 @@ def test_entitlement_upload_currency_owner_and_solution_findings() -> None:
     assert pf.currency_findings("USD", ["USD", "EUR"], {"usd": 3, "eur": 1}) == []
     (cur,) = pf.currency_findings("USD", ["USD"], {"USD": 3, "JPY": 2})
     assert "2 Close records are in JPY" in cur.finding and "Currencies" in cur.fix
-    (owner,) = pf.disabled_owner_findings([{"close_user_id": "user_1", "email": "dana@example.com",
-                                           "systemuserid": "s1", "fullname": "Dana Former", "records_owned": 4}])  # fmt: skip
+    (owner,) = pf.disabled_owner_findings(
+        [
+            {
+                "close_user_id": "user_1",
+                "email": "dana@example.com",
+                "systemuserid": "s1",
+                "fullname": "Dana Former",
+                "records_owned": 4,
+            }
+        ]
+    )
     assert owner.severity == pf.BLOCKER and "Dana Former" in owner.finding and "owners.yaml" in owner.fix
     (sol,) = pf.solution_findings(["the prefix c2d belongs to publisher other; ..."])
     assert sol.severity == pf.BLOCKER and "publisher other" in sol.finding
@@ -114,7 +132,7 @@ def test_entitlement_upload_currency_owner_and_solution_findings() -> None:
 
 
 def test_the_dry_run_review_lists_each_preflight_blocker_with_its_fix() -> None:
-    from migration_assets.lib.review_problems import check_problems, summary_lines
+    from migration_assets.audit.review_problems import check_problems, summary_lines
 
     blocker = pf.Finding(pf.BLOCKER, "privilege", "application user c lacks prvCreateContact", "set it")
     found = check_problems("target_ready", "schema/preflight", "x", {"blockers": [blocker.row()]})

@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from migration_assets.lib.mapping_fields import parse_field
-from migration_assets.lib.proposal import (
+from migration_assets.mapping.fields import parse_field
+from migration_assets.mapping.yaml_loc import MappingError
+from migration_assets.target.proposal import (
     confirm_all,
     field_entries,
     name_similarity,
@@ -14,7 +15,6 @@ from migration_assets.lib.proposal import (
     render_proposal,
     unconfirmed,
 )
-from migration_assets.lib.yaml_loc import MappingError
 
 FIELDS = {
     "lead": [

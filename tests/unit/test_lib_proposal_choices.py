@@ -8,18 +8,29 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from migration_assets.clients.dataverse.metadata import AttributeMeta, EntityMeta, OptionMeta
 from migration_assets.defs.staged.mapping import target_attributes
-from migration_assets.lib.mapping_config import load_mapping_config
-from migration_assets.lib.proposal import confirm_all, field_entries, parse_proposal, propose, render_proposal
-from migration_assets.lib.proposal_choices import match_choices
-from migration_assets.lib.schema_build import build_plan
-from migration_assets.lib.target_rules import TableRules, rules_from_metadata
-from migration_assets.lib.yaml_loc import MappingError
-from migration_assets.resources.dataverse_metadata import AttributeMeta, EntityMeta, OptionMeta
+from migration_assets.mapping.config import load_mapping_config
+from migration_assets.mapping.yaml_loc import MappingError
+from migration_assets.target.proposal import (
+    confirm_all,
+    field_entries,
+    parse_proposal,
+    propose,
+    render_proposal,
+)
+from migration_assets.target.proposal_choices import match_choices
+from migration_assets.target.rules import TableRules, rules_from_metadata
+from migration_assets.target.schema_build import build_plan
 
 INDUSTRY = {"id": "cf_ind", "name": "Industry", "type": "choices", "choices": ["Software", "Retail"]}
-INTEREST = {"id": "cf_int", "name": "Product Interest", "type": "choices", "choices": ["API", "Dashboards"],
-            "accepts_multiple_values": True}  # fmt: skip
+INTEREST = {
+    "id": "cf_int",
+    "name": "Product Interest",
+    "type": "choices",
+    "choices": ["API", "Dashboards"],
+    "accepts_multiple_values": True,
+}
 OPTIONS = [
     {"Value": 1, "Label": "Accounting"},
     {"Value": 7, "Label": "  RETAIL "},
@@ -71,8 +82,11 @@ def test_ambiguous_labels_are_not_guessed() -> None:
 
 
 def test_multi_valued_choices_never_go_to_a_single_picklist() -> None:
-    single = {**industrycode([{"Value": 1, "Label": "API"}, {"Value": 2, "Label": "Dashboards"}]),
-              "LogicalName": "productinterest", "DisplayName": "Product Interest"}  # fmt: skip
+    single = {
+        **industrycode([{"Value": 1, "Label": "API"}, {"Value": 2, "Label": "Dashboards"}]),
+        "LogicalName": "productinterest",
+        "DisplayName": "Product Interest",
+    }
     (p,) = propose({"lead": [INTEREST]}, {}, {"lead": [single]}, "c2d")
     assert p.action == "new"
     multi = {**single, "AttributeType": "Virtual", "AttributeTypeName": "MultiSelectPicklistType"}
@@ -117,8 +131,13 @@ def test_values_round_trip_and_hand_edits_are_validated(tmp_path: Path) -> None:
 
 
 def test_cached_target_metadata_keeps_option_labels() -> None:
-    attr = AttributeMeta("industrycode", "IndustryCode", "Picklist", "PicklistType",
-                         options=[OptionMeta(1, "Accounting"), OptionMeta(33, "Software"), OptionMeta(7, "Retail")])  # fmt: skip
+    attr = AttributeMeta(
+        "industrycode",
+        "IndustryCode",
+        "Picklist",
+        "PicklistType",
+        options=[OptionMeta(1, "Accounting"), OptionMeta(33, "Software"), OptionMeta(7, "Retail")],
+    )
     meta = EntityMeta("lead", "Lead", "leads", "leadid", "fullname", 4, False, {"industrycode": attr})
     rules = json.dumps(rules_from_metadata(meta).to_json())
     assert TableRules.from_json(json.loads(rules)).columns["industrycode"].options == [1, 7, 33]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from migration_assets.lib.reconcile_status import Counts, status, unaccounted
+from migration_assets.audit.reconcile_status import Counts, status, unaccounted
 
 
 def test_ok_only_when_every_close_object_is_loaded() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from migration_assets.lib.review_problems import (
+from migration_assets.audit.review_problems import (
     REJECTED_COLUMNS,
     Problem,
     check_problems,
@@ -16,7 +16,9 @@ from migration_assets.lib.review_problems import (
 )
 
 
-def _rejected(rows: list[tuple[str, str, str | None, str, str]], cascade: list[str | None] | None = None) -> pl.DataFrame:  # fmt: skip
+def _rejected(
+    rows: list[tuple[str, str, str | None, str, str]], cascade: list[str | None] | None = None
+) -> pl.DataFrame:
     frame = pl.DataFrame(rows, schema=["_close_id", "column", "value", "reason", "check_name"], orient="row")
     return (
         frame.with_columns(pl.Series("cascade", cascade, dtype=pl.String)) if cascade is not None else frame
@@ -27,10 +29,14 @@ UNKNOWN = "unknown choice 'Do Not Contact' for lead status (statecode) (known: '
 
 
 def test_an_unmapped_lead_status_counts_leads_not_rows_and_names_the_file() -> None:
-    frame = _rejected([("lead_1", "statecode", "Do Not Contact", UNKNOWN, "mapping"),
-                       ("lead_1", "statuscode", "Do Not Contact", UNKNOWN, "mapping"),
-                       ("lead_2", "statecode", "Do Not Contact", UNKNOWN, "mapping"),
-                       ("lead_3", "statecode", "Lost", UNKNOWN.replace("Do Not Contact", "Lost"), "mapping")])  # fmt: skip
+    frame = _rejected(
+        [
+            ("lead_1", "statecode", "Do Not Contact", UNKNOWN, "mapping"),
+            ("lead_1", "statuscode", "Do Not Contact", UNKNOWN, "mapping"),
+            ("lead_2", "statecode", "Do Not Contact", UNKNOWN, "mapping"),
+            ("lead_3", "statecode", "Lost", UNKNOWN.replace("Do Not Contact", "Lost"), "mapping"),
+        ]
+    )
     found = row_problems("lead", frame, blocking=True)
     assert [p.line() for p in found] == [
         "lead: 2 rows: Close lead status 'Do Not Contact' is not in mappings/lead_status.yaml -> add it there "
@@ -43,7 +49,9 @@ def test_each_reason_class_has_its_fix() -> None:
     assert classify(
         "custom_activity_c2d_x", "custom.cf_1", "v", "column ... does not exist", "column_exists"
     )[2] == ("mappings/custom_activities.yaml orphaned_values: drop|column (for this type)")
-    kind, _, fix = classify("email", "ownerid@odata.bind", "user_1", "Close user has no enabled Dataverse user", "mapping")  # fmt: skip
+    kind, _, fix = classify(
+        "email", "ownerid@odata.bind", "user_1", "Close user has no enabled Dataverse user", "mapping"
+    )
     assert kind == "owner_rows" and "owners.yaml" in fix and "fallback_owner" in fix
     kind, what, fix = classify(
         "account", "name", "x" * 200, "longer than MaxLength 160 (200 characters)", "mapping"
@@ -61,11 +69,13 @@ def test_each_reason_class_has_its_fix() -> None:
 def test_a_cascade_names_the_rejected_parent_from_staging_or_from_the_lookup() -> None:
     bind = "regardingobjectid_lead_phonecall@odata.bind"
     frame = _rejected(
-        [("call_1", bind, "/leads(1)", "refers to a lead that is neither staged", "lookup_resolves"),
-         ("call_2", bind, "/leads(2)", "refers to a lead ...", "lookup_resolves"),
-         ("call_3", "description", "x", "longer than MaxLength 10", "max_length")],
+        [
+            ("call_1", bind, "/leads(1)", "refers to a lead that is neither staged", "lookup_resolves"),
+            ("call_2", bind, "/leads(2)", "refers to a lead ...", "lookup_resolves"),
+            ("call_3", "description", "x", "longer than MaxLength 10", "max_length"),
+        ],
         cascade=["because lead lead_1 was rejected", None, None],
-    )  # fmt: skip
+    )
     rows = rejected_rows("phonecall", frame)
     assert list(rows[0]) == list(REJECTED_COLUMNS)
     assert [r["cascade"] for r in rows] == [
@@ -80,23 +90,34 @@ def test_a_cascade_names_the_rejected_parent_from_staging_or_from_the_lookup() -
 
 
 def test_failed_gates_say_what_fixes_them() -> None:
-    [threshold] = check_problems("account_target_valid", "staged/account",
-                                 "2 of 43 rows rejected, above the threshold (max_rows=0, max_fraction=0.0)",
-                                 {"rejected_rows": 2, "staged_rows": 41})  # fmt: skip
+    [threshold] = check_problems(
+        "account_target_valid",
+        "staged/account",
+        "2 of 43 rows rejected, above the threshold (max_rows=0, max_fraction=0.0)",
+        {"rejected_rows": 2, "staged_rows": 41},
+    )
     assert threshold.line() == (
         "account: 2 rows: rejection threshold: 2 of 43 rows rejected -> fix the rows above, or raise "
         "mappings/settings.yaml rejection_thresholds"
     )
-    [owner] = check_problems("owners_resolved", "reports/owner_map",
-                             "owners.yaml: 1 Close users owning 14 records map to a disabled Dataverse user: set "
-                             "`disabled_users: fallback`", {"unresolved_users": 1})  # fmt: skip
+    [owner] = check_problems(
+        "owners_resolved",
+        "reports/owner_map",
+        "owners.yaml: 1 Close users owning 14 records map to a disabled Dataverse user: set "
+        "`disabled_users: fallback`",
+        {"unresolved_users": 1},
+    )
     assert (
         owner.source == "owner"
         and owner.fix.startswith("mappings/owners.yaml: ")
         and "disabled_users" in owner.fix
     )
-    [mapping] = check_problems("mapping_confirmed", "staged/mapping",
-                               "open decision: mappings/a.yaml:3 x: review; open decision: mappings/b.yaml:9 y", {})  # fmt: skip
+    [mapping] = check_problems(
+        "mapping_confirmed",
+        "staged/mapping",
+        "open decision: mappings/a.yaml:3 x: review; open decision: mappings/b.yaml:9 y",
+        {},
+    )
     assert mapping.problem.startswith("2 open decisions, e.g. open decision: mappings/a.yaml:3")
     assert (
         check_problems(
@@ -108,15 +129,38 @@ def test_failed_gates_say_what_fixes_them() -> None:
 
 def test_the_summary_is_one_line_per_problem_with_repeated_kinds_summed_over_tables() -> None:
     problems = [
-        Problem("phonecall", "rejected because the lead it belongs to was rejected", "fix the lead", 38, kind="cascade"),
-        Problem("email", "rejected because the lead it belongs to was rejected", "fix the lead", 19, kind="cascade"),
-        Problem("lead", "Close lead status 'X' is not in mappings/lead_status.yaml", "add it there", 12,
-                kind="lead_status"),
+        Problem(
+            "phonecall",
+            "rejected because the lead it belongs to was rejected",
+            "fix the lead",
+            38,
+            kind="cascade",
+        ),
+        Problem(
+            "email",
+            "rejected because the lead it belongs to was rejected",
+            "fix the lead",
+            19,
+            kind="cascade",
+        ),
+        Problem(
+            "lead",
+            "Close lead status 'X' is not in mappings/lead_status.yaml",
+            "add it there",
+            12,
+            kind="lead_status",
+        ),
         Problem("account", "rejection threshold: 2 of 43 rows rejected", "raise", 2, kind="threshold"),
-        Problem("owner", "2 Close users owning records have no enabled Dataverse user", "mappings/owners.yaml",
-                kind="owner"),
-        Problem("annotation", "attachment above the upload size", "settings", 1, blocking=False, kind="excluded"),
-    ]  # fmt: skip
+        Problem(
+            "owner",
+            "2 Close users owning records have no enabled Dataverse user",
+            "mappings/owners.yaml",
+            kind="owner",
+        ),
+        Problem(
+            "annotation", "attachment above the upload size", "settings", 1, blocking=False, kind="excluded"
+        ),
+    ]
     assert summary_lines(problems) == [
         "owner: 2 Close users owning records have no enabled Dataverse user -> mappings/owners.yaml",
         "lead: 12 rows: Close lead status 'X' is not in mappings/lead_status.yaml -> add it there",
@@ -132,8 +176,10 @@ def test_a_field_map_target_the_target_lacks_is_one_mapping_line_with_its_own_fi
     "decide each `review:` item"); the table's own check adds no second line; a row rejected for such a column
     (a custom field mapped to an existing column that is not there) points at the field map, not at
     custom_activities.yaml."""
-    item = ("mappings/fields/contact.yaml line 9: key 'target': column 'jobtitlee' is neither on table contact "
-            "in the target nor created by the schema plan -> correct the name, or add `custom: {type: ...}`")  # fmt: skip
+    item = (
+        "mappings/fields/contact.yaml line 9: key 'target': column 'jobtitlee' is neither on table contact "
+        "in the target nor created by the schema plan -> correct the name, or add `custom: {type: ...}`"
+    )
     decision = "open decision: mappings/custom_fields.yaml:3 fields[0]: confirmed: false -> maybe"
     found = check_problems("mapping_confirmed", "staged/mapping", f"{item}; {decision}", {})
     assert [p.line() for p in found] == [

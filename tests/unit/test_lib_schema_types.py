@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from migration_assets.lib.schema_types import (
+from migration_assets.target.schema_types import (
     ColumnType,
     SchemaTypeError,
     column_type_for,

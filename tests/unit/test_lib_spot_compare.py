@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from migration_assets.lib import spot_compare as sc
-from migration_assets.lib.ids import account_id, record_id
-from migration_assets.lib.mapping_fields import parse_field
-from migration_assets.lib.transforms import ChoiceSet
+from migration_assets.audit import spot_compare as sc
+from migration_assets.mapping.fields import parse_field
+from migration_assets.mapping.ids import account_id, record_id
+from migration_assets.mapping.transforms import ChoiceSet
 
 F = sc.FORMATTED
 CTX = sc.Context(
@@ -26,15 +26,25 @@ def spec(entry: dict[str, Any], sets: dict[str, ChoiceSet] | None = None) -> Any
     return parse_field(entry, "t.yaml", "fields[0]", 1, "c2d", "opportunity", sets or CTX.choice_sets)
 
 
-def check(entry: dict[str, Any], close: dict[str, Any], dv: dict[str, Any], column: str | None = None,
-          joined: dict[str, Any] | None = None) -> sc.Outcome:  # fmt: skip
+def check(
+    entry: dict[str, Any],
+    close: dict[str, Any],
+    dv: dict[str, Any],
+    column: str | None = None,
+    joined: dict[str, Any] | None = None,
+) -> sc.Outcome:
     rule = sc.rule_for(spec(entry), "opportunityid")
     return sc.evaluate(rule, close, joined or {}, dv, column or entry["target"], CTX)
 
 
 def test_choice_compares_the_formatted_label_with_the_close_label() -> None:
-    entry = {"target": "c2d_type", "source": "custom.cf_1", "transform": "choice",
-             "args": {"map": {"Packaging": 727000000, "Shipping": 727000001}}, "custom": {"type": "Picklist"}}  # fmt: skip
+    entry = {
+        "target": "c2d_type",
+        "source": "custom.cf_1",
+        "transform": "choice",
+        "args": {"map": {"Packaging": 727000000, "Shipping": 727000001}},
+        "custom": {"type": "Picklist"},
+    }
     good = {"c2d_type": 727000000, f"c2d_type{F}": "Packaging"}
     assert check(entry, {"custom.cf_1": "Packaging"}, good).status == sc.MATCH
     # The defect of issue 9: "Packaging" stored under the option Dataverse labels "Shipping".
@@ -44,9 +54,15 @@ def test_choice_compares_the_formatted_label_with_the_close_label() -> None:
 
 
 def test_template_choice_and_mapped_choice_set() -> None:
-    entry = {"target": "c2d_closestatus", "source": ["pipeline_name", "status_label"],
-             "transform": [{"name": "template", "args": {"format": "{} / {}"}}, {"name": "choice", "args": {"map": {"Sales / Won": 1}}}],
-             "custom": {"type": "Picklist"}}  # fmt: skip
+    entry = {
+        "target": "c2d_closestatus",
+        "source": ["pipeline_name", "status_label"],
+        "transform": [
+            {"name": "template", "args": {"format": "{} / {}"}},
+            {"name": "choice", "args": {"map": {"Sales / Won": 1}}},
+        ],
+        "custom": {"type": "Picklist"},
+    }
     close = {"pipeline_name": "Sales", "status_label": "Won"}
     assert (
         check(entry, close, {"c2d_closestatus": 1, f"c2d_closestatus{F}": "Sales / Won"}).status == sc.MATCH
@@ -68,8 +84,13 @@ def test_template_choice_and_mapped_choice_set() -> None:
 
 
 def test_multi_choice_labels_are_joined_by_semicolons() -> None:
-    entry = {"target": "c2d_tags", "source": "custom.cf_2", "transform": "multi_choice",
-             "args": {"map": {"A, B": 1, "Ç": 2}}, "custom": {"type": "MultiSelectPicklist"}}  # fmt: skip
+    entry = {
+        "target": "c2d_tags",
+        "source": "custom.cf_2",
+        "transform": "multi_choice",
+        "args": {"map": {"A, B": 1, "Ç": 2}},
+        "custom": {"type": "MultiSelectPicklist"},
+    }
     dv = {"c2d_tags": "1,2", f"c2d_tags{F}": "A, B; Ç"}
     assert check(entry, {"custom.cf_2": ["Ç", "A, B"]}, dv).status == sc.MATCH
     assert check(entry, {"custom.cf_2": ["A, B"]}, dv).status == sc.MISMATCH
@@ -103,8 +124,13 @@ def test_dates_follow_the_column_behaviour() -> None:
 
 
 def test_lookups_resolve_to_the_close_parent_and_owner() -> None:
-    parent = {"target": "parentcontactid", "source": "contact_id", "transform": "record_id",
-              "args": {"kind": "contact", "required": False}, "lookup": "contact"}  # fmt: skip
+    parent = {
+        "target": "parentcontactid",
+        "source": "contact_id",
+        "transform": "record_id",
+        "args": {"kind": "contact", "required": False},
+        "lookup": "contact",
+    }
     dv = {"_parentcontactid_value": record_id("contact", "cont_1")}
     assert check(parent, {"contact_id": "cont_1"}, dv, "_parentcontactid_value").status == sc.MATCH
     assert check(parent, {"contact_id": "cont_2"}, dv, "_parentcontactid_value").status == sc.MISMATCH
@@ -128,8 +154,13 @@ def test_lookups_resolve_to_the_close_parent_and_owner() -> None:
     dv = {"_ownerid_value": "11111111-1111-1111-1111-111111111111"}
     assert check(owner, {"user_id": "user_a"}, dv, "_ownerid_value").status == sc.MATCH
     assert check(owner, {"user_id": "user_b"}, dv, "_ownerid_value").status == sc.NOT_COMPARED
-    currency = {"target": "transactioncurrencyid", "source": "value_currency", "transform": "text",
-                "lookup": "transactioncurrency", "lookup_by": "isocurrencycode"}  # fmt: skip
+    currency = {
+        "target": "transactioncurrencyid",
+        "source": "value_currency",
+        "transform": "text",
+        "lookup": "transactioncurrency",
+        "lookup_by": "isocurrencycode",
+    }
     out = check(
         currency,
         {"value_currency": "EUR"},
@@ -143,8 +174,11 @@ def test_text_rules_truncation_picks_and_normalised_values() -> None:
     text = {"target": "description", "source": "note", "transform": "text", "max_length": 5}
     assert check(text, {"note": "abcdefgh"}, {"description": "abcde"}).status == sc.MATCH
     assert check(text, {"note": "abcdefgh"}, {"description": "abxde"}).status == sc.MISMATCH
-    pick = {"target": "telephone1", "source": "phones",
-            "transform": [{"name": "pick", "args": {"field": "phone", "exclude_types": ["mobile"]}}, "phone"]}  # fmt: skip
+    pick = {
+        "target": "telephone1",
+        "source": "phones",
+        "transform": [{"name": "pick", "args": {"field": "phone", "exclude_types": ["mobile"]}}, "phone"],
+    }
     phones = {
         "phones": [{"phone": "+1 555 0100", "type": "mobile"}, {"phone": "(555) 0199", "type": "office"}]
     }
@@ -188,8 +222,9 @@ def test_unknown_transforms_are_listed_not_passed() -> None:
         ("Memo", None, "long text", "long text", None, sc.MATCH),
     ],
 )
-def test_planned_custom_activity_columns(kind: str, fmt: str | None, close: Any, dv: Any, formatted: Any,
-                                         status: str) -> None:  # fmt: skip
+def test_planned_custom_activity_columns(
+    kind: str, fmt: str | None, close: Any, dv: Any, formatted: Any, status: str
+) -> None:
     rule = sc.rule_for_column("c2d_x", kind, "custom.cf_x", fmt)
     record = {"c2d_x": dv, **({f"c2d_x{F}": formatted} if formatted else {})}
     assert sc.evaluate(rule, {"custom.cf_x": close}, {}, record, "c2d_x", CTX).status == status
@@ -216,8 +251,12 @@ def test_a_one_word_name_has_no_first_name() -> None:
 def test_a_close_custom_choice_field_is_compared_by_label_even_on_an_existing_column() -> None:
     """custom_fields.yaml maps each Close choice to an option value; whether that value is right is only seen
     in the label Dataverse shows for it (a swapped `column.values` must fail, not pass mapping-vs-mapping)."""
-    entry = {"target": "c2d_industry", "source": "custom.cf_x", "transform": "choice",
-             "args": {"map": {"Software": 1, "Retail": 2}}}  # fmt: skip
+    entry = {
+        "target": "c2d_industry",
+        "source": "custom.cf_x",
+        "transform": "choice",
+        "args": {"map": {"Software": 1, "Retail": 2}},
+    }
     close = {"custom.cf_x": "Software"}
     assert check(entry, close, {"c2d_industry": 1, f"c2d_industry{F}": "Software"}).status == sc.MATCH
     assert check(entry, close, {"c2d_industry": 1, f"c2d_industry{F}": "Retail"}).status == sc.MISMATCH

@@ -7,9 +7,9 @@ from decimal import Decimal
 import polars as pl
 import pytest
 
-from migration_assets.lib import normalise as n
-from migration_assets.lib import transforms as t
-from migration_assets.lib.transform_exprs import BUILDERS, Source, TransformContext
+from migration_assets.mapping import normalise as n
+from migration_assets.mapping import transforms as t
+from migration_assets.mapping.transform_exprs import BUILDERS, Source, TransformContext
 
 
 def run(

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from _loader_fakes import entity_meta
 
-from migration_assets.defs.loaded._engine import TableLoader
-from migration_assets.defs.loaded._lookups import LoadError
-from migration_assets.lib import load_diff as ld
-from migration_assets.lib.load_batches import batches_of
-from migration_assets.resources.dataverse_metadata import EntityMeta
+from migration_assets.clients.dataverse.metadata import EntityMeta
+from migration_assets.load import diff as ld
+from migration_assets.load.batches import batches_of
+from migration_assets.load.engine import TableLoader
+from migration_assets.load.lookups import LoadError
 
 
 def _row(i: int, size: int | None) -> dict[str, Any]:

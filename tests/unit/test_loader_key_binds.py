@@ -7,14 +7,17 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from migration_assets.defs.loaded._lookups import prefetch_key_binds, resolve_key_bind
-from migration_assets.lib import load_diff as ld
+from migration_assets.load import diff as ld
+from migration_assets.load.lookups import prefetch_key_binds, resolve_key_bind
 
 CURRENCIES = {"EUR": "AAAAAAAA-0000-0000-0000-000000000001", "GBP": "aaaaaaaa-0000-0000-0000-000000000002"}
 LOOKUP = ld.Lookup(
-    "transactioncurrencyid", "transactioncurrencyid", "transactioncurrency", "transactioncurrencies",
     "transactioncurrencyid",
-)  # fmt: skip
+    "transactioncurrencyid",
+    "transactioncurrency",
+    "transactioncurrencies",
+    "transactioncurrencyid",
+)
 
 
 class FakeClient:

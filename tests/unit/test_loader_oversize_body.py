@@ -15,14 +15,14 @@ import duckdb
 import pytest
 from _loader_fakes import entity_meta
 
-from migration_assets.defs.loaded._engine import TableLoader
-from migration_assets.defs.loaded._oversize import oversize_files, write_oversize_list
+from migration_assets.audit.reconcile_status import Counts, status
+from migration_assets.clients.dataverse.bulk import WriteResult
+from migration_assets.clients.dataverse.metadata import EntityMeta
 from migration_assets.defs.reports.reconciliation import _rejections
-from migration_assets.lib.file_body import OVERSIZE_CODE
-from migration_assets.lib.ledger import Ledger
-from migration_assets.lib.reconcile_status import Counts, status
-from migration_assets.resources.dataverse_bulk import WriteResult
-from migration_assets.resources.dataverse_metadata import EntityMeta
+from migration_assets.load.engine import TableLoader
+from migration_assets.load.file_body import OVERSIZE_CODE
+from migration_assets.load.ledger import Ledger
+from migration_assets.load.oversize import oversize_files, write_oversize_list
 
 LIMIT = 4_000  # base64 bytes: files up to 3,000 bytes fit
 RUN = "run-1"
@@ -70,8 +70,13 @@ def download(url: str) -> Iterator[bytes]:
 
 
 def _row(n: int, url: str, declared: int) -> dict[str, Any]:
-    return {"annotationid": f"00000000-0000-0000-0000-00000000000{n}", "name": f"file {n}",
-            "_close_id": f"acti_{n}:{url}", "_file_url": url, "_file_size": declared}  # fmt: skip
+    return {
+        "annotationid": f"00000000-0000-0000-0000-00000000000{n}",
+        "name": f"file {n}",
+        "_close_id": f"acti_{n}:{url}",
+        "_file_url": url,
+        "_file_size": declared,
+    }
 
 
 @pytest.fixture
@@ -82,8 +87,10 @@ def con() -> Iterator[duckdb.DuckDBPyConnection]:
         "CREATE TABLE staged.annotation (annotationid VARCHAR, name VARCHAR, _close_id VARCHAR, "
         "_file_url VARCHAR, _file_size BIGINT)"
     )
-    c.execute("INSERT INTO staged.annotation VALUES (?, ?, ?, ?, ?), (?, ?, ?, ?, ?)",
-              [*_row(1, "https://files/small", 100).values(), *_row(2, "https://files/liar", 10).values()])  # fmt: skip
+    c.execute(
+        "INSERT INTO staged.annotation VALUES (?, ?, ?, ?, ?), (?, ?, ?, ?, ?)",
+        [*_row(1, "https://files/small", 100).values(), *_row(2, "https://files/liar", 10).values()],
+    )
     c.execute(
         'CREATE TABLE staged.annotation_rejected (_close_id VARCHAR, "column" VARCHAR, value VARCHAR, '
         "reason VARCHAR, check_name VARCHAR)"
@@ -138,8 +145,15 @@ def test_a_body_larger_than_declared_is_refused_listed_and_excluded(
     load_time = [r for r in rejections if r.get("at_load")]
     assert [(r["close_id"], r["excluded"]) for r in load_time] == [("acti_2:https://files/liar", True)]
     # 4 Close files: 2 staged (1 loaded, 1 refused at load), 1 declared too big, 1 rejected for a missing value.
-    counts = Counts(close_objects=4, staged=2, rejected_at_staging=1, excluded=1, loaded=1, rejected_at_load=0,
-                    excluded_at_load=len(load_time))  # fmt: skip
+    counts = Counts(
+        close_objects=4,
+        staged=2,
+        rejected_at_staging=1,
+        excluded=1,
+        loaded=1,
+        rejected_at_load=0,
+        excluded_at_load=len(load_time),
+    )
     assert (
         status(counts, None, "rejected_annotation.csv") == "partial (1 rejected, see rejected_annotation.csv)"
     )

@@ -7,8 +7,8 @@ from typing import Any
 
 from _loader_fakes import entity_meta
 
-from migration_assets.defs.loaded._engine import SCAN_PAGE, LoadStats, TableLoader
-from migration_assets.resources.dataverse_metadata import EntityMeta
+from migration_assets.clients.dataverse.metadata import EntityMeta
+from migration_assets.load.engine import SCAN_PAGE, LoadStats, TableLoader
 
 PK = "accountid"
 

@@ -7,10 +7,10 @@ from typing import Any
 
 from _loader_fakes import entity_meta
 
-from migration_assets.defs.loaded._engine import ACTION_BATCH_PARTS, TableLoader
-from migration_assets.lib import load_diff as ld
-from migration_assets.lib.dv_batch import BatchPartResponse, BatchRequest
-from migration_assets.resources.dataverse_metadata import EntityMeta
+from migration_assets.clients.dataverse.batch import BatchPartResponse, BatchRequest
+from migration_assets.clients.dataverse.metadata import EntityMeta
+from migration_assets.load import diff as ld
+from migration_assets.load.engine import ACTION_BATCH_PARTS, TableLoader
 
 PK = "opportunityid"
 

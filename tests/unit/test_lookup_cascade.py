@@ -9,28 +9,46 @@ import duckdb
 import polars as pl
 
 from migration_assets.defs.staged._common import validate_and_write
-from migration_assets.lib.ids import record_id
-from migration_assets.lib.target_checks import REJECTION_SCHEMA, empty_optional_lookups, with_cascade
-from migration_assets.lib.target_rules import TableRules, add_planned_column, required_relationship
+from migration_assets.mapping.ids import record_id
 from migration_assets.resources.warehouse import WarehouseResource
+from migration_assets.target.checks import REJECTION_SCHEMA, empty_optional_lookups, with_cascade
+from migration_assets.target.rules import TableRules, add_planned_column, required_relationship
 
 LEAD_OK, LEAD_BAD = record_id("lead", "lead_ok"), record_id("lead", "lead_bad")
 CONTACT_OK, CONTACT_BAD = record_id("contact", "cont_ok"), record_id("contact", "cont_bad")
 
 
 def lead_rules() -> TableRules:
-    rules = TableRules.from_json({"table": "lead", "entity_set": "leads", "primary_id": "leadid", "columns": {
-        "leadid": {"name": "leadid", "attribute_type": "Uniqueidentifier"},
-        "parentaccountid": {"name": "parentaccountid", "attribute_type": "Lookup", "targets": ["account"]},
-        "ownerid": {"name": "ownerid", "attribute_type": "Owner", "targets": ["systemuser", "team"]}}})  # fmt: skip
+    rules = TableRules.from_json(
+        {
+            "table": "lead",
+            "entity_set": "leads",
+            "primary_id": "leadid",
+            "columns": {
+                "leadid": {"name": "leadid", "attribute_type": "Uniqueidentifier"},
+                "parentaccountid": {
+                    "name": "parentaccountid",
+                    "attribute_type": "Lookup",
+                    "targets": ["account"],
+                },
+                "ownerid": {"name": "ownerid", "attribute_type": "Owner", "targets": ["systemuser", "team"]},
+            },
+        }
+    )
     add_planned_column(rules, "c2d_contact", "Lookup", lookup_target="contact")
     return rules
 
 
 def phonecall_rules() -> TableRules:
-    return TableRules.from_json({"table": "phonecall", "entity_set": "phonecalls", "primary_id": "activityid",
-                                 "columns": {"activityid": {"name": "activityid", "attribute_type": "Uniqueidentifier"}},
-                                 "navigation": {"regardingobjectid_lead_phonecall": ["lead"]}})  # fmt: skip
+    return TableRules.from_json(
+        {
+            "table": "phonecall",
+            "entity_set": "phonecalls",
+            "primary_id": "activityid",
+            "columns": {"activityid": {"name": "activityid", "attribute_type": "Uniqueidentifier"}},
+            "navigation": {"regardingobjectid_lead_phonecall": ["lead"]},
+        }
+    )
 
 
 def test_required_relationships_are_the_ones_a_record_cannot_exist_without() -> None:
@@ -50,23 +68,35 @@ def test_required_relationships_are_the_ones_a_record_cannot_exist_without() -> 
 
 
 def test_an_optional_lookup_to_a_rejected_record_is_emptied_and_reported() -> None:
-    frame = pl.DataFrame({"_close_id": ["lead_1", "lead_2", "lead_3"],
-                          "c2d_contact@odata.bind": [f"/contacts({CONTACT_OK})", f"/contacts({CONTACT_BAD})", None]})  # fmt: skip
+    frame = pl.DataFrame(
+        {
+            "_close_id": ["lead_1", "lead_2", "lead_3"],
+            "c2d_contact@odata.bind": [f"/contacts({CONTACT_OK})", f"/contacts({CONTACT_BAD})", None],
+        }
+    )
     known = {"contact": {f"/contacts({CONTACT_OK})"}}
     rejected = {f"/contacts({CONTACT_BAD})": "contact cont_bad"}
     out, notices = empty_optional_lookups(frame, lead_rules(), known, {"contact": "contacts"}, rejected)
     assert out["c2d_contact@odata.bind"].to_list() == [f"/contacts({CONTACT_OK})", None, None]
     assert notices.select("_close_id", "column", "reason", "action").rows() == [
-        ("lead_2", "c2d_contact@odata.bind", "contact cont_bad was rejected: lookup left empty", "nulled")]  # fmt: skip
+        ("lead_2", "c2d_contact@odata.bind", "contact cont_bad was rejected: lookup left empty", "nulled")
+    ]
     # The same lookup marked required is left for validation to reject (a cascade).
     same, none = empty_optional_lookups(frame, lead_rules(), known, {}, rejected, required={"c2d_contact"})
     assert same.equals(frame) and none.height == 0
 
 
 def test_a_cascade_names_the_rejected_parent() -> None:
-    rej = pl.DataFrame({"_close_id": ["call_1", "call_2"], "column": ["regardingobjectid_lead_phonecall@odata.bind", "x"],
-                        "value": [f"/leads({LEAD_BAD})", "y"], "reason": ["refers to a lead that is neither staged", "bad"],
-                        "check_name": ["lookup_resolves", "max_length"]}, schema=REJECTION_SCHEMA)  # fmt: skip
+    rej = pl.DataFrame(
+        {
+            "_close_id": ["call_1", "call_2"],
+            "column": ["regardingobjectid_lead_phonecall@odata.bind", "x"],
+            "value": [f"/leads({LEAD_BAD})", "y"],
+            "reason": ["refers to a lead that is neither staged", "bad"],
+            "check_name": ["lookup_resolves", "max_length"],
+        },
+        schema=REJECTION_SCHEMA,
+    )
     out = with_cascade(rej, {f"/leads({LEAD_BAD})": "lead lead_bad"})
     assert out["cascade"].to_list() == ["because lead lead_bad was rejected", None]
     assert out["reason"][0].endswith("(because lead lead_bad was rejected)") and out["reason"][1] == "bad"
@@ -79,8 +109,10 @@ def _warehouse(tmp_path: Path) -> tuple[WarehouseResource, duckdb.DuckDBPyConnec
     con.execute(
         "CREATE TABLE staged.target_entity_sets (table_name VARCHAR, entity_set VARCHAR, primary_id VARCHAR)"
     )
-    con.execute("INSERT INTO staged.target_entity_sets VALUES ('lead', 'leads', 'leadid'), "
-                "('contact', 'contacts', 'contactid'), ('phonecall', 'phonecalls', 'activityid')")  # fmt: skip
+    con.execute(
+        "INSERT INTO staged.target_entity_sets VALUES ('lead', 'leads', 'leadid'), "
+        "('contact', 'contacts', 'contactid'), ('phonecall', 'phonecalls', 'activityid')"
+    )
     con.execute(f"CREATE TABLE staged.contact AS SELECT '{CONTACT_OK}' AS contactid")
     con.execute(
         f"CREATE TABLE staged.contact_rejected AS SELECT 'cont_bad' AS _close_id, '{CONTACT_BAD}' AS contactid"
@@ -90,11 +122,24 @@ def _warehouse(tmp_path: Path) -> tuple[WarehouseResource, duckdb.DuckDBPyConnec
 
 def test_staging_keeps_the_lead_and_cascades_only_through_regarding(tmp_path: Path) -> None:
     wh, con = _warehouse(tmp_path)
-    leads = pl.DataFrame({"_close_id": ["lead_ok", "lead_bad"], "_close_object": ["lead", "lead"],
-                          "leadid": [LEAD_OK, LEAD_BAD],
-                          "c2d_contact@odata.bind": [f"/contacts({CONTACT_BAD})", f"/contacts({CONTACT_OK})"]})  # fmt: skip
-    own = pl.DataFrame({"_close_id": ["lead_bad"], "column": ["subject"], "value": ["x"], "reason": ["too long"],
-                        "check_name": ["mapping"]}, schema=REJECTION_SCHEMA)  # fmt: skip
+    leads = pl.DataFrame(
+        {
+            "_close_id": ["lead_ok", "lead_bad"],
+            "_close_object": ["lead", "lead"],
+            "leadid": [LEAD_OK, LEAD_BAD],
+            "c2d_contact@odata.bind": [f"/contacts({CONTACT_BAD})", f"/contacts({CONTACT_OK})"],
+        }
+    )
+    own = pl.DataFrame(
+        {
+            "_close_id": ["lead_bad"],
+            "column": ["subject"],
+            "value": ["x"],
+            "reason": ["too long"],
+            "check_name": ["mapping"],
+        },
+        schema=REJECTION_SCHEMA,
+    )
     result = validate_and_write(wh, con, "lead", lead_rules(), leads, [own], [], required_lookups_of=())
     assert (result.staged, result.rejected, result.notices) == (1, 1, 1)
     staged = con.execute('SELECT leadid, "c2d_contact@odata.bind" FROM staged.lead').fetchall()
@@ -102,9 +147,14 @@ def test_staging_keeps_the_lead_and_cascades_only_through_regarding(tmp_path: Pa
     (notice,) = con.execute("SELECT _close_id, reason FROM staged.lead_notices").fetchall()
     assert notice == ("lead_ok", "contact cont_bad was rejected: lookup left empty")
 
-    calls = pl.DataFrame({"_close_id": ["call_1", "call_2"], "_close_object": ["call", "call"],
-                          "activityid": [record_id("phonecall", "call_1"), record_id("phonecall", "call_2")],
-                          "regardingobjectid_lead_phonecall@odata.bind": [f"/leads({LEAD_OK})", f"/leads({LEAD_BAD})"]})  # fmt: skip
+    calls = pl.DataFrame(
+        {
+            "_close_id": ["call_1", "call_2"],
+            "_close_object": ["call", "call"],
+            "activityid": [record_id("phonecall", "call_1"), record_id("phonecall", "call_2")],
+            "regardingobjectid_lead_phonecall@odata.bind": [f"/leads({LEAD_OK})", f"/leads({LEAD_BAD})"],
+        }
+    )
     result = validate_and_write(
         wh, con, "phonecall", phonecall_rules(), calls, [], [], required_lookups_of=()
     )

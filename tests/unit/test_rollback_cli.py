@@ -7,8 +7,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from migration_assets.lib.ledger import Intent, Ledger
-from migration_assets.rollback import RollbackError, RollbackReport, _select_runs, dataverse_from_env
+from migration_assets.load.ledger import Intent, Ledger
+from migration_assets.load.rollback import RollbackError, RollbackReport, _select_runs, dataverse_from_env
 
 
 def test_run_selection(tmp_path: Path) -> None:
@@ -37,8 +37,14 @@ def test_missing_environment_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_report_renders_counts_and_failures() -> None:
-    report = RollbackReport("rb-1", ["run-a"], deleted=3, restored=1, failed=["delete account(x): boom"],
-                            per_table={"account": {"delete": 3, "restore": 1}})  # fmt: skip
+    report = RollbackReport(
+        "rb-1",
+        ["run-a"],
+        deleted=3,
+        restored=1,
+        failed=["delete account(x): boom"],
+        per_table={"account": {"delete": 3, "restore": 1}},
+    )
     text = report.render()
     assert "deleted 3" in text and "restored 1" in text and "FAILED: delete account(x): boom" in text
     assert not report.ok

@@ -4,7 +4,7 @@ custom activity type of a generated org is listed with a recommendation."""
 from __future__ import annotations
 
 from emulators.orgdata import generate
-from migration_assets.lib.workflow_inventory import build_inventory, describe_query, render_markdown
+from migration_assets.audit.workflow_inventory import build_inventory, describe_query, render_markdown
 
 
 def test_inventory_lists_every_item_of_the_tiny_org() -> None:

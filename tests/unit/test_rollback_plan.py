@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from migration_assets.lib.ledger import Entry
-from migration_assets.lib.rollback_plan import plan_rollback, summarize
+from migration_assets.load.ledger import Entry
+from migration_assets.load.rollback_plan import plan_rollback, summarize
 
 T = datetime(2026, 1, 1, tzinfo=UTC)
 

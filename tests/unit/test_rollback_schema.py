@@ -7,9 +7,9 @@ from typing import Any
 
 import duckdb
 
-from migration_assets.lib import ledger as lg
-from migration_assets.lib.ledger import SchemaComponent, SchemaLedger
-from migration_assets.lib.rollback_plan import plan_schema_rollback
+from migration_assets.load import ledger as lg
+from migration_assets.load.ledger import SchemaComponent, SchemaLedger
+from migration_assets.load.rollback_plan import plan_schema_rollback
 
 
 def comp(run: str, seq: int, kind: str, table: str | None, name: str, **detail: Any) -> SchemaComponent:
@@ -98,8 +98,13 @@ def test_schema_ledger_writes_ahead_and_reads_back() -> None:
     led.rejected(refused)
     (row,) = lg.schema_components(con, ["run-1"])
     assert (row.kind, row.table, row.name, row.component_id, row.detail, row.status) == (
-        "column", "lead", "c2d_closeid", "abc-1", {"type": "String"}, "done"
-    )  # fmt: skip
+        "column",
+        "lead",
+        "c2d_closeid",
+        "abc-1",
+        {"type": "String"},
+        "done",
+    )
     assert lg.run_exists(con, "run-1"), "a run that only created schema can be rolled back by its id"
     lg.mark_schema_removed(con, [("run-1", seq)], "rb-1")
     assert lg.schema_components(con) == []
@@ -168,7 +173,7 @@ def _ledger_of_two_runs() -> duckdb.DuckDBPyConnection:
 
 
 def test_rollback_keeps_schema_another_runs_records_use_and_says_why() -> None:
-    from migration_assets.rollback import RollbackReport, remove_schema
+    from migration_assets.load.rollback import RollbackReport, remove_schema
 
     con, target = _ledger_of_two_runs(), FakeTarget()
     report = RollbackReport("rb1", ["r1"])
@@ -190,6 +195,10 @@ def test_rollback_keeps_schema_another_runs_records_use_and_says_why() -> None:
     again = RollbackReport("rb2", ["r1"])
     remove_schema(con, target, ["r1"], "rb2", again, lambda _m: None)  # type: ignore[arg-type]
     assert again.schema_kept == [] and [d[0] for d in target.deleted] == [
-        "table", "key", "column", "solution", "publisher"
-    ]  # fmt: skip
+        "table",
+        "key",
+        "column",
+        "solution",
+        "publisher",
+    ]
     assert lg.schema_components(con) == []

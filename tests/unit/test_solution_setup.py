@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from migration_assets.lib.mapping_config import load_mapping_config
-from migration_assets.lib.solution_setup import SolutionTarget, managed_solution_error, solution_state
+from migration_assets.mapping.config import load_mapping_config
+from migration_assets.target.solution import SolutionTarget, managed_solution_error, solution_state
 
 TARGET = SolutionTarget("close2d365", "close2d365 migration", "c2d", 72700, "close2d365", "Close", "1.0.0.0")
 DEFAULT_PUB = {

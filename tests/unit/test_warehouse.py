@@ -75,7 +75,7 @@ def test_encryption_key_without_support_is_a_clear_error(
 def test_a_run_shares_one_open_database_and_releases_the_file_at_its_end(tmp_path: Path) -> None:
     import dagster as dg
 
-    from migration_assets.defs.close.writer import extraction_settings, reset_extraction_settings
+    from migration_assets.extract.writer import extraction_settings, reset_extraction_settings
 
     path = str(tmp_path / "w.duckdb")
     seen: dict[str, object] = {}

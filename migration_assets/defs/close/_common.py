@@ -17,16 +17,17 @@ import dagster as dg
 import polars as pl
 from dagster import AssetExecutionContext
 
-from migration_assets.defs.close.delta import DELTA_SOURCES, EVENT_RETENTION, deleted_ids
-from migration_assets.defs.close.duplicates import record_quarantine
-from migration_assets.defs.close.finalize import finalize_table
-from migration_assets.defs.close.sources import quarantined_lines, table_pages
-from migration_assets.defs.close.tables import TABLES, TableSpec
-from migration_assets.defs.close.writer import Pages, write_table
-from migration_assets.lib.close_export import CloseExportError
-from migration_assets.lib.close_paging import parse_close_datetime
+from migration_assets.clients.close.client import CloseError
+from migration_assets.clients.close.export_file import CloseExportError
+from migration_assets.clients.close.paging import parse_close_datetime
+from migration_assets.extract.delta import DELTA_SOURCES, EVENT_RETENTION, deleted_ids
+from migration_assets.extract.duplicates import record_quarantine
+from migration_assets.extract.finalize import finalize_table
+from migration_assets.extract.sources import quarantined_lines, table_pages
+from migration_assets.extract.tables import TABLES, TableSpec
+from migration_assets.extract.writer import Pages, write_table
 from migration_assets.resources.api_calls import reports_api_calls
-from migration_assets.resources.close import CloseError, CloseResource
+from migration_assets.resources.close import CloseResource
 from migration_assets.resources.warehouse import WarehouseResource, fetch_polars
 
 SCHEMA = "close"

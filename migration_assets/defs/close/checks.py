@@ -16,11 +16,11 @@ from collections.abc import Sequence
 import dagster as dg
 import polars as pl
 
+from migration_assets.clients.close.export_file import CSV_EXPORT_EXPLANATION
 from migration_assets.defs.close._common import GROUP, SCHEMA, markdown_table
-from migration_assets.defs.close.duplicates import CONFLICTS, QUARANTINE_TABLE, ensure_conflicts_table
-from migration_assets.defs.close.tables import ACTIVITY_TABLE_TYPES, TABLES, TS
 from migration_assets.defs.jobs import gate_severity
-from migration_assets.lib.close_export import CSV_EXPORT_EXPLANATION
+from migration_assets.extract.duplicates import CONFLICTS, QUARANTINE_TABLE, ensure_conflicts_table
+from migration_assets.extract.tables import ACTIVITY_TABLE_TYPES, TABLES, TS
 from migration_assets.resources.warehouse import WarehouseResource, fetch_polars
 
 SHOW = 20

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dagster as dg
 
 from migration_assets.defs.close._common import Pages, close_asset, run_close_tables
-from migration_assets.defs.close.sources import api_config, prepare_run
+from migration_assets.extract.sources import api_config, prepare_run
 from migration_assets.resources.close import CloseResource
 from migration_assets.resources.warehouse import WarehouseResource
 

@@ -9,10 +9,10 @@ from typing import Any
 import dagster as dg
 import duckdb
 
-from migration_assets.defs.loaded._engine import LoadStats, TableLoader
-from migration_assets.lib.ledger import SCHEMA as LEDGER_SCHEMA
-from migration_assets.lib.ledger import Ledger, run_kind
-from migration_assets.resources.dataverse import DataverseClient
+from migration_assets.clients.dataverse.client import DataverseClient
+from migration_assets.load.engine import LoadStats, TableLoader
+from migration_assets.load.ledger import SCHEMA as LEDGER_SCHEMA
+from migration_assets.load.ledger import Ledger, run_kind
 from migration_assets.resources.warehouse import fetch_polars
 
 GROUP = "loaded"
@@ -104,7 +104,11 @@ def run_load(
     ledger.close_run("loaded", f"last table: {table}")  # finished_at = the run's latest completed table
     rejected = write_rejected_table(con, context.run.run_id, table)
     # Files above the upload limit are ledgered refusals too, but expected exclusions, not errors.
-    meta: dict[str, Any] = {**stats.metadata(), "rejected": rejected - stats.excluded, "excluded": stats.excluded,
-                            "dagster/row_count": stats.loaded}  # fmt: skip
+    meta: dict[str, Any] = {
+        **stats.metadata(),
+        "rejected": rejected - stats.excluded,
+        "excluded": stats.excluded,
+        "dagster/row_count": stats.loaded,
+    }
     meta["rejected_rows"] = dg.MetadataValue.md(rejected_markdown(con, table))
     return stats, meta

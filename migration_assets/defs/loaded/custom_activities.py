@@ -19,13 +19,13 @@ from migration_assets.defs.loaded._common import (
     run_load,
     staged_key,
 )
-from migration_assets.defs.schema._deploy import SchemaDeployError, load_plan, subset
 from migration_assets.defs.schema.assets import COLUMNS_PHASE, phase_two_gaps
-from migration_assets.lib.custom_activity_plan import RoutedActivityType, load_types
-from migration_assets.lib.mapping_config import DEFAULT_ROOT
+from migration_assets.mapping.config import DEFAULT_ROOT
 from migration_assets.resources.api_calls import reports_api_calls
 from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource
+from migration_assets.target.custom_activity_plan import RoutedActivityType, load_types
+from migration_assets.target.deploy import SchemaDeployError, load_plan, subset
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def build(t: RoutedActivityType) -> dg.AssetsDefinition:
             loaded_key("lead"),
             loaded_key("contact"),
             loaded_key("opportunity"),
-        ],  # fmt: skip
+        ],
         pool=POOL,
         description=f"Phase 3: rows of the Close custom activity type '{t.name}' in the table {t.table}.",
         kinds={"dataverse"},

@@ -19,8 +19,8 @@ from migration_assets.defs.loaded._common import (
     run_load,
     staged_key,
 )
-from migration_assets.defs.loaded._oversize import write_oversize_list
-from migration_assets.lib.mapping_config import load_mapping_config
+from migration_assets.load.oversize import write_oversize_list
+from migration_assets.mapping.config import load_mapping_config
 from migration_assets.resources.api_calls import reports_api_calls
 from migration_assets.resources.close import CloseResource
 from migration_assets.resources.dataverse import DataverseResource

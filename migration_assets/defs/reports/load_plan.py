@@ -14,19 +14,24 @@ import dagster as dg
 import polars as pl
 
 from migration_assets.defs.staged._common import TARGET_METADATA_KEY, markdown
-from migration_assets.lib.custom_activity_plan import load_types
-from migration_assets.lib.load_estimate import TableLoad, custom_tables_used, estimate, upload_blocks
-from migration_assets.lib.mapping_config import load_mapping_config
-from migration_assets.lib.staging_source import table_exists
+from migration_assets.load.estimate import TableLoad, custom_tables_used, estimate, upload_blocks
+from migration_assets.mapping.config import load_mapping_config
+from migration_assets.mapping.staging_source import table_exists
 from migration_assets.resources.warehouse import WarehouseResource
+from migration_assets.target.custom_activity_plan import load_types
 
 GROUP = "reports"
 # Dataverse table -> (close tables whose rows it receives, every row also costs a state change after create)
 SOURCES: dict[str, tuple[tuple[str, ...], bool]] = {
-    "contact": (("contacts",), False), "lead": (("leads",), True), "opportunity": (("opportunities",), False),
-    "phonecall": (("calls",), True), "email": (("emails",), True), "task": (("tasks", "sms"), True),
-    "appointment": (("meetings",), True), "annotation": (("notes", "status_changes", "attachments", "call_recordings"), False),
-}  # fmt: skip
+    "contact": (("contacts",), False),
+    "lead": (("leads",), True),
+    "opportunity": (("opportunities",), False),
+    "phonecall": (("calls",), True),
+    "email": (("emails",), True),
+    "task": (("tasks", "sms"), True),
+    "appointment": (("meetings",), True),
+    "annotation": (("notes", "status_changes", "attachments", "call_recordings"), False),
+}
 
 
 class LoadPlanConfig(dg.Config):
@@ -48,17 +53,32 @@ def planned_loads(con: Any, sms_to_task: bool, status_changes: bool) -> list[Tab
             _count(con, f'SELECT count(*) FROM close."{table}"') if table_exists(con, "close", table) else 0
         )
 
-    loads = [TableLoad("account", _count(con, "SELECT count(DISTINCT lower(trim(coalesce(name, '')))) FROM close.leads")
-                       if table_exists(con, "close", "leads") else 0)]  # fmt: skip
+    loads = [
+        TableLoad(
+            "account",
+            _count(con, "SELECT count(DISTINCT lower(trim(coalesce(name, '')))) FROM close.leads")
+            if table_exists(con, "close", "leads")
+            else 0,
+        )
+    ]
     for target, (tables, state) in SOURCES.items():
         used = [
             t for t in tables if (t != "sms" or sms_to_task) and (t != "status_changes" or status_changes)
         ]
         n = sum(rows(t) for t in used)
-        actions = (_count(con, "SELECT count(*) FROM close.opportunities WHERE status_type IN ('won', 'lost')")
-                   if target == "opportunity" and table_exists(con, "close", "opportunities") else 0)  # fmt: skip
-        sizes = ([r[0] for r in con.execute("SELECT size FROM close.attachments WHERE size IS NOT NULL").fetchall()]
-                 if target == "annotation" and table_exists(con, "close", "attachments") else [])  # fmt: skip
+        actions = (
+            _count(con, "SELECT count(*) FROM close.opportunities WHERE status_type IN ('won', 'lost')")
+            if target == "opportunity" and table_exists(con, "close", "opportunities")
+            else 0
+        )
+        sizes = (
+            [
+                r[0]
+                for r in con.execute("SELECT size FROM close.attachments WHERE size IS NOT NULL").fetchall()
+            ]
+            if target == "annotation" and table_exists(con, "close", "attachments")
+            else []
+        )
         loads.append(TableLoad(target, n, n if state else 0, actions, upload_blocks(sizes)))
     if table_exists(con, "close", "custom_activities"):
         loads.append(TableLoad("custom activities", rows("custom_activities"), rows("custom_activities")))
@@ -73,7 +93,7 @@ def planned_loads(con: Any, sms_to_task: bool, status_changes: bool) -> list[Tab
         dg.AssetKey(["close", "leads"]),
         dg.AssetKey(["close", "custom_activities"]),
         TARGET_METADATA_KEY,
-    ],  # fmt: skip
+    ],
     description="Custom tables against the edition's limit and the request entitlement the planned load needs "
     "(figures; schema/preflight blocks on them).",
 )
@@ -103,17 +123,21 @@ def load_plan(
     per_table = pl.DataFrame([t.__dict__ for t in loads])
     if not limit["within_limit"]:
         context.log.warning(f"{limit['total']} custom tables exceed the {edition} limit of {limit['limit']}")
-    return dg.MaterializeResult(metadata={
-        "edition": edition,
-        "custom_tables_planned": planned_tables,
-        "custom_tables_total": int(limit["total"]),  # type: ignore[call-overload]
-        "custom_table_limit": str(limit["limit"] or "none"),
-        "custom_tables_within_limit": bool(limit["within_limit"]),
-        "entitlement_requests": est.entitlement_requests,
-        "http_requests": est.http_requests,
-        "daily_entitlement_pool": est.daily_pool,
-        "days_of_entitlement": est.days,
-        "min_minutes_service_protection": est.min_minutes_per_user,
-        "licences_assumed": licences,
-        "per_table (upper bound from the Close data)": dg.MetadataValue.md(markdown(per_table, max_rows=50)),
-    })  # fmt: skip
+    return dg.MaterializeResult(
+        metadata={
+            "edition": edition,
+            "custom_tables_planned": planned_tables,
+            "custom_tables_total": int(limit["total"]),  # type: ignore[call-overload]
+            "custom_table_limit": str(limit["limit"] or "none"),
+            "custom_tables_within_limit": bool(limit["within_limit"]),
+            "entitlement_requests": est.entitlement_requests,
+            "http_requests": est.http_requests,
+            "daily_entitlement_pool": est.daily_pool,
+            "days_of_entitlement": est.days,
+            "min_minutes_service_protection": est.min_minutes_per_user,
+            "licences_assumed": licences,
+            "per_table (upper bound from the Close data)": dg.MetadataValue.md(
+                markdown(per_table, max_rows=50)
+            ),
+        }
+    )

@@ -7,18 +7,25 @@ who owns records is unmatched or disabled and no fallback owner takes their reco
 import dagster as dg
 import polars as pl
 
+from migration_assets.audit.files import write_frame_csv
 from migration_assets.defs.jobs import gate_severity
-from migration_assets.defs.reports._files import write_frame_csv
 from migration_assets.defs.staged._common import TARGET_METADATA_KEY, markdown, warehouse_write
-from migration_assets.lib.mapping_config import load_mapping_config
-from migration_assets.lib.owner_match import OwnerConfigError, blocking_owners, blocking_summary, match_owners
-from migration_assets.lib.staging_source import table_exists
+from migration_assets.mapping.config import load_mapping_config
+from migration_assets.mapping.owners import OwnerConfigError, blocking_owners, blocking_summary, match_owners
+from migration_assets.mapping.staging_source import table_exists
 from migration_assets.resources.warehouse import WarehouseResource, default_home, fetch_polars
 
 GROUP = "reports"
 # close table -> column holding the Close user who owns the migrated record (field maps' `owner`).
-OWNER_COLUMNS = {"opportunities": "user_id", "calls": "user_id", "emails": "user_id", "sms": "user_id",
-                 "meetings": "user_id", "tasks": "assigned_to", "custom_activities": "user_id"}  # fmt: skip
+OWNER_COLUMNS = {
+    "opportunities": "user_id",
+    "calls": "user_id",
+    "emails": "user_id",
+    "sms": "user_id",
+    "meetings": "user_id",
+    "tasks": "assigned_to",
+    "custom_activities": "user_id",
+}
 
 
 def queue_path() -> str:
@@ -47,8 +54,15 @@ def owner_map(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -
             for t, c in OWNER_COLUMNS.items()
             if table_exists(con, "close", t)
         ]
-        owned = fetch_polars(con, f"SELECT uid, count(*) AS n FROM ({' UNION ALL '.join(parts)}) WHERE uid IS NOT NULL "
-                                  "GROUP BY uid") if parts else pl.DataFrame({"uid": [], "n": []})  # fmt: skip
+        owned = (
+            fetch_polars(
+                con,
+                f"SELECT uid, count(*) AS n FROM ({' UNION ALL '.join(parts)}) WHERE uid IS NOT NULL "
+                "GROUP BY uid",
+            )
+            if parts
+            else pl.DataFrame({"uid": [], "n": []})
+        )
         try:
             result = match_owners(
                 users.to_dicts(),
@@ -103,5 +117,5 @@ def owners_resolved(
             "unresolved_users": blocking.height,
             "records_blocked": n_records,
             "unresolved": dg.MetadataValue.md(markdown(blocking)),
-        },  # fmt: skip
+        },
     )

@@ -14,20 +14,21 @@ import dagster as dg
 import duckdb
 from dagster import AssetExecutionContext, DagsterEventType
 
+from migration_assets.audit.files import markdown_table, write_report
+from migration_assets.audit.reconcile_status import Counts, status
+from migration_assets.clients.dataverse.client import DataverseClient, DataverseError
 from migration_assets.defs.loaded._common import loaded_key, table_exists
-from migration_assets.defs.loaded._lookups import READ_CHUNK, resolve_key_bind
 from migration_assets.defs.loaded.tables import ORDER
-from migration_assets.defs.reports._files import markdown_table, write_report
-from migration_assets.defs.schema._deploy import load_plan
 from migration_assets.defs.staged._common import EXCLUSIONS, KEPT_IN_TARGET
-from migration_assets.lib import load_diff as ld
-from migration_assets.lib.custom_activities import activity_types
-from migration_assets.lib.file_body import OVERSIZE_CODE
-from migration_assets.lib.mapping_config import MappingConfig, load_mapping_config
-from migration_assets.lib.reconcile_status import Counts, status
+from migration_assets.load import diff as ld
+from migration_assets.load.file_body import OVERSIZE_CODE
+from migration_assets.load.lookups import READ_CHUNK, resolve_key_bind
+from migration_assets.mapping.config import MappingConfig, load_mapping_config
+from migration_assets.mapping.custom_activities import activity_types
 from migration_assets.resources.api_calls import reports_api_calls
-from migration_assets.resources.dataverse import DataverseClient, DataverseError, DataverseResource
+from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource, fetch_polars
+from migration_assets.target.deploy import load_plan
 
 GROUP = "reports"
 # Custom activity loads are not deps: one halted type (its phase check failed) must not hide the
@@ -117,8 +118,12 @@ def derived(config: MappingConfig, table: str) -> bool:
 def run_halts(instance: dg.DagsterInstance, run_id: str) -> dict[str, str]:
     """Asset key (`staged/contact`) -> why it halted in this run: a failed blocking check (its name and
     description), a failed step, or a planned materialization that did not happen."""
-    types = {DagsterEventType.ASSET_CHECK_EVALUATION, DagsterEventType.STEP_FAILURE,
-             DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_MATERIALIZATION_PLANNED}  # fmt: skip
+    types = {
+        DagsterEventType.ASSET_CHECK_EVALUATION,
+        DagsterEventType.STEP_FAILURE,
+        DagsterEventType.ASSET_MATERIALIZATION,
+        DagsterEventType.ASSET_MATERIALIZATION_PLANNED,
+    }
     halts: dict[str, str] = {}
     planned: set[str] = set()
     done: set[str] = set()
@@ -170,9 +175,18 @@ def _rejections(
         )
         for cid, column, value, reason, check in cur.fetchall():
             cascade = reason if check == "cascade" or str(reason or "").startswith("because ") else ""
-            rows.append({"table": table, "close_id": cid, "column": column, "value": value, "reason": reason,
-                         "cascade": cascade, "excluded": check in EXCLUSIONS,
-                         "kept": check == KEPT_IN_TARGET})  # fmt: skip
+            rows.append(
+                {
+                    "table": table,
+                    "close_id": cid,
+                    "column": column,
+                    "value": value,
+                    "reason": reason,
+                    "cascade": cascade,
+                    "excluded": check in EXCLUSIONS,
+                    "kept": check == KEPT_IN_TARGET,
+                }
+            )
     if run is not None and table_exists(con, "ledger", "rejected"):
         cur = con.execute(
             "SELECT close_id, record_id, code, message FROM ledger.rejected WHERE run_id = ? AND table_name = ?",
@@ -180,11 +194,30 @@ def _rejections(
         )
         for cid, rid, code, message in cur.fetchall():
             if code == OVERSIZE_CODE:  # a file above the upload limit: listed for the admin, not an error
-                rows.append({"table": table, "close_id": cid or rid, "column": "_file_size", "value": code,
-                             "reason": message, "cascade": "", "excluded": True, "at_load": True})  # fmt: skip
+                rows.append(
+                    {
+                        "table": table,
+                        "close_id": cid or rid,
+                        "column": "_file_size",
+                        "value": code,
+                        "reason": message,
+                        "cascade": "",
+                        "excluded": True,
+                        "at_load": True,
+                    }
+                )
                 continue
-            rows.append({"table": table, "close_id": cid or rid, "column": "(record)", "value": code,
-                         "reason": f"rejected by Dataverse: {message}", "cascade": "", "excluded": False})  # fmt: skip
+            rows.append(
+                {
+                    "table": table,
+                    "close_id": cid or rid,
+                    "column": "(record)",
+                    "value": code,
+                    "reason": f"rejected by Dataverse: {message}",
+                    "cascade": "",
+                    "excluded": False,
+                }
+            )
     return rows
 
 
@@ -236,14 +269,20 @@ def reconcile(
         )
         listed = [r for r in rejections if not r["excluded"] or r.get("kept")]
         name = rejected_file(table, listed) if rejected_file and listed else f"rejected_{table}.csv"
-        rows.append({
-            "table": table, "close_objects": close_objects(con, config, table), "staged": counts.staged,
-            "rejected_at_staging": counts.rejected_at_staging, "loaded": loaded,
-            "excluded": counts.excluded + counts.excluded_at_load,
-            "rejected_at_load": counts.rejected_at_load,
-            "rejected": counts.rejected_at_staging + counts.rejected_at_load, "read_back": len(back),
-            "status": status(counts, halt_reason(halts or {}, staged) or missing, name),
-        })  # fmt: skip
+        rows.append(
+            {
+                "table": table,
+                "close_objects": close_objects(con, config, table),
+                "staged": counts.staged,
+                "rejected_at_staging": counts.rejected_at_staging,
+                "loaded": loaded,
+                "excluded": counts.excluded + counts.excluded_at_load,
+                "rejected_at_load": counts.rejected_at_load,
+                "rejected": counts.rejected_at_staging + counts.rejected_at_load,
+                "read_back": len(back),
+                "status": status(counts, halt_reason(halts or {}, staged) or missing, name),
+            }
+        )
     return rows
 
 
@@ -274,11 +313,16 @@ def reconciliation(
         rows = reconcile(con, dataverse.get_client(), config, halts, rejected_file)
     md = "# Reconciliation\n\n" + markdown_table(rows, RECON_COLUMNS)
     md_path, csv_path = write_report(run_id, "reconciliation", md, rows, RECON_COLUMNS)
-    return dg.MaterializeResult(metadata={
-        "reconciliation": dg.MetadataValue.md(md), "report": str(md_path), "csv": str(csv_path),
-        "tables_not_ok": sum(1 for r in rows if r["status"] != "ok"), "dagster/row_count": len(rows),
-        "halted": sum(1 for r in rows if str(r["status"]).startswith("halted")),
-    })  # fmt: skip
+    return dg.MaterializeResult(
+        metadata={
+            "reconciliation": dg.MetadataValue.md(md),
+            "report": str(md_path),
+            "csv": str(csv_path),
+            "tables_not_ok": sum(1 for r in rows if r["status"] != "ok"),
+            "dagster/row_count": len(rows),
+            "halted": sum(1 for r in rows if str(r["status"]).startswith("halted")),
+        }
+    )
 
 
 def readback_table(
@@ -348,8 +392,12 @@ def readback_table(
                 mismatches.append({**base, "column": col, "staged": want, "dataverse": current.get(col)})
         for col in sorted(split.nulls):  # emptied in Close: the loader clears these, so they must read empty
             attr = meta.attributes.get(col)
-            if (attr is None or not attr.valid_for_update or col in ld.NOT_COMPARED
-                    or not ld.clearable(attr.attribute_type, attr.type_name, attr.is_custom, attr.required_level)):  # fmt: skip
+            if (
+                attr is None
+                or not attr.valid_for_update
+                or col in ld.NOT_COMPARED
+                or not ld.clearable(attr.attribute_type, attr.type_name, attr.is_custom, attr.required_level)
+            ):
                 continue
             if current.get(col) not in (None, ""):
                 mismatches.append({**base, "column": col, "staged": None, "dataverse": current.get(col)})

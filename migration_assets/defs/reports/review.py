@@ -27,10 +27,8 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from migration_assets.defs.jobs import REVIEW_KEY
-from migration_assets.defs.reports._files import markdown_table, report_dir, write_csv, write_report
-from migration_assets.defs.staged._common import EXCLUSIONS
-from migration_assets.lib.review_problems import (
+from migration_assets.audit.files import markdown_table, report_dir, write_csv, write_report
+from migration_assets.audit.review_problems import (
     PROBLEM_COLUMNS,
     REJECTED_COLUMNS,
     TARGET_CHECK_SUFFIX,
@@ -40,7 +38,9 @@ from migration_assets.lib.review_problems import (
     row_problems,
     summary_lines,
 )
-from migration_assets.lib.staging_source import table_exists
+from migration_assets.defs.jobs import REVIEW_KEY
+from migration_assets.defs.staged._common import EXCLUSIONS
+from migration_assets.mapping.staging_source import table_exists
 from migration_assets.resources.warehouse import WarehouseResource, fetch_polars
 
 CHECK_NAME = "plan_clean"
@@ -95,8 +95,14 @@ def build_review(instance: dg.DagsterInstance, run_id: str, warehouse: Warehouse
         # The user's exception is the cause of Dagster's "error occurred while executing" wrapper.
         error = error.cause if error is not None and error.cause is not None else error
         message = (error.message.strip().splitlines() or ["failed"])[0] if error else "failed"
-        review.problems.append(Problem(f"step {event.step_key}", message,
-                                       "see the message; the steps after it were not run", kind="step"))  # fmt: skip
+        review.problems.append(
+            Problem(
+                f"step {event.step_key}",
+                message,
+                "see the message; the steps after it were not run",
+                kind="step",
+            )
+        )
     review.skipped = sorted(
         {e.step_key for e in _events(instance, run_id, {dg.DagsterEventType.STEP_SKIPPED})}
     )
@@ -107,8 +113,14 @@ def build_review(instance: dg.DagsterInstance, run_id: str, warehouse: Warehouse
         if ev.asset_key == REVIEW_KEY:
             continue
         asset = ev.asset_key.to_user_string()
-        review.checks.append({"asset": asset, "check": ev.check_name, "result": "passed" if ev.passed else
-                              ("FAILED" if ev.blocking else "warning"), "description": ev.description or ""})  # fmt: skip
+        review.checks.append(
+            {
+                "asset": asset,
+                "check": ev.check_name,
+                "result": "passed" if ev.passed else ("FAILED" if ev.blocking else "warning"),
+                "description": ev.description or "",
+            }
+        )
         if ev.passed:
             continue
         if not ev.blocking:
@@ -178,10 +190,18 @@ def write_review(review: Review) -> tuple[Path, dict[str, int]]:
         path = write_csv(review.run_id, f"rejected_{table}", rejected_rows(table, frame), REJECTED_COLUMNS)
         files[path.name] = frame["_close_id"].n_unique()
     # What other assets of the run wrote there (dropped orphaned values, the workflow inventory, ...).
-    others = sorted(p.name for p in report_dir(review.run_id).iterdir() if p.name not in files
-                    and not p.name.startswith("review."))  # fmt: skip
-    md, _ = write_report(review.run_id, "review", render(review, files, others),
-                         [p.row() for p in review.problems], PROBLEM_COLUMNS)  # fmt: skip
+    others = sorted(
+        p.name
+        for p in report_dir(review.run_id).iterdir()
+        if p.name not in files and not p.name.startswith("review.")
+    )
+    md, _ = write_report(
+        review.run_id,
+        "review",
+        render(review, files, others),
+        [p.row() for p in review.problems],
+        PROBLEM_COLUMNS,
+    )
     return md, files
 
 

@@ -19,19 +19,21 @@ import dagster as dg
 import duckdb
 from dagster import AssetExecutionContext
 
+from migration_assets.audit import spot_compare as sc
+from migration_assets.audit.files import markdown_table, write_report
+from migration_assets.clients.close.client import CloseClient
+from migration_assets.clients.close.http import CloseAPIError
+from migration_assets.clients.dataverse.client import FORMATTED_VALUES, DataverseClient
+from migration_assets.clients.dataverse.metadata import EntityMeta
 from migration_assets.defs.loaded._common import table_exists
-from migration_assets.defs.reports._files import markdown_table, write_report
 from migration_assets.defs.reports.reconciliation import AFTER_LOADS, GROUP, LOADED, target_tables
-from migration_assets.defs.schema._deploy import load_plan
-from migration_assets.defs.staged._custom_fields import with_custom_fields
-from migration_assets.lib import spot_compare as sc
-from migration_assets.lib.mapping_config import MappingConfig, ObjectMap, load_mapping_config
+from migration_assets.mapping.config import MappingConfig, ObjectMap, load_mapping_config
+from migration_assets.mapping.custom_fields import with_custom_fields
 from migration_assets.resources.api_calls import reports_api_calls
-from migration_assets.resources.close import CloseClient, CloseResource
-from migration_assets.resources.close_http import CloseAPIError
-from migration_assets.resources.dataverse import FORMATTED_VALUES, DataverseClient, DataverseResource
-from migration_assets.resources.dataverse_metadata import EntityMeta
+from migration_assets.resources.close import CloseResource
+from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource
+from migration_assets.target.deploy import load_plan
 
 SAMPLE = 30
 READ_CHUNK = 25  # ids per Dataverse read (a $filter of `pk eq ... or ...` stays well under URL limits)
@@ -39,11 +41,20 @@ KEY = dg.AssetKey([GROUP, "spot_check"])
 CHECK = "matches_close"
 COLUMNS = ["table", "close_id", "record_id", "column", "status", "close", "dataverse", "why", "source"]
 # Close object endpoints (close_api.md): GET <path>/<id>/ for one object of each extracted table.
-CLOSE_PATHS = {"leads": "lead", "contacts": "contact", "opportunities": "opportunity", "tasks": "task",
-               "calls": "activity/call", "emails": "activity/email", "sms": "activity/sms",
-               "meetings": "activity/meeting", "notes": "activity/note", "custom_activities": "activity/custom",
-               "lead_status_change": "activity/status_change/lead",
-               "opportunity_status_change": "activity/status_change/opportunity"}  # fmt: skip
+CLOSE_PATHS = {
+    "leads": "lead",
+    "contacts": "contact",
+    "opportunities": "opportunity",
+    "tasks": "task",
+    "calls": "activity/call",
+    "emails": "activity/email",
+    "sms": "activity/sms",
+    "meetings": "activity/meeting",
+    "notes": "activity/note",
+    "custom_activities": "activity/custom",
+    "lead_status_change": "activity/status_change/lead",
+    "opportunity_status_change": "activity/status_change/opportunity",
+}
 _CF = re.compile(r"\((cf_[A-Za-z0-9]+)\)")
 LOOKUP_TYPES = ("Lookup", "Customer", "Owner")
 LOGICAL_NAME = "@Microsoft.Dynamics.CRM.lookuplogicalname"
@@ -264,10 +275,12 @@ def check_table(
         record = found.get(rid)
         if not rules or close_obj is None or record is None:
             why = (
-                "the record is missing in Dataverse" if record is None and close_obj is not None
-                else f"no Close object {src_table}/{close_id} ({source.name})" if rules
+                "the record is missing in Dataverse"
+                if record is None and close_obj is not None
+                else f"no Close object {src_table}/{close_id} ({source.name})"
+                if rules
                 else f"no field map for Close object {row.get('_close_object')!r}"
-            )  # fmt: skip
+            )
             status = sc.MISMATCH if rules else sc.NOT_COMPARED
             out.append({**base, "column": "(record)", "status": status, "why": why})
             continue
@@ -286,8 +299,16 @@ def check_table(
                 )
                 continue
             res = sc.evaluate(rule, close_obj, joined, view, rule.column, ctx)
-            out.append({**base, "column": rule.column, "status": res.status, "close": res.close,
-                        "dataverse": res.dataverse, "why": res.why})  # fmt: skip
+            out.append(
+                {
+                    **base,
+                    "column": rule.column,
+                    "status": res.status,
+                    "close": res.close,
+                    "dataverse": res.dataverse,
+                    "why": res.why,
+                }
+            )
     return sampled, out
 
 
@@ -327,9 +348,12 @@ def _context(con: duckdb.DuckDBPyConnection, client: DataverseClient, config: Ma
 
 
 def run_spot_check(
-    con: duckdb.DuckDBPyConnection, client: DataverseClient, close: CloseClient | None, run_id: str,
+    con: duckdb.DuckDBPyConnection,
+    client: DataverseClient,
+    close: CloseClient | None,
+    run_id: str,
     size: int = SAMPLE,
-) -> tuple[dict[str, list[str]], list[dict[str, Any]], str]:  # fmt: skip
+) -> tuple[dict[str, list[str]], list[dict[str, Any]], str]:
     """Sampled Close ids per table, outcome rows, and the Close source used."""
     config = load_mapping_config()
     source = CloseSource(con, close, {})
@@ -419,7 +443,7 @@ def spot_check(
             "close_source": source,
             "mismatches": len(bad),
             "compared": sum(1 for r in rows if r["status"] != sc.NOT_COMPARED),
-        },  # fmt: skip
+        },
         check_results=[
             dg.AssetCheckResult(
                 check_name=CHECK,
@@ -428,7 +452,7 @@ def spot_check(
                     f"{len(bad)} values differ from Close (see {csv_path})"
                     if bad
                     else "every compared value equals its Close value"
-                ),  # fmt: skip
+                ),
                 metadata={
                     "mismatches": len(bad),
                     "first": dg.MetadataValue.md(markdown_table(bad[:20], COLUMNS)),

@@ -7,10 +7,10 @@ import dagster as dg
 import duckdb
 from dagster import AssetExecutionContext
 
-from migration_assets.defs.reports._files import write_report
-from migration_assets.lib.custom_activities import activity_types
-from migration_assets.lib.mapping_config import load_mapping_config
-from migration_assets.lib.workflow_inventory import InventoryItem, build_inventory, render_markdown
+from migration_assets.audit.files import write_report
+from migration_assets.audit.workflow_inventory import InventoryItem, build_inventory, render_markdown
+from migration_assets.mapping.config import load_mapping_config
+from migration_assets.mapping.custom_activities import activity_types
 from migration_assets.resources.warehouse import WarehouseResource
 
 SOURCES = ("sequences", "smart_views", "custom_activity_types")
@@ -45,8 +45,14 @@ def workflow_inventory(context: AssetExecutionContext, warehouse: WarehouseResou
     md_path, csv_path = write_report(
         context.run.run_id, "workflow_inventory", md, [i.row() for i in items], COLUMNS
     )
-    return dg.MaterializeResult(metadata={
-        "inventory": dg.MetadataValue.md(md), "report": str(md_path), "csv": str(csv_path),
-        "workflows": len(seqs), "smart_views": len(views), "custom_activity_types": len(types),
-        "dagster/row_count": len(items),
-    })  # fmt: skip
+    return dg.MaterializeResult(
+        metadata={
+            "inventory": dg.MetadataValue.md(md),
+            "report": str(md_path),
+            "csv": str(csv_path),
+            "workflows": len(seqs),
+            "smart_views": len(views),
+            "custom_activity_types": len(types),
+            "dagster/row_count": len(items),
+        }
+    )

@@ -12,7 +12,15 @@ import dagster as dg
 import duckdb
 from dagster import AssetExecutionContext
 
-from migration_assets.defs.schema._deploy import (
+from migration_assets.defs.staged.target_metadata import invalidate_cache
+from migration_assets.load.ledger import SchemaLedger, run_kind
+from migration_assets.mapping.config import load_mapping_config
+from migration_assets.mapping.custom_activities import activity_types
+from migration_assets.resources.api_calls import reports_api_calls
+from migration_assets.resources.dataverse import DataverseResource
+from migration_assets.resources.warehouse import WarehouseResource
+from migration_assets.target.custom_activity_plan import TYPES_FILE, load_types
+from migration_assets.target.deploy import (
     SchemaDeployError,
     deploy,
     load_plan,
@@ -20,19 +28,11 @@ from migration_assets.defs.schema._deploy import (
     save_plan,
     subset,
 )
-from migration_assets.defs.schema._solution import ensure_solution
-from migration_assets.defs.staged.target_metadata import invalidate_cache
-from migration_assets.lib.custom_activities import activity_types
-from migration_assets.lib.custom_activity_plan import TYPES_FILE, load_types
-from migration_assets.lib.ledger import SchemaLedger, run_kind
-from migration_assets.lib.mapping_config import load_mapping_config
-from migration_assets.lib.proposal import parse_proposal
-from migration_assets.lib.schema_build import align_options, build_plan, closeid_column
-from migration_assets.lib.schema_plan import SchemaPlan, diff, missing_from
-from migration_assets.lib.solution_setup import SolutionTarget
-from migration_assets.resources.api_calls import reports_api_calls
-from migration_assets.resources.dataverse import DataverseResource
-from migration_assets.resources.warehouse import WarehouseResource
+from migration_assets.target.proposal import parse_proposal
+from migration_assets.target.schema_build import align_options, build_plan, closeid_column
+from migration_assets.target.schema_plan import SchemaPlan, diff, missing_from
+from migration_assets.target.solution import SolutionTarget
+from migration_assets.target.solution_deploy import ensure_solution
 
 GROUP = "schema"
 POOL = "dataverse_api"
@@ -99,13 +99,17 @@ def plan(
     with warehouse.connect() as con:
         save_plan(con, schema_plan)
     d = diff(schema_plan, existing)
-    return dg.MaterializeResult(metadata={
-        "planned_tables": len(schema_plan.tables), "planned_columns": len(schema_plan.columns),
-        "planned_keys": len(schema_plan.keys), "unconfirmed_proposals": len(proposals) - len(confirmed),
-        **{f"to_create_{k}": v for k, v in d.summary().items()},
-        "diff": dg.MetadataValue.md(d.markdown()),
-        "custom_activity_tables": dg.MetadataValue.json({t.close_type_id: t.table for t in types}),
-    })  # fmt: skip
+    return dg.MaterializeResult(
+        metadata={
+            "planned_tables": len(schema_plan.tables),
+            "planned_columns": len(schema_plan.columns),
+            "planned_keys": len(schema_plan.keys),
+            "unconfirmed_proposals": len(proposals) - len(confirmed),
+            **{f"to_create_{k}": v for k, v in d.summary().items()},
+            "diff": dg.MetadataValue.md(d.markdown()),
+            "custom_activity_tables": dg.MetadataValue.json({t.close_type_id: t.table for t in types}),
+        }
+    )
 
 
 def _ledger(context: AssetExecutionContext, con: duckdb.DuckDBPyConnection) -> SchemaLedger:
@@ -130,13 +134,17 @@ def solution(
     with warehouse.connect() as con:
         # Conflicts raise SolutionSetupError (a SchemaDeployError) before any change.
         ensured = ensure_solution(dataverse.get_client(), target, _ledger(context, con), context.log.info)
-    return dg.MaterializeResult(metadata={
-        "publisher": f"{target.publisher_unique_name} (prefix {target.prefix}, option values "
-                     f"{target.option_value_prefix}0000+)",
-        "solution": f"{target.solution_unique_name} {target.version}",
-        "created_publisher": ensured.created_publisher, "created_solution": ensured.created_solution,
-        "publisher_id": ensured.publisher_id, "solution_id": ensured.solution_id,
-    })  # fmt: skip
+    return dg.MaterializeResult(
+        metadata={
+            "publisher": f"{target.publisher_unique_name} (prefix {target.prefix}, option values "
+            f"{target.option_value_prefix}0000+)",
+            "solution": f"{target.solution_unique_name} {target.version}",
+            "created_publisher": ensured.created_publisher,
+            "created_solution": ensured.created_solution,
+            "publisher_id": ensured.publisher_id,
+            "solution_id": ensured.solution_id,
+        }
+    )
 
 
 def _result(warehouse: WarehouseResource, d: Any, touched: list[str]) -> dg.MaterializeResult:
@@ -148,7 +156,7 @@ def _result(warehouse: WarehouseResource, d: Any, touched: list[str]) -> dg.Mate
             **{f"created_{k}": v for k, v in d.summary().items()},
             "published": ", ".join(touched) or "nothing",
             "changes": dg.MetadataValue.md(d.markdown()),
-        }  # fmt: skip
+        }
     )
 
 
@@ -168,8 +176,9 @@ def deployed(
     solution_name = load_mapping_config().settings.solution_unique_name
     with warehouse.connect() as con:
         schema_plan = subset(load_plan(con), custom_tables=False)
-        d, touched = deploy(dataverse.get_client(), schema_plan, solution_name, context.log.info,
-                            ledger=_ledger(context, con))  # fmt: skip
+        d, touched = deploy(
+            dataverse.get_client(), schema_plan, solution_name, context.log.info, ledger=_ledger(context, con)
+        )
     return _result(warehouse, d, touched)
 
 
@@ -188,8 +197,14 @@ def custom_activity_tables(
     solution_name = load_mapping_config().settings.solution_unique_name
     with warehouse.connect() as con:
         schema_plan = subset(load_plan(con), custom_tables=True)
-        d, touched = deploy(dataverse.get_client(), schema_plan, solution_name, context.log.info,
-                            columns=False, ledger=_ledger(context, con))  # fmt: skip
+        d, touched = deploy(
+            dataverse.get_client(),
+            schema_plan,
+            solution_name,
+            context.log.info,
+            columns=False,
+            ledger=_ledger(context, con),
+        )
     return _result(warehouse, d, touched)
 
 
@@ -222,8 +237,9 @@ def custom_activity_columns(
         )
     solution_name = load_mapping_config().settings.solution_unique_name
     with warehouse.connect() as con:
-        d, touched = deploy(client, schema_plan, solution_name, context.log.info, tables=False,
-                            ledger=_ledger(context, con))  # fmt: skip
+        d, touched = deploy(
+            client, schema_plan, solution_name, context.log.info, tables=False, ledger=_ledger(context, con)
+        )
     return _result(warehouse, d, touched)
 
 

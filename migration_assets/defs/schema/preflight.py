@@ -14,7 +14,7 @@ loaded/*), so a failed gate or a blocker here stops the run before its first wri
   base and enabled currencies against the Close currencies; owners mapped to users disabled since;
 - the publisher/solution conflicts (`inspect_solution`).
 
-Findings (lib/preflight.py) go to the asset's metadata as a Markdown table and to `preflight.md` (+ csv) in
+Findings (target/preflight.py) go to the asset's metadata as a Markdown table and to `preflight.md` (+ csv) in
 the run's reports folder; its blocking check `target_ready` fails on any blocker (WARN in the dry run, whose
 review lists the blockers with the other problems).
 """
@@ -27,20 +27,21 @@ from typing import Any
 import dagster as dg
 import duckdb
 
+from migration_assets.audit.files import markdown_table, write_report
+from migration_assets.clients.dataverse.client import DataverseClient
+from migration_assets.clients.dataverse.errors import DataverseApiError
 from migration_assets.defs.jobs import gate_severity
-from migration_assets.defs.reports._files import markdown_table, write_report
-from migration_assets.defs.schema._deploy import load_plan
-from migration_assets.defs.schema._solution import inspect_solution
 from migration_assets.defs.staged._common import OWNER_MAP_KEY
 from migration_assets.defs.staged.mapping import MAPPING_KEY
-from migration_assets.lib import preflight as pf
-from migration_assets.lib.mapping_config import MappingConfig, load_mapping_config
-from migration_assets.lib.solution_setup import SolutionTarget
-from migration_assets.lib.staging_source import table_exists
+from migration_assets.mapping.config import MappingConfig, load_mapping_config
+from migration_assets.mapping.staging_source import table_exists
 from migration_assets.resources.api_calls import reports_api_calls
-from migration_assets.resources.dataverse import DataverseClient, DataverseResource
-from migration_assets.resources.dataverse_errors import DataverseApiError
+from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource
+from migration_assets.target import preflight as pf
+from migration_assets.target.deploy import load_plan
+from migration_assets.target.solution import SolutionTarget
+from migration_assets.target.solution_deploy import inspect_solution
 
 GROUP = "schema"
 PREFLIGHT = dg.AssetKey([GROUP, "preflight"])
@@ -84,9 +85,14 @@ def table_privileges(client: DataverseClient, table: str) -> dict[str, str]:
 def columns(client: DataverseClient, table: str) -> list[pf.Column]:
     select = "LogicalName,RequiredLevel,IsValidForCreate,IsPrimaryId,AttributeType,AttributeOf"
     raw = client.get_json(_entity(table, f"/Attributes?$select={select}")).get("value") or []
-    picklists = client.get_json(
-        _entity(table, f"/Attributes/{FUNCTION}PicklistAttributeMetadata?$select=LogicalName,DefaultFormValue")
-    ).get("value") or []  # fmt: skip
+    picklists = (
+        client.get_json(
+            _entity(
+                table, f"/Attributes/{FUNCTION}PicklistAttributeMetadata?$select=LogicalName,DefaultFormValue"
+            )
+        ).get("value")
+        or []
+    )
     defaulted = {p["LogicalName"] for p in picklists if p.get("DefaultFormValue") not in (None, -1)}
     return [
         pf.Column(
@@ -121,8 +127,11 @@ def close_facts(con: duckdb.DuckDBPyConnection, cfg: MappingConfig) -> tuple[lis
         sizes = [int(r[0]) for r in _rows(con, "SELECT size FROM close.attachments WHERE size IS NOT NULL")]
     seen: dict[str, int] = {}
     if table_exists(con, "close", "opportunities"):
-        rows = _rows(con, "SELECT upper(value_currency), count(*) FROM close.opportunities "
-                            "WHERE value_currency IS NOT NULL GROUP BY 1")  # fmt: skip
+        rows = _rows(
+            con,
+            "SELECT upper(value_currency), count(*) FROM close.opportunities "
+            "WHERE value_currency IS NOT NULL GROUP BY 1",
+        )
         seen = {str(code): int(n) for code, n in rows}
     return sizes, seen
 
@@ -152,8 +161,14 @@ def guarded(topic: str, read: Callable[[], list[pf.Finding]]) -> list[pf.Finding
     try:
         return read()
     except DataverseApiError as exc:
-        return [pf.Finding(pf.BLOCKER, topic, f"the target refused the preflight's read: {exc}",
-                           f"give the application user's security role read access for this ({pf.ROLES_PAGE})")]  # fmt: skip
+        return [
+            pf.Finding(
+                pf.BLOCKER,
+                topic,
+                f"the target refused the preflight's read: {exc}",
+                f"give the application user's security role read access for this ({pf.ROLES_PAGE})",
+            )
+        ]
 
 
 def collect(
@@ -183,9 +198,10 @@ def collect(
         needed = pf.needed_privileges(
             by_table,
             assigns_owner={t for t, cols in targets.items() if "ownerid" in cols} | set(planned),
-            override_created_on=any("overriddencreatedon" in cols for cols in targets.values()) or bool(planned),
+            override_created_on=any("overriddencreatedon" in cols for cols in targets.values())
+            or bool(planned),
             bypass_custom_logic=dataverse.bypass_custom_logic,
-        )  # fmt: skip
+        )
         facts["whoami"] = client.whoami().get("UserId")
         return pf.privilege_findings(
             app_users(client, [u.client_id for u in dataverse.settings().users]), needed
@@ -203,10 +219,19 @@ def collect(
         org = next(
             iter(client.query("organization", select=["maxuploadfilesize", "_basecurrencyid_value"])), {}
         )
-        currencies = list(client.query("transactioncurrency", select=["transactioncurrencyid", "isocurrencycode",
-                                                                      "statecode"]))  # fmt: skip
-        base = next((c["isocurrencycode"] for c in currencies
-                     if c["transactioncurrencyid"] == org.get("_basecurrencyid_value")), None)  # fmt: skip
+        currencies = list(
+            client.query(
+                "transactioncurrency", select=["transactioncurrencyid", "isocurrencycode", "statecode"]
+            )
+        )
+        base = next(
+            (
+                c["isocurrencycode"]
+                for c in currencies
+                if c["transactioncurrencyid"] == org.get("_basecurrencyid_value")
+            ),
+            None,
+        )
         enabled = [str(c["isocurrencycode"]) for c in currencies if c.get("statecode") in (0, None)]
         facts.update(base_currency=base, maxuploadfilesize=org.get("maxuploadfilesize"))
         sizes, seen = close_facts(con, cfg)
@@ -215,10 +240,15 @@ def collect(
         )
 
     def owners() -> list[pf.Finding]:
-        disabled = {str(u["systemuserid"]): u for u in client.rows("systemusers", ["systemuserid", "fullname"],
-                                                                     "isdisabled eq true")}  # fmt: skip
-        hit = [{**o, "fullname": disabled[str(o["systemuserid"])].get("fullname")}
-               for o in mapped_owners(con) if str(o["systemuserid"]) in disabled]  # fmt: skip
+        disabled = {
+            str(u["systemuserid"]): u
+            for u in client.rows("systemusers", ["systemuserid", "fullname"], "isdisabled eq true")
+        }
+        hit = [
+            {**o, "fullname": disabled[str(o["systemuserid"])].get("fullname")}
+            for o in mapped_owners(con)
+            if str(o["systemuserid"]) in disabled
+        ]
         return pf.disabled_owner_findings(hit)
 
     def solution() -> list[pf.Finding]:
@@ -275,14 +305,16 @@ def preflight(
     )
     for f in pf.blockers(findings):
         context.log.warning(f"preflight blocker: {f.finding} -> {f.fix}")
-    return dg.MaterializeResult(metadata={
-        "blockers": len(pf.blockers(findings)),
-        "warnings": len(findings) - len(pf.blockers(findings)),
-        "findings": dg.MetadataValue.md(markdown_table([f.row() for f in findings], pf.FINDING_COLUMNS)),
-        "findings_json": dg.MetadataValue.json([f.row() for f in findings]),
-        "report": dg.MetadataValue.path(str(path)),
-        **{k: str(v) for k, v in facts.items()},
-    })  # fmt: skip
+    return dg.MaterializeResult(
+        metadata={
+            "blockers": len(pf.blockers(findings)),
+            "warnings": len(findings) - len(pf.blockers(findings)),
+            "findings": dg.MetadataValue.md(markdown_table([f.row() for f in findings], pf.FINDING_COLUMNS)),
+            "findings_json": dg.MetadataValue.json([f.row() for f in findings]),
+            "report": dg.MetadataValue.path(str(path)),
+            **{k: str(v) for k, v in facts.items()},
+        }
+    )
 
 
 @dg.asset_check(

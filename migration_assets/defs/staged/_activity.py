@@ -21,11 +21,11 @@ from migration_assets.defs.staged._common import (
     target_lookup,
     validate_and_write,
 )
-from migration_assets.defs.staged._mapping import Mapped, map_object, object_chunks
-from migration_assets.defs.staged._parties import PartyIndex, party_index
-from migration_assets.lib.mapping_config import load_mapping_config
-from migration_assets.lib.target_rules import TableRules
+from migration_assets.mapping.config import load_mapping_config
+from migration_assets.mapping.frame import Mapped, map_object, object_chunks
+from migration_assets.mapping.parties import PartyIndex, party_index
 from migration_assets.resources.warehouse import WarehouseResource
+from migration_assets.target.rules import TableRules
 
 PartiesFn = Callable[[pl.DataFrame, PartyIndex], pl.Series]
 

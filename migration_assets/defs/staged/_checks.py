@@ -31,14 +31,14 @@ from migration_assets.defs.staged._common import (
     staged_key,
     target_lookup,
 )
-from migration_assets.lib.mapping_config import load_mapping_config
-from migration_assets.lib.mapping_targets import column_errors
-from migration_assets.lib.staging_source import table_exists
-from migration_assets.lib.target_checks import build_schema, validate
-from migration_assets.lib.target_rules import TableRules
+from migration_assets.mapping.config import load_mapping_config
+from migration_assets.mapping.staging_source import table_exists
+from migration_assets.mapping.targets import column_errors
 from migration_assets.resources.api_calls import reports_api_calls
 from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource, fetch_polars
+from migration_assets.target.checks import build_schema, validate
+from migration_assets.target.rules import TableRules
 
 HARD_FAILURES = ("column_exists",)
 RulesFor = Callable[..., TableRules]
@@ -98,11 +98,15 @@ def evaluate(
         if table.startswith("custom_activity_") and any(
             c.startswith("custom.") for c in hard["column"].to_list()
         ):
-            reasons.append("these are values of fields deleted from the type in Close: set its orphaned_values "
-                           "in mappings/custom_activities.yaml to drop or column to load it")  # fmt: skip
+            reasons.append(
+                "these are values of fields deleted from the type in Close: set its orphaned_values "
+                "in mappings/custom_activities.yaml to drop or column to load it"
+            )
     if not within:
-        reasons.append(f"{n_rejected} of {total} rows rejected, above the threshold "
-                       f"(max_rows={threshold.max_rows}, max_fraction={threshold.max_fraction})")  # fmt: skip
+        reasons.append(
+            f"{n_rejected} of {total} rows rejected, above the threshold "
+            f"(max_rows={threshold.max_rows}, max_fraction={threshold.max_fraction})"
+        )
     by_check = (
         counted.group_by("check_name", "column")
         .agg(pl.col("_close_id").n_unique().alias("rows"))

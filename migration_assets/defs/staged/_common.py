@@ -19,11 +19,14 @@ import dagster as dg
 import duckdb
 import polars as pl
 
-from migration_assets.lib.mapping_config import MappingConfig, load_mapping_config
-from migration_assets.lib.mapping_targets import unknown_columns
-from migration_assets.lib.owner_match import owner_lookup
-from migration_assets.lib.staging_source import table_exists
-from migration_assets.lib.target_checks import (
+from migration_assets.clients.dataverse.errors import DataverseTableMissingError
+from migration_assets.mapping.config import MappingConfig, load_mapping_config
+from migration_assets.mapping.owners import owner_lookup
+from migration_assets.mapping.staging_source import table_exists
+from migration_assets.mapping.targets import unknown_columns
+from migration_assets.mapping.transform_exprs import TransformContext
+from migration_assets.resources.warehouse import WarehouseResource, fetch_polars
+from migration_assets.target.checks import (
     BIND,
     REJECTION_SCHEMA,
     build_schema,
@@ -31,10 +34,7 @@ from migration_assets.lib.target_checks import (
     validate,
     with_cascade,
 )
-from migration_assets.lib.target_rules import CONFIG_TARGETS, TableRules, add_planned_column
-from migration_assets.lib.transform_exprs import TransformContext
-from migration_assets.resources.dataverse_errors import DataverseTableMissingError
-from migration_assets.resources.warehouse import WarehouseResource, fetch_polars
+from migration_assets.target.rules import CONFIG_TARGETS, TableRules, add_planned_column
 
 SCHEMA = GROUP = "staged"
 TARGET_METADATA_KEY = dg.AssetKey([GROUP, "target_metadata"])
@@ -90,7 +90,7 @@ def plan_columns(rules: TableRules, cfg: MappingConfig) -> TableRules:
         if custom.choice_set and custom.choice_set in cfg.choice_sets:
             options = set(cfg.choice_sets[custom.choice_set].options.values())
         add_planned_column(rules, name, custom.type, custom.max_length, options)
-    from migration_assets.defs.staged._custom_fields import plan_custom_fields
+    from migration_assets.mapping.custom_fields import plan_custom_fields
 
     plan_custom_fields(rules, cfg)
     flag = cfg.accounts.flag_column
@@ -195,8 +195,10 @@ def rejected_refs(
         if not pk or pk[0][0] not in cols:
             continue
         es = sets.get(target, target + "s")
-        rows = con.execute(f"SELECT DISTINCT {_q(pk[0][0])}, _close_id FROM {SCHEMA}.{_q(target + '_rejected')} "
-                           f"WHERE {_q(pk[0][0])} IS NOT NULL").fetchall()  # fmt: skip
+        rows = con.execute(
+            f"SELECT DISTINCT {_q(pk[0][0])}, _close_id FROM {SCHEMA}.{_q(target + '_rejected')} "
+            f"WHERE {_q(pk[0][0])} IS NOT NULL"
+        ).fetchall()
         out.update({f"/{es}({key})": f"{target} {close_id}" for key, close_id in rows})
     return out
 
@@ -248,8 +250,11 @@ def validate_and_write(
         # The staged contract: every row carries its Close id and its original creation time.
         if name == "overriddencreatedon" or (name.endswith("_closeid") and rule.attribute_type == "String"):
             rule.required = rule.required or name in frame.columns
-    pre = pl.concat([r for r in rejections if r.height], how="vertical_relaxed") if any(r.height for r in rejections) \
-        else pl.DataFrame(schema=REJECTION_SCHEMA)  # fmt: skip
+    pre = (
+        pl.concat([r for r in rejections if r.height], how="vertical_relaxed")
+        if any(r.height for r in rejections)
+        else pl.DataFrame(schema=REJECTION_SCHEMA)
+    )
     # A field map's target the target lacks is the mapping's mistake, reported once by file and line at the
     # mapping_confirmed gate (which stops every write): its values are left out, no row is rejected for them.
     # A custom activity table (planned) keeps rejecting them: its type halts alone (DESIGN §3).
@@ -293,8 +298,16 @@ def validate_and_write(
     con.execute("COMMIT")
     all_rej = with_cascade(pl.concat([pre, *found_parts], how="vertical_relaxed"), refs)
     all_rej = all_rej.join(ids, on="_close_id", how="left").sort("_close_id", "column", maintain_order=True)
-    rej_cols = ["_close_id", "_close_object", *([pk] if pk in ids.columns else []), "column", "value", "reason",
-                "check_name", "cascade"]  # fmt: skip
+    rej_cols = [
+        "_close_id",
+        "_close_object",
+        *([pk] if pk in ids.columns else []),
+        "column",
+        "value",
+        "reason",
+        "check_name",
+        "cascade",
+    ]
     all_rej = kept_in_target(all_rej.select(rej_cols), rules.table, pk, target_lookup)
     note = (
         pl.concat([n for n in notices if n.height], how="vertical_relaxed")
@@ -307,8 +320,15 @@ def validate_and_write(
     counted = all_rej.filter(~pl.col("check_name").is_in(list(EXCLUSIONS)))
     excluded = all_rej.filter(pl.col("check_name").is_in(list(EXCLUSIONS)))
     preview = fetch_polars(con, f"SELECT * FROM {SCHEMA}.{_q(table)} LIMIT 5")
-    return StageResult(table, staged, counted["_close_id"].n_unique(), excluded["_close_id"].n_unique(),
-                       notes.height, all_rej.head(PREVIEW_ROWS), preview)  # fmt: skip
+    return StageResult(
+        table,
+        staged,
+        counted["_close_id"].n_unique(),
+        excluded["_close_id"].n_unique(),
+        notes.height,
+        all_rej.head(PREVIEW_ROWS),
+        preview,
+    )
 
 
 def kept_in_target(

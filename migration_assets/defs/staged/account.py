@@ -16,9 +16,9 @@ from migration_assets.defs.staged._common import (
     plan_columns,
     validate_and_write,
 )
-from migration_assets.defs.staged._mapping import map_object, read_object_source
-from migration_assets.lib.mapping_config import load_mapping_config
-from migration_assets.lib.normalise import normalise_account_name
+from migration_assets.mapping.config import load_mapping_config
+from migration_assets.mapping.frame import map_object, read_object_source
+from migration_assets.mapping.normalise import normalise_account_name
 from migration_assets.resources.warehouse import WarehouseResource
 
 PLACEHOLDER_CLOSE_ID = "__placeholder__"
@@ -33,8 +33,9 @@ def account_close_id(names: pl.Series) -> pl.Series:
     )
 
 
-def dedupe_accounts(frame: pl.DataFrame, rejections: pl.DataFrame, names: pl.Series, keep: str,
-                    merged_column: str) -> tuple[pl.DataFrame, pl.DataFrame]:  # fmt: skip
+def dedupe_accounts(
+    frame: pl.DataFrame, rejections: pl.DataFrame, names: pl.Series, keep: str, merged_column: str
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """One row per accountid: valid leads first, then oldest/newest; rejections re-keyed to the Account."""
     bad = rejections["_close_id"].unique().implode()
     rows = frame.with_columns(
@@ -71,8 +72,9 @@ def account(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> 
     with warehouse.connect() as con:
         src = read_object_source(con, cfg, "account", extra=["name", "date_created"])
         mapped = map_object(src, cfg, "account", cfg.context(), entity_sets(con))
-        frame, rej = dedupe_accounts(mapped.frame, mapped.rejections, src["name"], cfg.accounts.keep,
-                                     cfg.accounts.merged_ids_column)  # fmt: skip
+        frame, rej = dedupe_accounts(
+            mapped.frame, mapped.rejections, src["name"], cfg.accounts.keep, cfg.accounts.merged_ids_column
+        )
         rules = plan_columns(load_rules(con, "account"), cfg)
         result = validate_and_write(warehouse, con, "account", rules, frame, [rej], [mapped.notices])
     merged = frame.filter(pl.col(cfg.accounts.merged_ids_column).str.contains("; ")).height

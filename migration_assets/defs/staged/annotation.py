@@ -4,7 +4,7 @@ from `_file_url` at load time). Files above the upload limit (organization.maxup
 on the base64 size, or settings.yaml attachments.max_size_bytes) are not loaded: they are listed in
 `staged.annotation_rejected` (check `max_upload_size`, not counted as errors) and in
 `$CLOSE2D365_HOME/reports/oversize_attachments.csv` for the admin; a body served larger than declared is
-refused by the loader and added to that list (defs/loaded/_oversize.py)."""
+refused by the loader and added to that list (load/oversize.py)."""
 
 import math
 
@@ -12,7 +12,7 @@ import dagster as dg
 import duckdb
 import polars as pl
 
-from migration_assets.defs.reports._files import oversize_csv_path, write_frame_csv
+from migration_assets.audit.files import oversize_csv_path, write_frame_csv
 from migration_assets.defs.staged._checks import target_check
 from migration_assets.defs.staged._common import (
     GROUP,
@@ -27,12 +27,12 @@ from migration_assets.defs.staged._common import (
     target_lookup,
     validate_and_write,
 )
-from migration_assets.defs.staged._mapping import map_object, read_object_source
-from migration_assets.lib.mapping_config import MappingConfig, load_mapping_config
-from migration_assets.lib.target_checks import REJECTION_SCHEMA
+from migration_assets.mapping.config import MappingConfig, load_mapping_config
+from migration_assets.mapping.frame import map_object, read_object_source
 from migration_assets.resources.api_calls import reports_api_calls
 from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource
+from migration_assets.target.checks import REJECTION_SCHEMA
 
 ATTACHMENT_KEY = "_attachment_key"
 
@@ -61,7 +61,7 @@ def oversize_rejections(frame: pl.DataFrame, limit: int) -> pl.DataFrame:
             "listed for the admin (raise organization.maxuploadfilesize up to 131072000 to load it)",
             pl.col("_file_size"),
             b64,
-        ).alias("reason"),  # fmt: skip
+        ).alias("reason"),
         pl.lit(MAX_UPLOAD_SIZE).alias("check_name"),
     ).select(list(REJECTION_SCHEMA))
 
@@ -82,7 +82,7 @@ def oversize_rejections(frame: pl.DataFrame, limit: int) -> pl.DataFrame:
         staged_key("email"),
         staged_key("phonecall"),
         TARGET_METADATA_KEY,
-    ],  # fmt: skip
+    ],
     description="Notes, status-change history, attachments and call recordings as annotations.",
 )
 @reports_api_calls
@@ -120,13 +120,20 @@ def annotation(
                     types.rename({types.columns[1]: "_t"}), on="_close_id", how="left"
                 )
                 frame = frame.with_columns(
-                    pl.when(pl.col("_t") == "OpportunityStatusChange").then(pl.lit("opportunity_status_change"))
-                    .otherwise(pl.lit("lead_status_change")).alias("_close_object")
-                ).drop("_t")  # fmt: skip
+                    pl.when(pl.col("_t") == "OpportunityStatusChange")
+                    .then(pl.lit("opportunity_status_change"))
+                    .otherwise(pl.lit("lead_status_change"))
+                    .alias("_close_object")
+                ).drop("_t")
             if name in ("attachment", "call_recording"):
                 url = "url" if "url" in src.columns else "recording_url"
-                files = src.select(pl.col(key or "activity_id").alias("_close_id"), pl.col(url).alias("_file_url"),
-                                   (pl.col("size") if name == "attachment" else pl.lit(None, dtype=pl.Int64)).alias("_file_size"))  # fmt: skip
+                files = src.select(
+                    pl.col(key or "activity_id").alias("_close_id"),
+                    pl.col(url).alias("_file_url"),
+                    (pl.col("size") if name == "attachment" else pl.lit(None, dtype=pl.Int64)).alias(
+                        "_file_size"
+                    ),
+                )
                 frame = frame.join(files, on="_close_id", how="left")
             frames.append(frame)
             rejections.append(mapped.rejections)
@@ -152,7 +159,7 @@ def annotation(
             "upload_limit_bytes": limit,
             "oversize_files": oversize.height,
             "oversize_csv": dg.MetadataValue.path(str(path)),
-        },  # fmt: skip
+        },
     )
 
 

@@ -12,7 +12,7 @@ from migration_assets.defs.staged._common import (
     close_key,
     staged_key,
 )
-from migration_assets.defs.staged._parties import PartyIndex, appointment_parties
+from migration_assets.mapping.parties import PartyIndex, appointment_parties
 from migration_assets.resources.api_calls import reports_api_calls
 from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource

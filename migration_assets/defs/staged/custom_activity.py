@@ -24,8 +24,7 @@ import dagster as dg
 import duckdb
 import polars as pl
 
-from migration_assets.defs.reports._files import report_dir, write_frame_csv
-from migration_assets.defs.schema._deploy import SchemaDeployError, load_plan
+from migration_assets.audit.files import report_dir, write_frame_csv
 from migration_assets.defs.staged._checks import target_check
 from migration_assets.defs.staged._common import (
     GROUP,
@@ -41,9 +40,15 @@ from migration_assets.defs.staged._common import (
     target_lookup,
     validate_and_write,
 )
-from migration_assets.defs.staged._mapping import map_object
-from migration_assets.lib.custom_activities import activity_types, orphan_columns
-from migration_assets.lib.custom_activity_plan import (
+from migration_assets.mapping.config import DEFAULT_ROOT, MappingConfig, load_mapping_config
+from migration_assets.mapping.custom_activities import activity_types, orphan_columns
+from migration_assets.mapping.fields import FieldMap, parse_field
+from migration_assets.mapping.frame import map_object
+from migration_assets.resources.api_calls import reports_api_calls
+from migration_assets.resources.dataverse import DataverseResource
+from migration_assets.resources.warehouse import WarehouseResource, fetch_polars
+from migration_assets.target.checks import REJECTION_SCHEMA
+from migration_assets.target.custom_activity_plan import (
     PlanMismatchError,
     PlannedColumn,
     RoutedActivityType,
@@ -52,17 +57,12 @@ from migration_assets.lib.custom_activity_plan import (
     orphan_plan_columns,
     plan_columns,
 )
-from migration_assets.lib.mapping_config import DEFAULT_ROOT, MappingConfig, load_mapping_config
-from migration_assets.lib.mapping_fields import FieldMap, parse_field
-from migration_assets.lib.proposal import FieldProposal, field_entries
-from migration_assets.lib.schema_build import closeid_column
-from migration_assets.lib.schema_plan import ColumnSpec, SchemaPlan
-from migration_assets.lib.schema_types import ColumnType
-from migration_assets.lib.target_checks import REJECTION_SCHEMA
-from migration_assets.lib.target_rules import TableRules, add_planned_column, planned_activity_table
-from migration_assets.resources.api_calls import reports_api_calls
-from migration_assets.resources.dataverse import DataverseResource
-from migration_assets.resources.warehouse import WarehouseResource, fetch_polars
+from migration_assets.target.deploy import SchemaDeployError, load_plan
+from migration_assets.target.proposal import FieldProposal, field_entries
+from migration_assets.target.rules import TableRules, add_planned_column, planned_activity_table
+from migration_assets.target.schema_build import closeid_column
+from migration_assets.target.schema_plan import ColumnSpec, SchemaPlan
+from migration_assets.target.schema_types import ColumnType
 
 log = logging.getLogger(__name__)
 PLAN_KEY = dg.AssetKey(["schema", "plan"])
@@ -84,9 +84,14 @@ def find_type(con: duckdb.DuckDBPyConnection, name: str, prefix: str) -> Any | N
 
 def instance_frame(con: duckdb.DuckDBPyConnection, type_id: str) -> tuple[pl.DataFrame, list[str]]:
     """The type's instances with every `custom.*` key they use, as text (lists as JSON lists)."""
-    keys = [r[0] for r in con.execute(
-        "SELECT DISTINCT k FROM (SELECT unnest(json_keys(raw)) AS k FROM close.custom_activities "
-        "WHERE custom_activity_type_id = ?) WHERE k LIKE 'custom.%' ORDER BY k", [type_id]).fetchall()]  # fmt: skip
+    keys = [
+        r[0]
+        for r in con.execute(
+            "SELECT DISTINCT k FROM (SELECT unnest(json_keys(raw)) AS k FROM close.custom_activities "
+            "WHERE custom_activity_type_id = ?) WHERE k LIKE 'custom.%' ORDER BY k",
+            [type_id],
+        ).fetchall()
+    ]
     cols = [f'"{c}"' for c in BASE if c != "status"] + ["json_extract_string(raw, '$.status') AS status"]
     for k in keys:
         path = '$."' + k + '"'
@@ -109,11 +114,30 @@ def _proposal(c: PlannedColumn, table: str) -> FieldProposal:
     """The plan's column as a confirmed proposal, so that the one translation of column types to transforms
     (`proposal.field_entries`) applies; choice options carry the plan's values (`values`)."""
     spec = c.spec
-    col = ColumnType(spec.type, spec.max_length, spec.format, spec.lookup_target,
-                     tuple(label for _, label in spec.options), spec.precision)  # fmt: skip
+    col = ColumnType(
+        spec.type,
+        spec.max_length,
+        spec.format,
+        spec.lookup_target,
+        tuple(label for _, label in spec.options),
+        spec.precision,
+    )
     values = tuple((label, value) for value, label in spec.options)
-    return FieldProposal("activity", c.close_field_id, c.close_name, c.close_type, c.multiple, table, "existing",
-                         spec.logical_name, col, 1.0, "custom activity field", True, values)  # fmt: skip
+    return FieldProposal(
+        "activity",
+        c.close_field_id,
+        c.close_name,
+        c.close_type,
+        c.multiple,
+        table,
+        "existing",
+        spec.logical_name,
+        col,
+        1.0,
+        "custom activity field",
+        True,
+        values,
+    )
 
 
 def field_map_for(
@@ -127,24 +151,46 @@ def field_map_for(
     schema plan creates them, + one per kept orphaned field) and the source frame."""
     prefix, table = cfg.settings.publisher_prefix, t.table
     base: list[dict[str, Any]] = [
-        {"target": "activityid", "source": "id", "transform": "record_id", "args": {"kind": "custom_activity"}},
+        {
+            "target": "activityid",
+            "source": "id",
+            "transform": "record_id",
+            "args": {"kind": "custom_activity"},
+        },
         {"target": "subject", "source": "__type_name", "transform": "text", "max_length": 200},
-        {"target": f"regardingobjectid_lead_{table}", "source": "lead_id", "transform": "record_id",
-         "args": {"kind": "lead"}, "lookup": "lead"},
+        {
+            "target": f"regardingobjectid_lead_{table}",
+            "source": "lead_id",
+            "transform": "record_id",
+            "args": {"kind": "lead"},
+            "lookup": "lead",
+        },
         {"target": "ownerid", "source": "user_id", "transform": "owner", "lookup": "systemuser"},
         {"target": "actualend", "source": "activity_at", "transform": "datetime_utc"},
-        {"target": "statecode", "source": "status", "transform": "choice", "args": {"map": {"published": 1, "draft": 0}}},
-        {"target": "statuscode", "source": "status", "transform": "choice", "args": {"map": {"published": 2, "draft": 1}}},
+        {
+            "target": "statecode",
+            "source": "status",
+            "transform": "choice",
+            "args": {"map": {"published": 1, "draft": 0}},
+        },
+        {
+            "target": "statuscode",
+            "source": "status",
+            "transform": "choice",
+            "args": {"map": {"published": 2, "draft": 1}},
+        },
         {"target": f"{prefix}_closeid", "source": "id", "transform": "text", "required": True},
         {"target": "overriddencreatedon", "source": "date_created", "transform": "datetime_utc"},
-    ]  # fmt: skip
+    ]
     proposals = [_proposal(c, table) for c in columns]
     entries = field_entries(proposals, cfg.settings.option_value_prefix).get(table, [])
     src = frame.with_columns(pl.lit(t.name).alias("__type_name"))
     for e in entries:
         if e.get("transform") in ("choice", "multi_choice"):
-            e["args"]["fix"] = (f"the schema plan's options of {table}.{e['target']} do not include it (the data "
-                                "changed since the plan): materialize schema/plan again, then this asset")  # fmt: skip
+            e["args"]["fix"] = (
+                f"the schema plan's options of {table}.{e['target']} do not include it (the data "
+                "changed since the plan): materialize schema/plan again, then this asset"
+            )
         if e.get("transform") in ("multi_choice", "join_list"):
             e["source"] = e["source"] + "[]"  # the list-typed twin column
         if e["source"] not in src.columns:
@@ -164,8 +210,10 @@ def field_map_for(
         if spec.max_length:
             entry["max_length"] = spec.max_length
         entries.append(entry)
-    specs = [parse_field(e, "custom_activities.yaml", f"{table}.fields[{n}]", None, prefix, table, cfg.choice_sets)
-             for n, e in enumerate(base + entries)]  # fmt: skip
+    specs = [
+        parse_field(e, "custom_activities.yaml", f"{table}.fields[{n}]", None, prefix, table, cfg.choice_sets)
+        for n, e in enumerate(base + entries)
+    ]
     return FieldMap("custom_activity", table, "custom_activities.yaml", tuple(specs)), src
 
 
@@ -198,8 +246,11 @@ def _used_mask(key: str) -> pl.Expr:
 
 def orphaned_ids(frame: pl.DataFrame, used: list[str], defined: set[str]) -> list[str]:
     """Ids of fields not defined on the type that hold a value in at least one instance."""
-    return [k.removeprefix("custom.") for k in used
-            if k.removeprefix("custom.") not in defined and frame.filter(_used_mask(k)).height]  # fmt: skip
+    return [
+        k.removeprefix("custom.")
+        for k in used
+        if k.removeprefix("custom.") not in defined and frame.filter(_used_mask(k)).height
+    ]
 
 
 def undefined_field_rejections(
@@ -212,26 +263,36 @@ def undefined_field_rejections(
         if key.removeprefix("custom.") in defined:
             continue
         bad = frame.filter(_used_mask(key))
-        parts.append(bad.select(
-            pl.col("id").alias("_close_id"), pl.lit(key).alias("column"),
-            pl.coalesce(pl.col(key), pl.col(f"{key}[]").cast(pl.List(pl.String)).list.join(", ")).alias("value"),
-            pl.lit(f"uses custom field {key.removeprefix('custom.')}, which is not defined on custom activity type "
-                   f"'{t.name}' (deleted in Close): table {t.table} has no column for it. Decide with "
-                   f"orphaned_values in mappings/custom_activities.yaml (type '{t.name}'): drop (load without "
-                   "these values, listed in a report) or column (keep them in a column per field); or define the "
-                   "field on the type in Close. This type is halted, the other types proceed").alias("reason"),
-            pl.lit("column_exists").alias("check_name"),
-        ))  # fmt: skip
+        parts.append(
+            bad.select(
+                pl.col("id").alias("_close_id"),
+                pl.lit(key).alias("column"),
+                pl.coalesce(pl.col(key), pl.col(f"{key}[]").cast(pl.List(pl.String)).list.join(", ")).alias(
+                    "value"
+                ),
+                pl.lit(
+                    f"uses custom field {key.removeprefix('custom.')}, which is not defined on custom activity type "
+                    f"'{t.name}' (deleted in Close): table {t.table} has no column for it. Decide with "
+                    f"orphaned_values in mappings/custom_activities.yaml (type '{t.name}'): drop (load without "
+                    "these values, listed in a report) or column (keep them in a column per field); or define the "
+                    "field on the type in Close. This type is halted, the other types proceed"
+                ).alias("reason"),
+                pl.lit("column_exists").alias("check_name"),
+            )
+        )
     return pl.concat(parts) if parts else pl.DataFrame(schema=REJECTION_SCHEMA)
 
 
 def dropped_values(frame: pl.DataFrame, field_ids: list[str]) -> pl.DataFrame:
     """(instance_id, field_id, value) of every orphaned value left out (`orphaned_values: drop`)."""
     parts = [
-        frame.select(pl.col("id").alias("instance_id"), pl.lit(fid).alias("field_id"),
-                     orphan_text(frame, fid).alias("value")).filter(pl.col("value").is_not_null())
+        frame.select(
+            pl.col("id").alias("instance_id"),
+            pl.lit(fid).alias("field_id"),
+            orphan_text(frame, fid).alias("value"),
+        ).filter(pl.col("value").is_not_null())
         for fid in field_ids
-    ]  # fmt: skip
+    ]
     schema = {"instance_id": pl.String, "field_id": pl.String, "value": pl.String}
     return pl.concat(parts) if parts else pl.DataFrame(schema=schema)
 
@@ -240,13 +301,17 @@ def unplanned_orphans(frame: pl.DataFrame, field_ids: list[str], t: RoutedActivi
     """`orphaned_values: column` for a field the saved plan has no column for (it changed since the plan)."""
     parts = [
         frame.filter(_used_mask(f"custom.{fid}")).select(
-            pl.col("id").alias("_close_id"), pl.lit(f"custom.{fid}").alias("column"),
+            pl.col("id").alias("_close_id"),
+            pl.lit(f"custom.{fid}").alias("column"),
             orphan_text(frame, fid).alias("value"),
-            pl.lit(f"values of deleted field {fid} go to a column (orphaned_values: column) but the schema plan has "
-                   f"no column for it on {t.table}: materialize schema/plan again").alias("reason"),
-            pl.lit("column_exists").alias("check_name"))
+            pl.lit(
+                f"values of deleted field {fid} go to a column (orphaned_values: column) but the schema plan has "
+                f"no column for it on {t.table}: materialize schema/plan again"
+            ).alias("reason"),
+            pl.lit("column_exists").alias("check_name"),
+        )
         for fid in field_ids
-    ]  # fmt: skip
+    ]
     return pl.concat(parts) if parts else pl.DataFrame(schema=REJECTION_SCHEMA)
 
 
@@ -256,8 +321,10 @@ def saved_plan(con: duckdb.DuckDBPyConnection, t: RoutedActivityType) -> SchemaP
     except SchemaDeployError as exc:
         raise StagingError(str(exc)) from exc
     if not any(pt.logical_name == t.table for pt in plan.tables):
-        raise StagingError(f"the schema plan has no table {t.table} (custom activity type {t.name!r}): "
-                           "materialize schema/plan again (it plans the types custom_activities.yaml lists)")  # fmt: skip
+        raise StagingError(
+            f"the schema plan has no table {t.table} (custom activity type {t.name!r}): "
+            "materialize schema/plan again (it plans the types custom_activities.yaml lists)"
+        )
     return plan
 
 
@@ -272,11 +339,15 @@ def stage_type(
     with warehouse.connect() as con:
         close_type = find_type(con, t.name, prefix)
         if close_type is None:
-            raise dg.Failure(f"custom activity type {t.name!r} (mappings/custom_activities.yaml) is not in the Close "
-                             "data: remove its entry or re-run close2d365 propose-mapping")  # fmt: skip
+            raise dg.Failure(
+                f"custom activity type {t.name!r} (mappings/custom_activities.yaml) is not in the Close "
+                "data: remove its entry or re-run close2d365 propose-mapping"
+            )
         if close_type.table != t.table:
-            raise dg.Failure(f"custom activity type {t.name!r} is named {close_type.table} by the schema step but "
-                             f"{t.table} in mappings/custom_activities.yaml: re-run close2d365 propose-mapping")  # fmt: skip
+            raise dg.Failure(
+                f"custom activity type {t.name!r} is named {close_type.table} by the schema step but "
+                f"{t.table} in mappings/custom_activities.yaml: re-run close2d365 propose-mapping"
+            )
         plan = saved_plan(con, t)
         frame, used = instance_frame(con, close_type.close_type_id)
         defined = {f.close_field_id for f in close_type.fields}
@@ -299,21 +370,44 @@ def stage_type(
         cfg = base_cfg.__class__(
             **{**base_cfg.__dict__, "field_maps": {**base_cfg.field_maps, "custom_activity": fmap}}
         )
-        mapped = map_object(src, cfg, "custom_activity", owner_context(con, cfg), entity_sets(con), key="id",
-                            close_object="custom_activity")  # fmt: skip
+        mapped = map_object(
+            src,
+            cfg,
+            "custom_activity",
+            owner_context(con, cfg),
+            entity_sets(con),
+            key="id",
+            close_object="custom_activity",
+        )
         rules = table_rules(t, plan)
-        result = validate_and_write(warehouse, con, f"custom_activity_{t.table}", rules, mapped.frame,
-                                    [halted, mapped.rejections], [mapped.notices], pk="activityid", target_lookup=target_lookup(dataverse))  # fmt: skip
-    extra: dict[str, Any] = {"close_type_id": close_type.close_type_id, "table": t.table,
-                             "columns": ", ".join(c.logical_name for c in columns),
-                             "orphaned_values": t.orphaned_values, "orphaned_fields": ", ".join(orphans),
-                             "instances_using_undefined_fields": halted["_close_id"].n_unique()}  # fmt: skip
+        result = validate_and_write(
+            warehouse,
+            con,
+            f"custom_activity_{t.table}",
+            rules,
+            mapped.frame,
+            [halted, mapped.rejections],
+            [mapped.notices],
+            pk="activityid",
+            target_lookup=target_lookup(dataverse),
+        )
+    extra: dict[str, Any] = {
+        "close_type_id": close_type.close_type_id,
+        "table": t.table,
+        "columns": ", ".join(c.logical_name for c in columns),
+        "orphaned_values": t.orphaned_values,
+        "orphaned_fields": ", ".join(orphans),
+        "instances_using_undefined_fields": halted["_close_id"].n_unique(),
+    }
     if t.orphaned_values == "column":
         extra["orphaned_value_columns"] = ", ".join(f"{fid} -> {c.logical_name}" for fid, c in kept.items())
     if dropped.height:
         path = write_frame_csv(report_dir(run_id or "manual") / f"orphaned_values_{t.table}.csv", dropped)
-        extra.update(dropped_orphaned_values=dropped.height, dropped_values_file=dg.MetadataValue.path(str(path)),
-                     dropped_values=dg.MetadataValue.md(markdown(dropped)))  # fmt: skip
+        extra.update(
+            dropped_orphaned_values=dropped.height,
+            dropped_values_file=dg.MetadataValue.path(str(path)),
+            dropped_values=dg.MetadataValue.md(markdown(dropped)),
+        )
     return materialize_result(result, extra)
 
 
@@ -337,7 +431,7 @@ def build(t: RoutedActivityType) -> tuple[dg.AssetsDefinition, dg.AssetChecksDef
             staged_key("lead"),
             OWNER_MAP_KEY,
             TARGET_METADATA_KEY,
-        ],  # fmt: skip
+        ],
         description=f"Instances of the Close custom activity type '{t.name}' for the table {t.table}.",
     )
     @reports_api_calls

@@ -18,10 +18,10 @@ from migration_assets.defs.staged._common import (
     target_lookup,
     validate_and_write,
 )
-from migration_assets.defs.staged._custom_fields import with_custom_fields
-from migration_assets.defs.staged._mapping import map_object, read_object_source
-from migration_assets.lib.mapping_config import load_mapping_config
-from migration_assets.lib.staging_source import lead_contacts
+from migration_assets.mapping.config import load_mapping_config
+from migration_assets.mapping.custom_fields import with_custom_fields
+from migration_assets.mapping.frame import map_object, read_object_source
+from migration_assets.mapping.staging_source import lead_contacts
 from migration_assets.resources.api_calls import reports_api_calls
 from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource
@@ -37,7 +37,7 @@ from migration_assets.resources.warehouse import WarehouseResource
         staged_key("contact"),
         OWNER_MAP_KEY,
         TARGET_METADATA_KEY,
-    ],  # fmt: skip
+    ],
     description="Leads (sales part of Close leads) with their original status label kept.",
 )
 @reports_api_calls

@@ -1,6 +1,6 @@
 """staged/mapping: the reviewable mapping proposal, and the gate every loaded/* asset waits for.
 
-`close2d365 propose-mapping` (`migration_assets.propose`) writes every org-specific mapping file into the
+`close2d365 propose-mapping` (`migration_assets.target.propose`) writes every org-specific mapping file into the
 mappings root in use. The asset never touches that root (a reviewed file is never overwritten by a run):
 it writes a fresh proposal to `$CLOSE2D365_HOME/reports/mapping_proposal/` for review or diffing, and
 shows the state of the mapping; the blocking check `mapping_confirmed` fails while an org file is missing,
@@ -29,26 +29,33 @@ from migration_assets.defs.staged._common import (
     markdown,
     plan_columns,
 )
-from migration_assets.lib.custom_activity_plan import TYPES_FILE, load_types
-from migration_assets.lib.mapping_config import (
+from migration_assets.mapping.config import (
     ORG_FILES,
     MissingOrgFileError,
     load_mapping_config,
     load_settings,
     mappings_root,
 )
-from migration_assets.lib.mapping_targets import unknown_targets
-from migration_assets.lib.proposal import parse_proposal
-from migration_assets.lib.review_markers import open_decisions
-from migration_assets.lib.staging_source import table_exists
-from migration_assets.lib.yaml_loc import MappingError
+from migration_assets.mapping.review_markers import open_decisions
+from migration_assets.mapping.staging_source import table_exists
+from migration_assets.mapping.targets import unknown_targets
+from migration_assets.mapping.yaml_loc import MappingError
 from migration_assets.resources.warehouse import WarehouseResource, default_home
+from migration_assets.target.custom_activity_plan import TYPES_FILE, load_types
+from migration_assets.target.proposal import parse_proposal
 
 PROPOSAL_FILE = "custom_fields.yaml"
 MAPPING_KEY = dg.AssetKey([GROUP, "mapping"])
 OBJECT_TABLES = {"lead": "leads", "contact": "contacts", "opportunity": "opportunities"}
-PROPOSAL_INPUTS = ("custom_fields", "custom_activity_types", "custom_activities", "users", "lead_statuses",
-                   "pipelines", *OBJECT_TABLES.values())  # fmt: skip
+PROPOSAL_INPUTS = (
+    "custom_fields",
+    "custom_activity_types",
+    "custom_activities",
+    "users",
+    "lead_statuses",
+    "pipelines",
+    *OBJECT_TABLES.values(),
+)
 
 
 def missing_org_file(display: str) -> str:
@@ -71,8 +78,10 @@ def samples(con: duckdb.DuckDBPyConnection, fields: dict[str, list[dict[str, Any
     for kind, table in OBJECT_TABLES.items():
         for f in fields.get(kind, []):
             path = '$."custom.' + str(f["id"]) + '"'
-            rows = con.execute(f"SELECT json_extract(raw, '{path}')::VARCHAR FROM close.\"{table}\" "
-                               f"WHERE json_extract(raw, '{path}') IS NOT NULL").fetchall()  # fmt: skip
+            rows = con.execute(
+                f"SELECT json_extract(raw, '{path}')::VARCHAR FROM close.\"{table}\" "
+                f"WHERE json_extract(raw, '{path}') IS NOT NULL"
+            ).fetchall()
             out[str(f["id"])] = [json.loads(r[0]) for r in rows if r[0] is not None]
     return out
 
@@ -86,27 +95,46 @@ def target_attributes(
         # Options (value + label) let a Close choices field be matched to an existing choice column.
         if dataverse is not None:
             meta = dataverse.metadata(table)
-            out[table] = [{"LogicalName": a.logical_name, "AttributeType": a.attribute_type, "MaxLength": a.max_length,
-                           "Targets": a.targets, "DisplayName": None, "AttributeTypeName": a.type_name or None,
-                           "Options": [{"Value": o.value, "Label": o.label} for o in a.options]}
-                          for a in meta.attributes.values()]  # fmt: skip
+            out[table] = [
+                {
+                    "LogicalName": a.logical_name,
+                    "AttributeType": a.attribute_type,
+                    "MaxLength": a.max_length,
+                    "Targets": a.targets,
+                    "DisplayName": None,
+                    "AttributeTypeName": a.type_name or None,
+                    "Options": [{"Value": o.value, "Label": o.label} for o in a.options],
+                }
+                for a in meta.attributes.values()
+            ]
         elif table_exists(con, "staged", "target_metadata"):
             rows = con.execute(
                 "SELECT rules FROM staged.target_metadata WHERE table_name = ?", [table]
             ).fetchall()
             cols = json.loads(rows[0][0])["columns"] if rows else {}
-            out[table] = [{"LogicalName": c["name"], "AttributeType": c["attribute_type"], "MaxLength": c["max_length"],
-                           "Targets": c["targets"], "DisplayName": None, "AttributeTypeName": c.get("type_name") or None,
-                           "Options": [{"Value": v, "Label": t} for v, t in c.get("option_labels") or []]}
-                          for c in cols.values()]  # fmt: skip
+            out[table] = [
+                {
+                    "LogicalName": c["name"],
+                    "AttributeType": c["attribute_type"],
+                    "MaxLength": c["max_length"],
+                    "Targets": c["targets"],
+                    "DisplayName": None,
+                    "AttributeTypeName": c.get("type_name") or None,
+                    "Options": [{"Value": v, "Label": t} for v, t in c.get("option_labels") or []],
+                }
+                for c in cols.values()
+            ]
     return out
 
 
-def propose_mapping(warehouse: WarehouseResource | None = None, dataverse: Any | None = None,
-                    mappings_root: Path | None = None) -> list[Path]:  # fmt: skip
+def propose_mapping(
+    warehouse: WarehouseResource | None = None,
+    dataverse: Any | None = None,
+    mappings_root: Path | None = None,
+) -> list[Path]:
     """Every org file proposed into the mappings root (`propose.propose_all`, what the CLI runs); returns
     the files written or updated."""
-    from migration_assets.propose import propose_all
+    from migration_assets.target.propose import propose_all
 
     result = propose_all(mappings_root, warehouse, dataverse, use_env_dataverse=dataverse is None)
     return [f.path for f in result.files if f.status != "unchanged"]
@@ -150,9 +178,20 @@ def mapping_status(con: duckdb.DuckDBPyConnection, root: Path, prefix: str) -> t
         proposals = parse_proposal(root / PROPOSAL_FILE, f"{root.name}/{PROPOSAL_FILE}", prefix)
     except MappingError as exc:
         return [*problems, str(exc)], entries
-    entries = pl.DataFrame([{"table": p.table, "close_name": p.close_name, "action": p.action, "target": p.target,
-                             "type": p.column.attribute_type, "confidence": p.confidence, "confirmed": p.confirmed}
-                            for p in proposals])  # fmt: skip
+    entries = pl.DataFrame(
+        [
+            {
+                "table": p.table,
+                "close_name": p.close_name,
+                "action": p.action,
+                "target": p.target,
+                "type": p.column.attribute_type,
+                "confidence": p.confidence,
+                "confirmed": p.confirmed,
+            }
+            for p in proposals
+        ]
+    )
     known = {p.close_field_id for p in proposals}
     if table_exists(con, "close", "custom_fields"):
         data = close_custom_fields(con)
@@ -167,8 +206,10 @@ def mapping_status(con: duckdb.DuckDBPyConnection, root: Path, prefix: str) -> t
             names = [r[0] for r in con.execute('SELECT name FROM close."custom_activity_types"').fetchall()]
             absent = [n for n in names if str(n).casefold() not in listed]
             if absent:
-                problems.append(f"custom activity types not in {root.name}/{TYPES_FILE}: {', '.join(absent)} "
-                                "(their instances would not migrate; re-run propose-mapping)")  # fmt: skip
+                problems.append(
+                    f"custom activity types not in {root.name}/{TYPES_FILE}: {', '.join(absent)} "
+                    "(their instances would not migrate; re-run propose-mapping)"
+                )
     except MappingError as exc:
         problems.append(str(exc))
     return problems, entries
@@ -183,7 +224,7 @@ def mapping_status(con: duckdb.DuckDBPyConnection, root: Path, prefix: str) -> t
     description="A fresh proposal of every org mapping file (for diffing) and the review state of the one in use.",
 )
 def mapping(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
-    from migration_assets.propose import _systemusers, propose_files, read_snapshot
+    from migration_assets.target.propose import _systemusers, propose_files, read_snapshot
 
     root = mappings_root()
     settings = load_settings(root)
@@ -197,13 +238,15 @@ def mapping(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> 
         )
         problems, entries = mapping_status(con, root, settings.publisher_prefix)
     context.log.info(f"fresh proposal in {out}; the mapping in use is {root}")
-    return dg.MaterializeResult(metadata={
-        "dagster/row_count": entries.height,
-        "fresh_proposal": ", ".join(str(f.path) for f in fresh.files),
-        "mapping_in_use": str(root),
-        "open_problems": len(problems),
-        "entries": dg.MetadataValue.md(markdown(entries, max_rows=100)),
-    })  # fmt: skip
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": entries.height,
+            "fresh_proposal": ", ".join(str(f.path) for f in fresh.files),
+            "mapping_in_use": str(root),
+            "open_problems": len(problems),
+            "entries": dg.MetadataValue.md(markdown(entries, max_rows=100)),
+        }
+    )
 
 
 @dg.asset_check(
@@ -229,5 +272,5 @@ def mapping_confirmed(
             "unconfirmed": dg.MetadataValue.md(markdown(entries.filter(~pl.col("confirmed")), max_rows=50))
             if entries.height
             else "none",
-        },  # fmt: skip
+        },
     )

@@ -19,9 +19,9 @@ from migration_assets.defs.staged._common import (
     target_lookup,
     validate_and_write,
 )
-from migration_assets.defs.staged._custom_fields import with_custom_fields
-from migration_assets.defs.staged._mapping import map_object, read_object_source
-from migration_assets.lib.mapping_config import load_mapping_config
+from migration_assets.mapping.config import load_mapping_config
+from migration_assets.mapping.custom_fields import with_custom_fields
+from migration_assets.mapping.frame import map_object, read_object_source
 from migration_assets.resources.api_calls import reports_api_calls
 from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource
@@ -61,7 +61,7 @@ def no_state_patch(frame: pl.DataFrame) -> pl.DataFrame:
         staged_key("contact"),
         OWNER_MAP_KEY,
         TARGET_METADATA_KEY,
-    ],  # fmt: skip
+    ],
     description="Opportunities, customer = the lead's Account; won/lost closed by action after create.",
 )
 @reports_api_calls
@@ -74,8 +74,17 @@ def opportunity(
         mapped = map_object(src, cfg, "opportunity", owner_context(con, cfg), entity_sets(con))
         frame = closing_columns(mapped.frame, f"{cfg.settings.publisher_prefix}_closedatelost")
         rules = plan_columns(load_rules(con, "opportunity"), cfg)
-        result = validate_and_write(warehouse, con, "opportunity", rules, frame, [mapped.rejections], [mapped.notices],
-                                    post=no_state_patch, target_lookup=target_lookup(dataverse))  # fmt: skip
+        result = validate_and_write(
+            warehouse,
+            con,
+            "opportunity",
+            rules,
+            frame,
+            [mapped.rejections],
+            [mapped.notices],
+            post=no_state_patch,
+            target_lookup=target_lookup(dataverse),
+        )
     return materialize_result(result)
 
 

@@ -13,12 +13,13 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
+from migration_assets.clients.dataverse.client import DataverseError
 from migration_assets.defs.staged._common import GROUP, SCHEMA, warehouse_write
-from migration_assets.lib.staging_source import table_exists
-from migration_assets.lib.target_rules import rules_from_metadata
+from migration_assets.mapping.staging_source import table_exists
 from migration_assets.resources.api_calls import reports_api_calls
-from migration_assets.resources.dataverse import DataverseError, DataverseResource
+from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource
+from migration_assets.target.rules import rules_from_metadata
 
 STAGED_TABLES = (
     "account",
@@ -79,30 +80,58 @@ def target_metadata(
         for table in STAGED_TABLES:
             meta = client.metadata(table, refresh=True)
             r = rules_from_metadata(meta)
-            rules.append({"table_name": table, "entity_set": r.entity_set, "rules": json.dumps(r.to_json()),
-                          "fetched_at": now})  # fmt: skip
+            rules.append(
+                {
+                    "table_name": table,
+                    "entity_set": r.entity_set,
+                    "rules": json.dumps(r.to_json()),
+                    "fetched_at": now,
+                }
+            )
             sets.append({"table_name": table, "entity_set": r.entity_set, "primary_id": r.primary_id})
         for table in LOOKUP_ONLY:
             meta = client.metadata(table)
             sets.append(
                 {"table_name": table, "entity_set": meta.entity_set_name, "primary_id": meta.primary_id}
             )
-        users = list(client.query("systemuser", select=["systemuserid", "internalemailaddress", "domainname",
-                                                         "fullname", "isdisabled", "applicationid"]))  # fmt: skip
+        users = list(
+            client.query(
+                "systemuser",
+                select=[
+                    "systemuserid",
+                    "internalemailaddress",
+                    "domainname",
+                    "fullname",
+                    "isdisabled",
+                    "applicationid",
+                ],
+            )
+        )
         currencies = list(
             client.query("transactioncurrency", select=["transactioncurrencyid", "isocurrencycode"])
         )
         org = next(iter(client.query("organization", select=["organizationid", "maxuploadfilesize"])), {})
     except DataverseError as exc:
         raise dg.Failure(f"reading the target's metadata failed: {exc}") from exc
-    user_schema = {"systemuserid": pl.String, "internalemailaddress": pl.String, "domainname": pl.String,
-                   "fullname": pl.String, "isdisabled": pl.Boolean, "applicationid": pl.String}  # fmt: skip
+    user_schema = {
+        "systemuserid": pl.String,
+        "internalemailaddress": pl.String,
+        "domainname": pl.String,
+        "fullname": pl.String,
+        "isdisabled": pl.Boolean,
+        "applicationid": pl.String,
+    }
     users_df = pl.DataFrame([{k: u.get(k) for k in user_schema} for u in users], schema=user_schema)
     cur_df = pl.DataFrame(
-        [{"transactioncurrencyid": c.get("transactioncurrencyid"), "isocurrencycode": c.get("isocurrencycode")}
-         for c in currencies],
+        [
+            {
+                "transactioncurrencyid": c.get("transactioncurrencyid"),
+                "isocurrencycode": c.get("isocurrencycode"),
+            }
+            for c in currencies
+        ],
         schema={"transactioncurrencyid": pl.String, "isocurrencycode": pl.String},
-    )  # fmt: skip
+    )
     max_upload = int(org.get("maxuploadfilesize") or 5_242_880)
     with warehouse.connect() as con:
         warehouse_write(con, "target_metadata", pl.DataFrame(rules))

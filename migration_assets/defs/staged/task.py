@@ -19,12 +19,12 @@ from migration_assets.defs.staged._common import (
     plan_columns,
     staged_key,
 )
-from migration_assets.lib.custom_activity_plan import entity_set_name
-from migration_assets.lib.mapping_config import MappingConfig, load_activities, load_mapping_config
-from migration_assets.lib.target_rules import TableRules, add_planned_column, planned_activity_table
+from migration_assets.mapping.config import MappingConfig, load_activities, load_mapping_config
 from migration_assets.resources.api_calls import reports_api_calls
 from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource
+from migration_assets.target.custom_activity_plan import entity_set_name
+from migration_assets.target.rules import TableRules, add_planned_column, planned_activity_table
 
 log = logging.getLogger(__name__)
 

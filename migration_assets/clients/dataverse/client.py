@@ -1,0 +1,386 @@
+"""The one Dataverse Web API v9.2 client of the project (httpx + msal).
+
+`DataverseClient` is a plain, thread-safe Python object that needs no Dagster; `resources/dataverse.py`
+builds it from configuration. Transport, metadata, schema writes and bulk writes live in the modules
+beside this one; this module is the public face.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from migration_assets.clients.dataverse.batch import (
+    BatchPartResponse,
+    BatchRequest,
+    ChangeSet,
+    decode_batch,
+    encode_batch,
+    entity_id_from_url,
+    match_responses,
+)
+from migration_assets.clients.dataverse.bulk import BulkWriter, RowError, WriteResult, existing_ids
+from migration_assets.clients.dataverse.bulk_plan import DUPLICATE_ID_CODE
+from migration_assets.clients.dataverse.errors import (
+    DataverseApiError,
+    DataverseAuthError,
+    DataverseConfigError,
+    DataverseError,
+    DataverseUnavailableError,
+)
+from migration_assets.clients.dataverse.metadata import (
+    EntityMeta,
+    entity_path,
+    load_entity,
+)
+from migration_assets.clients.dataverse.odata import InvalidKeyError, key_segment, odata_bind, query_string
+from migration_assets.clients.dataverse.schema import SchemaWritesMixin
+from migration_assets.clients.dataverse.transport import (
+    BYPASS_HEADERS,
+    AppUserCredentials,
+    CallStats,
+    Transport,
+    TransportSettings,
+    error_of,
+)
+
+__all__ = [
+    "AppUserCredentials",
+    "DataverseApiError",
+    "DataverseAuthError",
+    "DataverseClient",
+    "DataverseConfigError",
+    "DataverseError",
+    "DataverseUnavailableError",
+    "InvalidKeyError",
+    "RowError",
+    "WriteResult",
+    "odata_bind",
+    "key_segment",
+]
+
+# Microsoft: 100–1000 rows per bulk request, start small (reference §4.4, §13.5). 500 is mid-range: a
+# request stays well under execution-time limits and writes cost 2 requests per 1,000 rows, which leaves
+# room in the ≤ 5 per 1,000 target for the existence reads and final-state changes.
+DEFAULT_BATCH_SIZE = 500
+# $batch fallback: each part still costs server time; Microsoft says start at ~10 and grow (§5.1).
+DEFAULT_BATCH_REQUEST_SIZE = 100
+
+
+class DataverseClient(SchemaWritesMixin):
+    """Thread-safe Dataverse client. Use as a context manager or call `close()`."""
+
+    def __init__(
+        self,
+        settings: TransportSettings,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        batch_request_size: int = DEFAULT_BATCH_REQUEST_SIZE,
+        bypass_custom_logic: bool = False,
+        use_bulk_messages: bool = True,
+    ):
+        if not 1 <= batch_size <= 1000:
+            raise DataverseConfigError(
+                f"batch_size must be 1..1000 (Microsoft's bulk range), got {batch_size}"
+            )
+        if not 1 <= batch_request_size <= 1000:
+            raise DataverseConfigError(
+                f"batch_request_size must be 1..1000 ($batch cap), got {batch_request_size}"
+            )
+        self.transport = Transport(settings)
+        self.batch_size = batch_size
+        self.batch_request_size = batch_request_size
+        self.use_bulk_messages = use_bulk_messages
+        self.write_headers = dict(BYPASS_HEADERS) if bypass_custom_logic else {}
+        workers = max(2, len(settings.users) * settings.max_in_flight)
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dataverse")
+        self._writer = BulkWriter(self.transport, self._pool, self.write_headers)
+        self._meta: dict[str, EntityMeta] = {}
+        self._bulk_support: dict[tuple[str, str], bool] = {}
+        self._sets: dict[str, tuple[str, str]] = {}
+
+    def __enter__(self) -> DataverseClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        self.transport.close()
+
+    # -- low level ------------------------------------------------------------------------------------
+    def request(self, method: str, url: str, *, expect_json: bool = True, **kw: Any) -> Any:
+        """Send with retries; raise DataverseApiError (server status/code/message unchanged) on failure."""
+        resp = self.transport.request(method, url, **kw)
+        if not resp.is_success:
+            code, message = error_of(resp)
+            raise DataverseApiError(resp.status_code, code, message, method, url)
+        if expect_json and resp.content and "json" in resp.headers.get("content-type", ""):
+            return resp.json()
+        return resp
+
+    def get_json(self, url: str) -> Any:
+        return self.request("GET", url)
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        """Per application user: requests, retries, throttled (429s), 5xx, connection errors, refreshes."""
+        return self.transport.stats()
+
+    def whoami(self) -> dict[str, Any]:
+        return self.get_json("WhoAmI")
+
+    # -- metadata ---------------------------------------------------------------------------------------
+    def metadata(self, table: str, refresh: bool = False) -> EntityMeta:
+        """Columns, choices, keys and relationships of a table; cached for the life of the client."""
+        if refresh or table not in self._meta:
+            self._meta[table] = load_entity(self.get_json, table)
+            self._sets[table] = (self._meta[table].entity_set_name, self._meta[table].primary_id)
+        return self._meta[table]
+
+    def _head(self, table: str) -> tuple[str, str]:
+        """(entity set name, primary id column) of a table, with one light query, cached."""
+        if table not in self._sets:
+            if table in self._meta:
+                meta = self._meta[table]
+                self._sets[table] = (meta.entity_set_name, meta.primary_id)
+            else:
+                row = self.get_json(
+                    f"{entity_path(table)}?$select=LogicalName,EntitySetName,PrimaryIdAttribute"
+                )
+                self._sets[table] = (row["EntitySetName"], row["PrimaryIdAttribute"])
+        return self._sets[table]
+
+    def entity_set(self, table: str) -> str:
+        return self._head(table)[0]
+
+    def supports_bulk(self, message: str, table: str) -> bool:
+        """Is `message` (CreateMultiple, UpdateMultiple, UpsertMultiple) available on `table`? Cached."""
+        if (message, table) not in self._bulk_support:
+            qs = query_string(
+                {
+                    "$select": "sdkmessagefilterid",
+                    "$filter": "sdkmessageid/name eq @message and primaryobjecttypecode eq @table",
+                    "@message": f"'{message}'",
+                    "@table": f"'{table}'",
+                }
+            )
+            found = self.get_json(f"sdkmessagefilters?{qs}").get("value", [])
+            self._bulk_support[(message, table)] = bool(found)
+        return self._bulk_support[(message, table)]
+
+    # -- records ----------------------------------------------------------------------------------------
+    def create(self, table: str, record: dict[str, Any]) -> str:
+        """Create one record; return its id. A client-supplied id that already exists counts as created
+        (412 0x80040237: the retry of a create that landed, or a re-run) and its id is returned."""
+        entity_set, primary_id = self._head(table)
+        resp = self.transport.request("POST", entity_set, json=record, headers=self.write_headers)
+        pk_value = record.get(primary_id)
+        if resp.is_success:
+            new_id = entity_id_from_url(
+                resp.headers.get("OData-EntityId") or resp.headers.get("Location") or ""
+            )
+            if new_id or pk_value:
+                return new_id or str(pk_value).lower()
+            raise DataverseError(
+                f"create of '{table}' answered HTTP {resp.status_code} without OData-EntityId or Location; "
+                f"the new record's id is unknown (send '{primary_id}' in the record to choose it)"
+            )
+        code, message = error_of(resp)
+        if resp.status_code == 412 and code.lower() == DUPLICATE_ID_CODE and pk_value:
+            return str(pk_value).lower()
+        raise DataverseApiError(resp.status_code, code, message, "POST", entity_set)
+
+    def get(
+        self,
+        table: str,
+        key: str | dict[str, Any],
+        select: list[str] | None = None,
+        expand: str | None = None,
+    ) -> dict[str, Any] | None:
+        """One record by id or alternate key; None when it does not exist (404)."""
+        params = {}
+        if select:
+            params["$select"] = ",".join(select)
+        if expand:
+            params["$expand"] = expand
+        url = key_segment(self.entity_set(table), key) + (f"?{query_string(params)}" if params else "")
+        resp = self.transport.request("GET", url)
+        if resp.status_code == 404:
+            return None
+        if not resp.is_success:
+            raise DataverseApiError(resp.status_code, *error_of(resp), "GET", url)
+        return resp.json()
+
+    def update(self, table: str, key: str | dict[str, Any], changes: dict[str, Any]) -> None:
+        """Update only (If-Match: *): a missing record is a 404 error, never a silent create."""
+        url = key_segment(self.entity_set(table), key)
+        self.request("PATCH", url, json=changes, headers={**self.write_headers, "If-Match": "*"})
+
+    def upsert(self, table: str, key: str | dict[str, Any], record: dict[str, Any]) -> str | None:
+        """Create or update by id or alternate key (PATCH without If-Match); return the record id."""
+        url = key_segment(self.entity_set(table), key)
+        resp = self.request("PATCH", url, json=record, headers=self.write_headers, expect_json=False)
+        return entity_id_from_url(resp.headers.get("OData-EntityId", "")) or (
+            key if isinstance(key, str) else None
+        )
+
+    def delete(self, table: str, key: str | dict[str, Any]) -> bool:
+        """Delete; False when the record was already gone (so rollbacks can be re-run)."""
+        url = key_segment(self.entity_set(table), key)
+        resp = self.transport.request("DELETE", url, headers=self.write_headers)
+        if resp.status_code == 404:
+            return False
+        if not resp.is_success:
+            raise DataverseApiError(resp.status_code, *error_of(resp), "DELETE", url)
+        return True
+
+    def set_state(self, table: str, record_id: str, statecode: int, statuscode: int) -> None:
+        self.update(table, record_id, {"statecode": statecode, "statuscode": statuscode})
+
+    def query(
+        self,
+        table: str,
+        select: list[str] | None = None,
+        filter: str | None = None,
+        orderby: str | None = None,
+        expand: str | None = None,
+        top: int | None = None,
+        page_size: int = 5000,
+        annotations: bool | str = False,
+    ) -> Iterator[dict[str, Any]]:
+        """Rows of a table, following `@odata.nextLink` unchanged (`Prefer: odata.maxpagesize`)."""
+        for page in self.query_pages(table, select, filter, orderby, expand, top, page_size, annotations):
+            yield from page
+
+    def query_pages(
+        self,
+        table: str,
+        select: list[str] | None = None,
+        filter: str | None = None,
+        orderby: str | None = None,
+        expand: str | None = None,
+        top: int | None = None,
+        page_size: int = 5000,
+        annotations: bool | str = False,
+    ) -> Iterator[list[dict[str, Any]]]:
+        if not 1 <= page_size <= 5000:
+            raise DataverseError(f"page_size must be 1..5000 (Dataverse maximum), got {page_size}")
+        params: dict[str, str] = {}
+        for name, value in (("$select", ",".join(select or [])), ("$filter", filter), ("$orderby", orderby)):
+            if value:
+                params[name] = value
+        if expand:
+            params["$expand"] = expand
+        if top is not None:
+            params["$top"] = str(top)  # $top disables paging (reference §2.3), so no maxpagesize with it
+        prefer = [] if top is not None else [f"odata.maxpagesize={page_size}"]
+        if annotations:
+            prefer.append(include_annotations(annotations))
+        headers = {"Prefer": ",".join(prefer)} if prefer else {}
+        url: str | None = self.entity_set(table) + (f"?{query_string(params)}" if params else "")
+        while url:
+            page = self.request("GET", url, headers=headers)
+            yield page.get("value", [])
+            url = page.get("@odata.nextLink")
+
+    def existing_ids(self, table: str, ids: list[str]) -> set[str]:
+        """Which of these ids exist already (lower-cased)."""
+        return existing_ids(self.transport, self.metadata(table), [i.lower() for i in ids], CallStats())
+
+    # -- many rows --------------------------------------------------------------------------------------
+    def _write(self, op: str, table: str, rows: list[dict[str, Any]], batch_size: int | None) -> WriteResult:
+        entity = self.metadata(table)
+        message = {"create": "CreateMultiple", "update": "UpdateMultiple", "upsert": "UpsertMultiple"}[op]
+        use_bulk = self.use_bulk_messages and self.supports_bulk(message, table)
+        size = batch_size or (self.batch_size if use_bulk else self.batch_request_size)
+        return self._writer.write(op, entity, rows, use_bulk, size)
+
+    def create_multiple(
+        self, table: str, rows: list[dict[str, Any]], batch_size: int | None = None
+    ) -> WriteResult:
+        """Create rows with CreateMultiple (or $batch where unsupported); bad rows rejected, good rows land."""
+        return self._write("create", table, rows, batch_size)
+
+    def update_multiple(
+        self, table: str, rows: list[dict[str, Any]], batch_size: int | None = None
+    ) -> WriteResult:
+        return self._write("update", table, rows, batch_size)
+
+    def upsert_multiple(
+        self,
+        table: str,
+        rows: list[dict[str, Any]],
+        batch_size: int | None = None,
+        key_columns: list[str] | None = None,
+    ) -> WriteResult:
+        """Upsert rows addressed by primary key, or by the alternate key `key_columns` (which must be an
+        Active key: the row's values become "@odata.id": "<set>(<col>='<value>')"), or an explicit "@odata.id"."""
+        if key_columns:
+            entity_set = self.entity_set(table)
+            lacking = [i for i, r in enumerate(rows) if any(r.get(c) in (None, "") for c in key_columns)]
+            if lacking:
+                raise DataverseError(
+                    f"upsert of '{table}' by key {key_columns}: rows {lacking[:10]} (of {len(lacking)}) have no "
+                    f"value for a key column"
+                )
+            rows = [
+                r
+                if "@odata.id" in r
+                else {**r, "@odata.id": key_segment(entity_set, {c: r[c] for c in key_columns})}
+                for r in rows
+            ]
+        return self._write("upsert", table, rows, batch_size)
+
+    def execute_batch(
+        self, items: list[BatchRequest | ChangeSet], continue_on_error: bool = True
+    ) -> list[BatchPartResponse | None]:
+        """One `$batch`; one response per request in order (None where the server stopped early)."""
+        ctype, payload = encode_batch(items, self.transport.api_root)
+        headers = {**self.write_headers, "Content-Type": ctype}
+        if continue_on_error:
+            headers["Prefer"] = "odata.continue-on-error"
+        resp = self.transport.request("POST", "$batch", content=payload, headers=headers)
+        ctype_out = resp.headers.get("content-type", "")
+        if not ctype_out.lower().startswith("multipart/"):
+            raise DataverseApiError(resp.status_code, *error_of(resp), "POST", "$batch")
+        return match_responses(items, decode_batch(ctype_out, resp.content))
+
+    # -- actions ----------------------------------------------------------------------------------------
+    def _close_opportunity(
+        self, action: str, opportunity_id: str, status: int, close: dict[str, Any]
+    ) -> None:
+        body = {
+            "Status": status,
+            "OpportunityClose": {
+                **close,
+                "opportunityid@odata.bind": odata_bind(self.entity_set("opportunity"), opportunity_id),
+            },
+        }
+        try:
+            self.request("POST", action, json=body, headers=self.write_headers, expect_json=False)
+        except DataverseApiError:
+            # An action is not idempotent: if a retry (dropped connection after the work) or a re-run finds
+            # the opportunity already closed the way we want, that is success; anything else is re-raised.
+            current = self.get("opportunity", opportunity_id, ["statecode", "statuscode"])
+            want_state = 1 if action == "WinOpportunity" else 2
+            if current and current.get("statecode") == want_state and current.get("statuscode") == status:
+                return
+            raise
+
+    def win_opportunity(self, opportunity_id: str, status: int = 3, **close: Any) -> None:
+        """Close as Won; `close` adds opportunityclose columns (subject, actualrevenue, actualend...)."""
+        self._close_opportunity("WinOpportunity", opportunity_id, status, {"subject": "Won", **close})
+
+    def lose_opportunity(self, opportunity_id: str, status: int = 4, **close: Any) -> None:
+        """Close as Lost (4 Canceled, 5 Out-Sold)."""
+        self._close_opportunity("LoseOpportunity", opportunity_id, status, {"subject": "Lost", **close})
+
+
+FORMATTED_VALUES = "OData.Community.Display.V1.FormattedValue"
+
+
+def include_annotations(annotations: bool | str) -> str:
+    """The `odata.include-annotations` preference: every annotation (True) or the named ones (e.g.
+    FORMATTED_VALUES: labels of choices, lookup names, formatted money and dates)."""
+    return f'odata.include-annotations="{"*" if annotations is True else annotations}"'
