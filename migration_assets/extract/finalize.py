@@ -13,13 +13,9 @@ import duckdb
 from migration_assets.extract.duplicates import record_conflicts
 from migration_assets.extract.tables import TableSpec
 from migration_assets.extract.writer import EXTRACT_MEMORY_LIMIT
-from migration_assets.resources.warehouse import WarehouseResource, swap_in
+from migration_assets.resources.warehouse import WarehouseResource, quote, swap_in
 
 CHUNK_BYTES = 48 << 20
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _count(con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None = None) -> int:
@@ -60,8 +56,8 @@ def finalize_table(
 
 
 def _rewrite(con: duckdb.DuckDBPyConnection, spec: TableSpec, schema: str, chunk_bytes: int) -> int:
-    ref = f"{_q(schema)}.{_q(spec.name)}"
-    order = ", ".join(_q(c) for c in spec.sort_by)
+    ref = f"{quote(schema)}.{quote(spec.name)}"
+    order = ", ".join(quote(c) for c in spec.sort_by)
     before = _count(con, f"SELECT count(*) FROM {ref}")
     has_id = "id" in spec.schema
     dupes = has_id and _count(con, f"SELECT count(id) - count(DISTINCT id) FROM {ref}") > 0
@@ -72,7 +68,7 @@ def _rewrite(con: duckdb.DuckDBPyConnection, spec: TableSpec, schema: str, chunk
         con.execute(f"CREATE OR REPLACE TABLE {ref} AS SELECT * FROM {ref} {dedupe} ORDER BY {order}")
         return before - _count(con, f"SELECT count(*) FROM {ref}")
     bounds = _boundaries(con, ref, chunk_bytes)
-    new = f"{_q(schema)}.{_q('__sorted_' + spec.name)}"
+    new = f"{quote(schema)}.{quote('__sorted_' + spec.name)}"
     con.execute(f"CREATE OR REPLACE TABLE {new} AS SELECT * FROM {ref} LIMIT 0")
     edges: list[str | None] = [None, *bounds, None]
     for lo, hi in zip(edges, edges[1:], strict=False):

@@ -26,7 +26,7 @@ import pyarrow.dataset as pads
 from migration_assets.clients.prefetch import read_ahead
 from migration_assets.extract.duplicates import record_conflicts
 from migration_assets.extract.tables import TableSpec
-from migration_assets.resources.warehouse import WarehouseResource, swap_in
+from migration_assets.resources.warehouse import WarehouseResource, quote, swap_in
 
 # DuckDB memory cap of an extraction connection: the sort spills beyond it, so peak RSS stays bounded
 # whatever the size of the org.
@@ -50,10 +50,6 @@ SERIAL_WRITE_ROWS = 2 * 122_880
 T = TypeVar("T")
 
 Pages = Iterable[list[dict[str, Any]] | pl.DataFrame | pads.Dataset]
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def extraction_settings(con: duckdb.DuckDBPyConnection) -> None:
@@ -86,7 +82,7 @@ class SortedTableWriter:
         self.spec = spec
         self.schema = schema
         token = uuid.uuid4().hex[:8]
-        self._temp = _q(f"__chunks_{spec.name}_{token}")
+        self._temp = quote(f"__chunks_{spec.name}_{token}")
         self._scratch = f"__sorted_{spec.name}_{token}"
         self._created = False
         self._datasets: list[str] = []  # registered Arrow datasets, read straight into the final table
@@ -140,7 +136,7 @@ class SortedTableWriter:
         """Write the table (sorted, one row per id) and swap it in; returns the duplicate rows dropped."""
         if not self._created and not self._datasets:
             self.write(pl.DataFrame(schema=self.spec.schema))
-        order = ", ".join(_q(c) for c in self.spec.sort_by)
+        order = ", ".join(quote(c) for c in self.spec.sort_by)
         dedupe = ""
         duplicates = self._has_duplicates()
         self.conflicts = record_conflicts(self._con, self._source(), self.spec, duplicates)
@@ -149,9 +145,9 @@ class SortedTableWriter:
             tie = "raw" if "raw" in self.spec.schema else "id"
             # NULL ids are never duplicates of each other: each is kept.
             dedupe = f"QUALIFY id IS NULL OR row_number() OVER (PARTITION BY id ORDER BY {newest}{tie}) = 1"
-        scratch = f"{_q(self.schema)}.{_q(self._scratch)}"
+        scratch = f"{quote(self.schema)}.{quote(self._scratch)}"
         con = self._con
-        con.execute(f"CREATE SCHEMA IF NOT EXISTS {_q(self.schema)}")
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(self.schema)}")
         if self.rows >= SERIAL_WRITE_ROWS:  # big enough for DuckDB's parallel sort and write
             con.execute("RESET threads")
         con.execute(f"CREATE TABLE {scratch} AS SELECT * FROM {self._source()} {dedupe} ORDER BY {order}")
@@ -169,7 +165,7 @@ class SortedTableWriter:
 
     def abort(self) -> None:
         self._drop_sources()
-        self._con.execute(f"DROP TABLE IF EXISTS {_q(self.schema)}.{_q(self._scratch)}")
+        self._con.execute(f"DROP TABLE IF EXISTS {quote(self.schema)}.{quote(self._scratch)}")
 
     def __enter__(self) -> SortedTableWriter:
         return self

@@ -124,7 +124,7 @@ def object_chunks(
 
 
 def has_close(con: duckdb.DuckDBPyConnection, table: str) -> bool:
-    from migration_assets.mapping.staging_source import table_exists
+    from migration_assets.resources.warehouse import table_exists
 
     return table_exists(con, "close", table)
 

@@ -15,8 +15,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from migration_assets.mapping.staging_source import table_exists
-from migration_assets.resources.warehouse import fetch_polars
+from migration_assets.resources.warehouse import fetch_polars, table_exists
 
 FROM, TO, CC, BCC, REQUIRED, ORGANIZER = 1, 2, 3, 4, 5, 7
 

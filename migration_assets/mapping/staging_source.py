@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import duckdb
 import polars as pl
 
-from migration_assets.resources.warehouse import fetch_polars
+from migration_assets.resources.warehouse import fetch_polars, quote, table_exists
 
 _ADDR = '{"email":"VARCHAR","name":"VARCHAR"}'
 # DuckDB json_transform structures of the nested Close fields the field maps navigate into.
@@ -38,10 +38,6 @@ _ROOT = re.compile(r"^([^.\[\]]+)")
 
 class SourceFrameError(ValueError):
     """The close table a staging asset needs is missing (extraction has not run)."""
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _lit(text: str) -> str:
@@ -77,31 +73,23 @@ def select_sql(
     parts: list[str] = []
     for name in dict.fromkeys(columns):
         if name in aliases:
-            parts.append(f"{_q(aliases[name])} AS {_q(name)}")
+            parts.append(f"{quote(aliases[name])} AS {quote(name)}")
         elif name in typed and name != "raw":
-            parts.append(_q(name))
+            parts.append(quote(name))
         elif "raw" not in typed:
-            parts.append(f"CAST(NULL AS VARCHAR) AS {_q(name)}")
+            parts.append(f"CAST(NULL AS VARCHAR) AS {quote(name)}")
         elif name in set(list_columns):
             parts.append(
-                f"json_transform(json_extract(raw, {_lit(json_path(name))}), '[\"VARCHAR\"]') AS {_q(name)}"
+                f"json_transform(json_extract(raw, {_lit(json_path(name))}), '[\"VARCHAR\"]') AS {quote(name)}"
             )
         elif name in STRUCTURES:
             parts.append(
-                f"json_transform(json_extract(raw, {_lit(json_path(name))}), {_lit(STRUCTURES[name])}) AS {_q(name)}"
+                f"json_transform(json_extract(raw, {_lit(json_path(name))}), {_lit(STRUCTURES[name])}) AS {quote(name)}"
             )
         else:
-            parts.append(f"json_extract_string(raw, {_lit(json_path(name))}) AS {_q(name)}")
-    sql = f"SELECT {', '.join(parts) or '1 AS __none'} FROM close.{_q(table)}"
+            parts.append(f"json_extract_string(raw, {_lit(json_path(name))}) AS {quote(name)}")
+    sql = f"SELECT {', '.join(parts) or '1 AS __none'} FROM close.{quote(table)}"
     return sql + (f" WHERE {where}" if where else "")
-
-
-def table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
-    row = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-        [schema, table],
-    ).fetchall()
-    return bool(row and row[0][0])
 
 
 def read_source(

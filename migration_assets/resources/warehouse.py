@@ -32,8 +32,17 @@ def default_warehouse_path() -> str:
     return os.environ.get("CLOSE2D365_WAREHOUSE", str(default_home() / "warehouse.duckdb"))
 
 
-def _quote(name: str) -> str:
+def quote(name: str) -> str:
+    """A DuckDB identifier, quoted (names come from Close and from mappings: anything may be in them)."""
     return '"' + name.replace('"', '""') + '"'
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    row = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+        [schema, table],
+    ).fetchone()
+    return bool(row and row[0])
 
 
 class WarehouseError(RuntimeError):
@@ -91,8 +100,8 @@ def swap_in(con: duckdb.DuckDBPyConnection, schema: str, scratch: str, table: st
     """Replace `schema.table` by the finished scratch table in one transaction: readers see old or new."""
     con.execute("BEGIN TRANSACTION")
     try:
-        con.execute(f"DROP TABLE IF EXISTS {_quote(schema)}.{_quote(table)}")
-        con.execute(f"ALTER TABLE {_quote(schema)}.{_quote(scratch)} RENAME TO {_quote(table)}")
+        con.execute(f"DROP TABLE IF EXISTS {quote(schema)}.{quote(table)}")
+        con.execute(f"ALTER TABLE {quote(schema)}.{quote(scratch)} RENAME TO {quote(table)}")
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")
@@ -120,7 +129,7 @@ class TableWriter:
 
     @property
     def _scratch_ref(self) -> str:
-        return f"{_quote(self.schema)}.{_quote(self._scratch)}"
+        return f"{quote(self.schema)}.{quote(self._scratch)}"
 
     def write(self, df: pl.DataFrame) -> None:
         if df.height == 0 and self._created:
@@ -202,7 +211,7 @@ class WarehouseResource(dg.ConfigurableResource):
     ) -> Iterator[TableWriter]:
         """Write `schema.table` in chunks; it replaces the old table only if the block ends without error."""
         with self.connect() as con:
-            con.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(schema)}")
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
             with TableWriter(con, schema, table, empty_schema) as writer:
                 yield writer
 
@@ -217,8 +226,4 @@ class WarehouseResource(dg.ConfigurableResource):
 
     def table_exists(self, schema: str, table: str) -> bool:
         with self.connect() as con:
-            row = con.execute(
-                "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-                [schema, table],
-            ).fetchone()
-        return bool(row and row[0])
+            return table_exists(con, schema, table)

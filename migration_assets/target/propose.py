@@ -28,8 +28,7 @@ from migration_assets.mapping.config import load_settings, mappings_root
 from migration_assets.mapping.files import Settings
 from migration_assets.mapping.owners import OwnerConfigError
 from migration_assets.mapping.review_markers import open_decisions_in
-from migration_assets.mapping.staging_source import table_exists
-from migration_assets.resources.warehouse import WarehouseResource
+from migration_assets.resources.warehouse import WarehouseResource, table_exists
 from migration_assets.target.proposal import FieldProposal, parse_proposal, propose, render_proposal
 from migration_assets.target.proposal_activities import TYPES_HELP, merge_types, propose_types
 from migration_assets.target.proposal_owners import OWNERS_HELP, propose_owners

@@ -28,7 +28,7 @@ from migration_assets.extract.tables import TABLES, TableSpec
 from migration_assets.extract.writer import Pages, write_table
 from migration_assets.resources.api_calls import reports_api_calls
 from migration_assets.resources.close import CloseResource
-from migration_assets.resources.warehouse import WarehouseResource, fetch_polars
+from migration_assets.resources.warehouse import WarehouseResource, fetch_polars, quote
 
 SCHEMA = "close"
 GROUP = "close"
@@ -41,10 +41,6 @@ LOG_EVERY_ROWS = 50_000
 SHARED_PROCESS_EXECUTORS = ("in_process", "execute_in_process_executor")
 
 PageSource = Callable[[dg.AssetExecutionContext, CloseResource, WarehouseResource], Pages]
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def markdown_table(df: pl.DataFrame, max_rows: int = PREVIEW_ROWS, max_width: int = 60) -> str:
@@ -79,12 +75,12 @@ def write_pages(
 
 
 def table_metadata(warehouse: WarehouseResource, spec: TableSpec) -> dict[str, Any]:
-    ref = f"{_q(SCHEMA)}.{_q(spec.name)}"
+    ref = f"{quote(SCHEMA)}.{quote(spec.name)}"
     with warehouse.connect() as con:  # one connection: opening the file costs more than these reads
         count = int(fetch_polars(con, f"SELECT count(*) AS n FROM {ref}")["n"][0])
         meta: dict[str, Any] = {"dagster/row_count": count}
         if spec.watermark:
-            wm = fetch_polars(con, f"SELECT max({_q(spec.watermark)}) AS w FROM {ref}")["w"][0]
+            wm = fetch_polars(con, f"SELECT max({quote(spec.watermark)}) AS w FROM {ref}")["w"][0]
             meta["watermark"] = dg.MetadataValue.text(wm.isoformat() if wm is not None else "")
             meta["watermark_field"] = spec.watermark
         preview = fetch_polars(con, f"SELECT * FROM {ref} LIMIT {PREVIEW_ROWS}")
@@ -119,7 +115,7 @@ def merge_delta(
     warehouse: WarehouseResource, spec: TableSpec, deleted: set[str], deleted_leads: set[str]
 ) -> dict[str, int]:
     """Upsert `close._delta_<table>` into `close.<table>` and remove deleted rows, in one transaction."""
-    ref, dref = f"{_q(SCHEMA)}.{_q(spec.name)}", f"{_q(SCHEMA)}.{_q('_delta_' + spec.name)}"
+    ref, dref = f"{quote(SCHEMA)}.{quote(spec.name)}", f"{quote(SCHEMA)}.{quote('_delta_' + spec.name)}"
     with warehouse.connect() as con:
         con.register("__deleted", _ids_frame(deleted).to_arrow())
         con.register("__deleted_leads", _ids_frame(deleted_leads).to_arrow())

@@ -13,7 +13,7 @@ from migration_assets.clients.dataverse.client import DataverseClient
 from migration_assets.load.engine import LoadStats, TableLoader
 from migration_assets.load.ledger import SCHEMA as LEDGER_SCHEMA
 from migration_assets.load.ledger import Ledger, run_kind
-from migration_assets.resources.warehouse import fetch_polars
+from migration_assets.resources.warehouse import fetch_polars, quote, table_exists
 
 GROUP = "loaded"
 POOL = "dataverse_api"
@@ -36,24 +36,12 @@ def loaded_key(table: str) -> dg.AssetKey:
     return dg.AssetKey([GROUP, table])
 
 
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
-    row = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-        [schema, table],
-    ).fetchall()
-    return bool(row and row[0][0])
-
-
 def staged_rows(con: duckdb.DuckDBPyConnection, table: str) -> tuple[list[str], list[dict[str, Any]]]:
     if not table_exists(con, "staged", table):
         raise MissingUpstreamError(
             f"staged.{table} does not exist: materialize staged/{table} before loaded/{table}"
         )
-    frame = fetch_polars(con, f"SELECT * FROM staged.{_q(table)}")
+    frame = fetch_polars(con, f"SELECT * FROM staged.{quote(table)}")
     return frame.columns, frame.to_dicts()
 
 
@@ -68,18 +56,18 @@ def write_rejected_table(con: duckdb.DuckDBPyConnection, run_id: str, table: str
     """`loaded.<table>_rejected`: this run's refused rows with the server's status, code and message."""
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {GROUP}")
     con.execute(
-        f"CREATE OR REPLACE TABLE {GROUP}.{_q(table + '_rejected')} AS SELECT record_id, close_id, operation, "
+        f"CREATE OR REPLACE TABLE {GROUP}.{quote(table + '_rejected')} AS SELECT record_id, close_id, operation, "
         f"status, code, message, rejected_at FROM {LEDGER_SCHEMA}.rejected WHERE run_id = ? AND table_name = ? "
         f"ORDER BY rejected_at, record_id",
         [run_id, table],
     )
-    row = con.execute(f"SELECT count(*) FROM {GROUP}.{_q(table + '_rejected')}").fetchall()
+    row = con.execute(f"SELECT count(*) FROM {GROUP}.{quote(table + '_rejected')}").fetchall()
     return int(row[0][0]) if row else 0
 
 
 def rejected_markdown(con: duckdb.DuckDBPyConnection, table: str, limit: int = 20) -> str:
     rows = con.execute(
-        f"SELECT close_id, operation, code, message FROM {GROUP}.{_q(table + '_rejected')} LIMIT {limit}"
+        f"SELECT close_id, operation, code, message FROM {GROUP}.{quote(table + '_rejected')} LIMIT {limit}"
     ).fetchall()
     if not rows:
         return "No rejected rows."

@@ -16,8 +16,7 @@ import polars as pl
 from migration_assets.defs.staged._common import TARGET_METADATA_KEY, markdown
 from migration_assets.load.estimate import TableLoad, custom_tables_used, estimate, upload_blocks
 from migration_assets.mapping.config import load_mapping_config
-from migration_assets.mapping.staging_source import table_exists
-from migration_assets.resources.warehouse import WarehouseResource
+from migration_assets.resources.warehouse import WarehouseResource, table_exists
 from migration_assets.target.custom_activity_plan import load_types
 
 GROUP = "reports"

@@ -12,8 +12,7 @@ from migration_assets.defs.jobs import gate_severity
 from migration_assets.defs.staged._common import TARGET_METADATA_KEY, markdown, warehouse_write
 from migration_assets.mapping.config import load_mapping_config
 from migration_assets.mapping.owners import OwnerConfigError, blocking_owners, blocking_summary, match_owners
-from migration_assets.mapping.staging_source import table_exists
-from migration_assets.resources.warehouse import WarehouseResource, default_home, fetch_polars
+from migration_assets.resources.warehouse import WarehouseResource, default_home, fetch_polars, table_exists
 
 GROUP = "reports"
 # close table -> column holding the Close user who owns the migrated record (field maps' `owner`).

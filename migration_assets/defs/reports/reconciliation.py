@@ -17,7 +17,7 @@ from dagster import AssetExecutionContext, DagsterEventType
 from migration_assets.audit.files import markdown_table, write_report
 from migration_assets.audit.reconcile_status import Counts, status
 from migration_assets.clients.dataverse.client import DataverseClient, DataverseError
-from migration_assets.defs.loaded._common import loaded_key, table_exists
+from migration_assets.defs.loaded._common import loaded_key
 from migration_assets.defs.loaded.tables import ORDER
 from migration_assets.defs.staged._common import EXCLUSIONS, KEPT_IN_TARGET
 from migration_assets.load import diff as ld
@@ -27,7 +27,7 @@ from migration_assets.mapping.config import MappingConfig, load_mapping_config
 from migration_assets.mapping.custom_activities import activity_types
 from migration_assets.resources.api_calls import reports_api_calls
 from migration_assets.resources.dataverse import DataverseResource
-from migration_assets.resources.warehouse import WarehouseResource, fetch_polars
+from migration_assets.resources.warehouse import WarehouseResource, fetch_polars, quote, table_exists
 from migration_assets.target.deploy import load_plan
 
 GROUP = "reports"
@@ -51,14 +51,10 @@ RECON_COLUMNS = [
 ]
 
 
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _count(con: duckdb.DuckDBPyConnection, schema: str, table: str, expr: str = "count(*)") -> int | None:
     if not table_exists(con, schema, table):
         return None
-    row = con.execute(f"SELECT {expr} FROM {schema}.{_q(table)}").fetchall()
+    row = con.execute(f"SELECT {expr} FROM {schema}.{quote(table)}").fetchall()
     return int(row[0][0]) if row else 0
 
 
@@ -171,7 +167,7 @@ def _rejections(
     rows: list[dict[str, Any]] = []
     if table_exists(con, "staged", f"{staged}_rejected"):
         cur = con.execute(
-            f'SELECT _close_id, "column", value, reason, check_name FROM staged.{_q(staged + "_rejected")}'
+            f'SELECT _close_id, "column", value, reason, check_name FROM staged.{quote(staged + "_rejected")}'
         )
         for cid, column, value, reason, check in cur.fetchall():
             cascade = reason if check == "cascade" or str(reason or "").startswith("because ") else ""
@@ -245,7 +241,7 @@ def reconcile(
             key = pk or "activityid"  # a custom table not created yet: custom activities key on activityid
             staged_ids = {
                 str(r[0]).lower()
-                for r in con.execute(f"SELECT {_q(key)} FROM staged.{_q(staged)}").fetchall()
+                for r in con.execute(f"SELECT {quote(key)} FROM staged.{quote(staged)}").fetchall()
             }
         back = read_back_ids(client, table, closeid) if pk is not None else set()
         missing = (
@@ -332,7 +328,7 @@ def readback_table(
     the end-to-end tests' exactness check; it cannot see a mapping error, reports/spot_check can)."""
     if not table_exists(con, "staged", staged):
         return 0, []
-    frame = fetch_polars(con, f"SELECT * FROM staged.{_q(staged)}")
+    frame = fetch_polars(con, f"SELECT * FROM staged.{quote(staged)}")
     if frame.height == 0:
         return 0, []
     picked = random.Random(f"{seed}:{table}").sample(range(frame.height), min(sample, frame.height))

@@ -40,8 +40,7 @@ from migration_assets.audit.review_problems import (
 )
 from migration_assets.defs.jobs import REVIEW_KEY
 from migration_assets.defs.staged._common import EXCLUSIONS
-from migration_assets.mapping.staging_source import table_exists
-from migration_assets.resources.warehouse import WarehouseResource, fetch_polars
+from migration_assets.resources.warehouse import WarehouseResource, fetch_polars, table_exists
 
 CHECK_NAME = "plan_clean"
 REVIEW_STEP = "__".join(REVIEW_KEY.path)  # the step key Dagster gives the asset's op

@@ -25,14 +25,13 @@ from migration_assets.clients.close.client import CloseClient
 from migration_assets.clients.close.http import CloseAPIError
 from migration_assets.clients.dataverse.client import FORMATTED_VALUES, DataverseClient
 from migration_assets.clients.dataverse.metadata import EntityMeta
-from migration_assets.defs.loaded._common import table_exists
 from migration_assets.defs.reports.reconciliation import AFTER_LOADS, GROUP, LOADED, target_tables
 from migration_assets.mapping.config import MappingConfig, ObjectMap, load_mapping_config
 from migration_assets.mapping.custom_fields import with_custom_fields
 from migration_assets.resources.api_calls import reports_api_calls
 from migration_assets.resources.close import CloseResource
 from migration_assets.resources.dataverse import DataverseResource
-from migration_assets.resources.warehouse import WarehouseResource
+from migration_assets.resources.warehouse import WarehouseResource, quote, table_exists
 from migration_assets.target.deploy import load_plan
 
 SAMPLE = 30
@@ -62,10 +61,6 @@ LOGICAL_NAME = "@Microsoft.Dynamics.CRM.lookuplogicalname"
 ANNOTATIONS = f"{FORMATTED_VALUES},Microsoft.Dynamics.CRM.lookuplogicalname"
 
 
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 @dataclass
 class CloseSource:
     """Where Close objects are read: the API (`client`) or the raw JSON in close.* (export file)."""
@@ -81,11 +76,11 @@ class CloseSource:
     def raw(self, table: str, close_id: str) -> dict[str, Any] | None:
         if not table_exists(self.con, "close", table):
             return None
-        cols = {r[0] for r in self.con.execute(f"DESCRIBE close.{_q(table)}").fetchall()}
+        cols = {r[0] for r in self.con.execute(f"DESCRIBE close.{quote(table)}").fetchall()}
         if "raw" not in cols:
             return None
         row = self.con.execute(
-            f"SELECT raw FROM close.{_q(table)} WHERE id = ? LIMIT 1", [close_id]
+            f"SELECT raw FROM close.{quote(table)} WHERE id = ? LIMIT 1", [close_id]
         ).fetchall()
         if not row:
             return None
@@ -105,7 +100,7 @@ class CloseSource:
             return True
         if not table_exists(self.con, "close", table):
             return False
-        return "raw" in {r[0] for r in self.con.execute(f"DESCRIBE close.{_q(table)}").fetchall()}
+        return "raw" in {r[0] for r in self.con.execute(f"DESCRIBE close.{quote(table)}").fetchall()}
 
     def get(self, table: str, close_id: str, object_name: str = "") -> dict[str, Any] | None:
         key = (table, close_id)
@@ -131,7 +126,7 @@ def sample(
     """`size` staged rows (all when fewer), the same for the same run id."""
     if not table_exists(con, "staged", staged):
         return []
-    cur = con.execute(f"SELECT * FROM staged.{_q(staged)} ORDER BY {_q(pk)}")
+    cur = con.execute(f"SELECT * FROM staged.{quote(staged)} ORDER BY {quote(pk)}")
     names = [d[0] for d in cur.description]
     rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
     picked = random.Random(f"{run_id}:{staged}").sample(range(len(rows)), min(size, len(rows)))

@@ -34,10 +34,9 @@ from migration_assets.defs.jobs import gate_severity
 from migration_assets.defs.staged._common import OWNER_MAP_KEY
 from migration_assets.defs.staged.mapping import MAPPING_KEY
 from migration_assets.mapping.config import MappingConfig, load_mapping_config
-from migration_assets.mapping.staging_source import table_exists
 from migration_assets.resources.api_calls import reports_api_calls
 from migration_assets.resources.dataverse import DataverseResource
-from migration_assets.resources.warehouse import WarehouseResource
+from migration_assets.resources.warehouse import WarehouseResource, table_exists
 from migration_assets.target import preflight as pf
 from migration_assets.target.deploy import load_plan
 from migration_assets.target.solution import SolutionTarget

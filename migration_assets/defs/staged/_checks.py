@@ -32,11 +32,10 @@ from migration_assets.defs.staged._common import (
     target_lookup,
 )
 from migration_assets.mapping.config import load_mapping_config
-from migration_assets.mapping.staging_source import table_exists
 from migration_assets.mapping.targets import column_errors
 from migration_assets.resources.api_calls import reports_api_calls
 from migration_assets.resources.dataverse import DataverseResource
-from migration_assets.resources.warehouse import WarehouseResource, fetch_polars
+from migration_assets.resources.warehouse import WarehouseResource, fetch_polars, table_exists
 from migration_assets.target.checks import build_schema, validate
 from migration_assets.target.rules import TableRules
 

@@ -22,10 +22,9 @@ import polars as pl
 from migration_assets.clients.dataverse.errors import DataverseTableMissingError
 from migration_assets.mapping.config import MappingConfig, load_mapping_config
 from migration_assets.mapping.owners import owner_lookup
-from migration_assets.mapping.staging_source import table_exists
 from migration_assets.mapping.targets import unknown_columns
 from migration_assets.mapping.transform_exprs import TransformContext
-from migration_assets.resources.warehouse import WarehouseResource, fetch_polars
+from migration_assets.resources.warehouse import WarehouseResource, fetch_polars, quote, table_exists
 from migration_assets.target.checks import (
     BIND,
     REJECTION_SCHEMA,
@@ -61,10 +60,6 @@ def close_key(table: str) -> dg.AssetKey:
 
 def staged_key(table: str) -> dg.AssetKey:
     return dg.AssetKey([GROUP, table])
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 # -- target metadata cache ---------------------------------------------------------------------------
@@ -133,7 +128,7 @@ def staged_binds(con: duckdb.DuckDBPyConnection, table: str, entity_set: str) ->
     ).fetchall()
     if not pk or not pk[0][0]:
         return set()
-    rows = con.execute(f"SELECT {_q(pk[0][0])} FROM staged.{_q(table)}").fetchall()
+    rows = con.execute(f"SELECT {quote(pk[0][0])} FROM staged.{quote(table)}").fetchall()
     return {f"/{entity_set}({r[0]})" for r in rows}
 
 
@@ -191,13 +186,13 @@ def rejected_refs(
         pk = con.execute(
             "SELECT primary_id FROM staged.target_entity_sets WHERE table_name = ?", [target]
         ).fetchall()
-        cols = {r[0] for r in con.execute(f"DESCRIBE {SCHEMA}.{_q(target + '_rejected')}").fetchall()}
+        cols = {r[0] for r in con.execute(f"DESCRIBE {SCHEMA}.{quote(target + '_rejected')}").fetchall()}
         if not pk or pk[0][0] not in cols:
             continue
         es = sets.get(target, target + "s")
         rows = con.execute(
-            f"SELECT DISTINCT {_q(pk[0][0])}, _close_id FROM {SCHEMA}.{_q(target + '_rejected')} "
-            f"WHERE {_q(pk[0][0])} IS NOT NULL"
+            f"SELECT DISTINCT {quote(pk[0][0])}, _close_id FROM {SCHEMA}.{quote(target + '_rejected')} "
+            f"WHERE {quote(pk[0][0])} IS NOT NULL"
         ).fetchall()
         out.update({f"/{es}({key})": f"{target} {close_id}" for key, close_id in rows})
     return out
@@ -289,12 +284,12 @@ def validate_and_write(
         append(con, scratch, finish(accepted))
         del accepted
     del candidates
-    order = f" ORDER BY {_q(pk)}" if pk in ids.columns else ""
+    order = f" ORDER BY {quote(pk)}" if pk in ids.columns else ""
     con.execute("BEGIN TRANSACTION")
     con.execute(
-        f"CREATE OR REPLACE TABLE {SCHEMA}.{_q(table)} AS SELECT * FROM {SCHEMA}.{_q(scratch)}{order}"
+        f"CREATE OR REPLACE TABLE {SCHEMA}.{quote(table)} AS SELECT * FROM {SCHEMA}.{quote(scratch)}{order}"
     )
-    con.execute(f"DROP TABLE {SCHEMA}.{_q(scratch)}")
+    con.execute(f"DROP TABLE {SCHEMA}.{quote(scratch)}")
     con.execute("COMMIT")
     all_rej = with_cascade(pl.concat([pre, *found_parts], how="vertical_relaxed"), refs)
     all_rej = all_rej.join(ids, on="_close_id", how="left").sort("_close_id", "column", maintain_order=True)
@@ -319,7 +314,7 @@ def validate_and_write(
     warehouse_write(con, f"{table}_notices", notes)
     counted = all_rej.filter(~pl.col("check_name").is_in(list(EXCLUSIONS)))
     excluded = all_rej.filter(pl.col("check_name").is_in(list(EXCLUSIONS)))
-    preview = fetch_polars(con, f"SELECT * FROM {SCHEMA}.{_q(table)} LIMIT 5")
+    preview = fetch_polars(con, f"SELECT * FROM {SCHEMA}.{quote(table)} LIMIT 5")
     return StageResult(
         table,
         staged,
@@ -360,7 +355,7 @@ def append(con: duckdb.DuckDBPyConnection, table: str, df: pl.DataFrame) -> None
         return
     con.register("__staged_chunk", df.to_arrow())
     try:
-        con.execute(f"INSERT INTO {SCHEMA}.{_q(table)} BY NAME SELECT * FROM __staged_chunk")
+        con.execute(f"INSERT INTO {SCHEMA}.{quote(table)} BY NAME SELECT * FROM __staged_chunk")
     finally:
         con.unregister("__staged_chunk")
 
@@ -372,7 +367,7 @@ def warehouse_write(con: duckdb.DuckDBPyConnection, table: str, df: pl.DataFrame
     con.register("__staged_chunk", arrow)
     try:
         con.execute("BEGIN TRANSACTION")
-        con.execute(f"CREATE OR REPLACE TABLE {SCHEMA}.{_q(table)} AS SELECT * FROM __staged_chunk")
+        con.execute(f"CREATE OR REPLACE TABLE {SCHEMA}.{quote(table)} AS SELECT * FROM __staged_chunk")
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")

@@ -37,10 +37,9 @@ from migration_assets.mapping.config import (
     mappings_root,
 )
 from migration_assets.mapping.review_markers import open_decisions
-from migration_assets.mapping.staging_source import table_exists
 from migration_assets.mapping.targets import unknown_targets
 from migration_assets.mapping.yaml_loc import MappingError
-from migration_assets.resources.warehouse import WarehouseResource, default_home
+from migration_assets.resources.warehouse import WarehouseResource, default_home, table_exists
 from migration_assets.target.custom_activity_plan import TYPES_FILE, load_types
 from migration_assets.target.proposal import parse_proposal
 

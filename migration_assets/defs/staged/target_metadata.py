@@ -15,10 +15,9 @@ import polars as pl
 
 from migration_assets.clients.dataverse.client import DataverseError
 from migration_assets.defs.staged._common import GROUP, SCHEMA, warehouse_write
-from migration_assets.mapping.staging_source import table_exists
 from migration_assets.resources.api_calls import reports_api_calls
 from migration_assets.resources.dataverse import DataverseResource
-from migration_assets.resources.warehouse import WarehouseResource
+from migration_assets.resources.warehouse import WarehouseResource, table_exists
 from migration_assets.target.rules import rules_from_metadata
 
 STAGED_TABLES = (
