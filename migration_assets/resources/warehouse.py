@@ -41,8 +41,8 @@ def table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> boo
     row = con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
         [schema, table],
-    ).fetchone()
-    return bool(row and row[0])
+    ).fetchall()
+    return bool(row and row[0][0])
 
 
 class WarehouseError(RuntimeError):
