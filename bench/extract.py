@@ -30,7 +30,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from migration_assets.extract.sources import table_pages  # noqa: E402
+from migration_assets.extract.sources import ClosePass  # noqa: E402
 from migration_assets.extract.tables import TABLES  # noqa: E402
 from migration_assets.extract.writer import write_table  # noqa: E402
 from migration_assets.resources.close import CloseResource
@@ -135,14 +135,16 @@ def extract(
     close: CloseResource, warehouse: WarehouseResource, tables: list[str], timings: dict[str, float]
 ) -> dict[str, int]:
     counts: dict[str, int] = {}
-    for table in tables:
-        started = time.monotonic()
-        # Exactly what each close/* asset does (`_common.run_extraction`): pages → sorted table (the
-        # whole run's tables are announced, so an export source is requested before the first one).
-        pages = table_pages(close, table, "bench", run_tables=tables)
-        read, dropped = write_table(warehouse, TABLES[table], _timed(pages, timings))
-        timings[table] = time.monotonic() - started
-        counts[table] = read - dropped  # the rows of the written table (the writer counted them)
+    # Exactly what the close/* multi_asset's step does (`defs/close/_common.py`): one `ClosePass` over
+    # its tables (an export source is requested when the pass opens, before the first table), pages →
+    # sorted table, table after table.
+    with ClosePass(close, tables, "bench") as close_pass:
+        for table in tables:
+            started = time.monotonic()
+            pages = close_pass.pages(table)
+            read, dropped = write_table(warehouse, TABLES[table], _timed(pages, timings))
+            timings[table] = time.monotonic() - started
+            counts[table] = read - dropped  # the rows of the written table (the writer counted them)
     return counts
 
 

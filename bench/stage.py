@@ -28,6 +28,8 @@ from typing import Any
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# The scripted review is shared with the tests (tests/run_graph.py).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import dagster as dg  # noqa: E402
 
@@ -117,40 +119,21 @@ def org_facts(size: str) -> dict[str, Any]:
 def bench_mappings(tmp: Path, source: Path, fallback: str) -> Path:
     """The user's flow on the extracted warehouse: propose-mapping, then the scripted review (fallback owner,
     tolerated rejections: the generated org holds deliberately bad records)."""
-    from migration_assets.migration import demo_decisions, reviewed_mappings
+    from run_graph import reviewed_mappings
+
+    from migration_assets.demo import demo_decisions
 
     return reviewed_mappings(tmp / "mappings", demo_decisions(fallback), WarehouseResource(path=str(source)))
 
 
 def stage_defs(root: Path) -> list[object]:
     os.environ["CLOSE2D365_MAPPINGS"] = str(root)
-    from migration_assets.defs.reports import load_plan, owner_map
-    from migration_assets.defs.staged import (
-        account,
-        annotation,
-        appointment,
-        contact,
-        custom_activity,
-        email,
-        lead,
-        mapping,
-        opportunity,
-        phonecall,
-        target_metadata,
-        task,
-    )
+    from migration_assets.defs.reports import load_plan
+    from migration_assets.defs.staged import custom_activity, mapping, owner_map, tables, target_metadata
 
     modules = [
         target_metadata,
-        account,
-        contact,
-        lead,
-        opportunity,
-        phonecall,
-        email,
-        task,
-        appointment,
-        annotation,
+        tables,
         mapping,
         owner_map,
         load_plan,

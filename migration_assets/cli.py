@@ -8,19 +8,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 from collections.abc import Callable, Sequence
 
-from migration_assets.runtime import REPO_ROOT, dagster_home
-
-REAL_RUN_ENV = (
-    "CLOSE_API_KEY",
-    "DATAVERSE_URL",
-    "DATAVERSE_TENANT_ID",
-    "DATAVERSE_CLIENT_IDS",
-    "DATAVERSE_CLIENT_SECRETS",
-)
+from migration_assets.resources import env
+from migration_assets.runtime import PRIVATE_UMASK, last_extraction_time, launch_ui
 
 
 class CliError(RuntimeError):
@@ -28,16 +20,16 @@ class CliError(RuntimeError):
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from migration_assets.migration import run_demo_migration
+    from migration_assets.demo import run_demo
 
-    return run_demo_migration(size=args.size, seed=args.seed, ui=args.ui, org=args.org)
+    return run_demo(size=args.size, seed=args.seed, ui=args.ui, org=args.org)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from migration_assets.migration import run_migration
+    from migration_assets.runtime import run_migration
     from migration_assets.startup_checks import check_before_run
 
-    missing = [v for v in REAL_RUN_ENV if not os.environ.get(v)]
+    missing = env.missing(env.REAL_RUN)
     if missing:
         raise CliError(f"set {', '.join(missing)} first (see README: Running a real migration)")
     check_before_run()
@@ -48,7 +40,7 @@ def _cmd_dry_run(args: argparse.Namespace) -> int:
     from migration_assets.runtime import print_dry_run_outcome, run_job
     from migration_assets.startup_checks import check_before_run
 
-    missing = [v for v in REAL_RUN_ENV if not os.environ.get(v)]
+    missing = env.missing(env.REAL_RUN)
     if missing:
         raise CliError(
             f"set {', '.join(missing)} first: the dry run reads the target's metadata to check every row "
@@ -91,7 +83,7 @@ def _cmd_extract(args: argparse.Namespace) -> int:
 def _cmd_propose(args: argparse.Namespace) -> int:
     from migration_assets.target.propose import propose_all
 
-    result = propose_all()
+    result = propose_all(extracted_at=last_extraction_time())
     for line in result.report():
         print(line)
     if result.open_decisions:
@@ -108,24 +100,8 @@ def _cmd_ui(args: argparse.Namespace) -> int:
     return launch_ui(port=args.port)
 
 
-def launch_ui(port: int = 3000, env: dict[str, str] | None = None) -> int:
-    """Run the Dagster UI on the project's workspace and the shared instance (blocks until Ctrl-C)."""
-    home = dagster_home()
-    cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(REPO_ROOT / "workspace.yaml"), "-p", str(port)]
-    print(f"Dagster UI on http://127.0.0.1:{port}  (instance: {home}); Ctrl-C to stop.", flush=True)
-    try:
-        return subprocess.call(
-            cmd,
-            cwd=REPO_ROOT,
-            env={**os.environ, **(env or {}), "DAGSTER_HOME": str(home)},
-            umask=PRIVATE_UMASK,  # the UI's processes write run databases and reports too
-        )
-    except KeyboardInterrupt:
-        return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
-    from emulators.orgdata import DEFAULT_SHAPE, ORG_SHAPES
+    from migration_assets.demo import DEFAULT_SHAPE, ORG_SHAPES
 
     org_help = f"shape of the generated Close org (default: {DEFAULT_SHAPE}, the demo org)"
     parser = argparse.ArgumentParser(prog="close2d365", description=__doc__.splitlines()[0])
@@ -192,7 +168,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     for module, names in (
         ("migration_assets.clients.close.http", ("CloseError",)),
         ("migration_assets.resources.warehouse", ("WarehouseError",)),
-        ("emulators.orgdata", ("OrgDataError",)),
+        ("migration_assets.demo", ("OrgDataError",)),
         ("migration_assets.target.propose", ("ProposalInputError",)),
         ("migration_assets.load.rollback", ("RollbackError",)),
         ("migration_assets.resources", ("MissingEnvironmentError",)),
@@ -207,11 +183,6 @@ def _known_errors() -> tuple[type[BaseException], ...]:
             continue
         errors.extend(getattr(mod, n) for n in names if isinstance(getattr(mod, n, None), type))
     return tuple(errors)
-
-
-# Every file a command creates (the warehouse and its WAL, the Dagster instance's databases, exports,
-# reports) holds customer data: created owner-only, whatever the user's umask.
-PRIVATE_UMASK = 0o077
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,10 +1,13 @@
-"""Running jobs from the command line on the same Dagster instance the UI shows."""
+"""Running jobs from the command line on the same Dagster instance the UI shows, printing their outcomes,
+and launching the UI."""
 
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 import socket
+import subprocess
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -15,20 +18,24 @@ import dagster as dg
 import psutil
 
 from migration_assets.resources.api_calls import calls_line, run_call_totals
+from migration_assets.resources.env import DAGSTER_HOME
 from migration_assets.resources.warehouse import default_home
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# Every file a command creates (the warehouse and its WAL, the Dagster instance's databases, exports,
+# reports) holds customer data: created owner-only, whatever the user's umask.
+PRIVATE_UMASK = 0o077
 
 
 def dagster_home() -> Path:
     """The instance folder ($DAGSTER_HOME, else $CLOSE2D365_HOME/dagster_home), with the project's dagster.yaml."""
-    home = Path(os.environ.get("DAGSTER_HOME") or default_home() / "dagster_home").resolve()
+    home = Path(os.environ.get(DAGSTER_HOME) or default_home() / "dagster_home").resolve()
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     source = REPO_ROOT / "dagster.yaml"
     if not config.exists() and source.exists():
         shutil.copyfile(source, config)
-    os.environ["DAGSTER_HOME"] = str(home)
+    os.environ[DAGSTER_HOME] = str(home)
     return home
 
 
@@ -246,3 +253,61 @@ def print_dry_run_outcome(result: dg.ExecuteInProcessResult) -> int:
     what = f"{problems} problems" if problems else "the run failed"
     print(f"run {result.run_id}: {what}; fix them and dry-run again (review: {review})", file=sys.stderr)
     return 2
+
+
+def reconciliation_text(run_id: str) -> str:
+    """The reconciliation report of run `run_id` as a fixed-width table (for the terminal). Only this
+    run's: an older report would describe another run (e.g. when this one stopped before the reports)."""
+    from migration_assets.defs.reports.reconciliation import RECON_COLUMNS
+
+    path = default_home() / "reports" / run_id / "reconciliation.csv"
+    if not path.is_file():
+        return f"(run {run_id} wrote no reconciliation report: it stopped before the reports step)"
+    with path.open(encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    widths = [max(len(c), *(len(r.get(c, "")) for r in rows)) for c in RECON_COLUMNS]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(RECON_COLUMNS, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += [
+        "  ".join(r.get(c, "").ljust(w) for c, w in zip(RECON_COLUMNS, widths, strict=True)) for r in rows
+    ]
+    return "\n".join(lines) + f"\n\nReports: {path.parent}"
+
+
+def run_migration(tags: Mapping[str, str] | None = None, expected_halts: Sequence[str] = ()) -> int:
+    """`close2d365 run`: the `migrate` job on the shared instance (resources from the environment), then the
+    reconciliation table and where the reports are. Returns the process exit status."""
+    result = run_job("migrate", tags=dict(tags or {}))
+    status = print_job_outcome(result, expected_halts)
+    print(reconciliation_text(result.run_id))
+    return status
+
+
+def launch_ui(port: int = 3000, env: Mapping[str, str] | None = None) -> int:
+    """Run the Dagster UI on the project's workspace and the shared instance (blocks until Ctrl-C)."""
+    home = dagster_home()
+    cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(REPO_ROOT / "workspace.yaml"), "-p", str(port)]
+    print(f"Dagster UI on http://127.0.0.1:{port}  (instance: {home}); Ctrl-C to stop.", flush=True)
+    try:
+        return subprocess.call(
+            cmd,
+            cwd=REPO_ROOT,
+            env={**os.environ, **(env or {}), DAGSTER_HOME: str(home)},
+            umask=PRIVATE_UMASK,  # the UI's processes write run databases and reports too
+        )
+    except KeyboardInterrupt:
+        return 0
+
+
+def last_extraction_time() -> str | None:
+    """When close/lead_statuses was last materialized on the shared instance (None when unknown): the
+    header of proposed mapping files says which extraction they describe."""
+    from datetime import UTC, datetime
+
+    try:
+        event = instance().get_latest_materialization_event(dg.AssetKey(["close", "lead_statuses"]))
+    except Exception:  # noqa: BLE001 - the time only annotates the header
+        return None
+    return (
+        None if event is None else datetime.fromtimestamp(event.timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    )

@@ -13,7 +13,7 @@ from migration_assets.clients.close.client import CloseClient
 from migration_assets.clients.close.http import CloseError
 from migration_assets.clients.dataverse.errors import DataverseError
 from migration_assets.mapping.yaml_loc import MappingError
-from migration_assets.resources import CLOSE_API_URL, MissingEnvironmentError, dataverse_resource
+from migration_assets.resources import CLOSE_API_URL, MissingEnvironmentError, dataverse_resource, env
 from migration_assets.resources.warehouse import default_home
 
 # Short, bounded attempts: an unreachable host must fail the check in seconds, not after a run's retries.
@@ -52,18 +52,18 @@ def home_problems() -> list[str]:
 
 
 def close_problems() -> list[str]:
-    source = os.environ.get("CLOSE2D365_CLOSE_SOURCE", "api")
+    source = env.close_source()
     if source not in CLOSE_SOURCES:
         return [f"CLOSE2D365_CLOSE_SOURCE is {source!r}: use one of {', '.join(CLOSE_SOURCES)}"]
     if source == "file":
-        export = os.environ.get("CLOSE2D365_EXPORT_FILE")
+        export = os.environ.get(env.CLOSE2D365_EXPORT_FILE)
         if not export or not os.path.isfile(export):
             return [f"CLOSE2D365_EXPORT_FILE ({export or 'not set'}) must name a Close JSON export file"]
         return []
-    key = os.environ.get("CLOSE_API_KEY")
+    key = os.environ.get(env.CLOSE_API_KEY)
     if not key:
         return ["CLOSE_API_KEY is not set: export your Close API key (Settings > Developer > API Keys)."]
-    base = os.environ.get("CLOSE_BASE_URL", CLOSE_API_URL)
+    base = os.environ.get(env.CLOSE_BASE_URL, CLOSE_API_URL)
     client = CloseClient(key, base, timeout_seconds=CHECK_TIMEOUT_SECONDS, max_attempts=CHECK_ATTEMPTS)
     try:
         client.check_connection()
@@ -75,7 +75,7 @@ def close_problems() -> list[str]:
 
 
 def dataverse_problems() -> list[str]:
-    ca = os.environ.get("DATAVERSE_CA_BUNDLE")
+    ca = os.environ.get(env.DATAVERSE_CA_BUNDLE)
     if ca and not os.path.isfile(ca):
         return [
             f"DATAVERSE_CA_BUNDLE ({ca}) is not a file: give the CA certificate bundle's path or unset it"

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from emulators.orgdata import CloseOrg
+from migration_assets.demo import copy_defaults, demo_decisions, first_enabled_user
 from migration_assets.mapping.config import load_settings
 from migration_assets.mapping.scripted_review import accept_proposals
-from migration_assets.migration import copy_defaults, demo_decisions, first_enabled_user
 from migration_assets.target.propose import OrgSnapshot, ProposalResult, propose_files
 
 

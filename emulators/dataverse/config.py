@@ -65,6 +65,11 @@ class Faults:  # fault injection on demand (rates 0..1, deterministic with seed)
     slow_rate: float = 0.0
     slow_seconds: float = 2.0
     throttle_storm_rate: float = 0.0  # answer 429 with Retry-After regardless of limits
+    # Hold the first request that matches this regular expression (searched in "METHOD /path", then the
+    # body of a POST, so a `$batch` part's request line matches too) until its client goes away: a test
+    # sees it arrive (stats held) and kills the client from outside. "" = off; set again to re-arm.
+    hold_request: str = ""
+    hold_after_work: bool = False  # do the work first (the write lands), then hold: the answer never comes
 
 
 def default_seed_users() -> list[dict]:

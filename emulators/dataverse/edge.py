@@ -19,6 +19,10 @@ Runtime control, for tests and benchmarks, on a running server::
                               "advance_clock_seconds": 301}                    # tokens expire, windows slide
                              -> the same document as GET (400 with a message for unknown fields)
 
+A kill test arms the hold rule (``{"faults": {"hold_request": "POST \\S*/contacts\\b",
+"hold_after_work": true}}``), waits until ``stats.faults.held`` counts the request, then kills its client
+from outside: the emulator keeps the request open (the work done or not) until the client's socket closes.
+
 The same operations exist as methods of ``app.state.edge_control``. The admin route needs no token: the
 emulator is a local test double. Dropped connections need a real socket (``EmulatorServer``/``serve``);
 in-process ASGI clients get :class:`ConnectionDroppedByEmulator` raised instead.
@@ -189,11 +193,21 @@ class EdgeMiddleware:
         try:
             if decision.slow:  # a slow server holds its concurrency slot while it works
                 await asyncio.sleep(control.config.faults.slow_seconds)
-            if scope["method"] == "POST" and scope["path"].rstrip("/").endswith("Multiple"):
+            body = b""
+            bulk = scope["path"].rstrip("/").endswith("Multiple")
+            if scope["method"] == "POST" and (bulk or control.faults.hold_armed):
                 body = await _read_body(receive)
-                meter.records = count_targets(scope["path"], body)
+                if bulk:
+                    meter.records = count_targets(scope["path"], body)
                 receive = _replay(body, receive)
-            if decision.drop_after_work:
+            request_text = f"{scope['method']} {scope['path']}\n{body.decode('utf-8', 'replace')}"
+            hold = control.faults.hold_armed and control.faults.claim_hold(request_text)
+            if hold:
+                if control.config.faults.hold_after_work:
+                    await self.app(scope, receive, _discard)
+                control.faults.count_held()
+                await _until_disconnect(receive)
+            elif decision.drop_after_work:
                 await self.app(scope, receive, _discard)
                 await _drop_connection(send)
             else:
@@ -299,6 +313,12 @@ async def _drop_connection(send: Send) -> None:
 
 async def _discard(message: Message) -> None:
     return None
+
+
+async def _until_disconnect(receive: Receive) -> None:
+    """Wait until the client goes away (a held request: no answer is ever sent). Needs a real socket."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 async def _read_body(receive: Receive) -> bytes:

@@ -16,13 +16,15 @@ whole budget (throttled requests are not charged). Every answer carries ``x-ms-d
 ``x-ms-ratelimit-time-remaining-xrm-requests`` (ms left, formatted like ``1,199,870.00``) headers.
 
 Faults (config.faults) are drawn from ``random.Random(seed)`` with a fixed number of draws per request,
-so a sequential client sees the same faults at the same request indexes on every run.
+so a sequential client sees the same faults at the same request indexes on every run. The hold rule
+(``hold_request``) is not drawn: it takes the first matching request, once per configuration.
 """
 
 from __future__ import annotations
 
 import math
 import random
+import re
 import threading
 from collections import deque
 from dataclasses import dataclass, field, replace
@@ -192,6 +194,7 @@ class FaultStats:
     drop: int = 0
     slow: int = 0
     drop_after_work: int = 0
+    held: int = 0  # requests held by the hold rule (after their work, with hold_after_work)
 
 
 class FaultInjector:
@@ -217,9 +220,30 @@ class FaultInjector:
                 raise ValueError(f"faults.{name} must be between 0 and 1, got {rate}")
         if faults.slow_seconds < 0:
             raise ValueError(f"faults.slow_seconds must be >= 0, got {faults.slow_seconds}")
+        try:
+            hold = re.compile(faults.hold_request) if faults.hold_request else None
+        except re.error as exc:
+            raise ValueError(f"faults.hold_request is not a regular expression: {exc}") from None
         with self._lock:
             self.faults = faults
             self._rng = random.Random(faults.seed)
+            self._hold = hold
+
+    @property
+    def hold_armed(self) -> bool:
+        return self._hold is not None
+
+    def claim_hold(self, request_text: str) -> bool:
+        """Whether this request is the one to hold (the first that matches; the rule is then spent)."""
+        with self._lock:
+            if self._hold is None or not self._hold.search(request_text):
+                return False
+            self._hold = None
+            return True
+
+    def count_held(self) -> None:
+        with self._lock:
+            self.stats.held += 1
 
     def decide(self) -> FaultDecision:
         with self._lock:

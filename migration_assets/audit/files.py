@@ -11,6 +11,7 @@ from typing import Any, TextIO
 import polars as pl
 
 from migration_assets.audit.csv_safe import neutralise, neutralise_frame
+from migration_assets.resources.markdown import markdown_table as markdown_table  # for the reports
 from migration_assets.resources.warehouse import default_home
 
 
@@ -63,16 +64,3 @@ def write_csv(run_id: str, name: str, rows: Sequence[Mapping[str, Any]], columns
         for row in rows:
             writer.writerow({k: "" if row.get(k) is None else neutralise(row.get(k)) for k in columns})
     return csv_path
-
-
-def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
-    if not rows:
-        return "(no rows)"
-    out = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for r in rows:
-        cells = [
-            "" if r.get(c) is None else str(r.get(c)).replace("|", "\\|").replace("\n", " ")[:200]
-            for c in columns
-        ]
-        out.append("| " + " | ".join(cells) + " |")
-    return "\n".join(out)

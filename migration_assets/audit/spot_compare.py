@@ -14,9 +14,10 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
+from migration_assets.clients.close.paging import parse_close_datetime
 from migration_assets.mapping.ids import account_id, record_id
 from migration_assets.mapping.transforms import MINOR_UNIT_EXPONENTS
 
@@ -169,17 +170,15 @@ def compare_money(cents: Any, currency: Any, dv: Any, default_currency: str = "U
 
 
 def parse_instant(value: Any) -> datetime | None:
-    """A Close or Dataverse timestamp as an aware UTC datetime (naive means UTC; a bare date is midnight)."""
+    """A Close or Dataverse timestamp as an aware UTC datetime, by `parse_close_datetime`'s rules (naive
+    means UTC; a bare date is midnight). Raises ValueError for text that is not a timestamp: the spot check
+    then reports the value instead of treating it as missing."""
     if _blank(value):
         return None
-    if isinstance(value, datetime):
-        dt = value
-    elif isinstance(value, date):
-        dt = datetime(value.year, value.month, value.day)
-    else:
-        text = str(value).strip().replace("Z", "+00:00").replace("z", "+00:00")
-        dt = datetime.fromisoformat(text)
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+    parsed = parse_close_datetime(value if isinstance(value, date) else str(value))
+    if parsed is None:
+        raise ValueError(f"not a timestamp: {value!r}")
+    return parsed
 
 
 def compare_datetime(close: Any, dv: Any) -> Outcome:

@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from migration_assets.resources.markdown import markdown_table
+
 # Close Smart View type -> the Dataverse table its view would live on.
 VIEW_TABLES = {
     "lead": "lead (or account)",
@@ -243,8 +245,14 @@ def build_inventory(
     return items
 
 
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+# The inventory's table: every value in full (the admin rebuilds from it), pipes escaped.
+COLUMNS = ("name", "status", "trigger", "steps / fields", "conditions / query", "recommended equivalent")
+FULL_WIDTH = 1 << 30
+
+
+def _table_row(item: InventoryItem) -> dict[str, str]:
+    values = (item.status, item.trigger, item.steps, item.conditions, item.recommendation)
+    return {"name": f"{item.name} (`{item.close_id}`)", **dict(zip(COLUMNS[1:], values, strict=True))}
 
 
 def render_markdown(items: Sequence[InventoryItem]) -> str:
@@ -266,14 +274,5 @@ def render_markdown(items: Sequence[InventoryItem]) -> str:
         if not group:
             out += ["None.", ""]
             continue
-        out += [
-            "| name | status | trigger | steps / fields | conditions / query | recommended equivalent |",
-            "|---|---|---|---|---|---|",
-        ]
-        out += [
-            f"| {_cell(i.name)} (`{i.close_id}`) | {_cell(i.status)} | {_cell(i.trigger)} | {_cell(i.steps)} | "
-            f"{_cell(i.conditions)} | {_cell(i.recommendation)} |"
-            for i in group
-        ]
-        out.append("")
+        out += [markdown_table([_table_row(i) for i in group], COLUMNS, max_width=FULL_WIDTH), ""]
     return "\n".join(out)

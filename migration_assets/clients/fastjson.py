@@ -30,14 +30,4 @@ def dumps_canonical(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
-def dumps_line(obj: Any) -> bytes:
-    """One JSON document as bytes (no trailing newline), key order kept."""
-    if orjson is not None:
-        try:
-            return orjson.dumps(obj)
-        except (TypeError, orjson.JSONEncodeError):
-            pass
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
-
-
 JSONDecodeError = (json.JSONDecodeError, ValueError)

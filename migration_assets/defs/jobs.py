@@ -54,7 +54,7 @@ def gate_severity(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckSeveri
 
 
 def all_jobs() -> list[dg.UnresolvedAssetJobDefinition | dg.JobDefinition]:
-    from migration_assets.load.rollback import rollback_job
+    from migration_assets.defs.rollback import rollback_job
 
     return [
         dg.define_asset_job(

@@ -13,9 +13,13 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
+import polars as pl
+
 from migration_assets.clients.close.client import CloseClient
 from migration_assets.extract.sources import ACTIVITY_PATHS
-from migration_assets.extract.tables import strip_lead
+from migration_assets.extract.tables import TableSpec, strip_lead
+from migration_assets.extract.writer import write_table
+from migration_assets.resources.warehouse import WarehouseResource, quote
 
 Page = list[dict[str, Any]]
 DeltaSource = Callable[[CloseClient, datetime, timedelta], Iterator[Page]]
@@ -89,3 +93,56 @@ def deleted_ids(client: CloseClient, table: str, since: datetime) -> tuple[set[s
     deleted = {i for t in DELETED_OBJECT_TYPES[table] for i in client.deleted_ids(t, since)}
     leads = deleted if table == "leads" else set(client.deleted_ids("lead", since))
     return deleted, leads
+
+
+def _ids_frame(ids: set[str]) -> pl.DataFrame:
+    return pl.DataFrame({"id": sorted(ids)}, schema={"id": pl.String})
+
+
+def merge_delta(
+    warehouse: WarehouseResource,
+    spec: TableSpec,
+    deleted: set[str],
+    deleted_leads: set[str],
+    schema: str = "close",
+) -> dict[str, int]:
+    """Upsert `<schema>._delta_<table>` into `<schema>.<table>` and remove deleted rows, in one transaction."""
+    ref, dref = f"{quote(schema)}.{quote(spec.name)}", f"{quote(schema)}.{quote('_delta_' + spec.name)}"
+    with warehouse.connect() as con:
+        con.register("__deleted", _ids_frame(deleted).to_arrow())
+        con.register("__deleted_leads", _ids_frame(deleted_leads).to_arrow())
+        con.execute("BEGIN TRANSACTION")
+        try:
+            before = con.execute(f"SELECT count(*) FROM {ref}").fetchone()[0]  # type: ignore[index]
+            con.execute(
+                f"DELETE FROM {ref} WHERE id IN (SELECT id FROM {dref}) OR id IN (SELECT id FROM __deleted)"
+            )
+            if "lead_id" in spec.schema:
+                con.execute(f"DELETE FROM {ref} WHERE lead_id IN (SELECT id FROM __deleted_leads)")
+            kept = con.execute(f"SELECT count(*) FROM {ref}").fetchone()[0]  # type: ignore[index]
+            con.execute(f"INSERT INTO {ref} BY NAME SELECT * FROM {dref}")
+            changed = con.execute(f"SELECT count(*) FROM {dref}").fetchone()[0]  # type: ignore[index]
+            con.execute(f"DROP TABLE {dref}")
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+    return {"delta_rows": int(changed), "rows_removed": int(before - kept)}
+
+
+def apply_delta(
+    client: CloseClient,
+    warehouse: WarehouseResource,
+    spec: TableSpec,
+    since: datetime,
+    lookback: timedelta,
+    on_rows: Callable[[int], None] | None = None,
+    schema: str = "close",
+) -> dict[str, int]:
+    """Re-read what changed in `spec`'s table since `since` into `_delta_<table>`, then merge it and
+    remove the rows the event log says were deleted; returns rows read, delta rows and rows removed."""
+    staged = TableSpec(f"_delta_{spec.name}", spec.columns, spec.sort_by)
+    pages = DELTA_SOURCES[spec.name](client, since, lookback)
+    read, _ = write_table(warehouse, staged, pages, on_rows, schema)
+    deleted, deleted_leads = deleted_ids(client, spec.name, since)
+    return {"rows_read": read, **merge_delta(warehouse, spec, deleted, deleted_leads, schema)}

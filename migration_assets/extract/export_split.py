@@ -1,18 +1,17 @@
-"""One pass over a Close JSON export → per-table Arrow parts, shared by the run's export-backed assets.
+"""One pass over a Close JSON export → per-table Arrow parts, read by the pass's export-backed tables.
 
-Parsing the export is the expensive part of the export path, so it happens once per run: each lead
+Parsing the export is the expensive part of the export path, so it happens once per pass: each lead
 document is routed (the lead itself, its contacts, opportunities, tasks, and activities by `_type`),
 turned into table rows with the same `TableSpec.frame` the API path uses, and flushed in bounded
-batches (`export_route.py`). Each asset then only reads its own Arrow IPC parts.
+batches (`export_route.py`). Each table then only reads its own Arrow IPC parts.
 
 A JSON-lines export (what Close produces) is cut into blocks of complete lines that worker processes
 (`export_worker.py`) parse in parallel — the parse is pure Python, so threads would share one core —
 while this process downloads and gunzips. A JSON array is parsed here, in order.
 
-The split runs on a background thread (`_Build`), started by the run's first close asset when the run
-includes export-backed tables (`start_export`, via `sources.prepare_run`): Close builds the export while
-the configuration tables are read through the API, and the /task/ read the tasks table needs follows
-the split. Assets wait for it in `export_directory`; teardown of the resource stops it.
+The split runs on a background thread (`ExportSplit`), started when a pass over export-backed tables
+opens (`sources.ClosePass`, one per step of the close/* multi_asset); the /task/ read the tasks table
+needs follows the split. The pass waits for it table by table and stops it when the pass ends.
 """
 
 from __future__ import annotations
@@ -53,19 +52,15 @@ from migration_assets.resources.close import CloseResource
 __all__ = [
     "BATCH_ROWS",
     "EXPORT_TABLES",
-    "export_directory",
+    "ExportSplit",
     "export_frames",
-    "inbox_tasks_ready",
     "split_export",
     "split_parallel",
-    "start_export",
 ]
 
 DONE_MARKER = "_complete.json"
 INBOX_TASKS = "inbox_tasks"  # tasks fetched from /task/ after the split (not in the export)
 EXPORT_NAME = "Close export"
-
-_lock = threading.Lock()
 
 
 def split_export(
@@ -212,19 +207,21 @@ def split_parallel(
     return split_export(parse_export_bytes(data, EXPORT_NAME), directory, batch_rows)
 
 
-class _Build:
-    """The split of one run's export, made on a background thread.
+class ExportSplit:
+    """The split of one pass's export, made on a background thread from construction on.
 
-    Started early (`start_export`), the export builds on Close's side and is parsed while the run reads
-    its small tables through the API. With `inbox_tasks`, the tasks an export does not contain (inbox
+    Started when a pass opens (`sources.ClosePass`), the export builds on Close's side and is parsed
+    while the pass does other work. With `inbox_tasks`, the tasks an export does not contain (inbox
     and system tasks, only behind /task/) are then fetched on a second thread, once the split is done:
-    while the assets write their tables (one DuckDB thread) rather than while Close builds the export
-    and the parsers use every core.
+    while the pass writes its tables (one DuckDB thread) rather than while Close builds the export and
+    the parsers use every core. The pass owns its split: `cancel` (on leaving the pass) stops both.
     """
 
-    def __init__(self, close: CloseResource, directory: Path, inbox_tasks: bool) -> None:
+    def __init__(self, close: CloseResource, directory: Path, inbox_tasks: bool = False) -> None:
         self.close = close
         self.directory = directory
+        shutil.rmtree(directory, ignore_errors=True)  # a failed earlier attempt's parts
+        directory.mkdir(parents=True, mode=0o700)
         self.stop = threading.Event()
         self.error: BaseException | None = None
         self.splitter = threading.Thread(target=self._split, name="close-export-split", daemon=True)
@@ -246,7 +243,7 @@ class _Build:
             else:
                 counts = split_export(self.close.export_leads(include_activities=True), self.directory)
             (self.directory / DONE_MARKER).write_text(json.dumps(counts))
-        except BaseException as exc:  # handed to the asset that waits for the split
+        except BaseException as exc:  # handed to whoever waits for the split
             self.error = exc
             return
         if self.tasks is not None and not self.stop.is_set():
@@ -265,83 +262,32 @@ class _Build:
             sink.flush()
             (folder / DONE_MARKER).write_text(json.dumps({"tasks": sink.count}))
         except Exception:
-            # Not fatal here: without the marker the tasks asset reads /task/ itself and reports the
+            # Not fatal here: without the marker the tasks table reads /task/ itself and reports the
             # error where it belongs.
             shutil.rmtree(folder, ignore_errors=True)
 
-    def wait(self) -> None:
-        """Wait for the split (the inbox tasks are waited for by `wait_tasks`)."""
+    def wait(self) -> Path:
+        """The split export's directory, once complete (the split's own error if it failed)."""
         self.splitter.join()
         if self.error is not None:
             raise self.error
+        return self.directory
 
-    def wait_tasks(self) -> None:
-        """Wait for the inbox tasks, if they are being fetched (they start after a successful split)."""
+    def inbox_tasks(self) -> Path | None:
+        """The folder of the prefetched inbox tasks once fetched; None when they were not fetched (or
+        the fetch failed) and the caller must read /task/ itself."""
         self.splitter.join()
         if self.tasks is not None and self.tasks.ident is not None:
             self.tasks.join()
+        folder = self.directory / INBOX_TASKS
+        return folder if (folder / DONE_MARKER).exists() else None
 
     def cancel(self) -> None:
+        """Stop the split and the /task/ read (a request under way ends first) and wait for both."""
         self.stop.set()
-        self.wait_tasks()
-
-
-_builds: dict[Path, _Build] = {}
-
-
-def _build_for(close: CloseResource, run_key: str, inbox_tasks: bool) -> tuple[Path, _Build | None]:
-    """The run's directory and its build: running, or started now unless the split is complete."""
-    directory = close.scratch_dir(f"export-{run_key}")
-    with _lock:
-        build = _builds.get(directory)
-        if build is None and not (directory / DONE_MARKER).exists():
-            shutil.rmtree(directory, ignore_errors=True)
-            directory.mkdir(parents=True, mode=0o700)
-            build = _builds[directory] = _Build(close, directory, inbox_tasks)
-            close.on_teardown(lambda: _forget(directory, cancel=True))
-    return directory, build
-
-
-def _forget(directory: Path, cancel: bool = False) -> None:
-    with _lock:
-        build = _builds.pop(directory, None)
-    if build is not None and cancel:
-        build.cancel()
-
-
-def start_export(close: CloseResource, run_key: str, inbox_tasks: bool = False) -> None:
-    """Start this run's export split in the background, if it is neither built nor building.
-
-    Called when the run's first table is read: a Close export takes a while to be ready, and the small
-    tables read through the API meanwhile hide that wait. `inbox_tasks` also fetches the tasks that
-    only /task/ has (see `_Build`).
-    """
-    _build_for(close, run_key, inbox_tasks)
-
-
-def export_directory(close: CloseResource, run_key: str) -> Path:
-    """The split export of this run: waits for the build (started now if `start_export` was not
-    called) and reuses a complete one. A failed build raises its error and is retried on next use."""
-    directory, build = _build_for(close, run_key, inbox_tasks=False)
-    if build is not None:
-        try:
-            build.wait()
-        except BaseException:
-            _forget(directory)
-            raise
-    return directory
-
-
-def inbox_tasks_ready(close: CloseResource, run_key: str) -> Path | None:
-    """The folder of the run's prefetched inbox tasks once fetched; None when they were not fetched
-    (or the fetch failed) and the caller must read /task/ itself."""
-    directory = close.scratch_dir(f"export-{run_key}")
-    with _lock:
-        build = _builds.get(directory)
-    if build is not None:
-        build.wait_tasks()
-    folder = directory / INBOX_TASKS
-    return folder if (folder / DONE_MARKER).exists() else None
+        self.splitter.join()
+        if self.tasks is not None and self.tasks.ident is not None:
+            self.tasks.join()
 
 
 def export_frames(directory: Path, table: str) -> Iterator[pads.Dataset]:

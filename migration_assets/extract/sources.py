@@ -1,12 +1,14 @@
 """Where each `close.*` table's objects come from: API list endpoints, or a JSON lead export.
 
-Both paths yield pages (lists) of plain Close objects, so the asset code that turns pages into table
-chunks is the same; `tests/e2e/test_extract.py` proves both produce identical tables.
+Both paths yield chunks the same writer turns into tables (`writer.py`); `tests/e2e/test_extract.py`
+proves both produce identical tables. `ClosePass` reads a step's tables, sharing one export split.
 """
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Collection, Iterator
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -14,13 +16,7 @@ import pyarrow.dataset as pads
 
 from migration_assets.clients.close.client import CloseClient
 from migration_assets.extract.export_route import QUARANTINE
-from migration_assets.extract.export_split import (
-    EXPORT_TABLES,
-    export_directory,
-    export_frames,
-    inbox_tasks_ready,
-    start_export,
-)
+from migration_assets.extract.export_split import EXPORT_TABLES, ExportSplit, export_frames
 from migration_assets.extract.tables import ACTIVITY_TABLE_TYPES, strip_lead
 from migration_assets.resources.close import CloseResource
 
@@ -128,49 +124,75 @@ def api_pages(client: CloseClient, table: str) -> Iterator[Page]:
         yield api_config(client, table)
 
 
-def prepare_run(close: CloseResource, run_key: str, run_tables: Collection[str]) -> None:
-    """Start what the run's later tables need, once: when one of `run_tables` comes from the export,
-    the export is requested and split in the background (`export_split.start_export`) while the
-    first tables are read through the API."""
-    if any(uses_export(close, t) for t in run_tables):
-        start_export(close, run_key, inbox_tasks="tasks" in run_tables)
+class ClosePass:
+    """One read of Close for a set of tables (the tables of one step): from the API endpoint by endpoint,
+    or from one JSON export split once for all of them.
 
-
-def table_pages(
-    close: CloseResource, table: str, run_key: str, run_tables: Collection[str] = ()
-) -> Iterator[Page | pl.DataFrame | pads.Dataset]:
-    """Chunks of `table` from the configured source: object pages (API) or Arrow datasets (export).
-
-    `run_tables` are the close tables the run extracts: when one of them comes from the export, the
-    export is requested and split in the background from the run's first table on (see
-    `export_split.start_export`), followed by the /task/ read the tasks table needs.
+    Opening the pass (`with ClosePass(...) as p`) starts what its tables need ahead: when one of them
+    comes from the export, the export is requested and split in the background (`ExportSplit`), then
+    the /task/ read the tasks table needs. Leaving the pass stops that work and removes the split parts
+    (they hold personal data). A table read but not announced starts the split when first read.
     """
-    prepare_run(close, run_key, run_tables)
-    if not uses_export(close, table):
-        yield from api_pages(close.get_client(), table)
-        return
-    directory = export_directory(close, run_key)
-    yield from export_frames(directory, table)
-    if table == "tasks":
-        # An export embeds only lead tasks (`_type: lead`, like GET /lead/); inbox/system tasks
-        # (missed calls, voicemails, ... with noti_ ids) exist only behind /task/: read after the
-        # split when the run announced its tables, else now.
-        fetched = inbox_tasks_ready(close, run_key)
-        if fetched is not None:
-            yield from export_frames(directory, fetched.name)
+
+    def __init__(self, close: CloseResource, tables: Collection[str], name: str) -> None:
+        self.close = close
+        self.tables = list(tables)
+        self.name = name
+        self._split: ExportSplit | None = None
+
+    def __enter__(self) -> ClosePass:
+        if any(uses_export(self.close, t) for t in self.tables):
+            self._start(inbox_tasks="tasks" in self.tables)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._split is not None:
+            self._split.cancel()
+            shutil.rmtree(self._split.directory, ignore_errors=True)
+            self._split = None
+
+    def _start(self, inbox_tasks: bool) -> ExportSplit:
+        directory = self.close.scratch_dir(f"export-{self.name}")
+        self._split = ExportSplit(self.close, directory, inbox_tasks)
+        return self._split
+
+    def _export(self) -> Path:
+        """The split export: waited for (started now if not yet); a failed split is started again on
+        the next read, from a clean directory."""
+        split = self._split or self._start(inbox_tasks=False)
+        try:
+            return split.wait()
+        except BaseException:
+            shutil.rmtree(split.directory, ignore_errors=True)
+            self._split = None
+            raise
+
+    def pages(self, table: str) -> Iterator[Page | pl.DataFrame | pads.Dataset]:
+        """Chunks of `table`: object pages (API) or an Arrow dataset of its parts (export)."""
+        if not uses_export(self.close, table):
+            yield from api_pages(self.close.get_client(), table)
             return
-        for page in close.get_client().iter_window_pages("task/", {}):
-            yield [t for t in page if t.get("_type") != "lead"]
+        directory = self._export()
+        yield from export_frames(directory, table)
+        if table == "tasks":
+            # An export embeds only lead tasks (`_type: lead`, like GET /lead/); inbox/system tasks
+            # (missed calls, voicemails, ... with noti_ ids) exist only behind /task/: read after the
+            # split when the pass announced the tasks table, else now.
+            fetched = self._split.inbox_tasks() if self._split is not None else None
+            if fetched is not None:
+                yield from export_frames(directory, fetched.name)
+                return
+            for page in self.close.get_client().iter_window_pages("task/", {}):
+                yield [t for t in page if t.get("_type") != "lead"]
+
+    def quarantined_lines(self) -> list[dict[str, Any]]:
+        """Export lines the split quarantined (not valid text); none when leads come from the API."""
+        if not uses_export(self.close, "leads"):
+            return []
+        rows: list[dict[str, Any]] = []
+        for part in sorted((self._export() / QUARANTINE).glob("part-*.arrow")):
+            rows += pl.read_ipc(part).to_dicts()
+        return rows
 
 
-def quarantined_lines(close: CloseResource, run_key: str) -> list[dict[str, Any]]:
-    """Export lines this run's split quarantined (not valid text); none when leads come from the API."""
-    if not uses_export(close, "leads"):
-        return []
-    rows: list[dict[str, Any]] = []
-    for part in sorted((export_directory(close, run_key) / QUARANTINE).glob("part-*.arrow")):
-        rows += pl.read_ipc(part).to_dicts()
-    return rows
-
-
-__all__ = ["ACTIVITY_TABLE_TYPES", "EXPORT_TABLES", "api_pages", "prepare_run", "table_pages"]
+__all__ = ["ACTIVITY_TABLE_TYPES", "EXPORT_TABLES", "ClosePass", "api_pages"]

@@ -8,15 +8,15 @@ keeping the newest version. Everything happens on one connection, then the new t
 so a failed extraction leaves the previous table untouched.
 
 Written this way a table costs one sort and one checkpoint, instead of chunked WAL writes, a
-checkpoint, a range-by-range rewrite and a second checkpoint.
+checkpoint, a range-by-range rewrite and a second checkpoint. The writing itself is the warehouse's
+`TableWriter` (sorted mode); this module adds what is particular to close.* tables: which copy of an id
+is kept, the conflicts list, and the extraction connection's settings.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterable
 from contextlib import ExitStack
-from types import TracebackType
 from typing import Any, TypeVar
 
 import duckdb
@@ -26,7 +26,7 @@ import pyarrow.dataset as pads
 from migration_assets.clients.prefetch import read_ahead
 from migration_assets.extract.duplicates import record_conflicts
 from migration_assets.extract.tables import TableSpec
-from migration_assets.resources.warehouse import WarehouseResource, quote, swap_in
+from migration_assets.resources.warehouse import TableWriter, WarehouseResource
 
 # DuckDB memory cap of an extraction connection: the sort spills beyond it, so peak RSS stays bounded
 # whatever the size of the org.
@@ -74,112 +74,30 @@ def reset_extraction_settings(con: duckdb.DuckDBPyConnection) -> None:
             return
 
 
-class SortedTableWriter:
-    """Collects chunks of `schema.<spec.name>`; `commit()` writes the table sorted and de-duplicated."""
+def newest_copy_first(spec: TableSpec) -> str | None:
+    """How the copies of one id rank (the first is kept): newest `date_updated`, then `raw` (or the id)
+    for a stable pick; None when the table has no ids."""
+    if "id" not in spec.schema:
+        return None
+    newest = "date_updated DESC NULLS LAST, " if "date_updated" in spec.schema else ""
+    return newest + ("raw" if "raw" in spec.schema else "id")
+
+
+class SortedTableWriter(TableWriter):
+    """A close.* table: written once, sorted by `spec.sort_by`, one row per id (the newest copy); ids
+    delivered twice with different, equally new content are listed in close_quality (duplicates.py)."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, spec: TableSpec, schema: str = "close") -> None:
-        self._con = con
+        super().__init__(
+            con, schema, spec.name, spec.schema, sort_by=spec.sort_by, dedupe_order=newest_copy_first(spec)
+        )
         self.spec = spec
-        self.schema = schema
-        token = uuid.uuid4().hex[:8]
-        self._temp = quote(f"__chunks_{spec.name}_{token}")
-        self._scratch = f"__sorted_{spec.name}_{token}"
-        self._created = False
-        self._datasets: list[str] = []  # registered Arrow datasets, read straight into the final table
-        self._ids: list[pl.Series] = []
-        self.rows = 0
-        self.dropped = 0
         self.conflicts = 0  # ids seen twice with different, equally new content (duplicates.py)
 
-    def write(self, df: pl.DataFrame) -> None:
-        if df.height == 0 and self._created:
-            return
-        self._con.register("__chunk", df.to_arrow())
-        try:
-            if not self._created:
-                self._con.execute(f"CREATE TEMP TABLE {self._temp} AS SELECT * FROM __chunk")
-                self._created = True
-            else:
-                self._con.execute(f"INSERT INTO {self._temp} BY NAME SELECT * FROM __chunk")
-        finally:
-            self._con.unregister("__chunk")
-        if "id" in df.columns:
-            # Only the ids are kept (a few MB even for large orgs) to tell whether a dedupe is needed.
-            self._ids.append(df.get_column("id"))
-        self.rows += df.height
-
-    def write_dataset(self, dataset: pads.Dataset) -> None:
-        """Add an Arrow dataset (e.g. IPC part files) as is: DuckDB streams it into the final table."""
-        name = f"__dataset_{len(self._datasets)}"
-        self._con.register(name, dataset)
-        self._datasets.append(name)
-        if "id" in dataset.schema.names:
-            ids = pl.from_arrow(dataset.to_table(columns=["id"]).column("id"))
-            assert isinstance(ids, pl.Series)
-            self._ids.append(ids)
-        self.rows += dataset.count_rows()
-
-    def _source(self) -> str:
-        """The FROM clause over everything written: the TEMP table and/or the datasets."""
-        names = ([self._temp] if self._created else []) + self._datasets
-        if len(names) == 1:
-            return names[0]
-        return "(" + " UNION ALL BY NAME ".join(f"SELECT * FROM {n}" for n in names) + ")"
-
-    def _has_duplicates(self) -> bool:
-        if "id" not in self.spec.schema or not self._ids:
-            return False
-        ids = pl.concat(self._ids).drop_nulls()
-        return ids.n_unique() < ids.len()
-
-    def commit(self) -> int:
-        """Write the table (sorted, one row per id) and swap it in; returns the duplicate rows dropped."""
-        if not self._created and not self._datasets:
-            self.write(pl.DataFrame(schema=self.spec.schema))
-        order = ", ".join(quote(c) for c in self.spec.sort_by)
-        dedupe = ""
-        duplicates = self._has_duplicates()
-        self.conflicts = record_conflicts(self._con, self._source(), self.spec, duplicates)
-        if duplicates:
-            newest = "date_updated DESC NULLS LAST, " if "date_updated" in self.spec.schema else ""
-            tie = "raw" if "raw" in self.spec.schema else "id"
-            # NULL ids are never duplicates of each other: each is kept.
-            dedupe = f"QUALIFY id IS NULL OR row_number() OVER (PARTITION BY id ORDER BY {newest}{tie}) = 1"
-        scratch = f"{quote(self.schema)}.{quote(self._scratch)}"
-        con = self._con
-        con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(self.schema)}")
+    def before_sorted_write(self, source: str, duplicates: bool) -> None:
+        self.conflicts = record_conflicts(self._con, source, self.spec, duplicates)
         if self.rows >= SERIAL_WRITE_ROWS:  # big enough for DuckDB's parallel sort and write
-            con.execute("RESET threads")
-        con.execute(f"CREATE TABLE {scratch} AS SELECT * FROM {self._source()} {dedupe} ORDER BY {order}")
-        self._drop_sources()
-        kept = con.execute(f"SELECT count(*) FROM {scratch}").fetchone()
-        self.dropped = self.rows - int(kept[0]) if kept else 0
-        swap_in(con, self.schema, self._scratch, self.spec.name)
-        return self.dropped
-
-    def _drop_sources(self) -> None:
-        self._con.execute(f"DROP TABLE IF EXISTS {self._temp}")
-        for name in self._datasets:
-            self._con.unregister(name)
-        self._datasets = []
-
-    def abort(self) -> None:
-        self._drop_sources()
-        self._con.execute(f"DROP TABLE IF EXISTS {quote(self.schema)}.{quote(self._scratch)}")
-
-    def __enter__(self) -> SortedTableWriter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is None:
-            self.commit()
-        else:
-            self.abort()
+            self._con.execute("RESET threads")
 
 
 def write_table(

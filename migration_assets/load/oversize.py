@@ -15,10 +15,9 @@ import duckdb
 import polars as pl
 
 from migration_assets.audit.files import oversize_csv_path, write_frame_csv
-from migration_assets.defs.staged._common import MAX_UPLOAD_SIZE
 from migration_assets.load.file_body import OVERSIZE_CODE
 from migration_assets.resources.warehouse import fetch_polars, table_exists
-from migration_assets.target.checks import REJECTION_SCHEMA
+from migration_assets.target.checks import MAX_UPLOAD_SIZE, REJECTION_SCHEMA
 
 CHECK = MAX_UPLOAD_SIZE  # the staging check's name: the reports count both kinds as expected exclusions
 COLUMNS = ", ".join(f'"{c}"' for c in REJECTION_SCHEMA)

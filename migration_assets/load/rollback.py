@@ -1,4 +1,5 @@
-"""Rollback of migration runs: `close2d365 rollback --run RUN_ID | --all` and the `rollback` job.
+"""Rollback of migration runs: `close2d365 rollback --run RUN_ID | --all` and the core of the `rollback`
+job (declared in defs/rollback.py).
 
 Deletes what the runs created (children before parents) and restores the before-images of what they
 updated (DESIGN §5), then removes the schema components they created (option values, keys, lookups,
@@ -13,9 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import dagster as dg
 import duckdb
-from dagster import OpExecutionContext
 
 from migration_assets.clients.dataverse.batch import BatchRequest
 from migration_assets.clients.dataverse.client import DataverseApiError, DataverseClient, DataverseError
@@ -354,40 +353,23 @@ def rollback(
     client = dataverse.get_client()
     try:
         with warehouse.connect() as con:
-            lg.ensure_schema(con)
-            runs = _select_runs(con, run_id, all_runs)
-            return execute_rollback(
-                con, client, None if all_runs else runs, rollback_run_id or f"rollback-{uuid.uuid4()}", log
+            return rollback_runs(
+                con, client, run_id, all_runs, rollback_run_id or f"rollback-{uuid.uuid4()}", log
             )
     finally:
         client.close()
 
 
-@dg.op(
-    config_schema={
-        "run_id": dg.Field(str, is_required=False),
-        "all_runs": dg.Field(bool, default_value=False),
-    },
-    description="Undo migration runs: delete what they created, restore what they updated.",
-)
-def rollback_op(
-    context: OpExecutionContext, warehouse: WarehouseResource, dataverse: DataverseResource
-) -> None:
-    cfg = context.op_config
-    client = dataverse.get_client()
-    with warehouse.connect() as con:
-        lg.ensure_schema(con)
-        runs = _select_runs(con, cfg.get("run_id"), bool(cfg.get("all_runs")))
-        report = execute_rollback(
-            con, client, None if cfg.get("all_runs") else runs, context.run.run_id, context.log.info
-        )
-    context.log.info(report.render())
-    if not report.ok:
-        raise RollbackError(f"{len(report.failed)} rollback steps failed:\n" + "\n".join(report.failed[:20]))
-
-
-@dg.job(
-    name="rollback", description="Roll back a migration run (config: run_id) or every run (all_runs: true)."
-)
-def rollback_job() -> None:
-    rollback_op()
+def rollback_runs(
+    con: duckdb.DuckDBPyConnection,
+    client: DataverseClient,
+    run_id: str | None,
+    all_runs: bool,
+    rollback_run_id: str,
+    log: Callable[[str], None],
+) -> RollbackReport:
+    """Undo run `run_id` (or every run), recorded in the ledger as run `rollback_run_id`: the command's
+    and the `rollback` job's common core."""
+    lg.ensure_schema(con)
+    runs = _select_runs(con, run_id, all_runs)
+    return execute_rollback(con, client, None if all_runs else runs, rollback_run_id, log)

@@ -1,5 +1,5 @@
-"""What a rollback must do, computed from ledger rows alone (pure; the executor lives in
-`migration_assets.load.rollback`).
+"""What a rollback must do, computed from ledger rows and the table registry's order (no API calls; the
+executor lives in `migration_assets.load.rollback`).
 
 Per record touched by the selected runs:
 - created by one of them (done, or pending: the batch may have landed before the run died) -> delete it;
@@ -8,7 +8,8 @@ Per record touched by the selected runs:
   (the earliest before-image wins), so rolling back several runs returns to the state before all of them.
 
 Restores run first (so a restored lookup no longer points at a record about to be deleted), then deletes,
-children before parents: annotations, activities, opportunities, leads, contacts, accounts.
+children before parents (the reverse of the load order of mapping/tables.py): annotations, activities,
+opportunities, leads, contacts, accounts.
 
 Then the schema components the runs created (`plan_schema_rollback`): option values, alternate keys,
 lookups, columns, tables, the solution, the publisher; schema that records or components of other runs
@@ -22,26 +23,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from migration_assets.load.ledger import Entry, SchemaComponent
+from migration_assets.mapping.tables import TableRegistry, table_registry
 
-# Parents after children: a lower rank is deleted first. Unknown tables (custom activity tables) are
-# activities: they hang off leads/contacts/opportunities and may carry annotations.
-DELETE_RANK = {
-    "annotation": 0,
-    "phonecall": 1,
-    "email": 1,
-    "task": 1,
-    "appointment": 1,
-    "opportunity": 2,
-    "lead": 3,
-    "contact": 4,
-    "account": 5,
-}
-ACTIVITY_RANK = 1
 STATE_COLUMNS = ("statecode", "statuscode")
 
 
-def delete_rank(table: str) -> int:
-    return DELETE_RANK.get(table, ACTIVITY_RANK)
+def delete_ranks(registry: TableRegistry | None = None) -> tuple[dict[str, int], int]:
+    """(table -> rank, the rank of tables not in the registry): parents after children, a lower rank is
+    deleted first; the reverse of the registry's load order. Unknown tables (custom activity tables) are
+    activities: they hang off leads/contacts/opportunities and may carry annotations."""
+    registry = registry or table_registry()
+    return registry.delete_ranks(), registry.activity_rank()
 
 
 @dataclass(frozen=True)
@@ -74,8 +66,10 @@ class _Acc:
     first_seen: int = 0
 
 
-def plan_rollback(entries: Sequence[Entry]) -> list[Step]:
-    """Steps undoing `entries` (ledger rows of the runs to roll back, oldest first)."""
+def plan_rollback(entries: Sequence[Entry], registry: TableRegistry | None = None) -> list[Step]:
+    """Steps undoing `entries` (ledger rows of the runs to roll back, oldest first); deletes in the
+    rollback order of `registry` (default: the mappings root in effect)."""
+    ranks, activity_rank = delete_ranks(registry)
     acc: dict[tuple[str, str], _Acc] = {}
     for n, e in enumerate(entries):
         if e.status == "rejected" or e.rolled_back_by:
@@ -95,7 +89,7 @@ def plan_rollback(entries: Sequence[Entry]) -> list[Step]:
     # Nothing to restore when an update recorded no before-image columns: the record is only "touched".
     untouched = [a for a in acc.values() if not a.created and not a.values]
     restores.sort(key=lambda a: -a.first_seen)  # newest first: undo in reverse order
-    deletes.sort(key=lambda a: (delete_rank(a.table), -a.first_seen))
+    deletes.sort(key=lambda a: (ranks.get(a.table, activity_rank), -a.first_seen))
     steps = [
         Step("restore", a.table, a.record_id, a.close_id, dict(a.values), tuple(a.sources)) for a in restores
     ]

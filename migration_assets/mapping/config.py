@@ -9,7 +9,6 @@ for the extracted org by `close2d365 propose-mapping` into the mappings root in 
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from migration_assets.mapping.files import (
 from migration_assets.mapping.transform_exprs import TransformContext
 from migration_assets.mapping.transforms import ChoiceSet
 from migration_assets.mapping.yaml_loc import MappingError, Section, load_located
+from migration_assets.resources import env
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "mappings"
 # Generated per org by propose-mapping (owners.yaml also ships as a default: it holds settings only).
@@ -54,8 +54,11 @@ OBJECT_KEYS = (
     "natural_key",
     "key",
     "depends_on",
+    "stage_after",
     "joins",
     "description",
+    "staged_description",
+    "loaded_description",
 )
 
 
@@ -80,10 +83,13 @@ class ObjectMap:
     primary_key: str
     natural_key: str
     key: str  # source column holding the Close id
-    order: int  # load order (position in objects.yaml, dependencies first)
-    depends_on: tuple[str, ...] = ()
+    order: int  # position in objects.yaml (dependencies first); mapping/tables.py derives the load order
+    depends_on: tuple[str, ...] = ()  # objects whose tables load first (loaded/* deps)
+    stage_after: tuple[str, ...] = ()  # objects whose staged rows this one's staging reads (staged/* deps)
     joins: tuple[Join, ...] = ()
     description: str = ""
+    staged_description: str = ""  # the table's staged/* asset description (one object of the table says it)
+    loaded_description: str = ""  # the table's loaded/* asset description
 
 
 @dataclass(frozen=True)
@@ -174,7 +180,7 @@ def _load(root: Path, rel: str) -> tuple[Any, str]:
 
 def mappings_root(root: Path | str | None = None) -> Path:
     """The mappings root in use: `root`, else $CLOSE2D365_MAPPINGS, else the repository's `mappings/`."""
-    return Path(root or os.environ.get("CLOSE2D365_MAPPINGS") or DEFAULT_ROOT).resolve()
+    return Path(root or env.mappings_setting() or DEFAULT_ROOT).resolve()
 
 
 def load_settings(root: Path | str | None = None) -> Settings:
@@ -193,18 +199,21 @@ def parse_objects(data: Any, file: str, prefix: str) -> tuple[ObjectMap, ...]:
     top.only("objects")
     objects: list[ObjectMap] = []
     seen: dict[str, int] = {}
+    stage_after_of: dict[str, tuple[Section, tuple[str, ...]]] = {}
     for n, (item, line) in enumerate(top.items_of("objects", required=True)):
         s = Section(item, file, f"objects[{n}]", line)
         s.only(*OBJECT_KEYS)
         name = s.get("name", str, required=True)
         if name in seen:
             raise s.error("name", f"duplicate object name {name!r}")
-        deps = tuple(s.get("depends_on", list, default=[]))
+        deps = tuple(str(d) for d in s.get("depends_on", list, default=[]))
         for dep in deps:
             if dep not in seen:
                 raise s.error(
                     "depends_on", f"{dep!r} is not an object listed above (dependencies load first)"
                 )
+        stage_after = s.get("stage_after", list, default=None)
+        stage_after_of[name] = (s, deps if stage_after is None else tuple(str(d) for d in stage_after))
         joins = []
         for m, (j, jline) in enumerate(s.items_of("joins")):
             js = Section(j, file, f"objects[{n}].joins[{m}]", jline)
@@ -232,10 +241,17 @@ def parse_objects(data: Any, file: str, prefix: str) -> tuple[ObjectMap, ...]:
                 key=s.get("key", str, "id"),
                 order=n,
                 depends_on=deps,
+                stage_after=stage_after_of[name][1],
                 joins=tuple(joins),
                 description=s.get("description", str, ""),
+                staged_description=s.get("staged_description", str, ""),
+                loaded_description=s.get("loaded_description", str, ""),
             )
         )
+    for section, after in stage_after_of.values():  # may name objects listed below (staging order only)
+        for dep in after:
+            if dep not in seen:
+                raise section.error("stage_after", f"{dep!r} is not an object of objects.yaml")
     return tuple(objects)
 
 

@@ -11,27 +11,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from migration_assets.mapping.tables import table_registry
 from migration_assets.target.schema_types import logical_name, schema_name
 
 # What to do with values of fields the instances carry but the type no longer defines (deleted in Close):
 # halt the type (default), drop the values (listed in a report), or keep them in one column per field.
 ORPHAN_MODES = ("halt", "drop", "column")
 
-# Standard tables a custom activity table must never collide with, and columns every activity has.
-RESERVED_TABLES = (
-    "account",
-    "contact",
-    "lead",
-    "opportunity",
-    "phonecall",
-    "email",
-    "task",
-    "appointment",
-    "annotation",
-    "systemuser",
-    "activitypointer",
-    "activityparty",
-)
+# Tables a custom activity table must never collide with: the platform's below and every table of the
+# table registry (mappings/objects.yaml).
+PLATFORM_TABLES = ("systemuser", "activitypointer", "activityparty")
+# Columns every activity has.
 ACTIVITY_COLUMNS = (
     "subject",
     "description",
@@ -77,7 +67,7 @@ def activity_types(
 ) -> list[ActivityType]:
     """Table and column names for Close custom activity type objects (as /custom_activity/ returns them),
     in a stable order (by Close id) so that names never depend on extraction order."""
-    taken: list[str] = list(RESERVED_TABLES)
+    taken: list[str] = [*table_registry().names, *PLATFORM_TABLES]
     out: list[ActivityType] = []
     for t in sorted(types, key=lambda x: str(x.get("id"))):
         table = logical_name(str(t.get("name") or "activity"), prefix, taken)

@@ -30,7 +30,7 @@ class TransformContext:
     choice_sets: Mapping[str, ChoiceSet] = field(default_factory=dict)
     placeholder_account_name: str = "(No company name)"
     default_country_code: str | None = None
-    # Close user id -> systemuserid, from reports/owner_map. None: not known yet (dry run without a target).
+    # Close user id -> systemuserid, from staged/owner_map. None: not known yet (dry run without a target).
     owners: Mapping[str, str] | None = None
     fallback_owner: str | None = None  # systemuserid for users missing from `owners` (owners.yaml)
 

@@ -28,6 +28,16 @@ OWNER_MAP_SCHEMA = {
     "records_owned": pl.Int64,
 }
 RESOLVED = ("matched", "override", "fallback")
+# close table -> column holding the Close user who owns the migrated record (field maps' `owner`).
+OWNER_COLUMNS = {
+    "opportunities": "user_id",
+    "calls": "user_id",
+    "emails": "user_id",
+    "sms": "user_id",
+    "meetings": "user_id",
+    "tasks": "assigned_to",
+    "custom_activities": "user_id",
+}
 
 
 class OwnerConfigError(ValueError):

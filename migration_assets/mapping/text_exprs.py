@@ -1,6 +1,7 @@
 """Vectorised builders for text-shaped values: HTML, emails, phones, URLs, person names.
 
-Twins of `normalise.py` (the specification); unit tests check that both give the same results.
+Their row-at-a-time specification is the test oracle `tests/unit/transform_oracle.py`; unit tests check
+that both give the same results.
 """
 
 from __future__ import annotations

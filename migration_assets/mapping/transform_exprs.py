@@ -1,4 +1,4 @@
-"""Vectorised Polars twins of the transforms in `transforms.py` (same names, same results).
+"""The transforms of the registry in `transforms.py` (same names), as vectorised Polars builders.
 
 A builder gets its source expressions with their dtypes and returns a `Mapped`: the value expression and
 an error expression (a reason string, null when the row is fine). Python runs per row only where a

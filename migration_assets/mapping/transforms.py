@@ -1,21 +1,18 @@
 """The transform registry: every transform a field map (`mappings/fields/*.yaml`) may name.
 
-Each transform is a pure, named function with two faces:
-- a scalar function here (the specification, easy to test and to call from other code), and
-- a vectorised Polars builder in `transform_exprs.py`, which the mapping engine uses so that staging
-  300k activities takes seconds, not minutes.
-
 `TRANSFORMS` describes each one (number of sources, arguments) so the config loader can reject a
-misspelt name or a missing argument with the file, line and key, before any data is touched.
+misspelt name or a missing argument with the file, line and key, before any data is touched. The
+transforms themselves are vectorised Polars builders (`transform_exprs.py`, `text_exprs.py`), so that
+staging 300k activities takes seconds, not minutes; the constants they share with other code (currency
+exponents, yes/no words, choice sets) live here. Their row-at-a-time specification is a test oracle
+(`tests/unit/transform_oracle.py`), against which unit tests check the builders.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 # ISO 4217 minor-unit exponents that differ from 2. Close stores money as an integer in minor units.
@@ -46,97 +43,13 @@ MINOR_UNIT_EXPONENTS: dict[str, int] = {
     "TND": 3,
 }
 MONEY_LIMIT = Decimal("1000000000000")  # Dataverse Money range is ±1e12 (dataverse_api.md §7.4)
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
-
-
-class TransformError(ValueError):
-    """A value cannot be transformed; the message is the reason shown in the rejected table."""
-
-
-@dataclass(frozen=True)
-class Money:
-    amount: Decimal
-    currency: str
-
-
-def cents_to_money(
-    minor_units: int | str | None, currency: str | None, default_currency: str = "USD"
-) -> Money | None:
-    """Close money (integer minor units + ISO code) -> Money in currency units: 50000 USD -> 500.00 USD."""
-    if minor_units is None:
-        return None
-    code = (currency or default_currency).strip().upper()
-    if not _CURRENCY.match(code):
-        raise TransformError(f"unknown currency code {currency!r}")
-    try:
-        units = Decimal(str(minor_units))
-    except InvalidOperation as exc:
-        raise TransformError(f"money value {minor_units!r} is not a number") from exc
-    if units != units.to_integral_value():
-        raise TransformError(f"money value {minor_units!r} is not an integer number of minor units")
-    amount = units.scaleb(-MINOR_UNIT_EXPONENTS.get(code, 2))
-    if abs(amount) > MONEY_LIMIT:
-        raise TransformError(f"amount {amount} {code} is outside the Dataverse money range ±1e12")
-    return Money(amount, code)
-
-
-_DT_FORMATS = (
-    "%Y-%m-%dT%H:%M:%S.%f%z",
-    "%Y-%m-%dT%H:%M:%S%z",
-    "%Y-%m-%dT%H:%M:%S.%f",
-    "%Y-%m-%dT%H:%M:%S",
-    "%Y-%m-%d",  # a bare date (task due dates) means midnight UTC
-)
-
-
-def parse_close_datetime(value: str | datetime | None) -> datetime | None:
-    """Parse any Close timestamp: with offset, without fraction, or naive (newer resources; naive means
-    UTC per close_api.md §1.5). Returns an aware UTC datetime."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        parsed = value
-    else:
-        text = value.strip()
-        for fmt in _DT_FORMATS:
-            try:
-                parsed = datetime.strptime(text, fmt)
-                break
-            except ValueError:
-                continue
-        else:
-            raise TransformError(f"unparseable timestamp {value!r}")
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-
-
-def to_utc_iso(value: str | datetime | None) -> str | None:
-    """Dataverse wire form of a DateTime (UserLocal/TimeZoneIndependent): "2021-07-13T11:39:05Z"."""
-    parsed = parse_close_datetime(value)
-    # isoformat, not strftime: strftime does not zero-pad years < 1000 ("0001-01-01" roles) on Linux.
-    return None if parsed is None else parsed.replace(microsecond=0, tzinfo=None).isoformat() + "Z"
-
-
-def to_date_iso(value: str | date | None) -> str | None:
-    """Dataverse DateOnly wire form "YYYY-MM-DD" from a Close date or datetime (the UTC date)."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return (value if value.tzinfo is None else value.astimezone(UTC)).date().isoformat()
-    if isinstance(value, date):
-        return value.isoformat()
-    text = value.strip()
-    try:
-        if len(text) == 10:
-            return date.fromisoformat(text).isoformat()
-        return str(to_utc_iso(text))[:10]
-    except ValueError as exc:
-        raise TransformError(f"unparseable date {value!r}") from exc
 
 
 @dataclass(frozen=True)
 class ChoiceSet:
     """Labels of one Close vocabulary -> Dataverse option values (ints). Matching ignores case and
-    surrounding whitespace (str.lower, identical to Polars to_lowercase); `default` (if set) is used for unknown labels instead of an error."""
+    surrounding whitespace (str.lower, identical to Polars to_lowercase); `default` (if set) is used for
+    unknown labels instead of an error."""
 
     name: str
     options: Mapping[str, int]
@@ -151,102 +64,9 @@ class ChoiceSet:
         return self._folded
 
 
-@dataclass(frozen=True)
-class ChoiceResult:
-    """Outcome of a choice lookup: `value` when known, else `reason` says why (never a silent None)."""
-
-    value: int | None
-    reason: str | None = None
-
-    @property
-    def known(self) -> bool:
-        return self.reason is None
-
-
-def map_choice(label: str | None, choices: ChoiceSet) -> ChoiceResult:
-    if label is None or not str(label).strip():
-        return ChoiceResult(None)
-    value = choices.folded.get(str(label).strip().lower())
-    if value is not None:
-        return ChoiceResult(value)
-    if choices.default is not None:
-        return ChoiceResult(choices.default)
-    known = ", ".join(repr(k) for k in choices.options)
-    return ChoiceResult(None, f"unknown choice {label!r} for {choices.name} (known: {known})")
-
-
-@dataclass(frozen=True)
-class Truncated:
-    kept: str | None
-    cut: str  # "" when nothing was cut
-
-    @property
-    def was_truncated(self) -> bool:
-        return bool(self.cut)
-
-
-def truncate(text: str | None, max_length: int) -> Truncated:
-    """Explicit truncation: returns what was kept AND what was cut, so the caller can report the loss."""
-    if max_length < 1:
-        raise ValueError(f"max_length must be >= 1, got {max_length}")
-    if text is None or len(text) <= max_length:
-        return Truncated(text, "")
-    return Truncated(text[:max_length], text[max_length:])
-
-
+# Default words of the `boolean` transform (a field map may name its own).
 TRUE_WORDS = ("true", "yes", "y", "1", "on")
 FALSE_WORDS = ("false", "no", "n", "0", "off")
-
-
-def parse_bool(
-    value: object, true_values: Sequence[str] = TRUE_WORDS, false_values: Sequence[str] = FALSE_WORDS
-) -> bool | None:
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().casefold()
-    if not text:
-        return None
-    if text in {t.casefold() for t in true_values}:
-        return True
-    if text in {f.casefold() for f in false_values}:
-        return False
-    raise TransformError(
-        f"{value!r} is not a yes/no value (true: {list(true_values)}, false: {list(false_values)})"
-    )
-
-
-def check_range(
-    value: float | int | str | None,
-    minimum: float | None = None,
-    maximum: float | None = None,
-    integer: bool = False,
-) -> float | int | None:
-    """Number within [minimum, maximum]; with integer=True the value must be integral and is returned as int."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError) as exc:
-        raise TransformError(f"{value!r} is not a number") from exc
-    if integer and not number.is_integer():
-        raise TransformError(f"{value!r} is not a whole number")
-    if minimum is not None and number < minimum:
-        raise TransformError(f"{value!r} is below the minimum {minimum}")
-    if maximum is not None and number > maximum:
-        raise TransformError(f"{value!r} is above the maximum {maximum}")
-    return int(number) if integer else number
-
-
-def seconds_to_minutes(seconds: int | None) -> int | None:
-    """Call duration for `actualdurationminutes`: rounded UP so a 20-second call is not shown as 0 minutes
-    (the exact seconds are kept in a custom column)."""
-    if seconds is None:
-        return None
-    if seconds < 0:
-        raise TransformError(f"negative duration {seconds}")
-    return -(-int(seconds) // 60)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from typing import Any
 
 import dagster as dg
 
+from migration_assets.resources import env
 from migration_assets.resources.close import CloseResource
 from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource
@@ -19,16 +20,12 @@ CLOSE_API_URL = "https://api.close.com/api/v1/"
 
 
 def close_resource() -> CloseResource:
-    source = os.environ.get("CLOSE2D365_CLOSE_SOURCE", "api")
     return CloseResource(
-        api_key=dg.EnvVar("CLOSE_API_KEY"),
-        base_url=os.environ.get("CLOSE_BASE_URL", CLOSE_API_URL),
-        source=source,  # type: ignore[arg-type]  # validated by the resource's Literal
-        export_file=os.environ.get("CLOSE2D365_EXPORT_FILE") or None,
+        api_key=dg.EnvVar(env.CLOSE_API_KEY),
+        base_url=os.environ.get(env.CLOSE_BASE_URL, CLOSE_API_URL),
+        source=env.close_source(),  # type: ignore[arg-type]  # validated by the resource's Literal
+        export_file=os.environ.get(env.CLOSE2D365_EXPORT_FILE) or None,
     )
-
-
-DATAVERSE_ENV = ("DATAVERSE_URL", "DATAVERSE_TENANT_ID", "DATAVERSE_CLIENT_IDS", "DATAVERSE_CLIENT_SECRETS")
 
 
 class MissingEnvironmentError(RuntimeError):
@@ -39,17 +36,17 @@ def dataverse_resource(resolved: bool = False) -> DataverseResource:
     """The Dataverse resource. For the Definitions its secrets are EnvVars, resolved when a run starts;
     `resolved=True` reads the values now, for commands that talk to Dataverse outside a Dagster run."""
     if resolved:
-        missing = [name for name in DATAVERSE_ENV if not os.environ.get(name)]
+        missing = env.missing(env.DATAVERSE_CREDENTIALS)
         if missing:
             raise MissingEnvironmentError(f"set {', '.join(missing)} to reach the Dataverse environment")
     value = (lambda name: os.environ[name]) if resolved else dg.EnvVar
     return DataverseResource(
-        environment_url=value("DATAVERSE_URL"),
-        tenant_id=value("DATAVERSE_TENANT_ID"),
-        client_ids=value("DATAVERSE_CLIENT_IDS"),
-        client_secrets=value("DATAVERSE_CLIENT_SECRETS"),
-        authority_host=os.environ.get("DATAVERSE_AUTHORITY_HOST", "https://login.microsoftonline.com"),
-        ca_bundle=os.environ.get("DATAVERSE_CA_BUNDLE") or None,
+        environment_url=value(env.DATAVERSE_URL),
+        tenant_id=value(env.DATAVERSE_TENANT_ID),
+        client_ids=value(env.DATAVERSE_CLIENT_IDS),
+        client_secrets=value(env.DATAVERSE_CLIENT_SECRETS),
+        authority_host=os.environ.get(env.DATAVERSE_AUTHORITY_HOST, "https://login.microsoftonline.com"),
+        ca_bundle=os.environ.get(env.DATAVERSE_CA_BUNDLE) or None,
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,7 +23,7 @@ _CLIENT_LOCK = threading.Lock()
 class CloseResource(dg.ConfigurableResource):
     """Dagster resource for the Close source org.
 
-    `api_key` comes from `dg.EnvVar("CLOSE_API_KEY")` and is never logged. `source` picks where the
+    `api_key` comes from the CLOSE_API_KEY variable (a `dg.EnvVar`) and is never logged. `source` picks where the
     big objects (leads, contacts, opportunities, activities, tasks) come from: "api" (paged list
     endpoints), "export" (a JSON export requested through the API) or "file" (`export_file`, a JSON
     export on disk). Small configuration objects always come from the API.
@@ -49,10 +49,9 @@ class CloseResource(dg.ConfigurableResource):
 
     _client: CloseClient | None = PrivateAttr(default=None)
     _scratch: list[Path] = PrivateAttr(default_factory=list)
-    _teardown_hooks: list[Callable[[], None]] = PrivateAttr(default_factory=list)
 
     def get_client(self) -> CloseClient:
-        # Locked: an export split ahead (export_split.start_export) asks for the client from its own
+        # Locked: an export split ahead (export_split.ExportSplit) asks for the client from its own
         # threads while the assets use it; there must be one client (one rate gate, one set of stats).
         with _CLIENT_LOCK:
             if self._client is None:
@@ -90,15 +89,7 @@ class CloseResource(dg.ConfigurableResource):
             self._scratch.append(path)
         return path
 
-    def on_teardown(self, hook: Callable[[], None]) -> None:
-        """Run `hook` first when the run's resources tear down (stops background work of the run,
-        such as an export being split ahead, before its client and scratch folders go away)."""
-        self._teardown_hooks.append(hook)
-
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        hooks, self._teardown_hooks = self._teardown_hooks, []
-        for hook in hooks:
-            hook()
         if self._client is not None:
             self._client.close()
             self._client = None

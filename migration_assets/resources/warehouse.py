@@ -9,27 +9,32 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING, Self
 
 import dagster as dg
 import duckdb
 import polars as pl
 from pydantic import PrivateAttr
 
+from migration_assets.resources import env
+
+if TYPE_CHECKING:
+    import pyarrow.dataset as pads
+
 DEFAULT_HOME = ".close2d365"
-KEY_ENV = "CLOSE2D365_WAREHOUSE_KEY"
 
 
 def default_home() -> Path:
     """Folder for the warehouse, the Dagster instance and reports (CLOSE2D365_HOME, else ./.close2d365)."""
-    return Path(os.environ.get("CLOSE2D365_HOME", DEFAULT_HOME))
+    return Path(os.environ.get(env.CLOSE2D365_HOME, DEFAULT_HOME))
 
 
 def default_warehouse_path() -> str:
-    return os.environ.get("CLOSE2D365_WAREHOUSE", str(default_home() / "warehouse.duckdb"))
+    return os.environ.get(env.CLOSE2D365_WAREHOUSE, str(default_home() / "warehouse.duckdb"))
 
 
 def quote(name: str) -> str:
@@ -70,10 +75,10 @@ def open_duckdb(path: str, key: str | None = None) -> duckdb.DuckDBPyConnection:
         except duckdb.Error as exc:
             con.close()
             raise WarehouseError(
-                f"{KEY_ENV} is set, but the warehouse {path} cannot be opened encrypted: {exc}. "
+                f"{env.CLOSE2D365_WAREHOUSE_KEY} is set, but the warehouse {path} cannot be opened encrypted: {exc}. "
                 "Encryption needs DuckDB's httpfs extension (run `python -c \"import duckdb; "
                 "duckdb.sql('INSTALL httpfs')\"` once on a machine with internet access), or unset "
-                f"{KEY_ENV} to use an unencrypted, owner-only file."
+                f"{env.CLOSE2D365_WAREHOUSE_KEY} to use an unencrypted, owner-only file."
             ) from exc
         con.execute("USE warehouse")
     else:
@@ -109,7 +114,16 @@ def swap_in(con: duckdb.DuckDBPyConnection, schema: str, scratch: str, table: st
 
 
 class TableWriter:
-    """Appends Polars chunks to a scratch table and swaps it in as `schema.table` on success."""
+    """Writes `schema.table` from chunks and swaps it in on success: readers see the old table or the new
+    one, and a failed or killed write leaves the old one untouched.
+
+    Unsorted, chunks are appended to a scratch table as they come. With `sort_by`, chunks (frames, and
+    Arrow datasets read straight into the result) are collected in a TEMP table -- in memory, spilling
+    to DuckDB's temp folder past the memory limit, never written to the WAL or checkpointed -- and
+    `commit` writes the table to the file once, already sorted. With `dedupe_order` as well, an id seen
+    twice (a record that moved while an API was paged) keeps one row: the first by `dedupe_order`; rows
+    without an id are never duplicates of each other.
+    """
 
     def __init__(
         self,
@@ -117,15 +131,26 @@ class TableWriter:
         schema: str,
         table: str,
         empty_schema: Mapping[str, pl.DataType] | None = None,
+        *,
+        sort_by: Sequence[str] = (),
+        dedupe_order: str | None = None,
     ) -> None:
         self._con = con
         self.schema = schema
         self.table = table
         self._empty_schema = empty_schema
-        self._scratch = f"__scratch_{table}_{uuid.uuid4().hex[:8]}"
+        self._sort_by = tuple(sort_by)
+        self._dedupe_order = dedupe_order
+        token = uuid.uuid4().hex[:8]
+        self._scratch = f"__scratch_{table}_{token}"
+        # Where chunks go: the scratch table itself, or (sorted) a TEMP table read once by `commit`.
+        self._chunks = quote(f"__chunks_{table}_{token}") if self._sort_by else self._scratch_ref
         self._created = False
+        self._datasets: list[str] = []  # registered Arrow datasets, read straight into the sorted table
+        self._ids: list[pl.Series] = []  # only the ids (a few MB even for large orgs): is a dedupe needed?
         self.rows = 0
         self.chunks = 0
+        self.dropped = 0  # duplicate rows left out by the dedupe
 
     @property
     def _scratch_ref(self) -> str:
@@ -134,29 +159,87 @@ class TableWriter:
     def write(self, df: pl.DataFrame) -> None:
         if df.height == 0 and self._created:
             return
-        arrow = df.to_arrow()
-        self._con.register("__chunk", arrow)
+        self._con.register("__chunk", df.to_arrow())
         try:
             if not self._created:
-                self._con.execute(f"CREATE TABLE {self._scratch_ref} AS SELECT * FROM __chunk")
+                temp = "TEMP " if self._sort_by else ""
+                self._con.execute(f"CREATE {temp}TABLE {self._chunks} AS SELECT * FROM __chunk")
                 self._created = True
             else:
-                self._con.execute(f"INSERT INTO {self._scratch_ref} BY NAME SELECT * FROM __chunk")
+                self._con.execute(f"INSERT INTO {self._chunks} BY NAME SELECT * FROM __chunk")
         finally:
             self._con.unregister("__chunk")
+        if self._dedupe_order is not None and "id" in df.columns:
+            self._ids.append(df.get_column("id"))
         self.rows += df.height
         self.chunks += 1
 
+    def write_dataset(self, dataset: pads.Dataset) -> None:
+        """Add an Arrow dataset (e.g. IPC part files) as is: DuckDB streams it into the sorted table."""
+        if not self._sort_by:
+            raise ValueError("datasets are read at commit: give the writer a sort order")
+        name = f"__dataset_{len(self._datasets)}"
+        self._con.register(name, dataset)
+        self._datasets.append(name)
+        if self._dedupe_order is not None and "id" in dataset.schema.names:
+            ids = pl.from_arrow(dataset.to_table(columns=["id"]).column("id"))
+            assert isinstance(ids, pl.Series)
+            self._ids.append(ids)
+        self.rows += dataset.count_rows()
+
+    def _source(self) -> str:
+        """The FROM clause over everything written: the TEMP table and/or the datasets."""
+        names = ([self._chunks] if self._created else []) + self._datasets
+        if len(names) == 1:
+            return names[0]
+        return "(" + " UNION ALL BY NAME ".join(f"SELECT * FROM {n}" for n in names) + ")"
+
+    def _has_duplicates(self) -> bool:
+        if self._dedupe_order is None or not self._ids:
+            return False
+        ids = pl.concat(self._ids).drop_nulls()
+        return ids.n_unique() < ids.len()
+
+    def before_sorted_write(self, source: str, duplicates: bool) -> None:
+        """Called by `commit` before the sorted table is written from `source` (a FROM clause over every
+        row, duplicates included); a subclass may inspect the rows or tune the connection."""
+
     def commit(self) -> None:
-        if not self._created:
-            schema = self._empty_schema or {"id": pl.String}
-            self.write(pl.DataFrame(schema=dict(schema)))
+        if not self._created and not self._datasets:
+            self.write(pl.DataFrame(schema=dict(self._empty_schema or {"id": pl.String})))
+        if self._sort_by:
+            self._write_sorted()
         swap_in(self._con, self.schema, self._scratch, self.table)
 
+    def _write_sorted(self) -> None:
+        duplicates = self._has_duplicates()
+        self.before_sorted_write(self._source(), duplicates)
+        dedupe = ""
+        if duplicates:
+            dedupe = (
+                f"QUALIFY id IS NULL OR row_number() OVER (PARTITION BY id ORDER BY {self._dedupe_order}) = 1"
+            )
+        order = ", ".join(quote(c) for c in self._sort_by)
+        self._con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(self.schema)}")
+        self._con.execute(
+            f"CREATE TABLE {self._scratch_ref} AS SELECT * FROM {self._source()} {dedupe} ORDER BY {order}"
+        )
+        self._drop_sources()
+        kept = self._con.execute(f"SELECT count(*) FROM {self._scratch_ref}").fetchone()
+        self.dropped = self.rows - int(kept[0]) if kept else 0
+
+    def _drop_sources(self) -> None:
+        if self._sort_by:
+            self._con.execute(f"DROP TABLE IF EXISTS {self._chunks}")
+        for name in self._datasets:
+            self._con.unregister(name)
+        self._datasets = []
+
     def abort(self) -> None:
+        self._drop_sources()
         self._con.execute(f"DROP TABLE IF EXISTS {self._scratch_ref}")
 
-    def __enter__(self) -> TableWriter:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -169,6 +252,15 @@ class TableWriter:
             self.commit()
         else:
             self.abort()
+
+
+def replace_table(con: duckdb.DuckDBPyConnection, schema: str, table: str, df: pl.DataFrame) -> int:
+    """Replace `schema.table` by one frame on an open connection (readers see the old or the new table);
+    returns the rows written."""
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
+    with TableWriter(con, schema, table, empty_schema=df.schema) as writer:
+        writer.write(df)
+    return df.height
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -186,7 +278,7 @@ class WarehouseResource(dg.ConfigurableResource):
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         path = self.resolved_path()
         # An encrypted warehouse is attached to an in-memory database per connection: nothing to share.
-        if path != ":memory:" and not os.environ.get(KEY_ENV):
+        if path != ":memory:" and not env.warehouse_key():
             self._anchor = open_duckdb(path, None)
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
@@ -199,7 +291,7 @@ class WarehouseResource(dg.ConfigurableResource):
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        con = open_duckdb(self.resolved_path(), os.environ.get(KEY_ENV) or None)
+        con = open_duckdb(self.resolved_path(), env.warehouse_key())
         try:
             yield con
         finally:
@@ -216,9 +308,8 @@ class WarehouseResource(dg.ConfigurableResource):
                 yield writer
 
     def replace(self, schema: str, table: str, df: pl.DataFrame) -> int:
-        with self.table_writer(schema, table, empty_schema=df.schema) as writer:
-            writer.write(df)
-        return df.height
+        with self.connect() as con:
+            return replace_table(con, schema, table, df)
 
     def read(self, sql: str, params: list[object] | None = None) -> pl.DataFrame:
         with self.connect() as con:

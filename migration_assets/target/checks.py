@@ -38,6 +38,13 @@ PHONE = r"^[0-9+().\-\s/#*xXextEXT.:]*[0-9][0-9+().\-\s/#*xXextEXT.:]*$"
 DATETIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$"
 DATEONLY = r"^\d{4}-\d{2}-\d{2}$"
 
+# check_name values of rejections that are expected exclusions, not data errors (listed, not counted).
+# A record already in the target whose new values are invalid keeps its previous values; like a file above
+# the upload limit it is listed for the admin and never counted against a rejection threshold.
+KEPT_IN_TARGET = "kept_in_target"
+MAX_UPLOAD_SIZE = "max_upload_size"  # a file above the target's upload limit (declared, or measured at load)
+EXCLUSIONS = (MAX_UPLOAD_SIZE, KEPT_IN_TARGET)
+
 
 class TargetSchemaError(ValueError):
     """The staged frame cannot be validated (e.g. a required column is absent from it)."""

@@ -26,9 +26,11 @@ import yaml
 
 from migration_assets.mapping.config import load_settings, mappings_root
 from migration_assets.mapping.files import Settings
-from migration_assets.mapping.owners import OwnerConfigError
+from migration_assets.mapping.owners import OWNER_COLUMNS, OwnerConfigError
 from migration_assets.mapping.review_markers import open_decisions_in
+from migration_assets.resources import env
 from migration_assets.resources.warehouse import WarehouseResource, table_exists
+from migration_assets.target.close_fields import close_custom_fields, samples, target_attributes
 from migration_assets.target.proposal import FieldProposal, parse_proposal, propose, render_proposal
 from migration_assets.target.proposal_activities import TYPES_HELP, merge_types, propose_types
 from migration_assets.target.proposal_owners import OWNERS_HELP, propose_owners
@@ -141,8 +143,6 @@ def _activity_usage(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, dict[str,
 
 
 def _records_owned(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    from migration_assets.defs.reports.owner_map import OWNER_COLUMNS
-
     parts = [
         f'SELECT "{c}" AS uid FROM close."{t}"'
         for t, c in OWNER_COLUMNS.items()
@@ -156,26 +156,8 @@ def _records_owned(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     return {str(u): int(n) for u, n in rows.fetchall()}
 
 
-def _extracted_at() -> str | None:
-    """When close/lead_statuses was last materialized on the shared instance (None when unknown)."""
-    try:
-        import dagster as dg
-
-        from migration_assets.runtime import instance
-
-        event = instance().get_latest_materialization_event(dg.AssetKey(["close", "lead_statuses"]))
-    except Exception:  # noqa: BLE001 - the time only annotates the header
-        return None
-    if event is None:
-        return None
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(event.timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def read_snapshot(con: duckdb.DuckDBPyConnection) -> OrgSnapshot:
-    from migration_assets.defs.staged.mapping import close_custom_fields, samples
-
+def read_snapshot(con: duckdb.DuckDBPyConnection, extracted_at: str | None = None) -> OrgSnapshot:
+    """The extracted org as a proposal needs it; `extracted_at` only annotates the files' header."""
     lead_statuses = _display_order(con, "lead_statuses")
     pipelines = _display_order(con, "pipelines")
     fields = close_custom_fields(con) if table_exists(con, "close", "custom_fields") else {}
@@ -192,7 +174,7 @@ def read_snapshot(con: duckdb.DuckDBPyConnection) -> OrgSnapshot:
     )
     return OrgSnapshot(
         org_id,
-        _extracted_at(),
+        extracted_at,
         lead_statuses,
         pipelines,
         fields,
@@ -376,7 +358,7 @@ def propose_files(
 
 def _dataverse_client() -> Any | None:
     """The target's client when DATAVERSE_URL is configured (to propose existing columns), else None."""
-    if not os.environ.get("DATAVERSE_URL"):
+    if not os.environ.get(env.DATAVERSE_URL):
         return None
     from migration_assets.resources import dataverse_resource
 
@@ -388,16 +370,15 @@ def propose_all(
     warehouse: WarehouseResource | None = None,
     dataverse: Any | None = None,
     use_env_dataverse: bool = True,
+    extracted_at: str | None = None,
 ) -> ProposalResult:
     """`close2d365 propose-mapping` (also the demo's and the tests' way to their mappings)."""
-    from migration_assets.defs.staged.mapping import target_attributes
-
     root = mappings_root(mappings_root_path)
     settings = load_settings(root)
     if dataverse is None and use_env_dataverse:
         dataverse = _dataverse_client()
     with (warehouse or WarehouseResource()).connect() as con:
-        snap = read_snapshot(con)
+        snap = read_snapshot(con, extracted_at)
         attributes = target_attributes(con, dataverse)
         users = _systemusers(con, dataverse)
     return propose_files(root, settings, snap, attributes, users)

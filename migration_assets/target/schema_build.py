@@ -17,13 +17,10 @@ from migration_assets.mapping.custom_activities import (
     orphan_display_name,
     orphaned_field_ids,
 )
+from migration_assets.mapping.tables import table_registry
 from migration_assets.target.proposal import FieldProposal
 from migration_assets.target.schema_plan import ColumnSpec, SchemaPlan, SchemaPlanError, TableSpec, key_for
 from migration_assets.target.schema_types import ColumnType, column_type_for, option_values, schema_name
-
-# Tables whose Close id column is unique by construction get an alternate key on it. Not annotation: its
-# Close id is the note/activity it came from, and one email can carry several attachments.
-KEYED_TABLES = ("account", "contact", "lead", "opportunity", "phonecall", "email", "task", "appointment")
 
 
 def closeid_column(config: MappingConfig) -> str:
@@ -233,6 +230,7 @@ def build_plan(
             for spec in orphan_specs(t, mine, config.settings.publisher_prefix, closeid):
                 add(spec)
     prefix = config.settings.publisher_prefix
-    for table in [*KEYED_TABLES, *(t.table for t in activity_types)]:
+    # Tables whose Close id column is unique by construction get an alternate key on it (mapping/tables.py).
+    for table in [*table_registry().keyed, *(t.table for t in activity_types)]:
         plan.keys.append(key_for(table, closeid, prefix))
     return plan

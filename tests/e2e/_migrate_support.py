@@ -7,8 +7,11 @@ import base64
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,6 +21,7 @@ from typing import Any
 import dagster as dg
 import duckdb
 import pytest
+from run_graph import materialize_migration, reviewed_mappings  # tests/ is on sys.path (rootdir conftest)
 
 from emulators.close.config import CloseEmulatorConfig, RateLimitConfig
 from emulators.close.server import CloseEmulatorServer
@@ -27,20 +31,22 @@ from emulators.orgdata import CloseOrg
 from migration_assets.clients.dataverse.client import DataverseClient
 from migration_assets.defs.jobs import DRY_RUN_ONLY
 from migration_assets.defs.reports.reconciliation import readback_table, target_tables
-from migration_assets.migration import (
+from migration_assets.demo import (
     demo_dataverse_env,
     demo_decisions,
     first_enabled_user,
-    materialize_migration,
     reload_generated_assets,
-    reviewed_mappings,
 )
 from migration_assets.resources.close import CloseResource
 from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource
 
 REPO = Path(__file__).resolve().parents[2]
-LOAD_GROUPS = dg.AssetSelection.groups("schema", "loaded", "reports") - DRY_RUN_ONLY  # the dry run's review
+# The owner map is a staging input and a gate of every load: re-run with the loads, as in `migrate`.
+LOAD_GROUPS = (
+    dg.AssetSelection.groups("schema", "loaded", "reports")
+    | dg.AssetSelection.assets(["staged", "owner_map"])
+) - DRY_RUN_ONLY  # the dry run's review
 SCHEMA_ONLY = dg.AssetSelection.groups("schema")
 LOADED_ONLY = dg.AssetSelection.groups("loaded")
 SCHEMA_AND_LOADED = dg.AssetSelection.groups("schema", "loaded")
@@ -234,33 +240,70 @@ def document_bytes(client: DataverseClient, annotation_id: str) -> bytes | None:
     return None if body is None else base64.b64decode(body)
 
 
+KILLED = -signal.SIGKILL  # the exit status of a process killed from outside
+HOLD_TIMEOUT_S = 300  # a run that never sends the awaited request fails the test instead of hanging it
+
+
+def write_to(entity_set: str) -> str:
+    """The hold rule's pattern for the first write to `entity_set`: a bulk message or a `$batch` part."""
+    return rf"POST \S*/api/data/v9\.2/{entity_set}\b"
+
+
+def run_killed_at(
+    cmd: list[str], env: dict[str, str], dv: EmulatorServer, entity_set: str, after_work: bool
+) -> subprocess.CompletedProcess[str]:
+    """Run `cmd` until the Dataverse emulator holds its first write to `entity_set` (after doing it when
+    `after_work`: the write landed, its answer never came; else before: nothing landed), then SIGKILL the
+    process from outside, like a user or the OOM killer would: no cleanup runs in it."""
+    control = dv.app.state.edge_control
+    held = control.faults.stats.held
+    control.set_faults(hold_request=write_to(entity_set), hold_after_work=after_work)
+    # Files, not pipes: a child blocked on a full pipe would never reach the held request.
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=err, text=True)
+        try:
+            deadline = time.monotonic() + HOLD_TIMEOUT_S
+            while control.faults.stats.held == held and proc.poll() is None:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"{cmd} sent no write to {entity_set} in {HOLD_TIMEOUT_S} s")
+                time.sleep(0.05)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=60)
+            control.set_faults(hold_request="", hold_after_work=False)
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(cmd, proc.returncode, out.read(), err.read())
+
+
 def killed_load(
     org: CloseOrg,
     close: CloseEmulatorServer,
     dv: EmulatorServer,
     warehouse: Path,
     mappings: Path,
-    kill_at: str,
+    entity_set: str,
+    after_work: bool,
 ) -> int:
-    """Run the load in a child process that dies (os._exit) at `kill_at`; returns its exit status."""
+    """The load (schema, loaded) in a child process killed at its first write to `entity_set` (see
+    `run_killed_at`); returns its exit status."""
     env = {
         **os.environ,
         **demo_dataverse_env(dv),
         "CLOSE_API_KEY": org.api_key,
         "CLOSE_BASE_URL": close.base_url,
         "CLOSE2D365_MAPPINGS": str(mappings),
-        "CLOSE2D365_FAULT_KILL_AT": kill_at,
     }
     cmd = [
         sys.executable,
-        "-m",
-        "migration_assets.migration",
+        str(REPO / "tests" / "run_graph.py"),
         "--warehouse",
         str(warehouse),
         "--groups",
         "schema,loaded",
     ]
-    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, timeout=600).returncode
+    return run_killed_at(cmd, env, dv, entity_set, after_work).returncode
 
 
 def json_safe(value: Any) -> str:

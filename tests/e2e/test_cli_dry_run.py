@@ -19,19 +19,15 @@ from typing import Any
 import pytest
 import yaml
 from _migrate_support import close_server as close_emulator  # noqa: E402 - tests/e2e is on sys.path
+from run_graph import reviewed_mappings  # tests/ is on sys.path (rootdir conftest)
 
 from emulators.dataverse.config import DataverseEmulatorConfig
 from emulators.dataverse.server import EmulatorServer
 from emulators.orgdata import CloseOrg, generate
 from migration_assets.cli import main
 from migration_assets.defs.jobs import REVIEW_KEY
+from migration_assets.demo import demo_dataverse_env, first_enabled_user, reload_generated_assets
 from migration_assets.mapping.scripted_review import accept_proposals
-from migration_assets.migration import (
-    demo_dataverse_env,
-    first_enabled_user,
-    reload_generated_assets,
-    reviewed_mappings,
-)
 from migration_assets.runtime import instance, run_job
 
 pytestmark = pytest.mark.e2e

@@ -11,9 +11,9 @@ from _migrate_support import close_server as close_emulator  # noqa: E402 - test
 
 from emulators.orgdata import generate
 from migration_assets.cli import main
+from migration_assets.demo import copy_defaults
 from migration_assets.mapping.config import ORG_FILES
 from migration_assets.mapping.scripted_review import accept_proposals
-from migration_assets.migration import copy_defaults
 
 
 def test_propose_mapping_after_extract(

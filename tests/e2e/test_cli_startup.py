@@ -14,7 +14,7 @@ from emulators.dataverse.config import DataverseEmulatorConfig
 from emulators.dataverse.server import EmulatorServer
 from emulators.orgdata import generate
 from migration_assets.cli import main
-from migration_assets.migration import demo_dataverse_env
+from migration_assets.demo import demo_dataverse_env
 from migration_assets.runtime import instance
 
 pytestmark = pytest.mark.e2e

@@ -108,7 +108,8 @@ def test_wrong_key_fails_with_clear_message(
     org, server = tiny
     close = CloseResource(api_key="api_wrongkey", base_url=server.base_url)
     result = dg.materialize(
-        [a for a in ASSETS if a.key == dg.AssetKey(["close", "users"])],
+        ASSETS,
+        selection=["close/users"],
         resources={"close": close, "warehouse": WarehouseResource(path=str(tmp_path / "w.duckdb"))},
         raise_on_error=False,
     )
@@ -132,12 +133,13 @@ def test_delta_rereads_changes_and_applies_deletions(
 ) -> None:
     org, server = tiny
     path = tmp_path / "delta.duckdb"
-    selected = [a for a in ASSETS if a.key.path[-1] in ("leads", "notes", "tasks")]
+    # Three tables of the one close/* multi_asset (a subset of its step).
+    selected = [f"close/{t}" for t in ("leads", "notes", "tasks")]
     resources = {
         "close": CloseResource(api_key=org.api_key, base_url=server.base_url),
         "warehouse": WarehouseResource(path=str(path)),
     }
-    assert dg.materialize(selected, resources=resources).success
+    assert dg.materialize(ASSETS, resources=resources, selection=selected).success
     full = tables(path, ("leads", "notes", "tasks"))
     # Rows Close has deleted since the last extraction (the event log says so): plant them.
     deleted_lead = next(
@@ -157,10 +159,8 @@ def test_delta_rereads_changes_and_applies_deletions(
             "INSERT INTO close.tasks (id, lead_id, raw) VALUES ('task_orphan', ?, '{}')", [deleted_lead]
         )
     since = sorted(x["date_updated"] for x in org.leads)[len(org.leads) // 2]
-    run_config = {
-        "ops": {f"close__{a.key.path[-1]}": {"config": {"mode": "delta", "since": since}} for a in selected}
-    }
-    result = dg.materialize(selected, resources=resources, run_config=run_config)
+    run_config = {"ops": {"close__source_tables": {"config": {"mode": "delta", "since": since}}}}
+    result = dg.materialize(ASSETS, resources=resources, selection=selected, run_config=run_config)
     assert result.success
     after = tables(path, ("leads", "notes", "tasks"))
     for name in ("leads", "notes", "tasks"):

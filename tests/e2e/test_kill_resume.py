@@ -21,14 +21,14 @@ from org_mappings import proposed_root  # noqa: E402 - tests/ is on sys.path (ro
 
 from emulators.orgdata import CloseOrg, generate
 from migration_assets.defs.reports.reconciliation import read_back_ids
-from migration_assets.load.engine import KILL_ENV
+from migration_assets.demo import demo_dataverse_env, demo_decisions, first_enabled_user
 from migration_assets.mapping.scripted_review import accept_proposals
-from migration_assets.migration import demo_dataverse_env, demo_decisions, first_enabled_user
 from migration_assets.runtime import PID_TAG
 
 pytestmark = pytest.mark.e2e
 POOL = "dataverse_api"  # the pool every loaded/* asset declares (dagster.yaml: one slot, per op)
 KILLED_TABLE = "contact"
+KILLED_SET = "contacts"  # its entity set: the emulator holds the first write to it
 KILLED_STEP = f"loaded__{KILLED_TABLE}"
 # Bounded: without the recovery the re-run waits for the dead run's slot forever.
 RUN_TIMEOUT_S = 180
@@ -77,11 +77,11 @@ def test_a_run_killed_inside_a_pooled_step_is_recovered_and_resumed_exactly(tmp_
             "CLOSE2D365_MAPPINGS": str(mappings),
         }
         env.pop("DAGSTER_HOME", None)
-        env.pop(KILL_ENV, None)
 
-        # Killed after the first contact batch was sent, before its outcome was recorded.
-        killed = _run({**env, KILL_ENV: f"{KILLED_TABLE}:1:after"})
-        assert killed.returncode == 137, killed.stdout + killed.stderr
+        # Killed from outside once the first contact batch landed, before its outcome was recorded.
+        cli_run = [sys.executable, "-m", "migration_assets.cli", "run"]
+        killed = s.run_killed_at(cli_run, env, dv, KILLED_SET, after_work=True)
+        assert killed.returncode == s.KILLED, killed.stdout + killed.stderr
         with _instance(home) as inst:
             dead = inst.get_runs(limit=1)[0]
             assert dead.job_name == "migrate" and dead.status == dg.DagsterRunStatus.STARTED

@@ -17,16 +17,17 @@ from urllib.parse import urlsplit
 import _migrate_support as s  # noqa: E402 - tests/e2e is on sys.path (rootdir conftest)
 import dagster as dg
 import pytest
+from run_graph import materialize_migration  # tests/ is on sys.path (rootdir conftest)
 
 from emulators.close.server import CloseEmulatorServer
 from emulators.dataverse.config import Faults
 from emulators.dataverse.server import EmulatorServer
 from emulators.orgdata import CloseOrg, FileBlob, generate
 from migration_assets.clients.close import http as close_http
+from migration_assets.defs.rollback import rollback_job
 from migration_assets.load.file_body import OVERSIZE_CODE
-from migration_assets.load.rollback import rollback, rollback_job
+from migration_assets.load.rollback import rollback
 from migration_assets.mapping.ids import account_id
-from migration_assets.migration import materialize_migration
 from migration_assets.resources.api_calls import run_call_totals
 from migration_assets.resources.warehouse import WarehouseResource, default_home
 from migration_assets.runtime import step_metadata
@@ -155,9 +156,11 @@ def test_killed_runs_resume_to_the_same_state_and_roll_back(world: World, tmp_pa
     warehouse = s.fresh_copy(world.staged_warehouse, tmp_path / "w.duckdb")
     with s.dataverse(world.org) as dv:
         s.assert_only_expected_halt(s.load(world.org, world.close, dv, warehouse, s.SCHEMA_ONLY))
-        # Mid-batch (sent, outcome not recorded) and between batches (intents committed, nothing sent).
-        assert s.killed_load(world.org, world.close, dv, warehouse, world.mappings, "contact:1:after") == 137
-        assert s.killed_load(world.org, world.close, dv, warehouse, world.mappings, "email:1:before") == 137
+        # Mid-write (the contacts landed, the answer never came: outcome not recorded) and before a write
+        # (the emails' intents committed, nothing landed).
+        kill = (world.org, world.close, dv, warehouse, world.mappings)
+        assert s.killed_load(*kill, "contacts", after_work=True) == s.KILLED
+        assert s.killed_load(*kill, "emails", after_work=False) == s.KILLED
         pending = s.ledger_rows(warehouse, "SELECT count(*) FROM ledger.writes WHERE status = 'pending'")
         assert pending[0][0] > 0
         s.assert_only_expected_halt(s.load(world.org, world.close, dv, warehouse, s.LOADED_ONLY))

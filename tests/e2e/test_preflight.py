@@ -29,8 +29,9 @@ from emulators.dataverse.persistence import state_dump
 from emulators.dataverse.server import EmulatorServer
 from emulators.orgdata import CloseOrg, generate
 from migration_assets.audit.review_problems import check_problems
+from migration_assets.defs.jobs import MIGRATE_SELECTION
+from migration_assets.demo import demo_dataverse_env
 from migration_assets.mapping.config import load_mapping_config
-from migration_assets.migration import demo_dataverse_env, migrate_selection
 from migration_assets.resources.warehouse import fetch_polars
 from migration_assets.runtime import run_job
 
@@ -40,9 +41,9 @@ PREFLIGHT_AND_UPSTREAM = dg.AssetSelection.assets(PREFLIGHT).upstream()
 # `migrate` on the warehouse the fixture extracted and staged once: the staged tables are not staged again
 # (the gates, the target's metadata and everything from the preflight on are).
 STAGED_TABLES = dg.AssetSelection.groups("staged") - dg.AssetSelection.assets(
-    ["staged", "mapping"], ["staged", "target_metadata"]
+    ["staged", "mapping"], ["staged", "target_metadata"], ["staged", "owner_map"]
 )
-RUN = migrate_selection() - dg.AssetSelection.groups("close") - STAGED_TABLES
+RUN = MIGRATE_SELECTION - dg.AssetSelection.groups("close") - STAGED_TABLES
 API = "Microsoft.Dynamics.CRM."
 CONTACT = dg.AssetKey(["staged", "contact"])
 

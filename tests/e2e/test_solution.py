@@ -14,6 +14,7 @@ import _migrate_support as s  # noqa: E402 - tests/e2e is on sys.path (rootdir c
 import dagster as dg
 import duckdb
 import pytest
+from run_graph import materialize_migration  # tests/ is on sys.path (rootdir conftest)
 
 from emulators.orgdata import generate
 from migration_assets.clients.dataverse.client import DataverseClient
@@ -22,7 +23,6 @@ from migration_assets.load import ledger as lg
 from migration_assets.load.ledger import SchemaComponent
 from migration_assets.load.rollback import rollback
 from migration_assets.mapping.config import load_mapping_config
-from migration_assets.migration import materialize_migration
 from migration_assets.resources.close import CloseResource
 from migration_assets.resources.warehouse import WarehouseResource
 from migration_assets.target.solution_deploy import solution_components

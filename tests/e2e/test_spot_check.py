@@ -17,6 +17,7 @@ import _migrate_support as s  # noqa: E402 - tests/e2e is on sys.path (rootdir c
 import dagster as dg
 import duckdb
 import pytest
+from run_graph import materialize_migration  # tests/ is on sys.path (rootdir conftest)
 
 from emulators.orgdata import generate
 from migration_assets.audit import spot_compare as sc
@@ -24,7 +25,6 @@ from migration_assets.defs.reports.spot_check import CHECK, run_spot_check
 from migration_assets.load import diff as ld
 from migration_assets.load.rollback import rollback
 from migration_assets.mapping.ids import record_id
-from migration_assets.migration import materialize_migration
 from migration_assets.resources.close import CloseResource
 from migration_assets.target.deploy import load_plan
 from migration_assets.target.proposal import FieldProposal, parse_proposal, render_proposal

@@ -1,4 +1,4 @@
-"""The dry run of staging (staged/*, reports/owner_map, reports/load_plan, staged/mapping) on the `tiny`
+"""The dry run of staging (staged/*, staged/owner_map, reports/load_plan, staged/mapping) on the `tiny`
 org, against the Dataverse emulator over HTTPS: every staged table accounts for every source row, and
 every edge case of the generator lands where DESIGN §4 says.
 """
@@ -15,32 +15,20 @@ import polars as pl
 import pytest
 import yaml
 from _migrate_support import close_server as close_emulator  # noqa: E402 - tests/e2e is on sys.path
+from run_graph import reviewed_mappings  # tests/ is on sys.path (rootdir conftest)
 
 from emulators.dataverse.config import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DataverseEmulatorConfig
 from emulators.dataverse.server import EmulatorServer
 from emulators.orgdata import CloseOrg, generate
 from migration_assets.defs import close as close_defs
 from migration_assets.defs.reports import load_plan as load_plan_module
-from migration_assets.defs.reports import owner_map as owner_map_module
 from migration_assets.defs.schema.assets import plan as schema_plan
-from migration_assets.defs.staged import (
-    account,
-    annotation,
-    appointment,
-    contact,
-    custom_activity,
-    email,
-    lead,
-    mapping,
-    opportunity,
-    phonecall,
-    target_metadata,
-    task,
-)
+from migration_assets.defs.staged import custom_activity, mapping, tables, target_metadata, task
+from migration_assets.defs.staged import owner_map as owner_map_module
+from migration_assets.demo import copy_defaults
 from migration_assets.mapping.config import ORG_FILES
 from migration_assets.mapping.ids import account_id, placeholder_account_id
 from migration_assets.mapping.scripted_review import accept_proposals
-from migration_assets.migration import copy_defaults, reviewed_mappings
 from migration_assets.resources.close import CloseResource
 from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource
@@ -50,15 +38,7 @@ from migration_assets.target.proposal import parse_proposal
 pytestmark = pytest.mark.e2e
 MODULES = [
     target_metadata,
-    account,
-    contact,
-    lead,
-    opportunity,
-    phonecall,
-    email,
-    task,
-    appointment,
-    annotation,
+    tables,
     mapping,
     owner_map_module,
     load_plan_module,

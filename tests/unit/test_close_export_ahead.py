@@ -1,5 +1,5 @@
-"""The run's export split made ahead, on a background thread: `start_export` / `export_directory`,
-the /task/ read done meanwhile, errors handed to the asset that waits, cancellation at teardown."""
+"""A pass's export split made ahead, on a background thread (`ExportSplit`, opened by `ClosePass`):
+the /task/ read done meanwhile, errors handed to the table that waits, cancellation when the pass ends."""
 
 from __future__ import annotations
 
@@ -14,13 +14,8 @@ import polars as pl
 import pytest
 
 from migration_assets.clients.close.export_file import CloseExportError
-from migration_assets.extract import sources
-from migration_assets.extract.export_split import (
-    export_directory,
-    export_frames,
-    inbox_tasks_ready,
-    start_export,
-)
+from migration_assets.extract.export_split import ExportSplit, export_frames
+from migration_assets.extract.sources import ClosePass
 from migration_assets.extract.tables import TABLES
 
 LEADS = [
@@ -66,7 +61,6 @@ class FakeClose:
         self.tmp = tmp
         self._chunks = chunks
         self.client = FakeClient(tasks or (lambda: iter(TASK_PAGES)))
-        self.hooks: list[Callable[[], None]] = []
         self.requests = 0
 
     def scratch_dir(self, name: str) -> Path:
@@ -83,13 +77,6 @@ class FakeClose:
     def get_client(self) -> FakeClient:
         return self.client
 
-    def on_teardown(self, hook: Callable[[], None]) -> None:
-        self.hooks.append(hook)
-
-    def teardown(self) -> None:
-        for hook in self.hooks:
-            hook()
-
 
 def ids(directory: Path, table: str) -> list[str]:
     frames = [pl.from_arrow(ds.to_table()) for ds in export_frames(directory, table)]
@@ -98,35 +85,37 @@ def ids(directory: Path, table: str) -> list[str]:
 
 def test_split_ahead_with_inbox_tasks(tmp_path: Path) -> None:
     close = FakeClose(tmp_path, lambda stop: iter([export_bytes()]))
-    start_export(close, "run1", inbox_tasks=True)  # type: ignore[arg-type]
-    start_export(close, "run1", inbox_tasks=True)  # type: ignore[arg-type]  # already building: no-op
-    directory = export_directory(close, "run1")  # type: ignore[arg-type]
+    split = ExportSplit(close, close.scratch_dir("export-run1"), inbox_tasks=True)  # type: ignore[arg-type]
+    directory = split.wait()
+    assert split.wait() == directory  # waiting again: the same split, not a second request
     assert close.requests == 1
     assert ids(directory, "leads") == [lead["id"] for lead in LEADS]
     assert len(ids(directory, "tasks")) == 30
-    inbox = inbox_tasks_ready(close, "run1")  # type: ignore[arg-type]
+    inbox = split.inbox_tasks()
     assert inbox is not None
     # Lead tasks come from the export only: /task/ contributes the inbox and system tasks.
     assert ids(directory, inbox.name) == ["noti_1", "noti_2"]
-    close.teardown()
+    split.cancel()
 
 
 def test_tasks_table_combines_export_and_prefetched_inbox_tasks(tmp_path: Path) -> None:
     close = FakeClose(tmp_path, lambda stop: iter([export_bytes()]))
-    chunks = list(sources.table_pages(close, "tasks", "run2", run_tables=["leads", "tasks"]))  # type: ignore[arg-type]
-    got = sorted(i for ds in chunks for i in ds.to_table()["id"].to_pylist())
-    assert got == sorted([f"task_{i:03d}" for i in range(30)] + ["noti_1", "noti_2"])
-    assert close.client.task_reads == 1
-    assert all(ds.schema.names == list(TABLES["tasks"].schema) for ds in chunks)
-    close.teardown()
+    with ClosePass(close, ["leads", "tasks"], "run2") as close_pass:  # type: ignore[arg-type]
+        chunks = list(close_pass.pages("tasks"))
+        got = sorted(i for ds in chunks for i in ds.to_table()["id"].to_pylist())
+        assert got == sorted([f"task_{i:03d}" for i in range(30)] + ["noti_1", "noti_2"])
+        assert close.client.task_reads == 1
+        assert all(ds.schema.names == list(TABLES["tasks"].schema) for ds in chunks)
+    assert close.requests == 1
+    assert not (tmp_path / "export-run2").exists()  # the split parts (personal data) go with the pass
 
 
 def test_without_prefetch_the_tasks_table_reads_task_pages_itself(tmp_path: Path) -> None:
     close = FakeClose(tmp_path, lambda stop: iter([export_bytes()]))
-    chunks = list(sources.table_pages(close, "tasks", "run3"))  # type: ignore[arg-type]
+    with ClosePass(close, [], "run3") as close_pass:  # type: ignore[arg-type]
+        chunks = list(close_pass.pages("tasks"))
     pages = [c for c in chunks if isinstance(c, list)]
     assert [t["id"] for page in pages for t in page] == ["noti_1", "noti_2"]
-    close.teardown()
 
 
 def test_failed_inbox_read_falls_back_to_reading_task_pages(tmp_path: Path) -> None:
@@ -139,15 +128,19 @@ def test_failed_inbox_read_falls_back_to_reading_task_pages(tmp_path: Path) -> N
         yield from TASK_PAGES
 
     close = FakeClose(tmp_path, lambda stop: iter([export_bytes()]), tasks)
-    start_export(close, "run4", inbox_tasks=True)  # type: ignore[arg-type]
-    export_directory(close, "run4")  # type: ignore[arg-type]
-    assert inbox_tasks_ready(close, "run4") is None  # type: ignore[arg-type]
-    chunks = list(sources.table_pages(close, "tasks", "run4"))  # type: ignore[arg-type]
+    split = ExportSplit(close, close.scratch_dir("export-run4"), inbox_tasks=True)  # type: ignore[arg-type]
+    split.wait()
+    assert split.inbox_tasks() is None
+    split.cancel()
+    calls["n"] = 0
+    # In a pass: the prefetch fails in the background, the tasks table then reads /task/ itself.
+    with ClosePass(close, ["tasks"], "run4") as close_pass:  # type: ignore[arg-type]
+        chunks = list(close_pass.pages("tasks"))
     assert [t["id"] for c in chunks if isinstance(c, list) for t in c] == ["noti_1", "noti_2"]
-    close.teardown()
+    assert calls["n"] == 2
 
 
-def test_failed_build_is_raised_to_the_waiting_asset_and_retried(tmp_path: Path) -> None:
+def test_failed_build_is_raised_to_the_waiting_table_and_retried(tmp_path: Path) -> None:
     attempts = {"n": 0}
 
     def chunks(stop: threading.Event | None) -> Iterator[bytes]:
@@ -157,16 +150,17 @@ def test_failed_build_is_raised_to_the_waiting_asset_and_retried(tmp_path: Path)
         yield export_bytes()
 
     close = FakeClose(tmp_path, chunks)
-    start_export(close, "run5")  # type: ignore[arg-type]
-    with pytest.raises(CloseExportError, match="error building export expo_1"):
-        export_directory(close, "run5")  # type: ignore[arg-type]
-    directory = export_directory(close, "run5")  # type: ignore[arg-type]
-    assert ids(directory, "leads") == [lead["id"] for lead in LEADS]
+    with ClosePass(close, ["leads"], "run5") as close_pass:  # type: ignore[arg-type]
+        with pytest.raises(CloseExportError, match="error building export expo_1"):
+            list(close_pass.pages("leads"))
+        chunks_read = list(close_pass.pages("leads"))  # the next read starts a fresh split
+        directory = tmp_path / "export-run5"
+        assert ids(directory, "leads") == [lead["id"] for lead in LEADS]
+        assert len(chunks_read) == 1
     assert attempts["n"] == 2
-    close.teardown()
 
 
-def test_teardown_stops_a_build_still_waiting_for_the_export(tmp_path: Path) -> None:
+def test_leaving_the_pass_stops_a_build_still_waiting_for_the_export(tmp_path: Path) -> None:
     waiting = threading.Event()
 
     def chunks(stop: threading.Event | None) -> Iterator[bytes]:
@@ -177,7 +171,7 @@ def test_teardown_stops_a_build_still_waiting_for_the_export(tmp_path: Path) -> 
         yield export_bytes()
 
     close = FakeClose(tmp_path, chunks)
-    start_export(close, "run6")  # type: ignore[arg-type]
-    assert waiting.wait(10)
-    close.teardown()  # returns once the build thread has ended (it would otherwise wait 30 s)
-    assert not (close.scratch_dir("export-run6") / "_complete.json").exists()
+    with ClosePass(close, ["leads"], "run6"):  # type: ignore[arg-type]
+        assert waiting.wait(10)
+    # Left: returned once the build thread has ended (it would otherwise wait 30 s), parts removed.
+    assert not (tmp_path / "export-run6" / "_complete.json").exists()

@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from migration_assets.clients.backoff import EQUAL_JITTER, backoff_delay
 from migration_assets.clients.close.paging import (
     DEFAULT_RATE_LIMIT_DELAY,
     RateLimit,
     Window,
     WindowTooNarrow,
-    backoff_delay,
     format_filter_datetime,
     lead_window_query,
     max_limit_from_error,
@@ -51,7 +51,7 @@ def test_rate_limit_delay_precedence() -> None:
 
 def test_backoff_grows_and_is_bounded() -> None:
     rng = random.Random(1)
-    delays = [backoff_delay(n, base=1.0, cap=8.0, rng=rng) for n in range(1, 8)]
+    delays = [backoff_delay(n - 1, base=1.0, cap=8.0, fixed_share=EQUAL_JITTER, rng=rng) for n in range(1, 8)]
     for n, d in enumerate(delays, start=1):
         step = min(8.0, 2 ** (n - 1))
         assert step / 2 <= d <= step

@@ -21,7 +21,7 @@ def test_dry_run_writes_nothing_to_the_target_and_migrate_covers_everything() ->
     }
     assert not any(k.startswith("loaded/") for k in dry)
     assert not dry & {"schema/deployed", "schema/custom_activity_tables", "schema/custom_activity_columns"}
-    assert {"close/leads", "staged/contact", "schema/plan", "reports/owner_map", "schema/preflight"} <= dry
+    assert {"close/leads", "staged/contact", "schema/plan", "staged/owner_map", "schema/preflight"} <= dry
     # The review of every problem is the dry run's own (in a migration the gates stop the run themselves).
     assert "reports/dry_run_review" in dry and "reports/dry_run_review" not in everything
     assert dry - {"reports/dry_run_review"} < everything and any(k.startswith("loaded/") for k in everything)
@@ -51,7 +51,7 @@ def test_lineage_enforces_load_order() -> None:
 
 def test_no_target_write_before_the_mapping_gate_the_owner_check_and_the_preflight() -> None:
     """Every asset that writes to the target (TARGET_WRITES, schema writes included) runs only after
-    staged/mapping (mapping_confirmed), reports/owner_map (owners_resolved) and schema/preflight
+    staged/mapping (mapping_confirmed), staged/owner_map (owners_resolved) and schema/preflight
     (target_ready): their blocking checks halt everything below them."""
     from migration_assets.definitions import defs
     from migration_assets.defs.jobs import TARGET_WRITES
@@ -59,7 +59,7 @@ def test_no_target_write_before_the_mapping_gate_the_owner_check_and_the_preflig
     graph = defs.get_repository_def().asset_graph
     gates = {
         dg.AssetKey(["staged", "mapping"]),
-        dg.AssetKey(["reports", "owner_map"]),
+        dg.AssetKey(["staged", "owner_map"]),
         dg.AssetKey(["schema", "preflight"]),
     }
     # reports/reconciliation only reads the target back (it sits in TARGET_WRITES to stay out of dry runs).

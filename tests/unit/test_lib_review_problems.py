@@ -102,7 +102,7 @@ def test_failed_gates_say_what_fixes_them() -> None:
     )
     [owner] = check_problems(
         "owners_resolved",
-        "reports/owner_map",
+        "staged/owner_map",
         "owners.yaml: 1 Close users owning 14 records map to a disabled Dataverse user: set "
         "`disabled_users: fallback`",
         {"unresolved_users": 1},

@@ -90,14 +90,12 @@ def test_a_load_one_in_query_covers_does_not_scan() -> None:
     assert len(client.in_queries) == 1
 
 
-def test_request_target_is_judged_on_bulk_tables_only() -> None:
-    bulk = LoadStats("account", created=1000, requests=4, bulk=True)
-    assert bulk.metadata()["requests_target"].startswith("PASS")
-    assert bulk.metadata()["requests_per_1000"] == 4.0
-    assert (
-        LoadStats("account", created=1000, requests=6, bulk=True)
-        .metadata()["requests_target"]
-        .startswith("FAIL")
-    )
-    assert LoadStats("email", created=1000, requests=20).metadata()["requests_target"] == "n/a ($batch table)"
+def test_requests_per_1000_is_reported_without_a_verdict() -> None:
+    """The figure and the write path, which bench/e2e.py judges; no development target in asset metadata."""
+    bulk = LoadStats("account", created=1000, requests=4, bulk=True).metadata()
+    assert (bulk["requests_per_1000"], bulk["write_path"]) == (4.0, "bulk")
+    assert LoadStats("account", created=1000, requests=6, bulk=True).metadata()["requests_per_1000"] == 6.0
+    email = LoadStats("email", created=1000, requests=20).metadata()
+    assert (email["requests_per_1000"], email["write_path"]) == (20.0, "$batch")
     assert LoadStats("lead").metadata()["requests_per_1000"] is None
+    assert not [k for k in bulk if "target" in k or "verdict" in k]

@@ -164,7 +164,8 @@ def test_staging_keeps_the_lead_and_cascades_only_through_regarding(tmp_path: Pa
 
 
 def test_rejections_of_records_already_in_the_target_are_kept_and_not_counted() -> None:
-    from migration_assets.defs.staged._common import EXCLUSIONS, KEPT_IN_TARGET, kept_in_target
+    from migration_assets.defs.staged._common import kept_in_target
+    from migration_assets.target.checks import EXCLUSIONS, KEPT_IN_TARGET
 
     rejected = pl.DataFrame(
         {

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from migration_assets.defs.reports.reconciliation import RECON_COLUMNS
-from migration_assets.migration import reconciliation_text
+from migration_assets.runtime import reconciliation_text
 
 
 def test_only_this_runs_report_is_printed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -100,3 +100,25 @@ def test_a_run_shares_one_open_database_and_releases_the_file_at_its_end(tmp_pat
     con = duckdb.connect(path, read_only=True)
     assert con.execute("SELECT v FROM t").fetchall() == [(42,)]
     con.close()
+
+
+def test_sorted_writer_dedupes_by_its_order_and_keeps_rows_without_id(tmp_path: Path) -> None:
+    from migration_assets.resources.warehouse import TableWriter
+
+    with duckdb.connect(str(tmp_path / "sorted.duckdb")) as con:
+        with TableWriter(con, "s", "t", sort_by=("id",), dedupe_order="v DESC") as writer:
+            writer.write(pl.DataFrame({"id": ["b", "a", None], "v": [1, 1, 0]}))
+            writer.write(pl.DataFrame({"id": ["a", None], "v": [2, 0]}))
+        rows = con.execute("SELECT id, v FROM s.t").fetchall()
+    assert rows == [("a", 2), ("b", 1), (None, 0), (None, 0)] and writer.dropped == 1
+
+
+def test_unsorted_writer_refuses_datasets(tmp_path: Path) -> None:
+    import pyarrow.dataset as pads
+
+    from migration_assets.resources.warehouse import TableWriter
+
+    with duckdb.connect(":memory:") as con:
+        writer = TableWriter(con, "main", "t")
+        with pytest.raises(ValueError, match="sort order"):
+            writer.write_dataset(pads.dataset(pl.DataFrame({"id": ["a"]}).to_arrow()))

@@ -17,9 +17,9 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
+from migration_assets.clients.backoff import EQUAL_JITTER, backoff_delay
 from migration_assets.clients.close.paging import (
     RateLimit,
-    backoff_delay,
     max_limit_from_error,
     max_skip_from_error,
     parse_ratelimit,
@@ -358,7 +358,12 @@ class CloseHttp:
                 attempts=attempts,
             )
         self.stats.add(retries=1)
-        time.sleep(backoff_delay(attempts, self.backoff_base, self.backoff_cap, self._rng))
+        # `attempts` counts the failed request itself: the first retry follows attempt 1.
+        retry = max(attempts - 1, 0)
+        delay = backoff_delay(
+            retry, base=self.backoff_base, cap=self.backoff_cap, fixed_share=EQUAL_JITTER, rng=self._rng
+        )
+        time.sleep(delay)
         return attempts
 
     # --- binary downloads ---------------------------------------------------------------------------

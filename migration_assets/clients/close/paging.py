@@ -1,4 +1,4 @@
-"""Pure helpers for talking to the Close API: rate-limit headers, back-off, date windows, timestamps.
+"""Pure helpers for talking to the Close API: rate-limit headers, date windows, timestamps.
 
 Everything here is side-effect free so it can be unit-tested without a server; the HTTP client in
 `migration_assets.clients.close.client` composes these pieces.
@@ -6,7 +6,6 @@ Everything here is side-effect free so it can be unit-tested without a server; t
 
 from __future__ import annotations
 
-import random
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -99,19 +98,6 @@ def rate_limit_delay(
     return default
 
 
-def backoff_delay(
-    attempt: int, base: float = 0.5, cap: float = 30.0, rng: random.Random | None = None
-) -> float:
-    """Exponential back-off with "equal jitter" for 5xx and connection errors.
-
-    attempt counts from 1. Half of the exponential step is fixed (so the delay never collapses to ~0
-    and hammers a struggling server) and half is random (so parallel workers de-synchronise).
-    """
-    step = min(cap, base * (2 ** max(attempt - 1, 0)))
-    r = (rng or random).random()
-    return step / 2 + r * step / 2
-
-
 def max_skip_from_error(message: str) -> int | None:
     """The max_skip value from Close's 400 "... (max_skip = 250000). Please refine ..." message."""
     m = _MAX_SKIP.search(message or "")
@@ -133,6 +119,9 @@ def parse_close_datetime(value: Any) -> datetime | None:
     Close emits `2021-07-13T11:39:05.012000+00:00`, the same without fraction, and *naive* timestamps on
     newer resources (pipelines, sequences, custom activity types, events) which are UTC. Pure dates
     (`2021-07-16`) become midnight UTC. Anything else returns None rather than guessing.
+
+    The one parser of Close (and Dataverse) timestamps: the vectorised `extract.tables.parse_timestamps`
+    falls back to it, and the spot check (`audit.spot_compare.parse_instant`) reads both sides with it.
     """
     if value is None or value == "":
         return None
@@ -142,7 +131,7 @@ def parse_close_datetime(value: Any) -> datetime | None:
         dt = datetime(value.year, value.month, value.day)
     elif isinstance(value, str):
         text = value.strip()
-        if text.endswith("Z"):
+        if text[-1:] in ("Z", "z"):  # UTC designator; Python's parser accepts only the upper-case one
             text = text[:-1] + "+00:00"
         try:
             dt = datetime.fromisoformat(text)

@@ -52,29 +52,6 @@ class WriteResult:
     throttled: int = 0
     seconds: float = 0.0
 
-    @property
-    def succeeded_ids(self) -> list[str | None]:
-        return [self.ids[i] for i in self.succeeded]
-
-    @property
-    def records_per_second(self) -> float:
-        return len(self.succeeded) / self.seconds if self.seconds > 0 else 0.0
-
-    def as_metadata(self) -> dict[str, int | float | str]:
-        """Plain figures for Dagster asset metadata (no row data, no secrets)."""
-        return {
-            "table": self.table,
-            "operation": self.operation,
-            "written": len(self.succeeded) - len(self.existing),
-            "already_existing": len(self.existing),
-            "rejected": len(self.rejected),
-            "requests": self.requests,
-            "retries": self.retries,
-            "throttled_429": self.throttled,
-            "seconds": round(self.seconds, 3),
-            "records_per_second": round(self.records_per_second, 1),
-        }
-
 
 class _Job:
     """Shared, locked state of one write call across worker threads."""

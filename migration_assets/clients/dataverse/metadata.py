@@ -100,12 +100,6 @@ class EntityMeta:
             f"{sorted(r.referenced_entity for r in self.many_to_one if r.referencing_attribute == lookup)}"
         )
 
-    def active_key(self, columns: list[str] | tuple[str, ...]) -> KeyMeta | None:
-        for key in self.keys:
-            if set(key.key_attributes) == set(columns) and key.status == "Active":
-                return key
-        return None
-
 
 def _label(value: Any) -> str | None:
     if isinstance(value, dict):

@@ -1,4 +1,4 @@
-"""Pure retry arithmetic for the Dataverse client: Retry-After parsing, backoff with jitter, and the
+"""Pure retry arithmetic for the Dataverse client: Retry-After parsing, the 429 pause, and the
 AIMD (additive-increase / multiplicative-decrease) concurrency window of one application user.
 
 Kept free of I/O so the policy can be unit-tested without a server or a clock.
@@ -7,7 +7,6 @@ Kept free of I/O so the policy can be unit-tested without a server or a clock.
 from __future__ import annotations
 
 import math
-import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -41,20 +40,6 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     if math.isnan(seconds) or math.isinf(seconds):
         return None
     return max(0.0, seconds)
-
-
-def backoff_delay(
-    attempt: int, base: float = 0.5, cap: float = 30.0, rng: random.Random | None = None
-) -> float:
-    """Exponential backoff with "full jitter": uniform in [0, min(cap, base * 2**attempt)].
-
-    Full jitter spreads the retries of many threads that failed together (a dropped connection hits every
-    in-flight request at once), which a fixed exponential schedule would re-synchronise.
-    """
-    if attempt < 0:
-        raise ValueError(f"attempt must be >= 0, got {attempt}")
-    ceiling = min(cap, base * (2.0 ** min(attempt, 32)))
-    return (rng or random).uniform(0.0, ceiling)
 
 
 def throttle_delay(retry_after: float | None, consecutive: int, cap: float = 300.0) -> float:

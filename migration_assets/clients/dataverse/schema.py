@@ -204,9 +204,6 @@ class SchemaWritesMixin:
     def publish_xml(self, tables: list[str]) -> None:
         self.request("POST", "PublishXml", json=publish_xml_body(tables))
 
-    def publish_all_xml(self) -> None:
-        self.request("POST", "PublishAllXml")
-
     # -- publishers and solutions (reference/entities/publisher.md, solution.md, solutioncomponent.md) --
     def rows(self, entity_set: str, select: list[str], filter: str | None = None) -> list[dict[str, Any]]:
         """Every row of a system entity set (publishers, solutions, solutioncomponents), all pages."""

@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 import httpx
 import msal
 
+from migration_assets.clients.backoff import FULL_JITTER, backoff_delay
 from migration_assets.clients.dataverse.errors import (
     DataverseApiError,
     DataverseAuthError,
@@ -29,7 +30,6 @@ from migration_assets.clients.dataverse.errors import (
 from migration_assets.clients.dataverse.retry import (
     RETRYABLE_5XX,
     AimdWindow,
-    backoff_delay,
     parse_retry_after,
     throttle_delay,
 )
@@ -348,7 +348,13 @@ class Transport:
             )
         call.add(retries=1)
         self._bump(lane, "retries")
-        delay = backoff_delay(attempts, self.settings.backoff_base, self.settings.backoff_cap, self._rng)
+        delay = backoff_delay(
+            attempts,
+            base=self.settings.backoff_base,
+            cap=self.settings.backoff_cap,
+            fixed_share=FULL_JITTER,
+            rng=self._rng,
+        )
         log.warning("Dataverse %s %s: %s; retrying in %.2f s", method, url.split("?", 1)[0], problem, delay)
         time.sleep(delay)
         return attempts + 1

@@ -1,6 +1,7 @@
-"""Shared machinery of the close/* extraction assets: stream pages into DuckDB, report metadata.
+"""Declarations shared by the close/* assets: the run config, one asset per table read on its own
+(`close_asset`), one subsettable multi_asset per pass over Close (`close_pass_asset`), their metadata.
 
-Each asset collects its table chunk by chunk as pages arrive (memory stays bounded by one page) and
+Each table is collected chunk by chunk as pages arrive (memory stays bounded by one page) and
 writes it once, sorted by id with duplicates (a record seen twice when data moved during paging)
 removed, so both sources produce the same table (see `writer.py`). Close client errors become
 `dg.Failure` with the client's message (an actionable sentence, not a traceback).
@@ -9,25 +10,25 @@ removed, so both sources produce the same table (see `writer.py`). Close client 
 # No `from __future__ import annotations` here: Dagster inspects the asset function's `context`
 # annotation at definition time and rejects it as a string.
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dagster as dg
-import polars as pl
 from dagster import AssetExecutionContext
 
 from migration_assets.clients.close.client import CloseError
 from migration_assets.clients.close.export_file import CloseExportError
 from migration_assets.clients.close.paging import parse_close_datetime
-from migration_assets.extract.delta import DELTA_SOURCES, EVENT_RETENTION, deleted_ids
+from migration_assets.extract.delta import DELTA_SOURCES, EVENT_RETENTION, apply_delta
 from migration_assets.extract.duplicates import record_quarantine
 from migration_assets.extract.finalize import finalize_table
-from migration_assets.extract.sources import quarantined_lines, table_pages
+from migration_assets.extract.sources import ClosePass
 from migration_assets.extract.tables import TABLES, TableSpec
 from migration_assets.extract.writer import Pages, write_table
-from migration_assets.resources.api_calls import reports_api_calls
+from migration_assets.resources.api_calls import reports_api_calls, step_calls
 from migration_assets.resources.close import CloseResource
+from migration_assets.resources.markdown import markdown_table
 from migration_assets.resources.warehouse import WarehouseResource, fetch_polars, quote
 
 SCHEMA = "close"
@@ -35,34 +36,14 @@ GROUP = "close"
 POOL = "close_api"
 PREVIEW_ROWS = 5
 LOG_EVERY_ROWS = 50_000
-
-# Executors running every step of a run in one process, where work started by the first asset (an
-# export split ahead) is there for the later ones.
-SHARED_PROCESS_EXECUTORS = ("in_process", "execute_in_process_executor")
+CELL_WIDTH = 60  # characters of a value shown in a Markdown table of the UI
+KINDS = {"duckdb", "polars"}
 
 PageSource = Callable[[dg.AssetExecutionContext, CloseResource, WarehouseResource], Pages]
 
 
-def markdown_table(df: pl.DataFrame, max_rows: int = PREVIEW_ROWS, max_width: int = 60) -> str:
-    """A small Markdown table for the Dagster UI (long values truncated, `raw` left out)."""
-    shown = df.drop([c for c in ("raw",) if c in df.columns]).head(max_rows)
-    if not shown.columns:
-        return "(no columns)"
-
-    def cell(v: Any) -> str:
-        text = "" if v is None else str(v)
-        text = text.replace("|", "\\|").replace("\n", " ")
-        return text if len(text) <= max_width else text[: max_width - 1] + "…"
-
-    lines = ["| " + " | ".join(shown.columns) + " |", "|" + "---|" * len(shown.columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in shown.iter_rows()]
-    return "\n".join(lines)
-
-
-def write_pages(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource, spec: TableSpec, pages: Pages
-) -> tuple[int, int]:
-    """Write `close.<spec.name>` from `pages` (sorted, de-duplicated); returns (rows read, dropped)."""
+def _progress(context: dg.AssetExecutionContext, spec: TableSpec) -> Callable[[int], None]:
+    """Logs the running row count of a table every LOG_EVERY_ROWS rows."""
     next_log = LOG_EVERY_ROWS
 
     def progress(rows: int) -> None:
@@ -71,7 +52,14 @@ def write_pages(
             context.log.info(f"close.{spec.name}: {rows:,} rows written")
             next_log += LOG_EVERY_ROWS
 
-    return write_table(warehouse, spec, pages, progress, SCHEMA)
+    return progress
+
+
+def write_pages(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, spec: TableSpec, pages: Pages
+) -> tuple[int, int]:
+    """Write `close.<spec.name>` from `pages` (sorted, de-duplicated); returns (rows read, dropped)."""
+    return write_table(warehouse, spec, pages, _progress(context, spec), SCHEMA)
 
 
 def table_metadata(warehouse: WarehouseResource, spec: TableSpec) -> dict[str, Any]:
@@ -84,12 +72,13 @@ def table_metadata(warehouse: WarehouseResource, spec: TableSpec) -> dict[str, A
             meta["watermark"] = dg.MetadataValue.text(wm.isoformat() if wm is not None else "")
             meta["watermark_field"] = spec.watermark
         preview = fetch_polars(con, f"SELECT * FROM {ref} LIMIT {PREVIEW_ROWS}")
-    meta["preview"] = dg.MetadataValue.md(markdown_table(preview))
+    shown = markdown_table(preview, max_rows=PREVIEW_ROWS, max_width=CELL_WIDTH, drop=("raw",))
+    meta["preview"] = dg.MetadataValue.md(shown)
     return meta
 
 
 class CloseExtractConfig(dg.Config):
-    """Run config of every close/* asset. `mode="delta"` re-reads only what changed since `since` (or
+    """Run config of every close/* step (for a multi_asset, of every table it extracts). `mode="delta"` re-reads only what changed since `since` (or
     the watermark of the last materialization) and applies deletions from the event log; tables
     without a delta filter (configuration objects, file metadata) are simply re-read in full."""
 
@@ -100,97 +89,68 @@ class CloseExtractConfig(dg.Config):
     activity_lookback_hours: float | None = None
 
 
-def _last_watermark(context: dg.AssetExecutionContext) -> datetime | None:
-    event = context.instance.get_latest_materialization_event(context.asset_key)
+def _last_watermark(context: dg.AssetExecutionContext, key: dg.AssetKey) -> datetime | None:
+    event = context.instance.get_latest_materialization_event(key)
     mat = event.asset_materialization if event else None
     value = mat.metadata.get("watermark") if mat else None
     return parse_close_datetime(getattr(value, "value", None))
 
 
-def _ids_frame(ids: set[str]) -> pl.DataFrame:
-    return pl.DataFrame({"id": sorted(ids)}, schema={"id": pl.String})
+def check_mode(config: CloseExtractConfig, what: str) -> None:
+    if config.mode not in ("full", "delta"):
+        raise dg.Failure(description=f"{what}: mode must be 'full' or 'delta', got {config.mode!r}")
 
 
-def merge_delta(
-    warehouse: WarehouseResource, spec: TableSpec, deleted: set[str], deleted_leads: set[str]
-) -> dict[str, int]:
-    """Upsert `close._delta_<table>` into `close.<table>` and remove deleted rows, in one transaction."""
-    ref, dref = f"{quote(SCHEMA)}.{quote(spec.name)}", f"{quote(SCHEMA)}.{quote('_delta_' + spec.name)}"
-    with warehouse.connect() as con:
-        con.register("__deleted", _ids_frame(deleted).to_arrow())
-        con.register("__deleted_leads", _ids_frame(deleted_leads).to_arrow())
-        con.execute("BEGIN TRANSACTION")
-        try:
-            before = con.execute(f"SELECT count(*) FROM {ref}").fetchone()[0]  # type: ignore[index]
-            con.execute(
-                f"DELETE FROM {ref} WHERE id IN (SELECT id FROM {dref}) OR id IN (SELECT id FROM __deleted)"
-            )
-            if "lead_id" in spec.schema:
-                con.execute(f"DELETE FROM {ref} WHERE lead_id IN (SELECT id FROM __deleted_leads)")
-            kept = con.execute(f"SELECT count(*) FROM {ref}").fetchone()[0]  # type: ignore[index]
-            con.execute(f"INSERT INTO {ref} BY NAME SELECT * FROM {dref}")
-            changed = con.execute(f"SELECT count(*) FROM {dref}").fetchone()[0]  # type: ignore[index]
-            con.execute(f"DROP TABLE {dref}")
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
-    return {"delta_rows": int(changed), "rows_removed": int(before - kept)}
-
-
-def _run_delta(
+def delta_since(
     context: dg.AssetExecutionContext,
-    close: CloseResource,
     warehouse: WarehouseResource,
-    spec: TableSpec,
+    table: str,
     config: CloseExtractConfig,
-) -> dict[str, Any] | None:
-    """Apply a delta to an existing table; None when a full extraction is needed instead."""
-    if spec.name not in DELTA_SOURCES or not warehouse.table_exists(SCHEMA, spec.name):
+) -> datetime | None:
+    """Where a delta of `table` starts; None when the table must be extracted in full instead (a full
+    run, a table without a delta filter or not extracted yet, no watermark)."""
+    if config.mode != "delta" or table not in DELTA_SOURCES or not warehouse.table_exists(SCHEMA, table):
         return None
-    since = parse_close_datetime(config.since) if config.since else _last_watermark(context)
+    since = parse_close_datetime(config.since) if config.since else _last_watermark(context, key_of(table))
     if since is None:
-        context.log.info(f"close.{spec.name}: no watermark yet, extracting in full")
+        context.log.info(f"close.{table}: no watermark yet, extracting in full")
         return None
     if datetime.now(UTC) - since > EVENT_RETENTION:
         context.log.warning(
-            f"close.{spec.name}: watermark {since.isoformat()} is older than the event log's 30-day "
+            f"close.{table}: watermark {since.isoformat()} is older than the event log's 30-day "
             "retention; deletions before that cannot be detected (run a full extraction)."
         )
-    client = close.get_client()
-    lookback = timedelta(hours=config.activity_lookback_hours or close.activity_lookback_hours)
-    staged = TableSpec(f"_delta_{spec.name}", spec.columns, spec.sort_by)
-    written, _ = write_pages(context, warehouse, staged, DELTA_SOURCES[spec.name](client, since, lookback))
-    deleted, deleted_leads = deleted_ids(client, spec.name, since)
-    return {
-        "delta_since": since.isoformat(),
-        "rows_read": written,
-        **merge_delta(warehouse, spec, deleted, deleted_leads),
-    }
+    return since
 
 
-def run_extraction(
+def key_of(table: str) -> dg.AssetKey:
+    return dg.AssetKey([GROUP, table])
+
+
+def extract_table(
     context: dg.AssetExecutionContext,
     close: CloseResource,
     warehouse: WarehouseResource,
     table: str,
-    source: PageSource,
-    config: CloseExtractConfig | None = None,
+    pages: Callable[[], Pages],
+    config: CloseExtractConfig,
+    since: datetime | None,
 ) -> dg.MaterializeResult:
+    """Write close.<table> in full from `pages()`, or apply a delta from `since`; its materialization."""
     spec = TABLES[table]
-    config = config or CloseExtractConfig()
-    if config.mode not in ("full", "delta"):
-        raise dg.Failure(description=f"close/{table}: mode must be 'full' or 'delta', got {config.mode!r}")
     started = time.monotonic()
     extra: dict[str, Any] = {"mode": "full"}
     try:
-        delta = _run_delta(context, close, warehouse, spec, config) if config.mode == "delta" else None
-        if delta is None:
+        if since is None:
             # A full read writes the table sorted and de-duplicated in one pass.
-            written, dropped = write_pages(context, warehouse, spec, source(context, close, warehouse))
+            written, dropped = write_pages(context, warehouse, spec, pages())
         else:
+            lookback = timedelta(hours=config.activity_lookback_hours or close.activity_lookback_hours)
+            delta = apply_delta(
+                close.get_client(), warehouse, spec, since, lookback, _progress(context, spec), SCHEMA
+            )
             written = delta.pop("rows_read")
-            extra = {"mode": "delta", **delta}
+            extra = {"mode": "delta", "delta_since": since.isoformat(), **delta}
             # The merged table (old rows + delta) is re-sorted and de-duplicated as a whole.
             dropped = finalize_table(warehouse, spec)
     except (CloseError, CloseExportError) as exc:
@@ -207,7 +167,7 @@ def run_extraction(
     )
     if dropped:
         context.log.warning(f"close.{table}: {dropped} duplicate ids dropped (records moved during paging)")
-    return dg.MaterializeResult(metadata=meta)
+    return dg.MaterializeResult(asset_key=key_of(table), metadata=meta)
 
 
 def close_asset(
@@ -216,15 +176,16 @@ def close_asset(
     source: PageSource,
     deps: Sequence[dg.AssetKey] = (),
 ) -> dg.AssetsDefinition:
-    """One close/<table> asset: pool close_api, group close, resources `close` and `warehouse`."""
+    """One close/<table> asset read on its own (file metadata, derived from extracted tables): pool
+    close_api, group close, resources `close` and `warehouse`."""
 
     @dg.asset(
-        key=[GROUP, table],
+        key=key_of(table),
         group_name=GROUP,
         pool=POOL,
         description=description,
         deps=list(deps),
-        kinds={"duckdb", "polars"},
+        kinds=KINDS,
     )
     @reports_api_calls
     def _extract(
@@ -233,40 +194,78 @@ def close_asset(
         close: CloseResource,
         warehouse: WarehouseResource,
     ) -> dg.MaterializeResult:
-        return run_extraction(context, close, warehouse, table, source, config)
+        check_mode(config, f"close/{table}")
+        since = delta_since(context, warehouse, table, config)
+        return extract_table(
+            context, close, warehouse, table, lambda: source(context, close, warehouse), config, since
+        )
 
     return _extract
 
 
-def table_source(table: str) -> PageSource:
-    """PageSource reading `table` from the configured source (API, or the run's JSON export)."""
+def close_pass_asset(name: str, descriptions: Mapping[str, str]) -> dg.AssetsDefinition:
+    """One subsettable multi_asset for the tables one pass over Close reads (`ClosePass`), in TABLES
+    order: when lead tables come from an export, one step requests it first and splits it once for all
+    of them while the configuration objects are read through the API (with the API source, each table
+    is read from its endpoints); it yields one materialization per selected table."""
+    # TABLES order: configuration objects first (they hide the export's build), tasks after the other
+    # lead tables (the /task/ read that completes it overlaps their writes).
+    order = [t for t in TABLES if t in descriptions]
 
-    def source(
-        context: dg.AssetExecutionContext, close: CloseResource, warehouse: WarehouseResource
-    ) -> Pages:
-        yield from table_pages(close, table, context.run.run_id, run_close_tables(context))
-        if table == "leads":  # the export's unreadable lines, for the check records_readable of close/leads
-            with warehouse.connect() as con:
-                record_quarantine(con, quarantined_lines(close, context.run.run_id))
+    @dg.multi_asset(
+        name=f"{GROUP}__{name}",
+        specs=[
+            dg.AssetSpec(key_of(t), description=descriptions[t], group_name=GROUP, kinds=KINDS) for t in order
+        ],
+        can_subset=True,
+        pool=POOL,
+    )
+    def _extract(
+        context: AssetExecutionContext,
+        config: CloseExtractConfig,
+        close: CloseResource,
+        warehouse: WarehouseResource,
+    ) -> Iterator[dg.MaterializeResult]:
+        check_mode(config, f"{GROUP}/{name}")
+        selected = {key.path[-1] for key in context.selected_asset_keys}
+        tables = [t for t in order if t in selected]
+        since = {t: delta_since(context, warehouse, t, config) for t in tables}
+        full = [t for t in tables if since[t] is None]  # only these may need the export
+        # Deltas first (API only): the export of the full tables builds and splits meanwhile.
+        tables.sort(key=lambda t: since[t] is None)
+        calls = close.call_counts()
+        with ClosePass(close, full, context.run.run_id) as close_pass:
+            for table in tables:
+                try:
+                    result = extract_table(
+                        context,
+                        close,
+                        warehouse,
+                        table,
+                        lambda t=table: _pass_pages(close_pass, warehouse, t),
+                        config,
+                        since[table],
+                    )
+                except BaseException:
+                    _log_calls(context, calls, close.call_counts())
+                    raise
+                # Each table carries the requests made since the previous one (the split's included),
+                # so the run's totals are the sum over its materializations, as for one asset per step.
+                before, calls = calls, close.call_counts()
+                extra = step_calls({"close": before}, {"close": calls})
+                yield result._replace(metadata={**(result.metadata or {}), **extra})
 
-    return source
+    return _extract
 
 
-def run_close_tables(context: dg.AssetExecutionContext) -> list[str]:
-    """The close tables this run materializes (the job's selected assets whose steps execute), so
-    the first asset of the run can start what later ones need (see `sources.prepare_run`)."""
-    try:
-        executor = context.job_def.executor_def.name
-        keys = context.job_def.asset_layer.selected_asset_keys
-    except AttributeError:  # another Dagster version: nothing is started ahead, each asset reads on its own
-        return []
-    if executor not in SHARED_PROCESS_EXECUTORS:  # each step in its own process: nothing to share
-        return []
-    tables = [key.path[1] for key in keys if len(key.path) == 2 and key.path[0] == GROUP]
-    steps = context.run.step_keys_to_execute  # None: every step of the job
-    ops = (context.run.run_config or {}).get("ops") or {}
+def _pass_pages(close_pass: ClosePass, warehouse: WarehouseResource, table: str) -> Pages:
+    yield from close_pass.pages(table)
+    if table == "leads":  # the export's unreadable lines, for the check records_readable of close/leads
+        with warehouse.connect() as con:
+            record_quarantine(con, close_pass.quarantined_lines())
 
-    def full(table: str) -> bool:  # a delta reads the API only (or falls back to full on its own)
-        return ((ops.get(f"{GROUP}__{table}") or {}).get("config") or {}).get("mode", "full") == "full"
 
-    return [t for t in tables if (steps is None or f"{GROUP}__{t}" in steps) and full(t)]
+def _log_calls(context: dg.AssetExecutionContext, before: dict[str, int], after: dict[str, int]) -> None:
+    calls = step_calls({"close": before}, {"close": after})
+    if calls:
+        context.log.warning(f"API calls of this step before it stopped: {calls}")

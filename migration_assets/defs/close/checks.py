@@ -17,10 +17,11 @@ import dagster as dg
 import polars as pl
 
 from migration_assets.clients.close.export_file import CSV_EXPORT_EXPLANATION
-from migration_assets.defs.close._common import GROUP, SCHEMA, markdown_table
+from migration_assets.defs.close._common import CELL_WIDTH, GROUP, SCHEMA
 from migration_assets.defs.jobs import gate_severity
 from migration_assets.extract.duplicates import CONFLICTS, QUARANTINE_TABLE, ensure_conflicts_table
 from migration_assets.extract.tables import ACTIVITY_TABLE_TYPES, TABLES, TS
+from migration_assets.resources.markdown import markdown_table
 from migration_assets.resources.warehouse import WarehouseResource, fetch_polars
 
 SHOW = 20
@@ -45,7 +46,7 @@ def _not_evaluated(missing: list[str]) -> dg.AssetCheckResult:
 def _result(bad: pl.DataFrame, total: int, what: str, severity: dg.AssetCheckSeverity) -> dg.AssetCheckResult:
     metadata = {"failing_rows": len(bad), "checked_rows": total}
     if len(bad):
-        metadata["failures"] = dg.MetadataValue.md(markdown_table(bad, max_rows=SHOW))
+        metadata["failures"] = dg.MetadataValue.md(markdown_table(bad, max_rows=SHOW, max_width=CELL_WIDTH))
     return dg.AssetCheckResult(
         passed=bad.is_empty(),
         severity=severity,

@@ -10,6 +10,7 @@ import dagster as dg
 import duckdb
 
 from migration_assets.clients.dataverse.client import DataverseClient
+from migration_assets.defs.staged._common import OWNER_MAP_KEY
 from migration_assets.load.engine import LoadStats, TableLoader
 from migration_assets.load.ledger import SCHEMA as LEDGER_SCHEMA
 from migration_assets.load.ledger import Ledger, run_kind
@@ -18,7 +19,7 @@ from migration_assets.resources.warehouse import fetch_polars, quote, table_exis
 GROUP = "loaded"
 POOL = "dataverse_api"
 SCHEMA_DEPLOYED = dg.AssetKey(["schema", "deployed"])
-OWNER_MAP = dg.AssetKey(["reports", "owner_map"])
+OWNER_MAP = OWNER_MAP_KEY  # every loaded/* asset sets owners from staged/owner_map
 # The asset carrying the blocking `mapping_confirmed` check (STAGED/MAPPING own it).
 MAPPING = dg.AssetKey(["staged", "mapping"])
 BATCH_ROWS = 1000  # rows per ledgered batch; the client splits it into parallel bulk requests

@@ -4,7 +4,6 @@ whose table or columns are not in the target halts with a message naming what is
 """
 
 import logging
-import os
 from pathlib import Path
 
 import dagster as dg
@@ -21,6 +20,8 @@ from migration_assets.defs.loaded._common import (
 )
 from migration_assets.defs.schema.assets import COLUMNS_PHASE, phase_two_gaps
 from migration_assets.mapping.config import DEFAULT_ROOT
+from migration_assets.mapping.tables import table_registry
+from migration_assets.resources import env
 from migration_assets.resources.api_calls import reports_api_calls
 from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 
 
 def _mappings_root() -> Path:
-    return Path(os.environ.get("CLOSE2D365_MAPPINGS") or DEFAULT_ROOT)
+    return Path(env.mappings_setting() or DEFAULT_ROOT)
 
 
 def build(t: RoutedActivityType) -> dg.AssetsDefinition:
@@ -45,9 +46,7 @@ def build(t: RoutedActivityType) -> dg.AssetsDefinition:
             COLUMNS_PHASE,
             OWNER_MAP,
             MAPPING,
-            loaded_key("lead"),
-            loaded_key("contact"),
-            loaded_key("opportunity"),
+            *(loaded_key(parent) for parent in table_registry().activity_parents),
         ],
         pool=POOL,
         description=f"Phase 3: rows of the Close custom activity type '{t.name}' in the table {t.table}.",

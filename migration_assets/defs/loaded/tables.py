@@ -1,4 +1,5 @@
-"""loaded/<table>: staged rows written to Dataverse in dependency order (DESIGN §3, §7).
+"""loaded/<table>: staged rows written to Dataverse in dependency order (DESIGN §3, §7), one asset per table
+of the table registry (mapping/tables.py, from mappings/objects.yaml).
 
 Lineage carries the ordering: accounts before contacts/leads/opportunities, contacts before opportunities
 and activities, every parent before activities, activities before annotations (notes and files hang off
@@ -21,34 +22,17 @@ from migration_assets.defs.loaded._common import (
 )
 from migration_assets.load.oversize import write_oversize_list
 from migration_assets.mapping.config import load_mapping_config
+from migration_assets.mapping.tables import table_registry
 from migration_assets.resources.api_calls import reports_api_calls
 from migration_assets.resources.close import CloseResource
 from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource
 
-# table -> loaded tables it must follow (besides its staged table, the schema, owners and the mapping).
-ORDER: dict[str, tuple[str, ...]] = {
-    "account": (),
-    "contact": ("account",),
-    "lead": ("account",),
-    "opportunity": ("account", "contact"),
-    "phonecall": ("lead", "contact", "opportunity"),
-    "email": ("lead", "contact", "opportunity"),
-    "task": ("lead", "contact", "opportunity"),
-    "appointment": ("lead", "contact", "opportunity"),
-    "annotation": ("account", "lead", "contact", "opportunity", "phonecall", "email", "task", "appointment"),
-}
-DESCRIPTIONS = {
-    "account": "Accounts (one per normalised Close lead name).",
-    "contact": "Contacts, each bound to its Account.",
-    "lead": "Leads, then qualified/disqualified to their final state.",
-    "opportunity": "Opportunities; closed ones then Won/Lost through WinOpportunity/LoseOpportunity.",
-    "phonecall": "Calls as phone calls, completed after create.",
-    "email": "Emails with their activity parties, completed as Sent/Received.",
-    "task": "Tasks (and SMS by default), completed or left open as in Close.",
-    "appointment": "Meetings as appointments.",
-    "annotation": "Notes, status history, attachments and call recordings (file bytes downloaded from Close).",
-}
+REGISTRY = table_registry()  # the mappings root in effect when the definitions are built
+# table -> loaded tables it must follow (besides its staged table, the schema, owners and the mapping), in
+# load order: objects.yaml depends_on.
+ORDER: dict[str, tuple[str, ...]] = {t.name: t.depends_on for t in REGISTRY.tables}
+DESCRIPTIONS = {t.name: t.loaded_description for t in REGISTRY.tables}
 
 
 def _deps(table: str) -> list[dg.AssetKey]:
@@ -89,6 +73,4 @@ def _make(table: str) -> dg.AssetsDefinition:
     return _asset
 
 
-account, contact, lead, opportunity, phonecall, email, task, appointment, annotation = (
-    _make(t) for t in ORDER
-)
+LOADED_TABLES = [_make(t) for t in ORDER]

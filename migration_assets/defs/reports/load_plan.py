@@ -16,20 +16,18 @@ import polars as pl
 from migration_assets.defs.staged._common import TARGET_METADATA_KEY, markdown
 from migration_assets.load.estimate import TableLoad, custom_tables_used, estimate, upload_blocks
 from migration_assets.mapping.config import load_mapping_config
+from migration_assets.mapping.tables import table_registry
 from migration_assets.resources.warehouse import WarehouseResource, table_exists
 from migration_assets.target.custom_activity_plan import load_types
 
 GROUP = "reports"
-# Dataverse table -> (close tables whose rows it receives, every row also costs a state change after create)
+# Dataverse table -> (close tables whose rows it receives, every row also costs a state change after create:
+# activities are completed, leads qualified or disqualified), from the table registry (mappings/objects.yaml).
+# Accounts are counted apart: one per distinct lead name.
 SOURCES: dict[str, tuple[tuple[str, ...], bool]] = {
-    "contact": (("contacts",), False),
-    "lead": (("leads",), True),
-    "opportunity": (("opportunities",), False),
-    "phonecall": (("calls",), True),
-    "email": (("emails",), True),
-    "task": (("tasks", "sms"), True),
-    "appointment": (("meetings",), True),
-    "annotation": (("notes", "status_changes", "attachments", "call_recordings"), False),
+    t.name: (t.sources, t.is_activity or t.name == "lead")
+    for t in table_registry().tables
+    if t.name != "account"
 }
 
 

@@ -19,7 +19,6 @@ from migration_assets.audit.reconcile_status import Counts, status
 from migration_assets.clients.dataverse.client import DataverseClient, DataverseError
 from migration_assets.defs.loaded._common import loaded_key
 from migration_assets.defs.loaded.tables import ORDER
-from migration_assets.defs.staged._common import EXCLUSIONS, KEPT_IN_TARGET
 from migration_assets.load import diff as ld
 from migration_assets.load.file_body import OVERSIZE_CODE
 from migration_assets.load.lookups import READ_CHUNK, resolve_key_bind
@@ -28,6 +27,7 @@ from migration_assets.mapping.custom_activities import activity_types
 from migration_assets.resources.api_calls import reports_api_calls
 from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource, fetch_polars, quote, table_exists
+from migration_assets.target.checks import EXCLUSIONS, KEPT_IN_TARGET
 from migration_assets.target.deploy import load_plan
 
 GROUP = "reports"

@@ -39,8 +39,8 @@ from migration_assets.audit.review_problems import (
     summary_lines,
 )
 from migration_assets.defs.jobs import REVIEW_KEY
-from migration_assets.defs.staged._common import EXCLUSIONS
 from migration_assets.resources.warehouse import WarehouseResource, fetch_polars, table_exists
+from migration_assets.target.checks import EXCLUSIONS
 
 CHECK_NAME = "plan_clean"
 REVIEW_STEP = "__".join(REVIEW_KEY.path)  # the step key Dagster gives the asset's op

@@ -1,7 +1,7 @@
 """schema/preflight: what the target says about this migration, before anything is written to it.
 
 Read-only, in `dry_run` and in `migrate`. It runs after the mapping gate (`staged/mapping`
-mapping_confirmed) and the owner check (`reports/owner_map` owners_resolved), and every asset that writes to
+mapping_confirmed) and the owner check (`staged/owner_map` owners_resolved), and every asset that writes to
 the target hangs below it (schema/solution, then schema/deployed and the custom activity phases, then
 loaded/*), so a failed gate or a blocker here stops the run before its first write. It reads:
 

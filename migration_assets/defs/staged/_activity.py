@@ -1,5 +1,6 @@
-"""Staging of the activity tables (phonecall, email, task, appointment): one or more Close objects per
-table, owners from the owner map, regarding the lead, parties for deep insert, state applied after create.
+"""Staging of the activity tables (phonecall, email, task, appointment, and the custom activity tables): one
+or more Close objects per table, owners from the owner map, regarding the lead, parties for deep insert,
+state applied after create.
 """
 
 from __future__ import annotations
@@ -23,7 +24,13 @@ from migration_assets.defs.staged._common import (
 )
 from migration_assets.mapping.config import load_mapping_config
 from migration_assets.mapping.frame import Mapped, map_object, object_chunks
-from migration_assets.mapping.parties import PartyIndex, party_index
+from migration_assets.mapping.parties import (
+    PartyIndex,
+    appointment_parties,
+    email_parties,
+    party_index,
+    phonecall_parties,
+)
 from migration_assets.resources.warehouse import WarehouseResource
 from migration_assets.target.rules import TableRules
 
@@ -35,6 +42,26 @@ class ActivitySource:
     object_name: str  # objects.yaml name (call, email, sms, task, meeting)
     extra: Sequence[str] = field(default_factory=tuple)  # source columns the parties need
     parties: PartiesFn | None = None
+
+
+def _call_parties(src: pl.DataFrame, idx: PartyIndex) -> pl.Series:
+    return phonecall_parties(src["direction"], src["user_id"], src["contact_id"], idx)
+
+
+def _email_parties(src: pl.DataFrame, idx: PartyIndex) -> pl.Series:
+    return email_parties(src["envelope"], idx)
+
+
+def _meeting_parties(src: pl.DataFrame, idx: PartyIndex) -> pl.Series:
+    return appointment_parties(src["attendees"], idx)
+
+
+# objects.yaml name -> how its activities get their parties (the other activities have none).
+ACTIVITY_SOURCES = {
+    "call": ActivitySource("call", ("direction", "user_id", "contact_id"), _call_parties),
+    "email": ActivitySource("email", ("envelope",), _email_parties),
+    "meeting": ActivitySource("meeting", ("attendees",), _meeting_parties),
+}
 
 
 def stage_activity(

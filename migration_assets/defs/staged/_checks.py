@@ -19,7 +19,6 @@ import polars as pl
 
 from migration_assets.defs.jobs import gate_severity
 from migration_assets.defs.staged._common import (
-    EXCLUSIONS,
     META_STATE,
     SCHEMA,
     StagingError,
@@ -36,7 +35,7 @@ from migration_assets.mapping.targets import column_errors
 from migration_assets.resources.api_calls import reports_api_calls
 from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource, fetch_polars, table_exists
-from migration_assets.target.checks import build_schema, validate
+from migration_assets.target.checks import EXCLUSIONS, build_schema, validate
 from migration_assets.target.rules import TableRules
 
 HARD_FAILURES = ("column_exists",)

@@ -24,9 +24,18 @@ from migration_assets.mapping.config import MappingConfig, load_mapping_config
 from migration_assets.mapping.owners import owner_lookup
 from migration_assets.mapping.targets import unknown_columns
 from migration_assets.mapping.transform_exprs import TransformContext
-from migration_assets.resources.warehouse import WarehouseResource, fetch_polars, quote, table_exists
+from migration_assets.resources.markdown import markdown_table
+from migration_assets.resources.warehouse import (
+    WarehouseResource,
+    fetch_polars,
+    quote,
+    replace_table,
+    table_exists,
+)
 from migration_assets.target.checks import (
     BIND,
+    EXCLUSIONS,
+    KEPT_IN_TARGET,
     REJECTION_SCHEMA,
     build_schema,
     empty_optional_lookups,
@@ -37,16 +46,10 @@ from migration_assets.target.rules import CONFIG_TARGETS, TableRules, add_planne
 
 SCHEMA = GROUP = "staged"
 TARGET_METADATA_KEY = dg.AssetKey([GROUP, "target_metadata"])
-OWNER_MAP_KEY = dg.AssetKey(["reports", "owner_map"])
+OWNER_MAP_KEY = dg.AssetKey([GROUP, "owner_map"])
 PREVIEW_ROWS = 20
 # Rows validated and written at a time (bounded memory on large orgs).
 CHUNK_ROWS = 25_000
-# check_name values of rejections that are expected exclusions, not data errors (listed, not counted).
-# A record already in the target whose new values are invalid keeps its previous values; like a file above
-# the upload limit it is listed for the admin and never counted against a rejection threshold.
-KEPT_IN_TARGET = "kept_in_target"
-MAX_UPLOAD_SIZE = "max_upload_size"  # a file above the target's upload limit (declared, or measured at load)
-EXCLUSIONS = (MAX_UPLOAD_SIZE, KEPT_IN_TARGET)
 META_STATE = {"statecode": "_statecode", "statuscode": "_statuscode"}
 
 
@@ -97,7 +100,7 @@ def plan_columns(rules: TableRules, cfg: MappingConfig) -> TableRules:
 
 def owner_context(con: duckdb.DuckDBPyConnection, cfg: MappingConfig) -> TransformContext:
     if not table_exists(con, SCHEMA, "owner_map"):
-        raise StagingError("staged.owner_map is missing: materialize reports/owner_map first")
+        raise StagingError("staged.owner_map is missing: materialize staged/owner_map first")
     owners = owner_lookup(fetch_polars(con, "SELECT * FROM staged.owner_map"))
     return cfg.context(owners=owners, fallback_owner=None)
 
@@ -362,34 +365,12 @@ def append(con: duckdb.DuckDBPyConnection, table: str, df: pl.DataFrame) -> None
 
 def warehouse_write(con: duckdb.DuckDBPyConnection, table: str, df: pl.DataFrame) -> None:
     """Replace staged.<table> atomically (same connection: the staging asset holds one open)."""
-    con.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
-    arrow = df.to_arrow()
-    con.register("__staged_chunk", arrow)
-    try:
-        con.execute("BEGIN TRANSACTION")
-        con.execute(f"CREATE OR REPLACE TABLE {SCHEMA}.{quote(table)} AS SELECT * FROM __staged_chunk")
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
-    finally:
-        con.unregister("__staged_chunk")
+    replace_table(con, SCHEMA, table, df)
 
 
 def markdown(df: pl.DataFrame, max_rows: int = PREVIEW_ROWS, max_width: int = 70) -> str:
-    shown = df.head(max_rows)
-    if not shown.columns:
-        return "(no columns)"
-
-    def cell(v: Any) -> str:
-        text = "" if v is None else str(v)
-        text = text.replace("|", "\\|").replace("\n", " ")
-        return text if len(text) <= max_width else text[: max_width - 1] + "…"
-
-    lines = ["| " + " | ".join(shown.columns) + " |", "|" + "---|" * len(shown.columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in shown.iter_rows()]
-    more = f"\n\n… and {df.height - max_rows} more" if df.height > max_rows else ""
-    return "\n".join(lines) + more
+    """A staged preview for the Dagster UI: the first rows, narrow cells, and how many were left out."""
+    return markdown_table(df, max_rows=max_rows, max_width=max_width, count_more=True)
 
 
 def materialize_result(result: StageResult, extra: Mapping[str, Any] | None = None) -> dg.MaterializeResult:

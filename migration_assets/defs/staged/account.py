@@ -1,24 +1,22 @@
-"""staged/account: one Account per distinct normalised lead name (accounts.yaml), the flagged placeholder
-Account for leads without a name. When several leads share a name, the oldest (or newest) valid lead
+"""staged/account's hook: one Account per distinct normalised lead name (accounts.yaml), the flagged
+placeholder Account for leads without a name. When several leads share a name, the oldest (or newest) valid lead
 gives the url/addresses and every merged lead id is kept in `<prefix>_closeleadids`."""
 
 import dagster as dg
 import polars as pl
 
-from migration_assets.defs.staged._checks import target_check
 from migration_assets.defs.staged._common import (
-    GROUP,
-    TARGET_METADATA_KEY,
-    close_key,
     entity_sets,
     load_rules,
     materialize_result,
     plan_columns,
     validate_and_write,
 )
+from migration_assets.defs.staged._hooks import StagingHook
 from migration_assets.mapping.config import load_mapping_config
 from migration_assets.mapping.frame import map_object, read_object_source
 from migration_assets.mapping.normalise import normalise_account_name
+from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource
 
 PLACEHOLDER_CLOSE_ID = "__placeholder__"
@@ -61,13 +59,9 @@ def dedupe_accounts(
     return kept.drop("__lead", "__bad"), rej
 
 
-@dg.asset(
-    key=[GROUP, "account"],
-    group_name=GROUP,
-    deps=[close_key("leads"), TARGET_METADATA_KEY],
-    description="Accounts from Close leads' organisation data, deduplicated by normalised name.",
-)
-def account(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+def stage(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, dataverse: DataverseResource
+) -> dg.MaterializeResult:
     cfg = load_mapping_config()
     with warehouse.connect() as con:
         src = read_object_source(con, cfg, "account", extra=["name", "date_created"])
@@ -81,4 +75,5 @@ def account(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> 
     return materialize_result(result, {"leads_read": src.height, "accounts_with_merged_leads": merged})
 
 
-account_target_valid = target_check("account")
+# No owners (an Account is owned by whoever loads it), no lookup of records already in the target.
+HOOK = StagingHook(owners=False, stage=stage)

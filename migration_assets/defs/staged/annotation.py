@@ -1,4 +1,4 @@
-"""staged/annotation: Close notes (html to text, on the lead by default), lead/opportunity status changes
+"""staged/annotation's hook: Close notes (html to text, on the lead by default), lead/opportunity status changes
 (so the history survives), email/note attachments and call recordings (the loader downloads the bytes
 from `_file_url` at load time). Files above the upload limit (organization.maxuploadfilesize, measured
 on the base64 size, or settings.yaml attachments.max_size_bytes) are not loaded: they are listed in
@@ -13,26 +13,20 @@ import duckdb
 import polars as pl
 
 from migration_assets.audit.files import oversize_csv_path, write_frame_csv
-from migration_assets.defs.staged._checks import target_check
 from migration_assets.defs.staged._common import (
-    GROUP,
-    MAX_UPLOAD_SIZE,
-    TARGET_METADATA_KEY,
-    close_key,
     entity_sets,
     load_rules,
     materialize_result,
     plan_columns,
-    staged_key,
     target_lookup,
     validate_and_write,
 )
+from migration_assets.defs.staged._hooks import StagingHook
 from migration_assets.mapping.config import MappingConfig, load_mapping_config
 from migration_assets.mapping.frame import map_object, read_object_source
-from migration_assets.resources.api_calls import reports_api_calls
 from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource
-from migration_assets.target.checks import REJECTION_SCHEMA
+from migration_assets.target.checks import MAX_UPLOAD_SIZE, REJECTION_SCHEMA
 
 ATTACHMENT_KEY = "_attachment_key"
 
@@ -66,27 +60,7 @@ def oversize_rejections(frame: pl.DataFrame, limit: int) -> pl.DataFrame:
     ).select(list(REJECTION_SCHEMA))
 
 
-@dg.asset(
-    key=[GROUP, "annotation"],
-    group_name=GROUP,
-    deps=[
-        close_key("notes"),
-        close_key("status_changes"),
-        close_key("attachments"),
-        close_key("call_recordings"),
-        close_key("leads"),
-        staged_key("account"),
-        staged_key("lead"),
-        staged_key("contact"),
-        staged_key("opportunity"),
-        staged_key("email"),
-        staged_key("phonecall"),
-        TARGET_METADATA_KEY,
-    ],
-    description="Notes, status-change history, attachments and call recordings as annotations.",
-)
-@reports_api_calls
-def annotation(
+def stage(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, dataverse: DataverseResource
 ) -> dg.MaterializeResult:
     cfg = load_mapping_config()
@@ -163,4 +137,5 @@ def annotation(
     )
 
 
-annotation_target_valid = target_check("annotation")
+# Notes and files are owned by their parent record: no owner map.
+HOOK = StagingHook(owners=False, stage=stage)

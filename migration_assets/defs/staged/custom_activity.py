@@ -15,7 +15,6 @@ source of what is deployed: a Close label is written as the option value whose l
 
 import json
 import logging
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -44,6 +43,7 @@ from migration_assets.mapping.config import DEFAULT_ROOT, MappingConfig, load_ma
 from migration_assets.mapping.custom_activities import activity_types, orphan_columns
 from migration_assets.mapping.fields import FieldMap, parse_field
 from migration_assets.mapping.frame import map_object
+from migration_assets.resources import env
 from migration_assets.resources.api_calls import reports_api_calls
 from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource, fetch_polars
@@ -70,7 +70,7 @@ BASE = ["id", "lead_id", "contact_id", "user_id", "activity_at", "date_created",
 
 
 def mappings_root() -> Path:
-    return Path(os.environ.get("CLOSE2D365_MAPPINGS") or DEFAULT_ROOT)
+    return Path(env.mappings_setting() or DEFAULT_ROOT)
 
 
 def find_type(con: duckdb.DuckDBPyConnection, name: str, prefix: str) -> Any | None:

@@ -9,7 +9,6 @@ activity type in the data has no entry, or a field map targets a column that nei
 metadata) nor the schema plan has (by file:line, with the fix). It stops every write, schema/* included.
 """
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,6 @@ import duckdb
 import polars as pl
 
 from migration_assets.defs.jobs import gate_severity
-from migration_assets.defs.reports.owner_map import OWNER_COLUMNS
 from migration_assets.defs.staged._common import (
     GROUP,
     TARGET_METADATA_KEY,
@@ -36,16 +34,17 @@ from migration_assets.mapping.config import (
     load_settings,
     mappings_root,
 )
+from migration_assets.mapping.owners import OWNER_COLUMNS
 from migration_assets.mapping.review_markers import open_decisions
 from migration_assets.mapping.targets import unknown_targets
 from migration_assets.mapping.yaml_loc import MappingError
 from migration_assets.resources.warehouse import WarehouseResource, default_home, table_exists
+from migration_assets.target.close_fields import OBJECT_TABLES, close_custom_fields, target_attributes
 from migration_assets.target.custom_activity_plan import TYPES_FILE, load_types
 from migration_assets.target.proposal import parse_proposal
 
 PROPOSAL_FILE = "custom_fields.yaml"
 MAPPING_KEY = dg.AssetKey([GROUP, "mapping"])
-OBJECT_TABLES = {"lead": "leads", "contact": "contacts", "opportunity": "opportunities"}
 PROPOSAL_INPUTS = (
     "custom_fields",
     "custom_activity_types",
@@ -59,71 +58,6 @@ PROPOSAL_INPUTS = (
 
 def missing_org_file(display: str) -> str:
     return str(MissingOrgFileError(display))
-
-
-def close_custom_fields(con: duckdb.DuckDBPyConnection) -> dict[str, list[dict[str, Any]]]:
-    rows = con.execute(
-        'SELECT object_type, raw FROM close."custom_fields" ORDER BY object_type, id'
-    ).fetchall()
-    out: dict[str, list[dict[str, Any]]] = {}
-    for kind, raw in rows:
-        out.setdefault(str(kind), []).append(json.loads(raw))
-    return out
-
-
-def samples(con: duckdb.DuckDBPyConnection, fields: dict[str, list[dict[str, Any]]]) -> dict[str, list[Any]]:
-    """Values of each lead/contact/opportunity custom field seen in the data (size and type evidence)."""
-    out: dict[str, list[Any]] = {}
-    for kind, table in OBJECT_TABLES.items():
-        for f in fields.get(kind, []):
-            path = '$."custom.' + str(f["id"]) + '"'
-            rows = con.execute(
-                f"SELECT json_extract(raw, '{path}')::VARCHAR FROM close.\"{table}\" "
-                f"WHERE json_extract(raw, '{path}') IS NOT NULL"
-            ).fetchall()
-            out[str(f["id"])] = [json.loads(r[0]) for r in rows if r[0] is not None]
-    return out
-
-
-def target_attributes(
-    con: duckdb.DuckDBPyConnection, dataverse: Any | None
-) -> dict[str, list[dict[str, Any]]]:
-    """Existing columns of lead/contact/opportunity: from the Dataverse client, else the metadata cache."""
-    out: dict[str, list[dict[str, Any]]] = {}
-    for table in OBJECT_TABLES:
-        # Options (value + label) let a Close choices field be matched to an existing choice column.
-        if dataverse is not None:
-            meta = dataverse.metadata(table)
-            out[table] = [
-                {
-                    "LogicalName": a.logical_name,
-                    "AttributeType": a.attribute_type,
-                    "MaxLength": a.max_length,
-                    "Targets": a.targets,
-                    "DisplayName": None,
-                    "AttributeTypeName": a.type_name or None,
-                    "Options": [{"Value": o.value, "Label": o.label} for o in a.options],
-                }
-                for a in meta.attributes.values()
-            ]
-        elif table_exists(con, "staged", "target_metadata"):
-            rows = con.execute(
-                "SELECT rules FROM staged.target_metadata WHERE table_name = ?", [table]
-            ).fetchall()
-            cols = json.loads(rows[0][0])["columns"] if rows else {}
-            out[table] = [
-                {
-                    "LogicalName": c["name"],
-                    "AttributeType": c["attribute_type"],
-                    "MaxLength": c["max_length"],
-                    "Targets": c["targets"],
-                    "DisplayName": None,
-                    "AttributeTypeName": c.get("type_name") or None,
-                    "Options": [{"Value": v, "Label": t} for v, t in c.get("option_labels") or []],
-                }
-                for c in cols.values()
-            ]
-    return out
 
 
 def propose_mapping(

@@ -1,30 +1,10 @@
-"""staged/opportunity: value in currency units, the lead's Account as customer, pipeline and status as
+"""staged/opportunity's hook: value in currency units, the lead's Account as customer, pipeline and status as
 choice columns; won/lost deals carry `_close_action` (WinOpportunity/LoseOpportunity after create)."""
 
-import dagster as dg
 import polars as pl
 
-from migration_assets.defs.staged._checks import target_check
-from migration_assets.defs.staged._common import (
-    GROUP,
-    OWNER_MAP_KEY,
-    TARGET_METADATA_KEY,
-    close_key,
-    entity_sets,
-    load_rules,
-    materialize_result,
-    owner_context,
-    plan_columns,
-    staged_key,
-    target_lookup,
-    validate_and_write,
-)
-from migration_assets.mapping.config import load_mapping_config
-from migration_assets.mapping.custom_fields import with_custom_fields
-from migration_assets.mapping.frame import map_object, read_object_source
-from migration_assets.resources.api_calls import reports_api_calls
-from migration_assets.resources.dataverse import DataverseResource
-from migration_assets.resources.warehouse import WarehouseResource
+from migration_assets.defs.staged._hooks import StagingHook
+from migration_assets.mapping.config import MappingConfig
 
 
 def closing_columns(frame: pl.DataFrame, date_lost_column: str) -> pl.DataFrame:
@@ -51,41 +31,8 @@ def no_state_patch(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-@dg.asset(
-    key=[GROUP, "opportunity"],
-    group_name=GROUP,
-    deps=[
-        close_key("opportunities"),
-        close_key("leads"),
-        staged_key("account"),
-        staged_key("contact"),
-        OWNER_MAP_KEY,
-        TARGET_METADATA_KEY,
-    ],
-    description="Opportunities, customer = the lead's Account; won/lost closed by action after create.",
-)
-@reports_api_calls
-def opportunity(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource, dataverse: DataverseResource
-) -> dg.MaterializeResult:
-    cfg = with_custom_fields(load_mapping_config(), "opportunity")
-    with warehouse.connect() as con:
-        src = read_object_source(con, cfg, "opportunity")
-        mapped = map_object(src, cfg, "opportunity", owner_context(con, cfg), entity_sets(con))
-        frame = closing_columns(mapped.frame, f"{cfg.settings.publisher_prefix}_closedatelost")
-        rules = plan_columns(load_rules(con, "opportunity"), cfg)
-        result = validate_and_write(
-            warehouse,
-            con,
-            "opportunity",
-            rules,
-            frame,
-            [mapped.rejections],
-            [mapped.notices],
-            post=no_state_patch,
-            target_lookup=target_lookup(dataverse),
-        )
-    return materialize_result(result)
+def closing(frame: pl.DataFrame, cfg: MappingConfig) -> pl.DataFrame:
+    return closing_columns(frame, f"{cfg.settings.publisher_prefix}_closedatelost")
 
 
-opportunity_target_valid = target_check("opportunity")
+HOOK = StagingHook(finish=closing, post=no_state_patch)

@@ -15,22 +15,12 @@ import polars as pl
 
 from migration_assets.clients.dataverse.client import DataverseError
 from migration_assets.defs.staged._common import GROUP, SCHEMA, warehouse_write
+from migration_assets.mapping.tables import table_registry
 from migration_assets.resources.api_calls import reports_api_calls
 from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource, table_exists
 from migration_assets.target.rules import rules_from_metadata
 
-STAGED_TABLES = (
-    "account",
-    "contact",
-    "lead",
-    "opportunity",
-    "phonecall",
-    "email",
-    "task",
-    "appointment",
-    "annotation",
-)
 LOOKUP_ONLY = ("systemuser", "transactioncurrency")
 
 
@@ -74,9 +64,10 @@ def target_metadata(
             return dg.MaterializeResult(metadata={"dagster/row_count": int(n), "cached": True})
     client = dataverse.get_client()
     now = time.time()
+    staged_tables = table_registry().names  # every table of mappings/objects.yaml
     try:
         rules, sets = [], []
-        for table in STAGED_TABLES:
+        for table in staged_tables:
             meta = client.metadata(table, refresh=True)
             r = rules_from_metadata(meta)
             rules.append(
@@ -142,7 +133,7 @@ def target_metadata(
         metadata={
             "dagster/row_count": len(rules),
             "cached": False,
-            "tables": ", ".join(STAGED_TABLES),
+            "tables": ", ".join(staged_tables),
             "systemusers": users_df.height,
             "currencies": ", ".join(sorted(str(c) for c in cur_df["isocurrencycode"].to_list())),
             "maxuploadfilesize": max_upload,

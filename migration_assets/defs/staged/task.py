@@ -1,7 +1,8 @@
-"""staged/task: Close tasks (due date, completion, assignee as owner) and, by default, Close SMS as completed
-tasks (activities.yaml `sms.table: task`). With `sms.table: custom` the SMS go to their own custom activity
-table instead: staged/custom_activity_<prefix>_sms (created by schema/* like the other custom activity
-tables), an asset that exists only with that routing, so the definitions follow the reviewed mapping.
+"""The SMS routing of staged/task. Close tasks (due date, completion, assignee as owner) and, by default,
+Close SMS are staged as tasks (activities.yaml `sms.table: task`; defs/staged/tables.py). With
+`sms.table: custom` the SMS go to their own custom activity table instead: staged/custom_activity_<prefix>_sms
+(created by schema/* like the other custom activity tables), an asset that exists only with that routing, so
+the definitions follow the reviewed mapping.
 """
 
 import logging
@@ -19,7 +20,7 @@ from migration_assets.defs.staged._common import (
     plan_columns,
     staged_key,
 )
-from migration_assets.mapping.config import MappingConfig, load_activities, load_mapping_config
+from migration_assets.mapping.config import MappingConfig, load_activities
 from migration_assets.resources.api_calls import reports_api_calls
 from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource
@@ -27,29 +28,6 @@ from migration_assets.target.custom_activity_plan import entity_set_name
 from migration_assets.target.rules import TableRules, add_planned_column, planned_activity_table
 
 log = logging.getLogger(__name__)
-
-
-@dg.asset(
-    key=[GROUP, "task"],
-    group_name=GROUP,
-    deps=[close_key("tasks"), close_key("sms"), staged_key("lead"), OWNER_MAP_KEY, TARGET_METADATA_KEY],
-    description="Tasks from Close tasks and (by default) Close SMS, regarding their lead.",
-)
-@reports_api_calls
-def task(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource, dataverse: DataverseResource
-) -> dg.MaterializeResult:
-    cfg = load_mapping_config()
-    sources = [ActivitySource("task")]
-    if cfg.activities.sms_table == "task":
-        sources.append(ActivitySource("sms"))
-    else:
-        context.log.info(f"SMS are routed to {cfg.activities.sms_table} (activities.yaml), not to task")
-    result, counts = stage_activity(warehouse, dataverse, "task", sources)
-    return activity_result(result, counts)
-
-
-task_target_valid = target_check("task")
 
 
 def sms_rules(con: Any, cfg: MappingConfig) -> TableRules:
@@ -83,7 +61,7 @@ def build_sms_custom(table: str) -> tuple[dg.AssetsDefinition, dg.AssetChecksDef
     return _sms, target_check(staged, sms_rules)
 
 
-def _sms_defs() -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
+def sms_defs() -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
     try:
         activities = load_activities()  # only the routing: the org's files may not be proposed yet
     except Exception as exc:  # a broken mapping must not break every definition; staging reports it
@@ -93,6 +71,3 @@ def _sms_defs() -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinitio
         return [], []
     asset, check = build_sms_custom(activities.sms_table)
     return [asset], [check]
-
-
-SMS_CUSTOM_ASSETS, SMS_CUSTOM_CHECKS = _sms_defs()

@@ -1,7 +1,8 @@
-"""reports/owner_map: Close users matched to Dataverse systemusers (by email, case-insensitive, owners.yaml
+"""staged/owner_map: Close users matched to Dataverse systemusers (by email, case-insensitive, owners.yaml
 overrides), written to `staged.owner_map`, plus the owner reconciliation queue as a CSV for the admin
-(`$CLOSE2D365_HOME/reports/owner_queue.csv`). Its blocking check `owners_resolved` fails while a user
-who owns records is unmatched or disabled and no fallback owner takes their records.
+(`$CLOSE2D365_HOME/reports/owner_queue.csv`). An input to staging (DESIGN §3), so it sits in `staged/`.
+Its blocking check `owners_resolved` fails while a user who owns records is unmatched or disabled and no
+fallback owner takes their records.
 """
 
 import dagster as dg
@@ -9,22 +10,22 @@ import polars as pl
 
 from migration_assets.audit.files import write_frame_csv
 from migration_assets.defs.jobs import gate_severity
-from migration_assets.defs.staged._common import TARGET_METADATA_KEY, markdown, warehouse_write
+from migration_assets.defs.staged._common import (
+    GROUP,
+    OWNER_MAP_KEY,
+    TARGET_METADATA_KEY,
+    markdown,
+    warehouse_write,
+)
 from migration_assets.mapping.config import load_mapping_config
-from migration_assets.mapping.owners import OwnerConfigError, blocking_owners, blocking_summary, match_owners
+from migration_assets.mapping.owners import (
+    OWNER_COLUMNS,
+    OwnerConfigError,
+    blocking_owners,
+    blocking_summary,
+    match_owners,
+)
 from migration_assets.resources.warehouse import WarehouseResource, default_home, fetch_polars, table_exists
-
-GROUP = "reports"
-# close table -> column holding the Close user who owns the migrated record (field maps' `owner`).
-OWNER_COLUMNS = {
-    "opportunities": "user_id",
-    "calls": "user_id",
-    "emails": "user_id",
-    "sms": "user_id",
-    "meetings": "user_id",
-    "tasks": "assigned_to",
-    "custom_activities": "user_id",
-}
 
 
 def queue_path() -> str:
@@ -32,7 +33,7 @@ def queue_path() -> str:
 
 
 @dg.asset(
-    key=[GROUP, "owner_map"],
+    key=OWNER_MAP_KEY,
     group_name=GROUP,
     deps=[
         dg.AssetKey(["close", "users"]),
@@ -90,7 +91,7 @@ def owner_map(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -
 
 
 @dg.asset_check(
-    asset=dg.AssetKey([GROUP, "owner_map"]),
+    asset=OWNER_MAP_KEY,
     name="owners_resolved",
     blocking=True,
     description="Every Close user who owns records has an enabled Dataverse owner (match, override or fallback).",
