@@ -1,5 +1,5 @@
-"""A snapshot of the definitions: every asset with its group, kinds, dependencies and checks, and every
-job's selection. Any change to the lineage shows as a diff of `snapshots/definitions.json` in review.
+"""A snapshot of the definitions: every asset with its group, kinds, step, dependencies and checks, and
+every job's selection. Any change to the lineage shows as a diff of `snapshots/definitions.json` in review.
 
 After a deliberate change: `CLOSE2D365_UPDATE_SNAPSHOT=1 pytest tests/unit/test_definitions_snapshot.py`,
 then read the diff before committing it.
@@ -33,6 +33,8 @@ def describe(defs: dg.Definitions) -> dict[str, Any]:
         node = graph.get(key)
         assets[key.to_user_string()] = {
             "group": node.group_name,
+            # The step that computes it: assets of one multi_asset (one pass over a source) share it.
+            "step": node.assets_def.node_def.name,
             "kinds": sorted(node.kinds),
             "deps": sorted(parent.to_user_string() for parent in node.parent_keys),
             "checks": sorted(checks.get(key.to_user_string(), []), key=lambda c: c["name"]),
