@@ -101,3 +101,21 @@ def test_an_unknown_mode_fails_the_step(resources: dict[str, Any]) -> None:
     result = dg.materialize([PASS], resources=resources, run_config=run_config, raise_on_error=False)
     assert not result.success
     assert OPENED == []
+
+
+def test_a_table_that_fails_leaves_the_others_extracted_and_fails_the_step_with_its_error(
+    resources: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = _common.extract_table
+
+    def extract(context: Any, close: Any, warehouse: Any, table: str, *rest: Any) -> Any:
+        if table == "leads":
+            raise RuntimeError("Close answered 500 five times for /lead/")
+        return real(context, close, warehouse, table, *rest)
+
+    monkeypatch.setattr(_common, "extract_table", extract)
+    result = dg.materialize([PASS], resources=resources, raise_on_error=False)
+    assert not result.success
+    assert materialized(result) == ["users", "notes", "tasks"]
+    (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert "Close answered 500 five times for /lead/" in str(failure.event_specific_data.error)  # type: ignore[union-attr]

@@ -234,6 +234,7 @@ def close_pass_asset(name: str, descriptions: Mapping[str, str]) -> dg.AssetsDef
         # Deltas first (API only): the export of the full tables builds and splits meanwhile.
         tables.sort(key=lambda t: since[t] is None)
         calls = close.call_counts()
+        failed: list[tuple[str, Exception]] = []
         with ClosePass(close, full, context.run.run_id) as close_pass:
             for table in tables:
                 try:
@@ -246,6 +247,12 @@ def close_pass_asset(name: str, descriptions: Mapping[str, str]) -> dg.AssetsDef
                         config,
                         since[table],
                     )
+                except Exception as error:
+                    # As with one asset per table, one table's failure leaves the others to be read: they
+                    # are materialized, the step fails at the end with the first error.
+                    context.log.error(f"{GROUP}/{table} was not extracted: {error}")
+                    failed.append((table, error))
+                    continue
                 except BaseException:
                     _log_calls(context, calls, close.call_counts())
                     raise
@@ -254,6 +261,11 @@ def close_pass_asset(name: str, descriptions: Mapping[str, str]) -> dg.AssetsDef
                 before, calls = calls, close.call_counts()
                 extra = step_calls({"close": before}, {"close": calls})
                 yield result._replace(metadata={**(result.metadata or {}), **extra})
+        if failed:
+            _log_calls(context, calls, close.call_counts())
+            if len(failed) > 1:
+                context.log.error(f"not extracted: {', '.join(f'{GROUP}/{t}' for t, _ in failed)}")
+            raise failed[0][1]
 
     return _extract
 
