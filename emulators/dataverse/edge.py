@@ -200,8 +200,10 @@ class EdgeMiddleware:
                 if bulk:
                     meter.records = count_targets(scope["path"], body)
                 receive = _replay(body, receive)
-            request_text = f"{scope['method']} {scope['path']}\n{body.decode('utf-8', 'replace')}"
-            hold = control.faults.hold_armed and control.faults.claim_hold(request_text)
+            # Only an armed rule reads the body as text (bulk file uploads are large).
+            hold = control.faults.hold_armed and control.faults.claim_hold(
+                f"{scope['method']} {scope['path']}\n{body.decode('utf-8', 'replace')}"
+            )
             if hold:
                 if control.config.faults.hold_after_work:
                     await self.app(scope, receive, _discard)
