@@ -45,7 +45,7 @@ import sys, dagster as dg
 from emulators.close.server import CloseEmulatorServer
 from emulators.orgdata import generate
 from migration_assets.defs import close as close_defs
-from migration_assets.clients.close.client import CloseResource
+from migration_assets.resources.close import CloseResource
 from migration_assets.resources.warehouse import WarehouseResource
 org = generate(sys.argv[1])
 with CloseEmulatorServer(org) as server:
