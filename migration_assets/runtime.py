@@ -258,7 +258,7 @@ def print_dry_run_outcome(result: dg.ExecuteInProcessResult) -> int:
 def reconciliation_text(run_id: str) -> str:
     """The reconciliation report of run `run_id` as a fixed-width table (for the terminal). Only this
     run's: an older report would describe another run (e.g. when this one stopped before the reports)."""
-    from migration_assets.defs.reports.reconciliation import RECON_COLUMNS
+    from migration_assets.audit.reconciliation import RECON_COLUMNS
 
     path = default_home() / "reports" / run_id / "reconciliation.csv"
     if not path.is_file():

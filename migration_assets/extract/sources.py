@@ -15,10 +15,12 @@ import polars as pl
 import pyarrow.dataset as pads
 
 from migration_assets.clients.close.client import CloseClient
+from migration_assets.extract.duplicates import record_quarantine
 from migration_assets.extract.export_route import QUARANTINE
 from migration_assets.extract.export_split import EXPORT_TABLES, ExportSplit, export_frames
 from migration_assets.extract.tables import ACTIVITY_TABLE_TYPES, strip_lead
 from migration_assets.resources.close import CloseResource
+from migration_assets.resources.warehouse import WarehouseResource
 
 Page = list[dict[str, Any]]
 
@@ -195,4 +197,15 @@ class ClosePass:
         return rows
 
 
-__all__ = ["ACTIVITY_TABLE_TYPES", "EXPORT_TABLES", "ClosePass", "api_pages"]
+def pass_pages(
+    close_pass: ClosePass, warehouse: WarehouseResource, table: str
+) -> Iterator[Page | pl.DataFrame | pads.Dataset]:
+    """A table's pages from the pass; after close.leads, the export's unreadable lines are recorded (for
+    the check records_readable of close/leads)."""
+    yield from close_pass.pages(table)
+    if table == "leads":
+        with warehouse.connect() as con:
+            record_quarantine(con, close_pass.quarantined_lines())
+
+
+__all__ = ["ACTIVITY_TABLE_TYPES", "EXPORT_TABLES", "ClosePass", "api_pages", "pass_pages"]

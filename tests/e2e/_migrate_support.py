@@ -28,15 +28,16 @@ from emulators.close.server import CloseEmulatorServer
 from emulators.dataverse.config import DataverseEmulatorConfig, Faults
 from emulators.dataverse.server import EmulatorServer
 from emulators.orgdata import CloseOrg
+from migration_assets.audit.reconciliation import target_tables
 from migration_assets.clients.dataverse.client import DataverseClient
 from migration_assets.defs.jobs import DRY_RUN_ONLY
-from migration_assets.defs.reports.reconciliation import readback_table, target_tables
 from migration_assets.demo import (
     demo_dataverse_env,
     demo_decisions,
     first_enabled_user,
     reload_generated_assets,
 )
+from migration_assets.load.readback import readback_table
 from migration_assets.resources.close import CloseResource
 from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource
@@ -191,7 +192,7 @@ class Comparison:
 
 def compare_all(warehouse: Path, client: DataverseClient) -> Comparison:
     """Every staged row read back and compared column by column; counts per table."""
-    from migration_assets.defs.reports.reconciliation import read_back_ids
+    from migration_assets.audit.reconciliation import read_back_ids
 
     con = duckdb.connect(str(warehouse), read_only=True)
     try:

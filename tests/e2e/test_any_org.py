@@ -25,8 +25,8 @@ from emulators.dataverse.server import EmulatorServer
 from emulators.orgdata import CloseOrg, generate
 from emulators.orgdata.shapes import DEFAULT_SHAPE, ORG_SHAPES
 from migration_assets.audit import spot_compare as sc
+from migration_assets.audit.spot_check import run_spot_check
 from migration_assets.clients.dataverse.client import FORMATTED_VALUES, DataverseClient
-from migration_assets.defs.reports.spot_check import run_spot_check
 from migration_assets.demo import demo_dataverse_env, first_enabled_user
 from migration_assets.mapping.scripted_review import accept_proposals
 from migration_assets.target.proposal import parse_proposal

@@ -20,7 +20,7 @@ import pytest
 from org_mappings import proposed_root  # noqa: E402 - tests/ is on sys.path (rootdir conftest)
 
 from emulators.orgdata import CloseOrg, generate
-from migration_assets.defs.reports.reconciliation import read_back_ids
+from migration_assets.audit.reconciliation import read_back_ids
 from migration_assets.demo import demo_dataverse_env, demo_decisions, first_enabled_user
 from migration_assets.mapping.scripted_review import accept_proposals
 from migration_assets.runtime import PID_TAG

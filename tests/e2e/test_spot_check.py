@@ -21,7 +21,8 @@ from run_graph import materialize_migration  # tests/ is on sys.path (rootdir co
 
 from emulators.orgdata import generate
 from migration_assets.audit import spot_compare as sc
-from migration_assets.defs.reports.spot_check import CHECK, run_spot_check
+from migration_assets.audit.spot_check import run_spot_check
+from migration_assets.defs.reports.spot_check import CHECK
 from migration_assets.load import diff as ld
 from migration_assets.load.rollback import rollback
 from migration_assets.mapping.ids import record_id

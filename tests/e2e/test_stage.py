@@ -26,6 +26,7 @@ from migration_assets.defs.schema.assets import plan as schema_plan
 from migration_assets.defs.staged import custom_activity, mapping, tables, target_metadata, task
 from migration_assets.defs.staged import owner_map as owner_map_module
 from migration_assets.demo import copy_defaults
+from migration_assets.mapping import review_status
 from migration_assets.mapping.config import ORG_FILES
 from migration_assets.mapping.ids import account_id, placeholder_account_id
 from migration_assets.mapping.scripted_review import accept_proposals
@@ -297,28 +298,30 @@ def test_propose_mapping_writes_reviewable_files_that_gate_loading(env: Env, tmp
     root = copy_defaults(tmp_path / "mappings")
     wh = WarehouseResource(path=str(tmp_path / "w.duckdb"))
     shutil.copy(env.extracted, wh.path)
-    written = mapping.propose_mapping(wh, mappings_root=root)
+    written = review_status.propose_mapping(wh, mappings_root=root)
     assert sorted(p.name for p in written) == sorted(ORG_FILES)
     proposals = parse_proposal(root / "custom_fields.yaml", "custom_fields.yaml", "c2d")
     close_fields = {
         f["id"] for kind in ("lead", "contact", "opportunity") for f in env.org.custom_fields[kind]
     }
     assert {p.close_field_id for p in proposals} == close_fields and not any(p.confirmed for p in proposals)
-    assert mapping.propose_mapping(wh, mappings_root=root) == [], "a re-run on the same org rewrites nothing"
+    assert review_status.propose_mapping(wh, mappings_root=root) == [], (
+        "a re-run on the same org rewrites nothing"
+    )
     with wh.connect() as con:
-        problems, _ = mapping.mapping_status(con, root, "c2d")
+        problems, _ = review_status.mapping_status(con, root, "c2d")
         assert any("custom_fields.yaml:" in p and "confirmed: false" in p for p in problems)
         assert any("custom_activities.yaml:" in p and "orphaned_values" in p for p in problems)
         accept_proposals(root)
-        assert mapping.mapping_status(con, root, "c2d")[0] == []
+        assert review_status.mapping_status(con, root, "c2d")[0] == []
         # A custom activity type missing from the mapping would not migrate: the gate says so.
         types = yaml.safe_load((root / "custom_activities.yaml").read_text())
         dropped = types["types"].pop()
         (root / "custom_activities.yaml").write_text(yaml.safe_dump(types))
-        problems, _ = mapping.mapping_status(con, root, "c2d")
+        problems, _ = review_status.mapping_status(con, root, "c2d")
         assert len(problems) == 1 and dropped["name"] in problems[0]
         (root / "lead_status.yaml").unlink()
-        problems, _ = mapping.mapping_status(con, root, "c2d")
+        problems, _ = review_status.mapping_status(con, root, "c2d")
         assert "mappings/lead_status.yaml is missing: run `close2d365 propose-mapping`" in problems[0]
 
 

@@ -9,11 +9,6 @@ import polars as pl
 import pytest
 
 from migration_assets.defs.staged._checks import evaluate
-from migration_assets.defs.staged._common import warehouse_write
-from migration_assets.defs.staged.account import dedupe_accounts
-from migration_assets.defs.staged.annotation import oversize_rejections
-from migration_assets.defs.staged.custom_activity import undefined_field_rejections
-from migration_assets.defs.staged.opportunity import closing_columns
 from migration_assets.load.estimate import (
     TableLoad,
     custom_tables_used,
@@ -21,6 +16,9 @@ from migration_assets.load.estimate import (
     estimate,
     upload_blocks,
 )
+from migration_assets.mapping.account_staging import dedupe_accounts
+from migration_assets.mapping.annotation_staging import oversize_rejections
+from migration_assets.mapping.custom_activity_frames import undefined_field_rejections
 from migration_assets.mapping.ids import record_id
 from migration_assets.mapping.owners import OwnerConfigError, blocking_owners, match_owners, owner_lookup
 from migration_assets.mapping.parties import (
@@ -29,6 +27,8 @@ from migration_assets.mapping.parties import (
     email_parties,
     phonecall_parties,
 )
+from migration_assets.mapping.staging import warehouse_write
+from migration_assets.mapping.table_staging import closing_columns
 from migration_assets.resources.warehouse import WarehouseResource
 from migration_assets.target.checks import REJECTION_SCHEMA
 from migration_assets.target.custom_activity_plan import RoutedActivityType

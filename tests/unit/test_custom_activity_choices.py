@@ -12,13 +12,10 @@ import duckdb
 import polars as pl
 import pytest
 
-from migration_assets.defs.staged.custom_activity import (
-    dropped_values,
-    field_map_for,
-    stage_type,
-    undefined_field_rejections,
-)
+from migration_assets.defs.staged.custom_activity import stage_type
 from migration_assets.mapping.custom_activities import activity_types, orphan_columns
+from migration_assets.mapping.custom_activity_frames import dropped_values, undefined_field_rejections
+from migration_assets.mapping.custom_activity_staging import field_map_for
 from migration_assets.mapping.engine import apply_field_map
 from migration_assets.mapping.expr_base import TransformContext
 from migration_assets.resources.warehouse import WarehouseResource

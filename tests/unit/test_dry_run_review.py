@@ -12,7 +12,7 @@ import pytest
 
 from migration_assets.defs.jobs import DRY_RUN_JOB, REVIEW_KEY, gate_severity
 from migration_assets.defs.reports.review import dry_run_review
-from migration_assets.defs.staged._common import warehouse_write
+from migration_assets.mapping.staging import warehouse_write
 from migration_assets.resources.warehouse import WarehouseResource
 from migration_assets.runtime import print_dry_run_outcome
 

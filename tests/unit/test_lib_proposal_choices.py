@@ -9,9 +9,9 @@ import duckdb
 import pytest
 
 from migration_assets.clients.dataverse.metadata import AttributeMeta, EntityMeta, OptionMeta
-from migration_assets.defs.staged.mapping import target_attributes
 from migration_assets.mapping.config import load_mapping_config
 from migration_assets.mapping.yaml_loc import MappingError
+from migration_assets.target.close_fields import target_attributes
 from migration_assets.target.proposal import (
     confirm_all,
     field_entries,

@@ -16,9 +16,9 @@ import pytest
 from _loader_fakes import entity_meta
 
 from migration_assets.audit.reconcile_status import Counts, status
+from migration_assets.audit.reconciliation import _rejections
 from migration_assets.clients.dataverse.bulk import WriteResult
 from migration_assets.clients.dataverse.metadata import EntityMeta
-from migration_assets.defs.reports.reconciliation import _rejections
 from migration_assets.load.engine import TableLoader
 from migration_assets.load.file_body import OVERSIZE_CODE
 from migration_assets.load.ledger import Ledger

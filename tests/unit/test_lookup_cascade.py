@@ -8,8 +8,8 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from migration_assets.defs.staged._common import validate_and_write
 from migration_assets.mapping.ids import record_id
+from migration_assets.mapping.staging import validate_and_write
 from migration_assets.resources.warehouse import WarehouseResource
 from migration_assets.target.checks import REJECTION_SCHEMA, empty_optional_lookups, with_cascade
 from migration_assets.target.rules import TableRules, add_planned_column, required_relationship
@@ -164,7 +164,7 @@ def test_staging_keeps_the_lead_and_cascades_only_through_regarding(tmp_path: Pa
 
 
 def test_rejections_of_records_already_in_the_target_are_kept_and_not_counted() -> None:
-    from migration_assets.defs.staged._common import kept_in_target
+    from migration_assets.mapping.staging import kept_in_target
     from migration_assets.target.checks import EXCLUSIONS, KEPT_IN_TARGET
 
     rejected = pl.DataFrame(

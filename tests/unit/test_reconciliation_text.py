@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from migration_assets.defs.reports.reconciliation import RECON_COLUMNS
+from migration_assets.audit.reconciliation import RECON_COLUMNS
 from migration_assets.runtime import reconciliation_text
 
 

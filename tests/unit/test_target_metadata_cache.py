@@ -7,7 +7,7 @@ from pathlib import Path
 
 import duckdb
 
-from migration_assets.defs.staged.target_metadata import _cache_fresh, invalidate_cache
+from migration_assets.target.metadata_cache import cache_fresh, invalidate_cache
 
 
 def test_a_deploy_makes_the_cache_stale(tmp_path: Path) -> None:
@@ -16,7 +16,7 @@ def test_a_deploy_makes_the_cache_stale(tmp_path: Path) -> None:
     con.execute("CREATE TABLE staged.target_metadata (table_name VARCHAR, rules VARCHAR, fetched_at DOUBLE)")
     con.execute("CREATE TABLE staged.target_organization (maxuploadfilesize BIGINT)")
     con.execute("INSERT INTO staged.target_metadata VALUES ('lead', '{}', ?)", [time.time()])
-    assert _cache_fresh(con, 60)
+    assert cache_fresh(con, 60)
     invalidate_cache(con)
-    assert not _cache_fresh(con, 60)
+    assert not cache_fresh(con, 60)
     invalidate_cache(duckdb.connect())  # no cache yet: nothing to do, no error

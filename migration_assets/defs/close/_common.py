@@ -21,15 +21,15 @@ from migration_assets.clients.close.client import CloseError
 from migration_assets.clients.close.export_file import CloseExportError
 from migration_assets.clients.close.paging import parse_close_datetime
 from migration_assets.extract.delta import DELTA_SOURCES, EVENT_RETENTION, apply_delta
-from migration_assets.extract.duplicates import record_quarantine
 from migration_assets.extract.finalize import finalize_table
-from migration_assets.extract.sources import ClosePass
+from migration_assets.extract.sources import ClosePass, pass_pages
+from migration_assets.extract.table_summary import table_summary
 from migration_assets.extract.tables import TABLES, TableSpec
 from migration_assets.extract.writer import Pages, write_table
 from migration_assets.resources.api_calls import reports_api_calls, step_calls
 from migration_assets.resources.close import CloseResource
 from migration_assets.resources.markdown import markdown_table
-from migration_assets.resources.warehouse import WarehouseResource, fetch_polars, quote
+from migration_assets.resources.warehouse import WarehouseResource
 
 SCHEMA = "close"
 GROUP = "close"
@@ -63,16 +63,13 @@ def write_pages(
 
 
 def table_metadata(warehouse: WarehouseResource, spec: TableSpec) -> dict[str, Any]:
-    ref = f"{quote(SCHEMA)}.{quote(spec.name)}"
-    with warehouse.connect() as con:  # one connection: opening the file costs more than these reads
-        count = int(fetch_polars(con, f"SELECT count(*) AS n FROM {ref}")["n"][0])
-        meta: dict[str, Any] = {"dagster/row_count": count}
-        if spec.watermark:
-            wm = fetch_polars(con, f"SELECT max({quote(spec.watermark)}) AS w FROM {ref}")["w"][0]
-            meta["watermark"] = dg.MetadataValue.text(wm.isoformat() if wm is not None else "")
-            meta["watermark_field"] = spec.watermark
-        preview = fetch_polars(con, f"SELECT * FROM {ref} LIMIT {PREVIEW_ROWS}")
-    shown = markdown_table(preview, max_rows=PREVIEW_ROWS, max_width=CELL_WIDTH, drop=("raw",))
+    summary = table_summary(warehouse, spec, SCHEMA, PREVIEW_ROWS)
+    meta: dict[str, Any] = {"dagster/row_count": summary.rows}
+    if spec.watermark:
+        wm = summary.watermark
+        meta["watermark"] = dg.MetadataValue.text(wm.isoformat() if wm is not None else "")
+        meta["watermark_field"] = spec.watermark
+    shown = markdown_table(summary.preview, max_rows=PREVIEW_ROWS, max_width=CELL_WIDTH, drop=("raw",))
     meta["preview"] = dg.MetadataValue.md(shown)
     return meta
 
@@ -243,7 +240,7 @@ def close_pass_asset(name: str, descriptions: Mapping[str, str]) -> dg.AssetsDef
                         close,
                         warehouse,
                         table,
-                        lambda t=table: _pass_pages(close_pass, warehouse, t),
+                        lambda t=table: pass_pages(close_pass, warehouse, t),
                         config,
                         since[table],
                     )
@@ -268,13 +265,6 @@ def close_pass_asset(name: str, descriptions: Mapping[str, str]) -> dg.AssetsDef
             raise failed[0][1]
 
     return _extract
-
-
-def _pass_pages(close_pass: ClosePass, warehouse: WarehouseResource, table: str) -> Pages:
-    yield from close_pass.pages(table)
-    if table == "leads":  # the export's unreadable lines, for the check records_readable of close/leads
-        with warehouse.connect() as con:
-            record_quarantine(con, close_pass.quarantined_lines())
 
 
 def _log_calls(context: dg.AssetExecutionContext, before: dict[str, int], after: dict[str, int]) -> None:

@@ -18,7 +18,7 @@ from migration_assets.defs.loaded._common import (
     run_load,
     staged_key,
 )
-from migration_assets.defs.schema.assets import COLUMNS_PHASE, phase_two_gaps
+from migration_assets.defs.schema.assets import COLUMNS_PHASE
 from migration_assets.mapping.config import DEFAULT_ROOT
 from migration_assets.mapping.tables import table_registry
 from migration_assets.resources import env
@@ -27,6 +27,7 @@ from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource
 from migration_assets.target.custom_activity_plan import RoutedActivityType, load_types
 from migration_assets.target.deploy import SchemaDeployError, load_plan, subset
+from migration_assets.target.schema_planning import phase_two_gaps
 
 log = logging.getLogger(__name__)
 

@@ -8,78 +8,26 @@
   and the service-protection time floor (6,000 requests / 5 min / user).
 """
 
-from typing import Any
-
 import dagster as dg
 import polars as pl
 
 from migration_assets.defs.staged._common import TARGET_METADATA_KEY, markdown
-from migration_assets.load.estimate import TableLoad, custom_tables_used, estimate, upload_blocks
+from migration_assets.load.estimate import custom_tables_used, estimate
+from migration_assets.load.planned_loads import enabled_licensed_users, load_sources, planned_loads
 from migration_assets.mapping.config import load_mapping_config
 from migration_assets.mapping.tables import table_registry
-from migration_assets.resources.warehouse import WarehouseResource, table_exists
+from migration_assets.resources.warehouse import WarehouseResource
 from migration_assets.target.custom_activity_plan import load_types
 
 GROUP = "reports"
-# Dataverse table -> (close tables whose rows it receives, every row also costs a state change after create:
-# activities are completed, leads qualified or disqualified), from the table registry (mappings/objects.yaml).
-# Accounts are counted apart: one per distinct lead name.
-SOURCES: dict[str, tuple[tuple[str, ...], bool]] = {
-    t.name: (t.sources, t.is_activity or t.name == "lead")
-    for t in table_registry().tables
-    if t.name != "account"
-}
+# From the table registry (mappings/objects.yaml) in effect when the definitions are built.
+SOURCES = load_sources(table_registry())
 
 
 class LoadPlanConfig(dg.Config):
     existing_custom_tables: int = 0  # custom tables the target already uses (count them in the maker portal)
     licences: int = -1  # Dynamics 365 user licences in the tenant; -1: enabled users of the target
     app_users: int = 1  # application users the load spreads across
-
-
-def _count(con: Any, sql: str) -> int:
-    return int(con.execute(sql).fetchall()[0][0])
-
-
-def planned_loads(con: Any, sms_to_task: bool, status_changes: bool) -> list[TableLoad]:
-    """Upper bound of the load from the extracted Close data (rows rejected in staging only lower it),
-    so the figures are there even while staging checks still fail."""
-
-    def rows(table: str) -> int:
-        return (
-            _count(con, f'SELECT count(*) FROM close."{table}"') if table_exists(con, "close", table) else 0
-        )
-
-    loads = [
-        TableLoad(
-            "account",
-            _count(con, "SELECT count(DISTINCT lower(trim(coalesce(name, '')))) FROM close.leads")
-            if table_exists(con, "close", "leads")
-            else 0,
-        )
-    ]
-    for target, (tables, state) in SOURCES.items():
-        used = [
-            t for t in tables if (t != "sms" or sms_to_task) and (t != "status_changes" or status_changes)
-        ]
-        n = sum(rows(t) for t in used)
-        actions = (
-            _count(con, "SELECT count(*) FROM close.opportunities WHERE status_type IN ('won', 'lost')")
-            if target == "opportunity" and table_exists(con, "close", "opportunities")
-            else 0
-        )
-        sizes = (
-            [
-                r[0]
-                for r in con.execute("SELECT size FROM close.attachments WHERE size IS NOT NULL").fetchall()
-            ]
-            if target == "annotation" and table_exists(con, "close", "attachments")
-            else []
-        )
-        loads.append(TableLoad(target, n, n if state else 0, actions, upload_blocks(sizes)))
-    if table_exists(con, "close", "custom_activities"):
-        loads.append(TableLoad("custom activities", rows("custom_activities"), rows("custom_activities")))
-    return loads
 
 
 @dg.asset(
@@ -102,18 +50,9 @@ def load_plan(
     planned_tables = len(types) + (0 if cfg.activities.sms_table == "task" else 1)
     with warehouse.connect() as con:
         loads = planned_loads(
-            con, cfg.activities.sms_table == "task", cfg.activities.status_changes == "annotation"
+            con, SOURCES, cfg.activities.sms_table == "task", cfg.activities.status_changes == "annotation"
         )
-        licences = config.licences
-        if licences < 0:
-            licences = (
-                _count(
-                    con,
-                    "SELECT count(*) FROM staged.target_systemusers WHERE NOT isdisabled AND applicationid IS NULL",
-                )
-                if table_exists(con, "staged", "target_systemusers")
-                else 0
-            )
+        licences = config.licences if config.licences >= 0 else enabled_licensed_users(con)
     est = estimate(loads, licences, app_users=config.app_users)
     edition = cfg.settings.edition
     limit = custom_tables_used(planned_tables, config.existing_custom_tables, edition)

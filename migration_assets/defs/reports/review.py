@@ -2,12 +2,8 @@
 
 In the `dry_run` job the gates report failures without halting (defs/jobs.py), so by the time this asset runs
 every table has been staged and checked. It reads the run's own events (each check's evaluation, each failed
-step) and the `staged.<table>_rejected` tables staged in this run, and writes under
-`$CLOSE2D365_HOME/reports/<run_id>/`:
-
-- `review.md` (+ `review.csv`): each problem, how many rows, the file and setting that fixes it; the rows
-  rejected within a threshold; every check's result;
-- `rejected_<table>.csv` per table with rejected rows: table, close_id, column, value, reason, cascade.
+step) and the `staged.<table>_rejected` tables staged in this run, and writes `review.md` (+ `review.csv`)
+and `rejected_<table>.csv` per table under `$CLOSE2D365_HOME/reports/<run_id>/` (audit/dry_run_review).
 
 Its check `plan_clean` (blocking, ERROR) fails when any problem is found, which fails the run: the run is red
 in the UI exactly when `close2d365 dry-run` (which prints the same summary) exits 2.
@@ -20,46 +16,25 @@ priority makes the (single-process) executor run it after every other step, fail
 # No `from __future__ import annotations`: Dagster reads the context annotation at definition time.
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import polars as pl
 
-from migration_assets.audit.files import markdown_table, report_dir, write_csv, write_report
+from migration_assets.audit.dry_run_review import Review, rejected_frames, table_problems, write_review
+from migration_assets.audit.files import markdown_table
 from migration_assets.audit.review_problems import (
     PROBLEM_COLUMNS,
-    REJECTED_COLUMNS,
     TARGET_CHECK_SUFFIX,
     Problem,
     check_problems,
-    rejected_rows,
-    row_problems,
     summary_lines,
 )
 from migration_assets.defs.jobs import REVIEW_KEY
-from migration_assets.resources.warehouse import WarehouseResource, fetch_polars, table_exists
-from migration_assets.target.checks import EXCLUSIONS
+from migration_assets.resources.warehouse import WarehouseResource
 
 CHECK_NAME = "plan_clean"
 REVIEW_STEP = "__".join(REVIEW_KEY.path)  # the step key Dagster gives the asset's op
 LAST = {"dagster/priority": "-100"}  # after every other step of the run (see the module docstring)
-CHECK_COLUMNS = ("asset", "check", "result", "description")
-
-
-@dataclass
-class Review:
-    run_id: str
-    problems: list[Problem] = field(default_factory=list)  # blocking ones make the plan not clean
-    checks: list[dict[str, Any]] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)  # failed non-blocking checks: listed, not counted
-    skipped: list[str] = field(default_factory=list)  # steps not run because a step upstream failed
-    rejected: dict[str, pl.DataFrame] = field(default_factory=dict)  # table -> staged.<table>_rejected
-
-    @property
-    def blocking(self) -> list[Problem]:
-        return [p for p in self.problems if p.blocking]
 
 
 def _events(instance: dg.DagsterInstance, run_id: str, kinds: set[dg.DagsterEventType]) -> Iterable[Any]:
@@ -71,17 +46,6 @@ def _events(instance: dg.DagsterInstance, run_id: str, kinds: set[dg.DagsterEven
 def _staged_this_run(instance: dg.DagsterInstance, run_id: str) -> list[str]:
     keys = {e.asset_key for e in _events(instance, run_id, {dg.DagsterEventType.ASSET_MATERIALIZATION})}
     return sorted(k.path[1] for k in keys if k is not None and len(k.path) == 2 and k.path[0] == "staged")
-
-
-def _rejected(warehouse: WarehouseResource, tables: list[str]) -> dict[str, pl.DataFrame]:
-    out = {}
-    with warehouse.connect() as con:
-        for table in tables:
-            if table_exists(con, "staged", f"{table}_rejected"):
-                frame = fetch_polars(con, f'SELECT * FROM staged."{table}_rejected"')
-                if frame.height:
-                    out[table] = frame
-    return out
 
 
 def build_review(instance: dg.DagsterInstance, run_id: str, warehouse: WarehouseResource) -> Review:
@@ -105,7 +69,8 @@ def build_review(instance: dg.DagsterInstance, run_id: str, warehouse: Warehouse
     review.skipped = sorted(
         {e.step_key for e in _events(instance, run_id, {dg.DagsterEventType.STEP_SKIPPED})}
     )
-    review.rejected = _rejected(warehouse, _staged_this_run(instance, run_id))
+    with warehouse.connect() as con:
+        review.rejected = rejected_frames(con, _staged_this_run(instance, run_id))
     failed_tables: set[str] = set()
     for event in _events(instance, run_id, {dg.DagsterEventType.ASSET_CHECK_EVALUATION}):
         ev = event.asset_check_evaluation_data
@@ -129,79 +94,12 @@ def build_review(instance: dg.DagsterInstance, run_id: str, warehouse: Warehouse
         if ev.check_name.endswith(TARGET_CHECK_SUFFIX):
             table = ev.check_name.removesuffix(TARGET_CHECK_SUFFIX)
             failed_tables.add(table)
-            found = _table_rows(table, review.rejected.get(table), blocking=True) + found
+            found = table_problems(table, review.rejected.get(table), blocking=True) + found
         review.problems.extend(found)
     for table, frame in sorted(review.rejected.items()):
         if table not in failed_tables:
-            review.problems.extend(_table_rows(table, frame, blocking=False))
+            review.problems.extend(table_problems(table, frame, blocking=False))
     return review
-
-
-def _table_rows(table: str, frame: pl.DataFrame | None, blocking: bool) -> list[Problem]:
-    if frame is None:
-        return []
-    excluded = pl.col("check_name").is_in(list(EXCLUSIONS))
-    # Expected exclusions (oversize attachments) are listed for the admin, never a reason to stop.
-    return row_problems(table, frame.filter(~excluded), blocking) + row_problems(
-        table, frame.filter(excluded), False
-    )
-
-
-def render(review: Review, files: dict[str, int], others: list[str]) -> str:
-    blocking = review.blocking
-    verdict = (
-        f"**{len(blocking)} problems**: the plan is not clean. Fix each one where it says, then dry-run again."
-        if blocking
-        else "**The plan is clean**: `close2d365 run` will not be stopped by a check."
-    )
-    accepted = [p.row() for p in review.problems if not p.blocking]
-    parts = [
-        f"# Dry run review (run {review.run_id})",
-        "",
-        verdict,
-        "",
-        "## Problems",
-        "",
-        markdown_table([p.row() for p in blocking], PROBLEM_COLUMNS[:-1]),
-        "",
-        "## Rejected within the thresholds (these rows will not be loaded)",
-        "",
-        markdown_table(accepted, PROBLEM_COLUMNS[:-1]),
-        "",
-        "## Rejected rows, per table",
-        "",
-        markdown_table([{"file": f, "rows": n} for f, n in files.items()], ["file", "rows"]),
-    ]
-    if others:
-        parts += ["", "## Other reports of this run (same folder)", "", *(f"- {name}" for name in others)]
-    if review.warnings:
-        parts += ["", "## Warnings (do not block)", "", *(f"- {w}" for w in review.warnings)]
-    if review.skipped:
-        parts += ["", "## Not run (a step before them failed)", "", ", ".join(review.skipped)]
-    parts += ["", "## Every check of the run", "", markdown_table(review.checks, CHECK_COLUMNS)]
-    return "\n".join(parts)
-
-
-def write_review(review: Review) -> tuple[Path, dict[str, int]]:
-    """review.md + review.csv + rejected_<table>.csv under the run's report folder; (review.md, files)."""
-    files = {}
-    for table, frame in sorted(review.rejected.items()):
-        path = write_csv(review.run_id, f"rejected_{table}", rejected_rows(table, frame), REJECTED_COLUMNS)
-        files[path.name] = frame["_close_id"].n_unique()
-    # What other assets of the run wrote there (dropped orphaned values, the workflow inventory, ...).
-    others = sorted(
-        p.name
-        for p in report_dir(review.run_id).iterdir()
-        if p.name not in files and not p.name.startswith("review.")
-    )
-    md, _ = write_report(
-        review.run_id,
-        "review",
-        render(review, files, others),
-        [p.row() for p in review.problems],
-        PROBLEM_COLUMNS,
-    )
-    return md, files
 
 
 @dg.asset(

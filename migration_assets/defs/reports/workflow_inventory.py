@@ -1,14 +1,12 @@
 """reports/workflow_inventory: Close Workflows, Smart Views and Custom Activity types with the Dynamics 365
 equivalent to rebuild, as Markdown (UI) and Markdown + CSV files."""
 
-import json
-
 import dagster as dg
-import duckdb
 from dagster import AssetExecutionContext
 
 from migration_assets.audit.files import write_report
 from migration_assets.audit.workflow_inventory import InventoryItem, build_inventory, render_markdown
+from migration_assets.extract.raw_objects import raw_objects
 from migration_assets.mapping.config import load_mapping_config
 from migration_assets.mapping.custom_activities import activity_types
 from migration_assets.resources.warehouse import WarehouseResource
@@ -21,13 +19,6 @@ class InventoryInputError(RuntimeError):
     """A close/* table the inventory reads is missing."""
 
 
-def _raw(con: duckdb.DuckDBPyConnection, table: str) -> list[dict]:
-    try:
-        return [json.loads(r[0]) for r in con.execute(f'SELECT raw FROM close."{table}"').fetchall()]
-    except duckdb.CatalogException as exc:
-        raise InventoryInputError(f"close.{table} is missing: materialize close/{table} first") from exc
-
-
 @dg.asset(
     key=dg.AssetKey(["reports", "workflow_inventory"]),
     group_name="reports",
@@ -37,7 +28,7 @@ def _raw(con: duckdb.DuckDBPyConnection, table: str) -> list[dict]:
 )
 def workflow_inventory(context: AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     with warehouse.connect() as con:
-        seqs, views, types = (_raw(con, t) for t in SOURCES)
+        seqs, views, types = (raw_objects(con, t, InventoryInputError) for t in SOURCES)
     prefix = load_mapping_config().settings.publisher_prefix
     tables = {t.close_type_id: t.table for t in activity_types(types, prefix)}
     items = build_inventory(seqs, views, types, tables)

@@ -1,10 +1,6 @@
-"""The blocking target check every staged table gets (`<table>_target_valid`).
-
-It re-validates what was written to `staged.<table>` with the Pandera schema built from the cached target
-metadata (it must be clean: nothing invalid may reach the loader), and holds `staged.<table>_rejected`
-against the table's threshold in `mappings/settings.yaml`. Some failures are never covered by a
-threshold: a column that neither the target nor the schema plan has (a custom activity instance using an
-undefined field halts its type). The failing rows appear in the UI as a Markdown table.
+"""The blocking target check every staged table gets (`<table>_target_valid`): mapping/staged_check.py
+re-validates staged.<table> and holds its rejected rows against the threshold; the failing rows appear in
+the UI as a Markdown table.
 
 A failure halts the downstream tables (severity ERROR), except in the `dry_run` job, where it is reported
 with severity WARN so that every table is still staged and checked (see defs/jobs.py).
@@ -12,34 +8,15 @@ with severity WARN so that every table is still staged and checked (see defs/job
 
 # No `from __future__ import annotations`: Dagster reads the context annotation at definition time.
 
-from collections.abc import Callable
-
 import dagster as dg
-import polars as pl
 
 from migration_assets.defs.jobs import gate_severity
-from migration_assets.defs.staged._common import (
-    META_STATE,
-    SCHEMA,
-    StagingError,
-    entity_sets,
-    known_binds,
-    load_rules,
-    markdown,
-    plan_columns,
-    staged_key,
-    target_lookup,
-)
-from migration_assets.mapping.config import load_mapping_config
-from migration_assets.mapping.targets import column_errors
+from migration_assets.defs.staged._common import markdown, staged_key
+from migration_assets.mapping.staged_check import RulesFor, check_staged
+from migration_assets.mapping.staged_lookups import target_lookup
 from migration_assets.resources.api_calls import reports_api_calls
 from migration_assets.resources.dataverse import DataverseResource
-from migration_assets.resources.warehouse import WarehouseResource, fetch_polars, table_exists
-from migration_assets.target.checks import EXCLUSIONS, build_schema, validate
-from migration_assets.target.rules import TableRules
-
-HARD_FAILURES = ("column_exists",)
-RulesFor = Callable[..., TableRules]
+from migration_assets.resources.warehouse import WarehouseResource
 
 
 def evaluate(
@@ -49,85 +26,25 @@ def evaluate(
     severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
     dataverse: DataverseResource | None = None,
 ) -> dg.AssetCheckResult:
-    cfg = load_mapping_config()
-    with warehouse.connect() as con:
-        for t in (table, f"{table}_rejected"):
-            if not table_exists(con, SCHEMA, t):
-                raise StagingError(f"staged.{t} is missing: materialize staged/{table} first")
-        staged = fetch_polars(con, f'SELECT * FROM staged."{table}"')
-        rejected = fetch_polars(con, f'SELECT * FROM staged."{table}_rejected"')
-        notices = (
-            fetch_polars(con, f'SELECT * FROM staged."{table}_notices"')
-            if table_exists(con, SCHEMA, f"{table}_notices")
-            else None
-        )
-        rules = rules_for(con, cfg) if rules_for else plan_columns(load_rules(con, table), cfg)
-        back = {v: k for k, v in META_STATE.items() if v in staged.columns}
-        frame = staged.rename(back)
-        # The same knowledge staging had: a parent rejected in this run that is already in the target
-        # (loaded by an earlier run) still resolves its children's lookups.
-        binds = known_binds(con, frame, rules, entity_sets(con), target_lookup(dataverse))
-        built = build_schema(rules, frame.columns, binds, entity_sets(con))
-        _, still_bad = validate(frame, built, table)
-    counted = rejected.filter(~pl.col("check_name").is_in(list(EXCLUSIONS)))
-    n_rejected = counted["_close_id"].n_unique()
-    total = staged.height + n_rejected
-    threshold = cfg.settings.threshold(table)
-    hard = counted.filter(pl.col("check_name").is_in(list(HARD_FAILURES)))
-    # Staged values in a column the target or the plan no longer has (the metadata or the mapping changed
-    # since staging) are the same mapping problem as a column rejected at staging, not a bug of staging.
-    gone = still_bad.filter(pl.col("check_name").is_in(list(HARD_FAILURES)))
-    still_bad = still_bad.filter(~pl.col("check_name").is_in(list(HARD_FAILURES)))
-    # (A field map's target the target lacks is left out at staging and stops the run at the mapping_confirmed
-    # gate, by file and line: no row of this table is rejected for it, so it does not fail here.)
-    hard_columns = {*hard["column"].to_list(), *gone["column"].to_list()}
-    within = threshold.allows(n_rejected, total)
-    passed = still_bad.height == 0 and within and not hard_columns
-    reasons = []
-    if still_bad.height:
-        reasons.append(f"{still_bad.height} problems in the written staged.{table} (a bug: please report)")
-    # A field map writing such a column is named by file and line (the mapping_confirmed gate stops every
-    # write on it); other columns are a custom activity type's fields (orphaned values, below).
-    errors, others = column_errors(cfg.field_maps.values(), rules, hard_columns)
-    reasons += [f"{e} (this table is halted)" for e in errors]
-    if others:
-        cols = ", ".join(others)
-        reasons.append(f"columns not in the target nor the schema plan: {cols} (this table is halted)")
-        if table.startswith("custom_activity_") and any(
-            c.startswith("custom.") for c in hard["column"].to_list()
-        ):
-            reasons.append(
-                "these are values of fields deleted from the type in Close: set its orphaned_values "
-                "in mappings/custom_activities.yaml to drop or column to load it"
-            )
-    if not within:
-        reasons.append(
-            f"{n_rejected} of {total} rows rejected, above the threshold "
-            f"(max_rows={threshold.max_rows}, max_fraction={threshold.max_fraction})"
-        )
-    by_check = (
-        counted.group_by("check_name", "column")
-        .agg(pl.col("_close_id").n_unique().alias("rows"))
-        .sort("rows", descending=True)
-    )
-    excluded = rejected.filter(pl.col("check_name").is_in(list(EXCLUSIONS)))
+    check = check_staged(warehouse, table, rules_for, target_lookup(dataverse))
     return dg.AssetCheckResult(
-        passed=passed,
+        passed=check.passed,
         severity=severity,
-        description="; ".join(reasons)
-        or f"{staged.height} rows valid, {n_rejected} rejected (within threshold)",
+        description=check.description,
         metadata={
-            "staged_rows": staged.height,
-            "rejected_rows": n_rejected,
-            "excluded_rows (listed for the admin)": excluded["_close_id"].n_unique(),
-            "threshold": f"max_rows={threshold.max_rows}, max_fraction={threshold.max_fraction}",
-            "rejected_by_check": dg.MetadataValue.md(markdown(by_check)),
-            "rejected": dg.MetadataValue.md(markdown(counted.drop("_close_object"))),
-            "excluded": dg.MetadataValue.md(markdown(excluded.drop("_close_object"))),
-            "invalid_after_write": dg.MetadataValue.md(markdown(still_bad)) if still_bad.height else "none",
+            "staged_rows": check.staged_rows,
+            "rejected_rows": check.rejected_rows,
+            "excluded_rows (listed for the admin)": check.excluded["_close_id"].n_unique(),
+            "threshold": check.threshold,
+            "rejected_by_check": dg.MetadataValue.md(markdown(check.by_check)),
+            "rejected": dg.MetadataValue.md(markdown(check.rejected.drop("_close_object"))),
+            "excluded": dg.MetadataValue.md(markdown(check.excluded.drop("_close_object"))),
+            "invalid_after_write": dg.MetadataValue.md(markdown(check.still_bad))
+            if check.still_bad.height
+            else "none",
             # Values truncated (settings.yaml truncation) or dropped (on_error: null): loaded, never silent.
-            "truncated_or_nulled": dg.MetadataValue.md(markdown(notices))
-            if notices is not None and notices.height
+            "truncated_or_nulled": dg.MetadataValue.md(markdown(check.notices))
+            if check.notices is not None and check.notices.height
             else "none",
         },
     )

@@ -1,138 +1,26 @@
-"""staged/annotation's hook: Close notes (html to text, on the lead by default), lead/opportunity status changes
-(so the history survives), email/note attachments and call recordings (the loader downloads the bytes
-from `_file_url` at load time). Files above the upload limit (organization.maxuploadfilesize, measured
-on the base64 size, or settings.yaml attachments.max_size_bytes) are not loaded: they are listed in
-`staged.annotation_rejected` (check `max_upload_size`, not counted as errors) and in
-`$CLOSE2D365_HOME/reports/oversize_attachments.csv` for the admin; a body served larger than declared is
-refused by the loader and added to that list (load/oversize.py)."""
-
-import math
+"""staged/annotation's hook: notes, status changes, attachments and call recordings staged their own way
+(mapping/annotation_staging.py); the oversize files are listed for the admin."""
 
 import dagster as dg
-import duckdb
-import polars as pl
 
-from migration_assets.audit.files import oversize_csv_path, write_frame_csv
-from migration_assets.defs.staged._common import (
-    entity_sets,
-    load_rules,
-    materialize_result,
-    plan_columns,
-    target_lookup,
-    validate_and_write,
-)
+from migration_assets.defs.staged._common import counted_sources
 from migration_assets.defs.staged._hooks import StagingHook
-from migration_assets.mapping.config import MappingConfig, load_mapping_config
-from migration_assets.mapping.frame import map_object, read_object_source
+from migration_assets.mapping.annotation_staging import stage_annotations
 from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource
-from migration_assets.target.checks import MAX_UPLOAD_SIZE, REJECTION_SCHEMA
-
-ATTACHMENT_KEY = "_attachment_key"
-
-
-def base64_size(n: int) -> int:
-    return 4 * math.ceil(n / 3)
-
-
-def upload_limit(con: duckdb.DuckDBPyConnection, cfg: MappingConfig) -> int:
-    if cfg.settings.max_attachment_bytes is not None:
-        return cfg.settings.max_attachment_bytes
-    return int(con.execute("SELECT maxuploadfilesize FROM staged.target_organization").fetchall()[0][0])
-
-
-def oversize_rejections(frame: pl.DataFrame, limit: int) -> pl.DataFrame:
-    """Attachments whose base64 size exceeds the limit: not loaded, listed for the admin."""
-    sized = frame.filter(pl.col("_file_size").is_not_null())
-    b64 = (pl.col("_file_size").cast(pl.Float64) / 3).ceil().cast(pl.Int64) * 4
-    big = sized.filter(b64 > limit)
-    return big.select(
-        "_close_id",
-        pl.lit("_file_size").alias("column"),
-        pl.col("_file_size").cast(pl.String).alias("value"),
-        pl.format(
-            "file of {} bytes ({} as base64) exceeds the upload limit of " + f"{limit} bytes: not loaded; "
-            "listed for the admin (raise organization.maxuploadfilesize up to 131072000 to load it)",
-            pl.col("_file_size"),
-            b64,
-        ).alias("reason"),
-        pl.lit(MAX_UPLOAD_SIZE).alias("check_name"),
-    ).select(list(REJECTION_SCHEMA))
 
 
 def stage(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, dataverse: DataverseResource
 ) -> dg.MaterializeResult:
-    cfg = load_mapping_config()
-    objects = ["note", "attachment", "call_recording"]
-    if cfg.activities.status_changes == "annotation":
-        objects.insert(1, "status_change")
-    frames, rejections, notices, counts = [], [], [], {}
-    with warehouse.connect() as con:
-        sets, ctx = entity_sets(con), cfg.context()
-        limit = upload_limit(con, cfg)
-        for name in objects:
-            extra = ("size", "url") if name == "attachment" else ("url",) if name == "call_recording" else ()
-            src = read_object_source(con, cfg, name, extra=extra)
-            counts[name] = src.height
-            kind = "lead_status_change" if name == "status_change" else name
-            key = None
-            if name == "attachment":
-                # One activity can have several files: the annotation key is activity id + file URL.
-                src = src.with_columns(
-                    pl.concat_str([pl.col("activity_id"), pl.lit(":"), pl.col("url")]).alias(ATTACHMENT_KEY)
-                )
-                key = ATTACHMENT_KEY
-            mapped = map_object(src, cfg, name, ctx, sets, key=key, close_object=kind)
-            frame = mapped.frame
-            if name == "status_change":
-                types = src.select(
-                    pl.col("id").alias("_close_id"),
-                    pl.col("_type") if "_type" in src.columns else pl.lit(None),
-                )
-                frame = frame.drop("_close_object").join(
-                    types.rename({types.columns[1]: "_t"}), on="_close_id", how="left"
-                )
-                frame = frame.with_columns(
-                    pl.when(pl.col("_t") == "OpportunityStatusChange")
-                    .then(pl.lit("opportunity_status_change"))
-                    .otherwise(pl.lit("lead_status_change"))
-                    .alias("_close_object")
-                ).drop("_t")
-            if name in ("attachment", "call_recording"):
-                url = "url" if "url" in src.columns else "recording_url"
-                files = src.select(
-                    pl.col(key or "activity_id").alias("_close_id"),
-                    pl.col(url).alias("_file_url"),
-                    (pl.col("size") if name == "attachment" else pl.lit(None, dtype=pl.Int64)).alias(
-                        "_file_size"
-                    ),
-                )
-                frame = frame.join(files, on="_close_id", how="left")
-            frames.append(frame)
-            rejections.append(mapped.rejections)
-            notices.append(mapped.notices)
-        frame = pl.concat(frames, how="diagonal_relaxed")
-        oversize = oversize_rejections(frame, limit)
-        rules = plan_columns(load_rules(con, "annotation"), cfg)
-        result = validate_and_write(
-            warehouse,
-            con,
-            "annotation",
-            rules,
-            frame,
-            [*rejections, oversize],
-            notices,
-            target_lookup=target_lookup(dataverse),
-        )
-    path = write_frame_csv(oversize_csv_path(), oversize)
-    return materialize_result(
-        result,
+    staging = stage_annotations(warehouse, dataverse)
+    return counted_sources(
+        staging.result,
+        staging.counts,
         {
-            **{f"source_rows_{k}": v for k, v in counts.items()},
-            "upload_limit_bytes": limit,
-            "oversize_files": oversize.height,
-            "oversize_csv": dg.MetadataValue.path(str(path)),
+            "upload_limit_bytes": staging.upload_limit,
+            "oversize_files": staging.oversize_files,
+            "oversize_csv": dg.MetadataValue.path(str(staging.oversize_csv)),
         },
     )
 

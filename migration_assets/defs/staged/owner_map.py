@@ -6,30 +6,19 @@ fallback owner takes their records.
 """
 
 import dagster as dg
-import polars as pl
 
-from migration_assets.audit.files import write_frame_csv
 from migration_assets.defs.jobs import gate_severity
-from migration_assets.defs.staged._common import (
-    GROUP,
-    OWNER_MAP_KEY,
-    TARGET_METADATA_KEY,
-    markdown,
-    warehouse_write,
-)
+from migration_assets.defs.staged._common import GROUP, OWNER_MAP_KEY, TARGET_METADATA_KEY, markdown
 from migration_assets.mapping.config import load_mapping_config
+from migration_assets.mapping.owner_map_staging import stage_owner_map
 from migration_assets.mapping.owners import (
     OWNER_COLUMNS,
     OwnerConfigError,
     blocking_owners,
     blocking_summary,
-    match_owners,
 )
-from migration_assets.resources.warehouse import WarehouseResource, default_home, fetch_polars, table_exists
-
-
-def queue_path() -> str:
-    return str(default_home() / "reports" / "owner_queue.csv")
+from migration_assets.resources.warehouse import WarehouseResource
+from migration_assets.target.metadata_cache import StagingError
 
 
 @dg.asset(
@@ -45,38 +34,11 @@ def queue_path() -> str:
 def owner_map(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     cfg = load_mapping_config()
     with warehouse.connect() as con:
-        users = fetch_polars(con, "SELECT id, email, first_name, last_name, is_active FROM close.users")
-        if not table_exists(con, "staged", "target_systemusers"):
-            raise dg.Failure("staged.target_systemusers is missing: materialize staged/target_metadata first")
-        systemusers = fetch_polars(con, "SELECT * FROM staged.target_systemusers")
-        parts = [
-            f'SELECT "{c}" AS uid FROM close."{t}"'
-            for t, c in OWNER_COLUMNS.items()
-            if table_exists(con, "close", t)
-        ]
-        owned = (
-            fetch_polars(
-                con,
-                f"SELECT uid, count(*) AS n FROM ({' UNION ALL '.join(parts)}) WHERE uid IS NOT NULL "
-                "GROUP BY uid",
-            )
-            if parts
-            else pl.DataFrame({"uid": [], "n": []})
-        )
         try:
-            result = match_owners(
-                users.to_dicts(),
-                systemusers.to_dicts(),
-                cfg.owners.overrides,
-                cfg.owners.fallback_owner,
-                cfg.owners.disabled_users,
-                dict(zip(owned["uid"].to_list(), owned["n"].to_list(), strict=True)),
-            )
-        except OwnerConfigError as exc:
+            staged = stage_owner_map(con, cfg)
+        except (StagingError, OwnerConfigError) as exc:
             raise dg.Failure(str(exc)) from exc
-        warehouse_write(con, "owner_map", result)
-    queue = result.filter(~pl.col("status").is_in(["matched", "override"]))
-    path = write_frame_csv(default_home() / "reports" / "owner_queue.csv", queue)
+    result, queue, path = staged.owners, staged.queue, staged.queue_csv
     counts = result.group_by("status").len().sort("status")
     context.log.info(f"owner map: {dict(counts.iter_rows())}; queue written to {path}")
     return dg.MaterializeResult(

@@ -5,39 +5,27 @@ Each asset depends on the close/* tables its objects read, the staged tables the
 resolve against (objects.yaml stage_after), the owner map and the target metadata. A table is staged
 generically (map, validate, write) unless a hook says otherwise: account (dedupe by name), lead (its
 contacts), opportunity (closed by action), annotation (several sources, files); activity tables stage their
-objects in slices, with their parties (_activity.py); the SMS may go to a custom table (task.py).
+objects in slices, with their parties (mapping/activity_staging.py); the SMS may go to a custom table (task.py).
 """
 
 import dagster as dg
-import polars as pl
 
 from migration_assets.defs.staged import account, annotation, lead, opportunity
-from migration_assets.defs.staged._activity import (
-    ACTIVITY_SOURCES,
-    ActivitySource,
-    activity_result,
-    stage_activity,
-)
 from migration_assets.defs.staged._checks import target_check
 from migration_assets.defs.staged._common import (
     GROUP,
     OWNER_MAP_KEY,
     TARGET_METADATA_KEY,
     close_key,
-    entity_sets,
-    load_rules,
+    counted_sources,
     materialize_result,
-    owner_context,
-    plan_columns,
     staged_key,
-    target_lookup,
-    validate_and_write,
 )
 from migration_assets.defs.staged._hooks import StagingHook
 from migration_assets.defs.staged.task import sms_defs
+from migration_assets.mapping.activity_staging import ACTIVITY_SOURCES, ActivitySource, stage_activity
 from migration_assets.mapping.config import MappingConfig, load_mapping_config
-from migration_assets.mapping.custom_fields import with_custom_fields
-from migration_assets.mapping.frame import map_object, read_object_source
+from migration_assets.mapping.table_staging import routed_objects, stage_records
 from migration_assets.mapping.tables import Table, table_registry
 from migration_assets.resources.api_calls import reports_api_calls
 from migration_assets.resources.dataverse import DataverseResource
@@ -64,66 +52,10 @@ def deps(table: Table, hook: StagingHook = NO_HOOK) -> list[dg.AssetKey]:
 
 def routed_here(context: dg.AssetExecutionContext, cfg: MappingConfig, table: Table) -> list[str]:
     """The table's objects that write to it in this mapping (activities.yaml may route the SMS elsewhere)."""
-    names = []
-    for name in table.objects:
-        target = cfg.object(name).table
-        if target == table.name:
-            names.append(name)
-        else:
-            context.log.info(f"{name} rows are routed to {target} (activities.yaml), not to {table.name}")
-    return names
-
-
-def stage_records(
-    context: dg.AssetExecutionContext,
-    warehouse: WarehouseResource,
-    dataverse: DataverseResource,
-    table: Table,
-    hook: StagingHook,
-) -> dg.MaterializeResult:
-    """Map each object of `table` (custom fields included), validate the rows and write staged.<table>."""
-    cfg = load_mapping_config()
-    names = routed_here(context, cfg, table)
-    for name in names:
-        cfg = with_custom_fields(cfg, name)
-    frames, rejections, notices = [], [], []
-    with warehouse.connect() as con:
-        ctx = None
-        for name in names:
-            src = read_object_source(con, cfg, name)
-            if hook.prepare is not None:
-                src = hook.prepare(con, src)
-            ctx = ctx or (owner_context(con, cfg) if hook.owners else cfg.context())
-            mapped = map_object(src, cfg, name, ctx, entity_sets(con))
-            frames.append(hook.finish(mapped.frame, cfg) if hook.finish is not None else mapped.frame)
-            rejections.append(mapped.rejections)
-            notices.append(mapped.notices)
-        frame = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
-        rules = plan_columns(load_rules(con, table.name), cfg)
-        result = validate_and_write(
-            warehouse,
-            con,
-            table.name,
-            rules,
-            frame,
-            rejections,
-            notices,
-            post=hook.post,
-            target_lookup=target_lookup(dataverse),
-        )
-    return materialize_result(result)
-
-
-def stage_activities(
-    context: dg.AssetExecutionContext,
-    warehouse: WarehouseResource,
-    dataverse: DataverseResource,
-    table: Table,
-) -> dg.MaterializeResult:
-    names = routed_here(context, load_mapping_config(), table)
-    sources = [ACTIVITY_SOURCES.get(name, ActivitySource(name)) for name in names]
-    result, counts = stage_activity(warehouse, dataverse, table.name, sources)
-    return activity_result(result, counts)
+    here, elsewhere = routed_objects(cfg, table)
+    for name, target in elsewhere.items():
+        context.log.info(f"{name} rows are routed to {target} (activities.yaml), not to {table.name}")
+    return here
 
 
 def build(table: Table) -> tuple[dg.AssetsDefinition, dg.AssetChecksDefinition]:
@@ -141,9 +73,12 @@ def build(table: Table) -> tuple[dg.AssetsDefinition, dg.AssetChecksDefinition]:
     ) -> dg.MaterializeResult:
         if hook.stage is not None:
             return hook.stage(context, warehouse, dataverse)
+        cfg = load_mapping_config()
+        names = routed_here(context, cfg, table)
         if table.is_activity:
-            return stage_activities(context, warehouse, dataverse, table)
-        return stage_records(context, warehouse, dataverse, table, hook)
+            sources = [ACTIVITY_SOURCES.get(name, ActivitySource(name)) for name in names]
+            return counted_sources(*stage_activity(warehouse, dataverse, table.name, sources))
+        return materialize_result(stage_records(warehouse, dataverse, cfg, table.name, names, hook))
 
     return _asset, target_check(table.name)
 

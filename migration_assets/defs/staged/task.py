@@ -6,38 +6,26 @@ the definitions follow the reviewed mapping.
 """
 
 import logging
-from typing import Any
 
 import dagster as dg
 
-from migration_assets.defs.staged._activity import ActivitySource, activity_result, stage_activity
 from migration_assets.defs.staged._checks import target_check
 from migration_assets.defs.staged._common import (
     GROUP,
     OWNER_MAP_KEY,
     TARGET_METADATA_KEY,
     close_key,
-    plan_columns,
+    counted_sources,
     staged_key,
 )
-from migration_assets.mapping.config import MappingConfig, load_activities
+from migration_assets.mapping.activity_staging import ActivitySource, stage_activity
+from migration_assets.mapping.config import load_activities
 from migration_assets.resources.api_calls import reports_api_calls
 from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource
-from migration_assets.target.custom_activity_plan import entity_set_name
-from migration_assets.target.rules import TableRules, add_planned_column, planned_activity_table
+from migration_assets.target.custom_activity_rules import sms_rules
 
 log = logging.getLogger(__name__)
-
-
-def sms_rules(con: Any, cfg: MappingConfig) -> TableRules:
-    """The custom SMS activity table as schema/* will create it: activity columns + the SMS columns."""
-    table = cfg.activities.sms_table
-    rules = plan_columns(
-        planned_activity_table(table, cfg.activities.sms_entity_set or entity_set_name(table)), cfg
-    )
-    add_planned_column(rules, f"{cfg.settings.publisher_prefix}_closeid", "String", 100)
-    return rules
 
 
 def build_sms_custom(table: str) -> tuple[dg.AssetsDefinition, dg.AssetChecksDefinition]:
@@ -56,7 +44,7 @@ def build_sms_custom(table: str) -> tuple[dg.AssetsDefinition, dg.AssetChecksDef
         result, counts = stage_activity(
             warehouse, dataverse, table, [ActivitySource("sms")], rules_for=sms_rules, staged_table=staged
         )
-        return activity_result(result, counts)
+        return counted_sources(result, counts)
 
     return _sms, target_check(staged, sms_rules)
 

@@ -9,19 +9,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import dagster as dg
 import polars as pl
 
-from migration_assets.defs.staged._common import (
-    StageResult,
-    entity_sets,
-    load_rules,
-    materialize_result,
-    owner_context,
-    plan_columns,
-    target_lookup,
-    validate_and_write,
-)
 from migration_assets.mapping.config import load_mapping_config
 from migration_assets.mapping.frame import Mapped, map_object, object_chunks
 from migration_assets.mapping.parties import (
@@ -31,7 +20,10 @@ from migration_assets.mapping.parties import (
     party_index,
     phonecall_parties,
 )
+from migration_assets.mapping.staged_lookups import owner_context, target_lookup
+from migration_assets.mapping.staging import StageResult, validate_and_write
 from migration_assets.resources.warehouse import WarehouseResource
+from migration_assets.target.metadata_cache import cached_rules, entity_sets
 from migration_assets.target.rules import TableRules
 
 PartiesFn = Callable[[pl.DataFrame, PartyIndex], pl.Series]
@@ -72,8 +64,9 @@ def stage_activity(
     rules_for: Callable[[Any, Any], TableRules] | None = None,
     staged_table: str | None = None,
 ) -> tuple[StageResult, dict[str, int]]:
-    """Map, validate and write the activity table `table` (as staged.<staged_table or table>).
-    rules_for(con, cfg): the table's rules when it is not in the target yet (a planned custom table)."""
+    """Map, validate and write the activity table `table` (as staged.<staged_table or table>); returns the
+    result and the rows read per object. rules_for(con, cfg): the table's rules when it is not in the target
+    yet (a planned custom table)."""
     cfg = load_mapping_config()
     frames, rejections, notices, counts = [], [], [], {}
     with warehouse.connect() as con:
@@ -92,7 +85,7 @@ def stage_activity(
                 rejections.append(mapped.rejections)
                 notices.append(mapped.notices)
         frame = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
-        rules = rules_for(con, cfg) if rules_for else plan_columns(load_rules(con, table), cfg)
+        rules = rules_for(con, cfg) if rules_for else cached_rules(con, table, cfg)
         result = validate_and_write(
             warehouse,
             con,
@@ -104,7 +97,3 @@ def stage_activity(
             target_lookup=target_lookup(dataverse),
         )
     return result, counts
-
-
-def activity_result(result: StageResult, counts: dict[str, int]) -> dg.MaterializeResult:
-    return materialize_result(result, {f"source_rows_{k}": v for k, v in counts.items()})

@@ -1,0 +1,129 @@
+"""The target check every staged table gets: what was written to `staged.<table>` re-validated with the
+Pandera schema built from the cached target metadata (it must be clean: nothing invalid may reach the
+loader), and `staged.<table>_rejected` held against the table's threshold in `mappings/settings.yaml`.
+
+Some failures are never covered by a threshold: a column that neither the target nor the schema plan has
+(a custom activity instance using an undefined field halts its type).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import polars as pl
+
+from migration_assets.mapping.config import load_mapping_config
+from migration_assets.mapping.staged_lookups import TargetLookup, known_binds
+from migration_assets.mapping.staging import META_STATE
+from migration_assets.mapping.targets import column_errors
+from migration_assets.resources.warehouse import WarehouseResource, fetch_polars, table_exists
+from migration_assets.target.checks import EXCLUSIONS, build_schema, validate
+from migration_assets.target.metadata_cache import SCHEMA, StagingError, cached_rules, entity_sets
+from migration_assets.target.rules import TableRules
+
+HARD_FAILURES = ("column_exists",)
+RulesFor = Callable[..., TableRules]
+
+
+@dataclass(frozen=True)
+class StagedCheck:
+    """The verdict on one staged table and the frames that explain it."""
+
+    passed: bool
+    reasons: list[str]
+    staged_rows: int
+    rejected_rows: int  # distinct rejected rows, exclusions not counted
+    threshold: str
+    rejected: pl.DataFrame  # the counted rejections
+    excluded: pl.DataFrame  # listed for the admin, not errors
+    by_check: pl.DataFrame  # rows per check and column
+    still_bad: pl.DataFrame  # problems in the written table (a bug)
+    notices: pl.DataFrame | None  # values truncated or nulled
+
+    @property
+    def description(self) -> str:
+        return "; ".join(self.reasons) or (
+            f"{self.staged_rows} rows valid, {self.rejected_rows} rejected (within threshold)"
+        )
+
+
+def check_staged(
+    warehouse: WarehouseResource,
+    table: str,
+    rules_for: RulesFor | None = None,
+    target_lookup: TargetLookup | None = None,
+) -> StagedCheck:
+    cfg = load_mapping_config()
+    with warehouse.connect() as con:
+        for t in (table, f"{table}_rejected"):
+            if not table_exists(con, SCHEMA, t):
+                raise StagingError(f"staged.{t} is missing: materialize staged/{table} first")
+        staged = fetch_polars(con, f'SELECT * FROM staged."{table}"')
+        rejected = fetch_polars(con, f'SELECT * FROM staged."{table}_rejected"')
+        notices = (
+            fetch_polars(con, f'SELECT * FROM staged."{table}_notices"')
+            if table_exists(con, SCHEMA, f"{table}_notices")
+            else None
+        )
+        rules = rules_for(con, cfg) if rules_for else cached_rules(con, table, cfg)
+        back = {v: k for k, v in META_STATE.items() if v in staged.columns}
+        frame = staged.rename(back)
+        # The same knowledge staging had: a parent rejected in this run that is already in the target
+        # (loaded by an earlier run) still resolves its children's lookups.
+        binds = known_binds(con, frame, rules, entity_sets(con), target_lookup)
+        built = build_schema(rules, frame.columns, binds, entity_sets(con))
+        _, still_bad = validate(frame, built, table)
+    counted = rejected.filter(~pl.col("check_name").is_in(list(EXCLUSIONS)))
+    n_rejected = counted["_close_id"].n_unique()
+    total = staged.height + n_rejected
+    threshold = cfg.settings.threshold(table)
+    hard = counted.filter(pl.col("check_name").is_in(list(HARD_FAILURES)))
+    # Staged values in a column the target or the plan no longer has (the metadata or the mapping changed
+    # since staging) are the same mapping problem as a column rejected at staging, not a bug of staging.
+    gone = still_bad.filter(pl.col("check_name").is_in(list(HARD_FAILURES)))
+    still_bad = still_bad.filter(~pl.col("check_name").is_in(list(HARD_FAILURES)))
+    # (A field map's target the target lacks is left out at staging and stops the run at the mapping_confirmed
+    # gate, by file and line: no row of this table is rejected for it, so it does not fail here.)
+    hard_columns = {*hard["column"].to_list(), *gone["column"].to_list()}
+    within = threshold.allows(n_rejected, total)
+    passed = still_bad.height == 0 and within and not hard_columns
+    reasons = []
+    if still_bad.height:
+        reasons.append(f"{still_bad.height} problems in the written staged.{table} (a bug: please report)")
+    # A field map writing such a column is named by file and line (the mapping_confirmed gate stops every
+    # write on it); other columns are a custom activity type's fields (orphaned values, below).
+    errors, others = column_errors(cfg.field_maps.values(), rules, hard_columns)
+    reasons += [f"{e} (this table is halted)" for e in errors]
+    if others:
+        cols = ", ".join(others)
+        reasons.append(f"columns not in the target nor the schema plan: {cols} (this table is halted)")
+        if table.startswith("custom_activity_") and any(
+            c.startswith("custom.") for c in hard["column"].to_list()
+        ):
+            reasons.append(
+                "these are values of fields deleted from the type in Close: set its orphaned_values "
+                "in mappings/custom_activities.yaml to drop or column to load it"
+            )
+    if not within:
+        reasons.append(
+            f"{n_rejected} of {total} rows rejected, above the threshold "
+            f"(max_rows={threshold.max_rows}, max_fraction={threshold.max_fraction})"
+        )
+    by_check = (
+        counted.group_by("check_name", "column")
+        .agg(pl.col("_close_id").n_unique().alias("rows"))
+        .sort("rows", descending=True)
+    )
+    return StagedCheck(
+        passed=passed,
+        reasons=reasons,
+        staged_rows=staged.height,
+        rejected_rows=n_rejected,
+        threshold=f"max_rows={threshold.max_rows}, max_fraction={threshold.max_fraction}",
+        rejected=counted,
+        excluded=rejected.filter(pl.col("check_name").is_in(list(EXCLUSIONS))),
+        by_check=by_check,
+        still_bad=still_bad,
+        notices=notices,
+    )

@@ -1,0 +1,251 @@
+"""The preflight's reads of the target: what the target says about this migration, before anything is
+written to it. Read-only; each read turns into findings (target/preflight.py), and a read the application
+user is not allowed to make is itself a blocker.
+
+It reads who the application users are (WhoAmI, and each configured client id's systemuser) and the
+privileges their roles give them (RetrieveUserPrivileges), against what the plan writes
+(EntityMetadata.Privileges of each table, prvOverrideCreatedOnCreatedBy, the bypass privilege when bypass
+headers are sent); business-required columns of each existing target table that the mapping does not fill;
+the custom tables (IsCustomEntity, unmanaged) plus the planned ones against `target.edition`;
+maxuploadfilesize against the Close attachments; the base and enabled currencies against the Close
+currencies; owners mapped to users disabled since; the publisher/solution conflicts (`inspect_solution`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import duckdb
+
+from migration_assets.audit.files import markdown_table
+from migration_assets.clients.dataverse.client import DataverseClient
+from migration_assets.clients.dataverse.errors import DataverseApiError
+from migration_assets.mapping.config import MappingConfig
+from migration_assets.resources.warehouse import table_exists
+from migration_assets.target import preflight as pf
+from migration_assets.target.deploy import load_plan
+from migration_assets.target.solution import SolutionTarget
+from migration_assets.target.solution_deploy import inspect_solution
+
+FUNCTION = "Microsoft.Dynamics.CRM."
+
+
+def _entity(table: str, query: str = "") -> str:
+    return f"EntityDefinitions(LogicalName='{table}'){query}"
+
+
+def app_users(client: DataverseClient, client_ids: Iterable[str]) -> list[pf.AppUserAccess]:
+    """Each configured application user's systemuser and its privileges (name -> deepest depth)."""
+    out = []
+    for client_id in client_ids:
+        rows = client.rows("systemusers", ["systemuserid"], f"applicationid eq {client_id}")
+        if not rows:
+            out.append(pf.AppUserAccess(client_id, None))
+            continue
+        user_id = str(rows[0]["systemuserid"])
+        body = client.get_json(f"systemusers({user_id})/{FUNCTION}RetrieveUserPrivileges()")
+        depth_order = ["Basic", "Local", "Deep", "Global"]
+        held: dict[str, str] = {}
+        for p in body.get("RolePrivileges") or []:
+            name, depth = str(p.get("PrivilegeName") or ""), str(p.get("Depth") or "")
+            rank = depth_order.index(depth) if depth in depth_order else -1
+            if name and (name not in held or depth_order.index(held[name]) < rank):
+                held[name] = depth
+        out.append(pf.AppUserAccess(client_id, user_id, held))
+    return out
+
+
+def table_privileges(client: DataverseClient, table: str) -> dict[str, str]:
+    """PrivilegeType -> privilege name, as the table's metadata declares them."""
+    body = client.get_json(_entity(table, "?$select=LogicalName,Privileges"))
+    return {str(p["PrivilegeType"]): str(p["Name"]) for p in body.get("Privileges") or []}
+
+
+def columns(client: DataverseClient, table: str) -> list[pf.Column]:
+    select = "LogicalName,RequiredLevel,IsValidForCreate,IsPrimaryId,AttributeType,AttributeOf"
+    raw = client.get_json(_entity(table, f"/Attributes?$select={select}")).get("value") or []
+    picklists = (
+        client.get_json(
+            _entity(
+                table, f"/Attributes/{FUNCTION}PicklistAttributeMetadata?$select=LogicalName,DefaultFormValue"
+            )
+        ).get("value")
+        or []
+    )
+    defaulted = {p["LogicalName"] for p in picklists if p.get("DefaultFormValue") not in (None, -1)}
+    return [
+        pf.Column(
+            logical_name=a["LogicalName"],
+            required_level=(a.get("RequiredLevel") or {}).get("Value") or "None",
+            valid_for_create=a.get("IsValidForCreate") is not False,
+            attribute_type=a.get("AttributeType") or "",
+            is_primary_id=bool(a.get("IsPrimaryId")),
+            attribute_of=a.get("AttributeOf"),
+            # A two-option column always has a value: the platform applies its DefaultValue on create.
+            has_default=a.get("AttributeType") == "Boolean" or a["LogicalName"] in defaulted,
+        )
+        for a in raw
+    ]
+
+
+def filled_columns(client: DataverseClient, cfg: MappingConfig, table: str) -> set[str]:
+    """Columns of `table` the field maps write (lookup targets are navigation properties: their column)."""
+    nav = {r.navigation_property: r.referencing_attribute for r in client.metadata(table).many_to_one}
+    targets = {t for f in cfg.field_maps.values() if f.table == table for t in f.targets}
+    return {nav.get(t, t) for t in targets}
+
+
+def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple[Any, ...]]:
+    return con.execute(sql).fetchall()
+
+
+def close_facts(con: duckdb.DuckDBPyConnection, cfg: MappingConfig) -> tuple[list[int], dict[str, int]]:
+    """(attachment sizes when attachments are migrated, Close currency -> opportunities)."""
+    sizes: list[int] = []
+    if any(o.source == "attachments" for o in cfg.objects) and table_exists(con, "close", "attachments"):
+        sizes = [int(r[0]) for r in _rows(con, "SELECT size FROM close.attachments WHERE size IS NOT NULL")]
+    seen: dict[str, int] = {}
+    if table_exists(con, "close", "opportunities"):
+        rows = _rows(
+            con,
+            "SELECT upper(value_currency), count(*) FROM close.opportunities "
+            "WHERE value_currency IS NOT NULL GROUP BY 1",
+        )
+        seen = {str(code): int(n) for code, n in rows}
+    return sizes, seen
+
+
+def mapped_owners(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    if not table_exists(con, "staged", "owner_map"):
+        return []
+    cur = con.execute(
+        "SELECT close_user_id, close_email AS email, systemuserid, records_owned FROM staged.owner_map "
+        "WHERE systemuserid IS NOT NULL AND records_owned > 0"
+    )
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+
+def guarded(topic: str, read: Callable[[], list[pf.Finding]]) -> list[pf.Finding]:
+    """A read the application user is not allowed to make is itself a blocker (with the service's words)."""
+    try:
+        return read()
+    except DataverseApiError as exc:
+        return [
+            pf.Finding(
+                pf.BLOCKER,
+                topic,
+                f"the target refused the preflight's read: {exc}",
+                f"give the application user's security role read access for this ({pf.ROLES_PAGE})",
+            )
+        ]
+
+
+def collect(
+    client: DataverseClient,
+    cfg: MappingConfig,
+    con: duckdb.DuckDBPyConnection,
+    entitlement: tuple[int, int] | None,
+    app_client_ids: Sequence[str],
+    bypass_custom_logic: bool,
+) -> tuple[list[pf.Finding], dict[str, Any]]:
+    """Every finding, and facts for the asset's metadata. `app_client_ids`: the application users the load
+    runs as; `bypass_custom_logic`: whether it sends the bypass headers (which need their own privilege)."""
+    plan = load_plan(con)
+    entities = client.rows("EntityDefinitions", ["LogicalName", "IsCustomEntity", "IsManaged", "IsActivity"])
+    present = {str(e["LogicalName"]) for e in entities}
+    # Microsoft's own solutions ship managed custom tables (msdyn_*): the edition's limit counts the others.
+    custom = sorted(
+        str(e["LogicalName"]) for e in entities if e.get("IsCustomEntity") and not e.get("IsManaged")
+    )
+    planned = sorted(t.logical_name for t in plan.tables)
+    written = sorted({o.table for o in cfg.objects} | set(planned))
+    facts: dict[str, Any] = {"tables_written": ", ".join(written), "custom_tables_in_target": len(custom)}
+    findings: list[pf.Finding] = []
+
+    def privileges() -> list[pf.Finding]:
+        shared = table_privileges(client, "activitypointer")  # what a new custom activity table will use
+        by_table = {t: table_privileges(client, t) if t in present else shared for t in written}
+        targets = {f.table: set(f.targets) for f in cfg.field_maps.values()}
+        needed = pf.needed_privileges(
+            by_table,
+            assigns_owner={t for t, cols in targets.items() if "ownerid" in cols} | set(planned),
+            override_created_on=any("overriddencreatedon" in cols for cols in targets.values())
+            or bool(planned),
+            bypass_custom_logic=bypass_custom_logic,
+        )
+        facts["whoami"] = client.whoami().get("UserId")
+        return pf.privilege_findings(app_users(client, app_client_ids), needed)
+
+    def required() -> list[pf.Finding]:
+        out = []
+        for table in sorted({o.table for o in cfg.objects} & present):
+            out += pf.required_column_findings(
+                table, columns(client, table), filled_columns(client, cfg, table)
+            )
+        return out
+
+    def organization() -> list[pf.Finding]:
+        org = next(
+            iter(client.query("organization", select=["maxuploadfilesize", "_basecurrencyid_value"])), {}
+        )
+        currencies = list(
+            client.query(
+                "transactioncurrency", select=["transactioncurrencyid", "isocurrencycode", "statecode"]
+            )
+        )
+        base = next(
+            (
+                c["isocurrencycode"]
+                for c in currencies
+                if c["transactioncurrencyid"] == org.get("_basecurrencyid_value")
+            ),
+            None,
+        )
+        enabled = [str(c["isocurrencycode"]) for c in currencies if c.get("statecode") in (0, None)]
+        facts.update(base_currency=base, maxuploadfilesize=org.get("maxuploadfilesize"))
+        sizes, seen = close_facts(con, cfg)
+        return pf.upload_findings(sizes, org.get("maxuploadfilesize")) + pf.currency_findings(
+            base, enabled, seen
+        )
+
+    def owners() -> list[pf.Finding]:
+        disabled = {
+            str(u["systemuserid"]): u
+            for u in client.rows("systemusers", ["systemuserid", "fullname"], "isdisabled eq true")
+        }
+        hit = [
+            {**o, "fullname": disabled[str(o["systemuserid"])].get("fullname")}
+            for o in mapped_owners(con)
+            if str(o["systemuserid"]) in disabled
+        ]
+        return pf.disabled_owner_findings(hit)
+
+    def solution() -> list[pf.Finding]:
+        return pf.solution_findings(
+            inspect_solution(client, SolutionTarget.from_settings(cfg.settings)).conflicts
+        )
+
+    findings += guarded("privilege", privileges)
+    findings += guarded("required column", required)
+    findings += pf.custom_table_findings(custom, planned, cfg.settings.edition)
+    if entitlement is not None:
+        findings += pf.entitlement_findings(*entitlement)
+    findings += guarded("organization", organization)
+    findings += guarded("owner", owners)
+    findings += guarded("publisher and solution", solution)
+    return findings, facts
+
+
+def render(findings: list[pf.Finding], facts: dict[str, Any]) -> str:
+    blockers = pf.blockers(findings)
+    verdict = (
+        f"**{len(blockers)} blockers**: nothing is written to the target until each is fixed."
+        if blockers
+        else "**The target is ready** for this migration."
+    )
+    lines = ["# Preflight of the target", "", verdict, ""]
+    lines += [f"- {k}: {v}" for k, v in facts.items()]
+    lines += ["", markdown_table([f.row() for f in findings], pf.FINDING_COLUMNS)]
+    return "\n".join(lines)
