@@ -1,7 +1,9 @@
-"""What an extracted close.* table holds, for its materialization: rows, the newest watermark, a preview."""
+"""What an extracted close.* table holds, for its materialization: rows, the newest watermark, a preview,
+and the data version Dagster compares to tell which downstream assets a change in Close makes stale."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -16,6 +18,15 @@ class TableSummary:
     rows: int
     watermark: datetime | None  # the newest value of the table's watermark field (None: none or no field)
     preview: pl.DataFrame
+    # What the data version is made of: for a table with a watermark, the row count, the newest watermark
+    # and the newest date_updated (an edit of an old record moves only the latter); these an observation
+    # of Close can also read without extracting. A table without one (configuration objects, file
+    # metadata: small) is fingerprinted by its content.
+    fingerprint: str
+
+    @property
+    def data_version(self) -> str:
+        return hashlib.sha256(self.fingerprint.encode()).hexdigest()[:16]
 
 
 def table_summary(
@@ -28,4 +39,13 @@ def table_summary(
         if spec.watermark:
             watermark = fetch_polars(con, f"SELECT max({quote(spec.watermark)}) AS w FROM {ref}")["w"][0]
         preview = fetch_polars(con, f"SELECT * FROM {ref} LIMIT {preview_rows}")
-    return TableSummary(rows, watermark, preview)
+        if spec.watermark:
+            updated = None
+            if "raw" in spec.schema:
+                query = f"SELECT max(json_extract_string(raw, '$.date_updated')) FROM {ref}"
+                updated = con.execute(query).fetchall()[0][0]
+            fingerprint = f"{rows}|{watermark.isoformat() if watermark else ''}|{updated or ''}"
+        else:
+            query = f"SELECT md5(coalesce(string_agg(t::VARCHAR, chr(10) ORDER BY t::VARCHAR), '')) FROM {ref} AS t"
+            fingerprint = f"{rows}|{con.execute(query).fetchall()[0][0]}"
+    return TableSummary(rows, watermark, preview, fingerprint)

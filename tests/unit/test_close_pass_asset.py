@@ -61,6 +61,9 @@ def test_whole_pass_reads_every_table_in_table_order(resources: dict[str, Any]) 
     # Configuration objects first (read while an export builds), tasks after the other lead tables.
     assert OPENED == [["users", "leads", "notes", "tasks"]]
     assert materialized(result) == ["users", "leads", "notes", "tasks"]
+    # Each table carries its data version: Dagster's staleness compares them (issue 13).
+    for event in result.get_asset_materialization_events():
+        assert event.materialization.tags and event.materialization.tags.get("dagster/data_version")
 
 
 def test_selection_limits_the_tables(resources: dict[str, Any]) -> None:

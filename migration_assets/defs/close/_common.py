@@ -62,7 +62,8 @@ def write_pages(
     return write_table(warehouse, spec, pages, _progress(context, spec), SCHEMA)
 
 
-def table_metadata(warehouse: WarehouseResource, spec: TableSpec) -> dict[str, Any]:
+def table_metadata(warehouse: WarehouseResource, spec: TableSpec) -> tuple[dict[str, Any], dg.DataVersion]:
+    """The materialization's metadata and data version of close.<table> as it now is."""
     summary = table_summary(warehouse, spec, SCHEMA, PREVIEW_ROWS)
     meta: dict[str, Any] = {"dagster/row_count": summary.rows}
     if spec.watermark:
@@ -71,7 +72,7 @@ def table_metadata(warehouse: WarehouseResource, spec: TableSpec) -> dict[str, A
         meta["watermark_field"] = spec.watermark
     shown = markdown_table(summary.preview, max_rows=PREVIEW_ROWS, max_width=CELL_WIDTH, drop=("raw",))
     meta["preview"] = dg.MetadataValue.md(shown)
-    return meta
+    return meta, dg.DataVersion(summary.data_version)
 
 
 class CloseExtractConfig(dg.Config):
@@ -152,7 +153,7 @@ def extract_table(
             dropped = finalize_table(warehouse, spec)
     except (CloseError, CloseExportError) as exc:
         raise dg.Failure(description=str(exc), metadata={"table": f"{SCHEMA}.{table}"}) from exc
-    meta = table_metadata(warehouse, spec)
+    meta, version = table_metadata(warehouse, spec)
     meta.update(
         {
             "source": close.source,
@@ -164,7 +165,7 @@ def extract_table(
     )
     if dropped:
         context.log.warning(f"close.{table}: {dropped} duplicate ids dropped (records moved during paging)")
-    return dg.MaterializeResult(asset_key=key_of(table), metadata=meta)
+    return dg.MaterializeResult(asset_key=key_of(table), metadata=meta, data_version=version)
 
 
 def close_asset(
