@@ -122,3 +122,43 @@ def test_a_table_that_fails_leaves_the_others_extracted_and_fails_the_step_with_
     assert materialized(result) == ["users", "notes", "tasks"]
     (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     assert "Close answered 500 five times for /lead/" in str(failure.event_specific_data.error)  # type: ignore[union-attr]
+
+
+@dg.asset(key=["staged", "from_users"], deps=[["close", "users"]])
+def from_users() -> None:
+    return None
+
+
+@dg.asset(key=["staged", "from_notes"], deps=[["close", "notes"]])
+def from_notes() -> None:
+    return None
+
+
+def test_a_change_in_close_makes_exactly_its_downstream_assets_unsynced(
+    resources: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The data versions drive Dagster's staleness (what the UI shows as "unsynced"): after a second pass
+    in which only the notes changed in Close, what reads the notes is stale and what reads the users is
+    not (without data versions, every new materialization would make everything downstream stale)."""
+    # Dagster's own reading of staleness, as the UI computes it (a private module: no public API yet).
+    from dagster._core.definitions.data_version import StaleStatus
+    from dagster._utils.test.data_versions import get_stale_status_resolver
+
+    records = {
+        "users": [{"id": "user_1", "email": "ann@example.com", "date_updated": "2026-01-01T00:00:00Z"}],
+        "notes": [{"id": "acti_1", "note": "first", "date_updated": "2026-01-01T00:00:00Z"}],
+    }
+    monkeypatch.setattr(FakePass, "pages", lambda self, table: iter([records.get(table, [])]))
+    instance = dg.DagsterInstance.ephemeral()
+    assets = [PASS, from_users, from_notes]
+    assert dg.materialize(assets, resources=resources, instance=instance).success
+
+    def status(key: str) -> StaleStatus:
+        return get_stale_status_resolver(instance, assets).get_status(dg.AssetKey(key.split("/")))
+
+    assert status("staged/from_users") == status("staged/from_notes") == StaleStatus.FRESH
+    records["notes"] = [{"id": "acti_1", "note": "edited", "date_updated": "2026-02-01T00:00:00Z"}]
+    close_only = ["close/users", "close/leads", "close/notes", "close/tasks"]
+    assert dg.materialize(assets, resources=resources, instance=instance, selection=close_only).success
+    assert status("staged/from_notes") == StaleStatus.STALE
+    assert status("staged/from_users") == StaleStatus.FRESH
