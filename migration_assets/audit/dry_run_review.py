@@ -18,7 +18,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from migration_assets.audit.files import markdown_table, report_dir, write_csv, write_report
+from migration_assets.audit.files import report_dir, write_csv, write_report
 from migration_assets.audit.review_problems import (
     PROBLEM_COLUMNS,
     REJECTED_COLUMNS,
@@ -26,6 +26,7 @@ from migration_assets.audit.review_problems import (
     rejected_rows,
     row_problems,
 )
+from migration_assets.resources.markdown import markdown_table
 from migration_assets.resources.warehouse import fetch_polars, table_exists
 from migration_assets.target.checks import EXCLUSIONS
 

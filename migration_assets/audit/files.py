@@ -11,7 +11,6 @@ from typing import Any, TextIO
 import polars as pl
 
 from migration_assets.audit.csv_safe import neutralise, neutralise_frame
-from migration_assets.resources.markdown import markdown_table as markdown_table  # for the reports
 from migration_assets.resources.warehouse import default_home
 
 

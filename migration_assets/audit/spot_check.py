@@ -16,13 +16,13 @@ from typing import Any
 import duckdb
 
 from migration_assets.audit import spot_compare as sc
-from migration_assets.audit.files import markdown_table
 from migration_assets.audit.reconciliation import target_tables
 from migration_assets.audit.spot_sources import CloseSource, dv_column, read_dataverse, view_of
 from migration_assets.clients.close.client import CloseClient
 from migration_assets.clients.dataverse.client import DataverseClient
 from migration_assets.mapping.config import MappingConfig, ObjectMap, load_mapping_config
 from migration_assets.mapping.custom_fields import with_custom_fields
+from migration_assets.resources.markdown import markdown_table
 from migration_assets.resources.warehouse import quote, table_exists
 from migration_assets.target.deploy import load_plan
 

@@ -18,10 +18,10 @@ from typing import Any
 
 import duckdb
 
-from migration_assets.audit.files import markdown_table
 from migration_assets.clients.dataverse.client import DataverseClient
 from migration_assets.clients.dataverse.errors import DataverseApiError
 from migration_assets.mapping.config import MappingConfig
+from migration_assets.resources.markdown import markdown_table
 from migration_assets.resources.warehouse import table_exists
 from migration_assets.target import preflight as pf
 from migration_assets.target.deploy import load_plan

@@ -10,7 +10,6 @@ import dagster as dg
 import duckdb
 
 from migration_assets.clients.dataverse.client import DataverseClient
-from migration_assets.defs.staged._common import OWNER_MAP_KEY
 from migration_assets.load.engine import LoadStats, TableLoader
 from migration_assets.load.ledger import SCHEMA as LEDGER_SCHEMA
 from migration_assets.load.ledger import Ledger, run_kind
@@ -19,7 +18,6 @@ from migration_assets.resources.warehouse import fetch_polars, quote, table_exis
 GROUP = "loaded"
 POOL = "dataverse_api"
 SCHEMA_DEPLOYED = dg.AssetKey(["schema", "deployed"])
-OWNER_MAP = OWNER_MAP_KEY  # every loaded/* asset sets owners from staged/owner_map
 # The asset carrying the blocking `mapping_confirmed` check (STAGED/MAPPING own it).
 MAPPING = dg.AssetKey(["staged", "mapping"])
 BATCH_ROWS = 1000  # rows per ledgered batch; the client splits it into parallel bulk requests

@@ -9,16 +9,9 @@ from pathlib import Path
 import dagster as dg
 from dagster import AssetExecutionContext
 
-from migration_assets.defs.loaded._common import (
-    GROUP,
-    MAPPING,
-    OWNER_MAP,
-    POOL,
-    loaded_key,
-    run_load,
-    staged_key,
-)
+from migration_assets.defs.loaded._common import GROUP, MAPPING, POOL, loaded_key, run_load, staged_key
 from migration_assets.defs.schema.assets import COLUMNS_PHASE
+from migration_assets.defs.staged._common import OWNER_MAP_KEY
 from migration_assets.mapping.config import DEFAULT_ROOT
 from migration_assets.mapping.tables import table_registry
 from migration_assets.resources import env
@@ -45,7 +38,7 @@ def build(t: RoutedActivityType) -> dg.AssetsDefinition:
         deps=[
             staged_key(name),
             COLUMNS_PHASE,
-            OWNER_MAP,
+            OWNER_MAP_KEY,
             MAPPING,
             *(loaded_key(parent) for parent in table_registry().activity_parents),
         ],

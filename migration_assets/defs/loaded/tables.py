@@ -12,7 +12,6 @@ from dagster import AssetExecutionContext
 from migration_assets.defs.loaded._common import (
     GROUP,
     MAPPING,
-    OWNER_MAP,
     POOL,
     SCHEMA_DEPLOYED,
     loaded_key,
@@ -20,6 +19,7 @@ from migration_assets.defs.loaded._common import (
     run_load,
     staged_key,
 )
+from migration_assets.defs.staged._common import OWNER_MAP_KEY
 from migration_assets.load.oversize import write_oversize_list
 from migration_assets.mapping.config import load_mapping_config
 from migration_assets.mapping.tables import table_registry
@@ -36,7 +36,13 @@ DESCRIPTIONS = {t.name: t.loaded_description for t in REGISTRY.tables}
 
 
 def _deps(table: str) -> list[dg.AssetKey]:
-    return [staged_key(table), SCHEMA_DEPLOYED, OWNER_MAP, MAPPING, *(loaded_key(t) for t in ORDER[table])]
+    return [
+        staged_key(table),
+        SCHEMA_DEPLOYED,
+        OWNER_MAP_KEY,
+        MAPPING,
+        *(loaded_key(t) for t in ORDER[table]),
+    ]
 
 
 def _make(table: str) -> dg.AssetsDefinition:

@@ -10,13 +10,14 @@ from typing import Any
 import dagster as dg
 from dagster import AssetExecutionContext, DagsterEventType
 
-from migration_assets.audit.files import markdown_table, write_report
+from migration_assets.audit.files import write_report
 from migration_assets.audit.reconciliation import RECON_COLUMNS, REJECTED_COLUMNS, reconcile
 from migration_assets.defs.loaded._common import loaded_key
 from migration_assets.defs.loaded.tables import ORDER
 from migration_assets.mapping.config import load_mapping_config
 from migration_assets.resources.api_calls import reports_api_calls
 from migration_assets.resources.dataverse import DataverseResource
+from migration_assets.resources.markdown import markdown_table
 from migration_assets.resources.warehouse import WarehouseResource
 
 GROUP = "reports"

@@ -21,7 +21,6 @@ from typing import Any
 import dagster as dg
 
 from migration_assets.audit.dry_run_review import Review, rejected_frames, table_problems, write_review
-from migration_assets.audit.files import markdown_table
 from migration_assets.audit.review_problems import (
     PROBLEM_COLUMNS,
     TARGET_CHECK_SUFFIX,
@@ -30,6 +29,7 @@ from migration_assets.audit.review_problems import (
     summary_lines,
 )
 from migration_assets.defs.jobs import REVIEW_KEY
+from migration_assets.resources.markdown import markdown_table
 from migration_assets.resources.warehouse import WarehouseResource
 
 CHECK_NAME = "plan_clean"

@@ -6,12 +6,13 @@ import dagster as dg
 from dagster import AssetExecutionContext
 
 from migration_assets.audit import spot_compare as sc
-from migration_assets.audit.files import markdown_table, write_report
+from migration_assets.audit.files import write_report
 from migration_assets.audit.spot_check import COLUMNS, SAMPLE, render, run_spot_check
 from migration_assets.defs.reports.reconciliation import AFTER_LOADS, GROUP, LOADED
 from migration_assets.resources.api_calls import reports_api_calls
 from migration_assets.resources.close import CloseResource
 from migration_assets.resources.dataverse import DataverseResource
+from migration_assets.resources.markdown import markdown_table
 from migration_assets.resources.warehouse import WarehouseResource
 
 KEY = dg.AssetKey([GROUP, "spot_check"])

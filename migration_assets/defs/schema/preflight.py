@@ -23,13 +23,14 @@ review lists the blockers with the other problems).
 
 import dagster as dg
 
-from migration_assets.audit.files import markdown_table, write_report
+from migration_assets.audit.files import write_report
 from migration_assets.defs.jobs import gate_severity
 from migration_assets.defs.staged._common import OWNER_MAP_KEY
 from migration_assets.defs.staged.mapping import MAPPING_KEY
 from migration_assets.mapping.config import load_mapping_config
 from migration_assets.resources.api_calls import reports_api_calls
 from migration_assets.resources.dataverse import DataverseResource
+from migration_assets.resources.markdown import markdown_table
 from migration_assets.resources.warehouse import WarehouseResource
 from migration_assets.target import preflight as pf
 from migration_assets.target.preflight_reads import collect, render
