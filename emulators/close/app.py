@@ -12,20 +12,32 @@ import base64
 import binascii
 import re
 from collections.abc import Callable
+from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import exports, files
+from . import exports, files, uploads
 from .config import CloseEmulatorConfig
 from .errors import ApiError, invalid_json, unauthorized
 from .faults import DropResponse, server_error
 from .jsonutil import JSONDecodeError, dumps, loads, rewrite_hosts
 from .ratelimit import Decision, endpoint_group, too_many_requests
-from .resources import activities, config_objects, events, leads, records
+from .resources import (
+    activities,
+    config_objects,
+    events,
+    leads,
+    records,
+    write_activities,
+    write_merge,
+    write_records,
+)
 from .resources.base import Ctx
 from .state import EmulatorState
 
@@ -114,6 +126,10 @@ class CloseApi:
                 *activities.ROUTES,
                 *events.ROUTES,
                 *exports.ROUTES,
+                *write_records.ROUTES,
+                *write_merge.ROUTES,
+                *write_activities.ROUTES,
+                *uploads.ROUTES,
             ]
         )
 
@@ -187,7 +203,15 @@ class CloseApi:
             if "_params" in parsed and isinstance(parsed["_params"], dict):
                 # flask-mongorest: a `_params` body replaces the query string.
                 params = {k: _stringify(v) for k, v in parsed["_params"].items()}
-        ctx = Ctx(state=self.state, method=method, params=params, args=args, root=_root(request), body=body)
+        ctx = Ctx(
+            state=self.state,
+            method=method,
+            params=params,
+            args=args,
+            root=_root(request),
+            body=body,
+            path=path,
+        )
         result = handler(ctx)
         if isinstance(result, Response):
             return result
@@ -212,6 +236,9 @@ class CloseApi:
     async def signed_file(self, request: Request) -> Response:
         return files.serve_signed(self.state, request.url.path, dict(request.query_params))
 
+    async def s3_upload(self, request: Request) -> Response:
+        return await uploads.receive_upload(self.state, request)
+
     async def signed_export(self, request: Request) -> Response:
         return exports.serve_export(self.state, request.url.path, dict(request.query_params), _root(request))
 
@@ -231,7 +258,33 @@ def create_app(org: CloseOrg, config: CloseEmulatorConfig | None = None) -> Star
         Route("/call/{rest:path}", api.file_url, methods=["GET"]),
         Route(files.SIGNED_PREFIX + "{rest:path}", api.signed_file, methods=["GET"]),
         Route(exports.SIGNED_PREFIX + "{rest:path}", api.signed_export, methods=["GET"]),
+        Route(uploads.UPLOAD_PATH, api.s3_upload, methods=["POST"]),
     ]
-    app = Starlette(routes=routes, exception_handlers={404: _not_found})
+    app = Starlette(
+        routes=routes, exception_handlers={404: _not_found}, middleware=[Middleware(ServerDate, state=state)]
+    )
     app.state.emulator = state
     return app
+
+
+class ServerDate:
+    """Every answer's `Date` header (RFC 9110 §6.6.1, sent by any HTTP server, Close's included) comes from
+    the emulator's one clock, so a client that judges time by the server's clock sees the emulator's."""
+
+    def __init__(self, app: ASGIApp, state: EmulatorState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def dated(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"date"]
+                now = formatdate(self.state.config.clock(), usegmt=True).encode("latin-1")
+                message = {**message, "headers": [*headers, (b"date", now)]}
+            await send(message)
+
+        await self.app(scope, receive, dated)

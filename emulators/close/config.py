@@ -70,7 +70,12 @@ class FaultConfig:
 
 @dataclass
 class CloseEmulatorConfig:
-    """All knobs of the emulator. `clock` is injectable so tests can expire URLs without sleeping."""
+    """All knobs of the emulator.
+
+    `clock` (seconds since the epoch, default `time.time`: the real UTC time) is the emulator's one "now":
+    rate-limit windows, URL and upload expiry, export timing, and the `date_created` / `date_updated` of
+    every write and event. Tests inject their own to move time without sleeping.
+    """
 
     rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
     faults: FaultConfig = field(default_factory=FaultConfig)

@@ -467,7 +467,9 @@ def _start_build(state: EmulatorState, job: ExportJob, root: bytes) -> None:
 
     def build() -> None:
         try:
-            job.content = gzip_parallel(_lines(store, job, root))
+            # The file is one state of the org: writes wait while it is built (reads do not).
+            with store.write_lock:
+                job.content = gzip_parallel(_lines(store, job, root))
         except BaseException as exc:  # reported by the poll that waits for the file
             job.build_error = exc
         finally:

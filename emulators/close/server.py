@@ -105,7 +105,12 @@ class CloseEmulatorServer:
         self._socket = sock
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
-            self.app, log_level="warning", lifespan="off", access_log=False, timeout_keep_alive=30
+            self.app,
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+            timeout_keep_alive=30,
+            date_header=False,  # the app dates every answer by the emulator's clock (app.ServerDate)
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
@@ -157,4 +162,6 @@ def serve(size: str, seed: int, host: str, port: int, config: CloseEmulatorConfi
         file=sys.stderr,
         flush=True,
     )
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
+    uvicorn.run(
+        app, host=host, port=port, log_level="warning", access_log=False, lifespan="off", date_header=False
+    )

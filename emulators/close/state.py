@@ -11,6 +11,7 @@ from .faults import FaultInjector
 from .ratelimit import RateLimiter
 from .signing import UrlSigner
 from .store import OrgStore
+from .uploads import UploadRegistry
 
 if TYPE_CHECKING:
     from emulators.orgdata import CloseOrg
@@ -24,13 +25,14 @@ class EmulatorState:
     faults: FaultInjector
     signer: UrlSigner
     exports: ExportRegistry = field(default_factory=ExportRegistry)
+    uploads: UploadRegistry = field(default_factory=UploadRegistry)  # Files API slots (uploads.py)
     api_keys: frozenset[str] = frozenset()
 
     def reload(self, org: CloseOrg) -> None:
         """Serve a changed org from now on (e.g. a delta-cutover test edits records between two runs).
 
         The new index is built first and swapped in one assignment, so in-flight requests see either the old
-        or the new org, never a mix. Rate-limit windows, fault state and exports are kept.
+        or the new org, never a mix. Rate-limit windows, fault state, exports and upload slots are kept.
         """
         store = OrgStore(org)
         if self.config.prewarm:

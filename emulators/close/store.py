@@ -2,8 +2,14 @@
 
 Indexes: every object by id; contacts/opportunities/tasks/activities by lead; activities by `_type`; and
 time-sorted views (by `date_created`, `date_updated`, ...) whose ordering is stable (ties broken by id), so
-offset paging on the static dataset never loses or repeats a row. Serialised JSON of each object is cached
-(the data is read-only for the life of the app), and filtered result lists are memoised per query.
+offset paging on the static dataset never loses or repeats a row. Serialised JSON of each object is cached,
+and filtered result lists are memoised per query.
+
+Writes (resources/write_*.py) go through `insert` / `remove_many` / `changed` / `add_event` under
+`write_lock`: they update every index in place (a sorted view moves one row: bisect + list insert, no
+rebuild) and drop exactly the caches the write made stale (the object's bytes, its lead's full JSON and
+export line, the memoised result lists of the families it can appear in, the lazily built activity_at
+views).
 """
 
 from __future__ import annotations
@@ -45,19 +51,46 @@ MISSING = -(2**62)  # sort key of a missing timestamp: before everything
 FILE_URL_PREFIXES = (_APP_FILES, _API_CALLS)
 
 
+def _time_key(value: object) -> int:
+    key = to_key(value)
+    return MISSING if key is None else key
+
+
 class SortedView:
     """Objects sorted ascending by (time key, id). `keys[i]` is the time key of `items[i]`."""
 
-    __slots__ = ("items", "keys")
+    __slots__ = ("field", "items", "keys")
 
     def __init__(self, objects: Iterable[dict[str, Any]], field: str) -> None:
-        decorated = []
-        for obj in objects:
-            key = to_key(obj.get(field))
-            decorated.append((MISSING if key is None else key, obj["id"], obj))
+        self.field = field
+        decorated = [(_time_key(obj.get(field)), obj["id"], obj) for obj in objects]
         decorated.sort(key=lambda t: (t[0], t[1]))
         self.items: list[dict[str, Any]] = [t[2] for t in decorated]
         self.keys: list[int] = [t[0] for t in decorated]
+
+    def insert(self, obj: dict[str, Any]) -> None:
+        """Add `obj` at its (key, id) position: O(log n) search plus one list insert."""
+        key = _time_key(obj.get(self.field))
+        i, hi = bisect_left(self.keys, key), bisect_right(self.keys, key)
+        while i < hi and self.items[i]["id"] < obj["id"]:
+            i += 1
+        self.keys.insert(i, key)
+        self.items.insert(i, obj)
+
+    def remove(self, obj: dict[str, Any], old_value: object = None, *, use_old: bool = False) -> None:
+        """Drop `obj`, found by its key (`old_value` of the field when the caller already changed it)."""
+        key = _time_key(old_value if use_old else obj.get(self.field))
+        lo, hi = bisect_left(self.keys, key), bisect_right(self.keys, key)
+        for i in range(lo, hi):
+            if self.items[i] is obj:
+                del self.keys[i]
+                del self.items[i]
+                return
+        for i, item in enumerate(self.items):  # key unknown (the field was edited elsewhere): scan
+            if item is obj:
+                del self.keys[i]
+                del self.items[i]
+                return
 
     def bounds(self, gt: int | None, gte: int | None, lt: int | None, lte: int | None) -> tuple[int, int]:
         """Index range [lo, hi) of the items whose key satisfies every given bound (missing keys excluded)."""
@@ -82,6 +115,13 @@ class ResultCache:
         self._capacity = capacity
         self._lock = threading.Lock()
 
+    def drop(self, families: Iterable[str]) -> None:
+        """Forget the results of these families (the first element of a key: "lead", "task", ...)."""
+        names = frozenset(families)
+        with self._lock:
+            for key in [k for k in self._data if isinstance(k, tuple) and k and k[0] in names]:
+                del self._data[key]
+
     def get_or_compute(self, key: Hashable, compute: Callable[[], Any]) -> Any:
         with self._lock:
             if key in self._data:
@@ -95,6 +135,10 @@ class ResultCache:
         return value
 
 
+def _created_order(obj: dict[str, Any]) -> tuple[int, str]:
+    return (to_key(obj.get("date_created")) or MISSING, obj["id"])
+
+
 def _by_lead(objects: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for obj in objects:
@@ -102,12 +146,37 @@ def _by_lead(objects: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]
         if lead_id:
             out[lead_id].append(obj)
     for items in out.values():
-        items.sort(key=lambda o: (to_key(o.get("date_created")) or MISSING, o["id"]))
+        items.sort(key=_created_order)
     return dict(out)
 
 
+# Kinds of record a write can touch: the store attribute holding them by id, the org list, the per-lead
+# index, and the result-cache families whose lists may contain them (resources/*.py cache keys).
+KIND_BY_ID = {
+    "lead": "leads_by_id",
+    "contact": "contacts_by_id",
+    "opportunity": "opportunities_by_id",
+    "task": "tasks_by_id",
+    "activity": "activities_by_id",
+}
+KIND_ORG_LIST = {
+    "lead": "leads",
+    "contact": "contacts",
+    "opportunity": "opportunities",
+    "task": "tasks",
+    "activity": "activities",
+}
+KIND_FAMILIES = {
+    "lead": ("lead",),
+    "contact": ("contact",),
+    "opportunity": ("opportunity",),
+    "task": ("task",),
+    "activity": ("activity", "activity-lead"),
+}
+
+
 class OrgStore:
-    """Read-only, indexed view of a CloseOrg."""
+    """Indexed view of a CloseOrg; the write endpoints change it through `insert`/`remove_many`/`changed`."""
 
     def __init__(self, org: CloseOrg) -> None:
         self.org = org
@@ -157,6 +226,11 @@ class OrgStore:
         self._full_leads: dict[str, dict[str, Any]] = {}
         self._export_lines: dict[str, tuple[bytes | int, ...]] = {}
         self._lock = threading.Lock()
+        # Held by every write (and by an export build, which must see one state of the org). Reads take no
+        # lock: a cache entry computed while a write ran is not stored (`_seq` moved), see `_keep`.
+        self.write_lock = threading.RLock()
+        self._seq = 0
+        self.last_write_us = 0  # writes get strictly increasing timestamps (resources/write_session.py)
 
     def prewarm(self) -> None:
         """Serialise every list-served object and export line now (~1 s for `typical`) so the first
@@ -174,32 +248,35 @@ class OrgStore:
         cached = self._full_leads.get(lead_id)
         if cached is not None:
             return cached
-        contacts = self.contacts_by_lead.get(lead_id, [])
+        seq = self._seq
+        contacts = list(self.contacts_by_lead.get(lead_id, ()))
         full = dict(lead)
         full["contacts"] = contacts
         full["contact_ids"] = [c["id"] for c in contacts]
-        full["opportunities"] = self.opportunities_by_lead.get(lead_id, [])
-        full["tasks"] = self.lead_tasks_by_lead.get(lead_id, [])
-        self._full_leads[lead_id] = full
+        full["opportunities"] = list(self.opportunities_by_lead.get(lead_id, ()))
+        full["tasks"] = list(self.lead_tasks_by_lead.get(lead_id, ()))
+        self._keep(self._full_leads, lead_id, full, seq)
         return full
 
     def object_bytes(self, obj: dict[str, Any]) -> bytes:
-        """Serialised JSON of a (read-only) object, cached by id."""
+        """Serialised JSON of an object, cached by id (writes drop the entry, see `_stale`)."""
         key = obj.get("id")
         if not isinstance(key, str):
             return dumps(obj)
         cached = self._bytes.get(key)
         if cached is None:
+            seq = self._seq
             cached = dumps(obj)
-            self._bytes[key] = cached
+            self._keep(self._bytes, key, cached, seq)
         return cached
 
     def lead_bytes(self, lead: dict[str, Any]) -> bytes:
         key = "full:" + lead["id"]
         cached = self._bytes.get(key)
         if cached is None:
+            seq = self._seq
             cached = dumps(self.full_lead(lead))
-            self._bytes[key] = cached
+            self._keep(self._bytes, key, cached, seq)
         return cached
 
     def export_line(self, lead: dict[str, Any]) -> tuple[bytes | int, ...]:
@@ -209,6 +286,7 @@ class OrgStore:
         host it is downloaded from in one join, as `rewrite_hosts` would. Cached by lead id."""
         cached = self._export_lines.get(lead["id"])
         if cached is None:
+            seq = self._seq
             acts = self.activities_by_lead.get(lead["id"], ())
             body = b",".join([self.object_bytes(a) for a in acts])
             line = b"".join((self.lead_bytes(lead)[:-1], b',"activities":[', body, b"]}\n"))
@@ -221,7 +299,7 @@ class OrgStore:
                         pieces.append(1)
                     pieces.append(piece)
             cached = tuple(pieces)
-            self._export_lines[lead["id"]] = cached
+            self._keep(self._export_lines, lead["id"], cached, seq)
         return cached
 
     def view(self, name: str, objects: Callable[[], Iterable[dict[str, Any]]], field: str) -> SortedView:
@@ -233,3 +311,129 @@ class OrgStore:
             with self._lock:
                 self._views[key] = view
         return view
+
+    def _keep(self, cache: dict[str, Any], key: str, value: Any, seq: int) -> None:
+        """Cache `value` unless a write happened since it was computed (it may then be stale)."""
+        if self._seq == seq:
+            with self._lock:
+                if self._seq == seq:
+                    cache[key] = value
+
+    # ----- writes (callers hold write_lock) ---------------------------------------------------------------
+    def _stale(self, obj: dict[str, Any], lead_ids: Iterable[str | None] = ()) -> None:
+        """Drop the cached JSON of `obj` and everything of its leads that embeds it."""
+        with self._lock:
+            self._seq += 1
+            self._bytes.pop(obj["id"], None)
+            for lead_id in lead_ids:
+                if lead_id:
+                    self._bytes.pop("full:" + lead_id, None)
+                    self._full_leads.pop(lead_id, None)
+                    self._export_lines.pop(lead_id, None)
+
+    def _sorted_views(self, kind: str, obj: dict[str, Any]) -> list[SortedView]:
+        if kind == "lead":
+            return [self.leads_by_created, self.leads_by_updated]
+        if kind == "contact":
+            return [self.contacts_by_created]
+        if kind == "opportunity":
+            return [self.opportunities_by_created]
+        if kind == "task":
+            return [self.tasks_by_created]
+        kind_name = obj.get("_type", "")
+        by_type = self.activities_by_type.get(kind_name)
+        if by_type is None:
+            by_type = self.activities_by_type[kind_name] = SortedView((), "date_created")
+        views = [by_type, self.activities_all]
+        if kind_name != "EmailThread":
+            views.append(self.activities_no_threads)
+        return views
+
+    def _lead_index(self, kind: str, obj: dict[str, Any]) -> dict[str, list[dict[str, Any]]] | None:
+        if kind == "contact":
+            return self.contacts_by_lead
+        if kind == "opportunity":
+            return self.opportunities_by_lead
+        if kind == "activity":
+            return self.activities_by_lead
+        if kind == "task" and obj.get("_type") == "lead":
+            return self.lead_tasks_by_lead
+        return None
+
+    def _invalidate_lists(self, kind: str) -> None:
+        self.results.drop(KIND_FAMILIES[kind])
+        if kind == "activity":
+            with self._lock:
+                self._views.clear()  # the activity_at views: rebuilt once on the next read that needs one
+
+    def _attach(self, kind: str, obj: dict[str, Any], lead_id: str | None) -> None:
+        index = self._lead_index(kind, obj)
+        if index is not None and lead_id:
+            rows = index.setdefault(lead_id, [])
+            rows.insert(bisect_right([_created_order(o) for o in rows], _created_order(obj)), obj)
+
+    def _detach(self, kind: str, obj: dict[str, Any], lead_id: str | None) -> None:
+        index = self._lead_index(kind, obj)
+        if index is not None and lead_id:
+            rows = index.get(lead_id, [])
+            for i, item in enumerate(rows):
+                if item is obj:
+                    del rows[i]
+                    break
+
+    def insert(self, kind: str, obj: dict[str, Any]) -> None:
+        """A new record of `kind` ("lead", "contact", "opportunity", "task", "activity")."""
+        getattr(self, KIND_BY_ID[kind])[obj["id"]] = obj
+        getattr(self.org, KIND_ORG_LIST[kind]).append(obj)
+        lead_id = obj["id"] if kind == "lead" else obj.get("lead_id")
+        self._attach(kind, obj, lead_id)
+        for view in self._sorted_views(kind, obj):
+            view.insert(obj)
+        self._stale(obj, [lead_id])
+        self._invalidate_lists(kind)
+
+    def remove_many(self, kind: str, objs: list[dict[str, Any]]) -> None:
+        """Delete records of one kind (one pass over the org list however many there are)."""
+        if not objs:
+            return
+        by_id = getattr(self, KIND_BY_ID[kind])
+        gone = {id(o) for o in objs}
+        for obj in objs:
+            by_id.pop(obj["id"], None)
+            lead_id = obj["id"] if kind == "lead" else obj.get("lead_id")
+            self._detach(kind, obj, lead_id)
+            for view in self._sorted_views(kind, obj):
+                view.remove(obj)
+            self._stale(obj, [lead_id])
+        org_list = getattr(self.org, KIND_ORG_LIST[kind])
+        org_list[:] = [o for o in org_list if id(o) not in gone]
+        if kind == "lead":
+            for obj in objs:
+                for index in (
+                    self.contacts_by_lead,
+                    self.opportunities_by_lead,
+                    self.activities_by_lead,
+                    self.lead_tasks_by_lead,
+                ):
+                    index.pop(obj["id"], None)
+        self._invalidate_lists(kind)
+
+    def changed(self, kind: str, obj: dict[str, Any], before: dict[str, Any]) -> None:
+        """`obj` was edited in place; `before` is a shallow copy taken before the edit."""
+        lead_id = obj["id"] if kind == "lead" else obj.get("lead_id")
+        old_lead = before["id"] if kind == "lead" else before.get("lead_id")
+        if old_lead != lead_id:  # moved to another lead (merge)
+            self._detach(kind, obj, old_lead)
+            self._attach(kind, obj, lead_id)
+        for view in self._sorted_views(kind, obj):
+            if before.get(view.field) != obj.get(view.field):
+                view.remove(obj, before.get(view.field), use_old=True)
+                view.insert(obj)
+        self._stale(obj, [lead_id, old_lead])
+        self._invalidate_lists(kind)
+
+    def add_event(self, event: dict[str, Any]) -> None:
+        self.events_by_id[event["id"]] = event
+        self.org.events.insert(0, event)  # the org's list is newest first, like the log
+        self.events_by_updated.insert(event)
+        self.results.drop(("event",))

@@ -48,3 +48,17 @@ def parse_filter_value(param: str, raw: str) -> int:
             param,
             f"Invalid date or datetime value {raw!r} (expected e.g. 2024-01-31 or 2024-01-31T12:00:00+00:00).",
         ) from None
+
+
+def iso_us(us: int) -> str:
+    """A classic-resource timestamp: UTC with µs and an explicit +00:00 (close_api.md §1.5)."""
+    return (
+        datetime.fromtimestamp(us // 1_000_000, tz=UTC)
+        .replace(microsecond=us % 1_000_000)
+        .isoformat(timespec="microseconds")
+    )
+
+
+def iso_naive_us(us: int) -> str:
+    """The naive (offset-less) timestamp newer resources such as events use (close_api.md §1.5)."""
+    return iso_us(us)[: -len("+00:00")]

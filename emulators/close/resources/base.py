@@ -27,6 +27,7 @@ class Ctx:
     args: dict[str, str]
     root: str  # "http://host:port" of the emulator, for URLs it hands out
     body: dict[str, Any] | None = None
+    path: str = ""  # the API path without /api/v1/ and slashes, e.g. "lead/lead_abc" (event meta)
     extra_headers: dict[str, str] = field(default_factory=dict)
 
     @property
