@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from migration_assets import defs as defs_package
+from migration_assets.defs.close_changes_sensor import close_changes_sensor
 from migration_assets.defs.jobs import all_jobs
 from migration_assets.resources import build_resources
 
@@ -15,6 +16,7 @@ def build_definitions() -> dg.Definitions:
         assets=dg.load_assets_from_package_module(defs_package),
         asset_checks=dg.load_asset_checks_from_package_module(defs_package),
         jobs=all_jobs(),
+        sensors=[close_changes_sensor],
         resources=build_resources(),
         # One process: DuckDB allows a single writing process, and the API clients parallelise internally.
         executor=dg.in_process_executor,

@@ -14,6 +14,7 @@ CLOSE_API_KEY = "CLOSE_API_KEY"  # secret: the Close API key (a dg.EnvVar, resol
 CLOSE_BASE_URL = "CLOSE_BASE_URL"  # the Close API root; default https://api.close.com/api/v1/
 CLOSE2D365_CLOSE_SOURCE = "CLOSE2D365_CLOSE_SOURCE"  # where close/* reads: "api" (default), "export", "file"
 CLOSE2D365_EXPORT_FILE = "CLOSE2D365_EXPORT_FILE"  # the Close JSON export read when the source is "file"
+CLOSE2D365_OBSERVE_SECONDS = "CLOSE2D365_OBSERVE_SECONDS"  # close_changes_sensor's interval; default 300
 
 # --- Dataverse -----------------------------------------------------------------------------------------
 DATAVERSE_URL = "DATAVERSE_URL"  # the environment, e.g. https://org.crm.dynamics.com
@@ -43,6 +44,19 @@ def missing(names: Iterable[str]) -> list[str]:
 def close_source() -> str:
     """Where the close/* assets read from ("api" unless set)."""
     return os.environ.get(CLOSE2D365_CLOSE_SOURCE, "api")
+
+
+def observe_interval_seconds(default: int = 300) -> int:
+    """How often close_changes_sensor observes Close, in seconds (at least 30: each observation reads the
+    event log and the configuration objects)."""
+    text = os.environ.get(CLOSE2D365_OBSERVE_SECONDS) or ""
+    if not text:
+        return default
+    if not text.isdigit() or int(text) < 30:
+        raise ValueError(
+            f"{CLOSE2D365_OBSERVE_SECONDS} must be a whole number of seconds >= 30, got {text!r}"
+        )
+    return int(text)
 
 
 def mappings_setting() -> str | None:

@@ -136,6 +136,11 @@ class CloseClient(CloseExportsMixin):
         """GET /me/ — raises CloseAuthError with an actionable message when the key is wrong."""
         return self.get("me/")
 
+    def server_now(self) -> datetime:
+        """Close's current time (the `Date` header of a `GET /me/`); this machine's when Close sends none."""
+        self.check_connection()
+        return self.http.server_time or datetime.now(UTC)
+
     # --- offset paging --------------------------------------------------------------------------------
 
     def _limit_for(self, path: str, limit: int | None) -> int:

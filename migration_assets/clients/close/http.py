@@ -12,6 +12,8 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -242,6 +244,9 @@ class CloseHttp:
         self.backoff_cap = backoff_cap
         self.default_rate_limit_delay = default_rate_limit_delay
         self.stats = ClientStats()
+        # Close's own clock, from the `Date` header of the latest answer: "has Close been quiet for N
+        # minutes" is judged on the service's time, not on this machine's (which may be skewed).
+        self.server_time: datetime | None = None
         self._gate = _RateGate(requests_per_second)
         self._rng = random.Random()
         api = urlsplit(self.base_url)
@@ -268,6 +273,13 @@ class CloseHttp:
 
     def __repr__(self) -> str:
         return f"CloseHttp(base_url={self.base_url!r})"
+
+    def _note_server_time(self, date_header: str | None) -> None:
+        if date_header:
+            try:
+                self.server_time = parsedate_to_datetime(date_header)
+            except (TypeError, ValueError):
+                pass  # a malformed Date header only loses the server's clock, never the response
 
     # --- JSON requests ------------------------------------------------------------------------------
 
@@ -306,6 +318,7 @@ class CloseHttp:
                 attempts = self._retry_or_raise(endpoint, attempts, last_problem)
                 continue
             if 200 <= status < 300:
+                self._note_server_time(resp.headers.get("date"))
                 return body
             if status == 401:
                 raise CloseAuthError(

@@ -9,6 +9,7 @@ removed, so both sources produce the same table (see `writer.py`). Close client 
 
 # No `from __future__ import annotations` here: Dagster inspects the asset function's `context`
 # annotation at definition time and rejects it as a string.
+import functools
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -20,7 +21,9 @@ from dagster import AssetExecutionContext
 from migration_assets.clients.close.client import CloseError
 from migration_assets.clients.close.export_file import CloseExportError
 from migration_assets.clients.close.paging import parse_close_datetime
-from migration_assets.extract.delta import DELTA_SOURCES, EVENT_RETENTION, apply_delta
+from migration_assets.extract.change_log import record_extraction
+from migration_assets.extract.close_changes import CloseChanges, scan_changes
+from migration_assets.extract.delta import DELTA_SOURCES, apply_delta
 from migration_assets.extract.finalize import finalize_table
 from migration_assets.extract.sources import ClosePass, pass_pages
 from migration_assets.extract.table_summary import table_summary
@@ -33,7 +36,9 @@ from migration_assets.resources.warehouse import WarehouseResource
 
 SCHEMA = "close"
 GROUP = "close"
+SOURCE_PREFIX = "close_source"  # observable source assets: the objects in Close itself
 POOL = "close_api"
+READ_STARTED = "read_started"  # metadata: when the extraction began reading Close
 PREVIEW_ROWS = 5
 LOG_EVERY_ROWS = 50_000
 CELL_WIDTH = 60  # characters of a value shown in a Markdown table of the UI
@@ -87,11 +92,23 @@ class CloseExtractConfig(dg.Config):
     activity_lookback_hours: float | None = None
 
 
-def _last_watermark(context: dg.AssetExecutionContext, key: dg.AssetKey) -> datetime | None:
+def _last_time(context: dg.AssetExecutionContext, key: dg.AssetKey, name: str) -> datetime | None:
+    """A time the latest materialization of `key` recorded in its metadata (`watermark`, `read_started`)."""
     event = context.instance.get_latest_materialization_event(key)
     mat = event.asset_materialization if event else None
-    value = mat.metadata.get("watermark") if mat else None
+    value = mat.metadata.get(name) if mat else None
     return parse_close_datetime(getattr(value, "value", None))
+
+
+def events_from(
+    context: dg.AssetExecutionContext, table: str, config: CloseExtractConfig, since: datetime | None
+) -> datetime | None:
+    """Where the event log of a delta of `table` starts: when the previous extraction began reading Close
+    (what happened before is in the table; the watermark, the newest record's date, can be much older),
+    or `since` when given explicitly or unknown."""
+    if since is None or config.since:
+        return since
+    return _last_time(context, key_of(table), READ_STARTED) or since
 
 
 def check_mode(config: CloseExtractConfig, what: str) -> None:
@@ -109,20 +126,32 @@ def delta_since(
     run, a table without a delta filter or not extracted yet, no watermark)."""
     if config.mode != "delta" or table not in DELTA_SOURCES or not warehouse.table_exists(SCHEMA, table):
         return None
-    since = parse_close_datetime(config.since) if config.since else _last_watermark(context, key_of(table))
+    since = (
+        parse_close_datetime(config.since)
+        if config.since
+        else _last_time(context, key_of(table), "watermark")
+    )
     if since is None:
         context.log.info(f"close.{table}: no watermark yet, extracting in full")
-        return None
-    if datetime.now(UTC) - since > EVENT_RETENTION:
-        context.log.warning(
-            f"close.{table}: watermark {since.isoformat()} is older than the event log's 30-day "
-            "retention; deletions before that cannot be detected (run a full extraction)."
-        )
+    # Beyond the event log's retention, apply_delta warns and reconciles every id instead.
     return since
 
 
 def key_of(table: str) -> dg.AssetKey:
     return dg.AssetKey([GROUP, table])
+
+
+def source_key(table: str) -> dg.AssetKey:
+    """The observable source asset standing for the Close objects of close/<table> (observe.py)."""
+    return dg.AssetKey([SOURCE_PREFIX, table])
+
+
+def scan_for_deltas(close: CloseResource, since: Mapping[str, datetime | None]) -> Callable[[], CloseChanges]:
+    """One scan of Close's event log for every delta of a step (`since`: where each table's event log
+    starts), from the oldest: made when the first delta needs it, shared by the others."""
+    starts = [s for s in since.values() if s is not None]
+    # Without the event log a delta lists every id instead: probing Close's dates would be wasted.
+    return functools.cache(lambda: scan_changes(close.get_client(), min(starts), probe=False))
 
 
 def extract_table(
@@ -133,19 +162,38 @@ def extract_table(
     pages: Callable[[], Pages],
     config: CloseExtractConfig,
     since: datetime | None,
+    changes: Callable[[], CloseChanges] | None = None,
+    log_from: datetime | None = None,
+    read_started: datetime | None = None,
 ) -> dg.MaterializeResult:
-    """Write close.<table> in full from `pages()`, or apply a delta from `since`; its materialization."""
+    """Write close.<table> in full from `pages()`, or apply a delta from `since` (`changes`: the step's
+    scan of the event log from `log_from`, scanned for this table alone when None); its materialization.
+    `read_started`: when the step began reading Close (where the next delta's event log starts)."""
     spec = TABLES[table]
     started = time.monotonic()
+    read_started = read_started or datetime.now(UTC)
     extra: dict[str, Any] = {"mode": "full"}
+    run_id = context.run.run_id
     try:
         if since is None:
             # A full read writes the table sorted and de-duplicated in one pass.
             written, dropped = write_pages(context, warehouse, spec, pages())
+            with warehouse.connect() as con:
+                record_extraction(con, SCHEMA, table, "full", run_id)
         else:
             lookback = timedelta(hours=config.activity_lookback_hours or close.activity_lookback_hours)
             delta = apply_delta(
-                close.get_client(), warehouse, spec, since, lookback, _progress(context, spec), SCHEMA
+                close.get_client(),
+                warehouse,
+                spec,
+                since,
+                lookback,
+                _progress(context, spec),
+                SCHEMA,
+                changes,
+                run_id,
+                context.log.warning,
+                log_from,
             )
             written = delta.pop("rows_read")
             extra = {"mode": "delta", "delta_since": since.isoformat(), **delta}
@@ -160,6 +208,7 @@ def extract_table(
             "rows_read": written,
             "duplicates_dropped": dropped,
             "seconds": round(time.monotonic() - started, 2),
+            READ_STARTED: dg.MetadataValue.text(read_started.isoformat()),
             **extra,
         }
     )
@@ -213,7 +262,10 @@ def close_pass_asset(name: str, descriptions: Mapping[str, str]) -> dg.AssetsDef
     @dg.multi_asset(
         name=f"{GROUP}__{name}",
         specs=[
-            dg.AssetSpec(key_of(t), description=descriptions[t], group_name=GROUP, kinds=KINDS) for t in order
+            dg.AssetSpec(
+                key_of(t), description=descriptions[t], group_name=GROUP, kinds=KINDS, deps=[source_key(t)]
+            )
+            for t in order
         ],
         can_subset=True,
         pool=POOL,
@@ -225,10 +277,13 @@ def close_pass_asset(name: str, descriptions: Mapping[str, str]) -> dg.AssetsDef
         warehouse: WarehouseResource,
     ) -> Iterator[dg.MaterializeResult]:
         check_mode(config, f"{GROUP}/{name}")
+        read_started = datetime.now(UTC)
         selected = {key.path[-1] for key in context.selected_asset_keys}
         tables = [t for t in order if t in selected]
         since = {t: delta_since(context, warehouse, t, config) for t in tables}
+        log_from = {t: events_from(context, t, config, since[t]) for t in tables}
         full = [t for t in tables if since[t] is None]  # only these may need the export
+        changes = scan_for_deltas(close, log_from)
         # Deltas first (API only): the export of the full tables builds and splits meanwhile.
         tables.sort(key=lambda t: since[t] is None)
         calls = close.call_counts()
@@ -244,6 +299,9 @@ def close_pass_asset(name: str, descriptions: Mapping[str, str]) -> dg.AssetsDef
                         lambda t=table: pass_pages(close_pass, warehouse, t),
                         config,
                         since[table],
+                        changes,
+                        log_from[table],
+                        read_started,
                     )
                 except Exception as error:
                     # As with one asset per table, one table's failure leaves the others to be read: they
