@@ -34,13 +34,14 @@ class Lookup:
 
 # Attribute types whose empty value is "no value" (a column emptied in Close is cleared in Dataverse on a
 # re-run). Not Boolean (always has a value), not standard choices (they may carry a form default the
-# target filled in at create), not lookups (unbinding is its own request), not required columns.
+# target filled in at create), not lookups (unbinding is its own request), not SystemRequired columns (the
+# only level the API enforces: an empty ApplicationRequired column is what a create leaves too).
 CLEARABLE_TYPES = frozenset({"String", "Memo", "Integer", "BigInt", "Decimal", "Double", "Money", "DateTime"})
 
 
 def clearable(attribute_type: str, type_name: str, is_custom: bool, required_level: str) -> bool:
     """Whether a mapped column left empty by the staged row is cleared on a record that has a value."""
-    if required_level in ("SystemRequired", "ApplicationRequired"):
+    if required_level == "SystemRequired":
         return False
     if attribute_type in CLEARABLE_TYPES:
         return True

@@ -20,6 +20,7 @@ from migration_assets.clients.dataverse.client import DataverseClient
 from migration_assets.load import diff as ld
 from migration_assets.load.batches import batches_of
 from migration_assets.load.file_body import OVERSIZE_CODE, Oversize, oversize_reason, read_capped, too_big
+from migration_assets.load.key_release import DUPLICATE_KEY, plain_keys, plan_releases, read_holders
 from migration_assets.load.ledger import Intent, Ledger, Rejection
 from migration_assets.load.lookups import (
     READ_CHUNK,
@@ -157,6 +158,11 @@ class TableLoader:
         # batch). Ids this loader has sent since are read again, as the snapshot no longer holds them.
         self._snapshot: dict[str, dict[str, Any]] | None = None
         self._touched: set[str] = set()
+        # Alternate keys over plain columns, and the whole staged table's key columns (record id -> columns;
+        # set by the caller when it loads only part of the table): what decides whether a record holding a
+        # key value a row wants may give it up (load/key_release.py).
+        self.keys = plain_keys(self.meta)
+        self.staged_keys: dict[str, dict[str, Any]] | None = None
 
     # -- reads ------------------------------------------------------------------------------------------
     def scan_target(self, staged: int) -> bool:
@@ -386,6 +392,9 @@ class TableLoader:
                     err.code,
                     err.message,
                 )
+        # After the batch's updates: a holder whose own staged row moves its key has given it up by now.
+        self._retry_key_clashes(creates, "create", ids, split, failed)
+        self._retry_key_clashes(upd_rows, "update", ids, split, failed)
         closing = {i: st for i, st in states.items() if i not in failed and self._is_action(st)}
         # The opportunityclose activity each Win/Lose creates, under an id of ours: ledgered before the
         # action is sent, so that a rollback deletes it with the rest of the run.
@@ -411,6 +420,58 @@ class TableLoader:
         if counted:
             self.stats.updated += sum(1 for i, _ in updates if i not in failed)
         self.stats.rejected += len(failed) + len(state_errors)
+
+    def _retry_key_clashes(
+        self,
+        written: Sequence[tuple[int, dict[str, Any]]],
+        operation: str,
+        ids: list[str],
+        split: list[ld.SplitRow],
+        failed: dict[int, Rejection],
+    ) -> None:
+        """Rows refused because another record holds their alternate-key value: release the holders that
+        staging no longer wants with it (ledgered, before-image kept), then write those rows again;
+        `failed` keeps only the rows still refused (load/key_release.py)."""
+        clashing = [(i, body) for i, body in written if i in failed and failed[i].code == DUPLICATE_KEY]
+        if not clashing or not self.keys:
+            return
+        wanted = {ids[i]: body for i, body in clashing}
+        holders = read_holders(self.client, self.meta, self.keys, wanted.values())
+        releases, blocked = plan_releases(wanted, holders, self.keys, self.staged_keys)
+        for rid, why in blocked.items():
+            self.log(f"{self.table}({rid}): key clash kept: {why}")
+        if not releases:
+            return
+        seqs = self.ledger.begin(
+            [Intent(self.table, r.record_id, None, "released", r.before) for r in releases]
+        )
+        self._touched.update(r.record_id for r in releases)
+        res = self.client.update_multiple(
+            self.table, [{self.pk: r.record_id, **dict.fromkeys(r.before)} for r in releases]
+        )
+        refused = {e.index: e for e in res.rejected}
+        self.ledger.finish(
+            [seq for n, seq in enumerate(seqs) if n not in refused],
+            [
+                (
+                    seqs[n],
+                    Rejection(self.table, releases[n].record_id, None, "update", e.status, e.code, e.message),
+                )
+                for n, e in refused.items()
+            ],
+        )
+        self.log(f"{self.table}: released the key of {len(releases) - len(refused)} superseded record(s)")
+        write = self.client.create_multiple if operation == "create" else self.client.update_multiple
+        res = write(self.table, [body for _, body in clashing])
+        again = {e.index: e for e in res.rejected}
+        for n, (i, _) in enumerate(clashing):
+            e = again.get(n)
+            if e is None:
+                del failed[i]
+            else:
+                failed[i] = Rejection(
+                    self.table, ids[i], split[i].meta.get("_close_id"), operation, e.status, e.code, e.message
+                )
 
     def _too_big(self, size: Any) -> bool:
         return too_big(size, self.max_upload)

@@ -21,7 +21,11 @@ import duckdb
 import pyarrow as pa
 
 SCHEMA = "ledger"
-ACTIONS = ("created", "updated", "deleted", "restored")
+# deleted / deactivated: a delta run removed a record whose Close source is gone (before-image: the whole
+# record, or its state); released: a load emptied a superseded record's alternate-key columns so that another
+# record could take the value (before-image: those columns; load/key_release.py); a rollback run's deleted /
+# restored: what it undid.
+ACTIONS = ("created", "updated", "deleted", "deactivated", "restored", "released")
 STATUSES = ("pending", "done", "rejected")
 
 _DDL = [
@@ -85,7 +89,7 @@ class Intent:
     table: str
     record_id: str
     close_id: str | None
-    action: str  # created | updated | deleted | restored
+    action: str  # created | updated | deleted | deactivated | restored | released
     before_image: dict[str, Any] | None = None
 
 
@@ -94,7 +98,9 @@ class Rejection:
     table: str
     record_id: str | None
     close_id: str | None
-    operation: str  # create | update | state | win | lose | delete | restore | download
+    operation: (
+        str  # create | update | state | win | lose | delete | deactivate | restore | recreate | download
+    )
     status: int | None
     code: str | None
     message: str

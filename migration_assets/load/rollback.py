@@ -1,12 +1,16 @@
 """Rollback of migration runs: `close2d365 rollback --run RUN_ID | --all` and the core of the `rollback`
 job (declared in defs/rollback.py).
 
-Deletes what the runs created (children before parents) and restores the before-images of what they
-updated (DESIGN §5), then removes the schema components they created (option values, keys, lookups,
+Re-creates what delta runs deleted (under the same id, from the ledgered image), deletes what the runs
+created (children before parents) and restores the before-images of what they updated or deactivated
+(DESIGN §5), then puts back the alternate-key values a load released for a record it created (free once
+that record is deleted), then removes the schema components they created (option values, keys, lookups,
 columns, tables, then the solution and the publisher), keeping, with the reason in the report, any schema
 that records or components of runs not rolled back still use. The rollback is itself a ledgered run: every
 delete/restore is recorded, and the original ledger rows are stamped `rolled_back_by` (schema rows
-`removed_by`), so running it again finds nothing left to undo.
+`removed_by`), so running it again finds nothing left to undo. The staged rows recorded as loaded
+(`load.snapshot`) no longer describe the target afterwards: they are dropped, so that the next delta
+diffs every row against the target once.
 """
 
 import uuid
@@ -20,6 +24,7 @@ from migration_assets.clients.dataverse.batch import BatchRequest
 from migration_assets.clients.dataverse.client import DataverseApiError, DataverseClient, DataverseError
 from migration_assets.clients.dataverse.odata import odata_string
 from migration_assets.load import ledger as lg
+from migration_assets.load.key_release import DUPLICATE_KEY
 from migration_assets.load.ledger import Intent, Ledger, Rejection
 from migration_assets.load.rollback_plan import (
     SchemaStep,
@@ -28,6 +33,8 @@ from migration_assets.load.rollback_plan import (
     plan_schema_rollback,
     summarize,
 )
+from migration_assets.load.snapshot import drop_snapshots
+from migration_assets.mapping.ids import opportunityclose_id
 from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource
 from migration_assets.target.solution_deploy import solution_components
@@ -46,6 +53,7 @@ class RollbackReport:
     deleted: int = 0
     already_gone: int = 0
     restored: int = 0
+    recreated: int = 0
     failed: list[str] = field(default_factory=list)
     per_table: dict[str, dict[str, int]] = field(default_factory=dict)
     schema_removed: list[str] = field(default_factory=list)
@@ -59,7 +67,9 @@ class RollbackReport:
     def render(self) -> str:
         lines = [
             f"rollback {self.rollback_run_id} of {', '.join(self.runs) or 'no run'}: deleted {self.deleted} "
-            f"(already gone {self.already_gone}), restored {self.restored}, failed {len(self.failed)}",
+            f"(already gone {self.already_gone}), restored {self.restored}, "
+            + (f"re-created {self.recreated}, " if self.recreated else "")
+            + f"failed {len(self.failed)}",
             f"{'table':<28}{'delete':>8}{'restore':>9}",
         ]
         lines += [f"{t:<28}{c['delete']:>8}{c['restore']:>9}" for t, c in sorted(self.per_table.items())]
@@ -110,6 +120,63 @@ def _restore(client: DataverseClient, step: Step) -> None:
     client.update(step.table, step.record_id, body)
 
 
+def _recreate(client: DataverseClient, step: Step) -> None:
+    """A record a delta run deleted, created again under its id with its ledgered values (lookups and
+    activity parties included), then put back in its state. A record already there (a re-run of this
+    rollback) counts as re-created: `create` treats a duplicate id as done."""
+    body = {k: v for k, v in step.columns.items() if v is not None}
+    client.create(step.table, body)
+    state = step.state
+    if state.get("statecode") is None:
+        return
+    if step.table == "opportunity" and int(state["statecode"]) in (1, 2):
+        # Closed again as it was closed: the action sets the close date and value from its
+        # opportunityclose, under the id the load gave it when that one went with the deletion.
+        won = int(state["statecode"]) == 1
+        close_id = opportunityclose_id(step.record_id)
+        kept = client.get("opportunityclose", close_id, ["activityid"]) is not None
+        close = {
+            k: v
+            for k, v in (
+                ("activityid", None if kept else close_id),
+                ("actualend", step.values.get("actualclosedate")),
+                ("actualrevenue", step.values.get("actualvalue")),
+            )
+            if v is not None
+        }
+        action = client.win_opportunity if won else client.lose_opportunity
+        action(step.record_id, int(state.get("statuscode") or (3 if won else 4)), **close)
+        return
+    _restore(client, Step("restore", step.table, step.record_id, step.close_id, state))
+
+
+def _recreate_all(
+    client: DataverseClient, ledger: Ledger, steps: Sequence[Step], report: RollbackReport
+) -> None:
+    for step in steps:
+        try:
+            _recreate(client, step)
+        except DataverseApiError as exc:
+            report.failed.append(f"re-create {step.table}({step.record_id}): {exc.message}")
+            ledger.reject(
+                [
+                    Rejection(
+                        step.table,
+                        step.record_id,
+                        step.close_id,
+                        "recreate",
+                        exc.status,
+                        exc.code,
+                        exc.message,
+                    )
+                ]
+            )
+            continue
+        report.recreated += 1
+        ledger.record_done([Intent(step.table, step.record_id, step.close_id, "restored", step.values)])
+        ledger.mark_rolled_back(step.sources)
+
+
 def execute_rollback(
     con: duckdb.DuckDBPyConnection,
     client: DataverseClient,
@@ -125,7 +192,38 @@ def execute_rollback(
     report = RollbackReport(rollback_run_id, runs, per_table=summarize(steps))
     ledger = Ledger(con, rollback_run_id, kind="rollback")
     log(f"rollback {rollback_run_id}: {len(steps)} steps over {len(runs)} run(s)")
-    for step in (s for s in steps if s.kind == "restore"):
+    if steps:
+        drop_snapshots(con)
+    _recreate_all(client, ledger, [s for s in steps if s.kind == "recreate"], report)
+    # A restore that puts back an alternate-key value a record created by these runs now holds (a group's
+    # account whose key moved to a new account) is refused until that record is deleted: it runs again then.
+    held = _restore_all(
+        client, ledger, [s for s in steps if s.kind == "restore"], report, defer_key_clash=True
+    )
+    deletes = [s for s in steps if s.kind == "delete"]
+    for start in range(0, len(deletes), DELETE_BATCH):
+        _delete_chunk(client, ledger, deletes[start : start + DELETE_BATCH], report)
+    _restore_all(client, ledger, held, report, defer_key_clash=False)
+    _rekey_all(client, ledger, [s for s in steps if s.kind == "rekey"], report)
+    remove_schema(con, client, run_ids, rollback_run_id, report, log)
+    ledger.close_run(
+        "failed" if report.failed else "success",
+        None if not report.failed else f"{len(report.failed)} failures",
+    )
+    log(report.render())
+    return report
+
+
+def _restore_all(
+    client: DataverseClient,
+    ledger: Ledger,
+    steps: Sequence[Step],
+    report: RollbackReport,
+    defer_key_clash: bool,
+) -> list[Step]:
+    """Restore before-images; returns the steps refused for an alternate-key clash when deferring them."""
+    deferred: list[Step] = []
+    for step in steps:
         try:
             if step.values:
                 _restore(client, step)
@@ -138,6 +236,9 @@ def execute_rollback(
             if exc.status == 404:
                 ledger.mark_rolled_back(step.sources)  # the record is gone: nothing left to restore
                 report.already_gone += 1
+                continue
+            if defer_key_clash and exc.code == DUPLICATE_KEY:
+                deferred.append(step)
                 continue
             report.failed.append(f"restore {step.table}({step.record_id}): {exc.message}")
             ledger.reject(
@@ -153,16 +254,37 @@ def execute_rollback(
                     )
                 ]
             )
-    deletes = [s for s in steps if s.kind == "delete"]
-    for start in range(0, len(deletes), DELETE_BATCH):
-        _delete_chunk(client, ledger, deletes[start : start + DELETE_BATCH], report)
-    remove_schema(con, client, run_ids, rollback_run_id, report, log)
-    ledger.close_run(
-        "failed" if report.failed else "success",
-        None if not report.failed else f"{len(report.failed)} failures",
-    )
-    log(report.render())
-    return report
+    return deferred
+
+
+def _rekey_all(
+    client: DataverseClient, ledger: Ledger, steps: Sequence[Step], report: RollbackReport
+) -> None:
+    """Alternate-key values a load released for another record, put back once the records the runs
+    created are deleted (the value is free again). A record gone since has nothing to take them."""
+    for step in steps:
+        try:
+            client.update(step.table, step.record_id, step.values)
+        except DataverseApiError as exc:
+            if exc.status == 404:
+                report.already_gone += 1
+                continue
+            report.failed.append(f"restore key of {step.table}({step.record_id}): {exc.message}")
+            ledger.reject(
+                [
+                    Rejection(
+                        step.table,
+                        step.record_id,
+                        step.close_id,
+                        "restore",
+                        exc.status,
+                        exc.code,
+                        exc.message,
+                    )
+                ]
+            )
+            continue
+        ledger.record_done([Intent(step.table, step.record_id, step.close_id, "restored", step.values)])
 
 
 def _delete_chunk(client: DataverseClient, ledger: Ledger, chunk: list[Step], report: RollbackReport) -> None:

@@ -4,12 +4,18 @@ executor lives in `migration_assets.load.rollback`).
 Per record touched by the selected runs:
 - created by one of them (done, or pending: the batch may have landed before the run died) -> delete it;
   later updates of it by the same runs do not matter;
-- only updated by them -> restore, column by column, the value it had before the FIRST selected write
-  (the earliest before-image wins), so rolling back several runs returns to the state before all of them.
+- only updated by them (or deactivated by a delta run: its state is its before-image) -> restore, column
+  by column, the value it had before the FIRST selected write (the earliest before-image wins), so rolling
+  back several runs returns to the state before all of them;
+- deleted by a delta run (its source was deleted in Close) and not created by them -> re-create it under
+  its id from the ledgered image (with earlier before-images winning column by column, as above).
 
-Restores run first (so a restored lookup no longer points at a record about to be deleted), then deletes,
-children before parents (the reverse of the load order of mapping/tables.py): annotations, activities,
-opportunities, leads, contacts, accounts.
+Re-creates run first, parents before children (a restored lookup may point at a re-created record), then
+restores (so a restored lookup no longer points at a record about to be deleted), then deletes, children
+before parents (the reverse of the load order of mapping/tables.py): annotations, activities,
+opportunities, leads, contacts, accounts. Last, `rekey` steps put back the alternate-key values a load
+released (ledger action `released`, load/key_release.py): the record the runs created with that value is
+deleted by then, so the value is free again; re-creates and restores leave those columns to them.
 
 Then the schema components the runs created (`plan_schema_rollback`): option values, alternate keys,
 lookups, columns, tables, the solution, the publisher; schema that records or components of other runs
@@ -38,7 +44,7 @@ def delete_ranks(registry: TableRegistry | None = None) -> tuple[dict[str, int],
 
 @dataclass(frozen=True)
 class Step:
-    kind: str  # delete | restore
+    kind: str  # recreate | restore | delete | rekey
     table: str
     record_id: str
     close_id: str | None
@@ -61,9 +67,17 @@ class _Acc:
     record_id: str
     close_id: str | None
     created: bool = False
+    deleted: bool = False
     values: dict[str, Any] = field(default_factory=dict)
     sources: list[tuple[str, int]] = field(default_factory=list)
     first_seen: int = 0
+    released: set[str] = field(default_factory=set)  # alternate-key columns a load emptied
+
+    def without_keys(self) -> dict[str, Any]:
+        return {k: v for k, v in self.values.items() if k not in self.released}
+
+    def keys(self) -> dict[str, Any]:
+        return {k: v for k, v in self.values.items() if k in self.released}
 
 
 def plan_rollback(entries: Sequence[Entry], registry: TableRegistry | None = None) -> list[Step]:
@@ -81,30 +95,44 @@ def plan_rollback(entries: Sequence[Entry], registry: TableRegistry | None = Non
         a.sources.append((e.run_id, e.seq))
         if e.action == "created":
             a.created = True
-        elif e.action == "updated":
+        elif e.action in ("updated", "deactivated", "deleted", "released"):
+            a.deleted = a.deleted or e.action == "deleted"
+            if e.action == "released":
+                a.released |= set(e.before_image or {})
             for column, value in (e.before_image or {}).items():
                 a.values.setdefault(column, value)  # earliest before-image wins
-    restores = [a for a in acc.values() if not a.created and a.values]
+    recreates = [a for a in acc.values() if a.deleted and not a.created]
+    restores = [a for a in acc.values() if not a.created and not a.deleted and a.values]
     deletes = [a for a in acc.values() if a.created]
     # Nothing to restore when an update recorded no before-image columns: the record is only "touched".
-    untouched = [a for a in acc.values() if not a.created and not a.values]
+    untouched = [a for a in acc.values() if not a.created and not a.deleted and not a.values]
+    recreates.sort(key=lambda a: (-ranks.get(a.table, activity_rank), a.first_seen))  # parents first
     restores.sort(key=lambda a: -a.first_seen)  # newest first: undo in reverse order
     deletes.sort(key=lambda a: (ranks.get(a.table, activity_rank), -a.first_seen))
     steps = [
-        Step("restore", a.table, a.record_id, a.close_id, dict(a.values), tuple(a.sources)) for a in restores
+        Step("recreate", a.table, a.record_id, a.close_id, a.without_keys(), tuple(a.sources))
+        for a in recreates
+    ]
+    steps += [
+        Step("restore", a.table, a.record_id, a.close_id, a.without_keys(), tuple(a.sources))
+        for a in restores
     ]
     steps += [Step("delete", a.table, a.record_id, a.close_id, {}, tuple(a.sources)) for a in deletes]
+    # The ledger rows are marked rolled back by the record's re-create or restore step above.
+    steps += [
+        Step("rekey", a.table, a.record_id, a.close_id, a.keys()) for a in (*recreates, *restores) if a.keys()
+    ]
     # Ledger rows with nothing to undo are still marked rolled back, through a no-op restore.
     steps += [Step("restore", a.table, a.record_id, a.close_id, {}, tuple(a.sources)) for a in untouched]
     return steps
 
 
 def summarize(steps: Sequence[Step]) -> dict[str, dict[str, int]]:
-    """{table: {"delete": n, "restore": n}} for reports."""
+    """{table: {"delete": n, "restore": n}} for reports (+ "recreate": n where records are re-created)."""
     out: dict[str, dict[str, int]] = {}
     for s in steps:
         counts = out.setdefault(s.table, {"delete": 0, "restore": 0})
-        counts[s.kind] += 1
+        counts[s.kind] = counts.get(s.kind, 0) + 1
     return out
 
 

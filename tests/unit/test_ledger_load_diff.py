@@ -125,7 +125,10 @@ def test_which_columns_are_cleared() -> None:
     assert ld.clearable("Virtual", "MultiSelectPicklistType", True, "None")
     assert not ld.clearable("Picklist", "PicklistType", False, "None")  # standard choice: form default
     assert not ld.clearable("Boolean", "BooleanType", True, "None")
-    assert not ld.clearable("String", "StringType", False, "ApplicationRequired")
+    # Only SystemRequired is enforced by the API (reference: RequiredLevel): a create leaves a business-
+    # required column empty when Close has no value, so a later run clears it the same way.
+    assert ld.clearable("String", "StringType", False, "ApplicationRequired")
+    assert not ld.clearable("String", "StringType", False, "SystemRequired")
     assert not ld.clearable("Lookup", "LookupType", False, "None")
 
 

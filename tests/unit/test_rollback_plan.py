@@ -75,3 +75,52 @@ def test_ids_are_compared_case_insensitively() -> None:
         [e("r", 1, "account", "ABC", "created"), e("r", 2, "account", "abc", "updated", {"name": "n"})]
     )
     assert len(steps) == 1 and steps[0].kind == "delete" and steps[0].record_id == "abc"
+
+
+def test_records_a_delta_deleted_are_recreated_parents_first_before_restores_and_deletes() -> None:
+    steps = plan_rollback(
+        [
+            e("m", 1, "contact", "c1", "updated", {"firstname": "Before m"}),
+            e("d", 1, "contact", "c9", "created"),
+            e("d", 2, "contact", "c2", "updated", {"parentcustomerid_account@odata.bind": "/accounts(a1)"}),
+            e("d", 3, "annotation", "n1", "deleted", {"annotationid": "n1", "documentbody": "QUJD"}),
+            e("d", 4, "account", "a1", "deleted", {"accountid": "a1", "name": "Gone", "statecode": 0}),
+            e(
+                "d",
+                5,
+                "contact",
+                "c1",
+                "deleted",
+                {"contactid": "c1", "firstname": "Before d", "lastname": "L"},
+            ),
+        ]
+    )
+    assert [(s.kind, s.table, s.record_id) for s in steps] == [
+        ("recreate", "account", "a1"),
+        ("recreate", "contact", "c1"),
+        ("recreate", "annotation", "n1"),
+        ("restore", "contact", "c2"),
+        ("delete", "contact", "c9"),
+    ]
+    account, contact = steps[0], steps[1]
+    assert account.columns == {"accountid": "a1", "name": "Gone"} and account.state == {"statecode": 0}
+    # An earlier update's before-image wins over the deletion's image, column by column.
+    assert contact.columns == {"contactid": "c1", "firstname": "Before m", "lastname": "L"}
+    assert contact.sources == (("m", 1), ("d", 5))
+    assert summarize(steps)["account"] == {"delete": 0, "restore": 0, "recreate": 1}
+
+
+def test_a_deactivation_is_undone_by_restoring_the_state_and_a_deleted_created_record_stays_deleted() -> None:
+    steps = plan_rollback(
+        [
+            e("m", 1, "lead", "l1", "created"),
+            e("d", 1, "lead", "l1", "deleted", {"leadid": "l1", "subject": "x"}),
+            e("d", 2, "lead", "l2", "deactivated", {"statecode": 0, "statuscode": 1}),
+            e("d", 3, "opportunity", "o1", "deactivated", {}),  # was already lost: nothing to undo
+        ]
+    )
+    assert [(s.kind, s.record_id, s.values) for s in steps] == [
+        ("restore", "l2", {"statecode": 0, "statuscode": 1}),
+        ("delete", "l1", {}),
+        ("restore", "o1", {}),
+    ]

@@ -1,0 +1,85 @@
+"""The staged rows as last loaded successfully (`loaded._snapshot_<staged table>`): what makes a delta load
+proportional to the change (DESIGN §8).
+
+After every load that completed (any run, full or delta) the snapshot becomes the staged table minus the rows
+this run refused, so that those are retried. A delta run then loads only the staged rows that differ from
+the snapshot (new or changed, compared on every column) and reads back and diffs only those. Without a
+snapshot, or when the staged table's columns changed since (a mapping change), it loads every staged row as
+a full run does: the loader's diff against the target keeps that correct.
+
+A rollback changes the target behind the snapshots' back, so it drops them (`drop_snapshots`): the next
+delta falls back to the full diff once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+
+from migration_assets.load.ledger import SCHEMA as LEDGER_SCHEMA
+from migration_assets.load.ledger import ensure_schema
+from migration_assets.resources.warehouse import fetch_polars, quote, table_exists
+
+SCHEMA = "loaded"
+PREFIX = "_snapshot_"
+
+
+def snapshot_name(staged_table: str) -> str:
+    return PREFIX + staged_table
+
+
+def _columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> list[str]:
+    rows = con.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
+        "ORDER BY ordinal_position",
+        [schema, table],
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def changed_rows(
+    con: duckdb.DuckDBPyConnection, staged_table: str
+) -> tuple[list[str], list[dict[str, Any]]] | None:
+    """(columns, staged rows new or changed since the snapshot); None when there is no usable snapshot
+    (none yet, or the staged columns differ from it): then every staged row is to be loaded."""
+    name = snapshot_name(staged_table)
+    if not table_exists(con, SCHEMA, name):
+        return None
+    columns = _columns(con, "staged", staged_table)
+    if columns != _columns(con, SCHEMA, name):
+        return None
+    # EXCEPT compares whole rows with NULLs equal: exactly "this row was not loaded as it now is".
+    frame = fetch_polars(
+        con, f"SELECT * FROM staged.{quote(staged_table)} EXCEPT SELECT * FROM {SCHEMA}.{quote(name)}"
+    )
+    return frame.columns, frame.to_dicts()
+
+
+def save_snapshot(
+    con: duckdb.DuckDBPyConnection, staged_table: str, primary_key: str, run_id: str, table: str
+) -> int:
+    """Record the staged rows as loaded by run `run_id` (its rows refused in `table` left out, so that the
+    next delta retries them); returns the snapshot's row count."""
+    name = snapshot_name(staged_table)
+    ensure_schema(con)
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+    con.execute(
+        f"CREATE OR REPLACE TABLE {SCHEMA}.{quote(name)} AS SELECT * FROM staged.{quote(staged_table)} s "
+        f"WHERE lower(CAST(s.{quote(primary_key)} AS VARCHAR)) NOT IN (SELECT lower(record_id) FROM "
+        f"{LEDGER_SCHEMA}.rejected WHERE run_id = ? AND table_name = ? AND record_id IS NOT NULL)",
+        [run_id, table],
+    )
+    row = con.execute(f"SELECT count(*) FROM {SCHEMA}.{quote(name)}").fetchall()
+    return int(row[0][0]) if row else 0
+
+
+def drop_snapshots(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Forget every snapshot (after a rollback); returns the staged tables whose snapshot was dropped."""
+    rows = con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = ? AND starts_with(table_name, ?)",
+        [SCHEMA, PREFIX],
+    ).fetchall()
+    for (name,) in rows:
+        con.execute(f"DROP TABLE IF EXISTS {SCHEMA}.{quote(name)}")
+    return sorted(str(n)[len(PREFIX) :] for (n,) in rows)
