@@ -6,13 +6,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import duckdb
 import polars as pl
 
 from migration_assets.mapping.config import load_mapping_config
+from migration_assets.mapping.delta_staging import (
+    DeltaPlan,
+    index_groups,
+    index_members,
+    plan,
+    record,
+    register_ids,
+    write_index,
+)
 from migration_assets.mapping.frame import map_object, read_object_source
 from migration_assets.mapping.normalise import normalise_account_name
 from migration_assets.mapping.staging import StageResult, validate_and_write
-from migration_assets.resources.warehouse import WarehouseResource
+from migration_assets.resources.warehouse import WarehouseResource, fetch_polars, quote
 from migration_assets.target.metadata_cache import cached_rules, entity_sets
 
 PLACEHOLDER_CLOSE_ID = "__placeholder__"
@@ -62,16 +72,76 @@ def dedupe_accounts(
     return kept.drop("__lead", "__bad"), rej
 
 
-def stage_accounts(warehouse: WarehouseResource) -> AccountStaging:
-    """No owners (an Account is owned by whoever loads it), no lookup of records already in the target."""
+def stage_accounts(warehouse: WarehouseResource, incremental: bool = False) -> AccountStaging:
+    """No owners (an Account is owned by whoever loads it), no lookup of records already in the target.
+
+    incremental: when close.leads was extracted in delta mode, re-stage only the Accounts of the changed
+    leads' names, old (the index of the last staging) and new, from every lead of those names."""
     cfg = load_mapping_config()
     with warehouse.connect() as con:
-        src = read_object_source(con, cfg, "account", extra=["name", "date_created"])
+        rules = cached_rules(con, "account", cfg)
+        delta = plan(con, "account", ("leads",), (), False, rules) if incremental else None
+        keys, members = account_scope(con, delta)
+        where = None
+        if members is not None:
+            where = f"CAST(id AS VARCHAR) IN (SELECT id FROM {register_ids(con, '__account_leads', members)})"
+        src = read_object_source(con, cfg, "account", extra=["name", "date_created"], where=where)
         mapped = map_object(src, cfg, "account", cfg.context(), entity_sets(con))
         frame, rej = dedupe_accounts(
             mapped.frame, mapped.rejections, src["name"], cfg.accounts.keep, cfg.accounts.merged_ids_column
         )
-        rules = cached_rules(con, "account", cfg)
-        result = validate_and_write(warehouse, con, "account", rules, frame, [rej], [mapped.notices])
-    merged = frame.filter(pl.col(cfg.accounts.merged_ids_column).str.contains("; ")).height
-    return AccountStaging(result, src.height, merged)
+        result = validate_and_write(
+            warehouse, con, "account", rules, frame, [rej], [mapped.notices], replace_keys=keys
+        )
+        merged = frame.filter(pl.col(cfg.accounts.merged_ids_column).str.contains("; ")).height
+        if keys is not None:  # the Accounts of the whole table, not only the re-staged ones
+            merged = merged_accounts(con, cfg.accounts.merged_ids_column)
+        leads_read = src.height
+        if delta is not None:
+            leads_read = con.execute("SELECT count(*) FROM close.leads").fetchall()[0][0]
+            record(con, delta, restaged_groups(keys, members))
+            write_index(con, "account", "leads", account_groups(con))
+            result = result.planned(delta.full_reason, None if keys is None else len(keys))
+    return AccountStaging(result, int(leads_read), int(merged))
+
+
+def merged_accounts(con: duckdb.DuckDBPyConnection, column: str) -> int:
+    cols = {r[0] for r in con.execute("DESCRIBE staged.account").fetchall()}
+    if column not in cols:
+        return 0
+    return int(
+        con.execute(f"SELECT count(*) FROM staged.account WHERE contains({quote(column)}, '; ')").fetchall()[
+            0
+        ][0]
+    )
+
+
+def account_groups(con: duckdb.DuckDBPyConnection, ids: set[str] | None = None) -> pl.DataFrame:
+    """id, group_key: each lead (of `ids`, else every lead) with its Account's `_close_id` (normalised name)."""
+    where = ""
+    if ids is not None:
+        where = f" WHERE CAST(id AS VARCHAR) IN (SELECT id FROM {register_ids(con, '__group_ids', ids)})"
+    leads = fetch_polars(con, f"SELECT CAST(id AS VARCHAR) AS id, name FROM close.leads{where}")
+    return leads.select("id", account_close_id(leads["name"]).alias("group_key"))
+
+
+def account_scope(
+    con: duckdb.DuckDBPyConnection, delta: DeltaPlan | None
+) -> tuple[set[str] | None, set[str] | None]:
+    """(Account keys to re-stage, the leads to read for them); (None, None): every Account."""
+    if delta is None or not delta.incremental:
+        return None, None
+    changed = delta.changed.get("leads", set())
+    keys = index_groups(con, "account", "leads", changed)
+    keys |= set(account_groups(con, changed)["group_key"].to_list()) if changed else set()
+    return keys, index_members(con, "account", keys) | changed
+
+
+def restaged_groups(keys: set[str] | None, members: set[str] | None) -> pl.DataFrame | None:
+    """The re-staged Accounts with every lead they had or have (the tables staged after take those leads)."""
+    if keys is None or members is None:
+        return None
+    return pl.DataFrame(
+        {"close_id": [None] * len(members), "lead_id": sorted(members), "ref": [None] * len(members)},
+        schema={"close_id": pl.String, "lead_id": pl.String, "ref": pl.String},
+    )

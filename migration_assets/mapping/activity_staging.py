@@ -12,7 +12,8 @@ from typing import Any
 import polars as pl
 
 from migration_assets.mapping.config import load_mapping_config
-from migration_assets.mapping.frame import Mapped, map_object, object_chunks
+from migration_assets.mapping.delta_staging import affected_source_ids, lookup_paths, plan, staged_addresses
+from migration_assets.mapping.frame import Mapped, map_object, object_chunks, read_object_source
 from migration_assets.mapping.parties import (
     PartyIndex,
     appointment_parties,
@@ -21,7 +22,8 @@ from migration_assets.mapping.parties import (
     phonecall_parties,
 )
 from migration_assets.mapping.staged_lookups import owner_context, target_lookup
-from migration_assets.mapping.staging import StageResult, validate_and_write
+from migration_assets.mapping.staging import StageResult, current_result, validate_and_write
+from migration_assets.mapping.table_staging import DeltaInputs, finish_delta, only_ids
 from migration_assets.resources.warehouse import WarehouseResource
 from migration_assets.target.metadata_cache import cached_rules, entity_sets
 from migration_assets.target.rules import TableRules
@@ -63,18 +65,40 @@ def stage_activity(
     sources: Sequence[ActivitySource],
     rules_for: Callable[[Any, Any], TableRules] | None = None,
     staged_table: str | None = None,
+    inputs: DeltaInputs | None = None,
 ) -> tuple[StageResult, dict[str, int]]:
     """Map, validate and write the activity table `table` (as staged.<staged_table or table>); returns the
     result and the rows read per object. rules_for(con, cfg): the table's rules when it is not in the target
-    yet (a planned custom table)."""
+    yet (a planned custom table). inputs: stage only the affected rows of a delta extraction
+    (mapping/delta_staging.py); the activities naming a re-staged contact (parties) are affected too."""
     cfg = load_mapping_config()
+    staged = staged_table or table
+    names = [s.object_name for s in sources]
     frames, rejections, notices, counts = [], [], [], {}
     with warehouse.connect() as con:
+        rules = rules_for(con, cfg) if rules_for else cached_rules(con, table, cfg)
+        delta = plan(con, staged, inputs.reads, inputs.parents, True, rules) if inputs is not None else None
+        keys = None
+        if delta is not None and delta.incremental:
+            keys = set()
+            for s in sources:
+                obj = cfg.object(s.object_name)
+                lookups = lookup_paths(cfg.field_map(s.object_name).fields)
+                parties = s.parties is not None
+                keys |= affected_source_ids(con, delta, obj.source, obj.key, parties, lookups)
+            if not keys:
+                finish_delta(con, cfg, staged, names, delta, keys, staged_addresses(con, staged, ()))
+                return current_result(con, staged).planned(None, 0), {n: 0 for n in names}
         ctx, sets = owner_context(con, cfg), entity_sets(con)
         idx = party_index(con, sets) if any(s.parties for s in sources) else None
-        for s in sources:
+        for n, s in enumerate(sources):
             counts[s.object_name] = 0
-            for src in object_chunks(con, cfg, s.object_name, s.extra):
+            if keys is None:
+                chunks = object_chunks(con, cfg, s.object_name, s.extra)
+            else:
+                where = only_ids(con, cfg, s.object_name, keys, n)
+                chunks = iter([read_object_source(con, cfg, s.object_name, s.extra, where=where)])
+            for src in chunks:
                 counts[s.object_name] += src.height
                 mapped: Mapped = map_object(src, cfg, s.object_name, ctx, sets)
                 frame = mapped.frame
@@ -85,15 +109,18 @@ def stage_activity(
                 rejections.append(mapped.rejections)
                 notices.append(mapped.notices)
         frame = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
-        rules = rules_for(con, cfg) if rules_for else cached_rules(con, table, cfg)
         result = validate_and_write(
             warehouse,
             con,
-            staged_table or table,
+            staged,
             rules,
             frame,
             rejections,
             notices,
-            target_lookup=target_lookup(dataverse),
+            target_lookup=target_lookup(dataverse, con),
+            replace_keys=keys,
         )
+        if delta is not None:
+            finish_delta(con, cfg, staged, names, delta, keys, staged_addresses(con, staged, ()))
+            result = result.planned(delta.full_reason, None if keys is None else len(keys))
     return result, counts

@@ -129,7 +129,7 @@ def stage_annotations(warehouse: WarehouseResource, dataverse: Any | None) -> An
             frame,
             [*rejections, oversize],
             notices,
-            target_lookup=target_lookup(dataverse),
+            target_lookup=target_lookup(dataverse, con),
         )
     path = write_frame_csv(oversize_csv_path(), oversize)
     return AnnotationStaging(result, counts, limit, oversize.height, path)

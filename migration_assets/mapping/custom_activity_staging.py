@@ -248,7 +248,7 @@ def stage_custom_activity(
             [halted, mapped.rejections],
             [mapped.notices],
             pk="activityid",
-            target_lookup=target_lookup(dataverse),
+            target_lookup=target_lookup(dataverse, con),
         )
     staging = CustomActivityStaging(result, close_type.close_type_id, columns, orphans, halted, dropped, kept)
     if dropped.height:

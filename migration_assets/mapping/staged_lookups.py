@@ -29,16 +29,27 @@ def owner_context(con: duckdb.DuckDBPyConnection, cfg: MappingConfig) -> Transfo
     return cfg.context(owners=owners, fallback_owner=None)
 
 
-def target_lookup(dataverse: Any | None) -> TargetLookup | None:
-    """Which of some ids already exist in a target table (a delta run's parents loaded earlier)."""
+def target_lookup(dataverse: Any | None, con: duckdb.DuckDBPyConnection | None = None) -> TargetLookup | None:
+    """Which of some ids already exist in a target table (a delta run's parents loaded earlier). With the
+    warehouse `con`, records whose Close source is gone count as absent: the delta removes them, and a
+    fresh migration would not have them."""
     if dataverse is None:
         return None
+    gone: set[str] | None = None
 
     def lookup(table: str, ids: list[str]) -> set[str]:
+        nonlocal gone
         try:
-            return dataverse.get_client().existing_ids(table, ids)
+            found = dataverse.get_client().existing_ids(table, ids)
         except DataverseTableMissingError:  # a custom table the schema step has not created yet
             return set()
+        if con is not None and found:
+            if gone is None:
+                from migration_assets.load.deletions import gone_record_ids
+
+                gone = gone_record_ids(con)
+            found = {i for i in found if i.lower() not in gone}
+        return found
 
     return lookup
 

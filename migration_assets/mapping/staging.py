@@ -23,7 +23,13 @@ from migration_assets.mapping.staged_lookups import (
     required_lookups,
 )
 from migration_assets.mapping.targets import unknown_columns
-from migration_assets.resources.warehouse import WarehouseResource, fetch_polars, quote, replace_table
+from migration_assets.resources.warehouse import (
+    WarehouseResource,
+    fetch_polars,
+    quote,
+    replace_table,
+    table_exists,
+)
 from migration_assets.target.checks import (
     EXCLUSIONS,
     KEPT_IN_TARGET,
@@ -53,6 +59,16 @@ class StageResult:
     notices: int
     rejected_preview: pl.DataFrame
     preview: pl.DataFrame | None = None
+    # Incremental staging (mapping/delta_staging.py): "incremental" or "full" (None: not planned), why in
+    # full, and how many rows an incremental staging re-staged.
+    staging_mode: str | None = None
+    full_reason: str | None = None
+    restaged_rows: int | None = None
+
+    def planned(self, full_reason: str | None, restaged: int | None) -> StageResult:
+        self.staging_mode = "full" if full_reason is not None else "incremental"
+        self.full_reason, self.restaged_rows = full_reason, restaged
+        return self
 
 
 def concat_or_empty(frames: Sequence[pl.DataFrame], schema: Mapping[str, Any]) -> pl.DataFrame:
@@ -73,11 +89,16 @@ def validate_and_write(
     pk: str | None = None,
     post: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
     required_lookups_of: Collection[str] | None = None,
+    replace_keys: Collection[str] | None = None,
 ) -> StageResult:
     """Pandera-validate `frame` against `rules`, write accepted/rejected/notices, return the counts.
 
     Validation and writing go slice by slice (CHUNK_ROWS), so memory stays bounded by one slice's
-    working set on top of the mapped frame; DuckDB sorts the result by primary key at the end."""
+    working set on top of the mapped frame; DuckDB sorts the result by primary key at the end.
+
+    replace_keys (incremental staging, mapping/delta_staging.py): `frame` holds only the rows of these
+    `_close_id`s; they replace those rows of the staged, rejected and notices tables (a key without a row in
+    `frame` is removed) and every other row stays as it was."""
     pk = pk or rules.primary_id
     sets = entity_sets(con)
     for name, rule in rules.columns.items():
@@ -121,17 +142,29 @@ def validate_and_write(
     del candidates
     order = f" ORDER BY {quote(pk)}" if pk in ids.columns else ""
     con.execute("BEGIN TRANSACTION")
-    con.execute(
-        f"CREATE OR REPLACE TABLE {SCHEMA}.{quote(table)} AS SELECT * FROM {SCHEMA}.{quote(scratch)}{order}"
-    )
+    if replace_keys is None:
+        rows = f"SELECT * FROM {SCHEMA}.{quote(scratch)}"
+    else:
+        register_keys(con, replace_keys)
+        rows = (
+            f"SELECT * FROM {SCHEMA}.{quote(table)} WHERE _close_id NOT IN (SELECT id FROM __replace_keys) "
+            f"UNION ALL BY NAME SELECT * FROM {SCHEMA}.{quote(scratch)}"
+        )
+    con.execute(f"CREATE OR REPLACE TABLE {SCHEMA}.{quote(table)} AS SELECT * FROM ({rows}){order}")
     con.execute(f"DROP TABLE {SCHEMA}.{quote(scratch)}")
     con.execute("COMMIT")
     all_rej = with_cascade(pl.concat([pre, *found_parts], how="vertical_relaxed"), refs)
     all_rej = all_rej.join(ids, on="_close_id", how="left").sort("_close_id", "column", maintain_order=True)
     rej_cols = ["_close_id", "_close_object", *([pk] if pk in ids.columns else []), *REJECTED_COLUMNS]
     all_rej = kept_in_target(all_rej.select(rej_cols), rules.table, pk, target_lookup)
-    warehouse_write(con, f"{table}_rejected", all_rej)
     notes = concat_or_empty(notices, {**REJECTION_SCHEMA, "action": pl.String})
+    if replace_keys is not None:
+        # The other rows' rejections and notices stay; the order is a full staging's (rejections by id).
+        all_rej = merged_rows(con, f"{table}_rejected", all_rej, replace_keys)
+        all_rej = all_rej.sort("_close_id", "column", maintain_order=True)
+        notes = merged_rows(con, f"{table}_notices", notes, replace_keys)
+        staged = int(con.execute(f"SELECT count(*) FROM {SCHEMA}.{quote(table)}").fetchall()[0][0])
+    warehouse_write(con, f"{table}_rejected", all_rej)
     warehouse_write(con, f"{table}_notices", notes)
     counted = all_rej.filter(~pl.col("check_name").is_in(list(EXCLUSIONS)))
     excluded = all_rej.filter(pl.col("check_name").is_in(list(EXCLUSIONS)))
@@ -144,6 +177,29 @@ def validate_and_write(
         notes.height,
         all_rej.head(PREVIEW_ROWS),
         preview,
+    )
+
+
+def current_result(con: duckdb.DuckDBPyConnection, table: str) -> StageResult:
+    """The counts and previews of staged.<table> as it stands (an incremental staging with nothing to do)."""
+    staged = int(con.execute(f"SELECT count(*) FROM {SCHEMA}.{quote(table)}").fetchall()[0][0])
+    rejected = pl.DataFrame(schema={"_close_id": pl.String, "check_name": pl.String})
+    if table_exists(con, SCHEMA, f"{table}_rejected"):
+        rejected = fetch_polars(con, f"SELECT * FROM {SCHEMA}.{quote(table + '_rejected')}")
+    notices = 0
+    if table_exists(con, SCHEMA, f"{table}_notices"):
+        notices = int(
+            con.execute(f"SELECT count(*) FROM {SCHEMA}.{quote(table + '_notices')}").fetchall()[0][0]
+        )
+    excluded = pl.col("check_name").is_in(list(EXCLUSIONS))
+    return StageResult(
+        table,
+        staged,
+        rejected.filter(~excluded)["_close_id"].n_unique(),
+        rejected.filter(excluded)["_close_id"].n_unique(),
+        notices,
+        rejected.head(PREVIEW_ROWS),
+        fetch_polars(con, f"SELECT * FROM {SCHEMA}.{quote(table)} LIMIT 5"),
     )
 
 
@@ -169,6 +225,25 @@ def kept_in_target(
         .alias("reason"),
         pl.when(kept).then(pl.lit(KEPT_IN_TARGET)).otherwise(pl.col("check_name")).alias("check_name"),
     )
+
+
+def register_keys(con: duckdb.DuckDBPyConnection, keys: Collection[str]) -> None:
+    con.register("__replace_keys", pl.DataFrame({"id": sorted(keys)}, schema={"id": pl.String}).to_arrow())
+
+
+def merged_rows(
+    con: duckdb.DuckDBPyConnection, table: str, new: pl.DataFrame, keys: Collection[str]
+) -> pl.DataFrame:
+    """staged.<table>'s rows of the `_close_id`s not in `keys`, then `new` (an incremental staging)."""
+    if not table_exists(con, SCHEMA, table):
+        return new
+    old = fetch_polars(con, f"SELECT * FROM {SCHEMA}.{quote(table)}")
+    kept = old.filter(~pl.col("_close_id").is_in(pl.Series(sorted(keys), dtype=pl.String).implode()))
+    if not kept.height:
+        return new
+    if not new.height:
+        return kept
+    return pl.concat([kept, new], how="diagonal_relaxed").select(new.columns)
 
 
 def append(con: duckdb.DuckDBPyConnection, table: str, df: pl.DataFrame) -> None:

@@ -108,13 +108,18 @@ def read_source(
     return fetch_polars(con, select_sql(table, typed, columns, aliases, where, list_columns))
 
 
-def lead_contacts(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+def lead_contacts(con: duckdb.DuckDBPyConnection, lead_ids: pl.Series | None = None) -> pl.DataFrame:
     """lead_id -> `contacts`: the lead's contacts (oldest first, as Close lists them) with the fields the
-    lead map reads (name, title, emails, phones). The extraction stores contacts in their own table."""
+    lead map reads (name, title, emails, phones). The extraction stores contacts in their own table.
+    lead_ids: only the contacts of these leads (an incremental staging reads a few)."""
+    where = ""
+    if lead_ids is not None:
+        con.register("__contact_leads", pl.DataFrame({"id": lead_ids.cast(pl.String)}).to_arrow())
+        where = " WHERE lead_id IN (SELECT id FROM __contact_leads)"
     sql = (
         "SELECT lead_id, list(struct_pack(name := name, title := title, "
         f"emails := json_transform(json_extract(raw, '$.emails'), {_lit(STRUCTURES['emails'])}), "
         f"phones := json_transform(json_extract(raw, '$.phones'), {_lit(STRUCTURES['phones'])})) "
-        "ORDER BY date_created NULLS LAST, id) AS contacts FROM close.contacts GROUP BY lead_id"
+        f"ORDER BY date_created NULLS LAST, id) AS contacts FROM close.contacts{where} GROUP BY lead_id"
     )
     return fetch_polars(con, sql)

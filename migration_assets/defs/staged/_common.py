@@ -38,6 +38,12 @@ def materialize_result(result: StageResult, extra: Mapping[str, Any] | None = No
         "notices (truncated/nulled values)": result.notices,
         "rejected_preview": dg.MetadataValue.md(markdown(result.rejected_preview)),
     }
+    if result.staging_mode is not None:
+        # A delta run re-stages only the affected rows (mapping/delta_staging.py), else says why in full.
+        meta["staging_mode"] = result.staging_mode
+        meta["full_restage_reason"] = result.full_reason or "none"
+        if result.restaged_rows is not None:
+            meta["restaged_rows"] = result.restaged_rows
     if result.preview is not None:
         meta["preview"] = dg.MetadataValue.md(markdown(result.preview, max_width=40))
     meta.update(extra or {})

@@ -13,7 +13,7 @@ from migration_assets.resources.warehouse import WarehouseResource
 def stage(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, dataverse: DataverseResource
 ) -> dg.MaterializeResult:
-    staging = stage_accounts(warehouse)
+    staging = stage_accounts(warehouse, incremental=True)
     return materialize_result(
         staging.result,
         {"leads_read": staging.leads_read, "accounts_with_merged_leads": staging.accounts_with_merged_leads},

@@ -9,6 +9,8 @@ from migration_assets.mapping.annotation_staging import stage_annotations
 from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource
 
+FULL_REASON = "annotation: notes, status changes, attachments and recordings re-staged in full every run"
+
 
 def stage(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, dataverse: DataverseResource
@@ -21,6 +23,9 @@ def stage(
             "upload_limit_bytes": staging.upload_limit,
             "oversize_files": staging.oversize_files,
             "oversize_csv": dg.MetadataValue.path(str(staging.oversize_csv)),
+            # Several sources, derived rows (attachments, recordings) and file metadata: no incremental staging.
+            "staging_mode": "full",
+            "full_restage_reason": FULL_REASON,
         },
     )
 

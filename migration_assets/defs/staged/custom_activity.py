@@ -64,6 +64,9 @@ def stage_type(
         "orphaned_values": t.orphaned_values,
         "orphaned_fields": ", ".join(staging.orphans),
         "instances_using_undefined_fields": staging.halted["_close_id"].n_unique(),
+        # Orphaned fields and undefined-field halts are decided over the whole type: no incremental staging.
+        "staging_mode": "full",
+        "full_restage_reason": "custom activity types are re-staged in full every run",
     }
     if t.orphaned_values == "column":
         extra["orphaned_value_columns"] = ", ".join(

@@ -3,7 +3,9 @@
 
 Each asset depends on the close/* tables its objects read, the staged tables their lookups and parties
 resolve against (objects.yaml stage_after), the owner map and the target metadata. A table is staged
-generically (map, validate, write) unless a hook says otherwise: account (dedupe by name), lead (its
+generically (map, validate, write) unless a hook says otherwise; in a delta run (close/* extracted in delta
+mode) only its affected rows are re-staged and merged (mapping/delta_staging.py), annotation and the custom
+activity tables are re-staged in full (their materialization says so): account (dedupe by name), lead (its
 contacts), opportunity (closed by action), annotation (several sources, files); activity tables stage their
 objects in slices, with their parties (mapping/activity_staging.py); the SMS may go to a custom table (task.py).
 """
@@ -25,7 +27,7 @@ from migration_assets.defs.staged._hooks import StagingHook
 from migration_assets.defs.staged.task import sms_defs
 from migration_assets.mapping.activity_staging import ACTIVITY_SOURCES, ActivitySource, stage_activity
 from migration_assets.mapping.config import MappingConfig, load_mapping_config
-from migration_assets.mapping.table_staging import routed_objects, stage_records
+from migration_assets.mapping.table_staging import DeltaInputs, routed_objects, stage_records
 from migration_assets.mapping.tables import Table, table_registry
 from migration_assets.resources.api_calls import reports_api_calls
 from migration_assets.resources.dataverse import DataverseResource
@@ -48,6 +50,13 @@ def deps(table: Table, hook: StagingHook = NO_HOOK) -> list[dg.AssetKey]:
         *([OWNER_MAP_KEY] if hook.owners else []),
         TARGET_METADATA_KEY,
     ]
+
+
+def delta_inputs(table: Table, hook: StagingHook = NO_HOOK) -> DeltaInputs:
+    """What the table reads, so that a delta run re-stages only its affected rows (mapping/delta_staging.py)."""
+    return DeltaInputs(
+        reads=tuple(dict.fromkeys((*table.sources, *table.joined, *hook.reads))), parents=table.stage_after
+    )
 
 
 def routed_here(context: dg.AssetExecutionContext, cfg: MappingConfig, table: Table) -> list[str]:
@@ -75,10 +84,11 @@ def build(table: Table) -> tuple[dg.AssetsDefinition, dg.AssetChecksDefinition]:
             return hook.stage(context, warehouse, dataverse)
         cfg = load_mapping_config()
         names = routed_here(context, cfg, table)
+        inputs = delta_inputs(table, hook)
         if table.is_activity:
             sources = [ACTIVITY_SOURCES.get(name, ActivitySource(name)) for name in names]
-            return counted_sources(*stage_activity(warehouse, dataverse, table.name, sources))
-        return materialize_result(stage_records(warehouse, dataverse, cfg, table.name, names, hook))
+            return counted_sources(*stage_activity(warehouse, dataverse, table.name, sources, inputs=inputs))
+        return materialize_result(stage_records(warehouse, dataverse, cfg, table.name, names, hook, inputs))
 
     return _asset, target_check(table.name)
 

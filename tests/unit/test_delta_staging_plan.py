@@ -1,0 +1,115 @@
+"""mapping/delta_staging.py: when a staged table may be re-staged incrementally, and which rows are affected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from migration_assets.mapping.delta_staging import (
+    affected_source_ids,
+    plan,
+    record,
+    rules_digest,
+)
+from migration_assets.target.rules import ColumnRule, TableRules
+
+
+@pytest.fixture
+def con(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> duckdb.DuckDBPyConnection:
+    maps = tmp_path / "mappings"
+    maps.mkdir()
+    (maps / "settings.yaml").write_text("a: 1\n")
+    monkeypatch.setenv("CLOSE2D365_MAPPINGS", str(maps))
+    c = duckdb.connect(":memory:")
+    c.execute("CREATE SCHEMA close; CREATE SCHEMA staged")
+    c.execute("CREATE TABLE close.calls (id VARCHAR, lead_id VARCHAR, contact_id VARCHAR, raw VARCHAR)")
+    c.execute(
+        "INSERT INTO close.calls VALUES ('acti_1', 'lead_a', 'cont_1', '{}'), ('acti_2', 'lead_b', 'cont_2', '{}'),"
+        " ('acti_3', 'lead_c', NULL, '{\"custom.cf_x\": \"cont_9\"}')"
+    )
+    c.execute("CREATE TABLE staged.phonecall (_close_id VARCHAR)")
+    c.execute(
+        "CREATE TABLE close._extractions (table_name VARCHAR, mode VARCHAR, run_id VARCHAR, extracted_at TIMESTAMP)"
+    )
+    c.execute("CREATE TABLE close._changes (table_name VARCHAR, id VARCHAR, change VARCHAR, run_id VARCHAR)")
+    return c
+
+
+def extracted(
+    con: duckdb.DuckDBPyConnection, run_id: str, mode: str, at: str, changes: dict[str, str]
+) -> None:
+    con.execute("INSERT INTO close._extractions VALUES ('calls', ?, ?, ?)", [mode, run_id, at])
+    con.execute("DELETE FROM close._changes WHERE table_name = 'calls'")
+    for i, change in changes.items():
+        con.execute("INSERT INTO close._changes VALUES ('calls', ?, ?, ?)", [i, change, run_id])
+
+
+def staged(con: duckdb.DuckDBPyConnection, parents: tuple[str, ...] = ()) -> None:
+    """A staging of staged.phonecall that read close.calls (and staged `parents`) as they are now."""
+    record(con, plan(con, "phonecall", ("calls",), parents), None)
+
+
+def test_first_staging_and_full_extractions_are_full(con: duckdb.DuckDBPyConnection) -> None:
+    extracted(con, "r0", "full", "2026-01-01", {})
+    assert plan(con, "phonecall", ("calls",), ()).full_reason == "no earlier staging state"
+    staged(con)
+    extracted(con, "r1", "full", "2026-01-02", {})
+    assert "last extracted in full mode" in str(plan(con, "phonecall", ("calls",), ()).full_reason)
+
+
+def test_a_delta_extraction_gives_its_changed_ids(con: duckdb.DuckDBPyConnection) -> None:
+    extracted(con, "r0", "full", "2026-01-01", {})
+    staged(con)
+    assert plan(con, "phonecall", ("calls",), ()).changed == {}  # nothing extracted since
+    extracted(con, "r1", "delta", "2026-01-02", {"acti_1": "upserted", "acti_0": "deleted"})
+    delta = plan(con, "phonecall", ("calls",), ())
+    assert delta.incremental and delta.changed == {"calls": {"acti_1", "acti_0"}}
+    assert affected_source_ids(con, delta, "calls", "id") == {"acti_1", "acti_0"}
+
+
+def test_a_missed_extraction_or_a_changed_mapping_forces_a_full_staging(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    extracted(con, "r0", "full", "2026-01-01", {})
+    staged(con)
+    extracted(con, "r1", "delta", "2026-01-02", {"acti_1": "upserted"})
+    extracted(con, "r2", "delta", "2026-01-03", {"acti_2": "upserted"})
+    assert "more than once" in str(plan(con, "phonecall", ("calls",), ()).full_reason)
+    staged(con)
+    (tmp_path / "mappings" / "settings.yaml").write_text("a: 2\n")
+    assert "mappings/settings.yaml" in str(plan(con, "phonecall", ("calls",), ()).full_reason)
+
+
+def test_rows_of_dirty_leads_and_of_restaged_parents_are_affected(con: duckdb.DuckDBPyConnection) -> None:
+    extracted(con, "r0", "full", "2026-01-01", {})
+    con.execute("CREATE TABLE staged.contact (_close_id VARCHAR)")
+    parent = plan(con, "contact", (), ())
+    record(con, parent, None)
+    staged(con, ("contact",))
+    parent = plan(con, "contact", (), ())
+    restaged = pl.DataFrame(
+        {"close_id": ["cont_1", "cont_9"], "lead_id": ["lead_b", None], "ref": [None, None]}
+    )
+    record(con, parent, restaged)  # contact re-staged incrementally: cont_1 (of lead_b) and cont_9
+    delta = plan(con, "phonecall", ("calls",), ("contact",))
+    assert delta.incremental and delta.dirty_leads == {"lead_b"} and delta.contacts == {"cont_1", "cont_9"}
+    # acti_1 names cont_1, acti_2 is lead_b's, acti_3 names cont_9 in a custom lookup field
+    lookups = {"contact": ["custom.cf_x"]}
+    assert affected_source_ids(con, delta, "calls", "id", lookups=lookups) == {"acti_1", "acti_2", "acti_3"}
+    assert affected_source_ids(con, delta, "calls", "id") == {"acti_1", "acti_2"}
+
+
+def test_rules_digest_ignores_what_does_not_change_a_check() -> None:
+    planned = ColumnRule("c2d_x", "String", max_length=100, planned=True)
+    created = ColumnRule("c2d_x", "String", type_name="StringType", max_length=100, format="Text")
+    longer = ColumnRule("c2d_x", "String", type_name="StringType", max_length=200, format="Text")
+    email = ColumnRule("c2d_x", "String", max_length=100, format="Email")
+
+    def digest(rule: ColumnRule) -> str:
+        return rules_digest(TableRules("lead", "leads", "leadid", {"c2d_x": rule}))
+
+    assert digest(planned) == digest(created)
+    assert digest(planned) != digest(longer) and digest(planned) != digest(email)
