@@ -1,4 +1,5 @@
-"""The `close2d365` command line: demo, emulators, extract, propose-mapping, run, rollback, ui.
+"""The `close2d365` command line: demo, emulators, extract, propose-mapping, run, observe, delta, cutover,
+rollback, ui.
 
 Every failure a user can cause (bad credentials, a CSV export, an unreachable endpoint) ends in one clear
 line on stderr and exit status 2; `--debug` shows the traceback for bug reports.
@@ -34,6 +35,38 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise CliError(f"set {', '.join(missing)} first (see README: Running a real migration)")
     check_before_run()
     return run_migration(tags={"close2d365/mode": "run"})
+
+
+def _cmd_delta(args: argparse.Namespace) -> int:
+    from migration_assets.runtime import run_delta
+    from migration_assets.startup_checks import check_before_run
+
+    missing = env.missing(env.REAL_RUN)
+    if missing:
+        raise CliError(f"set {', '.join(missing)} first (see README: Running a real migration)")
+    check_before_run()
+    return run_delta(tags={"close2d365/mode": "delta"})
+
+
+def _cmd_observe(args: argparse.Namespace) -> int:
+    from migration_assets.cutover import observe
+    from migration_assets.startup_checks import check_before_run
+
+    check_before_run(mappings=False, dataverse=False)
+    return observe()
+
+
+def _cmd_cutover(args: argparse.Namespace) -> int:
+    from migration_assets.cutover import cutover
+    from migration_assets.startup_checks import check_before_run
+
+    if args.quiet_minutes <= 0:
+        raise CliError(f"--quiet-minutes must be more than 0 (got {args.quiet_minutes})")
+    missing = env.missing(env.REAL_RUN)
+    if missing:
+        raise CliError(f"set {', '.join(missing)} first (see README: Running a real migration)")
+    check_before_run()
+    return cutover(args.quiet_minutes)
 
 
 def _cmd_dry_run(args: argparse.Namespace) -> int:
@@ -135,6 +168,33 @@ def build_parser() -> argparse.ArgumentParser:
         "run", help="the whole migration against the endpoints configured in the environment"
     )
     run.set_defaults(func=_cmd_run)
+
+    delta = sub.add_parser(
+        "delta",
+        help="after a migration: move only what changed in Close since (deleted records per "
+        "delta.deleted_records in mappings/settings.yaml)",
+    )
+    delta.set_defaults(func=_cmd_delta)
+
+    observe = sub.add_parser(
+        "observe",
+        help="observe Close without extracting: what changed since the last run, and which assets are "
+        "now unsynced (what `delta` would move)",
+    )
+    observe.set_defaults(func=_cmd_observe)
+
+    cutover = sub.add_parser(
+        "cutover",
+        help="the final step: check that Close has been quiet, run the final delta, reconcile and "
+        "spot-check the whole target, print go / no-go",
+    )
+    cutover.add_argument(
+        "--quiet-minutes",
+        type=float,
+        default=15.0,
+        help="how long Close must have had no change, by Close's clock (default: 15)",
+    )
+    cutover.set_defaults(func=_cmd_cutover)
 
     dry = sub.add_parser(
         "dry-run",

@@ -283,6 +283,14 @@ def run_migration(tags: Mapping[str, str] | None = None, expected_halts: Sequenc
     return status
 
 
+def run_delta(tags: Mapping[str, str] | None = None, expected_halts: Sequence[str] = ()) -> int:
+    """`close2d365 delta`: the `delta` job on the shared instance, its outcome printed as `run` prints a
+    migration's. The delta reconciles nothing (its requests follow the change): `cutover` verifies."""
+    from migration_assets.defs.jobs import DELTA_JOB
+
+    return print_job_outcome(run_job(DELTA_JOB, tags=dict(tags or {})), expected_halts)
+
+
 def launch_ui(port: int = 3000, env: Mapping[str, str] | None = None) -> int:
     """Run the Dagster UI on the project's workspace and the shared instance (blocks until Ctrl-C)."""
     home = dagster_home()

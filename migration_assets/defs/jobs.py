@@ -1,4 +1,5 @@
-"""Jobs of the one Definitions: extract, dry_run, migrate (and rollback, an op job over the ledger).
+"""Jobs of the one Definitions: extract, dry_run, migrate, observe, delta, verify (and rollback, an op job
+over the ledger).
 
 How one dry run shows every problem while `migrate` stops at the first one: every gate is a blocking asset
 check (`blocking=True`), and Dagster halts downstream assets only when a blocking check fails with severity
@@ -17,8 +18,14 @@ from __future__ import annotations
 
 import dagster as dg
 
+from migration_assets.defs.close.observe import OBSERVED_KEYS
+
 DRY_RUN_JOB = "dry_run"
 CLOSE_SELECTION = dg.AssetSelection.groups("close")
+# The observation of Close (close_source/*, observable source assets: AssetSelection.all() leaves them
+# out). Every job that extracts observes first, so each close/* materialization records the data version
+# of Close it read, and Dagster's staleness can tell when Close moved past it.
+CLOSE_OBSERVATION = dg.AssetSelection.assets(*OBSERVED_KEYS)
 REVIEW_KEY = dg.AssetKey(["reports", "dry_run_review"])
 # Assets that only make sense in a dry run (the review fails its run when the plan has problems; in a
 # migration, the gates themselves stop the run).
@@ -36,8 +43,21 @@ TARGET_WRITES = dg.AssetSelection.groups("loaded").downstream() | dg.AssetSelect
 # failed load would skip it): leave it out of the dry run explicitly.
 TARGET_WRITES = TARGET_WRITES | dg.AssetSelection.assets(["reports", "reconciliation"])
 
-DRY_RUN_SELECTION = dg.AssetSelection.all() - TARGET_WRITES
-MIGRATE_SELECTION = dg.AssetSelection.all() - DRY_RUN_ONLY
+DRY_RUN_SELECTION = (dg.AssetSelection.all() | CLOSE_OBSERVATION) - TARGET_WRITES
+MIGRATE_SELECTION = (dg.AssetSelection.all() | CLOSE_OBSERVATION) - DRY_RUN_ONLY
+OBSERVE_JOB = "observe"
+VERIFY_JOB = "verify"
+# The whole target against the whole source: the reconciliation counts every record in Dataverse, the
+# spot check compares sampled records with Close. `close2d365 cutover` runs it after the final delta.
+VERIFY_SELECTION = dg.AssetSelection.assets(["reports", "reconciliation"], ["reports", "spot_check"])
+DELTA_JOB = "delta"
+# The delta job is `migrate` with Close read in delta mode (what changed since the last extraction, and
+# the event log's deletions and merges); its loads write only the staged rows that changed since the last
+# load, and loaded/deleted_records applies delta.deleted_records (both key on the job's name). It leaves
+# the verification out, so that its requests stay proportional to what changed. The mode is run config,
+# so the launchpad can still change it.
+DELTA_SELECTION = MIGRATE_SELECTION - VERIFY_SELECTION
+DELTA_RUN_CONFIG = {"ops": {"close__source_tables": {"config": {"mode": "delta"}}}}
 
 
 def reports_every_problem(job_name: str | None) -> bool:
@@ -58,7 +78,9 @@ def all_jobs() -> list[dg.UnresolvedAssetJobDefinition | dg.JobDefinition]:
 
     return [
         dg.define_asset_job(
-            "extract", selection=CLOSE_SELECTION, description="Extract every Close object into DuckDB."
+            "extract",
+            selection=CLOSE_SELECTION | CLOSE_OBSERVATION,
+            description="Extract every Close object into DuckDB.",
         ),
         dg.define_asset_job(
             DRY_RUN_JOB,
@@ -71,6 +93,26 @@ def all_jobs() -> list[dg.UnresolvedAssetJobDefinition | dg.JobDefinition]:
             "migrate",
             selection=MIGRATE_SELECTION,
             description="The whole migration: extract, stage, check, deploy the schema, load, reconcile.",
+        ),
+        dg.define_asset_job(
+            DELTA_JOB,
+            selection=DELTA_SELECTION,
+            config=DELTA_RUN_CONFIG,
+            description="Delta cutover: re-extract what changed in Close, stage and check it, load only the "
+            "rows that changed since the last load, then deactivate or delete records whose Close source "
+            "is gone (delta.deleted_records), all through the ledger.",
+        ),
+        dg.define_asset_job(
+            OBSERVE_JOB,
+            selection=CLOSE_OBSERVATION,
+            description="Observe Close without extracting: new data versions of the Close objects that "
+            "changed, so that the lineage shows what is unsynced (what a delta run would move).",
+        ),
+        dg.define_asset_job(
+            VERIFY_JOB,
+            selection=VERIFY_SELECTION,
+            description="Reconcile every table of the target with Close and spot-check sampled records "
+            "field by field against Close; writes nothing.",
         ),
         rollback_job,
     ]

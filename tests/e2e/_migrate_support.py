@@ -309,3 +309,15 @@ def killed_load(
 
 def json_safe(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
+
+
+def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`close2d365 <args>` in a child process, as a user runs it, with `env` as its whole environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "migration_assets.cli", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )

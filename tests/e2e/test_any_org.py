@@ -10,7 +10,6 @@ import csv
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,17 +53,6 @@ class Flow:
         return self.home / "reports" / run_ids[-1]
 
 
-def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "migration_assets.cli", *args],
-        cwd=s.REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-
-
 def decisions_for(org: CloseOrg) -> dict[str, Any]:
     """What the reviewing engineer decides: the fallback owner, disabled users to it, and what to do with the
     orphaned values of the one type that has them (drop on one shape, a column on the other, so both paths
@@ -99,13 +87,13 @@ def flow(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
             "CLOSE2D365_MAPPINGS": str(mappings),
         }
         env.pop("DAGSTER_HOME", None)
-        steps = {"extract": _cli(env, "extract")}
+        steps = {"extract": s.run_cli(env, "extract")}
         assert steps["extract"].returncode == 0, steps["extract"].stderr
-        steps["propose"] = _cli(env, "propose-mapping")
+        steps["propose"] = s.run_cli(env, "propose-mapping")
         assert steps["propose"].returncode == 0, steps["propose"].stderr
         accept_proposals(mappings, decisions_for(org))
-        steps["dry_run"] = _cli(env, "dry-run")
-        steps["run"] = _cli(env, "run")
+        steps["dry_run"] = s.run_cli(env, "dry-run")
+        steps["run"] = s.run_cli(env, "run")
         yield Flow(org, home / "home", mappings, s.client_for(dv), steps)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "migration_assets"
-TOP_LEVEL = {"cli", "runtime", "demo", "definitions", "startup_checks"}
+TOP_LEVEL = {"cli", "runtime", "demo", "definitions", "startup_checks", "cutover"}
 MIDDLE = ("extract", "load", "target", "mapping", "audit")
 
 
