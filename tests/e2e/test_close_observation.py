@@ -22,6 +22,7 @@ import pytest
 
 from emulators.close.server import CloseEmulatorServer
 from emulators.orgdata import CloseOrg, generate
+from emulators.orgdata.shapes import DEFAULT_SHAPE, ORG_SHAPES
 from migration_assets.defs import close as close_defs
 from migration_assets.defs.close.observe import OBSERVED_KEYS
 from migration_assets.defs.close_changes_sensor import close_changes_sensor
@@ -49,11 +50,13 @@ def from_users() -> None:
 
 
 ASSETS = [*CLOSE_ASSETS, from_notes, from_users]
+OTHER_SHAPE = next(shape for shape in ORG_SHAPES if shape != DEFAULT_SHAPE)
 
 
 @pytest.fixture
 def close_org() -> Iterator[tuple[CloseOrg, CloseEmulatorServer]]:
-    org = generate("tiny")
+    # Not the demo org's shape: the delta load and the cutover's acceptance test run on that one.
+    org = generate("tiny", org=OTHER_SHAPE)
     with CloseEmulatorServer(org) as server:
         yield org, server
 
