@@ -158,19 +158,7 @@ def _recreate_all(
             _recreate(client, step)
         except DataverseApiError as exc:
             report.failed.append(f"re-create {step.table}({step.record_id}): {exc.message}")
-            ledger.reject(
-                [
-                    Rejection(
-                        step.table,
-                        step.record_id,
-                        step.close_id,
-                        "recreate",
-                        exc.status,
-                        exc.code,
-                        exc.message,
-                    )
-                ]
-            )
+            _refused(ledger, step, "recreate", exc)
             continue
         report.recreated += 1
         ledger.record_done([Intent(step.table, step.record_id, step.close_id, "restored", step.values)])
@@ -241,20 +229,15 @@ def _restore_all(
                 deferred.append(step)
                 continue
             report.failed.append(f"restore {step.table}({step.record_id}): {exc.message}")
-            ledger.reject(
-                [
-                    Rejection(
-                        step.table,
-                        step.record_id,
-                        step.close_id,
-                        "restore",
-                        exc.status,
-                        exc.code,
-                        exc.message,
-                    )
-                ]
-            )
+            _refused(ledger, step, "restore", exc)
     return deferred
+
+
+def _refused(ledger: Ledger, step: Step, operation: str, exc: DataverseApiError) -> None:
+    """Ledger the target's refusal of one rollback step, with its status, code and message."""
+    ledger.reject(
+        [Rejection(step.table, step.record_id, step.close_id, operation, exc.status, exc.code, exc.message)]
+    )
 
 
 def _rekey_all(
@@ -270,19 +253,7 @@ def _rekey_all(
                 report.already_gone += 1
                 continue
             report.failed.append(f"restore key of {step.table}({step.record_id}): {exc.message}")
-            ledger.reject(
-                [
-                    Rejection(
-                        step.table,
-                        step.record_id,
-                        step.close_id,
-                        "restore",
-                        exc.status,
-                        exc.code,
-                        exc.message,
-                    )
-                ]
-            )
+            _refused(ledger, step, "restore", exc)
             continue
         ledger.record_done([Intent(step.table, step.record_id, step.close_id, "restored", step.values)])
 
