@@ -97,6 +97,22 @@ def dataverse_requests(result: dg.ExecuteInProcessResult) -> int:
     return run_call_totals(metadata).get("dataverse_requests", 0)
 
 
+def requests_by_asset(result: dg.ExecuteInProcessResult) -> Counter[str]:
+    """Dataverse requests per materialized asset or check (asset key, `:check` for a check's share)."""
+    out: Counter[str] = Counter()
+    for ev in result.all_events:
+        if ev.event_type_value == "ASSET_MATERIALIZATION":
+            m = ev.event_specific_data.materialization
+            n = run_call_totals([m.metadata]).get("dataverse_requests", 0)
+            if n:
+                out["/".join(m.asset_key.path)] += n
+    for check in result.get_asset_check_evaluations():
+        n = run_call_totals([check.metadata]).get("dataverse_requests", 0)
+        if n:
+            out[f"{'/'.join(check.asset_key.path)}:{check.check_name}"] += n
+    return out
+
+
 def staging_modes(result: dg.ExecuteInProcessResult) -> list[tuple[str, str, Any, str]]:
     """(staged table, mode, rows re-staged, why in full) of each staged table the run materialized."""
     out = []
@@ -246,6 +262,8 @@ def main() -> int:
     print(f"\n{'step group (s)':<22}{'full migration':>16}{'delta':>12}")
     for phase in sorted(set(full_steps) | set(delta_steps), key=lambda p: (p not in PHASES, p)):
         print(f"{phase:<22}{full_steps.get(phase, 0.0):>16.1f}{delta_steps.get(phase, 0.0):>12.1f}")
+    by_asset = requests_by_asset(delta).most_common(25)
+    print("\nDataverse requests of the delta by asset: " + ", ".join(f"{k} {n}" for k, n in by_asset))
     slowest = sorted(step_seconds(delta, whole_key=True).items(), key=lambda kv: -kv[1])[:15]
     print("\nslowest steps of the delta: " + ", ".join(f"{k} {v:.1f} s" for k, v in slowest))
     print("\nstaged tables in the delta (mode, rows re-staged, why in full):")

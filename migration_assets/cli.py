@@ -1,5 +1,5 @@
-"""The `close2d365` command line: demo, emulators, extract, propose-mapping, run, observe, delta, cutover,
-rollback, ui.
+"""The `close2d365` command line: demo, emulators, extract, propose-mapping, dry-run, run, observe, delta,
+cutover, rollback, ui.
 
 Every failure a user can cause (bad credentials, a CSV export, an unreachable endpoint) ends in one clear
 line on stderr and exit status 2; `--debug` shows the traceback for bug reports.
@@ -23,7 +23,9 @@ class CliError(RuntimeError):
 def _cmd_demo(args: argparse.Namespace) -> int:
     from migration_assets.demo import run_demo
 
-    return run_demo(size=args.size, seed=args.seed, ui=args.ui, org=args.org)
+    if args.ui:
+        _check_ui_port(args.ui_port, "--ui-port")  # before the run, not after it
+    return run_demo(size=args.size, seed=args.seed, ui=args.ui, org=args.org, ui_port=args.ui_port)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -129,95 +131,163 @@ def _cmd_propose(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_ui_port(port: int, option: str) -> None:
+    from migration_assets.ports import PortError, port_problem
+
+    # Checked here: `dagster dev` on a busy port fails after it started, with a message naming no option.
+    problem = port_problem("127.0.0.1", port, option, zero_is_any=False)
+    if problem:
+        raise PortError(f"the Dagster UI cannot listen on {problem}")
+
+
 def _cmd_ui(args: argparse.Namespace) -> int:
+    _check_ui_port(args.port, "--port")
     return launch_ui(port=args.port)
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Option help with its default, except where there is none to show (flags, options without one)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or isinstance(action.default, bool):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _debug_option() -> argparse.ArgumentParser:
+    """`--debug` for every subcommand, so that it is accepted after the subcommand too. SUPPRESS: when a
+    subcommand does not see it, the value the main parser read (before the subcommand) stands."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
+    return parent
+
+
+DEBUG_HELP = "on an error, show the traceback (for a bug report) instead of one line"
+SIZES = ["tiny", "demo", "typical", "large"]
 
 
 def build_parser() -> argparse.ArgumentParser:
     from migration_assets.demo import DEFAULT_SHAPE, ORG_SHAPES
 
-    org_help = f"shape of the generated Close org (default: {DEFAULT_SHAPE}, the demo org)"
-    parser = argparse.ArgumentParser(prog="close2d365", description=__doc__.splitlines()[0])
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    sub = parser.add_subparsers(dest="command", required=True)
+    org_help = "shape of the generated Close org"
+    size_help = "size of the generated Close org (records per object)"
+    seed_help = "seed of the generated Close org (the same seed, the same org)"
+    parser = argparse.ArgumentParser(
+        prog="close2d365",
+        description=" ".join(__doc__.split("\n\n")[0].split()),
+        formatter_class=_HelpFormatter,
+    )
+    parser.add_argument("--debug", action="store_true", default=False, help=DEBUG_HELP)
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", help="what to do (each has its own --help)"
+    )
+    common = [_debug_option()]
 
-    demo = sub.add_parser("demo", help="run against the bundled emulators on a generated Close org")
-    demo.add_argument("--size", default="demo", choices=["tiny", "demo", "typical", "large"])
-    demo.add_argument("--seed", type=int, default=1)
+    def command(name: str, summary: str, details: str = "") -> argparse.ArgumentParser:
+        """A subcommand: `summary` in the main --help, summary and `details` on its own --help page."""
+        return sub.add_parser(
+            name,
+            help=summary,
+            description=f"{summary[0].upper()}{summary[1:]}." + (f" {details}" if details else ""),
+            formatter_class=_HelpFormatter,
+            parents=common,
+        )
+
+    demo = command(
+        "demo",
+        "run against the bundled emulators on a generated Close org",
+        "Extracts the org, proposes the mapping, accepts it as a scripted review would, runs the migration "
+        "and prints the reconciliation.",
+    )
+    demo.add_argument("--size", default="demo", choices=SIZES, help=size_help)
+    demo.add_argument("--seed", type=int, default=1, help=seed_help)
     demo.add_argument("--org", default=DEFAULT_SHAPE, choices=ORG_SHAPES, help=org_help)
     demo.add_argument(
         "--ui", action="store_true", help="afterwards keep the emulators up and open the Dagster UI"
     )
+    demo.add_argument("--ui-port", type=int, default=3000, help="port of the UI on 127.0.0.1 (with --ui)")
     demo.set_defaults(func=_cmd_demo)
 
-    emu = sub.add_parser("emulators", help="serve the Close and Dataverse emulators until Ctrl-C")
-    emu.add_argument("--size", default="demo", choices=["tiny", "demo", "typical", "large"])
-    emu.add_argument("--seed", type=int, default=1)
+    emu = command(
+        "emulators",
+        "serve the Close and Dataverse emulators until Ctrl-C",
+        "Prints the environment that points `extract`, `run` and the other commands at them.",
+    )
+    emu.add_argument("--size", default="demo", choices=SIZES, help=size_help)
+    emu.add_argument("--seed", type=int, default=1, help=seed_help)
     emu.add_argument("--org", default=DEFAULT_SHAPE, choices=ORG_SHAPES, help=org_help)
-    emu.add_argument("--host", default="127.0.0.1")
-    emu.add_argument("--close-port", type=int, default=8765)
-    emu.add_argument("--dataverse-port", type=int, default=8766)
+    emu.add_argument("--host", default="127.0.0.1", help="address both emulators listen on")
+    emu.add_argument(
+        "--close-port", type=int, default=8765, help="port of the Close emulator (0: any free port)"
+    )
+    emu.add_argument(
+        "--dataverse-port", type=int, default=8766, help="port of the Dataverse emulator (0: any free port)"
+    )
     emu.set_defaults(func=_cmd_emulators)
 
-    extract = sub.add_parser(
-        "extract", help="extract every Close object into DuckDB (CLOSE_API_KEY from the env)"
+    extract = command(
+        "extract",
+        "extract every Close object into DuckDB",
+        "Reads Close with CLOSE_API_KEY (or the export named by CLOSE2D365_CLOSE_SOURCE) from the environment.",
     )
     extract.set_defaults(func=_cmd_extract)
 
-    run = sub.add_parser(
-        "run", help="the whole migration against the endpoints configured in the environment"
+    run = command(
+        "run",
+        "the whole migration against the endpoints configured in the environment",
+        "Prints each failed or halted step, then this run's reconciliation (reports/<run>/).",
     )
     run.set_defaults(func=_cmd_run)
 
-    delta = sub.add_parser(
+    delta = command(
         "delta",
-        help="after a migration: move only what changed in Close since (deleted records per "
-        "delta.deleted_records in mappings/settings.yaml)",
+        "after a migration: move only what changed in Close since",
+        "Deleted records are handled per delta.deleted_records in mappings/settings.yaml.",
     )
     delta.set_defaults(func=_cmd_delta)
 
-    observe = sub.add_parser(
+    observe = command(
         "observe",
-        help="observe Close without extracting: what changed since the last run, and which assets are "
-        "now unsynced (what `delta` would move)",
+        "observe Close without extracting",
+        "What changed since the last run, and which assets are now unsynced (what `delta` would move).",
     )
     observe.set_defaults(func=_cmd_observe)
 
-    cutover = sub.add_parser(
+    cutover = command(
         "cutover",
-        help="the final step: check that Close has been quiet, run the final delta, reconcile and "
-        "spot-check the whole target, print go / no-go",
+        "the final step: check that Close has been quiet, run the final delta, reconcile and spot-check "
+        "the whole target, print go / no-go",
     )
     cutover.add_argument(
         "--quiet-minutes",
         type=float,
         default=15.0,
-        help="how long Close must have had no change, by Close's clock (default: 15)",
+        help="how long Close must have had no change, by Close's clock",
     )
     cutover.set_defaults(func=_cmd_cutover)
 
-    dry = sub.add_parser(
+    dry = command(
         "dry-run",
-        help="extract, stage and check everything; list every problem (reports/<run>/review.md); exit 2 if any",
+        "extract, stage and check everything; list every problem",
+        "The review is written to reports/<run>/review.md; exit status 2 if it lists any problem.",
     )
     dry.set_defaults(func=_cmd_dry_run)
 
-    rollback = sub.add_parser(
-        "rollback", help="undo a migration run: delete what it created, restore updates"
-    )
+    rollback = command("rollback", "undo a migration run: delete what it created, restore updates")
     which = rollback.add_mutually_exclusive_group(required=True)
     which.add_argument("--run", metavar="RUN_ID", help="the Dagster run id of the migration to undo")
     which.add_argument("--all", action="store_true", help="undo every migration run in the ledger")
     rollback.set_defaults(func=_cmd_rollback)
 
-    propose = sub.add_parser(
+    propose = command(
         "propose-mapping",
-        help="write/update the org's mapping files (statuses, pipelines, fields, activity types, owners) for review",
+        "write or update the org's mapping files for review",
+        "Statuses, pipelines, fields, activity types and owners, in mappings/ (CLOSE2D365_MAPPINGS).",
     )
     propose.set_defaults(func=_cmd_propose)
 
-    ui = sub.add_parser("ui", help="open the Dagster UI on this project's instance")
-    ui.add_argument("--port", type=int, default=3000)
+    ui = command("ui", "open the Dagster UI on this project's instance")
+    ui.add_argument("--port", type=int, default=3000, help="port of the UI on 127.0.0.1")
     ui.set_defaults(func=_cmd_ui)
     return parser
 
@@ -229,6 +299,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
         ("migration_assets.clients.close.http", ("CloseError",)),
         ("migration_assets.resources.warehouse", ("WarehouseError",)),
         ("migration_assets.demo", ("OrgDataError",)),
+        ("migration_assets.ports", ("PortError",)),
         ("migration_assets.target.propose", ("ProposalInputError",)),
         ("migration_assets.load.rollback", ("RollbackError",)),
         ("migration_assets.resources", ("MissingEnvironmentError",)),

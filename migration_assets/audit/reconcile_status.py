@@ -35,13 +35,15 @@ def unaccounted(c: Counts) -> int:
     return missing_load + missing_staging
 
 
-def status(c: Counts, halted: str | None, rejected_file: str) -> str:
+def status(c: Counts, halted: str | None, rejected_file: str, unplaced: int = 0) -> str:
+    """`unplaced`: Close objects the per-source accounting (audit/accounting) found neither loaded,
+    rejected, merged, halted nor skipped; the larger of the two counts is reported."""
     if halted:
         return f"halted ({halted})"
     if c.staged is None:
         return "halted (not staged in this warehouse: run the staging step)"
     rejected = c.rejected_at_staging + c.rejected_at_load
-    missing = unaccounted(c)
+    missing = max(unaccounted(c), unplaced)
     parts = [f"{rejected} rejected"] if rejected or missing else []
     if missing:
         parts.append(f"{missing} not accounted for")

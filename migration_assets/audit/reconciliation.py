@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
 
+from migration_assets.audit.accounting import TableState, table_fates
 from migration_assets.audit.reconcile_status import Counts, status
 from migration_assets.clients.dataverse.client import DataverseClient, DataverseError
 from migration_assets.load.file_body import OVERSIZE_CODE
@@ -27,6 +29,7 @@ RECON_COLUMNS = [
     "staged",
     "rejected_at_staging",
     "excluded",
+    "merged",
     "loaded",
     "rejected_at_load",
     "rejected",
@@ -159,18 +162,27 @@ def _rejections(
     return _staging_rejections(con, table, staged) + _load_rejections(con, table, run)
 
 
+@dataclass
+class Reconciliation:
+    rows: list[dict[str, Any]] = field(default_factory=list)  # one per target table (RECON_COLUMNS)
+    sources: list[dict[str, Any]] = field(default_factory=list)  # per table and Close source (accounting)
+    merges: list[dict[str, Any]] = field(default_factory=list)  # Accounts that stand for several leads
+
+
 def reconcile(
     con: duckdb.DuckDBPyConnection,
     client: DataverseClient,
     config: MappingConfig,
     halts: dict[str, str] | None = None,
     rejected_file: Callable[[str, list[dict[str, Any]]], str] | None = None,
-) -> list[dict[str, Any]]:
-    """One row per target table. `halts` (asset key -> why it halted in this run) name what stopped;
-    `rejected_file` writes a table's rejected rows and returns the file name the status points to."""
+) -> Reconciliation:
+    """One row per target table, and every Close object of each by source and fate (audit/accounting).
+    `halts` (asset key -> why it halted in this run) name what stopped; `rejected_file` writes a table's
+    rejected rows and returns the file name the status points to."""
     closeid = f"{config.settings.publisher_prefix}_closeid"
     run = last_migrate_run(con)
-    rows: list[dict[str, Any]] = []
+    out = Reconciliation()
+    rows = out.rows
     for table, staged in target_tables(con):
         try:
             pk: str | None = client.metadata(table).primary_id
@@ -207,6 +219,11 @@ def reconcile(
         )
         listed = [r for r in rejections if not r["excluded"] or r.get("kept")]
         name = rejected_file(table, listed) if rejected_file and listed else f"rejected_{table}.csv"
+        halted_by = halt_reason(halts or {}, staged) or missing
+        state = TableState(table, staged, pk, frozenset(back), halted_by is not None, run)
+        fates = table_fates(con, config, state)
+        out.sources += fates.sources
+        out.merges += fates.merges
         rows.append(
             {
                 "table": table,
@@ -215,10 +232,11 @@ def reconcile(
                 "rejected_at_staging": counts.rejected_at_staging,
                 "loaded": loaded,
                 "excluded": counts.excluded + counts.excluded_at_load,
+                "merged": fates.total("merged"),
                 "rejected_at_load": counts.rejected_at_load,
                 "rejected": counts.rejected_at_staging + counts.rejected_at_load,
                 "read_back": len(back),
-                "status": status(counts, halt_reason(halts or {}, staged) or missing, name),
+                "status": status(counts, halted_by, name, fates.total("unaccounted")),
             }
         )
-    return rows
+    return out

@@ -255,7 +255,7 @@ def render(sampled: Mapping[str, list[str]], rows: list[dict[str, Any]], source:
     ]
     return (
         f"# Spot check against Close\n\nClose values read from: {source}. Dataverse values read with formatted "
-        "values (labels of choices, lookup names).\n\n"
+        "values (labels of choices, lookup names). The sampled Close ids: spot_check_sampled.csv.\n\n"
         + markdown_table(summary, ["table", "sampled", "compared", "mismatches", "not_compared"])
         + "\n\n## Mismatches\n\n"
         + (markdown_table(bad, COLUMNS[:-1]) if bad else "None: every compared value equals its Close value.")

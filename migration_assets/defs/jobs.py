@@ -50,6 +50,9 @@ VERIFY_JOB = "verify"
 # The whole target against the whole source: the reconciliation counts every record in Dataverse, the
 # spot check compares sampled records with Close. `close2d365 cutover` runs it after the final delta.
 VERIFY_SELECTION = dg.AssetSelection.assets(["reports", "reconciliation"], ["reports", "spot_check"])
+# The run's audit pack (index.html and the run's own admin lists) is written by every job that stages or
+# reports, the verify job included; it reads no Close and writes no Dataverse.
+AUDIT_PACK = dg.AssetSelection.assets(["reports", "audit_pack"])
 DELTA_JOB = "delta"
 # The delta job is `migrate` with Close read in delta mode (what changed since the last extraction, and
 # the event log's deletions and merges); its loads write only the staged rows that changed since the last
@@ -110,7 +113,7 @@ def all_jobs() -> list[dg.UnresolvedAssetJobDefinition | dg.JobDefinition]:
         ),
         dg.define_asset_job(
             VERIFY_JOB,
-            selection=VERIFY_SELECTION,
+            selection=VERIFY_SELECTION | AUDIT_PACK,
             description="Reconcile every table of the target with Close and spot-check sampled records "
             "field by field against Close; writes nothing.",
         ),

@@ -154,6 +154,11 @@ class TableLoader:
         )
         self.created_state = {(0, -1)} | ({(0, int(opened))} if opened is not None else set())
         self._key_ids: dict[tuple[str, str, str], str | None] = {}
+        # The second pass (lookups into the same table) compares only those lookups, which the first pass
+        # never writes: their values as the first pass read them (None on the records it created) are
+        # still current, so the second pass does not read the same records again.
+        self._self_binds: list[str] = []
+        self._known_binds: dict[str, dict[str, Any]] = {}
         # Current values of the whole target table, read once before the first write (None: read per
         # batch). Ids this loader has sent since are read again, as the snapshot no longer holds them.
         self._snapshot: dict[str, dict[str, Any]] | None = None
@@ -163,6 +168,15 @@ class TableLoader:
         # key value a row wants may give it up (load/key_release.py).
         self.keys = plain_keys(self.meta)
         self.staged_keys: dict[str, dict[str, Any]] | None = None
+        # Ids of rows whose activity parties are as the last load wrote them (a delta sets it from the
+        # snapshot, load/snapshot.py): their parties are neither read nor rewritten.
+        self.parties_as_loaded: frozenset[str] = frozenset()
+
+    def known_key_binds(self, binds: dict[tuple[str, str, str], str]) -> None:
+        """Binds by alternate key already resolved elsewhere ((table, key column, value) -> "/set(id)", e.g.
+        currencies from the staging cache): not looked up in the target again."""
+        for key, bind in binds.items():
+            self._key_ids.setdefault(key, bind)
 
     # -- reads ------------------------------------------------------------------------------------------
     def scan_target(self, staged: int) -> bool:
@@ -227,10 +241,14 @@ class TableLoader:
         started = time.monotonic()
         before = self._calls()
         self.stats.staged = len(rows)
-        # Inside the counted window: the probe is a request of this load like any other.
+        # Inside the counted window: the probe is a request of this load like any other. UpdateMultiple is
+        # asked with it, so that its answer is recorded with the first load (later runs update: they ask
+        # neither, load/bulk_support.py).
         self.stats.bulk = self.client.use_bulk_messages and self.client.supports_bulk(
             "CreateMultiple", self.table
         )
+        if self.client.use_bulk_messages:
+            self.client.supports_bulk("UpdateMultiple", self.table)
         if rows:
             self.stats.scanned = self.scan_target(len(rows))
             for nav, lk in self.lookups.items():
@@ -238,6 +256,7 @@ class TableLoader:
         # Lookups into the same table (a contact's assistant is a contact) may point at a row of a later
         # batch or a parallel request: they are written in a second pass, once every row exists.
         self_binds = [nav + ld.BIND for nav, lk in self.lookups.items() if lk.target == self.table]
+        self._self_binds = self_binds
         first = (
             [{k: (None if k in self_binds else v) for k, v in r.items()} for r in rows]
             if self_binds
@@ -303,7 +322,18 @@ class TableLoader:
         ids = [str(s.payload.get(self.pk) or "").lower() for s in split]
         if any(not i for i in ids):
             raise LoadError(f"staged.{self.table} has rows without a primary key '{self.pk}'")
-        current = self.current_of(ids)
+        if counted:
+            current = self.current_of(ids)
+            keep = (self.pk, *self._self_binds)
+            if self._self_binds:
+                self._known_binds.update(
+                    {i: {c: current[i].get(c) for c in keep} for i in ids if i in current}
+                )
+        else:
+            current = {i: self._known_binds[i] for i in ids if i in self._known_binds}
+            unknown = [i for i in ids if i not in current]
+            if unknown:
+                current.update(self.current_of(unknown))
         files = self._download_all([sp for sp, rid in zip(split, ids, strict=True) if rid not in current])
         creates: list[tuple[int, dict[str, Any]]] = []
         updates: list[tuple[int, ld.RowPlan]] = []
@@ -311,7 +341,11 @@ class TableLoader:
         refused: list[Rejection] = []
         party_nav = f"{self.table}_activity_parties"
         current_parties = self.read_parties(
-            [rid for s, rid in zip(split, ids, strict=True) if rid in current and s.meta.get("_parties")]
+            [
+                rid
+                for s, rid in zip(split, ids, strict=True)
+                if rid in current and s.meta.get("_parties") and rid not in self.parties_as_loaded
+            ]
         )
         for i, (s, rid) in enumerate(zip(split, ids, strict=True)):
             if not self._resolve_binds(s, rid, refused):
@@ -329,7 +363,11 @@ class TableLoader:
                     )
                     continue
                 had = current_parties.get(rid, [])
-                if wanted_parties is not None and not ld.same_parties(wanted_parties, had):
+                if (
+                    wanted_parties is not None
+                    and rid not in self.parties_as_loaded
+                    and not ld.same_parties(wanted_parties, had)
+                ):
                     # The whole party list is replaced (from/to/cc...); its old list is the before-image.
                     plan.changes[party_nav], plan.before[party_nav] = wanted_parties, had
                 if plan.state is not None and self._is_action(plan.state):
@@ -417,6 +455,14 @@ class TableLoader:
         if state_errors:
             self.ledger.reject(state_errors)
         self.stats.created += sum(1 for i, _ in creates if i not in failed)
+        if counted and self._self_binds:
+            self._known_binds.update(
+                {
+                    ids[i]: {self.pk: ids[i], **dict.fromkeys(self._self_binds)}
+                    for i, _ in creates
+                    if i not in failed
+                }
+            )
         if counted:
             self.stats.updated += sum(1 for i, _ in updates if i not in failed)
         self.stats.rejected += len(failed) + len(state_errors)

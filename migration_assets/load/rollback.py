@@ -24,6 +24,7 @@ from migration_assets.clients.dataverse.batch import BatchRequest
 from migration_assets.clients.dataverse.client import DataverseApiError, DataverseClient, DataverseError
 from migration_assets.clients.dataverse.odata import odata_string
 from migration_assets.load import ledger as lg
+from migration_assets.load.entity_meta_cache import forget_entity_metadata
 from migration_assets.load.key_release import DUPLICATE_KEY
 from migration_assets.load.ledger import Intent, Ledger, Rejection
 from migration_assets.load.rollback_plan import (
@@ -182,6 +183,8 @@ def execute_rollback(
     log(f"rollback {rollback_run_id}: {len(steps)} steps over {len(runs)} run(s)")
     if steps:
         drop_snapshots(con)
+    if components:  # schema components go: the recorded table definitions may name them
+        forget_entity_metadata(con)
     _recreate_all(client, ledger, [s for s in steps if s.kind == "recreate"], report)
     # A restore that puts back an alternate-key value a record created by these runs now holds (a group's
     # account whose key moved to a new account) is refused until that record is deleted: it runs again then.

@@ -56,6 +56,29 @@ def changed_rows(
     return frame.columns, frame.to_dicts()
 
 
+def parties_as_loaded(
+    con: duckdb.DuckDBPyConnection, staged_table: str, primary_key: str, rows: list[dict[str, Any]]
+) -> frozenset[str]:
+    """Ids (lower-cased) of these staged rows whose activity parties (`_parties`) equal those of the row the
+    last completed load wrote: their parties need no read nor write. Empty when the table has no parties."""
+    name = snapshot_name(staged_table)
+    if not rows or "_parties" not in rows[0] or not table_exists(con, SCHEMA, name):
+        return frozenset()
+    if "_parties" not in _columns(con, SCHEMA, name):
+        return frozenset()
+    pk = quote(primary_key)
+    loaded = dict(
+        con.execute(
+            f"SELECT lower(CAST({pk} AS VARCHAR)), _parties FROM {SCHEMA}.{quote(name)} WHERE _parties IS NOT NULL"
+        ).fetchall()
+    )
+    return frozenset(
+        rid
+        for r in rows
+        if (rid := str(r.get(primary_key) or "").lower()) in loaded and r.get("_parties") == loaded[rid]
+    )
+
+
 def save_snapshot(
     con: duckdb.DuckDBPyConnection, staged_table: str, primary_key: str, run_id: str, table: str
 ) -> int:

@@ -17,10 +17,12 @@ import polars as pl
 
 from migration_assets.audit.files import oversize_csv_path, write_frame_csv
 from migration_assets.mapping.config import MappingConfig, load_mapping_config
+from migration_assets.mapping.delta_staging import plan, register_ids, staged_addresses
 from migration_assets.mapping.frame import map_object, read_object_source
 from migration_assets.mapping.staged_lookups import target_lookup
-from migration_assets.mapping.staging import StageResult, validate_and_write
-from migration_assets.resources.warehouse import WarehouseResource
+from migration_assets.mapping.staging import StageResult, current_result, validate_and_write
+from migration_assets.mapping.table_staging import DeltaInputs, affected_keys, finish_delta, only_ids
+from migration_assets.resources.warehouse import WarehouseResource, fetch_polars, quote, table_exists
 from migration_assets.target.checks import MAX_UPLOAD_SIZE, REJECTION_SCHEMA
 from migration_assets.target.metadata_cache import cached_rules, entity_sets
 
@@ -89,7 +91,11 @@ def with_file(frame: pl.DataFrame, src: pl.DataFrame, name: str, key: str | None
     return frame.join(files, on="_close_id", how="left")
 
 
-def stage_annotations(warehouse: WarehouseResource, dataverse: Any | None) -> AnnotationStaging:
+def stage_annotations(
+    warehouse: WarehouseResource, dataverse: Any | None, inputs: DeltaInputs | None = None
+) -> AnnotationStaging:
+    """Map, validate and write staged.annotation; with `inputs`, only the affected rows when the close
+    tables were extracted in delta mode (mapping/delta_staging.py: the result equals a full staging)."""
     cfg = load_mapping_config()
     objects = ["note", "attachment", "call_recording"]
     if cfg.activities.status_changes == "annotation":
@@ -98,9 +104,24 @@ def stage_annotations(warehouse: WarehouseResource, dataverse: Any | None) -> An
     with warehouse.connect() as con:
         sets, ctx = entity_sets(con), cfg.context()
         limit = upload_limit(con, cfg)
-        for name in objects:
+        rules = cached_rules(con, "annotation", cfg)
+        delta = None
+        if inputs is not None:
+            delta = plan(con, "annotation", inputs.reads, inputs.parents, False, rules)
+        # A note and its attachments share their Close id (the note's): one key re-stages both.
+        keys = affected_keys(con, cfg, "annotation", objects, delta)
+        if delta is not None and keys is not None and not keys:
+            finish_delta(
+                con, cfg, "annotation", objects, delta, keys, staged_addresses(con, "annotation", ())
+            )
+            oversize = listed_oversize(con)
+            result = current_result(con, "annotation").planned(None, 0)
+            path = write_frame_csv(oversize_csv_path(), oversize)
+            return AnnotationStaging(result, dict.fromkeys(objects, 0), limit, oversize.height, path)
+        for n, name in enumerate(objects):
             extra = ("size", "url") if name == "attachment" else ("url",) if name == "call_recording" else ()
-            src = read_object_source(con, cfg, name, extra=extra)
+            where = only_ids(con, cfg, name, keys, n)
+            src = read_object_source(con, cfg, name, extra=extra, where=where)
             counts[name] = src.height
             kind = "lead_status_change" if name == "status_change" else name
             key = None
@@ -121,15 +142,49 @@ def stage_annotations(warehouse: WarehouseResource, dataverse: Any | None) -> An
             notices.append(mapped.notices)
         frame = pl.concat(frames, how="diagonal_relaxed")
         oversize = oversize_rejections(frame, limit)
+        replace = None if keys is None else keys | attachment_keys(con, keys, frame)
         result = validate_and_write(
             warehouse,
             con,
             "annotation",
-            cached_rules(con, "annotation", cfg),
+            rules,
             frame,
             [*rejections, oversize],
             notices,
             target_lookup=target_lookup(dataverse, con),
+            replace_keys=replace,
         )
+        if delta is not None:  # the rows it re-staged: the attachments by their own keys too
+            finish_delta(
+                con, cfg, "annotation", objects, delta, replace, staged_addresses(con, "annotation", ())
+            )
+            result = result.planned(delta.full_reason, None if keys is None else len(keys))
+        if keys is not None:  # the admin's list keeps the files of the rows not re-staged
+            oversize = listed_oversize(con)
     path = write_frame_csv(oversize_csv_path(), oversize)
     return AnnotationStaging(result, counts, limit, oversize.height, path)
+
+
+def attachment_keys(con: duckdb.DuckDBPyConnection, activities: set[str], frame: pl.DataFrame) -> set[str]:
+    """The annotation keys (`<activity id>:<url>`) of the attachments of `activities`: those staged.annotation
+    and its rejected and notices tables hold (replaced: a file may be gone) and those of `frame` (new)."""
+    out = set(frame.filter(pl.col("_close_object") == "attachment")["_close_id"].to_list())
+    view = register_ids(con, "__attachment_activities", activities)
+    for table in ("annotation", "annotation_rejected", "annotation_notices"):
+        if table_exists(con, "staged", table):
+            rows = con.execute(
+                f"SELECT DISTINCT _close_id FROM staged.{table} WHERE strpos(_close_id, ':') > 0 "
+                f"AND split_part(_close_id, ':', 1) IN (SELECT id FROM {view})"
+            ).fetchall()
+            out |= {str(r[0]) for r in rows}
+    return out
+
+
+def listed_oversize(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """Every oversize file staged.annotation_rejected lists (an incremental staging's whole list)."""
+    cols = ", ".join(quote(c) for c in REJECTION_SCHEMA)
+    return fetch_polars(
+        con,
+        f"SELECT {cols} FROM staged.annotation_rejected WHERE check_name = ? ORDER BY _close_id, value",
+        [MAX_UPLOAD_SIZE],
+    ).cast(REJECTION_SCHEMA)

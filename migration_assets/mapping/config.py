@@ -9,6 +9,7 @@ for the extracted org by `close2d365 propose-mapping` into the mappings root in 
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -285,9 +286,34 @@ def build_choice_sets(lead: LeadStatusMap, pipes: PipelinesMap) -> dict[str, Cho
     return sets
 
 
+# root -> (digest of its files, the config parsed from them): steps load the mapping many times (each staged
+# table, check and hook), and parsing the YAML was most of a small delta's staging. The digest is of the
+# files' bytes, so an edit (even within the same second) is always seen.
+_PARSED: dict[Path, tuple[str, MappingConfig]] = {}
+
+
+def files_digest(root: Path) -> str:
+    """SHA-256 over the relative path and bytes of every file under `root` (cheap: a few small files)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def load_mapping_config(root: Path | str | None = None) -> MappingConfig:
-    """Load `mappings/` (default: the repository's, or $CLOSE2D365_MAPPINGS) and validate all of it."""
+    """Load `mappings/` (default: the repository's, or $CLOSE2D365_MAPPINGS) and validate all of it; parsed
+    once per content of its files (the config is immutable: callers derive new ones with `replace`)."""
     root = mappings_root(root)
+    digest = files_digest(root)
+    cached = _PARSED.get(root)
+    if cached is not None and cached[0] == digest:
+        return cached[1]
+    cfg = _parse_mapping_config(root)
+    _PARSED[root] = (digest, cfg)
+    return cfg
+
+
+def _parse_mapping_config(root: Path) -> MappingConfig:
     settings = parse_settings(*_load(root, "settings.yaml"))
     prefix = settings.publisher_prefix
     objects = parse_objects(*_load(root, "objects.yaml"), prefix)

@@ -27,11 +27,21 @@ from migration_assets.mapping.custom_activity_frames import (
     undefined_field_rejections,
     unplanned_orphans,
 )
+from migration_assets.mapping.delta_staging import (
+    DeltaPlan,
+    affected_source_ids,
+    lookup_paths,
+    record,
+    register_ids,
+    source_leads,
+    table_digest,
+)
+from migration_assets.mapping.delta_staging import plan as delta_plan
 from migration_assets.mapping.fields import FieldMap, parse_field
 from migration_assets.mapping.frame import map_object
 from migration_assets.mapping.staged_lookups import owner_context, target_lookup
-from migration_assets.mapping.staging import StageResult, validate_and_write
-from migration_assets.resources.warehouse import WarehouseResource
+from migration_assets.mapping.staging import StageResult, current_result, validate_and_write
+from migration_assets.resources.warehouse import WarehouseResource, quote
 from migration_assets.target.checks import REJECTION_SCHEMA
 from migration_assets.target.custom_activity_plan import (
     PlanMismatchError,
@@ -63,6 +73,7 @@ class CustomActivityStaging:
     halted: pl.DataFrame  # the rejections that halt the type
     dropped: pl.DataFrame  # orphaned values left out (`drop`)
     kept: dict[str, ColumnSpec]  # field id -> the planned column keeping its values (`column`)
+    halted_instances: int = 0  # instances of the staged table halted (every one, also when incremental)
     dropped_file: Path | None = None
 
 
@@ -191,11 +202,16 @@ def stage_custom_activity(
     t: RoutedActivityType,
     dataverse: Any | None = None,
     run_id: str | None = None,
+    incremental: bool = False,
 ) -> CustomActivityStaging:
     """Map, validate and write staged.custom_activity_<table>; the dropped orphaned values go to
-    reports/<run_id>/orphaned_values_<table>.csv."""
+    reports/<run_id>/orphaned_values_<table>.csv. `incremental`: when close.custom_activities was extracted
+    in delta mode, only the affected instances (mapping/delta_staging.py; the result equals a full staging).
+    What is decided over the whole type (the fields deleted from it that hold values) is read from every
+    instance and is part of the fingerprint: a change re-stages the type in full."""
     base_cfg = load_mapping_config()
     prefix = base_cfg.settings.publisher_prefix
+    staged_table = f"custom_activity_{t.table}"
     with warehouse.connect() as con:
         close_type = find_type(con, t.name, prefix)
         if close_type is None:
@@ -216,42 +232,111 @@ def stage_custom_activity(
         except PlanMismatchError as exc:
             raise StagingError(str(exc)) from exc
         orphans = orphaned_ids(frame, used, defined)
-        halted, dropped = pl.DataFrame(schema=REJECTION_SCHEMA), dropped_values(frame, [])
         kept: dict[str, ColumnSpec] = {}
+        if t.orphaned_values == "column":
+            names = orphan_columns(close_type, orphans, prefix, closeid_column(base_cfg))
+            kept = orphan_plan_columns(plan, t.table, names)
+        fmap, _ = field_map_for(base_cfg, t, columns, frame.clear(), kept)
+        rules = table_rules(t, plan)
+        delta = None
+        if incremental:
+            extra = {
+                "close.custom_activity_types": table_digest(con, "close", "custom_activity_types"),
+                "schema_plan": repr([c for c in plan.columns if c.table == t.table]),
+                "orphaned_fields": json.dumps(sorted(orphans)),
+                "orphan_columns": repr(sorted(kept.items())),
+            }
+            delta = delta_plan(con, staged_table, ("custom_activities",), ("lead",), True, rules, extra)
+        keys = type_keys(con, delta, close_type.close_type_id, lookup_paths(fmap.fields), staged_table)
+        if keys is not None:
+            frame = frame.filter(pl.col("id").is_in(sorted(keys)))
+        halted, dropped = pl.DataFrame(schema=REJECTION_SCHEMA), dropped_values(frame, [])
         if t.orphaned_values == "halt":
             halted = undefined_field_rejections(frame, used, defined, t)
         elif t.orphaned_values == "drop":
             dropped = dropped_values(frame, orphans)
         else:
-            names = orphan_columns(close_type, orphans, prefix, closeid_column(base_cfg))
-            kept = orphan_plan_columns(plan, t.table, names)
             halted = unplanned_orphans(frame, [f for f in orphans if f not in kept], t)
-        fmap, src = field_map_for(base_cfg, t, columns, frame, kept)
-        cfg = base_cfg.__class__(
-            **{**base_cfg.__dict__, "field_maps": {**base_cfg.field_maps, "custom_activity": fmap}}
-        )
-        mapped = map_object(
-            src,
-            cfg,
-            "custom_activity",
-            owner_context(con, cfg),
-            entity_sets(con),
-            key="id",
-            close_object="custom_activity",
-        )
-        result = validate_and_write(
-            warehouse,
-            con,
-            f"custom_activity_{t.table}",
-            table_rules(t, plan),
-            mapped.frame,
-            [halted, mapped.rejections],
-            [mapped.notices],
-            pk="activityid",
-            target_lookup=target_lookup(dataverse, con),
-        )
-    staging = CustomActivityStaging(result, close_type.close_type_id, columns, orphans, halted, dropped, kept)
+        if delta is not None and keys is not None and not keys:
+            record(con, delta, restaged_rows(con, keys))
+            result = current_result(con, staged_table).planned(None, 0)
+        else:
+            fmap, src = field_map_for(base_cfg, t, columns, frame, kept)
+            cfg = base_cfg.__class__(
+                **{**base_cfg.__dict__, "field_maps": {**base_cfg.field_maps, "custom_activity": fmap}}
+            )
+            mapped = map_object(
+                src,
+                cfg,
+                "custom_activity",
+                owner_context(con, cfg),
+                entity_sets(con),
+                key="id",
+                close_object="custom_activity",
+            )
+            result = validate_and_write(
+                warehouse,
+                con,
+                staged_table,
+                rules,
+                mapped.frame,
+                [halted, mapped.rejections],
+                [mapped.notices],
+                pk="activityid",
+                target_lookup=target_lookup(dataverse, con),
+                replace_keys=keys,
+            )
+            if delta is not None:
+                record(con, delta, restaged_rows(con, keys) if keys is not None else None)
+                result = result.planned(delta.full_reason, None if keys is None else len(keys))
+        halted_instances = halted["_close_id"].n_unique() if keys is None else halted_in(con, staged_table)
+    staging = CustomActivityStaging(
+        result, close_type.close_type_id, columns, orphans, halted, dropped, kept, halted_instances
+    )
     if dropped.height:
         path = report_dir(run_id or "manual") / f"orphaned_values_{t.table}.csv"
         staging.dropped_file = write_frame_csv(path, dropped)
     return staging
+
+
+def type_keys(
+    con: duckdb.DuckDBPyConnection,
+    delta: DeltaPlan | None,
+    type_id: str,
+    lookups: dict[str, list[str]],
+    staged_table: str,
+) -> set[str] | None:
+    """The instance ids of the type to re-stage (None: all): the affected ones of this type (changed, of a
+    dirty lead or a re-staged parent) and the deleted ones it staged (or rejected) last time."""
+    if delta is None or not delta.incremental:
+        return None
+    keys = affected_source_ids(con, delta, "custom_activities", "id", lookups=lookups)
+    if not keys:
+        return keys
+    view = register_ids(con, "__custom_activity_keys", keys)
+    mine = con.execute(
+        f"SELECT id FROM close.custom_activities WHERE id IN (SELECT id FROM {view}) "
+        "AND custom_activity_type_id = ? UNION "
+        f"SELECT _close_id FROM staged.{quote(staged_table)} WHERE _close_id IN (SELECT id FROM {view}) UNION "
+        f"SELECT _close_id FROM staged.{quote(staged_table + '_rejected')} WHERE _close_id IN (SELECT id FROM {view})",
+        [type_id],
+    ).fetchall()
+    return {str(r[0]) for r in mine}
+
+
+def restaged_rows(con: duckdb.DuckDBPyConnection, keys: set[str]) -> pl.DataFrame:
+    """The re-staged instances with their leads (delta_staging.record), for the tables staged after."""
+    leads = source_leads(con, "custom_activities", "id", keys)
+    ids = pl.DataFrame({"close_id": sorted(keys)}, schema={"close_id": pl.String})
+    return ids.join(leads.unique("close_id"), on="close_id", how="left").with_columns(
+        pl.lit(None, dtype=pl.String).alias("ref")
+    )
+
+
+def halted_in(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    """The instances staged.<table>_rejected holds as halted (an incremental staging's whole count)."""
+    row = con.execute(
+        f"SELECT count(DISTINCT _close_id) FROM staged.{quote(table + '_rejected')} "
+        "WHERE check_name = 'column_exists'"
+    ).fetchone()
+    return int(row[0]) if row else 0

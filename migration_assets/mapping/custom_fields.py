@@ -9,6 +9,7 @@ the standard columns still runs) and the blocking `mapping_confirmed` check keep
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 from migration_assets.mapping.config import MappingConfig
 from migration_assets.mapping.fields import FieldMap, parse_field
@@ -19,11 +20,21 @@ from migration_assets.target.schema_build import proposal_column
 PROPOSAL_FILE = "custom_fields.yaml"
 
 
+# (path, prefix) -> (the file's bytes, its proposals): read for every staged table and its rules; parsed once
+# per content (FieldProposal is immutable).
+_PARSED: dict[tuple[Path, str], tuple[bytes, tuple[FieldProposal, ...]]] = {}
+
+
 def load_proposals(cfg: MappingConfig) -> list[FieldProposal] | None:
     path = cfg.root / PROPOSAL_FILE
     if not path.is_file():
         return None
-    return parse_proposal(path, f"{cfg.root.name}/{PROPOSAL_FILE}", cfg.settings.publisher_prefix)
+    key, content = (path, cfg.settings.publisher_prefix), path.read_bytes()
+    cached = _PARSED.get(key)
+    if cached is None or cached[0] != content:
+        parsed = parse_proposal(path, f"{cfg.root.name}/{PROPOSAL_FILE}", cfg.settings.publisher_prefix)
+        cached = _PARSED[key] = (content, tuple(parsed))
+    return list(cached[1])
 
 
 def confirmed_for(cfg: MappingConfig, table: str) -> list[FieldProposal]:

@@ -11,6 +11,10 @@ equal a full re-staging of the same close.* tables, so the affected rows are cho
 - the rows that reference a re-staged contact by id (calls, opportunities) or, for activity parties, by id or
   email address anywhere in the activity (emails, meetings).
 
+Derived close tables (DERIVED: attachments from emails and notes, call recordings from calls) are re-derived
+in full from their origin tables by every extraction: their changed rows are those of the origin's changed
+activities (keyed by activity_id), provided they were re-derived after the origin's latest extraction.
+
 A table is re-staged in full when that cannot be shown safe: no previous staging state, a close table read
 extracted in full or an extraction missed, a parent re-staged in full (or more than once) since, or a change
 in what every row depends on (the mappings, the owner map, the target metadata, Close's users, statuses,
@@ -58,6 +62,9 @@ VOLATILE = frozenset(
 CHECKED_FORMATS = frozenset({"Email", "Url", "Phone", "DateOnly"})
 CHECKED_TYPE_NAMES = frozenset({"MultiSelectPicklistType"})
 CONTACT_EMAILS = ("emailaddress1", "emailaddress2", "emailaddress3")
+# Close tables derived from others (extract/file_metadata.py: rows keyed by `activity_id`, a function of the
+# origin activity's row alone) -> their origin tables.
+DERIVED = {"attachments": ("emails", "notes"), "call_recordings": ("calls",)}
 _DDL = {
     STATE: "table_name VARCHAR, version BIGINT, mode VARCHAR, fingerprint VARCHAR, consumed VARCHAR, "
     "parents VARCHAR",
@@ -109,7 +116,7 @@ def register_ids(con: duckdb.DuckDBPyConnection, name: str, ids: Iterable[str]) 
     return name
 
 
-def _table_digest(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> str:
+def table_digest(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> str:
     """Row count and content hash of a table, bookkeeping columns (when fetched, by which run) left out."""
     if not table_exists(con, schema, table):
         return "-"
@@ -129,19 +136,20 @@ def fingerprint(
     owners: bool = True,
     rules: TableRules | None = None,
     root: Path | None = None,
+    extra: Mapping[str, str] | None = None,
 ) -> str:
     """What every staged row depends on besides its own Close rows, as JSON {part: digest}: the mapping files,
     the owner map (`owners`: for the tables that read it, staged after it), the table's effective `rules` and
-    the entity sets they name, the target's users and currencies, and Close's shared tables. A change means
-    every row may change: a full re-staging."""
-    parts: dict[str, str] = {}
+    the entity sets they name, the target's users and currencies, Close's shared tables and the table's own
+    `extra` parts. A change means every row may change: a full re-staging."""
+    parts: dict[str, str] = dict(extra or {})
     base = mappings_root(root)
     for path in sorted(p for p in base.rglob("*") if p.is_file()):
         parts[f"mappings/{path.relative_to(base)}"] = hashlib.sha256(path.read_bytes()).hexdigest()
     for table in SHARED_STAGED if owners else SHARED_STAGED[1:]:
-        parts[f"staged.{table}"] = _table_digest(con, SCHEMA, table)
+        parts[f"staged.{table}"] = table_digest(con, SCHEMA, table)
     for table in SHARED_CLOSE:
-        parts[f"close.{table}"] = _table_digest(con, "close", table)
+        parts[f"close.{table}"] = table_digest(con, "close", table)
     if rules is not None:
         parts["rules"] = rules_digest(rules)
         parts["entity_sets"] = entity_sets_digest(con, rules)
@@ -228,18 +236,46 @@ def plan(
     parents: Sequence[str],
     owners: bool = True,
     rules: TableRules | None = None,
+    extra: Mapping[str, str] | None = None,
 ) -> DeltaPlan:
-    """The staging plan of `table`, which reads close tables `reads`, staged tables `parents` and (`owners`)
-    the owner map, and whose rows are validated against `rules`."""
+    """The staging plan of `table`, which reads close tables `reads` (derived ones through their origins),
+    staged tables `parents` and (`owners`) the owner map, whose rows are validated against `rules` and depend
+    on its `extra` fingerprint parts."""
     ensure_state(con)
     extractions = latest_extractions(con)
-    consumed = {s: extractions[s][0][0] for s in reads if s in extractions}
+    derived = [s for s in reads if s in DERIVED]
+    direct = list(
+        dict.fromkeys([*(s for s in reads if s not in DERIVED), *(o for d in derived for o in DERIVED[d])])
+    )
+    consumed = {s: extractions[s][0][0] for s in direct if s in extractions}
     versions = {p: s[0] for p in parents if (s := _state(con, p)) is not None}
-    out = DeltaPlan(table, fingerprint(con, owners, rules), consumed, versions)
-    reason = _full_reason(con, table, reads, parents, extractions, out)
+    out = DeltaPlan(table, fingerprint(con, owners, rules, extra=extra), consumed, versions)
+    reason = _full_reason(con, table, direct, parents, extractions, out) or _derived_reason(con, derived, out)
     if reason is not None:
         out.full_reason = reason
     return out
+
+
+def _derived_reason(con: duckdb.DuckDBPyConnection, derived: Sequence[str], out: DeltaPlan) -> str | None:
+    """Why the derived tables cannot be re-staged by their origins' changes (None: they can; their changed
+    activity ids are then the origins')."""
+    for table in derived:
+        at = _last_extracted_at(con, table)
+        for origin in DERIVED[table]:
+            since = _last_extracted_at(con, origin)
+            if at is None or since is None or at < since:
+                return f"close.{table} was not derived again after the latest extraction of close.{origin}"
+        out.changed[table] = set().union(*(out.changed.get(o, set()) for o in DERIVED[table]))
+    return None
+
+
+def _last_extracted_at(con: duckdb.DuckDBPyConnection, table: str) -> object | None:
+    if not table_exists(con, "close", "_extractions"):
+        return None
+    row = con.execute(
+        "SELECT max(extracted_at) FROM close._extractions WHERE table_name = ?", [table]
+    ).fetchone()
+    return row[0] if row else None
 
 
 def _full_reason(
@@ -300,6 +336,27 @@ def _take_restaged(con: duckdb.DuckDBPyConnection, parent: str, out: DeltaPlan) 
             out.restaged.setdefault(parent, set()).add(str(close_id))
         if parent == "contact" and ref:
             out.addresses.add(str(ref).strip().lower())
+
+
+def incremental_keys(con: duckdb.DuckDBPyConnection, table: str, rules: TableRules) -> set[str] | None:
+    """The `_close_id`s the last staging of `table` re-staged when it was incremental and validated against
+    the same `rules` (None: it was a full staging, or the rules changed since: everything is new)."""
+    if not table_exists(con, SCHEMA, STATE):
+        return None
+    state = _state(con, table)
+    if state is None or state[1] != "delta":
+        return None
+    try:
+        staged_rules = json.loads(state[2]).get("rules")
+    except ValueError:
+        return None
+    if staged_rules != rules_digest(rules):
+        return None
+    rows = con.execute(
+        f"SELECT DISTINCT close_id FROM {SCHEMA}.{RESTAGED} WHERE table_name = ? AND close_id IS NOT NULL",
+        [table],
+    ).fetchall()
+    return {str(r[0]) for r in rows}
 
 
 def index_groups(con: duckdb.DuckDBPyConnection, table: str, source: str, ids: Collection[str]) -> set[str]:
@@ -394,7 +451,8 @@ def affected_source_ids(
     dirty lead, those whose lookups (`lookups`: parent table -> source paths, custom fields included) name a
     re-staged parent, those naming a re-staged contact, and (`parties`) the activities whose parties match a
     re-staged contact by id or address."""
-    out = set(delta.changed.get(source, set())) if key == "id" else set()
+    # A changed id is a key to re-stage even when its rows are gone (deleted: their staged rows are removed).
+    out = set(delta.changed.get(source, set())) if key == "id" or source in DERIVED else set()
     if not table_exists(con, "close", source):
         return out
     conditions: list[str] = []

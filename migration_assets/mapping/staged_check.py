@@ -14,11 +14,12 @@ from dataclasses import dataclass
 import polars as pl
 
 from migration_assets.mapping.config import load_mapping_config
+from migration_assets.mapping.delta_staging import incremental_keys
 from migration_assets.mapping.staged_lookups import TargetLookup, known_binds
 from migration_assets.mapping.staging import META_STATE
 from migration_assets.mapping.targets import column_errors
 from migration_assets.resources.warehouse import WarehouseResource, fetch_polars, table_exists
-from migration_assets.target.checks import EXCLUSIONS, build_schema, validate
+from migration_assets.target.checks import BIND, EXCLUSIONS, BuiltSchema, build_schema, validate
 from migration_assets.target.metadata_cache import SCHEMA, StagingError, cached_rules, entity_sets
 from migration_assets.target.rules import TableRules
 
@@ -48,6 +49,25 @@ class StagedCheck:
         )
 
 
+def revalidate(
+    frame: pl.DataFrame, built: BuiltSchema, table: str, restaged: set[str] | None
+) -> pl.DataFrame:
+    """The problems of the written rows. After an incremental staging (`restaged`: the rows it wrote, validated
+    against the same rules) the row-local checks (types, formats, lengths, options, required values, unknown
+    columns, a lookup's shape) run on those rows only: the other rows passed them at an earlier staging. The
+    cross-row check, that a lookup names a staged (or loaded) record, runs on every row: a parent may have
+    been rejected or removed since."""
+    if restaged is None:
+        return validate(frame, built, table)[1]
+    is_new = pl.col("_close_id").is_in(pl.Series(sorted(restaged), dtype=pl.String).implode())
+    _, local = validate(frame.filter(is_new), built, table)
+    kept = frame.filter(~is_new)
+    lookups = [c for c in kept.columns if c in built.schema.columns and c.endswith(BIND)]
+    cross = BuiltSchema(built.schema.select_columns(lookups), [])
+    _, resolved = validate(kept.select("_close_id", *lookups), cross, table)
+    return pl.concat([local, resolved], how="vertical_relaxed")
+
+
 def check_staged(
     warehouse: WarehouseResource,
     table: str,
@@ -73,7 +93,7 @@ def check_staged(
         # (loaded by an earlier run) still resolves its children's lookups.
         binds = known_binds(con, frame, rules, entity_sets(con), target_lookup)
         built = build_schema(rules, frame.columns, binds, entity_sets(con))
-        _, still_bad = validate(frame, built, table)
+        still_bad = revalidate(frame, built, table, incremental_keys(con, table, rules))
     counted = rejected.filter(~pl.col("check_name").is_in(list(EXCLUSIONS)))
     n_rejected = counted["_close_id"].n_unique()
     total = staged.height + n_rejected

@@ -14,10 +14,10 @@ from migration_assets.clients.dataverse.client import DataverseClient, Dataverse
 from migration_assets.clients.dataverse.metadata import EntityMeta
 from migration_assets.clients.dataverse.odata import odata_string
 from migration_assets.load.ledger import SchemaLedger
+from migration_assets.target.plan_reuse import SCHEMA as PLAN_SCHEMA
+from migration_assets.target.plan_reuse import reset_deploy
 from migration_assets.target.schema_plan import SchemaDiff, SchemaPlan, diff
 from migration_assets.target.solution import managed_solution_error
-
-PLAN_SCHEMA = "schema"
 
 
 class SchemaDeployError(RuntimeError):
@@ -40,10 +40,23 @@ def read_existing(
     return out
 
 
-def save_plan(con: duckdb.DuckDBPyConnection, plan: SchemaPlan) -> None:
+def save_plan(
+    con: duckdb.DuckDBPyConnection,
+    plan: SchemaPlan,
+    fingerprint: str | None = None,
+    run_id: str | None = None,
+) -> None:
+    """Save a freshly made plan with the fingerprint of its inputs and the run that made it
+    (target/plan_reuse.py); no deploy step has completed it yet."""
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {PLAN_SCHEMA}")
-    con.execute(f"CREATE OR REPLACE TABLE {PLAN_SCHEMA}.plan (plan_json VARCHAR)")
-    con.execute(f"INSERT INTO {PLAN_SCHEMA}.plan VALUES (?)", [plan.to_json()])
+    con.execute(
+        f"CREATE OR REPLACE TABLE {PLAN_SCHEMA}.plan (plan_json VARCHAR, fingerprint VARCHAR, "
+        "planned_by_run VARCHAR, reused_by_run VARCHAR)"
+    )
+    con.execute(
+        f"INSERT INTO {PLAN_SCHEMA}.plan VALUES (?, ?, ?, NULL)", [plan.to_json(), fingerprint, run_id]
+    )
+    reset_deploy(con)
 
 
 def load_plan(con: duckdb.DuckDBPyConnection) -> SchemaPlan:

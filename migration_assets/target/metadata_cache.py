@@ -106,9 +106,32 @@ def cached_tables(con: duckdb.DuckDBPyConnection) -> int:
 
 
 def invalidate_cache(con: duckdb.DuckDBPyConnection) -> None:
-    """After a schema deploy created something the cache was read without it: the next staging re-reads."""
+    """The cache no longer holds (a deploy created something and re-reading it failed): the next staging
+    re-reads every table."""
     if table_exists(con, SCHEMA, "target_metadata"):
         con.execute("UPDATE staged.target_metadata SET fetched_at = 0")
+
+
+def refresh_tables(con: duckdb.DuckDBPyConnection, client: Any, tables: Sequence[str]) -> list[str]:
+    """After a schema deploy created something on `tables`: re-read the rules of those of them the cache
+    holds (the cache predates what was created), so that the next staging finds a fresh cache instead of
+    re-reading every table. Returns the tables re-read; raises the client's DataverseError."""
+    if not table_exists(con, SCHEMA, "target_metadata"):
+        return []  # no cache yet: the first staging reads everything
+    cached = {r[0] for r in con.execute("SELECT table_name FROM staged.target_metadata").fetchall()}
+    stale = sorted(set(tables) & cached)
+    for table in stale:
+        r = rules_from_metadata(client.metadata(table, refresh=True))
+        con.execute(
+            "UPDATE staged.target_metadata SET entity_set = ?, rules = ?, fetched_at = ? WHERE table_name = ?",
+            [r.entity_set, json.dumps(r.to_json()), time.time(), table],
+        )
+        if table_exists(con, SCHEMA, "target_entity_sets"):
+            con.execute(
+                "UPDATE staged.target_entity_sets SET entity_set = ?, primary_id = ? WHERE table_name = ?",
+                [r.entity_set, r.primary_id, table],
+            )
+    return stale
 
 
 def load_rules(con: duckdb.DuckDBPyConnection, table: str) -> TableRules:

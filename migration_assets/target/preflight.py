@@ -233,7 +233,7 @@ def entitlement_findings(requests: int, daily_pool: int) -> list[Finding]:
             f"the load needs about {requests:,} Power Platform requests; the tenant's daily entitlement is "
             f"{daily_pool:,} (about {days} days of it)",
             "spread the load (a first run, then delta runs), license more users, or add Power Platform request "
-            "capacity; reports/load_plan shows the figures (its licences / app_users config)",
+            "capacity; schema/load_plan shows the figures (its licences / app_users config)",
         )
     ]
 

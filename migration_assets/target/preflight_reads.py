@@ -25,6 +25,7 @@ from migration_assets.resources.markdown import markdown_table
 from migration_assets.resources.warehouse import table_exists
 from migration_assets.target import preflight as pf
 from migration_assets.target.deploy import load_plan
+from migration_assets.target.preflight_state import KnownTarget
 from migration_assets.target.solution import SolutionTarget
 from migration_assets.target.solution_deploy import inspect_solution
 
@@ -127,11 +128,16 @@ def mapped_owners(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
-def guarded(topic: str, read: Callable[[], list[pf.Finding]]) -> list[pf.Finding]:
-    """A read the application user is not allowed to make is itself a blocker (with the service's words)."""
+def guarded(
+    topic: str, read: Callable[[], list[pf.Finding]], refused: list[str] | None = None
+) -> list[pf.Finding]:
+    """A read the application user is not allowed to make is itself a blocker (with the service's words);
+    its topic is added to `refused`."""
     try:
         return read()
     except DataverseApiError as exc:
+        if refused is not None:
+            refused.append(topic)
         return [
             pf.Finding(
                 pf.BLOCKER,
@@ -149,24 +155,39 @@ def collect(
     entitlement: tuple[int, int] | None,
     app_client_ids: Sequence[str],
     bypass_custom_logic: bool,
-) -> tuple[list[pf.Finding], dict[str, Any]]:
-    """Every finding, and facts for the asset's metadata. `app_client_ids`: the application users the load
-    runs as; `bypass_custom_logic`: whether it sends the bypass headers (which need their own privilege)."""
+    known: KnownTarget | None = None,
+) -> tuple[list[pf.Finding], dict[str, Any], KnownTarget | None]:
+    """Every finding, facts for the asset's metadata, and what was read of the target's metadata (None when
+    a read failed). `app_client_ids`: the application users the load runs as; `bypass_custom_logic`: whether
+    it sends the bypass headers (which need their own privilege). `known`: the metadata reads of an earlier
+    full preflight of the same plan (a delta run reusing it): the metadata is not read again and the
+    findings of the checks that read it are carried over."""
     plan = load_plan(con)
-    entities = client.rows("EntityDefinitions", ["LogicalName", "IsCustomEntity", "IsManaged", "IsActivity"])
-    present = {str(e["LogicalName"]) for e in entities}
-    # Microsoft's own solutions ship managed custom tables (msdyn_*): the edition's limit counts the others.
-    custom = sorted(
-        str(e["LogicalName"]) for e in entities if e.get("IsCustomEntity") and not e.get("IsManaged")
-    )
     planned = sorted(t.logical_name for t in plan.tables)
     written = sorted({o.table for o in cfg.objects} | set(planned))
-    facts: dict[str, Any] = {"tables_written": ", ".join(written), "custom_tables_in_target": len(custom)}
-    findings: list[pf.Finding] = []
+    if known is not None and not set(written) <= set(known.table_privileges):
+        known = None  # the tables written changed: read their metadata
+    facts: dict[str, Any] = {"tables_written": ", ".join(written)}
+    present: set[str] = set()
+    custom: list[str] = []
+    if known is None:
+        entities = client.rows(
+            "EntityDefinitions", ["LogicalName", "IsCustomEntity", "IsManaged", "IsActivity"]
+        )
+        present = {str(e["LogicalName"]) for e in entities}
+        # Microsoft's own solutions ship managed custom tables (msdyn_*): the edition's limit counts the others.
+        custom = sorted(
+            str(e["LogicalName"]) for e in entities if e.get("IsCustomEntity") and not e.get("IsManaged")
+        )
+    facts["custom_tables_in_target"] = len(custom) if known is None else known.custom_tables_in_target
+    by_table: dict[str, dict[str, str]] = {}
 
     def privileges() -> list[pf.Finding]:
-        shared = table_privileges(client, "activitypointer")  # what a new custom activity table will use
-        by_table = {t: table_privileges(client, t) if t in present else shared for t in written}
+        if known is not None:
+            by_table.update({t: known.table_privileges[t] for t in written})
+        else:
+            shared = table_privileges(client, "activitypointer")  # what a new custom activity table will use
+            by_table.update({t: table_privileges(client, t) if t in present else shared for t in written})
         targets = {f.table: set(f.targets) for f in cfg.field_maps.values()}
         needed = pf.needed_privileges(
             by_table,
@@ -227,15 +248,30 @@ def collect(
             inspect_solution(client, SolutionTarget.from_settings(cfg.settings)).conflicts
         )
 
-    findings += guarded("privilege", privileges)
-    findings += guarded("required column", required)
-    findings += pf.custom_table_findings(custom, planned, cfg.settings.edition)
+    refused: list[str] = []  # a refused read is a blocker now, not a finding to carry over
+    privilege_found = guarded("privilege", privileges, refused)
+    if known is None:
+        metadata_read = KnownTarget(
+            dict(by_table),
+            guarded("required column", required, refused),
+            pf.custom_table_findings(custom, planned, cfg.settings.edition),
+            guarded("publisher and solution", solution, refused),
+            len(custom),
+        )
+    else:
+        metadata_read = known
+        facts["metadata_reads"] = (
+            "skipped (the schema plan was reused): table privileges, required columns, custom tables and "
+            f"publisher/solution as read by run {known.run_id}"
+        )
+    findings = privilege_found + metadata_read.required + metadata_read.custom_tables
     if entitlement is not None:
         findings += pf.entitlement_findings(*entitlement)
     findings += guarded("organization", organization)
     findings += guarded("owner", owners)
-    findings += guarded("publisher and solution", solution)
-    return findings, facts
+    findings += metadata_read.solution
+    complete = set(written) <= set(by_table) and not refused
+    return findings, facts, metadata_read if complete else None
 
 
 def render(findings: list[pf.Finding], facts: dict[str, Any]) -> str:

@@ -33,6 +33,16 @@ def plan_inputs(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class LocalPlan:
+    """The plan as the inputs alone make it, before the target is read (its choice values unaligned)."""
+
+    plan: SchemaPlan
+    types: list[ActivityType]  # the Close custom activity types the plan creates tables for
+    proposals: int  # custom field proposals in mappings/custom_fields.yaml
+    confirmed: int  # of which confirmed (only these are planned)
+
+
+@dataclass(frozen=True)
 class PlannedSchema:
     plan: SchemaPlan
     existing: dict[str, EntityMeta | None]  # the target's metadata of every table the plan touches
@@ -49,15 +59,9 @@ def custom_field_proposals(config: MappingConfig) -> list[FieldProposal]:
     return parse_proposal(proposal_file, "mappings/custom_fields.yaml", config.settings.publisher_prefix)
 
 
-def plan_schema(
-    config: MappingConfig,
-    proposals: list[FieldProposal],
-    inputs: dict[str, Any],
-    client: DataverseClient,
-) -> PlannedSchema:
+def local_plan(config: MappingConfig, proposals: list[FieldProposal], inputs: dict[str, Any]) -> LocalPlan:
     """Custom columns, choices, alternate keys and custom activity tables the load needs (confirmed custom
-    field proposals only), with the option values of choice columns already in the target kept (staging
-    reads them from the plan)."""
+    field proposals only), from the mappings and the Close configuration alone (pure)."""
     confirmed = [p for p in proposals if p.confirmed]
     types = activity_types(inputs["types"], config.settings.publisher_prefix, closeid_column(config))
     keep_orphans: set[str] = set()
@@ -67,10 +71,16 @@ def plan_schema(
         types = [t for t in types if t.close_name.strip().casefold() in listed]
         keep_orphans = {t.table for t in routed if t.orphaned_values == "column"}
     plan = build_plan(config, confirmed, types, inputs["field_defs"], inputs["instances"], keep_orphans)
-    existing = read_existing(client, plan.touched_tables())
-    custom_tables = {t.logical_name for t in plan.tables}
-    plan = align_options(plan, existing, config.settings.option_value_prefix, custom_tables)
-    return PlannedSchema(plan, existing, types, len(proposals), len(confirmed))
+    return LocalPlan(plan, types, len(proposals), len(confirmed))
+
+
+def plan_schema(config: MappingConfig, local: LocalPlan, client: DataverseClient) -> PlannedSchema:
+    """The local plan against the target: the option values of choice columns already in the target kept
+    (staging reads them from the plan)."""
+    existing = read_existing(client, local.plan.touched_tables())
+    custom_tables = {t.logical_name for t in local.plan.tables}
+    plan = align_options(local.plan, existing, config.settings.option_value_prefix, custom_tables)
+    return PlannedSchema(plan, existing, local.types, local.proposals, local.confirmed)
 
 
 def missing_tables(client: DataverseClient, schema_plan: SchemaPlan) -> list[str]:

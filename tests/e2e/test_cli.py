@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from emulators.close.server import CloseEmulatorServer
 from emulators.orgdata import generate
 from migration_assets.cli import main
+
+
+def _instance_runs(home: Path) -> list[dg.DagsterRun]:
+    """The runs recorded on the instance the CLI used (what the UI lists)."""
+    with dg.DagsterInstance.from_config(str(home / "dagster_home")) as inst:
+        return list(inst.get_runs())
 
 
 def test_demo_tiny_migrates_and_prints_the_reconciliation(
@@ -17,6 +25,19 @@ def test_demo_tiny_migrates_and_prints_the_reconciliation(
     assert main(["demo", "--size", "tiny"]) == 0, "only the deliberately broken custom activity type halts"
     out = capsys.readouterr().out
     assert "halted (expected in the demo) staged__custom_activity_c2d_onboardingchecklist" in out
+    # One truth about each run: the verdict word is the run's status on the instance (the UI's), and the
+    # demo ends on the second, partial run that the documented fix makes green.
+    verdicts = re.findall(r"^run ([0-9a-f-]{36}): (\w+)", out, flags=re.MULTILINE)
+    statuses = {r.run_id: r.status.value for r in _instance_runs(isolated_home)}
+    assert [v for _, v in verdicts] == ["success", "failure", "success"], verdicts
+    assert [statuses[run_id] for run_id, _ in verdicts] == ["SUCCESS", "FAILURE", "SUCCESS"], statuses
+    assert "5/5 the documented fix" in out and "'orphaned_values': 'column'" in out
+    materialized = next(line for line in out.splitlines() if line.strip().startswith("materializing: "))
+    assert (
+        "staged/custom_activity_c2d_onboardingchecklist" in materialized and "loaded/lead" not in materialized
+    )
+    # Progress of the long steps, as plain lines when stdout is not a terminal.
+    assert re.search(r"^  close/leads: 50 records in \d+:\d\d", out, flags=re.MULTILINE), out[:3000]
     # The halt says which check and why (the undefined field), not Dagster's generic error or a trace.
     assert "columns not in the target nor the schema plan: custom.cf_" in out
     assert "set its orphaned_values in mappings/custom_activities.yaml to drop or column" in out  # the fix
@@ -38,13 +59,21 @@ def test_demo_tiny_migrates_and_prints_the_reconciliation(
     # The custom activity type whose check failed is reported as halted with that check's reason.
     halted = next(line for line in out.splitlines() if line.startswith("c2d_onboardingchecklist "))
     assert "halted (staged/custom_activity_c2d_onboardingchecklist: check " in halted, halted
+    # After the fix every activity of that type in Close is loaded and read back (the last table printed).
+    org = generate("tiny", 1)
+    broken = org.truth["edge_cases"]["broken_custom_activity_type_id"]
+    in_close = sum(1 for a in org.activities if a.get("custom_activity_type_id") == broken)
+    fixed = dict(zip(names[:-1], rows["c2d_onboardingchecklist"], strict=False))
+    assert in_close > 0 and int(fixed["loaded"]) == int(fixed["read_back"]) == in_close, fixed
     assert (isolated_home / "dagster_home" / "dagster.yaml").exists(), (
         "the run is recorded on the shared instance"
     )
     assert "Reports: " in out
     # What each service was asked, retries included (counted in every step that called it): the extraction
     # asks Close, the migration Dataverse.
-    extract_calls, migrate_calls = [x for x in out.splitlines() if x.strip().startswith("API calls: ")]
+    extract_calls, migrate_calls, _fix_calls = [
+        x for x in out.splitlines() if x.strip().startswith("API calls: ")
+    ]
     assert "Close " in extract_calls and " retried (" in extract_calls, extract_calls
     assert "Dataverse " in migrate_calls and " retried (" in migrate_calls, migrate_calls
     # Every file the run left under the home (warehouse and WAL, Dagster's run databases, reports) is

@@ -12,6 +12,7 @@ meet are made on purpose.
 from __future__ import annotations
 
 import csv
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,14 @@ def test_one_dry_run_lists_every_problem_and_migrate_still_halts(
         assert main(["dry-run"]) == 2
         out = capsys.readouterr()
         printed = out.out + out.err
+
+        # What the real load will take under the target's limits, before anything is written.
+        predicted = next(x for x in out.out.splitlines() if x.startswith("Predicted load: "))
+        assert re.match(
+            r"Predicted load: [1-9][\d,]* requests to Dataverse, at least [\d.]+ min under its "
+            r"service-protection limits \(1 application user\(s\)",
+            predicted,
+        ), predicted
 
         # The UI tells the same story: the run failed, on the review's verdict, with the gates failed.
         run = instance().get_runs(limit=1)[0]

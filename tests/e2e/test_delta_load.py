@@ -8,9 +8,10 @@ included."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from emulators.close.server import CloseEmulatorServer
 from emulators.dataverse.server import EmulatorServer
 from emulators.orgdata import CloseOrg, generate
 from migration_assets import defs as defs_package
+from migration_assets.clients.dataverse.transport import Transport
 from migration_assets.defs.jobs import DELTA_JOB, all_jobs
 from migration_assets.load.rollback import rollback
 from migration_assets.mapping.ids import record_id
@@ -78,6 +80,8 @@ class World:
     migrate: dg.ExecuteInProcessResult
     changes: Changes
     delta: dg.ExecuteInProcessResult
+    # (time, method, URL) of every Dataverse request the delta run sent, in order.
+    delta_requests: list[tuple[float, str, str]] = field(default_factory=list)
 
 
 def run_delta(resources: dict[str, Any], instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
@@ -207,7 +211,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             client.close()
             staged_before = _staged(warehouse)
             changes = _mutate(close, org)
-            delta = run_delta(resources, instance)
+            seen: list[tuple[float, str, str]] = []
+            with pytest.MonkeyPatch.context() as spy:
+                spy.setattr(Transport, "request", _recording(Transport.request, seen))
+                delta = run_delta(resources, instance)
             # Every load and the deletions ran (the whole run's outcome is a test of its own).
             assert not [k for k in s.failed_steps(delta) if k.startswith("loaded__")], s.failed_steps(delta)
             yield World(
@@ -222,6 +229,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                 migrate,
                 changes,
                 delta,
+                delta_requests=seen,
             )
     finally:
         mp.undo()
@@ -317,6 +325,50 @@ def test_the_delta_sends_requests_in_proportion_to_the_change(world: World) -> N
     assert sum(delta.values()) <= bound, report
 
 
+def _recording(send: Any, seen: list[tuple[float, str, str]]) -> Any:
+    """Transport.request that also notes (time, method, URL) of each request (the emulator keeps no log)."""
+
+    def request(self: Transport, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        seen.append((time.time(), method, str(url)))
+        return send(self, method, url, *args, **kwargs)
+
+    return request
+
+
+def _requests_by_step(world: World) -> dict[str, list[str]]:
+    """Step key -> "METHOD URL" of the delta's requests sent while it ran (steps run one at a time)."""
+    spans: dict[str, list[float]] = {}
+    for entry in world.instance.all_logs(world.delta.run_id):
+        event = entry.dagster_event
+        if event is not None and event.step_key:
+            if event.event_type_value == "STEP_START":
+                spans[event.step_key] = [entry.timestamp, float("inf")]
+            elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE"):
+                spans[event.step_key][1] = entry.timestamp
+    return {
+        step: [f"{m} {u}" for t, m, u in world.delta_requests if start <= t <= end]
+        for step, (start, end) in spans.items()
+    }
+
+
+# Fixed lookups of the environment the loads take from the warehouse after the migration recorded them.
+FIXED_LOOKUPS = ("sdkmessagefilters", "transactioncurrencies", "EntityDefinitions", "organizations")
+
+
+def test_the_delta_loads_send_only_reads_of_changed_records_and_writes(world: World) -> None:
+    by_step = _requests_by_step(world)
+    loads = {step: sent for step, sent in by_step.items() if step.startswith("loaded__")}
+    assert sum(map(len, loads.values())) > 0, sorted(by_step)  # the recording saw the loads
+    fixed = {
+        step: [r for r in sent if any(f"/{name}" in r or f" {name}" in r for name in FIXED_LOOKUPS)]
+        for step, sent in loads.items()
+    }
+    assert {step: sent for step, sent in fixed.items() if sent} == {}
+    # The changed contacts are read once: the second pass (contacts' own lookups) does not read them again.
+    reads = [r for r in loads.get("loaded__contact", []) if r.startswith("GET contacts?")]
+    assert len(reads) == 1, reads
+
+
 def test_deleted_sources_are_deactivated_and_children_re_parented(world: World) -> None:
     client = s.client_for(world.dv)
     try:
@@ -380,6 +432,70 @@ def test_a_renamed_leads_new_account_takes_over_the_close_id_key(world: World) -
             assert str((rec or {}).get("_parentcustomerid_value")).lower() == new_id
     finally:
         client.close()
+
+
+def _materialized(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, Any]]:
+    """asset path ("schema/plan") -> its materialization's metadata values, of one run."""
+    return {
+        "/".join(e.asset_key.path): {k: getattr(v, "value", v) for k, v in e.materialization.metadata.items()}
+        for e in result.get_asset_materialization_events()
+        if e.materialization is not None
+    }
+
+
+# The steps that read the target's metadata on every run before the delta reused the deployed schema plan.
+SCHEMA_READS = (
+    "schema/plan",
+    "schema/solution",
+    "schema/deployed",
+    "schema/custom_activity_tables",
+    "schema/custom_activity_columns",
+    "staged/target_metadata",
+)
+
+
+def test_the_delta_reuses_the_deployed_schema_plan_without_reading_the_target(world: World) -> None:
+    delta, migrate = _materialized(world.delta), _materialized(world.migrate)
+    plan = delta["schema/plan"]
+    assert plan["reused"] is True, plan["plan_source"]
+    assert (
+        plan["plan_source"]
+        == f"reused, fingerprint {plan['fingerprint']}, deployed by run {world.migrate.run_id}"
+    )
+    assert plan["fingerprint"] == migrate["schema/plan"]["fingerprint"]
+    for asset in SCHEMA_READS:
+        assert asset in delta, f"{asset} did not materialize in the delta"
+        assert delta[asset].get("dataverse_requests", 0) == 0, (asset, delta[asset])
+    assert delta["staged/target_metadata"]["cached"] is True  # the migration's deploy refreshed the cache
+    assert "deployed by run" in str(delta["schema/custom_activity_columns"]["skipped"])
+    # The preflight still checks the credentials and the privileges, not the metadata.
+    preflight = delta["schema/preflight"]
+    assert preflight["metadata_reads_skipped"] is True and preflight["whoami"]
+    assert 0 < preflight["dataverse_requests"] < migrate["schema/preflight"]["dataverse_requests"] / 3
+    assert preflight["findings_json"] == migrate["schema/preflight"]["findings_json"]
+
+
+def test_a_changed_mapping_makes_the_delta_plan_against_the_target_again(world: World) -> None:
+    """Runs schema/plan alone in a job named `delta`: the mapping's change, not the job, decides."""
+    account = world.mappings / "fields" / "account.yaml"
+    original = account.read_text()
+    assert "Placeholder account" in original
+    job = dg.define_asset_job(DELTA_JOB, selection=dg.AssetSelection.assets(["schema", "plan"]))
+    defs = dg.Definitions(
+        assets=dg.load_assets_from_package_module(defs_package),
+        jobs=[job],
+        resources=s.resources(world.org, world.close, world.dv, world.warehouse),
+        executor=dg.in_process_executor,
+    )
+    try:
+        account.write_text(original.replace("Placeholder account", "Placeholder account (renamed)"))
+        result = defs.resolve_job_def(DELTA_JOB).execute_in_process(instance=world.instance)
+    finally:
+        account.write_text(original)
+    plan = _materialized(result)["schema/plan"]
+    assert plan["reused"] is False and "the inputs changed" in plan["plan_source"]
+    assert plan["dataverse_requests"] > 0
+    assert plan["fingerprint"] != _materialized(world.delta)["schema/plan"]["fingerprint"]
 
 
 def _diffs(

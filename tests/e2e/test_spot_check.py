@@ -9,6 +9,8 @@ from __future__ import annotations
 import copy
 import csv
 import os
+import re
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -19,7 +21,7 @@ import duckdb
 import pytest
 from run_graph import materialize_migration  # tests/ is on sys.path (rootdir conftest)
 
-from emulators.orgdata import generate
+from emulators.orgdata import CloseOrg, generate
 from migration_assets.audit import spot_compare as sc
 from migration_assets.audit.spot_check import run_spot_check
 from migration_assets.defs.reports.spot_check import CHECK
@@ -143,6 +145,87 @@ def test_reconciliation_accounts_for_every_close_object(migrated: s.Migrated) ->
         if row["close_objects"]:  # a 1:1 table: every Close object is loaded, rejected or excluded
             accounted = int(row["loaded"]) + rejected + int(row["excluded"])
             assert table == "account" or accounted == int(row["close_objects"]), row
+
+
+def _close_objects(org: CloseOrg) -> dict[str, int]:
+    """Close objects per close.* table (and per custom activity type name), counted from the emulator's org,
+    not from our extraction."""
+    kinds = Counter(a["_type"] for a in org.activities)
+    types = {t["id"]: t["name"] for t in org.custom_activity_types}
+    per_type = dict.fromkeys(types.values(), 0)  # a type without activities has 0 Close objects
+    for a in org.activities:
+        if a["_type"] == "CustomActivity":
+            per_type[types[a["custom_activity_type_id"]]] += 1
+    files = [a for a in org.activities if a["_type"] in ("Email", "Note")]
+    return {
+        "leads": len(org.leads),
+        "contacts": len(org.contacts),
+        "opportunities": len(org.opportunities),
+        "tasks": len(org.tasks),
+        "calls": kinds["Call"],
+        "emails": kinds["Email"],
+        "notes": kinds["Note"],
+        "sms": kinds["SMS"],
+        "meetings": kinds["Meeting"],
+        "status_changes": kinds["LeadStatusChange"] + kinds["OpportunityStatusChange"],
+        "attachments": sum(len(a.get("attachments") or []) for a in files),
+        "call_recordings": sum(1 for a in org.activities if a["_type"] == "Call" and a.get("recording_url")),
+        **per_type,
+    }
+
+
+def _pack_csv(folder: Path, name: str) -> list[dict[str, str]]:
+    with (folder / name).open(encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_the_audit_pack_accounts_for_every_close_object(migrated: s.Migrated) -> None:
+    """Issue 14: read from the run's own folder only, every Close object of every table is loaded, rejected
+    (listed with its reason), merged into an Account, halted or skipped (listed), per table and source."""
+    folder = migrated.home / "reports" / migrated.result.run_id
+    expected = _close_objects(migrated.org)
+    recon = {r["table"]: r for r in _pack_csv(folder, "reconciliation.csv")}
+    by_source = _pack_csv(folder, "reconciliation_by_source.csv")
+    assert {r["table"] for r in by_source} == set(recon)
+    fates = ("loaded", "rejected", "merged", "halted", "skipped")
+    for row in by_source:
+        count = expected[row["source"] if row["close_table"] == "custom_activities" else row["close_table"]]
+        assert int(row["close_objects"]) == count, row
+        assert sum(int(row[f]) for f in fates) == count and row["unaccounted"] == "0", row
+    totals = {t: Counter() for t in recon}
+    for row in by_source:
+        totals[row["table"]].update({f: int(row[f]) for f in (*fates, "close_objects")})
+    # Sources summed into one table are broken down.
+    assert {r["source"] for r in by_source if r["table"] == "task"} == {"task", "sms"}
+    assert {r["source"] for r in by_source if r["table"] == "annotation"} == {
+        "note",
+        "status_change",
+        "attachment",
+        "call_recording",
+    }
+    for table, row in recon.items():
+        got = totals[table]
+        assert int(row["loaded"]) == got["loaded"] and int(row["merged"]) == got["merged"], (row, got)
+        if got["rejected"]:  # each rejected object is listed with its reason
+            listed = _pack_csv(folder, f"rejected_{table}.csv")
+            assert len({r["close_id"] for r in listed}) == got["rejected"] and all(
+                r["reason"] for r in listed
+            )
+        assert (got["halted"] > 0 or table == s.EXPECTED_HALT) == row["status"].startswith("halted"), row
+    # The Accounts add up: every lead is one Account, a merged lead or a rejected one.
+    merges = _pack_csv(folder, "merged_accounts.csv")
+    account = totals["account"]
+    assert account["merged"] == sum(int(m["leads"]) - 1 for m in merges) > 0
+    assert account["loaded"] == int(recon["account"]["read_back"])  # one loaded lead per Account in Dataverse
+    assert account["loaded"] + account["rejected"] + account["merged"] == expected["leads"]
+    # Skipped files are this run's oversize list; the owner queue is this run's too.
+    skipped = sum(int(r["skipped"]) for r in by_source if r["source"] == "attachment")
+    assert len(_pack_csv(folder, "oversize_attachments.csv")) == skipped > 0
+    assert _pack_csv(folder, "owner_queue.csv")
+    assert not (folder / "spot_check_sampled.md").exists()  # the sample's ids are its CSV
+    page = (folder / "index.html").read_text(encoding="utf-8")
+    linked = set(re.findall(r'href="([^"]+)"', page))
+    assert linked == {p.name for p in folder.iterdir() if p.name != "index.html"} and "<svg" in page
 
 
 def test_a_mapping_that_swaps_two_option_values_fails_the_spot_check(migrated: s.Migrated) -> None:

@@ -1,7 +1,8 @@
 """Incremental staging (issue 13, mapping/delta_staging.py): after a delta extraction, re-staging only the
 affected rows leaves the staged tables IDENTICAL (rows, values, rejected rows, notices) to a full re-staging
 of the same close.* tables. On two org shapes (`tiny`), after updates, inserts, deletions and a merge-like
-change (a lead's children moved to another lead, the lead deleted).
+change (a lead's children moved to another lead, the lead deleted); annotation (notes, status changes, an
+attachment added and a recording removed through their activities) and the custom activity tables too.
 
 close._changes / close._extractions are written here in the shape the delta extraction writes them.
 """
@@ -18,14 +19,14 @@ import duckdb
 import polars as pl
 import pytest
 from run_graph import reviewed_mappings  # tests/ is on sys.path
-from test_stage import Env, extract, run_dry  # tests/e2e is on sys.path
+from test_stage import TABLES, Env, extract, run_dry  # tests/e2e is on sys.path
 
 from emulators.dataverse.config import DataverseEmulatorConfig
 from emulators.dataverse.server import EmulatorServer
 from emulators.orgdata import generate
 from emulators.orgdata.shapes import DEFAULT_SHAPE, ORG_SHAPES
 from migration_assets.demo import first_enabled_user
-from migration_assets.mapping.delta_staging import INDEX, RESTAGED, STATE
+from migration_assets.mapping.delta_staging import DERIVED, INDEX, RESTAGED, STATE
 from migration_assets.resources.warehouse import WarehouseResource, fetch_polars
 
 pytestmark = pytest.mark.e2e
@@ -47,7 +48,7 @@ RECORD_TABLES = (
     "call_recordings",
 )
 CHILD_TABLES = RECORD_TABLES[1:]
-INCREMENTAL = ("account", "lead", "contact", "opportunity", "phonecall", "email", "task", "appointment")
+INCREMENTAL = TABLES  # every registry table, annotation included (the custom activity tables besides)
 STATE_TABLES = {STATE, RESTAGED, INDEX}
 
 
@@ -70,14 +71,15 @@ def record_extractions(con: duckdb.DuckDBPyConnection, mode: str, run_id: str) -
         "CREATE TABLE IF NOT EXISTS close._changes (table_name VARCHAR, id VARCHAR, change VARCHAR, run_id VARCHAR)"
     )
     tables = con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'close'").fetchall()
-    for (table,) in tables:
+    # Derived tables (close/attachments, call_recordings) in full, after the activities they come from.
+    for table in sorted((t for (t,) in tables), key=lambda t: t in DERIVED):
         if table.startswith("_") or (mode == "delta" and table not in RECORD_TABLES):
             continue
         con.execute(
             "INSERT INTO close._extractions (table_name, mode, run_id, extracted_at) SELECT ?, ?, ?, "
             "(SELECT coalesce(max(extracted_at), TIMESTAMPTZ '2026-01-01 00:00:00+00') + INTERVAL 1 HOUR "
             "FROM close._extractions)",
-            [table, mode, run_id],
+            [table, "full" if table in DERIVED else mode, run_id],
         )
 
 
@@ -173,6 +175,7 @@ def mutate(db: Path) -> dict[str, list[str]]:
         )
         call = e.ids("SELECT id FROM close.calls ORDER BY id")[0]
         e.copy("calls", call, "acti_deltanewcall01", {"lead_id": leads[3], "note": "inserted by the delta"})
+        annotation_and_custom_activity_edits(e, leads)
         # Deletions.
         e.delete("opportunities", e.ids("SELECT id FROM close.opportunities ORDER BY id DESC LIMIT 1"))
         e.delete("emails", e.ids("SELECT id FROM close.emails ORDER BY id DESC LIMIT 1"))
@@ -201,6 +204,32 @@ def mutate(db: Path) -> dict[str, list[str]]:
         return {"leads": [leads[0], source, destination], "contact": [contact]}
     finally:
         con.close()
+
+
+def annotation_and_custom_activity_edits(e: Edits, leads: list[str]) -> None:
+    """A note edited, a status change deleted, a file attached to an email and a call's recording removed (their
+    derived rows changed as the extraction re-derives them); a custom activity edited, one copied, one deleted."""
+    e.patch(
+        "notes", e.ids("SELECT id FROM close.notes ORDER BY id LIMIT 1"), {"note_html": "<p>Delta note</p>"}
+    )
+    e.delete("status_changes", e.ids("SELECT id FROM close.status_changes ORDER BY id LIMIT 1"))
+    email, lead = e.con.execute("SELECT id, lead_id FROM close.emails ORDER BY id LIMIT 1").fetchone()
+    file = {"url": "https://files.example/delta.pdf", "filename": "delta.pdf", "size": 1234}
+    e.con.execute(
+        "INSERT INTO close.attachments BY NAME SELECT ? AS activity_id, ? AS lead_id, 'Email' AS source_type, "
+        "? AS url, ? AS filename, ? AS size, 'application/pdf' AS content_type, date_created AS "
+        "activity_date_created FROM close.emails WHERE id = ?",
+        [email, lead, file["url"], file["filename"], file["size"], email],
+    )
+    e.patch("emails", [email], {"subject": "Delta attachment"})
+    recorded = e.ids("SELECT activity_id FROM close.call_recordings ORDER BY activity_id LIMIT 1")
+    e.con.execute("DELETE FROM close.call_recordings WHERE activity_id IN (SELECT UNNEST(?))", [recorded])
+    e.patch("calls", recorded, {"recording_url": ""})
+    instances = e.ids("SELECT id FROM close.custom_activities ORDER BY id")
+    if len(instances) >= 3:
+        e.patch("custom_activities", [instances[0]], {"status": "draft"})
+        e.copy("custom_activities", instances[1], "acti_deltanewcustom1", {"lead_id": leads[3]})
+        e.delete("custom_activities", [instances[2]])
 
 
 def staged_tables(db: Path) -> list[str]:
@@ -260,13 +289,19 @@ def test_incremental_staging_equals_full_restaging(
     delta = run_dry(env, incremental_db, root, monkeypatch)
     full = run_dry(env, full_db, root, monkeypatch)
     delta_modes, full_modes = modes(delta), modes(full)
-    for table in INCREMENTAL:
+    custom = [t for t in delta_modes if t.startswith("custom_activity_")]
+    assert custom, delta_modes  # both shapes have custom activity types
+    for table in (*INCREMENTAL, *custom):
         mode, restaged, _ = delta_modes[table]
         assert mode == "incremental", (table, delta_modes[table])
         assert full_modes[table][0] == "full"
-        assert restaged is not None and restaged < read_sorted(incremental_db, table).height, table
-    assert delta_modes["annotation"][0] == "full"
+        # Fewer than its rows, staged or rejected (a halted custom activity type stages none; a type may have
+        # no instance in a tiny org).
+        rows = read_sorted(incremental_db, table).height
+        rows += read_sorted(incremental_db, f"{table}_rejected")["_close_id"].n_unique()
+        assert restaged is not None and (restaged < rows or restaged == rows == 0), (table, restaged, rows)
     assert delta_modes["lead"][1] and delta_modes["account"][1] and delta_modes["phonecall"][1], delta_modes
+    assert delta_modes["annotation"][1], delta_modes
     assert {c.check_name: c.passed for c in delta.get_asset_check_evaluations()} == {
         c.check_name: c.passed for c in full.get_asset_check_evaluations()
     }

@@ -113,3 +113,28 @@ def test_rules_digest_ignores_what_does_not_change_a_check() -> None:
 
     assert digest(planned) == digest(created)
     assert digest(planned) != digest(longer) and digest(planned) != digest(email)
+
+
+def test_a_derived_table_changes_with_its_origin_once_derived_again(con: duckdb.DuckDBPyConnection) -> None:
+    """close.call_recordings is derived in full from close.calls by every extraction: its changed activities
+    are the calls' changes, provided it was derived after the calls' latest extraction."""
+    con.execute("CREATE TABLE close.call_recordings (activity_id VARCHAR, lead_id VARCHAR, url VARCHAR)")
+    con.execute(
+        "INSERT INTO close.call_recordings VALUES ('acti_1', 'lead_a', 'u1'), ('acti_2', 'lead_b', 'u2')"
+    )
+
+    def derived(run_id: str, at: str) -> None:
+        con.execute("INSERT INTO close._extractions VALUES ('call_recordings', 'full', ?, ?)", [run_id, at])
+
+    extracted(con, "r0", "full", "2026-01-01", {})
+    derived("r0", "2026-01-01 00:10")
+    reads = ("call_recordings",)
+    assert plan(con, "phonecall", reads, ()).consumed == {"calls": "r0"}  # read through its origin
+    record(con, plan(con, "phonecall", reads, ()), None)
+    extracted(con, "r1", "delta", "2026-01-02", {"acti_1": "upserted", "acti_7": "deleted"})
+    assert "not derived again" in str(plan(con, "phonecall", reads, ()).full_reason)
+    derived("r1", "2026-01-02 00:10")
+    delta = plan(con, "phonecall", reads, ())
+    assert delta.incremental and delta.changed["call_recordings"] == {"acti_1", "acti_7"}
+    # The deleted call's recording is a key too: its staged row is removed.
+    assert affected_source_ids(con, delta, "call_recordings", "activity_id") == {"acti_1", "acti_7"}

@@ -7,8 +7,10 @@ beside this one; this module is the public face.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from migration_assets.clients.dataverse.batch import (
@@ -47,6 +49,7 @@ from migration_assets.clients.dataverse.transport import (
 
 __all__ = [
     "AppUserCredentials",
+    "BulkSupportAnswer",
     "DataverseApiError",
     "DataverseAuthError",
     "DataverseClient",
@@ -66,6 +69,18 @@ __all__ = [
 DEFAULT_BATCH_SIZE = 500
 # $batch fallback: each part still costs server time; Microsoft says start at ~10 and grow (§5.1).
 DEFAULT_BATCH_REQUEST_SIZE = 100
+BULK_MESSAGES = ("CreateMultiple", "UpdateMultiple", "UpsertMultiple")
+
+
+@dataclass(frozen=True)
+class BulkSupportAnswer:
+    """The server's answer to "is `message` available on `table`?" (an `sdkmessagefilters` query), and when
+    (epoch seconds) it was given."""
+
+    message: str
+    table: str
+    supported: bool
+    asked_at: float
 
 
 class DataverseClient(SchemaWritesMixin):
@@ -96,7 +111,11 @@ class DataverseClient(SchemaWritesMixin):
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dataverse")
         self._writer = BulkWriter(self.transport, self._pool, self.write_headers)
         self._meta: dict[str, EntityMeta] = {}
+        self._meta_read_at: dict[str, float] = {}  # tables whose metadata this client read itself: when
+        # (message, table) -> supported. `_bulk_asked` holds the answers this client got from the server
+        # itself (with when), as opposed to those primed from an earlier run's record (`prime_bulk_support`).
         self._bulk_support: dict[tuple[str, str], bool] = {}
+        self._bulk_asked: dict[tuple[str, str], BulkSupportAnswer] = {}
         self._sets: dict[str, tuple[str, str]] = {}
 
     def __enter__(self) -> DataverseClient:
@@ -134,9 +153,38 @@ class DataverseClient(SchemaWritesMixin):
     def metadata(self, table: str, refresh: bool = False) -> EntityMeta:
         """Columns, choices, keys and relationships of a table; cached for the life of the client."""
         if refresh or table not in self._meta:
+            read_at = time.time()
             self._meta[table] = load_entity(self.get_json, table)
+            self._meta_read_at[table] = read_at
             self._sets[table] = (self._meta[table].entity_set_name, self._meta[table].primary_id)
         return self._meta[table]
+
+    def prime_metadata(self, meta: EntityMeta) -> bool:
+        """Take a table's metadata read earlier (a run's record of it), so that it is not read again; what
+        this client has already wins. True when taken."""
+        if meta.logical_name in self._meta:
+            return False
+        self._meta[meta.logical_name] = meta
+        self._sets[meta.logical_name] = (meta.entity_set_name, meta.primary_id)
+        return True
+
+    def metadata_read(self) -> dict[str, tuple[EntityMeta, float]]:
+        """Table -> (metadata, when it was read) for the tables whose metadata this client read itself."""
+        # A schema write drops a table's definition from `_meta` (schema.py): only those still held count.
+        return {t: (self._meta[t], at) for t, at in self._meta_read_at.items() if t in self._meta}
+
+    def prime_entity_sets(self, heads: Iterable[tuple[str, str, str]]) -> int:
+        """Take (table, entity set, primary id column) known from an earlier read; returns how many."""
+        taken = 0
+        for table, entity_set, primary_id in heads:
+            if table not in self._sets and entity_set and primary_id:
+                self._sets[table] = (entity_set, primary_id)
+                taken += 1
+        return taken
+
+    def entity_sets_known(self) -> dict[str, tuple[str, str]]:
+        """Table -> (entity set, primary id column) as far as this client knows them."""
+        return dict(self._sets)
 
     def _head(self, table: str) -> tuple[str, str]:
         """(entity set name, primary id column) of a table, with one light query, cached."""
@@ -154,9 +202,17 @@ class DataverseClient(SchemaWritesMixin):
     def entity_set(self, table: str) -> str:
         return self._head(table)[0]
 
-    def supports_bulk(self, message: str, table: str) -> bool:
-        """Is `message` (CreateMultiple, UpdateMultiple, UpsertMultiple) available on `table`? Cached."""
-        if (message, table) not in self._bulk_support:
+    @property
+    def environment_url(self) -> str:
+        """The environment this client talks to (what facts about the environment are recorded under)."""
+        return self.transport.settings.environment_url.rstrip("/")
+
+    def supports_bulk(self, message: str, table: str, refresh: bool = False) -> bool:
+        """Is `message` (CreateMultiple, UpdateMultiple, UpsertMultiple) available on `table`? Asked once
+        (reference §4.1) and cached, or primed from an earlier answer; `refresh` asks the server again."""
+        if message not in BULK_MESSAGES:
+            raise DataverseError(f"not a bulk message: {message!r} (one of {', '.join(BULK_MESSAGES)})")
+        if refresh or (message, table) not in self._bulk_support:
             qs = query_string(
                 {
                     "$select": "sdkmessagefilterid",
@@ -165,9 +221,25 @@ class DataverseClient(SchemaWritesMixin):
                     "@table": f"'{table}'",
                 }
             )
-            found = self.get_json(f"sdkmessagefilters?{qs}").get("value", [])
-            self._bulk_support[(message, table)] = bool(found)
+            found = bool(self.get_json(f"sdkmessagefilters?{qs}").get("value", []))
+            self._bulk_support[(message, table)] = found
+            self._bulk_asked[(message, table)] = BulkSupportAnswer(message, table, found, time.time())
         return self._bulk_support[(message, table)]
+
+    def prime_bulk_support(self, known: Iterable[tuple[str, str, bool]]) -> int:
+        """Take (message, table, supported) answers recorded by an earlier run against this environment,
+        so that they are not asked again; an answer this client already has wins. Returns how many were
+        taken."""
+        taken = 0
+        for message, table, supported in known:
+            if message in BULK_MESSAGES and (message, table) not in self._bulk_support:
+                self._bulk_support[(message, table)] = bool(supported)
+                taken += 1
+        return taken
+
+    def bulk_support_asked(self) -> list[BulkSupportAnswer]:
+        """The answers this client got from the server itself (not primed ones), oldest first."""
+        return sorted(self._bulk_asked.values(), key=lambda a: a.asked_at)
 
     # -- records ----------------------------------------------------------------------------------------
     def create(self, table: str, record: dict[str, Any]) -> str:

@@ -289,6 +289,7 @@ class Transport:
                 hdrs["Content-Type"] = "application/json; charset=utf-8"
             call.add(requests=1)
             self._bump(lane, "requests")
+            log.debug("Dataverse request %s %s", method, url)
             try:
                 resp = lane.http.request(method, url, json=json, content=content, headers=hdrs, params=params)
             except httpx.TransportError as exc:

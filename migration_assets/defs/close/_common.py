@@ -32,6 +32,7 @@ from migration_assets.extract.writer import Pages, write_table
 from migration_assets.resources.api_calls import reports_api_calls, step_calls
 from migration_assets.resources.close import CloseResource
 from migration_assets.resources.markdown import markdown_table
+from migration_assets.resources.progress import StepProgress
 from migration_assets.resources.warehouse import WarehouseResource
 
 SCHEMA = "close"
@@ -40,31 +41,22 @@ SOURCE_PREFIX = "close_source"  # observable source assets: the objects in Close
 POOL = "close_api"
 READ_STARTED = "read_started"  # metadata: when the extraction began reading Close
 PREVIEW_ROWS = 5
-LOG_EVERY_ROWS = 50_000
 CELL_WIDTH = 60  # characters of a value shown in a Markdown table of the UI
 KINDS = {"duckdb", "polars"}
 
 PageSource = Callable[[dg.AssetExecutionContext, CloseResource, WarehouseResource], Pages]
 
 
-def _progress(context: dg.AssetExecutionContext, spec: TableSpec) -> Callable[[int], None]:
-    """Logs the running row count of a table every LOG_EVERY_ROWS rows."""
-    next_log = LOG_EVERY_ROWS
-
-    def progress(rows: int) -> None:
-        nonlocal next_log
-        if rows >= next_log:
-            context.log.info(f"close.{spec.name}: {rows:,} rows written")
-            next_log += LOG_EVERY_ROWS
-
-    return progress
+def _progress(context: dg.AssetExecutionContext, spec: TableSpec) -> StepProgress:
+    """Rows read so far (Close's lists give no total up front): the run's log and the console show them."""
+    return StepProgress(f"{GROUP}/{spec.name}", None, log=context.log.info)
 
 
 def write_pages(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource, spec: TableSpec, pages: Pages
+    warehouse: WarehouseResource, spec: TableSpec, pages: Pages, progress: StepProgress
 ) -> tuple[int, int]:
     """Write `close.<spec.name>` from `pages` (sorted, de-duplicated); returns (rows read, dropped)."""
-    return write_table(warehouse, spec, pages, _progress(context, spec), SCHEMA)
+    return write_table(warehouse, spec, pages, progress.advance_to, SCHEMA)
 
 
 def table_metadata(warehouse: WarehouseResource, spec: TableSpec) -> tuple[dict[str, Any], dg.DataVersion]:
@@ -174,10 +166,11 @@ def extract_table(
     read_started = read_started or datetime.now(UTC)
     extra: dict[str, Any] = {"mode": "full"}
     run_id = context.run.run_id
+    progress = _progress(context, spec)
     try:
         if since is None:
             # A full read writes the table sorted and de-duplicated in one pass.
-            written, dropped = write_pages(context, warehouse, spec, pages())
+            written, dropped = write_pages(warehouse, spec, pages(), progress)
             with warehouse.connect() as con:
                 record_extraction(con, SCHEMA, table, "full", run_id)
         else:
@@ -188,7 +181,7 @@ def extract_table(
                 spec,
                 since,
                 lookback,
-                _progress(context, spec),
+                progress.advance_to,
                 SCHEMA,
                 changes,
                 run_id,
@@ -201,9 +194,11 @@ def extract_table(
             dropped = finalize_table(warehouse, spec)
     except (CloseError, CloseExportError) as exc:
         raise dg.Failure(description=str(exc), metadata={"table": f"{SCHEMA}.{table}"}) from exc
+    progress.advance_to(written)
     meta, version = table_metadata(warehouse, spec)
     meta.update(
         {
+            **progress.finish(),
             "source": close.source,
             "rows_read": written,
             "duplicates_dropped": dropped,

@@ -14,10 +14,13 @@ import dagster as dg
 import duckdb
 
 from migration_assets.clients.dataverse.client import DataverseClient
+from migration_assets.load.bulk_support import prime_bulk_support, record_bulk_support
 from migration_assets.load.engine import LoadStats, TableLoader
+from migration_assets.load.entity_meta_cache import covers, prime_entity_metadata, record_entity_metadata
 from migration_assets.load.ledger import SCHEMA as LEDGER_SCHEMA
 from migration_assets.load.ledger import Ledger, run_kind
-from migration_assets.load.snapshot import changed_rows, save_snapshot
+from migration_assets.load.snapshot import changed_rows, parties_as_loaded, save_snapshot
+from migration_assets.load.target_cache import cached_key_binds, cached_max_upload
 from migration_assets.resources.warehouse import fetch_polars, quote, table_exists
 
 GROUP = "loaded"
@@ -54,9 +57,16 @@ def staged_rows(con: duckdb.DuckDBPyConnection, table: str) -> tuple[list[str], 
     return frame.columns, frame.to_dicts()
 
 
-def max_upload_bytes(client: DataverseClient, configured: int | None) -> int | None:
+def max_upload_bytes(
+    client: DataverseClient, configured: int | None, con: duckdb.DuckDBPyConnection | None = None
+) -> int | None:
+    """The upload limit: configured, else the staging cache's (read with the target's metadata), else the
+    organization's as Dataverse says now."""
     if configured is not None:
         return configured
+    cached = cached_max_upload(con) if con is not None else None
+    if cached is not None:
+        return cached
     rows = client.get_json("organizations?$select=maxuploadfilesize").get("value", [])
     return int(rows[0]["maxuploadfilesize"]) if rows and rows[0].get("maxuploadfilesize") else None
 
@@ -112,6 +122,12 @@ def run_load(
         # Nothing changed since the last load: not even the table's metadata is read.
         stats = LoadStats(table)
     else:
+        # Facts of the environment an earlier run learned (bulk messages) and the staging cache's lookups
+        # (currencies): not asked again.
+        prime_bulk_support(con, client)
+        primed = prime_entity_metadata(con, client)
+        if table in primed and not covers(client.metadata(table), columns):
+            client.metadata(table, refresh=True)  # recorded before a column the rows now carry existed
         loader = TableLoader(
             client, ledger, table, columns, BATCH_ROWS, download, max_upload, context.log.info
         )
@@ -119,7 +135,19 @@ def run_load(
             str(r.get(loader.pk) or "").lower(): {c: r.get(c) for _, cols in loader.keys for c in cols}
             for r in whole
         }
-        stats = loader.load(rows)
+        loader.known_key_binds(cached_key_binds(con))
+        if "_parties" in columns:
+            # Where activity parties are read: resolved (once per environment, then recorded) with the
+            # table's first load, not when a later delta first finds a changed party.
+            client.entity_set("activityparty")
+        if delta_meta.get("delta") == "changed rows only":
+            # Parties are read (and compared) only for rows whose parties changed since they were loaded.
+            loader.parties_as_loaded = parties_as_loaded(con, staged, loader.pk, rows)
+        try:
+            stats = loader.load(rows)
+        finally:
+            record_bulk_support(con, client, context.run.run_id)
+            record_entity_metadata(con, client, context.run.run_id)
         save_snapshot(con, staged, loader.pk, context.run.run_id, table)
     ledger.close_run("loaded", f"last table: {table}")  # finished_at = the run's latest completed table
     rejected = write_rejected_table(con, context.run.run_id, table)

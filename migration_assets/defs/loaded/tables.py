@@ -65,10 +65,12 @@ def _make(table: str) -> dg.AssetsDefinition:
     ) -> dg.MaterializeResult:
         client = dataverse.get_client()
         download, max_upload = None, None
-        if needs_close:
-            download = close.download
-            max_upload = max_upload_bytes(client, load_mapping_config().settings.max_attachment_bytes)
         with warehouse.connect() as con:
+            if needs_close:
+                download = close.download
+                max_upload = max_upload_bytes(
+                    client, load_mapping_config().settings.max_attachment_bytes, con
+                )
             stats, meta = run_load(context, con, client, table, download=download, max_upload=max_upload)
             if needs_close:  # files measured above the limit join the admin's list of oversize files
                 path, listed = write_oversize_list(con, context.run.run_id)

@@ -1,4 +1,7 @@
-"""reports/load_plan: the Dynamics gotchas made visible before anything is loaded.
+"""schema/load_plan: the Dynamics gotchas made visible before anything is loaded.
+
+It feeds the preflight (schema/preflight reads its figures), so it sits in the `schema` group: the lineage
+reads close -> staged -> schema -> loaded -> reports, left to right.
 
 - The edition's custom table limit (`target.edition` in mappings/settings.yaml; Sales Professional: 15
   custom tables, reference §11) against the custom activity tables the mapping plans, as figures. The
@@ -19,7 +22,7 @@ from migration_assets.mapping.tables import table_registry
 from migration_assets.resources.warehouse import WarehouseResource
 from migration_assets.target.custom_activity_plan import load_types
 
-GROUP = "reports"
+GROUP = "schema"  # the step it feeds (schema/preflight); the module stays with the report it renders
 # From the table registry (mappings/objects.yaml) in effect when the definitions are built.
 SOURCES = load_sources(table_registry())
 
@@ -72,6 +75,7 @@ def load_plan(
             "days_of_entitlement": est.days,
             "min_minutes_service_protection": est.min_minutes_per_user,
             "licences_assumed": licences,
+            "app_users": config.app_users,
             "per_table (upper bound from the Close data)": dg.MetadataValue.md(
                 markdown(per_table, max_rows=50)
             ),

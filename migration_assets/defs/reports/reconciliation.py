@@ -1,7 +1,10 @@
 """reports/reconciliation: per table, what Close held, what was staged, rejected, loaded and read back from
 Dataverse, and an honest status (contract F): `ok`, `partial (N rejected, see <file>)` or
 `halted (<reason>)` -- the halting check or step of THIS run, or a load that did not run. The figures are
-computed in audit/reconciliation; this module reads the run's events and writes the report.
+computed in audit/reconciliation; this module reads the run's events and writes the report: per table
+(`reconciliation.md/.csv`), every Close object per source by its fate (`reconciliation_by_source.csv`:
+loaded + rejected + merged + halted + skipped = Close objects, audit/accounting), the Accounts that stand for
+several leads (`merged_accounts.csv`) and the rejected rows with their reasons (`rejected_<table>.csv`).
 
 The report that compares with Close, the source, is reports/spot_check."""
 
@@ -10,7 +13,8 @@ from typing import Any
 import dagster as dg
 from dagster import AssetExecutionContext, DagsterEventType
 
-from migration_assets.audit.files import write_report
+from migration_assets.audit.accounting import MERGE_COLUMNS, SOURCE_COLUMNS
+from migration_assets.audit.files import write_csv, write_report
 from migration_assets.audit.reconciliation import RECON_COLUMNS, REJECTED_COLUMNS, reconcile
 from migration_assets.defs.loaded._common import loaded_key
 from migration_assets.defs.loaded.tables import ORDER
@@ -71,13 +75,45 @@ def run_halts(instance: dg.DagsterInstance, run_id: str) -> dict[str, str]:
     return halts
 
 
+def _cell(value: Any) -> str | int:
+    text = "" if value is None else str(value)
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
+def per_table(rows: list[dict[str, Any]]) -> dg.TableMetadataValue:
+    """The reconciliation as a table the UI draws in the asset's metadata (numbers as numbers)."""
+    types = {c: "string" if c in ("table", "status") else "int" for c in RECON_COLUMNS}
+    return dg.MetadataValue.table(
+        records=[dg.TableRecord({c: _cell(r.get(c)) for c in RECON_COLUMNS}) for r in rows],
+        schema=dg.TableSchema(columns=[dg.TableColumn(c, types[c]) for c in RECON_COLUMNS]),
+    )
+
+
+def render(rows: list[dict[str, Any]], sources: list[dict[str, Any]], merges: list[dict[str, Any]]) -> str:
+    """The reconciliation as Markdown: per table, then every Close object per source by its fate."""
+    leads = sum(int(m["leads"]) for m in merges)
+    return (
+        "# Reconciliation\n\n"
+        + markdown_table(rows, RECON_COLUMNS)
+        + "\n\n## Every Close object by source\n\nloaded + rejected + merged + halted + skipped = "
+        "close_objects (`unaccounted`: none of these). Rejected rows and their reasons: rejected_<table>.csv; "
+        "skipped files: oversize_attachments.csv.\n\n"
+        + markdown_table(sources, SOURCE_COLUMNS)
+        + f"\n\n## Leads merged into one Account\n\n{len(merges)} Accounts stand for {leads} leads that "
+        "share a normalised name (accounts.yaml); each counts once as the Account, its other leads as merged. "
+        "Every one: merged_accounts.csv.\n\n"
+        + markdown_table(merges, MERGE_COLUMNS, max_rows=20, count_more=True)
+    )
+
+
 @dg.asset(
     key=dg.AssetKey([GROUP, "reconciliation"]),
     group_name=GROUP,
     op_tags=AFTER_LOADS,
     pool="dataverse_api",
-    description="Per table: Close objects, staged, rejected at staging, excluded, loaded, rejected at load, "
-    "read back from Dataverse, and the status: ok, partial (N rejected, see <file>) or halted (<reason>).",
+    description="Per table: Close objects, staged, rejected at staging, excluded, merged, loaded, rejected at "
+    "load, read back from Dataverse, and the status: ok, partial (N rejected, see <file>) or halted (<reason>); "
+    "every Close object per source by its fate (loaded, rejected, merged, halted, skipped).",
 )
 @reports_api_calls
 def reconciliation(
@@ -95,14 +131,21 @@ def reconciliation(
         return path.name
 
     with warehouse.connect() as con:
-        rows = reconcile(con, dataverse.get_client(), config, halts, rejected_file)
-    md = "# Reconciliation\n\n" + markdown_table(rows, RECON_COLUMNS)
+        recon = reconcile(con, dataverse.get_client(), config, halts, rejected_file)
+    rows = recon.rows
+    sources_path = write_csv(run_id, "reconciliation_by_source", recon.sources, SOURCE_COLUMNS)
+    merges_path = write_csv(run_id, "merged_accounts", recon.merges, MERGE_COLUMNS)
+    md = render(rows, recon.sources, recon.merges)
     md_path, csv_path = write_report(run_id, "reconciliation", md, rows, RECON_COLUMNS)
     return dg.MaterializeResult(
         metadata={
+            "per_table": per_table(rows),
             "reconciliation": dg.MetadataValue.md(md),
             "report": str(md_path),
             "csv": str(csv_path),
+            "by_source_csv": str(sources_path),
+            "merged_accounts_csv": str(merges_path),
+            "close_objects_unaccounted": sum(int(r["unaccounted"]) for r in recon.sources),
             "tables_not_ok": sum(1 for r in rows if r["status"] != "ok"),
             "dagster/row_count": len(rows),
             "halted": sum(1 for r in rows if str(r["status"]).startswith("halted")),

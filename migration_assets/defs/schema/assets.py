@@ -3,22 +3,39 @@ deployed through the metadata API (DESIGN §3). schema/solution first ensures th
 solution every component is created in; custom activities come in phases: tables (1), columns (2), then
 loaded/custom_activities (3); each phase checks the previous one is really in the target. Every component a
 run creates is written ahead to the ledger, so that its rollback removes it.
+
+Each deploy step records in the warehouse that it completed the saved plan; a deploy that created something
+re-reads the staging cache rows of the tables it touched (staged.target_metadata stays fresh). In a `delta`
+run whose plan inputs have the fingerprint of the last completely deployed plan, schema/plan reuses that plan
+without reading the target and the deploy steps skip their reads, each saying so (target/plan_reuse.py).
 """
 
 import dagster as dg
 import duckdb
 from dagster import AssetExecutionContext
 
+from migration_assets.clients.dataverse.client import DataverseError
 from migration_assets.load.ledger import SchemaLedger, run_kind
 from migration_assets.mapping.config import load_mapping_config
 from migration_assets.resources.api_calls import reports_api_calls
 from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource
 from migration_assets.target.deploy import SchemaDeployError, deploy, load_plan, save_plan, subset
-from migration_assets.target.metadata_cache import invalidate_cache
-from migration_assets.target.schema_plan import SchemaDiff, diff
+from migration_assets.target.metadata_cache import invalidate_cache, refresh_tables
+from migration_assets.target.plan_reuse import (
+    Decision,
+    decide,
+    mark_reused,
+    plan_fingerprint,
+    reused_in_run,
+    step_completed,
+    step_started,
+)
+from migration_assets.target.schema_plan import SchemaDiff, SchemaPlan, diff
 from migration_assets.target.schema_planning import (
+    LocalPlan,
     custom_field_proposals,
+    local_plan,
     missing_tables,
     plan_inputs,
     plan_schema,
@@ -35,13 +52,27 @@ TABLES_PHASE = dg.AssetKey([GROUP, "custom_activity_tables"])
 COLUMNS_PHASE = dg.AssetKey([GROUP, "custom_activity_columns"])
 
 
+def _plan_metadata(saved: SchemaPlan, local: LocalPlan, fingerprint: str, source: str) -> dict[str, object]:
+    return {
+        "planned_tables": len(saved.tables),
+        "planned_columns": len(saved.columns),
+        "planned_keys": len(saved.keys),
+        "unconfirmed_proposals": local.proposals - local.confirmed,
+        "fingerprint": fingerprint,
+        "plan_source": source,
+        "custom_activity_tables": dg.MetadataValue.json({t.close_type_id: t.table for t in local.types}),
+    }
+
+
 @dg.asset(
     key=PLAN,
     group_name=GROUP,
     deps=[dg.AssetKey(["close", t]) for t in ("custom_activity_types", "custom_fields", "custom_activities")],
     pool=POOL,
     description="Custom columns, choices, alternate keys on the Close id and custom activity tables the load "
-    "needs, diffed against the target's metadata.",
+    "needs, diffed against the target's metadata. A delta run whose inputs (fingerprint: mappings/ and "
+    "the Close configuration) equal those of the last completely deployed plan reuses that plan without "
+    "reading the target. Its data version is the fingerprint.",
     kinds={"dataverse"},
 )
 @reports_api_calls
@@ -51,28 +82,60 @@ def plan(
     config = load_mapping_config()
     proposals = custom_field_proposals(config)
     with warehouse.connect() as con:
-        inputs = plan_inputs(con)
-    planned = plan_schema(config, proposals, inputs, dataverse.get_client())
+        local = local_plan(config, proposals, plan_inputs(con))
+        fingerprint = plan_fingerprint(config.root, local.plan)
+        decision = decide(con, fingerprint, run_kind(context.run.job_name) == "delta")
+        if decision.reuse:
+            mark_reused(con, context.run.run_id)
+            saved = load_plan(con)
+    version = dg.DataVersion(fingerprint)
+    if decision.reuse:
+        context.log.info(f"schema plan {decision.reason}: the target's metadata is not read")
+        return dg.MaterializeResult(
+            metadata={
+                **_plan_metadata(saved, local, fingerprint, decision.reason),
+                "reused": True,
+                "deployed_by_run": str(decision.deployed_by_run),
+                "diff": dg.MetadataValue.md(
+                    f"Not read: the plan is {decision.reason} (every deploy step completed it)."
+                ),
+            },
+            data_version=version,
+        )
+    planned = plan_schema(config, local, dataverse.get_client())
     with warehouse.connect() as con:
-        save_plan(con, planned.plan)
+        save_plan(con, planned.plan, fingerprint, context.run.run_id)
     d = diff(planned.plan, planned.existing)
     return dg.MaterializeResult(
         metadata={
-            "planned_tables": len(planned.plan.tables),
-            "planned_columns": len(planned.plan.columns),
-            "planned_keys": len(planned.plan.keys),
-            "unconfirmed_proposals": planned.proposals - planned.confirmed,
+            **_plan_metadata(
+                planned.plan, local, fingerprint, f"planned against the target ({decision.reason})"
+            ),
+            "reused": False,
             **{f"to_create_{k}": v for k, v in d.summary().items()},
             "diff": dg.MetadataValue.md(d.markdown()),
-            "custom_activity_tables": dg.MetadataValue.json(
-                {t.close_type_id: t.table for t in planned.types}
-            ),
-        }
+        },
+        data_version=version,
     )
 
 
 def _ledger(context: AssetExecutionContext, con: duckdb.DuckDBPyConnection) -> SchemaLedger:
     return SchemaLedger(con, context.run.run_id, run_kind(context.run.job_name))
+
+
+def _reused(context: AssetExecutionContext, warehouse: WarehouseResource) -> Decision | None:
+    """This run's schema/plan reused a completely deployed plan: a deploy step has nothing to read."""
+    with warehouse.connect() as con:
+        reused = reused_in_run(con, context.run.run_id)
+    if reused is not None:
+        context.log.info(f"skipping the target's reads: {reused.reason}")
+    return reused
+
+
+def _skipped(reused: Decision) -> dg.MaterializeResult:
+    return dg.MaterializeResult(
+        metadata={"skipped": f"nothing read or created: {reused.reason}", "published": "nothing"}
+    )
 
 
 @dg.asset(
@@ -89,10 +152,14 @@ def _ledger(context: AssetExecutionContext, con: duckdb.DuckDBPyConnection) -> S
 def solution(
     context: AssetExecutionContext, warehouse: WarehouseResource, dataverse: DataverseResource
 ) -> dg.MaterializeResult:
+    if (reused := _reused(context, warehouse)) is not None:
+        return _skipped(reused)
     target = SolutionTarget.from_settings(load_mapping_config().settings)
     with warehouse.connect() as con:
+        step_started(con, "solution")
         # Conflicts raise SolutionSetupError (a SchemaDeployError) before any change.
         ensured = ensure_solution(dataverse.get_client(), target, _ledger(context, con), context.log.info)
+        step_completed(con, "solution", context.run.run_id)
     return dg.MaterializeResult(
         metadata={
             "publisher": f"{target.publisher_unique_name} (prefix {target.prefix}, option values "
@@ -106,14 +173,28 @@ def solution(
     )
 
 
-def _result(warehouse: WarehouseResource, d: SchemaDiff, touched: list[str]) -> dg.MaterializeResult:
-    if touched:  # the staging cache of the target's metadata predates what was just created
-        with warehouse.connect() as con:
-            invalidate_cache(con)
+def _result(
+    context: AssetExecutionContext,
+    warehouse: WarehouseResource,
+    dataverse: DataverseResource,
+    step: str,
+    d: SchemaDiff,
+    touched: list[str],
+) -> dg.MaterializeResult:
+    refreshed: list[str] = []
+    with warehouse.connect() as con:
+        if touched:  # the staging cache of these tables' metadata predates what was just created
+            try:
+                refreshed = refresh_tables(con, dataverse.get_client(), touched)
+            except DataverseError as exc:  # the next staging re-reads everything instead
+                context.log.warning(f"re-reading the metadata of {', '.join(touched)} failed: {exc}")
+                invalidate_cache(con)
+        step_completed(con, step, context.run.run_id)
     return dg.MaterializeResult(
         metadata={
             **{f"created_{k}": v for k, v in d.summary().items()},
             "published": ", ".join(touched) or "nothing",
+            "metadata_cache_refreshed": ", ".join(refreshed) or "nothing",
             "changes": dg.MetadataValue.md(d.markdown()),
         }
     )
@@ -132,13 +213,16 @@ def _result(warehouse: WarehouseResource, d: SchemaDiff, touched: list[str]) -> 
 def deployed(
     context: AssetExecutionContext, warehouse: WarehouseResource, dataverse: DataverseResource
 ) -> dg.MaterializeResult:
+    if (reused := _reused(context, warehouse)) is not None:
+        return _skipped(reused)
     solution_name = load_mapping_config().settings.solution_unique_name
     with warehouse.connect() as con:
+        step_started(con, "deployed")
         schema_plan = subset(load_plan(con), custom_tables=False)
         d, touched = deploy(
             dataverse.get_client(), schema_plan, solution_name, context.log.info, ledger=_ledger(context, con)
         )
-    return _result(warehouse, d, touched)
+    return _result(context, warehouse, dataverse, "deployed", d, touched)
 
 
 @dg.asset(
@@ -153,8 +237,11 @@ def deployed(
 def custom_activity_tables(
     context: AssetExecutionContext, warehouse: WarehouseResource, dataverse: DataverseResource
 ) -> dg.MaterializeResult:
+    if (reused := _reused(context, warehouse)) is not None:
+        return _skipped(reused)
     solution_name = load_mapping_config().settings.solution_unique_name
     with warehouse.connect() as con:
+        step_started(con, "custom_activity_tables")
         schema_plan = subset(load_plan(con), custom_tables=True)
         d, touched = deploy(
             dataverse.get_client(),
@@ -164,7 +251,7 @@ def custom_activity_tables(
             columns=False,
             ledger=_ledger(context, con),
         )
-    return _result(warehouse, d, touched)
+    return _result(context, warehouse, dataverse, "custom_activity_tables", d, touched)
 
 
 @dg.asset(
@@ -180,7 +267,10 @@ def custom_activity_tables(
 def custom_activity_columns(
     context: AssetExecutionContext, warehouse: WarehouseResource, dataverse: DataverseResource
 ) -> dg.MaterializeResult:
+    if (reused := _reused(context, warehouse)) is not None:
+        return _skipped(reused)
     with warehouse.connect() as con:
+        step_started(con, "custom_activity_columns")
         schema_plan = subset(load_plan(con), custom_tables=True)
     client = dataverse.get_client()
     missing = missing_tables(client, schema_plan)
@@ -194,4 +284,4 @@ def custom_activity_columns(
         d, touched = deploy(
             client, schema_plan, solution_name, context.log.info, tables=False, ledger=_ledger(context, con)
         )
-    return _result(warehouse, d, touched)
+    return _result(context, warehouse, dataverse, "custom_activity_columns", d, touched)

@@ -11,6 +11,7 @@ import polars as pl
 
 from migration_assets.mapping.staging import PREVIEW_ROWS, StageResult
 from migration_assets.resources.markdown import markdown_table
+from migration_assets.resources.progress import show_finished
 
 GROUP = "staged"
 TARGET_METADATA_KEY = dg.AssetKey([GROUP, "target_metadata"])
@@ -31,6 +32,9 @@ def markdown(df: pl.DataFrame, max_rows: int = PREVIEW_ROWS, max_width: int = 70
 
 
 def materialize_result(result: StageResult, extra: Mapping[str, Any] | None = None) -> dg.MaterializeResult:
+    considered = result.staged + result.rejected + result.excluded
+    total = considered if result.restaged_rows is None else None  # incremental: only the re-staged rows
+    show_finished(f"{GROUP}/{result.table}", result.staged, total, unit="rows staged")
     meta: dict[str, Any] = {
         "dagster/row_count": result.staged,
         "rejected_rows": result.rejected,

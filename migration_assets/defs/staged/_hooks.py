@@ -13,10 +13,11 @@ from typing import Any
 
 import dagster as dg
 
-from migration_assets.mapping.table_staging import TableSteps
+from migration_assets.mapping.table_staging import DeltaInputs, TableSteps
 
-# (context, warehouse, dataverse) -> the materialization: a table staged entirely its own way.
-StageFn = Callable[[dg.AssetExecutionContext, Any, Any], dg.MaterializeResult]
+# (context, warehouse, dataverse, what the table reads for its incremental staging) -> the materialization:
+# a table staged entirely its own way.
+StageFn = Callable[[dg.AssetExecutionContext, Any, Any, DeltaInputs], dg.MaterializeResult]
 
 
 @dataclass(frozen=True)

@@ -6,13 +6,18 @@ import dagster as dg
 from migration_assets.defs.staged._common import materialize_result
 from migration_assets.defs.staged._hooks import StagingHook
 from migration_assets.mapping.account_staging import stage_accounts
+from migration_assets.mapping.table_staging import DeltaInputs
 from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource
 
 
 def stage(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource, dataverse: DataverseResource
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    dataverse: DataverseResource,
+    inputs: DeltaInputs,
 ) -> dg.MaterializeResult:
+    # Its incremental staging reads close.leads alone (account_staging.py plans it itself).
     staging = stage_accounts(warehouse, incremental=True)
     return materialize_result(
         staging.result,

@@ -1,21 +1,24 @@
 """staged/annotation's hook: notes, status changes, attachments and call recordings staged their own way
-(mapping/annotation_staging.py); the oversize files are listed for the admin."""
+(mapping/annotation_staging.py; in a delta run only the affected rows, the attachments and recordings by
+their activities' changes); the oversize files are listed for the admin."""
 
 import dagster as dg
 
 from migration_assets.defs.staged._common import counted_sources
 from migration_assets.defs.staged._hooks import StagingHook
 from migration_assets.mapping.annotation_staging import stage_annotations
+from migration_assets.mapping.table_staging import DeltaInputs
 from migration_assets.resources.dataverse import DataverseResource
 from migration_assets.resources.warehouse import WarehouseResource
 
-FULL_REASON = "annotation: notes, status changes, attachments and recordings re-staged in full every run"
-
 
 def stage(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource, dataverse: DataverseResource
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    dataverse: DataverseResource,
+    inputs: DeltaInputs,
 ) -> dg.MaterializeResult:
-    staging = stage_annotations(warehouse, dataverse)
+    staging = stage_annotations(warehouse, dataverse, inputs)
     return counted_sources(
         staging.result,
         staging.counts,
@@ -23,9 +26,6 @@ def stage(
             "upload_limit_bytes": staging.upload_limit,
             "oversize_files": staging.oversize_files,
             "oversize_csv": dg.MetadataValue.path(str(staging.oversize_csv)),
-            # Several sources, derived rows (attachments, recordings) and file metadata: no incremental staging.
-            "staging_mode": "full",
-            "full_restage_reason": FULL_REASON,
         },
     )
 

@@ -54,7 +54,8 @@ def stage_type(
     run_id: str | None = None,
 ) -> dg.MaterializeResult:
     try:
-        staging = stage_custom_activity(warehouse, t, dataverse, run_id)
+        # In a delta run only the affected instances (the materialization says so, or why in full).
+        staging = stage_custom_activity(warehouse, t, dataverse, run_id, incremental=True)
     except ActivityTypeMismatchError as exc:
         raise dg.Failure(str(exc)) from exc
     extra: dict[str, Any] = {
@@ -63,10 +64,7 @@ def stage_type(
         "columns": ", ".join(c.logical_name for c in staging.columns),
         "orphaned_values": t.orphaned_values,
         "orphaned_fields": ", ".join(staging.orphans),
-        "instances_using_undefined_fields": staging.halted["_close_id"].n_unique(),
-        # Orphaned fields and undefined-field halts are decided over the whole type: no incremental staging.
-        "staging_mode": "full",
-        "full_restage_reason": "custom activity types are re-staged in full every run",
+        "instances_using_undefined_fields": staging.halted_instances,
     }
     if t.orphaned_values == "column":
         extra["orphaned_value_columns"] = ", ".join(
@@ -74,6 +72,7 @@ def stage_type(
         )
     if staging.dropped_file is not None:
         extra.update(
+            # Of the instances staged in this run (in a delta run, the affected ones: those it loads).
             dropped_orphaned_values=staging.dropped.height,
             dropped_values_file=dg.MetadataValue.path(str(staging.dropped_file)),
             dropped_values=dg.MetadataValue.md(markdown(staging.dropped)),

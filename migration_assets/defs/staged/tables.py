@@ -4,9 +4,9 @@
 Each asset depends on the close/* tables its objects read, the staged tables their lookups and parties
 resolve against (objects.yaml stage_after), the owner map and the target metadata. A table is staged
 generically (map, validate, write) unless a hook says otherwise; in a delta run (close/* extracted in delta
-mode) only its affected rows are re-staged and merged (mapping/delta_staging.py), annotation and the custom
-activity tables are re-staged in full (their materialization says so): account (dedupe by name), lead (its
-contacts), opportunity (closed by action), annotation (several sources, files); activity tables stage their
+mode) only its affected rows are re-staged and merged (mapping/delta_staging.py; the materialization says
+how, or why in full): account (dedupe by name), lead (its contacts), opportunity (closed by action),
+annotation (several sources, files derived from activities); activity tables stage their
 objects in slices, with their parties (mapping/activity_staging.py); the SMS may go to a custom table (task.py).
 """
 
@@ -80,11 +80,11 @@ def build(table: Table) -> tuple[dg.AssetsDefinition, dg.AssetChecksDefinition]:
     def _asset(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, dataverse: DataverseResource
     ) -> dg.MaterializeResult:
+        inputs = delta_inputs(table, hook)
         if hook.stage is not None:
-            return hook.stage(context, warehouse, dataverse)
+            return hook.stage(context, warehouse, dataverse, inputs)
         cfg = load_mapping_config()
         names = routed_here(context, cfg, table)
-        inputs = delta_inputs(table, hook)
         if table.is_activity:
             sources = [ACTIVITY_SOURCES.get(name, ActivitySource(name)) for name in names]
             return counted_sources(*stage_activity(warehouse, dataverse, table.name, sources, inputs=inputs))

@@ -1,6 +1,7 @@
 """staged/target_metadata: what the target Dataverse environment says about the tables we write, cached in
 DuckDB so the dry run is cheap to repeat (target/metadata_cache.py). The cache is reused while younger than
-`max_age_minutes` unless `refresh`.
+`max_age_minutes` unless `refresh`. A schema deploy that creates columns, keys or options re-reads the rows of
+the tables it touched (target/metadata_cache.py `refresh_tables`), so the cache stays fresh for the next run.
 """
 
 import dagster as dg
@@ -21,7 +22,7 @@ from migration_assets.target.metadata_cache import (
 
 class TargetMetadataConfig(dg.Config):
     refresh: bool = False  # ignore the cache
-    max_age_minutes: int = 60  # reuse a cache younger than this (schema/* deploys invalidate it anyway)
+    max_age_minutes: int = 60  # reuse a cache younger than this (schema/* deploys refresh what they touch)
 
 
 @dg.asset(
