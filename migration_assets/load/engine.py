@@ -30,6 +30,7 @@ from migration_assets.load.lookups import (
     resolve_key_bind,
 )
 from migration_assets.mapping.ids import opportunityclose_id
+from migration_assets.resources.progress import StepProgress
 
 SCAN_PAGE = 5000  # Dataverse's largest page (reference §2.3)
 # A target table of up to this many pages is read once per load instead of once per batch; a larger one
@@ -114,6 +115,9 @@ class TableLoader:
         log: Callable[[str], None] = lambda _m: None,
     ) -> None:
         self.client, self.ledger, self.table, self.log = client, ledger, table, log
+        # About how many rows the target table holds, when the caller knows (a delta: the staged table
+        # it loaded before); None: unknown, the scan finds out within its page budget.
+        self.target_rows_hint: int | None = None
         self.meta = client.metadata(table)
         self.pk = self.meta.primary_id
         self.batch_rows = batch_rows
@@ -187,6 +191,8 @@ class TableLoader:
         in_queries = -(-staged // READ_CHUNK)
         if in_queries < 2:
             return False
+        if self.target_rows_hint is not None and -(-self.target_rows_hint // SCAN_PAGE) >= in_queries:
+            return False  # the target is known to need at least as many pages as the In-queries cost
         budget = min(SCAN_MAX_PAGES, in_queries - 1)
         found: dict[str, dict[str, Any]] = {}
         pages = self.client.query_pages(
@@ -267,14 +273,17 @@ class TableLoader:
             for r in rows
             if any(r.get(c) is not None for c in self_binds)
         ]
+        # Records written (the second pass only completes lookups of the same records): the run's log and
+        # the console show done of total, rate and ETA (file bodies of annotations travel in these batches).
+        progress = StepProgress(f"loaded/{self.table}", len(first), log=self.log)
         n = 0
         for part, counted in ((first, True), (second, False)):
-            done = 0
             for chunk in batches_of(part, self.batch_rows, MAX_BATCH_FILE_BYTES):
                 n += 1
                 self._batch(n, chunk, counted)
-                done += len(chunk)
-                self.log(f"{self.table}: batch {n} done ({done}/{len(part)} rows)")
+                if counted:
+                    progress.advance(len(chunk))
+        progress.finish()
         self.stats.batches = n
         after = self._calls()
         self.stats.requests = after[0] - before[0]

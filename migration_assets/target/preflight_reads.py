@@ -208,13 +208,10 @@ def collect(
         return out
 
     def organization() -> list[pf.Finding]:
-        org = next(
-            iter(client.query("organization", select=["maxuploadfilesize", "_basecurrencyid_value"])), {}
-        )
-        currencies = list(
-            client.query(
-                "transactioncurrency", select=["transactioncurrencyid", "isocurrencycode", "statecode"]
-            )
+        # System tables whose entity set names Dataverse fixes: asked for directly, not looked up first.
+        org = next(iter(client.rows("organizations", ["maxuploadfilesize", "_basecurrencyid_value"])), {})
+        currencies = client.rows(
+            "transactioncurrencies", ["transactioncurrencyid", "isocurrencycode", "statecode"]
         )
         base = next(
             (

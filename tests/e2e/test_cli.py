@@ -38,6 +38,8 @@ def test_demo_tiny_migrates_and_prints_the_reconciliation(
     )
     # Progress of the long steps, as plain lines when stdout is not a terminal.
     assert re.search(r"^  close/leads: 50 records in \d+:\d\d", out, flags=re.MULTILINE), out[:3000]
+    assert re.search(r"^  staged/lead: 48 of 50 rows staged$", out, flags=re.MULTILINE), out[:6000]
+    assert re.search(r"^  loaded/contact: 73 of 73 records in \d+:\d\d", out, flags=re.MULTILINE), out[:6000]
     # The halt says which check and why (the undefined field), not Dagster's generic error or a trace.
     assert "columns not in the target nor the schema plan: custom.cf_" in out
     assert "set its orphaned_values in mappings/custom_activities.yaml to drop or column" in out  # the fix

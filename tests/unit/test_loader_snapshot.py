@@ -99,3 +99,15 @@ def test_requests_per_1000_is_reported_without_a_verdict() -> None:
     assert (email["requests_per_1000"], email["write_path"]) == (20.0, "$batch")
     assert LoadStats("lead").metadata()["requests_per_1000"] is None
     assert not [k for k in bulk if "target" in k or "verdict" in k]
+
+
+def test_a_target_known_to_be_large_is_not_scanned_at_all() -> None:
+    """A delta knows about how many rows the target holds (the table it loaded before): when reading them
+    takes at least as many pages as the In-queries of the changed rows, no page is read."""
+    client = FakeClient(_rows(50), SCAN_PAGE)
+    loader = _loader(client)
+    loader.target_rows_hint = 4 * SCAN_PAGE  # 4 pages, the same as the 4 In-queries of 1,000 rows
+    assert loader.scan_target(staged=1000) is False
+    assert client.page_requests == 0
+    loader.target_rows_hint = 2 * SCAN_PAGE  # fewer pages than In-queries: the scan still pays
+    assert loader.scan_target(staged=1000) is True and client.page_requests == 1

@@ -141,6 +141,9 @@ def run_load(
             # table's first load, not when a later delta first finds a changed party.
             client.entity_set("activityparty")
         if delta_meta.get("delta") == "changed rows only":
+            # The target holds about the whole staged table: a scan of it would read more than the changed
+            # rows' In-queries do.
+            loader.target_rows_hint = len(whole)
             # Parties are read (and compared) only for rows whose parties changed since they were loaded.
             loader.parties_as_loaded = parties_as_loaded(con, staged, loader.pk, rows)
         try:
