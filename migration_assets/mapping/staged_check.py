@@ -128,7 +128,9 @@ def check_staged(
     if not within:
         reasons.append(
             f"{n_rejected} of {total} rows rejected, above the threshold "
-            f"(max_rows={threshold.max_rows}, max_fraction={threshold.max_fraction})"
+            f"(max_rows={threshold.max_rows}, max_fraction={threshold.max_fraction}): fix the rejected rows "
+            f"(the run's rejected_*.csv), or raise rejection_thresholds.{table} (or .default) in "
+            "mappings/settings.yaml"
         )
     by_check = (
         counted.group_by("check_name", "column")

@@ -43,6 +43,11 @@ def test_demo_tiny_migrates_and_prints_the_reconciliation(
     # The halt says which check and why (the undefined field), not Dagster's generic error or a trace.
     assert "columns not in the target nor the schema plan: custom.cf_" in out
     assert "set its orphaned_values in mappings/custom_activities.yaml to drop or column" in out  # the fix
+    # The threshold says which setting of which file tolerates more rejected rows.
+    assert (
+        "raise rejection_thresholds.custom_activity_c2d_onboardingchecklist (or .default) in "
+        "mappings/settings.yaml" in out
+    )
     assert "Traceback" not in out and "Stack Trace" not in out
     header = next(line for line in out.splitlines() if line.startswith("table "))
     names = header.split()
