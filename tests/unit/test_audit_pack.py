@@ -29,15 +29,13 @@ def test_the_lineage_reads_close_staged_schema_loaded_reports() -> None:
         f"{up.to_user_string()} ({groups[up]}) -> {key.to_user_string()} ({groups[key]})"
         for key in groups
         for up in graph.get(key).parent_keys
-        if up in groups
-        and GROUP_ORDER.get(groups[up], 0) > GROUP_ORDER.get(groups[key], 0)
-        # The one known exception: a custom activity type's staging reads the schema plan's columns.
-        and not (up == PLAN and key.path[1].startswith("custom_activity_"))
+        if up in groups and GROUP_ORDER.get(groups[up], 0) > GROUP_ORDER.get(groups[key], 0)
     ]
     assert backwards == []
     # The inputs of staging and of the preflight sit with the step they feed, not in reports.
     assert groups[dg.AssetKey(["staged", "owner_map"])] == "staged"
     assert groups[dg.AssetKey(["schema", "load_plan"])] == "schema"
+    assert groups[PLAN] == "staged", "the plan feeds staging: drawn with it, before the deploy steps"
     assert all(not k.path[0] == "reports" or g == "reports" for k, g in groups.items())
 
 

@@ -66,7 +66,9 @@ def _plan_metadata(saved: SchemaPlan, local: LocalPlan, fingerprint: str, source
 
 @dg.asset(
     key=PLAN,
-    group_name=GROUP,
+    # Drawn with staging, which it feeds (a custom activity type's staged check compares with its columns):
+    # the lineage then reads close -> staged -> schema -> loaded -> reports, the deploy steps after staging.
+    group_name="staged",
     deps=[dg.AssetKey(["close", t]) for t in ("custom_activity_types", "custom_fields", "custom_activities")],
     pool=POOL,
     description="Custom columns, choices, alternate keys on the Close id and custom activity tables the load "
