@@ -28,25 +28,28 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(size=args.size, seed=args.seed, ui=args.ui, org=args.org, ui_port=args.ui_port)
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    from migration_assets.runtime import run_migration
+def _ready_for_a_real_run(why: str = "") -> None:
+    """The environment a run against the real endpoints needs (`why`: what the command needs it for), then
+    the checks before any run."""
     from migration_assets.startup_checks import check_before_run
 
     missing = env.missing(env.REAL_RUN)
     if missing:
-        raise CliError(f"set {', '.join(missing)} first (see README: Running a real migration)")
+        raise CliError(f"set {', '.join(missing)} first{why} (see README: Running a real migration)")
     check_before_run()
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from migration_assets.runtime import run_migration
+
+    _ready_for_a_real_run()
     return run_migration(tags={"close2d365/mode": "run"})
 
 
 def _cmd_delta(args: argparse.Namespace) -> int:
     from migration_assets.runtime import run_delta
-    from migration_assets.startup_checks import check_before_run
 
-    missing = env.missing(env.REAL_RUN)
-    if missing:
-        raise CliError(f"set {', '.join(missing)} first (see README: Running a real migration)")
-    check_before_run()
+    _ready_for_a_real_run()
     return run_delta(tags={"close2d365/mode": "delta"})
 
 
@@ -60,28 +63,17 @@ def _cmd_observe(args: argparse.Namespace) -> int:
 
 def _cmd_cutover(args: argparse.Namespace) -> int:
     from migration_assets.cutover import cutover
-    from migration_assets.startup_checks import check_before_run
 
     if args.quiet_minutes <= 0:
         raise CliError(f"--quiet-minutes must be more than 0 (got {args.quiet_minutes})")
-    missing = env.missing(env.REAL_RUN)
-    if missing:
-        raise CliError(f"set {', '.join(missing)} first (see README: Running a real migration)")
-    check_before_run()
+    _ready_for_a_real_run()
     return cutover(args.quiet_minutes)
 
 
 def _cmd_dry_run(args: argparse.Namespace) -> int:
     from migration_assets.runtime import print_dry_run_outcome, run_job
-    from migration_assets.startup_checks import check_before_run
 
-    missing = env.missing(env.REAL_RUN)
-    if missing:
-        raise CliError(
-            f"set {', '.join(missing)} first: the dry run reads the target's metadata to check every row "
-            "(see README: Running a real migration)"
-        )
-    check_before_run()
+    _ready_for_a_real_run(": the dry run reads the target's metadata to check every row")
     # Every problem of every layer in one run: the summary here, the details in the review file.
     return print_dry_run_outcome(run_job("dry_run", tags={"close2d365/mode": "dry_run"}))
 
