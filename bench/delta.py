@@ -17,11 +17,14 @@ step group (close, staged, loaded, ...) and how each staged table was staged (in
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import os
 import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +136,33 @@ def staging_modes(result: dg.ExecuteInProcessResult) -> list[tuple[str, str, Any
     return sorted(out)
 
 
+class _RequestTrace(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith("Dataverse request "):
+            method, url = record.args[:2]  # type: ignore[index]
+            self.lines.append(f"{method} {str(url).split('/api/data/', 1)[-1][:160]}")
+
+
+@contextlib.contextmanager
+def traced_requests(on: bool) -> Iterator[list[str]]:
+    """The transport's debug line of each request ("Dataverse request METHOD URL"), collected while on."""
+    handler = _RequestTrace()
+    logger = logging.getLogger("migration_assets.clients.dataverse.transport")
+    level = logger.level
+    if on:
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG)
+    try:
+        yield handler.lines
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
 def sample(items: list[dict[str, Any]], fraction: float, busy: set[str]) -> list[dict[str, Any]]:
     """Every n-th item (about `fraction` of them, at least one) whose lead is not in `busy`."""
     free = [i for i in items if i.get("lead_id", i.get("id")) not in busy]
@@ -200,6 +230,9 @@ def main() -> int:
     parser.add_argument("--size", default="typical", choices=["tiny", "demo", "typical", "large"])
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--fraction", type=float, default=0.01, help="share of each type's records changed")
+    parser.add_argument(
+        "--trace", action="store_true", help="list every Dataverse request of the delta, in order"
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="close2d365-bench-delta-"))
@@ -249,7 +282,8 @@ def main() -> int:
             )
 
             load = os.getloadavg()[0]
-            delta, delta_s = run_job(defs, DELTA_JOB, instance, DELTA_RUN_CONFIG)
+            with traced_requests(args.trace) as trace:
+                delta, delta_s = run_job(defs, DELTA_JOB, instance, DELTA_RUN_CONFIG)
             delta_req = dataverse_requests(delta)
     print(
         f"delta run: success {delta.success}; load average before it {load:.1f}; peak RSS {peak_rss_mb():.0f} MB"
@@ -269,6 +303,10 @@ def main() -> int:
     print("\nstaged tables in the delta (mode, rows re-staged, why in full):")
     for table, mode, rows, why in staging_modes(delta):
         print(f"  {table:<44} {mode:<12} {rows!s:>7}  {why if mode == 'full' else ''}")
+    if args.trace:
+        print(f"\nDataverse requests of the delta, in order ({len(trace)}):")
+        for line in trace:
+            print(f"  {line}")
     return 0 if delta.success else 1
 
 

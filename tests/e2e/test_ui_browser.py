@@ -201,17 +201,23 @@ def test_blocking_check_shows_its_failing_rows(page: playwright_api.Page, demo_u
     failed.first.wait_for()
     assert "columns not in the target nor the schema plan" in failed.first.inner_text()
     failed.first.locator("button").last.click()  # the evaluation's metadata
-    metadata = page.get_by_role("dialog")
+    dialogs = page.get_by_role("dialog")
+    playwright_api.expect(dialogs).to_have_count(1)
+    metadata = dialogs.first
     metadata.get_by_text("rejected_rows").first.wait_for()
     shown: dict[str, str] = {}
     buttons = metadata.get_by_text("Show Markdown")
     for i in range(buttons.count()):
         buttons.nth(i).click()
-        opened = page.get_by_role("dialog").last
+        # The Markdown opens as a second dialog over the metadata; both have a "Close" button, so wait for
+        # the second one itself, and for it to be gone again before the next click.
+        playwright_api.expect(dialogs).to_have_count(2)
+        opened = dialogs.nth(1)
         opened.get_by_text("Close", exact=True).first.wait_for()
         label, _, body = opened.inner_text().partition("\n")
         shown[label.strip()] = body
         page.keyboard.press("Escape")
+        playwright_api.expect(dialogs).to_have_count(1)
     assert "rejected" in shown, sorted(shown)
     assert sorted(set(re.findall(r"acti_\w+", shown["rejected"]))) == expected, shown["rejected"][:2000]
 
