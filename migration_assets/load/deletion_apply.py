@@ -89,15 +89,29 @@ def _in_filter(pk: str, ids: Sequence[str]) -> str:
     return f"Microsoft.Dynamics.CRM.In(PropertyName='{pk}',PropertyValues=[{values}])"
 
 
-def _states(client: DataverseClient, meta: EntityMeta, ids: list[str]) -> dict[str, dict[str, Any]]:
-    """State of each existing record, with what a Lose overwrites on an opportunity: the before-image."""
+def _state_columns(meta: EntityMeta) -> list[str]:
+    """State, with what a Lose overwrites on an opportunity: the before-image of a deactivation."""
     columns = ["statecode", "statuscode"]
     if meta.logical_name == "opportunity":
         columns += [c for c in CLOSE_ACTION_COLUMNS if c in meta.attributes]
+    return columns
+
+
+def _state_queries(meta: EntityMeta, ids: list[str]) -> list[tuple[list[str], str]]:
+    """($select, $filter) of the reads of these records' states."""
+    select = [meta.primary_id, *_state_columns(meta)]
+    return [
+        (select, _in_filter(meta.primary_id, ids[start : start + READ_CHUNK]))
+        for start in range(0, len(ids), READ_CHUNK)
+    ]
+
+
+def _states(client: DataverseClient, meta: EntityMeta, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """State of each existing record (the before-image)."""
+    columns = _state_columns(meta)
     found: dict[str, dict[str, Any]] = {}
-    for start in range(0, len(ids), READ_CHUNK):
-        flt = _in_filter(meta.primary_id, ids[start : start + READ_CHUNK])
-        for rec in client.query(meta.logical_name, select=[meta.primary_id, *columns], filter=flt):
+    for select, flt in _state_queries(meta, ids):
+        for rec in client.query(meta.logical_name, select=select, filter=flt):
             found[str(rec[meta.primary_id]).lower()] = {c: rec.get(c) for c in columns}
     return found
 
@@ -107,6 +121,19 @@ def _error(part: Any) -> tuple[int | None, str, str]:
         return None, "", "no answer in $batch"
     code, message = part.error or ("", part.reason)
     return part.status, code, message
+
+
+@dataclass
+class _Writes:
+    """One table's planned writes, sent with the other tables' in as few `$batch`es as they fit in;
+    `after` counts what landed (given the refused record ids)."""
+
+    requests: list[BatchRequest]
+    todo: list[Candidate]
+    seqs: list[int]
+    operation: str
+    after: Callable[[set[str]], None]
+    gone_ok: bool = False
 
 
 class DeletionApplier:
@@ -125,20 +152,43 @@ class DeletionApplier:
         self.report = DeletionReport(mode)
 
     def apply(self, plan: DeletionPlan) -> DeletionReport:
-        """Every planned record, table by table in the plan's order (children before parents)."""
-        for table, group in groupby(plan.gone, key=lambda c: c.table):
-            candidates = list(group)
-            meta = self.client.metadata(table)
-            state = inactive_state(meta) if self.mode == "deactivate" else None
-            if state is None:
-                self._delete(meta, candidates)
-            else:
-                self._deactivate(meta, candidates, state)
+        """Every planned record, table by table in the plan's order (children before parents). The states
+        of all tables are read in one round trip and the writes of all tables sent together, in that order
+        (a `$batch` runs its parts in order), so a delta's few deletions cost a few requests, not a few per
+        table."""
+        groups = [(table, list(group)) for table, group in groupby(plan.gone, key=lambda c: c.table)]
+        metas = {table: self.client.metadata(table) for table, _ in groups}
+        states = {
+            table: inactive_state(meta) if self.mode == "deactivate" else None
+            for table, meta in metas.items()
+        }
+        self.client.read_together(
+            [
+                self.client.query_request(table, select=select, filter=flt)
+                for table, candidates in groups
+                if states[table] is not None
+                for select, flt in _state_queries(metas[table], [c.record_id for c in candidates])
+            ]
+        )
+        writes: list[_Writes] = []
+        try:
+            for table, candidates in groups:
+                state = states[table]
+                if state is None:
+                    writes += self._delete(metas[table], candidates)
+                else:
+                    writes += self._deactivate(metas[table], candidates, state)
+        finally:
+            self.client.drop_read_ahead()
+        self._send(writes)
+        for table, _ in groups:
             self.log(f"{table}: {self.report.per_table.get(table)}")
         return self.report
 
     # -- deactivate -------------------------------------------------------------------------------------
-    def _deactivate(self, meta: EntityMeta, candidates: list[Candidate], state: tuple[int, int]) -> None:
+    def _deactivate(
+        self, meta: EntityMeta, candidates: list[Candidate], state: tuple[int, int]
+    ) -> list[_Writes]:
         table = meta.logical_name
         current = _states(self.client, meta, [c.record_id for c in candidates])
         self.report.already_gone += sum(1 for c in candidates if c.record_id not in current)
@@ -158,7 +208,7 @@ class DeletionApplier:
             self.report.count(table, "unchanged", len(settled))
         todo = [c for c in present if not inactive(c)]
         if not todo:
-            return
+            return []
         intents = [
             Intent(
                 table,
@@ -181,14 +231,19 @@ class DeletionApplier:
             else []
         )
         requests = [self._state_request(meta, c.record_id, state) for c in todo]
-        failed = self._send(requests, todo, seqs, "deactivate")
-        if close_seqs:  # a refused Lose created nothing: its intent stays pending (rollback finds it gone)
-            self.ledger.finish(
-                [s for c, s in zip(todo, close_seqs, strict=True) if c.record_id not in failed]
-            )
-        done = len(todo) - len(failed)
-        self.report.deactivated += done
-        self.report.count(table, "deactivated", done)
+
+        def after(failed: set[str]) -> None:
+            if (
+                close_seqs
+            ):  # a refused Lose created nothing: its intent stays pending (rollback finds it gone)
+                self.ledger.finish(
+                    [s for c, s in zip(todo, close_seqs, strict=True) if c.record_id not in failed]
+                )
+            done = len(todo) - len(failed)
+            self.report.deactivated += done
+            self.report.count(table, "deactivated", done)
+
+        return [_Writes(requests, todo, seqs, "deactivate", after)]
 
     def _state_request(self, meta: EntityMeta, record_id: str, state: tuple[int, int]) -> BatchRequest:
         headers = dict(self.client.write_headers)
@@ -253,13 +308,13 @@ class DeletionApplier:
             value = str(record[f"_{lk.attribute}_value"]).lower()
             image[right + ld.BIND] = f"/{self.client.entity_set(logical)}({value})"
 
-    def _delete(self, meta: EntityMeta, candidates: list[Candidate]) -> None:
+    def _delete(self, meta: EntityMeta, candidates: list[Candidate]) -> list[_Writes]:
         table = meta.logical_name
         images = self._images(meta, [c.record_id for c in candidates])
         self.report.already_gone += sum(1 for c in candidates if c.record_id not in images)
         todo = [c for c in candidates if c.record_id in images]
         if not todo:
-            return
+            return []
         seqs = self.ledger.begin(
             [Intent(table, c.record_id, c.close_id, "deleted", images[c.record_id]) for c in todo]
         )
@@ -267,37 +322,37 @@ class DeletionApplier:
         requests = [
             BatchRequest("DELETE", f"{meta.entity_set_name}({c.record_id})", None, headers) for c in todo
         ]
-        failed = self._send(requests, todo, seqs, "delete", gone_ok=True)
-        done = len(todo) - len(failed)
-        self.report.deleted += done
-        self.report.count(table, "deleted", done)
+
+        def after(failed: set[str]) -> None:
+            done = len(todo) - len(failed)
+            self.report.deleted += done
+            self.report.count(table, "deleted", done)
+
+        return [_Writes(requests, todo, seqs, "delete", after, gone_ok=True)]
 
     # -- both ---------------------------------------------------------------------------------------------
-    def _send(
-        self,
-        requests: list[BatchRequest],
-        todo: list[Candidate],
-        seqs: list[int],
-        operation: str,
-        gone_ok: bool = False,
-    ) -> set[str]:
-        """`$batch`es (continue-on-error) of `requests`; finishes the ledger rows; returns refused ids."""
-        failed: set[str] = set()
+    def _send(self, writes: list[_Writes]) -> None:
+        """`$batch`es (continue-on-error) of every table's requests, in order; finishes the ledger rows and
+        records each refusal in `ledger.rejected` with the server's message."""
+        flat = [(w, i) for w in writes for i in range(len(w.requests))]
+        failed: dict[int, set[str]] = {id(w): set() for w in writes}
         size = self.client.batch_request_size
-        for start in range(0, len(requests), size):
-            parts = self.client.execute_batch(requests[start : start + size])  # type: ignore[arg-type]
+        for start in range(0, len(flat), size):
+            chunk = flat[start : start + size]
+            parts = self.client.execute_batch([w.requests[i] for w, i in chunk])  # type: ignore[misc]
             done: list[int] = []
             refused: list[tuple[int, Rejection]] = []
-            for offset, part in enumerate(parts):
-                c, seq = todo[start + offset], seqs[start + offset]
-                if part is not None and (part.ok or (gone_ok and part.status == 404)):
+            for (w, i), part in zip(chunk, parts, strict=True):
+                c, seq = w.todo[i], w.seqs[i]
+                if part is not None and (part.ok or (w.gone_ok and part.status == 404)):
                     done.append(seq)
                     continue
                 status, code, message = _error(part)
-                failed.add(c.record_id)
-                self.report.failed.append(f"{operation} {c.table}({c.record_id}): {message}")
+                failed[id(w)].add(c.record_id)
+                self.report.failed.append(f"{w.operation} {c.table}({c.record_id}): {message}")
                 refused.append(
-                    (seq, Rejection(c.table, c.record_id, c.close_id, operation, status, code, message))
+                    (seq, Rejection(c.table, c.record_id, c.close_id, w.operation, status, code, message))
                 )
             self.ledger.finish(done, refused)
-        return failed
+        for w in writes:
+            w.after(failed[id(w)])

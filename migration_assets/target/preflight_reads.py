@@ -20,6 +20,7 @@ import duckdb
 
 from migration_assets.clients.dataverse.client import DataverseClient
 from migration_assets.clients.dataverse.errors import DataverseApiError
+from migration_assets.clients.dataverse.schema import rows_url
 from migration_assets.mapping.config import MappingConfig
 from migration_assets.resources.markdown import markdown_table
 from migration_assets.resources.warehouse import table_exists
@@ -30,6 +31,20 @@ from migration_assets.target.solution import SolutionTarget
 from migration_assets.target.solution_deploy import inspect_solution
 
 FUNCTION = "Microsoft.Dynamics.CRM."
+# The fixed reads of every preflight, fetched together in one `$batch` (client.read_together): a delta's
+# preflight costs two round trips (these, then the application users' privileges), not one per read.
+ORGANIZATION = ("organizations", ["maxuploadfilesize", "_basecurrencyid_value"], None)
+CURRENCIES = ("transactioncurrencies", ["transactioncurrencyid", "isocurrencycode", "statecode"], None)
+DISABLED_USERS = ("systemusers", ["systemuserid", "fullname"], "isdisabled eq true")
+ENTITIES = ("EntityDefinitions", ["LogicalName", "IsCustomEntity", "IsManaged", "IsActivity"], None)
+
+
+def _app_user(client_id: str) -> tuple[str, list[str], str]:
+    return "systemusers", ["systemuserid"], f"applicationid eq {client_id}"
+
+
+def _privileges_url(user_id: str) -> str:
+    return f"systemusers({user_id})/{FUNCTION}RetrieveUserPrivileges()"
 
 
 def _entity(table: str, query: str = "") -> str:
@@ -39,13 +54,16 @@ def _entity(table: str, query: str = "") -> str:
 def app_users(client: DataverseClient, client_ids: Iterable[str]) -> list[pf.AppUserAccess]:
     """Each configured application user's systemuser and its privileges (name -> deepest depth)."""
     out = []
+    found = {c: client.rows(*_app_user(c)) for c in client_ids}
+    user_ids = {c: str(rows[0]["systemuserid"]) for c, rows in found.items() if rows}
+    if len(user_ids) > 1:
+        client.read_together([_privileges_url(u) for u in user_ids.values()])
     for client_id in client_ids:
-        rows = client.rows("systemusers", ["systemuserid"], f"applicationid eq {client_id}")
-        if not rows:
+        if client_id not in user_ids:
             out.append(pf.AppUserAccess(client_id, None))
             continue
-        user_id = str(rows[0]["systemuserid"])
-        body = client.get_json(f"systemusers({user_id})/{FUNCTION}RetrieveUserPrivileges()")
+        user_id = user_ids[client_id]
+        body = client.get_json(_privileges_url(user_id))
         depth_order = ["Basic", "Local", "Deep", "Global"]
         held: dict[str, str] = {}
         for p in body.get("RolePrivileges") or []:
@@ -162,6 +180,26 @@ def collect(
     it sends the bypass headers (which need their own privilege). `known`: the metadata reads of an earlier
     full preflight of the same plan (a delta run reusing it): the metadata is not read again and the
     findings of the checks that read it are carried over."""
+    fixed = [ORGANIZATION, CURRENCIES, DISABLED_USERS, *(_app_user(c) for c in app_client_ids)]
+    if known is None:
+        fixed.append(ENTITIES)
+    client.read_together(["WhoAmI", *(rows_url(*r) for r in fixed)])
+    try:
+        return _collect(client, cfg, con, entitlement, app_client_ids, bypass_custom_logic, known)
+    finally:
+        client.drop_read_ahead()
+
+
+def _collect(
+    client: DataverseClient,
+    cfg: MappingConfig,
+    con: duckdb.DuckDBPyConnection,
+    entitlement: tuple[int, int] | None,
+    app_client_ids: Sequence[str],
+    bypass_custom_logic: bool,
+    known: KnownTarget | None = None,
+) -> tuple[list[pf.Finding], dict[str, Any], KnownTarget | None]:
+    """`collect`, its fixed reads already fetched ahead."""
     plan = load_plan(con)
     planned = sorted(t.logical_name for t in plan.tables)
     written = sorted({o.table for o in cfg.objects} | set(planned))
@@ -171,9 +209,7 @@ def collect(
     present: set[str] = set()
     custom: list[str] = []
     if known is None:
-        entities = client.rows(
-            "EntityDefinitions", ["LogicalName", "IsCustomEntity", "IsManaged", "IsActivity"]
-        )
+        entities = client.rows(*ENTITIES)
         present = {str(e["LogicalName"]) for e in entities}
         # Microsoft's own solutions ship managed custom tables (msdyn_*): the edition's limit counts the others.
         custom = sorted(
@@ -209,10 +245,8 @@ def collect(
 
     def organization() -> list[pf.Finding]:
         # System tables whose entity set names Dataverse fixes: asked for directly, not looked up first.
-        org = next(iter(client.rows("organizations", ["maxuploadfilesize", "_basecurrencyid_value"])), {})
-        currencies = client.rows(
-            "transactioncurrencies", ["transactioncurrencyid", "isocurrencycode", "statecode"]
-        )
+        org = next(iter(client.rows(*ORGANIZATION)), {})
+        currencies = client.rows(*CURRENCIES)
         base = next(
             (
                 c["isocurrencycode"]
@@ -229,10 +263,7 @@ def collect(
         )
 
     def owners() -> list[pf.Finding]:
-        disabled = {
-            str(u["systemuserid"]): u
-            for u in client.rows("systemusers", ["systemuserid", "fullname"], "isdisabled eq true")
-        }
+        disabled = {str(u["systemuserid"]): u for u in client.rows(*DISABLED_USERS)}
         hit = [
             {**o, "fullname": disabled[str(o["systemuserid"])].get("fullname")}
             for o in mapped_owners(con)

@@ -53,6 +53,16 @@ class FakeClient:
             if rid in filter
         ]
 
+    def query_request(self, table: str, select: list[str], filter: str) -> tuple[str, dict[str, str]]:
+        return f"{table}?{filter}", {}
+
+    def read_together(self, reads: list[tuple[str, dict[str, str]]]) -> int:
+        self.read_ahead = [url for url, _ in reads]
+        return 0
+
+    def drop_read_ahead(self) -> None:
+        pass
+
     def execute_batch(self, items: list[BatchRequest]) -> list[BatchPartResponse | None]:
         self.batches.append(items)
         out: list[BatchPartResponse | None] = []
@@ -95,3 +105,27 @@ def test_deactivations_are_ledgered_first_and_a_refusal_is_rejected_with_its_mes
     assert {e.record_id for e in lg.entries(con, ["d"])} == {"c1", "c3", "c4"}  # what a rollback undoes
     rejected = con.execute("SELECT record_id, operation, code, message FROM ledger.rejected").fetchall()
     assert rejected == [("c2", "deactivate", "0x80040203", "Record is locked.")]
+
+
+def test_the_states_of_every_table_are_read_together_and_the_writes_sent_together_in_plan_order() -> None:
+    class TwoTables(FakeClient):
+        batch_request_size = 100
+
+        def metadata(self, table: str) -> EntityMeta:
+            return _meta(table, f"{table}id", {0: 1, 1: 2})
+
+        def query(self, table: str, select: list[str], filter: str) -> list[dict[str, Any]]:
+            pk = f"{table}id"
+            return [{pk: r, "statecode": 0, "statuscode": 1} for r in self.states if r in filter]
+
+    client = TwoTables({"k1": 0, "k2": 0, "p1": 0}, refuse=set())
+    plan = DeletionPlan(
+        gone=[Candidate("contact", "k1", "cont_1"), Candidate("contact", "k2", "cont_2")]
+        + [Candidate("account", "p1", "lead_1")]
+    )
+    con = duckdb.connect(":memory:")
+    report = DeletionApplier(client, Ledger(con, "d", kind="delta"), "deactivate", {}).apply(plan)  # type: ignore[arg-type]
+    assert report.deactivated == 3 and report.per_table["account"]["deactivated"] == 1
+    assert [u.split("?")[0] for u in client.read_ahead] == ["contact", "account"]
+    assert len(client.batches) == 1, "one $batch for both tables"
+    assert [r.url.split("(")[0] for r in client.batches[0]] == ["contacts", "contacts", "accounts"]

@@ -7,13 +7,15 @@ beside this one; this module is the public face.
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from migration_assets.clients.dataverse.batch import (
+    MAX_BATCH_REQUESTS,
     BatchPartResponse,
     BatchRequest,
     ChangeSet,
@@ -62,6 +64,13 @@ __all__ = [
     "odata_bind",
     "key_segment",
 ]
+
+_MISSING = object()
+
+
+def _read_key(url: str, headers: Mapping[str, str] | None) -> tuple[str, tuple[tuple[str, str], ...]]:
+    return url, tuple(sorted((k.lower(), v) for k, v in (headers or {}).items()))
+
 
 # Microsoft: 100–1000 rows per bulk request, start small (reference §4.4, §13.5). 500 is mid-range: a
 # request stays well under execution-time limits and writes cost 2 requests per 1,000 rows, which leaves
@@ -117,6 +126,9 @@ class DataverseClient(SchemaWritesMixin):
         self._bulk_support: dict[tuple[str, str], bool] = {}
         self._bulk_asked: dict[tuple[str, str], BulkSupportAnswer] = {}
         self._sets: dict[str, tuple[str, str]] = {}
+        # GET answers fetched ahead in one `$batch` (`read_together`), each taken once by `request`.
+        self._read_ahead: dict[tuple[str, tuple[tuple[str, str], ...]], Any] = {}
+        self._read_ahead_lock = threading.Lock()
 
     def __enter__(self) -> DataverseClient:
         return self
@@ -130,7 +142,13 @@ class DataverseClient(SchemaWritesMixin):
 
     # -- low level ------------------------------------------------------------------------------------
     def request(self, method: str, url: str, *, expect_json: bool = True, **kw: Any) -> Any:
-        """Send with retries; raise DataverseApiError (server status/code/message unchanged) on failure."""
+        """Send with retries; raise DataverseApiError (server status/code/message unchanged) on failure.
+        A GET whose answer `read_together` fetched ahead takes that answer instead of being sent."""
+        if method == "GET" and expect_json and self._read_ahead and set(kw) <= {"headers"}:
+            with self._read_ahead_lock:
+                found = self._read_ahead.pop(_read_key(url, kw.get("headers")), _MISSING)
+            if found is not _MISSING:
+                return found
         resp = self.transport.request(method, url, **kw)
         if not resp.is_success:
             code, message = error_of(resp)
@@ -141,6 +159,38 @@ class DataverseClient(SchemaWritesMixin):
 
     def get_json(self, url: str) -> Any:
         return self.request("GET", url)
+
+    def read_together(self, reads: Sequence[str | tuple[str, Mapping[str, str]]]) -> int:
+        """Fetch these GETs (a relative url, or (url, headers)) in one `$batch` instead of one round trip
+        each; the next `request("GET", url)` with the same headers takes its answer (once). Only answers that
+        succeeded are kept: a refused GET is sent again on its own and fails there with its own error, so
+        callers keep their error handling. Returns how many answers are kept. Read-only parts: the write
+        headers (bypass) are not sent."""
+        wanted = [(r, {}) if isinstance(r, str) else (r[0], dict(r[1])) for r in reads]
+        kept = 0
+        for start in range(0, len(wanted), MAX_BATCH_REQUESTS):
+            chunk = wanted[start : start + MAX_BATCH_REQUESTS]
+            items: list[BatchRequest | ChangeSet] = [BatchRequest("GET", url, None, h) for url, h in chunk]
+            ctype, payload = encode_batch(items, self.transport.api_root)
+            resp = self.transport.request("POST", "$batch", content=payload, headers={"Content-Type": ctype})
+            ctype_out = resp.headers.get("content-type", "")
+            if not ctype_out.lower().startswith("multipart/"):
+                continue  # nothing kept: each GET goes out on its own
+            parts = match_responses(items, decode_batch(ctype_out, resp.content))
+            answers = {
+                _read_key(url, h): part.json()
+                for (url, h), part in zip(chunk, parts, strict=True)
+                if part is not None and part.ok and part.body.strip()
+            }
+            with self._read_ahead_lock:
+                self._read_ahead.update(answers)
+            kept += len(answers)
+        return kept
+
+    def drop_read_ahead(self) -> None:
+        """Forget answers fetched ahead and not taken (they would be stale for a later read)."""
+        with self._read_ahead_lock:
+            self._read_ahead.clear()
 
     def stats(self) -> dict[str, dict[str, int]]:
         """Per application user: requests, retries, throttled (429s), 5xx, connection errors, refreshes."""
@@ -336,6 +386,27 @@ class DataverseClient(SchemaWritesMixin):
         page_size: int = 5000,
         annotations: bool | str = False,
     ) -> Iterator[list[dict[str, Any]]]:
+        first, headers = self.query_request(
+            table, select, filter, orderby, expand, top, page_size, annotations
+        )
+        url: str | None = first
+        while url:
+            page = self.request("GET", url, headers=headers)
+            yield page.get("value", [])
+            url = page.get("@odata.nextLink")
+
+    def query_request(
+        self,
+        table: str,
+        select: list[str] | None = None,
+        filter: str | None = None,
+        orderby: str | None = None,
+        expand: str | None = None,
+        top: int | None = None,
+        page_size: int = 5000,
+        annotations: bool | str = False,
+    ) -> tuple[str, dict[str, str]]:
+        """(url, headers) of the first page of `query` (what `read_together` takes to fetch it ahead)."""
         if not 1 <= page_size <= 5000:
             raise DataverseError(f"page_size must be 1..5000 (Dataverse maximum), got {page_size}")
         params: dict[str, str] = {}
@@ -350,11 +421,7 @@ class DataverseClient(SchemaWritesMixin):
         if annotations:
             prefer.append(include_annotations(annotations))
         headers = {"Prefer": ",".join(prefer)} if prefer else {}
-        url: str | None = self.entity_set(table) + (f"?{query_string(params)}" if params else "")
-        while url:
-            page = self.request("GET", url, headers=headers)
-            yield page.get("value", [])
-            url = page.get("@odata.nextLink")
+        return self.entity_set(table) + (f"?{query_string(params)}" if params else ""), headers
 
     def existing_ids(self, table: str, ids: list[str]) -> set[str]:
         """Which of these ids exist already (lower-cased)."""

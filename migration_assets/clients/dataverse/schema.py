@@ -23,6 +23,14 @@ from migration_assets.clients.dataverse.odata import query_string
 from migration_assets.clients.dataverse.transport import CallStats
 
 
+def rows_url(entity_set: str, select: list[str], filter: str | None = None) -> str:
+    """The first page's url of `rows` (what `read_together` takes to fetch it ahead)."""
+    params = {"$select": ",".join(select)}
+    if filter:
+        params["$filter"] = filter
+    return f"{entity_set}?{query_string(params)}"
+
+
 class SchemaWritesMixin:
     """Mixed into DataverseClient, which provides `request`, `get_json` and the `_meta` cache."""
 
@@ -207,10 +215,7 @@ class SchemaWritesMixin:
     # -- publishers and solutions (reference/entities/publisher.md, solution.md, solutioncomponent.md) --
     def rows(self, entity_set: str, select: list[str], filter: str | None = None) -> list[dict[str, Any]]:
         """Every row of a system entity set (publishers, solutions, solutioncomponents), all pages."""
-        params = {"$select": ",".join(select)}
-        if filter:
-            params["$filter"] = filter
-        url: str | None = f"{entity_set}?{query_string(params)}"
+        url: str | None = rows_url(entity_set, select, filter)
         out: list[dict[str, Any]] = []
         while url:
             page = self.get_json(url)
