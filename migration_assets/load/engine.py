@@ -29,6 +29,7 @@ from migration_assets.load.lookups import (
     prefetch_key_binds,
     resolve_key_bind,
 )
+from migration_assets.load.staged_rows import RowList, RowSource
 from migration_assets.mapping.ids import opportunityclose_id
 from migration_assets.resources.progress import StepProgress
 
@@ -243,10 +244,14 @@ class TableLoader:
         return found
 
     # -- one batch ----------------------------------------------------------------------------------------
-    def load(self, rows: Sequence[dict[str, Any]]) -> LoadStats:
+    def load(self, rows: Sequence[dict[str, Any]] | RowSource) -> LoadStats:
+        """Write `rows` (a list, or a source read chunk by chunk: load/staged_rows.py), ledgered batch by
+        batch; only one chunk of rows is held at a time."""
+        source: RowSource = RowList(list(rows)) if isinstance(rows, Sequence) else rows
         started = time.monotonic()
         before = self._calls()
-        self.stats.staged = len(rows)
+        total = source.total
+        self.stats.staged = total
         # Inside the counted window: the probe is a request of this load like any other. UpdateMultiple is
         # asked with it, so that its answer is recorded with the first load (later runs update: they ask
         # neither, load/bulk_support.py).
@@ -255,34 +260,37 @@ class TableLoader:
         )
         if self.client.use_bulk_messages:
             self.client.supports_bulk("UpdateMultiple", self.table)
-        if rows:
-            self.stats.scanned = self.scan_target(len(rows))
+        if total:
+            self.stats.scanned = self.scan_target(total)
             for nav, lk in self.lookups.items():
-                prefetch_key_binds(self.client, lk, (r.get(nav + ld.BIND) for r in rows), self._key_ids)
+                prefetch_key_binds(self.client, lk, source.values(nav + ld.BIND), self._key_ids)
         # Lookups into the same table (a contact's assistant is a contact) may point at a row of a later
         # batch or a parallel request: they are written in a second pass, once every row exists.
         self_binds = [nav + ld.BIND for nav, lk in self.lookups.items() if lk.target == self.table]
         self._self_binds = self_binds
-        first = (
-            [{k: (None if k in self_binds else v) for k, v in r.items()} for r in rows]
-            if self_binds
-            else rows
-        )
-        second = [
-            {k: r.get(k) for k in (self.pk, "_close_id", *self_binds)}
-            for r in rows
-            if any(r.get(c) is not None for c in self_binds)
-        ]
+        second: list[dict[str, Any]] = []
         # Records written (the second pass only completes lookups of the same records): the run's log and
         # the console show done of total, rate and ETA (file bodies of annotations travel in these batches).
-        progress = StepProgress(f"loaded/{self.table}", len(first), log=self.log)
+        progress = StepProgress(f"loaded/{self.table}", total, log=self.log)
         n = 0
-        for part, counted in ((first, True), (second, False)):
-            for chunk in batches_of(part, self.batch_rows, MAX_BATCH_FILE_BYTES):
+        for chunk in source.chunks():
+            first = (
+                [{k: (None if k in self_binds else v) for k, v in r.items()} for r in chunk]
+                if self_binds
+                else chunk
+            )
+            second += [
+                {k: r.get(k) for k in (self.pk, "_close_id", *self_binds)}
+                for r in chunk
+                if any(r.get(c) is not None for c in self_binds)
+            ]
+            for batch in batches_of(first, self.batch_rows, MAX_BATCH_FILE_BYTES):
                 n += 1
-                self._batch(n, chunk, counted)
-                if counted:
-                    progress.advance(len(chunk))
+                self._batch(n, batch, True)
+                progress.advance(len(batch))
+        for batch in batches_of(second, self.batch_rows, MAX_BATCH_FILE_BYTES):
+            n += 1
+            self._batch(n, batch, False)
         progress.finish()
         self.stats.batches = n
         after = self._calls()

@@ -8,7 +8,7 @@ it loaded for the next delta. Other runs diff every staged row against the targe
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import dagster as dg
 import duckdb
@@ -20,8 +20,9 @@ from migration_assets.load.entity_meta_cache import covers, prime_entity_metadat
 from migration_assets.load.ledger import SCHEMA as LEDGER_SCHEMA
 from migration_assets.load.ledger import Ledger, run_kind
 from migration_assets.load.snapshot import changed_rows, parties_as_loaded, save_snapshot
+from migration_assets.load.staged_rows import RowList, RowSource, StagedTable
 from migration_assets.load.target_cache import cached_key_binds, cached_max_upload
-from migration_assets.resources.warehouse import fetch_polars, quote, table_exists
+from migration_assets.resources.warehouse import quote, table_exists
 
 GROUP = "loaded"
 POOL = "dataverse_api"
@@ -48,13 +49,13 @@ def loaded_key(table: str) -> dg.AssetKey:
     return dg.AssetKey([GROUP, table])
 
 
-def staged_rows(con: duckdb.DuckDBPyConnection, table: str) -> tuple[list[str], list[dict[str, Any]]]:
+def staged_rows(con: duckdb.DuckDBPyConnection, table: str) -> StagedTable:
+    """The staged table, read chunk by chunk by the load (load/staged_rows.py)."""
     if not table_exists(con, "staged", table):
         raise MissingUpstreamError(
             f"staged.{table} does not exist: materialize staged/{table} before loaded/{table}"
         )
-    frame = fetch_polars(con, f"SELECT * FROM staged.{quote(table)}")
-    return frame.columns, frame.to_dicts()
+    return StagedTable(con, table)
 
 
 def max_upload_bytes(
@@ -105,20 +106,22 @@ def run_load(
     max_upload: int | None = None,
 ) -> tuple[LoadStats, dict[str, Any]]:
     staged = staged_table or table
-    columns, rows = staged_rows(con, staged)
-    whole = rows  # the whole staged table: which records it still wants with which alternate-key values
+    whole = staged_rows(con, staged)  # which records staging still wants, with which alternate-key values
+    columns, rows = whole.columns, cast(RowSource, whole)
+    changed_only: list[dict[str, Any]] = []
     delta_meta: dict[str, Any] = {}
     if is_delta_run(context):
         changed = changed_rows(con, staged)
         if changed is None:
             context.log.info(f"{table}: no snapshot of the last load; every staged row is diffed")
-            delta_meta = {"delta": "no snapshot: full diff", "staged_total": len(rows)}
+            delta_meta = {"delta": "no snapshot: full diff", "staged_total": whole.total}
         else:
-            delta_meta = {"delta": "changed rows only", "staged_total": len(rows)}
-            columns, rows = changed
-            context.log.info(f"{table}: {len(rows)} of {delta_meta['staged_total']} staged rows changed")
+            delta_meta = {"delta": "changed rows only", "staged_total": whole.total}
+            columns, changed_only = changed
+            rows = RowList(changed_only)
+            context.log.info(f"{table}: {rows.total} of {whole.total} staged rows changed")
     ledger = Ledger(con, context.run.run_id, kind=run_kind(context.run.job_name))
-    if delta_meta and not rows:
+    if delta_meta and not rows.total:
         # Nothing changed since the last load: not even the table's metadata is read.
         stats = LoadStats(table)
     else:
@@ -131,10 +134,8 @@ def run_load(
         loader = TableLoader(
             client, ledger, table, columns, BATCH_ROWS, download, max_upload, context.log.info
         )
-        loader.staged_keys = {
-            str(r.get(loader.pk) or "").lower(): {c: r.get(c) for _, cols in loader.keys for c in cols}
-            for r in whole
-        }
+        if loader.keys:
+            loader.staged_keys = whole.key_columns(loader.pk, [c for _, cols in loader.keys for c in cols])
         loader.known_key_binds(cached_key_binds(con))
         if "_parties" in columns:
             # Where activity parties are read: resolved (once per environment, then recorded) with the
@@ -143,9 +144,9 @@ def run_load(
         if delta_meta.get("delta") == "changed rows only":
             # The target holds about the whole staged table: a scan of it would read more than the changed
             # rows' In-queries do.
-            loader.target_rows_hint = len(whole)
+            loader.target_rows_hint = whole.total
             # Parties are read (and compared) only for rows whose parties changed since they were loaded.
-            loader.parties_as_loaded = parties_as_loaded(con, staged, loader.pk, rows)
+            loader.parties_as_loaded = parties_as_loaded(con, staged, loader.pk, changed_only)
         try:
             stats = loader.load(rows)
         finally:
