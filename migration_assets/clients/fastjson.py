@@ -30,4 +30,15 @@ def dumps_canonical(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
+def dumps_bytes(obj: Any) -> bytes:
+    """A request body: compact UTF-8 JSON, encoded once (orjson writes bytes directly; a file's base64 body
+    is not held as a second str while it is sent)."""
+    if orjson is not None:
+        try:
+            return orjson.dumps(obj)
+        except (TypeError, orjson.JSONEncodeError):
+            pass
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 JSONDecodeError = (json.JSONDecodeError, ValueError)

@@ -103,6 +103,14 @@ class LoadStats:
         return round(1000 * self.requests / written, 1) if written else None
 
 
+@dataclass(frozen=True)
+class FileBody:
+    """A downloaded file: its size in bytes and its body as Dataverse takes it (base64)."""
+
+    size: int
+    base64: str
+
+
 class TableLoader:
     def __init__(
         self,
@@ -402,6 +410,7 @@ class TableLoader:
                 creates.append((i, body))
                 if want is not None and want not in self.created_state:
                     states[i] = want  # a record is created open: only another final state costs a PATCH
+        files.clear()  # the bodies hold the encoded files now: one form of each file while the batch is sent
         if refused:
             self.ledger.reject(refused)
             oversize = sum(1 for r in refused if r.code == OVERSIZE_CODE)
@@ -539,7 +548,7 @@ class TableLoader:
     def _too_big(self, size: Any) -> bool:
         return too_big(size, self.max_upload)
 
-    def _download_all(self, rows: Sequence[ld.SplitRow]) -> dict[str, bytes | Oversize | Exception]:
+    def _download_all(self, rows: Sequence[ld.SplitRow]) -> dict[str, FileBody | Oversize | Exception]:
         """The file bodies of the rows about to be created, downloaded in parallel and measured as they
         arrive (Close's declared size can be smaller than the body: one past the limit is refused, and
         never held whole); a failed download is kept as its exception (the row is then rejected with it)."""
@@ -560,9 +569,15 @@ class TableLoader:
                 f"staged.{self.table} has file URLs but no Close client was given to download them"
             )
 
-        def fetch(url: str) -> bytes | Oversize | Exception:
+        def fetch(url: str) -> FileBody | Oversize | Exception:
             try:
-                return read_capped(download(url), self.max_upload)
+                data = read_capped(download(url), self.max_upload)
+                # Encoded as it arrives: the raw bytes are not kept beside their base64 form.
+                return (
+                    data
+                    if isinstance(data, Oversize)
+                    else FileBody(len(data), base64.b64encode(data).decode())
+                )
             except Exception as exc:  # noqa: BLE001 - any download failure rejects its row with the reason
                 return exc
 
@@ -574,7 +589,7 @@ class TableLoader:
         s: ld.SplitRow,
         rid: str,
         refused: list[Rejection],
-        files: dict[str, bytes | Oversize | Exception],
+        files: dict[str, FileBody | Oversize | Exception],
     ) -> dict[str, Any] | None:
         body = dict(s.payload)
         close_id = s.meta.get("_close_id")
@@ -602,8 +617,8 @@ class TableLoader:
                 )
                 return None
             self.stats.downloads += 1
-            self.stats.download_bytes += len(data)
-            body["documentbody"] = base64.b64encode(data).decode("ascii")
+            self.stats.download_bytes += data.size
+            body["documentbody"] = data.base64
         return body
 
     def _state_request(self, rid: str, state: int, status: int, meta: dict[str, Any]) -> BatchRequest:

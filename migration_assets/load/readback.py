@@ -21,11 +21,19 @@ def readback_table(
     the end-to-end tests' exactness check; it cannot see a mapping error, reports/spot_check can)."""
     if not table_exists(con, "staged", staged):
         return 0, []
-    frame = fetch_polars(con, f"SELECT * FROM staged.{quote(staged)}")
-    if frame.height == 0:
+    ref = f"staged.{quote(staged)}"
+    total = int(con.execute(f"SELECT count(*) FROM {ref}").fetchall()[0][0])
+    if total == 0:
         return 0, []
-    picked = random.Random(f"{seed}:{table}").sample(range(frame.height), min(sample, frame.height))
-    rows = [frame.row(i, named=True) for i in sorted(picked)]
+    picked = random.Random(f"{seed}:{table}").sample(range(total), min(sample, total))
+    # Only the sampled rows are read (by position in the stored order), not the whole staged table.
+    frame = fetch_polars(
+        con,
+        f"SELECT * EXCLUDE (__position) FROM (SELECT *, row_number() OVER () - 1 AS __position FROM {ref}) "
+        "WHERE __position IN (SELECT UNNEST(?)) ORDER BY __position",
+        [sorted(picked)],
+    )
+    rows = list(frame.iter_rows(named=True))
     meta = client.metadata(table)
     lookups_nav = {c[: -len(ld.BIND)] for c in frame.columns if c.endswith(ld.BIND)}
     lookups = {}

@@ -26,6 +26,7 @@ from migration_assets.clients.dataverse.bulk_plan import (
 from migration_assets.clients.dataverse.errors import DataverseApiError, DataverseError
 from migration_assets.clients.dataverse.metadata import EntityMeta
 from migration_assets.clients.dataverse.transport import CallStats, Transport, error_of
+from migration_assets.clients.fastjson import dumps_bytes
 
 MESSAGES = {"create": "CreateMultiple", "update": "UpdateMultiple", "upsert": "UpsertMultiple"}
 
@@ -155,8 +156,9 @@ class BulkWriter:
 
     def _bulk_segment(self, job: _Job, seg: Segment) -> None:
         url = f"{job.entity.entity_set_name}/Microsoft.Dynamics.CRM.{MESSAGES[job.op]}"
-        body = {"Targets": [self._target(job, job.rows[i]) for i in range(*seg)]}
-        resp = self.transport.request("POST", url, json=body, headers=self.write_headers, call=job.call)
+        body = dumps_bytes({"Targets": [self._target(job, job.rows[i]) for i in range(*seg)]})
+        headers = {**self.write_headers, "Content-Type": "application/json; charset=utf-8"}
+        resp = self.transport.request("POST", url, content=body, headers=headers, call=job.call)
         if resp.is_success:
             ids = (resp.json() or {}).get("Ids") if job.op == "create" and resp.content else None
             job.landed(range(*seg), ids)
