@@ -13,7 +13,12 @@ than the window wastes budget. From the requests and the execution time the emul
 load, the bench derives the shortest load time the limits permit and prints the share of that throughput
 the load achieved (target 80% of the sustained rate; the share of the shorter bound a short
 load could reach with the first window's burst is printed too).
-Per phase: wall time; for the load: records/s, requests per 1,000 records, 429s; peak memory (RSS).
+Per phase: wall time; for the load: records/s, requests per 1,000 records, 429s; peak memory (RSS) of the
+tool's process and, apart, of each emulator's process.
+`--realistic` adds a run with both emulators' latency models on (emulators/*/latency.py: round trips,
+Close's server time per page, Dataverse's execution time per request and record, under the real limits)
+and prints the load duration predicted from the staged data (load/estimate.py load_seconds) next to the
+measured one.
 The Dataverse emulator runs in its own process so that it does not share the loader's GIL.
 """
 
@@ -40,14 +45,62 @@ import dagster as dg  # noqa: E402
 import duckdb  # noqa: E402
 import httpx  # noqa: E402
 
-from emulators.close.config import CloseEmulatorConfig, RateLimitConfig  # noqa: E402
+from emulators.close import latency as close_latency  # noqa: E402
+from emulators.close.config import CloseEmulatorConfig, LatencyConfig, RateLimitConfig  # noqa: E402
 from emulators.close.server import CloseEmulatorServer  # noqa: E402
-from emulators.dataverse.config import DataverseEmulatorConfig, ServiceProtection  # noqa: E402
+from emulators.dataverse import latency as dv_latency  # noqa: E402
+from emulators.dataverse.config import DataverseEmulatorConfig, Latency, ServiceProtection  # noqa: E402
 from emulators.orgdata import generate  # noqa: E402
+from migration_assets.defs.loaded._common import BATCH_ROWS  # noqa: E402
+from migration_assets.load.engine import ACTION_BATCH_PARTS, DOWNLOAD_WORKERS  # noqa: E402
+from migration_assets.load.estimate import (  # noqa: E402
+    LoaderShape,
+    ServiceTimes,
+    TableWrites,
+    load_seconds,
+    write_requests,
+)
+from migration_assets.resources.warehouse import quote, table_exists  # noqa: E402
 
 TARGET_PER_1000 = 5  # requests per 1,000 records on bulk-capable tables (the issue's target)
 TARGET_SHARE = 0.8  # of the throughput the service-protection limits allow
 REAL = ServiceProtection(enabled=True)  # 6000 req / 300 s, 1,200,000 ms, 52 concurrent
+
+
+def _serve_close(size: str, seed: int, config: CloseEmulatorConfig, conn: Any) -> None:
+    org = generate(size, seed)
+    with CloseEmulatorServer(org, config) as server:
+        conn.send((server.base_url, org.api_key, [dict(u) for u in org.dynamics_users]))
+        while (message := conn.recv()) != "stop":
+            server.state.config.latency = message  # a LatencyConfig: the model is read per request
+            conn.send("ok")
+
+
+class CloseProcess:
+    """The Close emulator serving a generated org (`size`, `seed`) in its own process, so that the peak RSS
+    the bench prints for the tool is the tool's own (the org and the emulator are not in it)."""
+
+    def __init__(self, size: str, seed: int, config: CloseEmulatorConfig) -> None:
+        self.parent, child = mp.Pipe()
+        self.proc = mp.get_context("spawn").Process(
+            target=_serve_close, args=(size, seed, config, child), daemon=True
+        )
+
+    def __enter__(self) -> CloseProcess:
+        self.proc.start()
+        self.base_url, self.api_key, self.dynamics_users = self.parent.recv()
+        return self
+
+    def set_latency(self, latency: LatencyConfig) -> None:
+        self.parent.send(latency)
+        self.parent.recv()
+
+    def __exit__(self, *exc: object) -> None:
+        peak = process_peak_rss_mb(self.proc.pid)
+        if peak is not None:
+            print(f"  Close emulator process (pid {self.proc.pid}): peak RSS {peak:.0f} MB")
+        self.parent.send("stop")
+        self.proc.join(timeout=30)
 
 
 def _serve(config: DataverseEmulatorConfig, conn: Any) -> None:
@@ -70,6 +123,9 @@ class DataverseProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        peak = process_peak_rss_mb(self.proc.pid)
+        if peak is not None:
+            print(f"  Dataverse emulator process (pid {self.proc.pid}): peak RSS {peak:.0f} MB")
         self.parent.send("stop")
         self.proc.join(timeout=30)
 
@@ -97,6 +153,16 @@ class DataverseProcess:
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def process_peak_rss_mb(pid: int | None) -> float | None:
+    """Another process's peak RSS (VmHWM in /proc/<pid>/status, Linux); None where it cannot be read."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    line = next((x for x in status.splitlines() if x.startswith("VmHWM:")), None)
+    return int(line.split()[1]) / 1024 if line else None
 
 
 def figures(result: dg.ExecuteInProcessResult) -> dict[str, Any]:
@@ -138,7 +204,7 @@ def per_table(tables: dict[str, dict[str, Any]]) -> None:
             w = int(m.get("created", 0)) + int(m.get("updated", 0))
             secs = float(m.get("seconds", 0.0))
             print(
-                f"    {table:<28} {w:>7} written in {secs:6.1f} s {int(m.get('requests', 0)):>6} requests  "
+                f"    {table:<28} {w:>7} written in {secs:6.1f} s {int(m.get('write_requests', 0)):>6} requests  "
                 f"{m.get('requests_per_1000')!s:>6} per 1,000  reads: {m.get('existing_read', '?'):<4}  "
                 f"{table_verdict(m)}"
             )
@@ -158,7 +224,10 @@ def report(title: str, figs: dict[str, Any], wall: float) -> None:
     ld = figs["loaded"]
     rate = ld["records"] / ld["seconds"] if ld["seconds"] else 0.0
     per_k = 1000 * ld["requests"] / ld["records"] if ld["records"] else 0.0
-    print(f"\n== {title} ==  wall {wall:.1f} s, peak RSS {peak_rss_mb():.0f} MB")
+    print(
+        f"\n== {title} ==  wall {wall:.1f} s, peak RSS of the tool's process {peak_rss_mb():.0f} MB "
+        "(each emulator runs in its own process; theirs are printed apart)"
+    )
     for phase in ("close", "staged", "schema", "loaded", "reports"):
         if phase in figs["phases"]:
             print(f"  {phase:<8} {figs['phases'][phase]:8.1f} s")
@@ -223,6 +292,166 @@ def limits_share(limits: ServiceProtection, stats: dict[str, Any], load_on: floa
     )
 
 
+def staged_loads(con: duckdb.DuckDBPyConnection, tables: dict[str, dict[str, Any]]) -> list[TableWrites]:
+    """What a dry run knows of each table the load writes, from the staged warehouse: its rows, the final
+    states and Win/Lose actions they need (a record is created open: only another state costs a change),
+    the file bodies to download; bulk messages or `$batch` as the target answered run 1."""
+    loads = []
+    for table, meta in sorted(tables.items()):
+        if not table_exists(con, "staged", table):
+            continue
+        cols = {
+            r[0]
+            for r in con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = 'staged' "
+                "AND table_name = ?",
+                [table],
+            ).fetchall()
+        }
+
+        def count(where: str, table: str = table) -> int:
+            return int(
+                con.execute(f"SELECT count(*) FROM staged.{quote(table)} WHERE {where}").fetchall()[0][0]
+            )
+
+        action = "_close_action IN ('win', 'lose')"
+        state = "_statecode IS NOT NULL AND NOT (_statecode = 0 AND coalesce(_statuscode, -1) IN (-1, 1))"
+        if "_close_action" in cols:
+            state += f" AND NOT coalesce({action}, false)"
+        loads.append(
+            TableWrites(
+                table,
+                count("true"),
+                count(state) if "_statecode" in cols else 0,
+                count(action) if "_close_action" in cols else 0,
+                bulk=meta.get("write_path") == "bulk",
+                downloads=count("_file_url IS NOT NULL") if "_file_url" in cols else 0,
+            )
+        )
+    return loads
+
+
+def loaded_requests(result: dg.ExecuteInProcessResult) -> int:
+    """Requests the load's steps sent to Dataverse (their `dataverse_requests`, assets and checks)."""
+    total = 0
+    for ev in result.all_events:
+        data = ev.event_specific_data
+        if ev.event_type_value == "ASSET_MATERIALIZATION":
+            key, meta = data.materialization.asset_key, data.materialization.metadata
+        elif ev.event_type_value == "ASSET_CHECK_EVALUATION":
+            key, meta = data.asset_key, data.metadata
+        else:
+            continue
+        if key.path[0] == "loaded" and "dataverse_requests" in meta:
+            total += int(meta["dataverse_requests"].value)
+    return total
+
+
+def load_alone(
+    work: Path, name: str, warehouse: Path, config: DataverseEmulatorConfig
+) -> tuple[dg.ExecuteInProcessResult, dict[str, Any], dict[str, Any]]:
+    """Schema, then the load alone (the measured part), from a copy of run 1's staged warehouse on a fresh
+    Dataverse emulator: the run, its figures and the emulator's statistics of the load."""
+    import run_graph as rg
+
+    copy = work / f"warehouse_{name}.duckdb"
+    shutil.copyfile(warehouse, copy)
+    con = duckdb.connect(str(copy))
+    con.execute("DROP SCHEMA IF EXISTS ledger CASCADE")
+    con.close()
+    with DataverseProcess(config) as dv:
+        os.environ.update(dv.env())
+        resources = rg.resources_for(copy)
+        rg.materialize_migration(resources, dg.AssetSelection.groups("schema"), log_level="CRITICAL")
+        dv.control({"reset_protection": True})
+        result = rg.materialize_migration(resources, dg.AssetSelection.groups("loaded"), log_level="CRITICAL")
+        return result, figures(result), dv.control()
+
+
+def loader_shape() -> LoaderShape:
+    """How the load's client sends (the `dataverse` resource's settings and the loader's constants)."""
+    import run_graph as rg
+
+    res = rg.resources_for(":memory:")["dataverse"]
+    return LoaderShape(
+        BATCH_ROWS,
+        res.batch_size,
+        res.batch_request_size,
+        ACTION_BATCH_PARTS,
+        res.max_in_flight,
+        DOWNLOAD_WORKERS,
+        app_users=len(res.client_ids.split(",")),
+    )
+
+
+def realistic_run(
+    work: Path,
+    warehouse: Path,
+    seed_users: list[dict[str, Any]],
+    close: CloseProcess,
+    first: dict[str, Any],
+) -> None:
+    """The load with both latency models on and the real limits, next to its prediction. The prediction
+    takes the staged data (rows, states, actions, files per table; `staged_loads`) through the loader's
+    request pattern at the service's times (load/estimate.py load_seconds), plus what the service cannot
+    show: the tool's own time and the reads it sends, from the same load alone on loopback."""
+    con = duckdb.connect(str(warehouse), read_only=True)
+    loads = staged_loads(con, first["tables"])
+    con.close()
+    config = dv_latency.with_realistic_latency(
+        DataverseEmulatorConfig(seed_users=seed_users, protection=REAL)
+    )
+    protection = config.protection
+    # Nothing slept and no limits (on loopback the costs would pile up faster than real time): the tool's
+    # own time and requests.
+    unlimited = dataclasses.replace(protection, enabled=False)
+    loopback, loop_figs, _ = load_alone(
+        work, "loopback", warehouse, dataclasses.replace(config, latency=Latency(), protection=unlimited)
+    )
+    shape = loader_shape()
+    times = ServiceTimes(
+        dv_latency.REALISTIC.round_trip_ms,
+        protection.cost_ms_per_request,
+        protection.cost_ms_per_record,
+        close_latency.file_download_ms(close_latency.REALISTIC),
+    )
+    own = loop_figs["phases"].get("loaded", 0.0)
+    reads = loaded_requests(loopback) - write_requests(loads, shape)
+    predicted = load_seconds(loads, times, shape, own, reads)
+    print(
+        f"\nrun 3: the load with the latency models on, predicted to take {predicted.seconds:.0f} s",
+        flush=True,
+    )
+    close.set_latency(close_latency.REALISTIC)
+    t = time.monotonic()
+    try:
+        result, figs, stats = load_alone(work, "realistic", warehouse, config)
+    finally:
+        close.set_latency(LatencyConfig())
+    report(
+        "run 3: the load alone with the latency models on (--realistic), real limits",
+        figs,
+        time.monotonic() - t,
+    )
+    measured = figs["phases"].get("loaded", 0.0)
+    limits_share(protection, stats, measured, own)
+    print(
+        f"  latency: Dataverse round trip {times.round_trip_ms:g} ms + {times.request_ms:g} ms/request + "
+        f"{times.record_ms:g} ms/record; Close {close_latency.REALISTIC}"
+    )
+    print(
+        f"  prediction: {predicted.requests} requests ({reads} besides the writes, as on loopback; sent: "
+        f"{loaded_requests(result)}): {predicted.service_seconds:.1f} s of service time + "
+        f"{predicted.own_seconds:.1f} s of the tool's own (the same load alone on loopback); "
+        f"service-protection floor {predicted.protection_seconds:.1f} s"
+    )
+    ratio = measured / predicted.seconds if predicted.seconds else 0.0
+    print(
+        f"  predicted load duration {predicted.seconds:.1f} s, measured {measured:.1f} s, ratio {ratio:.2f} "
+        f"(target 0.85-1.15: {'PASS' if 0.85 <= ratio <= 1.15 else 'FAIL'})"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="typical", choices=["tiny", "demo", "typical", "large"])
@@ -236,6 +465,11 @@ def main() -> int:
     parser.add_argument(
         "--close-limits", action="store_true", help="keep the Close emulator's rate limits on in both runs"
     )
+    parser.add_argument(
+        "--realistic",
+        action="store_true",
+        help="also load with both emulators' latency models on; print the predicted and measured load time",
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="close2d365-bench-"))
@@ -244,20 +478,22 @@ def main() -> int:
 
     from migration_assets import demo
 
-    started = time.monotonic()
-    org = generate(args.size, args.seed)
-    print(f"org '{args.size}' generated in {time.monotonic() - started:.1f} s; work dir {work}")
     maps = work / "mappings"
     os.environ["CLOSE2D365_MAPPINGS"] = str(maps)
-    seed_users = [dict(u) for u in org.dynamics_users]
     warehouse = work / "warehouse.duckdb"
     # "Limits off" is both emulators': Close's own rate limits (20 requests/s per endpoint group) would
     # otherwise bound the attachment downloads (one request each), whatever the loader does. The client
     # paces itself by the RateLimit header Close always sends, so "off" is a limit too high to matter.
     close_rate = RateLimitConfig() if args.close_limits else RateLimitConfig(requests_per_second=100_000.0)
     close_config = CloseEmulatorConfig(rate_limit=close_rate)
-    with CloseEmulatorServer(org, close_config) as close:
-        os.environ.update({"CLOSE_API_KEY": org.api_key, "CLOSE_BASE_URL": close.base_url})
+    started = time.monotonic()
+    with CloseProcess(args.size, args.seed, close_config) as close:
+        print(
+            f"org '{args.size}' generated and served in {time.monotonic() - started:.1f} s (own process); "
+            f"work dir {work}"
+        )
+        seed_users = close.dynamics_users
+        os.environ.update({"CLOSE_API_KEY": close.api_key, "CLOSE_BASE_URL": close.base_url})
         with DataverseProcess(DataverseEmulatorConfig(seed_users=seed_users)) as dv:
             os.environ.update(dv.env())
             # The user's flow before the run: extract, propose-mapping, the scripted review.
@@ -267,7 +503,7 @@ def main() -> int:
                 log_level="CRITICAL",
             )
             assert extract.success, "the extraction failed"
-            decisions = demo.demo_decisions(demo.first_enabled_user(org.dynamics_users))
+            decisions = demo.demo_decisions(demo.first_enabled_user(close.dynamics_users))
             rg.reviewed_mappings(maps, decisions, rg.resources_for(warehouse)["warehouse"])
             demo.reload_generated_assets()
             t = time.monotonic()
@@ -277,6 +513,8 @@ def main() -> int:
             failed = sorted({e.step_key for e in result.all_events if e.is_step_failure})
             if failed:
                 print(f"  failed steps (expected: halted custom activity types only): {failed}")
+        if args.realistic:
+            realistic_run(work, warehouse, seed_users, close, first)
         if args.mode in ("both", "limits"):
             copy = work / "warehouse_limits.duckdb"
             shutil.copyfile(warehouse, copy)
