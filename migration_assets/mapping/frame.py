@@ -43,6 +43,9 @@ ALIASES: dict[str, dict[str, str]] = {
     "call_recordings": {"recording_url": "url", "date_created": "activity_date_created"},
 }
 NOTICE_SCHEMA = {**REJECTION_SCHEMA, "action": pl.String}
+# Source rows mapped at a time (`map_object`): the mapping's intermediate columns of one slice, about
+# 100 MB for the widest object, instead of those of the whole table.
+MAP_CHUNK_ROWS = 20_000
 # Transforms whose input is a list: multi-valued custom fields are read as lists of text.
 LIST_STEPS = ("multi_choice", "join_list")
 
@@ -150,7 +153,33 @@ def map_object(
     close_object: str | None = None,
 ) -> Mapped:
     """Apply the object's field map; lookups become `@odata.bind` columns; problems are split into
-    rejections (row not loaded) and notices (value truncated or dropped, row loaded)."""
+    rejections (row not loaded) and notices (value truncated or dropped, row loaded).
+
+    A field map is row-local, so it is applied to slices of MAP_CHUNK_ROWS source rows and the results
+    concatenated: the columns each transform step materializes are held for one slice at a time, not for
+    a large org's whole table (issue 15)."""
+    if source.height <= MAP_CHUNK_ROWS:
+        return _map_slice(source, cfg, obj_name, ctx, entity_sets, key, close_object)
+    parts = [
+        _map_slice(source.slice(start, MAP_CHUNK_ROWS), cfg, obj_name, ctx, entity_sets, key, close_object)
+        for start in range(0, source.height, MAP_CHUNK_ROWS)
+    ]
+    return Mapped(
+        pl.concat([p.frame for p in parts], how="diagonal_relaxed"),
+        pl.concat([p.rejections for p in parts], how="diagonal_relaxed"),
+        pl.concat([p.notices for p in parts], how="diagonal_relaxed"),
+    )
+
+
+def _map_slice(
+    source: pl.DataFrame,
+    cfg: MappingConfig,
+    obj_name: str,
+    ctx: TransformContext,
+    entity_sets: Mapping[str, str],
+    key: str | None,
+    close_object: str | None,
+) -> Mapped:
     fmap = cfg.field_map(obj_name)
     table = fmap.table
     key = key or cfg.object(obj_name).key
