@@ -95,6 +95,7 @@ def _cmd_emulators(args: argparse.Namespace) -> int:
         host=args.host,
         close_port=args.close_port,
         dataverse_port=args.dataverse_port,
+        realistic=args.realistic,
     )
 
 
@@ -214,6 +215,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     emu.add_argument(
         "--dataverse-port", type=int, default=8766, help="port of the Dataverse emulator (0: any free port)"
+    )
+    emu.add_argument(
+        "--realistic",
+        action="store_true",
+        help="answer with the latency models on: network round trips, Close's server time per page, "
+        "Dataverse's execution time per request and record",
     )
     emu.set_defaults(func=_cmd_emulators)
 

@@ -275,19 +275,33 @@ def stop_signals() -> Iterator[Callable[[], int]]:
 
 
 def serve_emulators(
-    size: str, seed: int, host: str, close_port: int, dataverse_port: int, org: str = DEFAULT_SHAPE
+    size: str,
+    seed: int,
+    host: str,
+    close_port: int,
+    dataverse_port: int,
+    org: str = DEFAULT_SHAPE,
+    realistic: bool = False,
 ) -> int:
     """`close2d365 emulators`: both emulators until Ctrl-C (or SIGTERM); prints where they are and the
-    synthetic credentials."""
+    synthetic credentials. `realistic`: both answer with their latency models on (emulators/*/latency.py)."""
+    from emulators.close import latency as close_latency
+    from emulators.close.config import CloseEmulatorConfig
     from emulators.close.server import CloseEmulatorServer
     from emulators.dataverse.config import DataverseEmulatorConfig
+    from emulators.dataverse.latency import with_realistic_latency
     from emulators.dataverse.server import EmulatorServer
 
     close_org = generate(size, seed, org=org)
     config = DataverseEmulatorConfig(seed_users=[dict(u) for u in close_org.dynamics_users])
+    close_config = CloseEmulatorConfig(latency=close_latency.REALISTIC) if realistic else None
+    if realistic:
+        config = with_realistic_latency(config)
     with ExitStack() as servers:
         with _naming_the_port("Close", host, close_port, "--close-port"):
-            close_server = servers.enter_context(CloseEmulatorServer(close_org, host=host, port=close_port))
+            close_server = servers.enter_context(
+                CloseEmulatorServer(close_org, close_config, host=host, port=close_port)
+            )
         with _naming_the_port("Dataverse", host, dataverse_port, "--dataverse-port"):
             dv = servers.enter_context(EmulatorServer(config, host=host, port=dataverse_port))
         env: Mapping[str, str] = {
@@ -300,7 +314,12 @@ def serve_emulators(
         print(
             f"Close emulator ({org} org, {size}, seed {seed}): {close_server.base_url}\n"
             f"Dataverse emulator: {dv.base_url}/api/data/v9.2/   (what landed: {dv.base_url}/)\n"
-            "Environment for `close2d365 extract|run` (synthetic credentials, generated for this emulator):\n"
+            + (
+                "Latency models on (--realistic): emulators/close/latency.py, emulators/dataverse/latency.py\n"
+                if realistic
+                else ""
+            )
+            + "Environment for `close2d365 extract|run` (synthetic credentials, generated for this emulator):\n"
             + "\n".join(f"  export {k}={v}" for k, v in env.items())
             + "\nCtrl-C to stop.",
             flush=True,

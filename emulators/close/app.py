@@ -27,6 +27,7 @@ from .config import CloseEmulatorConfig
 from .errors import ApiError, invalid_json, unauthorized
 from .faults import DropResponse, server_error
 from .jsonutil import JSONDecodeError, dumps, loads, rewrite_hosts
+from .latency import LatencyMiddleware, record_served
 from .ratelimit import Decision, endpoint_group, too_many_requests
 from .resources import (
     activities,
@@ -213,6 +214,7 @@ class CloseApi:
             path=path,
         )
         result = handler(ctx)
+        record_served(request.scope, ctx.served)
         if isinstance(result, Response):
             return result
         return Response(rewrite_hosts(result, ctx.root.encode()), media_type="application/json")
@@ -260,9 +262,8 @@ def create_app(org: CloseOrg, config: CloseEmulatorConfig | None = None) -> Star
         Route(exports.SIGNED_PREFIX + "{rest:path}", api.signed_export, methods=["GET"]),
         Route(uploads.UPLOAD_PATH, api.s3_upload, methods=["POST"]),
     ]
-    app = Starlette(
-        routes=routes, exception_handlers={404: _not_found}, middleware=[Middleware(ServerDate, state=state)]
-    )
+    middleware = [Middleware(LatencyMiddleware, config=state.config), Middleware(ServerDate, state=state)]
+    app = Starlette(routes=routes, exception_handlers={404: _not_found}, middleware=middleware)
     app.state.emulator = state
     return app
 

@@ -69,6 +69,16 @@ class FaultConfig:
 
 
 @dataclass
+class LatencyConfig:
+    """How long each answer takes (emulators/close/latency.py): the network round trip, plus, on API calls,
+    server time per request and per record served. All 0 (the default): answered as fast as it can."""
+
+    round_trip_ms: float = 0.0
+    per_request_ms: float = 0.0
+    per_record_ms: float = 0.0
+
+
+@dataclass
 class CloseEmulatorConfig:
     """All knobs of the emulator.
 
@@ -79,6 +89,7 @@ class CloseEmulatorConfig:
 
     rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
     faults: FaultConfig = field(default_factory=FaultConfig)
+    latency: LatencyConfig = field(default_factory=LatencyConfig)
     max_skip: int = 250_000
     default_limit: int = 100
     max_limits: dict[str, int | None] = field(default_factory=lambda: dict(DEFAULT_MAX_LIMITS))
@@ -100,6 +111,9 @@ class CloseEmulatorConfig:
             raise EmulatorConfigError("max_skip must be >= 0 and default_limit > 0")
         if self.rate_limit.requests_per_second <= 0 or self.rate_limit.window_seconds <= 0:
             raise EmulatorConfigError("rate_limit.requests_per_second and window_seconds must be > 0")
+        for name in ("round_trip_ms", "per_request_ms", "per_record_ms"):
+            if getattr(self.latency, name) < 0:
+                raise EmulatorConfigError(f"latency.{name} must be >= 0, got {getattr(self.latency, name)}")
         for n, kind in self.faults.fail_nth.items():
             if kind not in FAULT_KINDS:
                 raise EmulatorConfigError(f"faults.fail_nth[{n}] = {kind!r}: expected one of {FAULT_KINDS}")

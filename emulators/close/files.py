@@ -1,9 +1,10 @@
 """Authenticated file URLs (`/go/file/...`, `/go/sms/...`, `/call/<acti>/recording/`) and their downloads.
 
 GET of an object URL with Basic auth answers 302 to a signed URL on the emulator (valid
-`download_url_lifetime` seconds) that streams the bytes with `FileBlob.iter_chunks`, so a 6 MB file is never
-held in memory twice. Unknown paths answer 404 like the API. Injected storage faults (faults.py) answer as S3
-does: an XML 500/503, or the first half of the body and then a dropped connection.
+`download_url_lifetime` seconds) that streams the bytes with `iter_chunks`: generated from a `FileBlob`'s
+seed, or read from disk for a file a client uploaded (uploads.py), so no file is ever held in memory whole.
+Unknown paths answer 404 like the API. Injected storage faults (faults.py) answer as S3 does: an XML
+500/503, or the first half of the body and then a dropped connection.
 """
 
 from __future__ import annotations

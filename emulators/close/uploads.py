@@ -6,6 +6,9 @@ its `download.url` is then referenced in an email/note attachment, which persist
 
 Timing per developer.close.com/api/resources/files: the S3 POST must come within 60 s of /files/upload/,
 and the uploaded file can be attached for at most 24 hours; both measured on the emulator's clock.
+
+Uploaded bytes go to disk (body_store.py): the form POST is spooled to a file as it arrives and its file
+part copied into the emulator's body directory; downloads stream them back from there.
 """
 
 from __future__ import annotations
@@ -17,12 +20,14 @@ import json
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import escape
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from .body_store import BodyDirectory, copy_range, iter_file, multipart_fields, read_range, spool
 from .errors import field_error
 from .ids import token
 from .jsonutil import dumps
@@ -40,25 +45,25 @@ CLOSE_FILE_PREFIX = "https://app.close.com/go/file/"
 
 @dataclass(frozen=True, slots=True)
 class UploadedFile:
-    """Bytes a client uploaded; served like the generated `FileBlob`s (same attributes and chunking)."""
+    """Bytes a client uploaded, in a file on disk; served like the generated `FileBlob`s (same attributes
+    and chunking)."""
 
     filename: str
     content_type: str
-    data: bytes
-
-    @property
-    def size(self) -> int:
-        return len(self.data)
+    path: Path
+    size: int
 
     def iter_chunks(self, chunk: int = 65536) -> Iterator[bytes]:
-        for start in range(0, len(self.data), chunk):
-            yield self.data[start : start + chunk]
+        return iter_file(self.path, chunk)
 
     def read(self) -> bytes:
-        return self.data
+        return self.path.read_bytes()
 
     def sha256(self) -> str:
-        return hashlib.sha256(self.data).hexdigest()
+        digest = hashlib.sha256()
+        for piece in self.iter_chunks():
+            digest.update(piece)
+        return digest.hexdigest()
 
 
 @dataclass
@@ -66,16 +71,18 @@ class _Slot:
     filename: str
     content_type: str
     issued_at: float
-    data: bytes | None = None
+    path: Path | None = None  # the uploaded bytes, once POSTed
+    size: int = 0
     uploaded_at: float | None = None
 
 
 @dataclass
 class UploadRegistry:
-    """Upload slots by S3 key, and the secret that signs their policies."""
+    """Upload slots by S3 key, the secret that signs their policies, and the directory of uploaded bytes."""
 
     slots: dict[str, _Slot] = field(default_factory=dict)
     secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    bodies: BodyDirectory = field(default_factory=BodyDirectory)
 
     def sign(self, policy: str) -> str:
         return base64.b64encode(hmac.new(self.secret, policy.encode(), hashlib.sha1).digest()).decode()
@@ -115,52 +122,42 @@ def create_upload(ctx: Ctx) -> bytes:
     )
 
 
-def _multipart(body: bytes, content_type: str) -> dict[str, bytes]:
-    """Form fields of a multipart/form-data body (RFC 7578), values as raw bytes."""
-    boundary = ""
-    for param in content_type.split(";")[1:]:
-        name, _, value = param.strip().partition("=")
-        if name.lower() == "boundary":
-            boundary = value.strip('"')
-    if not boundary:
-        return {}
-    out: dict[str, bytes] = {}
-    for part in body.split(b"--" + boundary.encode())[1:]:
-        if part.startswith(b"--"):
-            break
-        head, _, data = part.removeprefix(b"\r\n").partition(b"\r\n\r\n")
-        data = data.removesuffix(b"\r\n")
-        for line in head.decode("utf-8", "replace").split("\r\n"):
-            if line.lower().startswith("content-disposition:"):
-                for item in line.split(";")[1:]:
-                    key, _, value = item.strip().partition("=")
-                    if key == "name":
-                        out[value.strip('"')] = data
-    return out
-
-
 async def receive_upload(state: EmulatorState, request: Request) -> Response:
     """The S3 form POST: checks the policy signature and its 60 s window, stores the `file` field."""
-    form = _multipart(await request.body(), request.headers.get("content-type", ""))
-    key = form.get("key", b"").decode()
-    policy = form.get("policy", b"").decode()
-    signature = form.get("signature", b"").decode()
+    registry = state.uploads
+    spooled = registry.bodies.new_file(".form")
+    try:
+        await spool(request.stream(), spooled)
+        return _store_upload(state, request, spooled)
+    finally:
+        spooled.unlink(missing_ok=True)
+
+
+def _store_upload(state: EmulatorState, request: Request, spooled: Path) -> Response:
+    fields = multipart_fields(spooled, request.headers.get("content-type", ""))
+
+    def text(name: str) -> str:
+        return read_range(spooled, fields[name]).decode() if name in fields else ""
+
+    key, policy, signature = text("key"), text("policy"), text("signature")
     registry = state.uploads
     slot = registry.slots.get(key)
     if slot is None or not hmac.compare_digest(signature, registry.sign(policy)):
         return _s3_error("AccessDenied", "Invalid according to Policy: Policy Condition failed")
     if state.config.clock() > slot.issued_at + UPLOAD_WINDOW_SECONDS:
         return _s3_error("AccessDenied", "Invalid according to Policy: Policy expired.")
-    if "file" not in form:
+    if "file" not in fields:
         return Response(
             b"<Error><Code>InvalidArgument</Code><Message>POST requires exactly one file upload per request."
             b"</Message></Error>",
             status_code=400,
             media_type="application/xml",
         )
-    slot.data = form["file"]
+    start, end = fields["file"]
+    slot.path = registry.bodies.new_file(".bin")
+    etag = copy_range(spooled, (start, end), slot.path)
+    slot.size = end - start
     slot.uploaded_at = state.config.clock()
-    etag = hashlib.md5(slot.data).hexdigest()  # noqa: S324 - S3's ETag is the MD5 of the object
     body = (
         '<?xml version="1.0" encoding="UTF-8"?>\n<PostResponse>'
         f"<Location>{escape(str(request.url))}{escape(key)}</Location><Bucket>close-prd-files</Bucket>"
@@ -200,7 +197,7 @@ def persist_attachments(
         slot = None
         if len(parts) == 4 and parts[0] == "temporary":
             slot = ctx.state.uploads.slots.get(f"temporary/user/{parts[1]}/{parts[2]}/{parts[3]}")
-        if slot is None or slot.data is None or slot.uploaded_at is None:
+        if slot is None or slot.path is None or slot.uploaded_at is None:
             raise field_error("attachments", f"File {url} has not been uploaded.")
         if now > slot.uploaded_at + ATTACH_WINDOW_SECONDS:
             raise field_error("attachments", f"File {url} has expired; upload it again.")
@@ -208,12 +205,13 @@ def persist_attachments(
             f"go/file/persisted/{ctx.store.organization_id}/{object_type}/{activity['id']}/"
             f"{token()}/{slot.filename}"
         )
-        files[path] = UploadedFile(slot.filename, slot.content_type, slot.data)  # type: ignore[assignment]
+        uploaded = UploadedFile(slot.filename, slot.content_type, slot.path, slot.size)
+        files[path] = uploaded  # type: ignore[assignment]
         out.append(
             {
                 "url": "https://app.close.com/" + path,
                 "filename": item.get("filename") or slot.filename,
-                "size": len(slot.data),
+                "size": slot.size,
                 "content_type": item.get("content_type") or slot.content_type,
             }
         )

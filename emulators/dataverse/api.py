@@ -11,6 +11,7 @@ import logging
 from starlette.requests import Request
 from starlette.responses import Response
 
+from emulators.dataverse import processes
 from emulators.dataverse.bulk import query_message_filters, run_bulk
 from emulators.dataverse.bulk_delete import bulk_delete
 from emulators.dataverse.csdl import csdl
@@ -154,6 +155,12 @@ class Api:
             root = base_url(request, self.env.config.org_url) + API_ROOT
             rows = query_message_filters(self.env, dict(request.query_params))
             return json_response({"@odata.context": f"{root}/$metadata#sdkmessagefilters", "value": rows})
+        if name in processes.FUNCTIONS:  # business process flow functions (emulators/dataverse/processes.py)
+            if method != "GET":
+                raise method_not_allowed(request)
+            root = base_url(request, self.env.config.org_url) + API_ROOT
+            query = dict(request.query_params)
+            return json_response(processes.function_body(self.env, self.reader, name, key or "", query, root))
         ent = self.env.metadata.by_set.get(name)
         if ent is None:
             raise DataverseError(404, "0x8006088a", f"Resource not found for the segment '{name}'.")

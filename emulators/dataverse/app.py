@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from emulators.dataverse.api import Api
 from emulators.dataverse.config import DataverseEmulatorConfig
+from emulators.dataverse.latency import install_latency
 from emulators.dataverse.persistence import Persistence
 from emulators.dataverse.state import Environment
 from emulators.dataverse.ui import ui_routes
@@ -52,6 +53,7 @@ def create_app(config: DataverseEmulatorConfig | None = None) -> Starlette:
     if importlib.util.find_spec("emulators.dataverse.edge") is not None:
         edge = importlib.import_module("emulators.dataverse.edge")
         edge.install_edge(app, config)
+    install_latency(app, config)  # off unless config.latency says otherwise
     app.router.routes.append(Route("/api/data/v9.2/{path:path}", api.__call__, methods=API_METHODS))
     app.router.routes.append(Route("/api/data/v9.2", api.__call__, methods=["GET"]))
     return app

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from emulators.dataverse.errors import DataverseError
+from emulators.dataverse.file_store import plain
 from emulators.dataverse.metadata import LOOKUP_KINDS, Entity
 from emulators.dataverse.records import Writer
 from emulators.dataverse.state import Caller
@@ -28,7 +29,7 @@ def _value(row: Row, ent: Entity, name: str) -> Any:
     attr = ent.attributes.get(name)
     if attr is None:
         raise invalid(f"The attribute '{name}' does not exist on '{ent.logical_name}' (BulkDelete QuerySet).")
-    value = row.get(name)
+    value = plain(row.get(name))
     if attr.kind in LOOKUP_KINDS and isinstance(value, list):
         return value[1]
     return value.lower() if isinstance(value, str) else value

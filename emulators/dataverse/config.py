@@ -55,6 +55,14 @@ class ServiceProtection:  # per application user, sliding window (real: 6000 req
 
 
 @dataclass
+class Latency:  # how long answers take (emulators/dataverse/latency.py); off by default
+    round_trip_ms: float = 0.0  # the network, on every Web API request (throttled and failed ones too)
+    # Hold each admitted request for the execution time service protection charges it (ServiceProtection
+    # costs), so that the execution-time budget and the wall time agree.
+    execution_time: bool = False
+
+
+@dataclass
 class Faults:  # fault injection on demand (rates 0..1, deterministic with seed)
     seed: int = 0
     error_5xx_rate: float = 0.0  # answer 503 (or 500/502/504) before doing any work
@@ -111,6 +119,7 @@ class DataverseEmulatorConfig:
     dop_hint: int = 8  # x-ms-dop-hint
     protection: ServiceProtection = field(default_factory=ServiceProtection)
     faults: Faults = field(default_factory=Faults)
+    latency: Latency = field(default_factory=Latency)
     persist_path: str | None = None  # JSON file: load at start if present, save on change/shutdown
     # Currencies enabled besides the base currency (USD): ISO code -> (name, symbol, exchange rate to base).
     # A real org has only what its admin enabled; records in any other currency are rejected at staging.

@@ -2,6 +2,10 @@
 
 Saved atomically (write a temp file, then rename) by a background thread when rows or schema changed, and on
 shutdown; loaded at start by replaying the schema writes and then restoring the rows.
+
+File bodies (file_store.py) live in the directory `<state file>.bodies/` next to it; the state names them.
+A body released since the last save is deleted only after a save without it is on disk, so the state file
+never names a missing body, and bodies the loaded state does not name (written after its last save) go.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from pathlib import Path
 from emulators.dataverse import metadata_relationships as relationships
 from emulators.dataverse import metadata_writes as writes
 from emulators.dataverse import solutions
+from emulators.dataverse.file_store import StoredBody, delete
 from emulators.dataverse.state import Environment
 
 log = logging.getLogger(__name__)
@@ -30,9 +35,11 @@ class Persistence:
         self._saved_marker: tuple[int, int] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        env.store.bodies.keep_in(body_directory(self.path))
 
     def load(self) -> bool:
         if not self.path.exists():
+            self.env.store.bodies.remove_unreferenced(set())
             return False
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
@@ -47,6 +54,7 @@ class Persistence:
         replay(self.env, data.get("schema", []))
         self.env.security.before_restore(data.get("store", {}).get("rows", {}))
         self.env.store.restore(data.get("store", {}))
+        self.env.store.bodies.remove_unreferenced(self.env.store.body_names())
         self._saved_marker = self._marker()
         return True
 
@@ -57,12 +65,18 @@ class Persistence:
         marker = self._marker()
         if not force and marker == self._saved_marker:
             return False
-        data = state_dump(self.env)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(self.path.suffix + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, separators=(",", ":"))
-        os.replace(tmp, self.path)
+        released = self.env.store.bodies.take_released()  # the state dumped next no longer names them
+        try:
+            data = state_dump(self.env)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(self.path.suffix + ".tmp")
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(data, fh, separators=(",", ":"), default=_stored_body_json)
+            os.replace(tmp, self.path)
+        except BaseException:
+            self.env.store.bodies.give_back(released)
+            raise
+        delete(released)
         self._saved_marker = marker
         return True
 
@@ -90,6 +104,16 @@ class Persistence:
             self._thread.join(timeout=5)
             self._thread = None
         self.save()
+
+
+def body_directory(state_file: Path) -> Path:
+    return state_file.with_name(state_file.name + ".bodies")
+
+
+def _stored_body_json(value: object) -> dict:
+    if isinstance(value, StoredBody):
+        return value.to_json()
+    raise TypeError(f"Cannot save a {type(value).__name__} in the Dataverse emulator state.")
 
 
 def state_dump(env: Environment, with_metadata: bool = False) -> dict:

@@ -62,6 +62,11 @@ def _seconds(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
+def execution_ms(limits: ServiceProtection, records: int) -> float:
+    """The execution time one request is charged (and, with the latency model on, takes: latency.py)."""
+    return limits.cost_ms_per_request + limits.cost_ms_per_record * max(records, 0)
+
+
 def throttle_error(code: str, message: str, retry_after: int) -> DataverseError:
     return DataverseError(429, code, message, headers={"Retry-After": str(retry_after)})
 
@@ -145,7 +150,7 @@ class ServiceProtectionLimiter:
 
     def finish(self, user: str, records: int) -> None:
         limits = self.settings
-        cost = limits.cost_ms_per_request + limits.cost_ms_per_record * max(records, 0)
+        cost = execution_ms(limits, records)
         with self._lock:
             now = self.clock.now()
             window = self._window(user, now)

@@ -18,6 +18,7 @@ from emulators.dataverse.annotations import (
     formatted_value,
 )
 from emulators.dataverse.errors import DataverseError
+from emulators.dataverse.file_store import BODY_COLUMNS, StoredBody, plain
 from emulators.dataverse.metadata import LOOKUP_KINDS, Attribute, Entity
 from emulators.dataverse.odata import ExpandItem, parse_expand, parse_filter, parse_orderby, parse_select
 from emulators.dataverse.state import Environment
@@ -90,6 +91,8 @@ class Reader:
                 if wanted and value:
                     self._lookup_annotations(ent, attr_name, value, out, out_name, wanted)
             else:
+                if isinstance(value, StoredBody):  # a file body, read from disk (file_store.py)
+                    value = value.read()
                 out[out_name] = value
                 if formatted and value is not None:
                     text = self.formatted(ent.attributes[attr_name], value, row)
@@ -149,6 +152,9 @@ class Reader:
             # Indexed: activity parties are read for every email/phonecall/appointment.
             rows = [store.get("activityparty", pid) for pid in store.parties_by_activity.get(record_id, ())]
             return self.env.metadata.tables["activityparty"], [r for r in rows if r is not None]
+        many = self.env.security.related(ent.logical_name, record_id, nav)  # N:N (security.py)
+        if many is not None:
+            return self.env.metadata.tables[many[0]], many[1]
         rel = next((r for r in ent.one_to_many if r.collection_nav == nav), None)
         if rel is None:
             return None
@@ -166,6 +172,8 @@ class Reader:
     def getter(self, ent: Entity, prop: str) -> tuple[Getter, Attribute]:
         attr = ent.attributes.get(prop)
         if attr is not None and attr.kind not in LOOKUP_KINDS and attr.kind != "PartyList":
+            if prop in BODY_COLUMNS.get(ent.logical_name, ()):
+                return (lambda r: plain(r.get(prop))), attr
             return (lambda r: r.get(prop)), attr
         if prop.startswith("_") and prop.endswith("_value"):
             attr = ent.attributes.get(prop[1:-6])

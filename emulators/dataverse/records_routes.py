@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from emulators.dataverse.errors import DataverseError
+from emulators.dataverse.file_store import plain
 from emulators.dataverse.http import (
     API_ROOT,
     Prefer,
@@ -179,7 +180,8 @@ class RecordRoutes:
                 raise self.missing(ent, key)
         if ent.is_activity and prop == f"{ent.logical_name}_activity_parties":
             return await self.parties(request, ent, record_id, caller)
-        if request.method == "GET" and any(r.collection_nav == prop for r in ent.one_to_many):
+        many = self.env.security.is_many_to_many(ent.logical_name, prop)  # N:N (security.py)
+        if request.method == "GET" and (many or any(r.collection_nav == prop for r in ent.one_to_many)):
             self.check_read(ent, caller)
             child, rows = self.reader.related_rows(ent, record_id, prop) or (ent, [])
             select = parse_select(request.query_params.get("$select"))
@@ -196,7 +198,7 @@ class RecordRoutes:
             raise DataverseError(404, "0x8006088a", f"Resource not found for the segment '{prop}'.")
         if request.method == "GET":
             self.check_read(ent, caller)
-            value = (self.env.store.get(ent.logical_name, record_id) or {}).get(prop)
+            value = plain((self.env.store.get(ent.logical_name, record_id) or {}).get(prop))
             if raw:
                 if value is None:
                     return no_content()

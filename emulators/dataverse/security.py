@@ -19,6 +19,33 @@ privileges of each custom table created later. Unlike the real System Administra
 
 Only the calling application user's roles decide a write (an impersonated user acts with the privileges of
 the application user that impersonates it); depth is not modelled on records (any depth grants access).
+
+Shipped roles, users' roles and teams (what a security-role plan reads)
+-----------------------------------------------------------------------
+Every business unit holds the roles a Dynamics 365 Sales org ships (SHIPPED_ROLES; the predefined roles of the
+CRM SDK "Role (security role) entity privileges" tables, plus Basic User, Environment Maker and Sales Team
+Member of current orgs), `roleid` = deterministic_id("role", <businessunitid>, <lower-case name>)
+(`shipped_role_id`). System Administrator holds every privilege at Global depth; the other shipped roles are
+served without their privilege sets (the emulator does not model them: only the application user's role
+decides a write).
+
+Each seeded Dynamics user (config.seed_users, from emulators/orgdata `dynamics_users`) holds the roles named in
+its optional "roles" list, else: the first user System Administrator, the second Sales Manager when there are
+three users or more, every other user Salesperson. Owner teams (teamtype 0), `teamid` =
+deterministic_id("team", <org_name>, <lower-case team name>) (`team_id_for`): "Sales Team" (holders of
+Salesperson or Sales Manager) and "Sales Leadership" (holders of System Administrator or Sales Manager), or the
+teams named in a user's optional "teams" list; the business unit's default team (isdefault true, named after
+the org) has every seeded user as member. Administrator of each team: the first seeded user.
+
+Reads (N:N relationships systemuserroles_association and teammembership_association, both directions):
+    GET roles?$select=name,_businessunitid_value
+    GET systemusers(<id>)/systemuserroles_association        -> {"value": [<role rows>]}
+    GET systemusers?$select=fullname&$expand=systemuserroles_association($select=name)
+        -> each user row carries "systemuserroles_association": [{"roleid", "name", ...}]
+    GET teams?$select=name,teamtype,isdefault&$expand=teammembership_association($select=fullname)
+    GET teams(<id>)/teammembership_association, GET systemusers(<id>)/teammembership_association,
+    GET roles(<id>)/systemuserroles_association (the users holding a role).
+Writes: POST/DELETE systemusers(<id>)/systemuserroles_association/$ref as before; team membership is read-only.
 """
 
 from __future__ import annotations
@@ -116,6 +143,9 @@ PRIVILEGE_ENTITY = {
     "organization": "Organization",
     "role": "Role",
     "team": "Team",
+    "workflow": "Workflow",
+    "processstage": "ProcessStage",
+    "opportunitysalesprocess": "OpportunitySalesProcess",
 }
 # Privileges that are not about one table's records (the ones the loader and schema writes use).
 MISC_PRIVILEGES = (
@@ -132,6 +162,39 @@ MISC_PRIVILEGES = (
 )
 ROLE_SET = "roleprivileges"  # store table of the role <-> privilege intersect
 USER_ROLES = "systemuserroles"  # store table of the systemuser <-> role intersect
+TEAM_MEMBERS = "teammembership"  # store table of the team <-> systemuser intersect
+SYSTEM_ADMINISTRATOR = "System Administrator"
+SHIPPED_ROLES = (
+    SYSTEM_ADMINISTRATOR,
+    "System Customizer",
+    "Basic User",
+    "Environment Maker",
+    "CEO-Business Manager",
+    "Vice President of Sales",
+    "Sales Manager",
+    "Salesperson",
+    "Sales Team Member",
+    "Vice President of Marketing",
+    "Marketing Manager",
+    "Marketing Professional",
+    "Customer Service Representative",
+    "CSR Manager",
+    "Delegate",
+)
+SALES_TEAM, LEADERSHIP_TEAM = "Sales Team", "Sales Leadership"
+TEAMS_BY_ROLE = {
+    "Salesperson": (SALES_TEAM,),
+    "Sales Manager": (SALES_TEAM, LEADERSHIP_TEAM),
+    SYSTEM_ADMINISTRATOR: (LEADERSHIP_TEAM,),
+}
+# N:N navigation properties: (table, property) -> (related table, intersect table, own column, other column).
+MANY_TO_MANY = {
+    ("systemuser", "systemuserroles_association"): ("role", USER_ROLES, "systemuserid", "roleid"),
+    ("role", "systemuserroles_association"): ("systemuser", USER_ROLES, "roleid", "systemuserid"),
+    ("team", "teammembership_association"): ("systemuser", TEAM_MEMBERS, "teamid", "systemuserid"),
+    ("systemuser", "teammembership_association"): ("team", TEAM_MEMBERS, "systemuserid", "teamid"),
+    ("role", "roleprivileges_association"): ("privilege", ROLE_SET, "roleid", "privilegeid"),
+}
 ACTION_PREFIX = "Microsoft.Dynamics.CRM."
 
 
@@ -190,6 +253,23 @@ def role_id_for(systemuserid: str) -> str:
     return deterministic_id("role", systemuserid)
 
 
+def shipped_role_id(businessunit_id: str, name: str) -> str:
+    return deterministic_id("role", businessunit_id, name.lower())
+
+
+def team_id_for(org_name: str, name: str) -> str:
+    return deterministic_id("team", org_name, name.lower())
+
+
+def default_roles(index: int, user_count: int) -> list[str]:
+    """The roles a seeded user gets when its seed entry names none."""
+    if index == 0:
+        return [SYSTEM_ADMINISTRATOR]
+    if index == 1 and user_count >= 3:
+        return ["Sales Manager"]
+    return ["Salesperson"]
+
+
 def _depth(value: Any) -> int:
     if isinstance(value, str) and value in DEPTHS:
         return DEPTHS[value]
@@ -233,7 +313,82 @@ class Security:
             }
             self.all_access[role_id] = frozenset(app.missing_privileges)
             self._associate_user(app.systemuserid, role_id)
+        self._seed_shipped_roles(now)
+        self._seed_users_and_teams(now)
         self.sync()
+
+    def _seed_shipped_roles(self, now: str) -> None:
+        bu = self.env.businessunit_id
+        admin = self.env.config.app_users[0].systemuserid if self.env.config.app_users else self.env.team_id
+        for name in SHIPPED_ROLES:
+            role_id = shipped_role_id(bu, name)
+            self.env.store.table("role")[role_id] = {
+                "roleid": role_id,
+                "name": name,
+                "businessunitid": ["businessunit", bu],
+                "createdon": now,
+                "modifiedon": now,
+                "versionnumber": self.env.store.next_version(),
+                "createdby": ["systemuser", admin],
+                "modifiedby": ["systemuser", admin],
+            }
+        self.all_access[shipped_role_id(bu, SYSTEM_ADMINISTRATOR)] = frozenset()
+
+    def _seed_users_and_teams(self, now: str) -> None:
+        env, bu = self.env, self.env.businessunit_id
+        users = [
+            (
+                str(
+                    u.get("systemuserid")
+                    or deterministic_id("systemuser", str(u["internalemailaddress"]).lower())
+                ),
+                u,
+            )
+            for u in env.config.seed_users
+        ]
+        teams: dict[str, list[str]] = {}
+        for index, (user_id, user) in enumerate(users):
+            roles = [str(r) for r in (user.get("roles") or default_roles(index, len(users)))]
+            unknown = [r for r in roles if r not in SHIPPED_ROLES]
+            if unknown:
+                raise ValueError(
+                    f"Seed user {user['internalemailaddress']} names unknown roles {unknown}; "
+                    f"use names of {list(SHIPPED_ROLES)}."
+                )
+            for role in roles:
+                self._associate_user(user_id, shipped_role_id(bu, role))
+            names = user.get("teams")
+            if names is None:
+                names = [t for role in roles for t in TEAMS_BY_ROLE.get(role, ())]
+            for team in dict.fromkeys(str(n) for n in names):
+                teams.setdefault(team, []).append(user_id)
+        admin = users[0][0] if users else None
+        for name, members in teams.items():
+            team_id = team_id_for(env.config.org_name, name)
+            env.store.table("team")[team_id] = {
+                "teamid": team_id,
+                "name": name,
+                "businessunitid": ["businessunit", bu],
+                "administratorid": ["systemuser", admin] if admin else None,
+                "isdefault": False,
+                "teamtype": 0,
+                "createdon": now,
+                "modifiedon": now,
+                "versionnumber": env.store.next_version(),
+            }
+            for member in members:
+                self._add_member(team_id, member)
+        for user_id, _ in users:  # the business unit's default team holds every user of the unit
+            self._add_member(env.team_id, user_id)
+
+    def _add_member(self, team_id: str, systemuserid: str) -> None:
+        rid = deterministic_id("teammembership", team_id, systemuserid)
+        self.env.store.table(TEAM_MEMBERS)[rid] = {
+            "teammembershipid": rid,
+            "teamid": team_id,
+            "systemuserid": systemuserid,
+            "versionnumber": self.env.store.next_version(),
+        }
 
     def sync(self) -> None:
         """Create the privileges of tables created since the last call (and grant them to all-access roles)."""
@@ -277,6 +432,7 @@ class Security:
             with self.lock:
                 self.env.store.table(ROLE_SET).clear()
                 self.env.store.table(USER_ROLES).clear()
+                self.env.store.table(TEAM_MEMBERS).clear()
                 self.version += 1
 
     # ---- associations ---------------------------------------------------------------------------------
@@ -306,6 +462,20 @@ class Security:
         if self.env.store.table(ROLE_SET).pop(deterministic_id("roleprivilege", role_id, pid), None):
             self.env.store.write_count += 1
             self.version += 1
+
+    @staticmethod
+    def is_many_to_many(table: str, nav: str) -> bool:
+        return (table, nav) in MANY_TO_MANY
+
+    def related(self, table: str, record_id: str, nav: str) -> tuple[str, list[dict]] | None:
+        """(related table, related rows) of an N:N navigation property; None when `nav` is not one."""
+        spec = MANY_TO_MANY.get((table, nav))
+        if spec is None:
+            return None
+        other_table, intersect, own, other = spec
+        rows = self.env.store.table(other_table)
+        ids = [r[other] for r in self.env.store.table(intersect).values() if r[own] == record_id]
+        return other_table, [rows[i] for i in dict.fromkeys(ids) if i in rows]
 
     def user_roles(self, systemuserid: str) -> list[str]:
         roles = self.env.store.table("role")
@@ -474,17 +644,7 @@ class SecurityRoutes:
         self, request: Request, user_id: str, role_key: str | None, rest: list[str], caller: Caller
     ) -> Response | None:
         security, roles = self.env.security, self.env.store.table("role")
-        if request.method == "GET" and role_key is None and not rest:
-            value = [
-                {
-                    "roleid": r,
-                    "name": roles[r].get("name"),
-                    "_businessunitid_value": roles[r]["businessunitid"][1],
-                }
-                for r in security.user_roles(user_id)
-            ]
-            return json_response({"@odata.context": f"{self._root(request)}/$metadata#roles", "value": value})
-        if rest != ["$ref"]:
+        if rest != ["$ref"]:  # reads are served as every N:N navigation property (Security.related)
             return None
         user_table = self.env.metadata.tables["systemuser"]
         if request.method == "POST" and role_key is None:

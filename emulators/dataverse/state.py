@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from emulators.dataverse import solutions
+from emulators.dataverse import processes, solutions
 from emulators.dataverse.config import AppUser, DataverseEmulatorConfig, deterministic_id
 from emulators.dataverse.metadata import Key, Metadata
 from emulators.dataverse.security import Security
@@ -40,6 +40,7 @@ class Environment:
         self._seed()
         self._seed_keys()
         solutions.seed(self)  # the default publishers and solutions
+        processes.seed(self)  # the shipped Opportunity Sales Process
         self.security = Security(self)  # roles and privileges of the seeded application users
 
     def _row(self, table: str, record_id: str, values: dict, owner: str | None = None) -> None:

@@ -3,6 +3,11 @@
 Thread safety: every read-modify-write section runs under `lock` (an RLock), and is never held across an
 `await`. Transactions are tracked per logical caller with a ContextVar holding a stack of undo journals, so a
 `$batch` changeset (DV-EDGE) or a bulk message rolls back only its own writes when an exception escapes.
+
+File bodies (file_store.py) are written to disk as a row is put and the row keeps a `StoredBody`. A body a
+write replaces or deletes is released when nothing can bring it back: at once outside a transaction, when
+the outermost transaction commits inside one (its undo journal still holds the old row); a rollback instead
+releases the bodies its undone writes had stored.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from emulators.dataverse.errors import DataverseError
+from emulators.dataverse.file_store import BODY_COLUMNS, BodyStore, StoredBody, bodies_in
 from emulators.dataverse.metadata import Entity, Key, Metadata
 
 Row = dict[str, Any]
@@ -40,6 +46,9 @@ class Store:
         self.write_count = 0  # bumped on every change; persistence saves when it moved
         # activity id -> activityparty ids, so replacing or reading an activity's parties is not a table scan
         self.parties_by_activity: dict[str, set[str]] = {}
+        self.bodies = BodyStore()
+        # Bodies replaced inside a transaction, by its outermost journal: released when that one commits.
+        self._replaced: dict[int, list[StoredBody]] = {}
         metadata.key_checker = self.activate_key
 
     # ---- basics ---------------------------------------------------------------------------------------
@@ -67,9 +76,29 @@ class Store:
             if row is not None:
                 for key in keys:
                     self._check_unique(ent, key, record_id, row)
-            for journal in _JOURNALS.get():
+                self._store_bodies(ent.logical_name, row)
+            journals = _JOURNALS.get()
+            for journal in journals:
                 journal.append((ent, record_id, old))
             self._raw_put(ent, record_id, old, row, keys)
+            if ent.logical_name in BODY_COLUMNS:
+                gone = self._replaced_bodies(ent.logical_name, old, row)
+                if gone and journals:
+                    self._replaced.setdefault(id(journals[0]), []).extend(gone)
+                elif gone:
+                    self.bodies.release(gone)
+
+    def _store_bodies(self, table: str, row: Row) -> None:
+        """Write the row's new file bodies to disk; the row keeps their references."""
+        for column in BODY_COLUMNS.get(table, ()):
+            value = row.get(column)
+            if isinstance(value, str) and value:
+                row[column] = self.bodies.save(value)
+
+    @staticmethod
+    def _replaced_bodies(table: str, old: Row | None, row: Row | None) -> list[StoredBody]:
+        kept = {id(b) for b in bodies_in(row, table)}
+        return [b for b in bodies_in(old, table) if id(b) not in kept]
 
     def _raw_put(
         self, ent: Entity, record_id: str, old: Row | None, row: Row | None, keys: list[Key]
@@ -144,23 +173,45 @@ class Store:
     def transaction(self) -> Iterator[None]:
         """All writes inside roll back if an exception escapes (nestable; per async task / thread)."""
         journal: list = []
-        token = _JOURNALS.set((*_JOURNALS.get(), journal))
+        outer = _JOURNALS.get()
+        outermost = outer[0] if outer else journal
+        token = _JOURNALS.set((*outer, journal))
         try:
             yield
         except BaseException:
-            self._rollback(journal)
+            self._rollback(journal, id(outermost))
             raise
         finally:
             _JOURNALS.reset(token)
+            if not outer:
+                with self.lock:
+                    replaced = self._replaced.pop(id(journal), [])
+                self.bodies.release(replaced)  # after a rollback: what its restored rows did not take back
 
-    def _rollback(self, journal: list) -> None:
+    def _rollback(self, journal: list, outermost: int) -> None:
         with self.lock:
+            undone: list[StoredBody] = []
             for ent, record_id, old in reversed(journal):
                 current = self.table(ent.logical_name).get(record_id)
                 keys = self.metadata.active_keys(ent) if ent.keys else []
                 self._raw_put(ent, record_id, current, old, keys)
+                undone.extend(self._replaced_bodies(ent.logical_name, current, old))
+            restored = {id(b) for e, _, old in journal for b in bodies_in(old, e.logical_name)}
+            replaced = self._replaced.get(outermost, [])
+            replaced[:] = [b for b in replaced if id(b) not in restored]
+        self.bodies.release(undone)
 
     # ---- persistence support ---------------------------------------------------------------------------
+    def body_names(self) -> set[str]:
+        """The file names of every body a row refers to."""
+        with self.lock:
+            return {
+                body.path.name
+                for table in BODY_COLUMNS
+                for row in self.table(table).values()
+                for body in bodies_in(row, table)
+            }
+
     def snapshot(self) -> dict:
         with self.lock:
             return {"version": self._version, "rows": {t: dict(r) for t, r in self.rows.items() if r}}
@@ -169,6 +220,13 @@ class Store:
         with self.lock:
             self._version = max(self._version, int(data.get("version", 0)))
             for table, rows in data.get("rows", {}).items():
+                for column in BODY_COLUMNS.get(table, ()):
+                    for row in rows.values():
+                        if column in row:
+                            row[column] = self.bodies.from_json(row[column])
+                if table in BODY_COLUMNS:  # a state saved before bodies went to disk names none
+                    for row in rows.values():
+                        self._store_bodies(table, row)
                 self.table(table).update(rows)
                 if table == "activityparty":
                     for pid, row in rows.items():

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
+from emulators.dataverse.file_store import plain
 from emulators.dataverse.state import Environment
 
 PAGE_SIZE = 50
@@ -31,6 +32,7 @@ def _page(title: str, body: str) -> HTMLResponse:
 
 
 def _cell(value: Any) -> str:
+    value = plain(value)
     if value is None:
         return ""
     if isinstance(value, list) and len(value) == 2:

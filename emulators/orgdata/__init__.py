@@ -119,6 +119,7 @@ def generate(size: str = "tiny", seed: int = 1, org: str = DEFAULT_SHAPE) -> Clo
         events=events,
         files=ctx.files,
         dynamics_users=ctx.dynamics_users,
+        roles=ctx.roles,
         shape=shape.name,
     )
     result.truth = compute_truth(result, ctx.edge)

@@ -1,4 +1,15 @@
-"""Org-level configuration: organisation, users, statuses, pipelines, custom fields, custom activity types."""
+"""Org-level configuration: organisation, users, roles, statuses, pipelines, custom fields, custom activity types.
+
+Roles (close_api.md §4.6): the four built-in roles every org has (literal ids, epoch-zero naive dates,
+`editable: false`) and, for the shapes in `ROLE_PLANS`, custom roles (`role_…`, Business/Enterprise plan) with
+their permissions; each membership's `role_id` names the user's one role ("Each user has a single role set via
+the Memberships API", developer.close.com Roles). Permission lists: Admin and Restricted User as the reference
+quotes them (Airbyte's recorded `roles` stream), Super User from Airbyte's recorded record of it
+(airbytehq/airbyte source-acceptance-test unit test `not_sorted_data`), User from Close's help page "User role"
+(Restricted User's permissions plus bulk import, bulk email and sequence subscriptions, delete and merge
+leads). A role without `view_all_leads` has its lead visibility set ("must be set otherwise"): the lead user
+fields that grant it and `visibility_user_lcf_behavior`.
+"""
 
 from __future__ import annotations
 
@@ -33,6 +44,7 @@ class Ctx:
     undefined_field_id: str = ""
     files: dict[str, FileBlob] = field(default_factory=dict)
     dynamics_users: list[dict] = field(default_factory=list)
+    roles: list[dict] = field(default_factory=list)
     edge: dict = field(default_factory=dict)
 
     def user_name(self, user_id: str | None) -> str | None:
@@ -105,6 +117,186 @@ def build_users(ctx: Ctx) -> None:
     # Owners weighted: the first users own most records; the gotcha users own a visible share.
     all_ids = [u["id"] for u in ctx.users] + [u["id"] for u in ctx.inactive_users]
     ctx.owner_ids = [uid for uid in all_ids for _ in range(weights[uid])]
+
+
+RESTRICTED_PERMISSIONS = (
+    "delete_own_activities",
+    "delete_own_opportunities",
+    "delete_own_tasks",
+    "calling",
+    "view_all_leads",
+)
+USER_PERMISSIONS = (
+    *RESTRICTED_PERMISSIONS,
+    "bulk_email",
+    "bulk_import",
+    "bulk_sequence_subscriptions",
+    "delete_leads",
+    "merge_leads",
+)
+SUPERUSER_PERMISSIONS = (
+    "bulk_edit",
+    "delete_own_opportunities",
+    "export",
+    "manage_group_numbers",
+    "manage_email_sequences",
+    "delete_leads",
+    "call_coach_listen",
+    "call_coach_barge",
+    "manage_others_tasks",
+    "manage_others_activities",
+    "delete_own_tasks",
+    "manage_customizations",
+    "manage_team_smart_views",
+    "bulk_delete",
+    "manage_team_email_templates",
+    "bulk_email",
+    "merge_leads",
+    "calling",
+    "bulk_sequence_subscriptions",
+    "bulk_import",
+    "delete_own_activities",
+    "manage_others_opportunities",
+)
+ADMIN_PERMISSIONS = (
+    "bulk_delete",
+    "bulk_edit",
+    "bulk_email",
+    "bulk_import",
+    "bulk_sequence_subscriptions",
+    "call_coach_barge",
+    "call_coach_listen",
+    "calling",
+    "delete_leads",
+    "delete_own_activities",
+    "delete_own_opportunities",
+    "delete_own_tasks",
+    "export",
+    "manage_customizations",
+    "manage_email_sequences",
+    "manage_group_numbers",
+    "manage_organization",
+    "manage_others_activities",
+    "manage_others_opportunities",
+    "manage_others_tasks",
+    "manage_team_email_templates",
+    "manage_team_smart_views",
+    "merge_leads",
+    "view_all_leads",
+)
+BUILT_IN_ROLES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("admin", "Admin", ADMIN_PERMISSIONS),
+    ("superuser", "Super User", SUPERUSER_PERMISSIONS),
+    ("user", "User", USER_PERMISSIONS),
+    ("restricteduser", "Restricted User", RESTRICTED_PERMISSIONS),
+)
+BUILT_IN_DATE = "0001-01-01T00:00:00"
+
+
+@dataclass(frozen=True)
+class RoleSpec:
+    """A custom role; without `view_all_leads` its users see the leads a lead user field assigns them."""
+
+    name: str
+    permissions: tuple[str, ...]
+    visibility_behavior: str = "require_assignment"  # or allow_unassigned (when view_all_leads is missing)
+
+
+@dataclass(frozen=True)
+class RolePlan:
+    """An org's custom roles and each user's role (shape user order): a built-in id or a custom role's name."""
+
+    custom: tuple[RoleSpec, ...]
+    assignment: tuple[str, ...]
+
+
+# Per org shape (custom roles need Close's Business/Enterprise plan); a shape absent here has the built-in
+# roles only, its first user Admin and every other User.
+ROLE_PLANS: dict[str, RolePlan] = {
+    "brightwave": RolePlan(
+        (
+            RoleSpec(
+                "Sales Lead",
+                (*USER_PERMISSIONS, "export", "manage_others_opportunities", "manage_others_tasks"),
+            ),
+            RoleSpec("Contractor (own leads)", ("calling", "delete_own_activities", "delete_own_tasks")),
+        ),
+        ("admin", "Sales Lead", "user", "user", "restricteduser", "Contractor (own leads)", "user", "user"),
+    ),
+    "nordlicht": RolePlan((), ("admin", "superuser", "user", "restricteduser", "user")),
+    "pacifica": RolePlan(
+        (
+            RoleSpec(
+                "Responsable de equipo",
+                (*USER_PERMISSIONS, "manage_others_activities", "manage_others_opportunities", "export"),
+            ),
+            RoleSpec("Agence partenaire", ("calling", "delete_own_activities"), "allow_unassigned"),
+            RoleSpec("Opérations CRM", (*USER_PERMISSIONS, "manage_customizations", "bulk_edit")),
+        ),
+        (
+            "admin",
+            "Responsable de equipo",
+            "user",
+            "Agence partenaire",
+            "Opérations CRM",
+            "user",
+            "restricteduser",
+            "Agence partenaire",
+            "user",
+            "superuser",
+        ),
+    ),
+}
+
+
+def build_roles(ctx: Ctx) -> dict[str, str]:
+    """The org's roles into `ctx.roles`; returns each user id's role id (memberships carry it).
+
+    Role ids come from their own random stream: the org's stream (and so every other id) stays as it was."""
+    ctx.roles = [
+        {
+            "date_created": BUILT_IN_DATE,
+            "date_updated": BUILT_IN_DATE,
+            "editable": False,
+            "id": role_id,
+            "name": name,
+            "organization_id": ctx.org_id,
+            "permissions": list(permissions),
+        }
+        for role_id, name, permissions in BUILT_IN_ROLES
+    ]
+    users = ctx.users + ctx.inactive_users
+    plan = ROLE_PLANS.get(ctx.shape.name)
+    if plan is None:
+        return {u["id"]: "admin" if n == 0 else "user" for n, u in enumerate(users)}
+    ids = Ids(random.Random(f"{ctx.org_id}:roles"))
+    lead_user_fields = [f["id"] for f in ctx.custom_fields.get("lead", []) if f["type"] == "user"]
+    owner = ctx.users[0]["id"]
+    by_name: dict[str, str] = {}
+    for n, spec in enumerate(plan.custom):
+        created = ORG_CREATED_US + (20 + 45 * n) * US_PER_DAY
+        role: dict = {
+            "created_by": owner,
+            "date_created": ts_naive(created),
+            "date_updated": ts_naive(created + 9 * US_PER_DAY),
+            "editable": True,
+            "id": ids.new("role"),
+            "name": spec.name,
+            "organization_id": ctx.org_id,
+            "permissions": list(spec.permissions),
+            "updated_by": owner,
+            "visibility_user_lcf_behavior": None,
+            "visibility_user_lcf_ids": [],
+        }
+        if "view_all_leads" not in spec.permissions:
+            role["visibility_user_lcf_behavior"] = spec.visibility_behavior
+            role["visibility_user_lcf_ids"] = lead_user_fields
+        ctx.roles.append(role)
+        by_name[spec.name] = role["id"]
+    # The plan names roles in the shape's user order; ctx lists active users first, so match by e-mail.
+    order = [u.email.format(d=ctx.shape.domain) for u in ctx.shape.users]
+    assigned = dict(zip(order, plan.assignment, strict=True))
+    return {u["id"]: by_name.get(assigned[u["email"]], assigned[u["email"]]) for u in users}
 
 
 def _membership(ctx: Ctx, user: dict, role: str) -> dict:
@@ -233,6 +425,7 @@ _EMBEDDED_FIELD_KEYS = (
 
 
 def build_organization(ctx: Ctx) -> dict:
+    role_of = build_roles(ctx)
     stamp = ts(ORG_CREATED_US)
     return {
         "id": ctx.org_id,
@@ -244,8 +437,8 @@ def build_organization(ctx: Ctx) -> dict:
         "updated_by": None,
         "date_created": stamp,
         "date_updated": ts(ORG_CREATED_US + 400 * US_PER_DAY),
-        "memberships": [_membership(ctx, u, "admin" if i == 0 else "user") for i, u in enumerate(ctx.users)],
-        "inactive_memberships": [_membership(ctx, u, "user") for u in ctx.inactive_users],
+        "memberships": [_membership(ctx, u, role_of[u["id"]]) for u in ctx.users],
+        "inactive_memberships": [_membership(ctx, u, role_of[u["id"]]) for u in ctx.inactive_users],
         "lead_statuses": [{"id": s["id"], "label": s["label"]} for s in ctx.lead_statuses],
         "pipelines": ctx.pipelines,
     }

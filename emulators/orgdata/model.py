@@ -118,5 +118,6 @@ class CloseOrg:
     events: list[dict]
     files: dict[str, FileBlob] = field(default_factory=dict)
     dynamics_users: list[dict] = field(default_factory=list)
+    roles: list[dict] = field(default_factory=list)  # GET /role/: built-in and custom roles
     truth: dict = field(default_factory=dict)
     shape: str = "brightwave"  # the name of the OrgShape the org was generated from

@@ -72,6 +72,7 @@ def compute_truth(org: CloseOrg, edge: dict) -> dict:
     counts.update(
         {
             "users": len(org.users) + len(org.inactive_users),
+            "roles": len(org.roles),
             "lead_statuses": len(org.lead_statuses),
             "pipelines": len(org.pipelines),
             "opportunity_statuses": len(org.opportunity_statuses),

@@ -32,6 +32,10 @@ OVERSIZE = "oversize_attachments.csv"
 QUEUED_SQL = "SELECT * FROM staged.owner_map WHERE status NOT IN ('matched', 'override') ORDER BY 1"
 PHASES = (("close_objects", "Close"), ("staged", "staged"), ("loaded", "loaded"), ("read_back", "read back"))
 COLOURS = ("#5b6770", "#2f80c0", "#2e9e5b", "#d98a1c")
+# Reports that ask the admin for decisions, named above the list of every file when the run wrote them.
+ADMIN_REPORTS = {
+    "security_roles.md": "security-role plan: for admin review, nothing is assigned automatically"
+}
 
 
 def write_admin_lists(con: duckdb.DuckDBPyConnection, run_id: str, load_run: str) -> list[Path]:
@@ -154,6 +158,11 @@ def render_index(run_id: str, job: str, folder: Path, phases: Sequence[Mapping[s
         else "<li>This run wrote no reconciliation (a dry run, or it stopped before the reports): see the "
         "files below.</li>"
     )
+    for_admin = "".join(
+        f'<li><a href="{url_quote(n)}">{html.escape(n)}</a>: {html.escape(what)}</li>'
+        for n, what in ADMIN_REPORTS.items()
+        if (folder / n).is_file()
+    )
     recon_columns = list(recon[0]) if recon else []
     source_columns = list(by_source[0]) if by_source else []
     return f"""<!DOCTYPE html>
@@ -178,7 +187,7 @@ per normalised lead name, so fewer than the Close leads (merged_accounts.csv).</
 <h2>Every Close object by source</h2>
 <p>loaded + rejected + merged + halted + skipped = Close objects, per table and source.</p>
 {html_table(by_source, source_columns)}
-<h2>Files</h2><ul id="files">{links}</ul>
+<h2>Files</h2><ul id="admin">{for_admin}</ul><ul id="files">{links}</ul>
 </body></html>
 """
 

@@ -1,5 +1,6 @@
 """Inventory of what cannot be migrated as data: Close Workflows (sequences), Smart Views and Custom Activity
-types, each with the Dynamics 365 / Power Automate equivalent an admin should build (pure).
+types, each with the Dynamics 365 / Power Automate equivalent an admin should build, and the sales process
+design (a business process flow per Close pipeline: audit/sales_process_design.py) (pure).
 
 Input is the raw Close JSON of each object (`close.<table>.raw`); output is one row per item (for CSV) and
 a Markdown document (for the Dagster UI and the report folder).
@@ -11,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from migration_assets.audit.sales_process_design import PipelineDesign, render_design
 from migration_assets.resources.markdown import markdown_table
 
 # Close Smart View type -> the Dataverse table its view would live on.
@@ -37,7 +39,7 @@ WEEKDAYS = {0: "Sun", 1: "Mon", 2: "Tue", 3: "Wed", 4: "Thu", 5: "Fri", 6: "Sat"
 
 @dataclass(frozen=True)
 class InventoryItem:
-    kind: str  # workflow | smart_view | custom_activity_type
+    kind: str  # workflow | smart_view | custom_activity_type | pipeline
     close_id: str
     name: str
     status: str
@@ -226,6 +228,24 @@ def custom_activity_item(t: Mapping[str, Any], table: str | None = None) -> Inve
     )
 
 
+def pipeline_item(design: PipelineDesign) -> InventoryItem:
+    """A Close pipeline as an inventory row (the CSV): its statuses in order and the BPF to build."""
+    steps = "; ".join(
+        f"{n}. {s.label} ({s.type}{', ' + s.probability if s.probability else ''}, {s.open} open) -> {s.stage}"
+        for n, s in enumerate(design.statuses, 1)
+    )
+    return InventoryItem(
+        "pipeline",
+        design.close_id,
+        design.name,
+        "fits the shipped sales process" if design.fits_shipped else "wants a BPF of its own",
+        "opportunity status changes",
+        steps,
+        f"{design.open} open opportunities",
+        design.recommendation,
+    )
+
+
 def build_inventory(
     sequences: Sequence[Mapping[str, Any]],
     smart_views: Sequence[Mapping[str, Any]],
@@ -255,7 +275,8 @@ def _table_row(item: InventoryItem) -> dict[str, str]:
     return {"name": f"{item.name} (`{item.close_id}`)", **dict(zip(COLUMNS[1:], values, strict=True))}
 
 
-def render_markdown(items: Sequence[InventoryItem]) -> str:
+def render_markdown(items: Sequence[InventoryItem], designs: Sequence[PipelineDesign] | None = None) -> str:
+    """The inventory document; with `designs`, its sales process design section last."""
     titles = {
         "workflow": "Workflows (sequences)",
         "smart_view": "Smart Views",
@@ -275,4 +296,6 @@ def render_markdown(items: Sequence[InventoryItem]) -> str:
             out += ["None.", ""]
             continue
         out += [markdown_table([_table_row(i) for i in group], COLUMNS, max_width=FULL_WIDTH), ""]
+    if designs is not None:
+        out.append(render_design(designs))
     return "\n".join(out)

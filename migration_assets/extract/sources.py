@@ -6,6 +6,7 @@ proves both produce identical tables. `ClosePass` reads a step's tables, sharing
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections.abc import Collection, Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 import polars as pl
 import pyarrow.dataset as pads
 
-from migration_assets.clients.close.client import CloseClient
+from migration_assets.clients.close.client import CloseAPIError, CloseClient
 from migration_assets.extract.duplicates import record_quarantine
 from migration_assets.extract.export_route import QUARANTINE
 from migration_assets.extract.export_split import EXPORT_TABLES, ExportSplit, export_frames
@@ -23,6 +24,7 @@ from migration_assets.resources.close import CloseResource
 from migration_assets.resources.warehouse import WarehouseResource
 
 Page = list[dict[str, Any]]
+log = logging.getLogger(__name__)
 
 ACTIVITY_PATHS: dict[str, tuple[str, ...]] = {
     "calls": ("activity/call/",),
@@ -62,13 +64,17 @@ def _positioned(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def api_users(client: CloseClient) -> list[dict[str, Any]]:
-    """Active members (`/user/`) plus deactivated ones (organization `inactive_memberships`)."""
+    """Active members (`/user/`) plus deactivated ones (organization `inactive_memberships`), each with the
+    `role_id` of its membership (the organization lists both kinds of membership, close_api.md §4.6)."""
     users = [{**u, "__is_active": True} for u in client.list_all("user/")]
     seen = {u["id"] for u in users}
     me = client.get("me/")
     org_ids = [o["id"] if isinstance(o, dict) else o for o in me.get("organizations") or []]
+    role_of: dict[str, Any] = {}
     for org_id in org_ids[:1]:
         org = client.get(f"organization/{org_id}/", {"_expand": "inactive_memberships__user"})
+        for m in (org.get("memberships") or []) + (org.get("inactive_memberships") or []):
+            role_of[str(m.get("user_id"))] = m.get("role_id")
         for m in org.get("inactive_memberships") or []:
             user = m.get("user") or {
                 "id": m.get("user_id"),
@@ -79,13 +85,32 @@ def api_users(client: CloseClient) -> list[dict[str, Any]]:
             if user.get("id") and user["id"] not in seen:
                 seen.add(user["id"])
                 users.append({**user, "__is_active": False})
-    return users
+    # Every user carries `__is_active`, so canonical_json leaves `__role_id` out of `raw` too.
+    return [{**u, "__role_id": role_of.get(u["id"])} for u in users]
+
+
+def api_roles(client: CloseClient) -> list[dict[str, Any]]:
+    """The org's roles (`/role/`: built-in and custom). Close refuses some configuration endpoints to a
+    non-admin key (403, close_api.md §1.4): then none, with a warning; the security-role plan reports
+    each user's role as unknown."""
+    try:
+        return client.list_all("role/")
+    except CloseAPIError as exc:
+        if exc.status != 403:
+            raise
+        log.warning(
+            "close.roles: Close refused GET /role/ (403: the API key's user is not an admin); users' roles "
+            "are extracted without their names and permissions. Re-extract with an admin's API key."
+        )
+        return []
 
 
 def api_config(client: CloseClient, table: str) -> list[dict[str, Any]]:
     """The small configuration tables (always read through the API)."""
     if table == "users":
         return api_users(client)
+    if table == "roles":
+        return api_roles(client)
     if table == "lead_statuses":
         return _positioned(client.list_all("status/lead/"))
     if table == "opportunity_statuses":

@@ -228,10 +228,13 @@ _TABLES = [
             col("first_name"),
             col("last_name"),
             col("is_active", pl.Boolean, "__is_active"),
+            col("role_id", key="__role_id"),
             *AUDIT,
         ],
         id_prefixes=("user_",),
     ),
+    # Built-in roles have literal ids (admin, superuser, user, restricteduser) and the epoch-zero date.
+    _spec("roles", [col("id"), col("name"), col("editable", pl.Boolean), *AUDIT], watermark=None),
     _spec(
         "lead_statuses",
         [col("id"), col("label"), Column("position", pl.Int64, _position)],

@@ -34,6 +34,8 @@ from migration_assets.load.rollback_plan import (
     plan_schema_rollback,
     summarize,
 )
+from migration_assets.load.sales_process import restore_instance
+from migration_assets.load.sales_process_plan import STAGE_BIND
 from migration_assets.load.snapshot import drop_snapshots
 from migration_assets.mapping.ids import opportunityclose_id
 from migration_assets.resources.dataverse import DataverseResource
@@ -100,6 +102,9 @@ def _select_runs(con: duckdb.DuckDBPyConnection, run_id: str | None, all_runs: b
 
 
 def _restore(client: DataverseClient, step: Step) -> None:
+    if STAGE_BIND in step.values:  # a business process flow instance moves back one stage at a time
+        restore_instance(client, step.table, step.record_id, step.values)
+        return
     if step.columns:
         client.update(step.table, step.record_id, step.columns)
     state = step.state

@@ -14,6 +14,10 @@ LEAD_STATES: dict[int, tuple[int, ...]] = {0: (1, 2), 1: (3,), 2: (4, 5, 6, 7)}
 OPPORTUNITY_WON_STATUS = (3,)
 OPPORTUNITY_LOST_STATUS = (4, 5)
 SALES_STAGES = (0, 1, 2, 3)  # opportunity_salesstage: Qualify, Develop, Propose, Close
+# The shipped "Opportunity Sales Process" business process flow (workflows.uniquename; reference §9.1) and
+# its stages by salesstage: what a pipelines.yaml written before `sales_process`/`stage` existed means.
+SHIPPED_SALES_PROCESS = "opportunitysalesprocess"
+SHIPPED_STAGES = ("Qualify", "Develop", "Propose", "Close")
 _PREFIX = re.compile(r"^[a-z][a-z0-9]{1,7}$")
 _VERSION = re.compile(r"^\d+(\.\d+){1,3}$")
 # Dynamics 365 editions the settings may name (their custom table limits: lib/load_estimate).
@@ -199,6 +203,7 @@ class PipelineStatus:
     option: int
     salesstage: int
     probability: int | None = None
+    stage: str = ""  # the stage of the sales process (a stage name of its BPF)
 
 
 @dataclass(frozen=True)
@@ -215,11 +220,14 @@ class PipelinesMap:
     pipelines: tuple[Pipeline, ...]
     won: tuple[int, int] = (1, 3)
     lost: tuple[int, int] = (2, 4)
+    sales_process: str = SHIPPED_SALES_PROCESS  # the BPF's workflow uniquename
+    notes: tuple[str, ...] = ()  # what an older file left out and was defaulted
 
 
 def parse_pipelines(data: Any, file: str, prefix: str, option_prefix: int) -> PipelinesMap:
     s = Section(data, file, "")
-    s.only("pipeline_column", "status_column", "pipelines", "won", "lost")
+    s.only("pipeline_column", "status_column", "pipelines", "won", "lost", "sales_process")
+    defaulted: list[str] = []
     lo, hi = option_prefix * 10000, option_prefix * 10000 + 9999
     pipelines: list[Pipeline] = []
     options: dict[str, set[int]] = {"pipeline": set(), "status": set()}
@@ -239,7 +247,7 @@ def parse_pipelines(data: Any, file: str, prefix: str, option_prefix: int) -> Pi
         statuses = []
         for m, (st, sline) in enumerate(ps.items_of("statuses", required=True)):
             ss = Section(st, file, f"pipelines[{n}].statuses[{m}]", sline)
-            ss.only("label", "type", "option", "salesstage", "probability", "close_id")
+            ss.only("label", "type", "option", "salesstage", "probability", "close_id", "stage")
             kind = ss.get("type", str, required=True)
             if kind not in ("active", "won", "lost"):
                 raise ss.error("type", f"must be active, won or lost, got {kind!r}")
@@ -251,21 +259,47 @@ def parse_pipelines(data: Any, file: str, prefix: str, option_prefix: int) -> Pi
             prob = ss.get("probability", int)
             if prob is not None and not 0 <= prob <= 100:
                 raise ss.error("probability", "must be 0-100")
-            statuses.append(
-                PipelineStatus(ss.get("label", str, required=True), kind, option(ss, "status"), stage, prob)
-            )
+            label = ss.get("label", str, required=True)
+            bpf_stage = ss.get("stage", str)
+            if bpf_stage is None:
+                bpf_stage = SHIPPED_STAGES[stage]
+                defaulted.append(label)
+            elif not bpf_stage.strip():
+                raise ss.error(
+                    "stage", f"must name a stage of the sales process, e.g. {SHIPPED_STAGES[stage]}"
+                )
+            statuses.append(PipelineStatus(label, kind, option(ss, "status"), stage, prob, bpf_stage))
         pipelines.append(
             Pipeline(ps.get("name", str, required=True), option(ps, "pipeline"), tuple(statuses))
         )
     won = _state_pair(s.section("won"), {1: OPPORTUNITY_WON_STATUS}) if "won" in s.data else (1, 3)
     lost = _state_pair(s.section("lost"), {2: OPPORTUNITY_LOST_STATUS}) if "lost" in s.data else (2, 4)
+    notes: list[str] = []
+    if defaulted:
+        notes.append(
+            f"{file}: {len(defaulted)} status(es) have no `stage` (the file predates it): each is placed at "
+            "the shipped sales process stage of its salesstage; run propose-mapping to write them for review"
+        )
+    if "sales_process" not in s.data:
+        notes.append(f"{file}: no `sales_process`: the shipped {SHIPPED_SALES_PROCESS!r} is used")
     return PipelinesMap(
         s.get("pipeline_column", str, required=True).replace("{prefix}", prefix),
         s.get("status_column", str, required=True).replace("{prefix}", prefix),
         tuple(pipelines),
         won,
         lost,
+        _sales_process(s),
+        tuple(notes),
     )
+
+
+def _sales_process(s: Section) -> str:
+    name = s.get("sales_process", str, SHIPPED_SALES_PROCESS)
+    if not name.strip():
+        raise s.error(
+            "sales_process", f"must be a business process flow's uniquename, e.g. {SHIPPED_SALES_PROCESS}"
+        )
+    return name.strip()
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,10 @@
 Lead statuses: each Close label gets a Dataverse lead statecode/statuscode from keyword rules in several
 languages (matched without accents or case, on whole words); a label no rule matches is proposed as
 Open / New with a `review:` item. Pipelines and their statuses keep Close's display order and won/lost
-type; their option values (the choice columns' values, used by the mapping's choice sets and the schema
-plan) are never renumbered once written: a re-run keeps them and numbers only new entries.
+type, and each status gets the stage of the sales process (the business process flow named by
+`sales_process`, the shipped one by default) its salesstage means, for review; their option values (the
+choice columns' values, used by the mapping's choice sets and the schema plan) are never renumbered once
+written: a re-run keeps them and numbers only new entries.
 
 Merging with an existing file: an entry already in the file keeps what it says (a reviewed decision, or a
 pending `review:`), entries new in Close are added, and entries gone from Close are dropped with a note.
@@ -17,6 +19,7 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from migration_assets.mapping.files import SHIPPED_SALES_PROCESS, SHIPPED_STAGES
 from migration_assets.mapping.yaml_loc import REVIEW_KEY
 
 LEAD_CHOICES = (
@@ -403,10 +406,17 @@ def merge_pipelines(
                 entry["salesstage"] = (
                     prev["salesstage"] if same_kind else salesstage(active_pos, n_active, kind)
                 )
+                # A file from before `stage` existed gets the stage its (reviewed) salesstage means.
+                entry["stage"] = (
+                    prev.get("stage") or SHIPPED_STAGES[int(prev["salesstage"])]
+                    if same_kind
+                    else SHIPPED_STAGES[entry["salesstage"]]
+                )
                 if prev.get("probability") is not None:
                     entry["probability"] = prev["probability"]
             else:
-                entry.update(option=next_option("stat"), salesstage=salesstage(active_pos, n_active, kind))
+                stage = salesstage(active_pos, n_active, kind)
+                entry.update(option=next_option("stat"), salesstage=stage, stage=SHIPPED_STAGES[stage])
             entry["close_id"] = str(s.get("id", ""))
             entries.append(entry)
             active_pos += kind == "active"
@@ -435,6 +445,7 @@ def merge_pipelines(
         "status_column": existing.get("status_column", "{prefix}_closestatus"),
         "won": existing.get("won", {"statecode": 1, "statuscode": 3}),
         "lost": existing.get("lost", {"statecode": 2, "statuscode": 4}),
+        "sales_process": existing.get("sales_process", SHIPPED_SALES_PROCESS),
         "pipelines": out_pipes,
     }
     return body, notes
@@ -452,4 +463,8 @@ PIPELINES_HELP = """\
 # option: the choice value of the pipeline / status (kept across re-runs: records already loaded use it).
 # salesstage (0 Qualify, 1 Develop, 2 Propose, 3 Close) is spread over the active statuses in order; adjust
 # it if your stages mean otherwise. Won/lost opportunities are closed by Win/LoseOpportunity (won/lost).
+# sales_process: the business process flow (workflow uniquename) each opportunity is placed on; the shipped
+# "Opportunity Sales Process" (opportunitysalesprocess) has the stages Qualify, Develop, Propose, Close.
+# stage: the stage an open opportunity of that status is at (a stage name of sales_process; proposed from
+# salesstage). Won/lost opportunities are always at the last stage, finished.
 """

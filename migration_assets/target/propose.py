@@ -24,6 +24,7 @@ from typing import Any
 import duckdb
 import yaml
 
+from migration_assets.audit.security_roles import CloseRole, read_close
 from migration_assets.mapping.config import load_settings, mappings_root
 from migration_assets.mapping.files import Settings
 from migration_assets.mapping.owners import OWNER_COLUMNS, OwnerConfigError
@@ -62,8 +63,10 @@ class OrgSnapshot:
     activity_types: list[dict[str, Any]]
     activity_fields: dict[str, dict[str, int]] = field(default_factory=dict)  # type id -> cf id -> instances
     activity_counts: dict[str, int] = field(default_factory=dict)  # type id -> instances
-    users: list[dict[str, Any]] = field(default_factory=list)  # id, email, first_name, last_name, is_active
+    users: list[dict[str, Any]] = field(default_factory=list)  # id, email, names, is_active, role_id
     records_owned: dict[str, int] = field(default_factory=dict)  # Close user id -> records
+    roles: dict[str, CloseRole] | None = None  # close.roles by id; None: not extracted
+    lead_field_names: dict[str, str] = field(default_factory=dict)  # lead custom field id -> name
 
 
 @dataclass(frozen=True)
@@ -163,12 +166,7 @@ def read_snapshot(con: duckdb.DuckDBPyConnection, extracted_at: str | None = Non
     fields = close_custom_fields(con) if table_exists(con, "close", "custom_fields") else {}
     used, counts = _activity_usage(con)
     _require(con, "users")
-    users = [
-        dict(zip(("id", "email", "first_name", "last_name", "is_active"), r, strict=True))
-        for r in con.execute(
-            "SELECT id, email, first_name, last_name, is_active FROM close.users ORDER BY id"
-        ).fetchall()
-    ]
+    users, roles, lead_field_names = read_close(con)
     org_id = next(
         (str(o["organization_id"]) for o in lead_statuses + pipelines if o.get("organization_id")), None
     )
@@ -184,6 +182,8 @@ def read_snapshot(con: duckdb.DuckDBPyConnection, extracted_at: str | None = Non
         counts,
         users,
         _records_owned(con),
+        roles if table_exists(con, "close", "roles") else None,
+        lead_field_names,
     )
 
 
@@ -340,7 +340,12 @@ def propose_files(
 
     try:
         owners = propose_owners(
-            _load_plain(root / "owners.yaml"), snap.users, systemusers, snap.records_owned
+            _load_plain(root / "owners.yaml"),
+            snap.users,
+            systemusers,
+            snap.records_owned,
+            snap.roles,
+            snap.lead_field_names,
         )
     except OwnerConfigError as exc:
         raise ProposalInputError(f"{root / 'owners.yaml'}: {exc}") from exc

@@ -220,6 +220,7 @@ def test_truth_counts_match_an_independent_recount(org: CloseOrg) -> None:
     by_type = Counter(a["_type"] for a in org.activities)
     expected = {
         "users": len(org.users) + len(org.inactive_users),
+        "roles": len(org.roles),
         "lead_statuses": len(org.lead_statuses),
         "pipelines": len(org.pipelines),
         "opportunity_statuses": len(org.opportunity_statuses),

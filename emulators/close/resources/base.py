@@ -29,6 +29,7 @@ class Ctx:
     body: dict[str, Any] | None = None
     path: str = ""  # the API path without /api/v1/ and slashes, e.g. "lead/lead_abc" (event meta)
     extra_headers: dict[str, str] = field(default_factory=dict)
+    served: int = 0  # records the answer serves (the latency model's server time, latency.py)
 
     @property
     def store(self) -> OrgStore:
@@ -68,6 +69,7 @@ def serialize_rows(
     serializer: Serializer | None = None,
     expander: Expander | None = None,
 ) -> list[bytes]:
+    ctx.served += len(rows)
     fields = requested_fields(ctx.params)
     if fields is not None:
         expand = expander or (lambda o: o)

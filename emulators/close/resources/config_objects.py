@@ -1,4 +1,10 @@
-"""Users, organization, statuses, pipelines, custom fields, custom activity types, sequences, smart views."""
+"""Users, organization, roles, statuses, pipelines, custom fields, custom activity types, sequences, smart views.
+
+Roles (close_api.md §4.6; developer.close.com "Roles"): `GET /role/` lists the org's roles, built-in and
+custom, in the offset-paged `{"data": [...], "has_more": ...}` envelope of the other config lists (Airbyte
+pages it like its other streams, §2.3); `GET /role/{id}/` returns one, built-in ids (`admin`, `superuser`,
+`user`, `restricteduser`) included; an unknown id gets the 404 of every other resource.
+"""
 
 from __future__ import annotations
 
@@ -62,6 +68,15 @@ def get_organization(ctx: Ctx) -> bytes:
         if f"{key}__user" in expand:
             out[key] = [{**m, "user": users.get(m.get("user_id"))} for m in org.get(key, [])]
     return render_one(ctx, out, "Organization", serializer=_dumps)
+
+
+def list_roles(ctx: Ctx) -> bytes:
+    return render_list(ctx, "role", ctx.store.org.roles)
+
+
+def get_role(ctx: Ctx) -> bytes:
+    role = next((r for r in ctx.store.org.roles if r["id"] == ctx.args["id"]), None)
+    return render_one(ctx, role, "Role")
 
 
 def list_lead_statuses(ctx: Ctx) -> bytes:
@@ -166,6 +181,8 @@ ROUTES = [
     ("GET", "user", list_users),
     ("GET", "user/{id}", get_user),
     ("GET", "organization/{id}", get_organization),
+    ("GET", "role", list_roles),
+    ("GET", "role/{id}", get_role),
     ("GET", "status/lead", list_lead_statuses),
     ("GET", "status/lead/{id}", get_lead_status),
     ("GET", "status/opportunity", list_opportunity_statuses),

@@ -131,6 +131,7 @@ def list_events(ctx: Ctx) -> bytes:
             cursor_previous = _encode({"d": "p", "k": first[0], "i": first[1], "b": bound_list})
     fields = requested_fields(params)
     parts = [dumps(project(e, fields)) if fields else store.object_bytes(e) for e in page]
+    ctx.served = len(parts)
     tail = {"cursor_next": cursor_next, "cursor_previous": cursor_previous}
     return b'{"data":[' + b",".join(parts) + b"]," + dumps(tail)[1:]
 

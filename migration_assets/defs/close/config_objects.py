@@ -1,4 +1,4 @@
-"""Small configuration objects, always read through the API: users, statuses, pipelines, custom
+"""Small configuration objects, always read through the API: users, roles, statuses, pipelines, custom
 fields, custom activity types, sequences (Workflows) and Smart Views. They are read in the same pass as
 the lead tables (`source_tables.py`): while Close builds an export, these API reads hide the wait."""
 
@@ -7,6 +7,9 @@ from __future__ import annotations
 DESCRIPTIONS = {
     "users": "Close users: active members (/user/) and deactivated ones (organization "
     "inactive_memberships), which still own records. `is_active` tells them apart.",
+    "roles": "Roles (/role/): the built-in ones (admin, superuser, user, restricteduser) and the org's custom "
+    "ones with their permissions; each user's `role_id` comes from its membership. Empty, with a warning, "
+    "when Close refuses the key (403, not an admin).",
     "lead_statuses": "Lead statuses (/status/lead/) in display order (`position`).",
     "pipelines": "Opportunity pipelines (/pipeline/) with their embedded statuses.",
     "opportunity_statuses": "Opportunity statuses (/status/opportunity/): label, type active|won|lost, "

@@ -1,0 +1,117 @@
+"""File bodies of records kept on disk, apart from the in-memory record store.
+
+Dataverse keeps the data of note attachments in file storage, not in the database rows: the AnnotationBase
+table counts against the environment's *file* capacity (learn.microsoft.com power-platform/admin/
+capacity-storage, "File"). The emulator does the same so that a large org's attachments do not live in its
+memory: a row holds a `StoredBody` (a file name and its length) in place of the text, and the text is read
+back from disk only when a response carries it (`plain`).
+
+The Web API contract is unchanged: `documentbody` is written and read as the base64 text the client sent
+(stored as given, so a read is byte-identical). Each write gets a new file and a file is never rewritten,
+so a rolled-back transaction can restore the previous row's body as it was. A body no longer referenced by
+any row is deleted; with persistence on (persistence.py) only once the saved state no longer refers to it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+import uuid
+import weakref
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# The columns whose values are file bodies, per table (annotation.documentbody holds the note's attachment).
+BODY_COLUMNS: dict[str, tuple[str, ...]] = {"annotation": ("documentbody",)}
+JSON_MARKER = "$stored_body"  # how a StoredBody is written in the persisted state (persistence.py)
+
+
+@dataclass(frozen=True, eq=False)
+class StoredBody:
+    """A reference to one body on disk; identity (not value) equality, since each write has its own file."""
+
+    path: Path
+    length: int  # characters of the stored text
+
+    def read(self) -> str:
+        return self.path.read_text(encoding="ascii")
+
+    def to_json(self) -> dict[str, Any]:
+        return {JSON_MARKER: self.path.name, "length": self.length}
+
+
+def plain(value: Any) -> Any:
+    """A column value as the client sees it: a stored body's text, anything else as it is."""
+    return value.read() if isinstance(value, StoredBody) else value
+
+
+def bodies_in(row: dict[str, Any] | None, table: str) -> list[StoredBody]:
+    if row is None:
+        return []
+    return [v for c in BODY_COLUMNS.get(table, ()) if isinstance(v := row.get(c), StoredBody)]
+
+
+class BodyStore:
+    """The directory of one emulator's bodies: a temporary directory removed with the store by default,
+    or a directory next to the persisted state once `keep_in` moved it there."""
+
+    def __init__(self) -> None:
+        self.directory = Path(tempfile.mkdtemp(prefix="dataverse-emulator-bodies-"))
+        self._cleanup = weakref.finalize(self, shutil.rmtree, self.directory, True)
+        self._lock = threading.Lock()
+        self._keep_until_saved = False
+        self._released: list[Path] = []
+
+    def keep_in(self, directory: Path) -> None:
+        """Store bodies in `directory` (kept across restarts) and delete released ones only when
+        `take_released` hands them to the caller that saved a state without them (persistence.py)."""
+        with self._lock:
+            if any(self.directory.iterdir()):
+                raise RuntimeError("The emulator's body directory can only move before any body is stored.")
+            self._cleanup()
+            directory.mkdir(parents=True, exist_ok=True)
+            self.directory = directory
+            self._keep_until_saved = True
+
+    def save(self, text: str) -> StoredBody:
+        path = self.directory / f"{uuid.uuid4().hex}.b64"
+        path.write_text(text, encoding="ascii")
+        return StoredBody(path, len(text))
+
+    def release(self, bodies: Iterable[StoredBody]) -> None:
+        """Bodies no row refers to any more: deleted now, or after the next save with persistence on."""
+        paths = [b.path for b in bodies]
+        if self._keep_until_saved:
+            with self._lock:
+                self._released.extend(paths)
+            return
+        delete(paths)
+
+    def take_released(self) -> list[Path]:
+        """The released bodies to delete once a state saved from now on is on disk."""
+        with self._lock:
+            out, self._released = self._released, []
+        return out
+
+    def give_back(self, paths: list[Path]) -> None:
+        """Released bodies whose deletion has to wait for a later save (this one failed)."""
+        with self._lock:
+            self._released[:0] = paths
+
+    def from_json(self, value: Any) -> Any:
+        """A persisted column value: a marker becomes the StoredBody it names, anything else is kept."""
+        if isinstance(value, dict) and JSON_MARKER in value:
+            return StoredBody(self.directory / str(value[JSON_MARKER]), int(value["length"]))
+        return value
+
+    def remove_unreferenced(self, referenced: set[str]) -> None:
+        """Delete body files the loaded state does not name (written after its last save, then lost)."""
+        delete(p for p in self.directory.glob("*.b64") if p.name not in referenced)
+
+
+def delete(paths: Iterable[Path]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)

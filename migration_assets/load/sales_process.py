@@ -1,0 +1,490 @@
+"""Opportunities placed on their sales process: each migrated opportunity's business process flow instance
+(`opportunitysalesprocesses` for the shipped "Opportunity Sales Process") set to the stage its Close status
+maps to, through the ledger (the plan: `load/sales_process_plan.py`).
+
+Reads (reference §9.1; power-automate-docs business-process-flows-code.md): the BPF definition
+(`workflows`, category 4, by uniquename), its stages (`processstages` by `_processid_value`), their order
+(`RetrieveActivePath` of an instance), the instance table's lookup to opportunity (its metadata), and the
+instances already there. Creating an opportunity applies the process: Dataverse gives it an instance at the
+first stage, so most opportunities need only updates. An instance already there (whoever created it, the
+platform included) is ledgered `updated` with its before-image (stage, path, state), so that a rollback of
+this load moves it back a stage at a time (`restore_instance`); an instance this load creates is ledgered
+`created`, so that a rollback deletes it. So is the instance Dataverse gave an opportunity this same run
+created, written or not: a rollback undoes whole runs, so it deletes that opportunity too, and its instance
+would otherwise stay behind (deleting an opportunity does not delete its instances).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from migration_assets.clients.dataverse.client import (
+    DataverseApiError,
+    DataverseClient,
+    DataverseError,
+    odata_bind,
+)
+from migration_assets.clients.dataverse.odata import odata_string
+from migration_assets.load.ledger import SCHEMA as LEDGER_SCHEMA
+from migration_assets.load.ledger import Intent, Ledger, Rejection, ensure_schema
+from migration_assets.load.sales_process_plan import (
+    Instance,
+    InstancePlan,
+    Placement,
+    Stage,
+    Write,
+    order_stages,
+    placement,
+    plan_instance,
+    restore_writes,
+    rounds,
+)
+from migration_assets.load.snapshot import SCHEMA as SNAPSHOT_SCHEMA
+from migration_assets.mapping.ids import id_for_key
+from migration_assets.resources.warehouse import quote, table_exists
+
+BPF_CATEGORY = 4  # workflow.category: Business Process Flow
+DEFINITION = 1  # workflow.type: Definition (not an Activation or Template row)
+ACTIVATED = 1  # workflow.statecode: Activated (instances can only be made of an activated process)
+CHUNK = 1000  # instances ledgered and written together
+READ_CHUNK = 50  # opportunity ids per filtered instance read (a delta's few changed opportunities)
+
+
+class SalesProcessError(RuntimeError):
+    """The business process flow the mapping names cannot be used (missing, no stages, no opportunity lookup)."""
+
+
+@dataclass(frozen=True)
+class SalesProcess:
+    workflow_id: str
+    uniquename: str
+    table: str  # the instance table (logical name)
+    primary_id: str
+    opportunity_nav: str  # the lookup to opportunity: "<nav>@odata.bind" on write
+    opportunity_attr: str  # ... read as "_<attr>_value"
+    stages: tuple[Stage, ...]  # in process order
+
+
+def _stages(rows: Iterable[Mapping[str, Any]]) -> list[Stage]:
+    return [
+        Stage(str(r["processstageid"]).lower(), str(r.get("stagename") or ""), r.get("stagecategory"))
+        for r in rows
+    ]
+
+
+def resolve_process(client: DataverseClient, uniquename: str) -> SalesProcess:
+    """The BPF `uniquename` as the target has it, its stages in order and its instance table's lookups."""
+    found = client.rows(
+        "workflows",
+        ["workflowid", "uniquename", "name", "statecode"],
+        f"uniquename eq {odata_string(uniquename)} and category eq {BPF_CATEGORY} and type eq {DEFINITION}",
+    )
+    if not found:
+        raise SalesProcessError(
+            f"no business process flow {uniquename!r} in the target (workflows with category 4): set "
+            "`sales_process` in pipelines.yaml to the uniquename of an activated one"
+        )
+    if found[0].get("statecode") != ACTIVATED:
+        raise SalesProcessError(
+            f"the business process flow {uniquename!r} is not activated: activate it in make.powerapps.com "
+            "(Solutions > the process > Activate), or name another one in pipelines.yaml `sales_process`"
+        )
+    workflow_id = str(found[0]["workflowid"]).lower()
+    stages = _stages(
+        client.rows(
+            "processstages",
+            ["processstageid", "stagename", "stagecategory"],
+            f"_processid_value eq {workflow_id}",
+        )
+    )
+    if not stages:
+        raise SalesProcessError(f"the business process flow {uniquename!r} has no stages")
+    try:
+        meta = client.metadata(uniquename)
+    except DataverseError as exc:
+        raise SalesProcessError(
+            f"the instance table of the business process flow {uniquename!r} cannot be read: {exc}"
+        ) from exc
+    link = next((r for r in meta.many_to_one if r.referenced_entity == "opportunity"), None)
+    if link is None:
+        raise SalesProcessError(
+            f"the business process flow {uniquename!r} has no lookup to opportunity: it is not an "
+            "opportunity process"
+        )
+    return SalesProcess(
+        workflow_id,
+        uniquename,
+        meta.logical_name,
+        meta.primary_id,
+        link.navigation_property,
+        link.referencing_attribute,
+        tuple(order_stages(stages)),
+    )
+
+
+def in_process_order(
+    client: DataverseClient, process: SalesProcess, instances: Mapping[str, Instance]
+) -> SalesProcess:
+    """The process with its stages in the order RetrieveActivePath gives for one of its instances (a real
+    processstage has no order column); by stage category when there is no instance yet."""
+    sample = next(iter(instances.values()), None)
+    path = active_path(client, sample.id) if sample is not None else []
+    return replace(process, stages=tuple(order_stages(process.stages, path)))
+
+
+def active_path(client: DataverseClient, instance_id: str) -> list[str]:
+    """Stage ids of an instance's active path, in process order (RetrieveActivePath)."""
+    rows = client.get_json(f"RetrieveActivePath(ProcessInstanceId={instance_id})").get("value", [])
+    return [str(r["processstageid"]).lower() for r in rows]
+
+
+def _instance(row: Mapping[str, Any], primary_id: str, opportunity_attr: str) -> Instance:
+    path = str(row.get("traversedpath") or "")
+    stage = row.get("_activestageid_value")
+    return Instance(
+        str(row[primary_id]).lower(),
+        str(row.get(f"_{opportunity_attr}_value") or "").lower(),
+        str(stage).lower() if stage else None,
+        tuple(p.strip().lower() for p in path.split(",") if p.strip()),
+        row.get("statecode"),
+        row.get("statuscode"),
+    )
+
+
+def read_instances(
+    client: DataverseClient, process: SalesProcess, opportunity_ids: Sequence[str] | None = None
+) -> dict[str, Instance]:
+    """Opportunity id -> its instance of the process (the Active one where it has several); every instance
+    of the table, or those of `opportunity_ids` only."""
+    select = [
+        process.primary_id,
+        f"_{process.opportunity_attr}_value",
+        "_activestageid_value",
+        "_processid_value",
+        "traversedpath",
+        "statecode",
+        "statuscode",
+    ]
+    column = f"_{process.opportunity_attr}_value"
+    filters: list[str | None] = [None]
+    if opportunity_ids is not None:
+        ids = list(opportunity_ids)
+        filters = [
+            " or ".join(f"{column} eq {i}" for i in ids[n : n + READ_CHUNK])
+            for n in range(0, len(ids), READ_CHUNK)
+        ]
+    out: dict[str, Instance] = {}
+    for flt in filters:
+        for row in client.query(process.table, select, flt):
+            if str(row.get("_processid_value") or process.workflow_id).lower() != process.workflow_id:
+                continue
+            inst = _instance(row, process.primary_id, process.opportunity_attr)
+            if inst.opportunity_id not in out or inst.statecode == 0:
+                out[inst.opportunity_id] = inst
+    return out
+
+
+def created_by_run(con: duckdb.DuckDBPyConnection, run_id: str) -> frozenset[str]:
+    """Ids of the opportunities run `run_id` created (ledgered, not refused)."""
+    ensure_schema(con)
+    rows = con.execute(
+        f"SELECT DISTINCT lower(record_id) FROM {LEDGER_SCHEMA}.writes WHERE run_id = ? "
+        "AND table_name = 'opportunity' AND action = 'created' AND status <> 'rejected'",
+        [run_id],
+    ).fetchall()
+    return frozenset(r[0] for r in rows)
+
+
+def instance_id(process: SalesProcess, opportunity_id: str) -> str:
+    """The id of the instance this load creates for an opportunity that has none (deterministic)."""
+    return id_for_key(f"{process.uniquename}:{opportunity_id.lower()}")
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """One migrated opportunity and where its Close status places it."""
+
+    opportunity_id: str
+    close_id: str | None
+    status_option: int | None
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """The target's refusal of one instance write."""
+
+    operation: str  # create | update
+    status: int | None
+    code: str | None
+    message: str
+
+
+@dataclass
+class PlacementReport:
+    placed: int = 0  # instances written
+    unchanged: int = 0
+    created: int = 0
+    writes: int = 0
+    not_loaded: int = 0  # opportunities not in the target (refused by loaded/opportunity)
+    rejected: list[str] = field(default_factory=list)
+    refused: set[str] = field(default_factory=set)  # opportunities not placed as wanted (retried by a delta)
+    # Where the opportunities belong: stage name (+ " (finished)") -> count; opportunity -> (stage, finished)
+    per_stage: dict[str, int] = field(default_factory=dict)
+    placements: dict[str, tuple[str, bool]] = field(default_factory=dict)
+
+
+class SalesProcessLoader:
+    """Plans and writes the instances of one process for a set of opportunities, through the ledger."""
+
+    def __init__(
+        self,
+        client: DataverseClient,
+        ledger: Ledger,
+        process: SalesProcess,
+        statuses: Mapping[int, tuple[str, str, str]],
+        log: Callable[[str], None] = print,
+        created_by_run: frozenset[str] = frozenset(),
+    ) -> None:
+        self.client = client
+        self.ledger = ledger
+        self.process = process
+        self.statuses = statuses  # status option -> (stage name, type, label)
+        self.log = log
+        self.created_by_run = (
+            created_by_run  # opportunities this run created (their instances came with them)
+        )
+        self.report = PlacementReport()
+
+    def _reject(self, item: Wanted, record_id: str | None, operation: str, message: str) -> None:
+        self.report.rejected.append(f"{item.close_id or item.opportunity_id}: {message}")
+        self.report.refused.add(item.opportunity_id.lower())
+        self.ledger.reject(
+            [Rejection(self.process.table, record_id, item.close_id, operation, None, None, message)]
+        )
+
+    def _placement(self, item: Wanted) -> Placement | str:
+        if item.status_option is None:
+            return "the opportunity has no Close status"
+        mapped = self.statuses.get(int(item.status_option))
+        if mapped is None:
+            return f"its status option {item.status_option} is not in pipelines.yaml"
+        stage, kind, label = mapped
+        where = placement(stage, kind, self.process.stages)
+        return f"status {label!r}: {where}" if isinstance(where, str) else where
+
+    def load(self, wanted: Sequence[Wanted], instances: Mapping[str, Instance]) -> PlacementReport:
+        opportunities = self.client.entity_set("opportunity")
+        process_bind = odata_bind("workflows", self.process.workflow_id)
+        missing = [w.opportunity_id for w in wanted if w.opportunity_id.lower() not in instances]
+        loaded = self.client.existing_ids("opportunity", missing) if missing else set()
+        plans: list[tuple[InstancePlan, Wanted]] = []
+        came_with: list[Intent] = []  # unchanged instances of opportunities this run created
+        for item in wanted:
+            opp = item.opportunity_id.lower()
+            current = instances.get(opp)
+            if current is None and opp not in loaded:
+                self.report.not_loaded += 1
+                continue
+            where = self._placement(item)
+            if isinstance(where, str):
+                self._reject(item, current.id if current else None, "update", where)
+                continue
+            stage = self.process.stages[where.stage].name
+            create_links = {
+                f"{self.process.opportunity_nav}@odata.bind": odata_bind(opportunities, opp),
+                "processid@odata.bind": process_bind,
+            }
+            plan = plan_instance(
+                opp, where, self.process.stages, current, instance_id(self.process, opp), create_links
+            )
+            if isinstance(plan, str):
+                self._reject(item, current.id if current else None, "update", plan)
+                continue
+            self.report.placements[opp] = (stage, where.finished)
+            key = stage + (" (finished)" if where.finished else "")
+            self.report.per_stage[key] = self.report.per_stage.get(key, 0) + 1
+            if plan is None:
+                self.report.unchanged += 1
+                if current is not None and opp in self.created_by_run:
+                    came_with.append(Intent(self.process.table, current.id, item.close_id, "created"))
+                continue
+            plans.append((plan, item))
+        self.ledger.record_done(came_with)
+        for start in range(0, len(plans), CHUNK):
+            self._write_chunk(plans[start : start + CHUNK])
+            self.log(
+                f"{self.process.table}: {min(start + CHUNK, len(plans))} of {len(plans)} instances written"
+            )
+        return self.report
+
+    def _intent(self, plan: InstancePlan, item: Wanted) -> Intent:
+        if plan.create or plan.opportunity_id in self.created_by_run:
+            return Intent(self.process.table, plan.instance_id, item.close_id, "created")
+        return Intent(self.process.table, plan.instance_id, item.close_id, "updated", plan.before)
+
+    def _write_chunk(self, chunk: Sequence[tuple[InstancePlan, Wanted]]) -> None:
+        """Ledger the chunk's intents, send its writes round by round, then record each outcome: refused at
+        its first write -> rejected (nothing changed); refused later -> done (a rollback must undo the moves
+        that landed) with the refusal in ledger.rejected."""
+        seqs = self.ledger.begin([self._intent(p, w) for p, w in chunk])
+        seq_of = {id(p): s for (p, _), s in zip(chunk, seqs, strict=True)}
+        item_of = {id(p): w for p, w in chunk}
+        failed: dict[int, tuple[int, Refusal]] = {}  # plan -> (the round its write was refused in, why)
+        for n, batch in enumerate(rounds([p for p, _ in chunk])):
+            live = [(p, w) for p, w in batch if id(p) not in failed]
+            for plan, error in self._send(live):
+                failed[id(plan)] = (n, error)
+        first_refused = {k for k, (n, _) in failed.items() if n == 0}
+        done = [seq_of[id(p)] for p, _ in chunk if id(p) not in first_refused]
+        refused: list[tuple[int, Rejection]] = []
+        late: list[Rejection] = []
+        for plan, _ in chunk:
+            if id(plan) not in failed:
+                continue
+            n, err = failed[id(plan)]
+            item = item_of[id(plan)]
+            rejection = Rejection(
+                self.process.table,
+                plan.instance_id,
+                item.close_id,
+                err.operation,
+                err.status,
+                err.code,
+                err.message,
+            )
+            self.report.rejected.append(f"{item.close_id or plan.opportunity_id}: {err.message}")
+            self.report.refused.add(plan.opportunity_id)
+            if n == 0:
+                refused.append((seq_of[id(plan)], rejection))
+            else:
+                late.append(rejection)
+        self.ledger.finish(done, refused)
+        self.ledger.reject(late)
+        placed = [p for p, _ in chunk if id(p) not in failed]
+        self.report.placed += len(placed)
+        self.report.created += sum(p.create for p in placed)
+
+    def _send(self, batch: Sequence[tuple[InstancePlan, Write]]) -> list[tuple[InstancePlan, Refusal]]:
+        """One round's writes (creates, then updates); the plans whose write was refused, with why."""
+        failed: list[tuple[InstancePlan, Refusal]] = []
+        for kind in ("create", "update"):
+            group = [(p, w) for p, w in batch if w.kind == kind]
+            if not group:
+                continue
+            if kind == "create":
+                result = self.client.create_multiple(self.process.table, [w.body for _, w in group])
+            else:
+                rows = [{self.process.primary_id: p.instance_id, **w.body} for p, w in group]
+                result = self.client.update_multiple(self.process.table, rows)
+            self.report.writes += len(group)
+            failed += [
+                (group[e.index][0], Refusal(kind, e.status, e.code, e.message)) for e in result.rejected
+            ]
+        return failed
+
+
+def restore_instance(client: DataverseClient, table: str, record_id: str, before: Mapping[str, Any]) -> None:
+    """Put a BPF instance back where its before-image says (a rollback step), a stage at a time. A missing
+    instance is a 404 DataverseApiError (the rollback counts it as already gone)."""
+    meta = client.metadata(table)
+    row = client.get(
+        table,
+        record_id,
+        [
+            meta.primary_id,
+            "_activestageid_value",
+            "_processid_value",
+            "traversedpath",
+            "statecode",
+            "statuscode",
+        ],
+    )
+    if row is None:
+        raise DataverseApiError(404, "", f"{table} {record_id} does not exist", "GET", table)
+    current = _instance(row, meta.primary_id, "")
+    stage_rows = client.rows(
+        "processstages",
+        ["processstageid", "stagename", "stagecategory"],
+        f"_processid_value eq {row.get('_processid_value')}",
+    )
+    stages = order_stages(_stages(stage_rows), active_path(client, record_id))
+    writes = restore_writes(stages, current, before)
+    if isinstance(writes, str):
+        raise DataverseApiError(400, "", f"{table} {record_id}: {writes}", "PATCH", table)
+    for body in writes:
+        client.update(table, record_id, body)
+
+
+# -- what the staged opportunities want, and what the last load placed (delta runs) -------------------------
+SNAPSHOT = "_snapshot_opportunity_sales_process"  # loaded.<it>: opportunity id -> placement key, as placed
+
+
+def placement_key(statuses: Mapping[int, tuple[str, str, str]], option: int | None) -> str | None:
+    """What places an opportunity, from the mapping alone: its status's stage, or "finished" (won/lost)."""
+    mapped = statuses.get(int(option)) if option is not None else None
+    if mapped is None:
+        return None
+    return "finished" if mapped[1] in ("won", "lost") else f"stage:{mapped[0].casefold()}"
+
+
+def staged_opportunities(
+    con: duckdb.DuckDBPyConnection, status_column: str, closeid_column: str
+) -> list[Wanted]:
+    """Every staged opportunity with its Close id and status option."""
+    cols = {r[0] for r in con.execute("DESCRIBE staged.opportunity").fetchall()}
+    close_id = quote(closeid_column) if closeid_column in cols else "NULL"
+    rows = con.execute(
+        f"SELECT lower(CAST(opportunityid AS VARCHAR)), {close_id}, {quote(status_column)} "
+        "FROM staged.opportunity ORDER BY 1"
+    ).fetchall()
+    return [Wanted(r[0], r[1], None if r[2] is None else int(r[2])) for r in rows]
+
+
+def last_placed(con: duckdb.DuckDBPyConnection) -> dict[str, str] | None:
+    """Opportunity id -> placement key as the last completed load placed it (None: no such load)."""
+    if not table_exists(con, SNAPSHOT_SCHEMA, SNAPSHOT):
+        return None
+    return dict(con.execute(f"SELECT opportunityid, placement FROM {SNAPSHOT_SCHEMA}.{SNAPSHOT}").fetchall())
+
+
+def changed_since(
+    wanted: Sequence[Wanted], statuses: Mapping[int, tuple[str, str, str]], placed: Mapping[str, str]
+) -> list[Wanted]:
+    """The opportunities whose placement the mapping now gives differs from the one last placed."""
+    return [w for w in wanted if placed.get(w.opportunity_id) != placement_key(statuses, w.status_option)]
+
+
+def save_placed(
+    con: duckdb.DuckDBPyConnection,
+    wanted: Sequence[Wanted],
+    statuses: Mapping[int, tuple[str, str, str]],
+    report: PlacementReport,
+    earlier: Mapping[str, str] | None,
+) -> int:
+    """Record what this load placed (the opportunities it refused left out, so that the next delta retries
+    them), over what earlier loads placed for the opportunities it did not consider."""
+    rows = dict(earlier or {})
+    considered = {w.opportunity_id for w in wanted}
+    rows = {k: v for k, v in rows.items() if k not in considered}
+    for w in wanted:
+        key = placement_key(statuses, w.status_option)
+        if w.opportunity_id in report.placements and w.opportunity_id not in report.refused and key:
+            rows[w.opportunity_id] = key
+    frame = pa.table(
+        {
+            "opportunityid": pa.array(list(rows), pa.string()),
+            "placement": pa.array(list(rows.values()), pa.string()),
+        }
+    )
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {SNAPSHOT_SCHEMA}")
+    con.register("__placed", frame)
+    try:
+        con.execute(f"CREATE OR REPLACE TABLE {SNAPSHOT_SCHEMA}.{SNAPSHOT} AS SELECT * FROM __placed")
+    finally:
+        con.unregister("__placed")
+    return len(rows)
