@@ -1,6 +1,7 @@
 """End-to-end benchmark of the migration graph against both emulators (prints figures; not a test).
 
     python bench/e2e.py [--size typical] [--seed 1] [--mode both|off|limits] [--window 300] [--cost-record 10]
+                        [--app-users 1,2,4] [--realistic]
 
 Run 1, limits off (both emulators; `--close-limits` keeps Close's rate limits on): the whole graph (close -> staged -> schema -> loaded -> reports) on a generated org.
 Run 2, service-protection limits on: schema, then the load again on a fresh Dataverse emulator, from the
@@ -9,7 +10,8 @@ execution time per 300 s sliding window, 52 concurrent). Each request is charged
 `--cost-record` ms per record or `$batch` part (default 10 ms: a `typical` load then needs more execution
 time than one window grants, so the limits bind). `--window W` keeps the real rates over a shorter window
 (budgets scaled to it: 30 s gives 600 requests and 120,000 ms), a harsher test: a pause of the loader longer
-than the window wastes budget. From the requests and the execution time the emulator admitted during the
+than the window wastes budget. `--app-users 1,2,4` runs the load under limits once per count of
+application users (each its own budget) and prints the throughput factor over one user. From the requests and the execution time the emulator admitted during the
 load, the bench derives the shortest load time the limits permit and prints the share of that throughput
 the load achieved (target 80% of the sustained rate; the share of the shorter bound a short
 load could reach with the first window's burst is printed too).
@@ -49,7 +51,14 @@ from emulators.close import latency as close_latency  # noqa: E402
 from emulators.close.config import CloseEmulatorConfig, LatencyConfig, RateLimitConfig  # noqa: E402
 from emulators.close.server import CloseEmulatorServer  # noqa: E402
 from emulators.dataverse import latency as dv_latency  # noqa: E402
-from emulators.dataverse.config import DataverseEmulatorConfig, Latency, ServiceProtection  # noqa: E402
+from emulators.dataverse.config import (  # noqa: E402
+    AppUser,
+    DataverseEmulatorConfig,
+    Latency,
+    ServiceProtection,
+    default_app_users,
+    deterministic_id,
+)
 from emulators.orgdata import generate  # noqa: E402
 from migration_assets.defs.loaded._common import BATCH_ROWS  # noqa: E402
 from migration_assets.load.engine import ACTION_BATCH_PARTS, DOWNLOAD_WORKERS  # noqa: E402
@@ -140,12 +149,12 @@ class DataverseProcess:
         return resp.json()
 
     def env(self) -> dict[str, str]:
-        u = self.config.app_users[0]
+        users = self.config.app_users
         return {
             "DATAVERSE_URL": self.base_url,
             "DATAVERSE_TENANT_ID": self.config.tenant_id,
-            "DATAVERSE_CLIENT_IDS": u.client_id,
-            "DATAVERSE_CLIENT_SECRETS": u.client_secret,
+            "DATAVERSE_CLIENT_IDS": ",".join(u.client_id for u in users),
+            "DATAVERSE_CLIENT_SECRETS": ",".join(u.client_secret for u in users),
             "DATAVERSE_AUTHORITY_HOST": self.base_url,
             "DATAVERSE_CA_BUNDLE": self.ca_bundle,
         }
@@ -264,10 +273,10 @@ def limits_share(limits: ServiceProtection, stats: dict[str, Any], load_on: floa
         by_time = u["charged_ms"] / limits.max_execution_ms
         if max(by_requests, by_time) > windows:
             windows = max(by_requests, by_time)
-            binding = f"{'execution time' if by_time >= by_requests else 'request count'} ({user[:8]}…)"
+            binding = f"{'execution time' if by_time >= by_requests else 'request count'} (…{user[-6:]})"
         throttled = u["throttled_requests"] + u["throttled_execution_time"] + u["throttled_concurrency"]
         print(
-            f"  emulator, user {user[:8]}…: {u['admitted']} requests admitted, {u['charged_ms']:,.0f} ms "
+            f"  emulator, user …{user[-6:]}: {u['admitted']} requests admitted, {u['charged_ms']:,.0f} ms "
             f"charged, {u['records']} records/parts, 429s: {throttled} "
             f"(requests {u['throttled_requests']}, execution time {u['throttled_execution_time']}, "
             f"concurrency {u['throttled_concurrency']})"
@@ -470,6 +479,12 @@ def main() -> int:
         action="store_true",
         help="also load with both emulators' latency models on; print the predicted and measured load time",
     )
+    parser.add_argument(
+        "--app-users",
+        type=lambda v: [int(n) for n in v.split(",")],
+        default=[1],
+        help="application users of the load under limits, e.g. 1,2,4 (a run each; prints the scaling)",
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="close2d365-bench-"))
@@ -516,34 +531,49 @@ def main() -> int:
         if args.realistic:
             realistic_run(work, warehouse, seed_users, close, first)
         if args.mode in ("both", "limits"):
-            copy = work / "warehouse_limits.duckdb"
-            shutil.copyfile(warehouse, copy)
-            con = duckdb.connect(str(copy))
-            con.execute("DROP SCHEMA IF EXISTS ledger CASCADE")
-            con.close()
             limits = scaled_limits(args)
-            config = DataverseEmulatorConfig(seed_users=seed_users, protection=limits)
-            with DataverseProcess(config) as dv:
-                os.environ.update(dv.env())
-                resources = rg.resources_for(copy)
-                t = time.monotonic()
-                rg.materialize_migration(resources, dg.AssetSelection.groups("schema"), log_level="CRITICAL")
-                schema_s = time.monotonic() - t
-                dv.control({"reset_protection": True})  # measure the load alone, from empty windows
-                t = time.monotonic()
-                result = rg.materialize_migration(
-                    resources, dg.AssetSelection.groups("loaded"), log_level="CRITICAL"
+            rates: dict[int, float] = {}
+            for n in args.app_users:
+                config = DataverseEmulatorConfig(
+                    seed_users=seed_users, protection=limits, app_users=bench_app_users(n)
                 )
-                figs = figures(result)
-                report("run 2: load under service-protection limits", figs, time.monotonic() - t)
-                print(f"  schema (before the measured load) {schema_s:.1f} s")
+                name = f"limits_{n}_users"
+                t = time.monotonic()
+                _, figs, stats = load_alone(work, name, warehouse, config)
+                report(
+                    f"run 2: load under service-protection limits, {n} application user(s)",
+                    figs,
+                    time.monotonic() - t,
+                )
+                loaded = figs["loaded"]
+                rates[n] = loaded["records"] / loaded["seconds"] if loaded["seconds"] else 0.0
                 limits_share(
-                    limits,
-                    dv.control(),
-                    figs["phases"].get("loaded", 0.0),
-                    first["phases"].get("loaded", 0.0),
+                    limits, stats, figs["phases"].get("loaded", 0.0), first["phases"].get("loaded", 0.0)
                 )
+            if len(rates) > 1 and rates.get(1):
+                print("\nscaling by application users (records/s under the limits, factor over one user):")
+                for n, rate in rates.items():
+                    target = {2: 1.8, 4: 3.5}.get(n)
+                    verdict = (
+                        f" (target >= {target}x: {'PASS' if rate / rates[1] >= target else 'FAIL'})"
+                        if target
+                        else ""
+                    )
+                    print(f"  {n} user(s): {rate:.0f} records/s = {rate / rates[1]:.2f}x{verdict}")
     return 0
+
+
+def bench_app_users(n: int) -> list[AppUser]:
+    """`n` application users, each with its own service-protection budget (the first is the default one)."""
+    first = default_app_users()[0]
+    return [first] + [
+        AppUser(
+            f"c2d36500-0000-4000-8000-0000000b{i:04d}",
+            f"bench-secret-{i}",
+            deterministic_id("systemuser", f"bench-app-user-{i}"),
+        )
+        for i in range(1, n)
+    ]
 
 
 if __name__ == "__main__":

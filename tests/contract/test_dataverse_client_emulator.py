@@ -378,3 +378,13 @@ def test_dropped_connections_mid_dollar_batch(server: EmulatorServer) -> None:
     _admin(server, {"faults": {"drop_after_work_rate": 0, "error_5xx_rate": 0}})
     with _client(server) as check:
         assert _count(check, [r["contactid"] for r in rows]) == 120
+
+
+def test_requests_sent_one_at_a_time_spread_over_every_application_user(server: EmulatorServer) -> None:
+    """Each user has its own service-protection budget: sequential requests use them all, not the first
+    user's alone until a 429 pauses it."""
+    with _client(server, USERS) as client:
+        for _ in range(10):
+            client.whoami()
+        sent = sorted(s["requests"] for s in client.stats().values())
+    assert sent == [5, 5], sent

@@ -225,7 +225,10 @@ class Transport:
                 now = time.monotonic()
                 free = [ln for ln in self.lanes if ln.paused_until <= now and ln.in_flight < ln.window.limit]
                 if free:
-                    lane = min(free, key=lambda ln: ln.in_flight / ln.window.limit)
+                    # The least busy user; among equally busy ones the one that has sent the least, so that
+                    # requests sent one at a time spread over every user's budget instead of spending the
+                    # first user's until a 429 pauses it.
+                    lane = min(free, key=lambda ln: (ln.in_flight / ln.window.limit, ln.stats.requests))
                     lane.in_flight += 1
                     return lane
                 wake = [ln.paused_until - now for ln in self.lanes if ln.paused_until > now]
