@@ -59,7 +59,9 @@ DELTA_JOB = "delta"
 # load, and loaded/deleted_records applies delta.deleted_records (both key on the job's name). It leaves
 # the verification out, so that its requests stay proportional to what changed. The mode is run config,
 # so the launchpad can still change it.
-DELTA_SELECTION = MIGRATE_SELECTION - VERIFY_SELECTION
+# The security-role plan (an admin review, one read of each matched user's roles) is not redone per delta.
+SECURITY_ROLE_PLAN = dg.AssetSelection.assets(["reports", "security_roles"])
+DELTA_SELECTION = MIGRATE_SELECTION - VERIFY_SELECTION - SECURITY_ROLE_PLAN
 DELTA_RUN_CONFIG = {"ops": {"close__source_tables": {"config": {"mode": "delta"}}}}
 
 
