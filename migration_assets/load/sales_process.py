@@ -16,8 +16,9 @@ would otherwise stay behind (deleting an opportunity does not delete its instanc
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import duckdb
@@ -488,3 +489,34 @@ def save_placed(
     finally:
         con.unregister("__placed")
     return len(rows)
+
+
+DEFINITION_TABLE = "_sales_process_definition"  # loaded.<it>: the process as the last full run resolved it
+
+
+def save_definition(con: duckdb.DuckDBPyConnection, process: SalesProcess) -> None:
+    """Record the process as resolved (ids, instance table, stages in process order) for delta runs."""
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {SNAPSHOT_SCHEMA}")
+    con.execute(
+        f"CREATE OR REPLACE TABLE {SNAPSHOT_SCHEMA}.{DEFINITION_TABLE} (uniquename VARCHAR, definition VARCHAR)"
+    )
+    con.execute(
+        f"INSERT INTO {SNAPSHOT_SCHEMA}.{DEFINITION_TABLE} VALUES (?, ?)",
+        [process.uniquename, json.dumps(asdict(process))],
+    )
+
+
+def saved_definition(con: duckdb.DuckDBPyConnection, uniquename: str) -> SalesProcess | None:
+    """The process `uniquename` as an earlier run resolved it; None when none was recorded (or another
+    process was). A delta reuses it instead of reading the definition, its stages and their order again:
+    a process changed since then refuses the writes, which are rejected with the server's reason, and the
+    next full run reads it anew."""
+    if not table_exists(con, SNAPSHOT_SCHEMA, DEFINITION_TABLE):
+        return None
+    rows = con.execute(
+        f"SELECT definition FROM {SNAPSHOT_SCHEMA}.{DEFINITION_TABLE} WHERE uniquename = ?", [uniquename]
+    ).fetchall()
+    if not rows:
+        return None
+    raw = json.loads(rows[0][0])
+    return SalesProcess(**{**raw, "stages": tuple(Stage(**s) for s in raw["stages"])})

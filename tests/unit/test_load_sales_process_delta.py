@@ -44,3 +44,23 @@ def test_only_changed_opportunities_are_considered_and_refused_ones_retried() ->
     assert last_placed(con) == {"o1": "stage:qualify", "o2": "stage:propose", "o3": "finished"}
     moved = [Wanted("o1", "c1", 2), Wanted("o2", "c2", 2), Wanted("o3", "c3", 3)]
     assert [w.opportunity_id for w in changed_since(moved, STATUSES, last_placed(con) or {})] == ["o1"]
+
+
+def test_the_resolved_process_is_saved_for_deltas_and_read_back_as_it_was() -> None:
+    from migration_assets.load.sales_process import SalesProcess, save_definition, saved_definition
+    from migration_assets.load.sales_process_plan import Stage
+
+    con = duckdb.connect(":memory:")
+    assert saved_definition(con, "opportunitysalesprocess") is None
+    process = SalesProcess(
+        "wf-1",
+        "opportunitysalesprocess",
+        "opportunitysalesprocess",
+        "businessprocessflowinstanceid",
+        "bpf_opportunityid",
+        "bpf_opportunityid",
+        (Stage("s1", "Qualify", 0), Stage("s2", "Develop", None)),
+    )
+    save_definition(con, process)
+    assert saved_definition(con, "opportunitysalesprocess") == process
+    assert saved_definition(con, "another_process") is None

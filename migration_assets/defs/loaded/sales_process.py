@@ -25,6 +25,7 @@ from migration_assets.defs.loaded._common import (
     rejected_markdown,
     write_rejected_table,
 )
+from migration_assets.load.bulk_support import prime_bulk_support, record_bulk_support
 from migration_assets.load.entity_meta_cache import prime_entity_metadata, record_entity_metadata
 from migration_assets.load.ledger import Ledger, run_kind
 from migration_assets.load.sales_process import (
@@ -36,7 +37,9 @@ from migration_assets.load.sales_process import (
     last_placed,
     read_instances,
     resolve_process,
+    save_definition,
     save_placed,
+    saved_definition,
     staged_opportunities,
 )
 from migration_assets.load.sales_process_plan import status_stages
@@ -83,13 +86,20 @@ def opportunity_sales_process(
             )
         client = dataverse.get_client()
         prime_entity_metadata(con, client)  # the instance table's definition, as an earlier run read it
-        try:
-            process = resolve_process(client, pipes.sales_process)
-        except SalesProcessError as exc:
-            raise dg.Failure(description=str(exc)) from exc
+        prime_bulk_support(con, client)  # whether it takes the bulk messages, as an earlier run asked
         ids = [w.opportunity_id for w in considered] if earlier is not None else None
-        instances = read_instances(client, process, ids)
-        process = in_process_order(client, process, instances)
+        # A delta reuses the process as the last run resolved it (load/sales_process.py saved_definition).
+        process = saved_definition(con, pipes.sales_process) if earlier is not None else None
+        if process is not None:
+            instances = read_instances(client, process, ids)
+        else:
+            try:
+                process = resolve_process(client, pipes.sales_process)
+            except SalesProcessError as exc:
+                raise dg.Failure(description=str(exc)) from exc
+            instances = read_instances(client, process, ids)
+            process = in_process_order(client, process, instances)
+            save_definition(con, process)
         ledger = Ledger(con, context.run.run_id, kind=run_kind(context.run.job_name))
         created = created_by_run(con, context.run.run_id)
         loader = SalesProcessLoader(client, ledger, process, statuses, context.log.info, created)
@@ -97,6 +107,7 @@ def opportunity_sales_process(
             report = loader.load(considered, instances)
         finally:
             record_entity_metadata(con, client, context.run.run_id)
+            record_bulk_support(con, client, context.run.run_id)
         save_placed(con, considered, statuses, report, earlier)
         ledger.close_run("loaded", f"last table: {process.table}")
         rejected = write_rejected_table(con, context.run.run_id, process.table)
