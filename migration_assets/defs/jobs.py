@@ -59,7 +59,8 @@ DELTA_JOB = "delta"
 # load, and loaded/deleted_records applies delta.deleted_records (both key on the job's name). It leaves
 # the verification out, so that its requests stay proportional to what changed. The mode is run config,
 # so the launchpad can still change it.
-# The security-role plan (an admin review, one read of each matched user's roles) is not redone per delta.
+# The security-role plan (an admin review, one read of each matched user's roles) is not redone per delta;
+# `verify` (the cutover's last step) redoes it.
 SECURITY_ROLE_PLAN = dg.AssetSelection.assets(["reports", "security_roles"])
 DELTA_SELECTION = MIGRATE_SELECTION - VERIFY_SELECTION - SECURITY_ROLE_PLAN
 DELTA_RUN_CONFIG = {"ops": {"close__source_tables": {"config": {"mode": "delta"}}}}
@@ -115,9 +116,9 @@ def all_jobs() -> list[dg.UnresolvedAssetJobDefinition | dg.JobDefinition]:
         ),
         dg.define_asset_job(
             VERIFY_JOB,
-            selection=VERIFY_SELECTION | AUDIT_PACK,
+            selection=VERIFY_SELECTION | AUDIT_PACK | SECURITY_ROLE_PLAN,
             description="Reconcile every table of the target with Close and spot-check sampled records "
-            "field by field against Close; writes nothing.",
+            "field by field against Close, and redo the security-role plan; writes nothing.",
         ),
         rollback_job,
     ]
