@@ -339,14 +339,45 @@ def reconciliation_text(run_id: str) -> str:
     if not path.is_file():
         return f"(run {run_id} wrote no reconciliation report: it stopped before the reports step)"
     with path.open(encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
-    widths = [max(len(c), *(len(r.get(c, "")) for r in rows)) for c in RECON_COLUMNS]
+        rows = [{c: terminal_cell(r.get(c) or "") for c in RECON_COLUMNS} for r in csv.DictReader(fh)]
+    widths = [max(len(c), *(len(r[c]) for r in rows)) for c in RECON_COLUMNS]
     lines = ["  ".join(c.ljust(w) for c, w in zip(RECON_COLUMNS, widths, strict=True))]
     lines.append("  ".join("-" * w for w in widths))
-    lines += [
-        "  ".join(r.get(c, "").ljust(w) for c, w in zip(RECON_COLUMNS, widths, strict=True)) for r in rows
-    ]
-    return "\n".join(lines) + f"\n\nReports: {path.parent}"
+    lines += ["  ".join(r[c].ljust(w) for c, w in zip(RECON_COLUMNS, widths, strict=True)) for r in rows]
+    skipped = skipped_files_line(path.parent)
+    return "\n".join(lines) + (f"\n{skipped}" if skipped else "") + f"\n\nReports: {path.parent}"
+
+
+# A halted table's status carries the whole halt reason (kept in full in reconciliation.csv); on the
+# terminal it would widen every row of the table to hundreds of characters, and the run's halt lines above
+# the table already give the reason.
+TERMINAL_CELL_CHARS = 100
+
+
+def terminal_cell(text: str) -> str:
+    """`text` on one line, cut to TERMINAL_CELL_CHARS with a pointer to the full text in the CSV."""
+    text = " ".join(text.split())
+    if len(text) <= TERMINAL_CELL_CHARS:
+        return text
+    tail = "... (in full in reconciliation.csv)"
+    return text[: TERMINAL_CELL_CHARS - len(tail)].rstrip() + tail
+
+
+def skipped_files_line(folder: Path) -> str | None:
+    """The files this run did not load because of their size, said on the terminal (they are rows of
+    oversize_attachments.csv in the run's folder, never silently dropped)."""
+    path = folder / "oversize_attachments.csv"
+    if not path.is_file():
+        return None
+    with path.open(encoding="utf-8", newline="") as fh:
+        count = sum(1 for _ in csv.DictReader(fh))
+    if not count:
+        return None
+    files = "1 file was" if count == 1 else f"{count:,} files were"
+    return (
+        f"{files} not loaded: above the target's upload limit (organization.maxuploadfilesize); listed in "
+        "oversize_attachments.csv with each size"
+    )
 
 
 def run_migration(tags: Mapping[str, str] | None = None, expected_halts: Sequence[str] = ()) -> int:

@@ -76,6 +76,9 @@ def test_demo_tiny_migrates_and_prints_the_reconciliation(
         "the run is recorded on the shared instance"
     )
     assert "Reports: " in out
+    # A file left out for its size is said on the terminal, not only listed in the run's folder.
+    assert re.search(r"^\d+ files? (was|were) not loaded: above the target's upload limit", out, re.MULTILINE)
+    assert max(len(line) for line in out.splitlines()) < 300, "a halted row must not widen the table"
     # What each service was asked, retries included (counted in every step that called it): the extraction
     # asks Close, the migration Dataverse.
     extract_calls, migrate_calls, _fix_calls = [
