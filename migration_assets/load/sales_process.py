@@ -12,6 +12,13 @@ this load moves it back a stage at a time (`restore_instance`); an instance this
 `created`, so that a rollback deletes it. So is the instance Dataverse gave an opportunity this same run
 created, written or not: a rollback undoes whole runs, so it deletes that opportunity too, and its instance
 would otherwise stay behind (deleting an opportunity does not delete its instances).
+
+Writes: Dataverse moves an instance one stage per update, so an instance crossing three stages needs three
+updates in order. All the writes of all instances go in one `$batch` (continue-on-error; at most 1000 parts,
+instances never split across two), round after round: its parts run in order (reference §3.1), so a delta's
+few moves cost one request, not a create and an update request per round. Every part is answered (§3.5):
+the ledger records exactly what landed, and an instance whose write was refused is not placed, its reason
+naming the first refused write (`sales_process_plan.settle`).
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from migration_assets.clients.dataverse.batch import MAX_BATCH_REQUESTS, BatchPartResponse, BatchRequest
+from migration_assets.clients.dataverse.bulk_plan import DUPLICATE_ID_CODE, Failure, classify_failure
 from migration_assets.clients.dataverse.client import (
     DataverseApiError,
     DataverseClient,
@@ -37,13 +46,16 @@ from migration_assets.load.sales_process_plan import (
     Instance,
     InstancePlan,
     Placement,
+    Refusal,
     Stage,
     Write,
+    batch_order,
     order_stages,
+    pack,
     placement,
     plan_instance,
     restore_writes,
-    rounds,
+    settle,
 )
 from migration_assets.load.snapshot import SCHEMA as SNAPSHOT_SCHEMA
 from migration_assets.mapping.ids import id_for_key
@@ -52,7 +64,6 @@ from migration_assets.resources.warehouse import quote, table_exists
 BPF_CATEGORY = 4  # workflow.category: Business Process Flow
 DEFINITION = 1  # workflow.type: Definition (not an Activation or Template row)
 ACTIVATED = 1  # workflow.statecode: Activated (instances can only be made of an activated process)
-CHUNK = 1000  # instances ledgered and written together
 READ_CHUNK = 50  # opportunity ids per filtered instance read (a delta's few changed opportunities)
 
 
@@ -215,16 +226,6 @@ class Wanted:
     status_option: int | None
 
 
-@dataclass(frozen=True)
-class Refusal:
-    """The target's refusal of one instance write."""
-
-    operation: str  # create | update
-    status: int | None
-    code: str | None
-    message: str
-
-
 @dataclass
 class PlacementReport:
     placed: int = 0  # instances written
@@ -316,11 +317,12 @@ class SalesProcessLoader:
                 continue
             plans.append((plan, item))
         self.ledger.record_done(came_with)
-        for start in range(0, len(plans), CHUNK):
-            self._write_chunk(plans[start : start + CHUNK])
-            self.log(
-                f"{self.process.table}: {min(start + CHUNK, len(plans))} of {len(plans)} instances written"
-            )
+        item_of = {id(p): w for p, w in plans}
+        written = 0
+        for group in pack([p for p, _ in plans], MAX_BATCH_REQUESTS):
+            self._write_group([(p, item_of[id(p)]) for p in group])
+            written += len(group)
+            self.log(f"{self.process.table}: {written} of {len(plans)} instances written")
         return self.report
 
     def _intent(self, plan: InstancePlan, item: Wanted) -> Intent:
@@ -328,27 +330,33 @@ class SalesProcessLoader:
             return Intent(self.process.table, plan.instance_id, item.close_id, "created")
         return Intent(self.process.table, plan.instance_id, item.close_id, "updated", plan.before)
 
-    def _write_chunk(self, chunk: Sequence[tuple[InstancePlan, Wanted]]) -> None:
-        """Ledger the chunk's intents, send its writes round by round, then record each outcome: refused at
-        its first write -> rejected (nothing changed); refused later -> done (a rollback must undo the moves
-        that landed) with the refusal in ledger.rejected."""
-        seqs = self.ledger.begin([self._intent(p, w) for p, w in chunk])
-        seq_of = {id(p): s for (p, _), s in zip(chunk, seqs, strict=True)}
-        item_of = {id(p): w for p, w in chunk}
-        failed: dict[int, tuple[int, Refusal]] = {}  # plan -> (the round its write was refused in, why)
-        for n, batch in enumerate(rounds([p for p, _ in chunk])):
-            live = [(p, w) for p, w in batch if id(p) not in failed]
-            for plan, error in self._send(live):
-                failed[id(plan)] = (n, error)
-        first_refused = {k for k, (n, _) in failed.items() if n == 0}
-        done = [seq_of[id(p)] for p, _ in chunk if id(p) not in first_refused]
+    def _write_group(self, group: Sequence[tuple[InstancePlan, Wanted]]) -> None:
+        """Ledger the group's intents, send all their writes in one `$batch`, then record each outcome:
+        placed -> done; refused with nothing changed -> rejected; refused after something landed (or an
+        instance that came with an opportunity of this run) -> done, so that a rollback undoes it, with the
+        refusal in ledger.rejected."""
+        seqs = self.ledger.begin([self._intent(p, w) for p, w in group])
+        plans = [p for p, _ in group]
+        order = batch_order(plans)
+        entity_set = self.client.entity_set(self.process.table)
+        requests = [self._request(entity_set, p, p.writes[k]) for p, k in order]
+        parts = self.client.execute_batch([*requests])
+        self.report.writes += len(order)
+        answers: dict[int, list[Refusal | None]] = {id(p): [None] * len(p.writes) for p in plans}
+        for (plan, k), part in zip(order, parts, strict=True):
+            answers[id(plan)][k] = _refusal(plan.writes[k], part)
+        self._count_existing_creates(plans, answers)
+        done: list[int] = []
         refused: list[tuple[int, Rejection]] = []
         late: list[Rejection] = []
-        for plan, _ in chunk:
-            if id(plan) not in failed:
+        for (plan, item), seq in zip(group, seqs, strict=True):
+            settled = settle(plan, self.process.stages, answers[id(plan)])
+            if settled.refusal is None:
+                done.append(seq)
+                self.report.placed += 1
+                self.report.created += plan.create
                 continue
-            n, err = failed[id(plan)]
-            item = item_of[id(plan)]
+            err = settled.refusal
             rejection = Rejection(
                 self.process.table,
                 plan.instance_id,
@@ -360,33 +368,68 @@ class SalesProcessLoader:
             )
             self.report.rejected.append(f"{item.close_id or plan.opportunity_id}: {err.message}")
             self.report.refused.add(plan.opportunity_id)
-            if n == 0:
-                refused.append((seq_of[id(plan)], rejection))
-            else:
+            came_with = not plan.create and plan.opportunity_id in self.created_by_run
+            if settled.landed or came_with:
+                done.append(seq)
                 late.append(rejection)
+            else:
+                refused.append((seq, rejection))
         self.ledger.finish(done, refused)
         self.ledger.reject(late)
-        placed = [p for p, _ in chunk if id(p) not in failed]
-        self.report.placed += len(placed)
-        self.report.created += sum(p.create for p in placed)
+        _raise_request_level(order, requests, answers)
 
-    def _send(self, batch: Sequence[tuple[InstancePlan, Write]]) -> list[tuple[InstancePlan, Refusal]]:
-        """One round's writes (creates, then updates); the plans whose write was refused, with why."""
-        failed: list[tuple[InstancePlan, Refusal]] = []
-        for kind in ("create", "update"):
-            group = [(p, w) for p, w in batch if w.kind == kind]
-            if not group:
-                continue
-            if kind == "create":
-                result = self.client.create_multiple(self.process.table, [w.body for _, w in group])
-            else:
-                rows = [{self.process.primary_id: p.instance_id, **w.body} for p, w in group]
-                result = self.client.update_multiple(self.process.table, rows)
-            self.report.writes += len(group)
-            failed += [
-                (group[e.index][0], Refusal(kind, e.status, e.code, e.message)) for e in result.rejected
-            ]
-        return failed
+    def _request(self, entity_set: str, plan: InstancePlan, write: Write) -> BatchRequest:
+        """One write as a `$batch` part: a create (POST), or an update only (PATCH with If-Match: *, so that
+        the update of an instance that does not exist is refused instead of creating it)."""
+        headers = dict(self.client.write_headers)
+        if write.kind == "create":
+            return BatchRequest("POST", entity_set, write.body, headers)
+        return BatchRequest(
+            "PATCH", f"{entity_set}({plan.instance_id})", write.body, {**headers, "If-Match": "*"}
+        )
+
+    def _count_existing_creates(
+        self, plans: Sequence[InstancePlan], answers: dict[int, list[Refusal | None]]
+    ) -> None:
+        """A create refused as a duplicate id (412 0x80040237) landed before (the retry of a create whose
+        answer was lost) when its instance is there; the same code also refuses a second active instance of an
+        opportunity, which is a refusal. Told apart by one read, only when it happens."""
+        dup = [p for p in plans if p.create and _is_duplicate_id(answers[id(p)][0])]
+        if not dup:
+            return
+        there = self.client.existing_ids(self.process.table, [p.instance_id for p in dup])
+        for plan in dup:
+            if plan.instance_id.lower() in there:
+                answers[id(plan)][0] = None
+
+
+def _refusal(write: Write, part: BatchPartResponse | None) -> Refusal | None:
+    """The refusal in one part's answer; None when the write landed."""
+    if part is None:
+        return Refusal(write.kind, None, None, "no answer in the $batch: the write was not processed")
+    if part.ok:
+        return None
+    code, message = part.error or ("", part.reason)
+    return Refusal(write.kind, part.status, code, message)
+
+
+def _is_duplicate_id(refusal: Refusal | None) -> bool:
+    return refusal is not None and refusal.status == 412 and (refusal.code or "").lower() == DUPLICATE_ID_CODE
+
+
+def _raise_request_level(
+    order: Sequence[tuple[InstancePlan, int]],
+    requests: Sequence[BatchRequest],
+    answers: Mapping[int, Sequence[Refusal | None]],
+) -> None:
+    """A refusal that no instance can cure (a column the table lacks, a missing privilege) stops the load
+    with the server's error, once the group's outcomes are ledgered, as the client's bulk writes do."""
+    for (plan, k), request in zip(order, requests, strict=True):
+        err = answers[id(plan)][k]
+        if err is None or err.status is None:
+            continue
+        if classify_failure(err.status, err.code or "", err.message) is Failure.REQUEST:
+            raise DataverseApiError(err.status, err.code or "", err.message, request.method, request.url)
 
 
 def restore_instance(client: DataverseClient, table: str, record_id: str, before: Mapping[str, Any]) -> None:

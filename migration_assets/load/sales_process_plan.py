@@ -10,6 +10,9 @@ Dataverse lets an update move an instance only to the next or the previous stage
 next or previous stage while updating a business process flow instance"), while a create may start at any
 stage given its traversedpath; a finished instance is reactivated (statecode 0, statuscode 1) before it
 moves. So an existing instance gets one write per stage crossed; a missing one, one create (+ the finish).
+The writes of all instances go out as the parts of one `$batch` (of at most 1000), round after round: its
+parts run in order, and with `Prefer: odata.continue-on-error` a refused part does not stop the others
+(reference §3.1, §3.5), so each answer says exactly which write landed (`settle`).
 Source: power-automate-docs articles/developer/business-process-flows-code.md; reference §9.1.
 """
 
@@ -178,9 +181,91 @@ def _state(pair: tuple[int, int]) -> dict[str, Any]:
 
 def rounds(plans: Sequence[InstancePlan]) -> list[list[tuple[InstancePlan, Write]]]:
     """The writes grouped by position: round k holds every plan's k-th write, so that each instance's writes
-    go in order while the instances move together (one bulk request per round, not one per write)."""
+    go in order while the instances move together."""
     depth = max((len(p.writes) for p in plans), default=0)
     return [[(p, p.writes[k]) for p in plans if len(p.writes) > k] for k in range(depth)]
+
+
+def batch_order(plans: Sequence[InstancePlan]) -> list[tuple[InstancePlan, int]]:
+    """Every write of these plans as (plan, its position in the plan), round after round: the parts of one
+    `$batch`. A `$batch` without changesets runs its parts one after another, in order (reference §3.1), so
+    each instance's writes land in order (one stage per PATCH) while all rounds cost one request."""
+    return [(p, k) for k, batch in enumerate(rounds(plans)) for p, _ in batch]
+
+
+def pack(plans: Sequence[InstancePlan], limit: int) -> list[list[InstancePlan]]:
+    """The plans, in order, in groups of at most `limit` writes (a `$batch` holds at most 1000 parts); a plan
+    is never split, so that each group is one `$batch` that does not depend on another."""
+    groups: list[list[InstancePlan]] = []
+    size = 0
+    for plan in plans:
+        if len(plan.writes) > limit:
+            raise ValueError(f"the instance {plan.instance_id} needs {len(plan.writes)} writes, over {limit}")
+        if not groups or size + len(plan.writes) > limit:
+            groups.append([])
+            size = 0
+        groups[-1].append(plan)
+        size += len(plan.writes)
+    return groups
+
+
+def describe(write: Write, stages: Sequence[Stage]) -> str:
+    """What one write does, in words (a refusal's reason names it)."""
+    bind = str(write.body.get(STAGE_BIND) or "")
+    stage_id = bind.rsplit("(", 1)[-1].rstrip(")").lower() if bind else None
+    stage = next((s.name for s in stages if s.id == stage_id), stage_id)
+    if write.kind == "create":
+        return f"create at stage {stage!r}"
+    if stage is not None:
+        return f"move to stage {stage!r}"
+    state = (write.body.get("statecode"), write.body.get("statuscode"))
+    if state == FINISHED:
+        return "finish"
+    if state == ACTIVE:
+        return "reactivate"
+    return "set traversedpath"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """The target's refusal of one instance write."""
+
+    operation: str  # create | update
+    status: int | None
+    code: str | None
+    message: str
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """How one instance's writes ended: how many landed, and the refusal that keeps it from its place (None:
+    placed), its message naming the first refused write and what became of the writes after it."""
+
+    landed: int
+    refusal: Refusal | None
+
+
+def settle(plan: InstancePlan, stages: Sequence[Stage], answers: Sequence[Refusal | None]) -> Settlement:
+    """The outcome of one plan from the answer to each of its writes (None: landed). Its writes were all
+    sent (continue-on-error): those after a refused one were refused in turn (a move two stages away, an
+    update of an instance never created) or, had the server taken them, landed on an instance that is not
+    where it should be. Either way the instance is not placed, and the first refusal is the reason."""
+    if len(answers) != len(plan.writes):
+        raise ValueError(f"{len(answers)} answers for the {len(plan.writes)} writes of {plan.instance_id}")
+    landed = sum(a is None for a in answers)
+    found = next(((k, a) for k, a in enumerate(answers) if a is not None), None)
+    if found is None:
+        return Settlement(landed, None)
+    first, refused = found
+    reason = f"{describe(plan.writes[first], stages)} refused: {refused.message}"
+    after = list(zip(plan.writes[first + 1 :], answers[first + 1 :], strict=True))
+    not_applied = [describe(w, stages) for w, a in after if a is not None]
+    applied = [describe(w, stages) for w, a in after if a is None]
+    if not_applied:
+        reason += f" (so not applied after it: {', '.join(not_applied)})"
+    if applied:
+        reason += f" (applied after it nonetheless: {', '.join(applied)})"
+    return Settlement(landed, Refusal(refused.operation, refused.status, refused.code, reason))
 
 
 def restore_writes(

@@ -25,7 +25,6 @@ from migration_assets.defs.loaded._common import (
     rejected_markdown,
     write_rejected_table,
 )
-from migration_assets.load.bulk_support import prime_bulk_support, record_bulk_support
 from migration_assets.load.entity_meta_cache import prime_entity_metadata, record_entity_metadata
 from migration_assets.load.ledger import Ledger, run_kind
 from migration_assets.load.sales_process import (
@@ -86,7 +85,6 @@ def opportunity_sales_process(
             )
         client = dataverse.get_client()
         prime_entity_metadata(con, client)  # the instance table's definition, as an earlier run read it
-        prime_bulk_support(con, client)  # whether it takes the bulk messages, as an earlier run asked
         ids = [w.opportunity_id for w in considered] if earlier is not None else None
         # A delta reuses the process as the last run resolved it (load/sales_process.py saved_definition).
         process = saved_definition(con, pipes.sales_process) if earlier is not None else None
@@ -107,7 +105,6 @@ def opportunity_sales_process(
             report = loader.load(considered, instances)
         finally:
             record_entity_metadata(con, client, context.run.run_id)
-            record_bulk_support(con, client, context.run.run_id)
         save_placed(con, considered, statuses, report, earlier)
         ledger.close_run("loaded", f"last table: {process.table}")
         rejected = write_rejected_table(con, context.run.run_id, process.table)
