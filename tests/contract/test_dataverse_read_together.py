@@ -70,3 +70,26 @@ def test_a_refused_read_is_sent_again_and_fails_with_its_own_error(client: Datav
     client.drop_read_ahead()
     client.whoami()
     assert _sent(client) == before + 2, "dropped answers are not used"
+
+
+def test_existence_of_many_ids_is_one_round_trip_and_exact(client: DataverseClient) -> None:
+    """A delta's few changed records span several id chunks (one URL holds 50): their queries go in one
+    `$batch`, and the answer is exactly the ids that exist."""
+    created = client.create_multiple("account", [{"name": f"Exists {n}"} for n in range(120)])
+    there = [i.lower() for i in created.ids if i]
+    assert len(there) == 120
+    absent = [f"00000000-0000-4000-8000-{n:012d}" for n in range(40)]
+    before = _sent(client)
+    found = client.existing_ids("account", there[:60] + absent + there[60:])
+    assert found == set(there)
+    assert _sent(client) == before + 1, "four chunks of ids, one request"
+    assert client.existing_ids("account", absent[:3]) == set()
+    assert _sent(client) == before + 2, "one chunk: a plain query, no $batch around it"
+
+
+def test_query_each_answers_every_filter_as_its_own_query(client: DataverseClient) -> None:
+    names = [f"Paged {n}" for n in range(7)]
+    client.create_multiple("account", [{"name": n} for n in names])
+    filters = [f"name eq '{n}'" for n in names[:3]] + ["startswith(name,'Paged ')"]
+    rows = list(client.query_each("account", filters, select=["name"]))
+    assert sorted(r["name"] for r in rows) == sorted(names[:3] + names)

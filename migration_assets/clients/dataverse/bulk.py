@@ -236,12 +236,19 @@ class BulkWriter:
             self._batch_segment(job, run, resend_budget - 1)
 
 
+EXISTENCE_CHUNK = 50  # ids per existence query (an OR of ids), to keep the URL short
+
+
+def id_chunks(ids: list[str]) -> list[list[str]]:
+    """`ids` cut into the chunks one existence query holds."""
+    return [ids[start : start + EXISTENCE_CHUNK] for start in range(0, len(ids), EXISTENCE_CHUNK)]
+
+
 def existing_ids(transport: Transport, entity: EntityMeta, ids: list[str], call: CallStats) -> set[str]:
-    """Which of `ids` exist in the table (queries of 50 ids, to keep the URL short)."""
+    """Which of `ids` exist in the table (one query per chunk of ids)."""
     found: set[str] = set()
     pk = entity.primary_id
-    for start in range(0, len(ids), 50):
-        chunk = ids[start : start + 50]
+    for chunk in id_chunks(ids):
         flt = " or ".join(f"{pk} eq {i}" for i in chunk)
         url = f"{entity.entity_set_name}?$select={pk}&$filter={flt}"
         resp = transport.request("GET", url, call=call)

@@ -24,7 +24,7 @@ from migration_assets.clients.dataverse.batch import (
     entity_id_from_url,
     match_responses,
 )
-from migration_assets.clients.dataverse.bulk import BulkWriter, RowError, WriteResult, existing_ids
+from migration_assets.clients.dataverse.bulk import BulkWriter, RowError, WriteResult, id_chunks
 from migration_assets.clients.dataverse.bulk_plan import DUPLICATE_ID_CODE
 from migration_assets.clients.dataverse.errors import (
     DataverseApiError,
@@ -43,7 +43,6 @@ from migration_assets.clients.dataverse.schema import SchemaWritesMixin
 from migration_assets.clients.dataverse.transport import (
     BYPASS_HEADERS,
     AppUserCredentials,
-    CallStats,
     Transport,
     TransportSettings,
     error_of,
@@ -423,9 +422,30 @@ class DataverseClient(SchemaWritesMixin):
         headers = {"Prefer": ",".join(prefer)} if prefer else {}
         return self.entity_set(table) + (f"?{query_string(params)}" if params else ""), headers
 
+    def query_each(
+        self,
+        table: str,
+        filters: Sequence[str],
+        select: list[str] | None = None,
+        annotations: bool | str = False,
+    ) -> Iterator[dict[str, Any]]:
+        """Rows of one query per filter (chunks of ids that one URL cannot hold). When there are several,
+        their first pages are fetched in one `$batch` (`read_together`): a few changed records cost one
+        round trip, not one per chunk. Later pages, and a query whose read-ahead was refused, are sent as
+        `query` sends them."""
+        if len(filters) > 1:
+            self.read_together(
+                [self.query_request(table, select, f, annotations=annotations) for f in filters]
+            )
+        for flt in filters:
+            yield from self.query(table, select=select, filter=flt, annotations=annotations)
+
     def existing_ids(self, table: str, ids: list[str]) -> set[str]:
-        """Which of these ids exist already (lower-cased)."""
-        return existing_ids(self.transport, self.metadata(table), [i.lower() for i in ids], CallStats())
+        """Which of these ids exist already (lower-cased); the chunks' queries go in one round trip."""
+        meta = self.metadata(table)
+        pk, wanted = meta.primary_id, [i.lower() for i in ids]
+        filters = [" or ".join(f"{pk} eq {i}" for i in chunk) for chunk in id_chunks(wanted)]
+        return {str(r[pk]).lower() for r in self.query_each(table, filters, select=[pk])}
 
     # -- many rows --------------------------------------------------------------------------------------
     def _write(self, op: str, table: str, rows: list[dict[str, Any]], batch_size: int | None) -> WriteResult:
