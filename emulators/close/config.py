@@ -98,7 +98,6 @@ class CloseEmulatorConfig:
     export_polls_before_done: int = 3
     export_seconds_before_done: float | None = None
     download_url_lifetime: float = 60.0  # seconds, like X-Amz-Expires=60
-    prewarm: bool = True  # serialise every object at start: faster first scans, more memory
     extra_api_keys: tuple[str, ...] = ()  # more keys of the same org (to exercise the per-org limit)
     clock: Callable[[], float] = time.time
 

@@ -2,8 +2,10 @@
 
 Status advances created → started → in_progress → done, one step per `GET /export/{id}/` (or after
 `export_seconds_before_done` seconds). Like Close, the file is built in the background as soon as the
-export is requested (a snapshot of the org at that moment); the poll that reports `done` waits for the
-build to finish if it has not yet, so the download only streams stored bytes, as S3 does. When done,
+export is requested (a snapshot of the org at that moment) into a gzip file on disk, as S3 keeps it
+(not in the emulator's memory: `large` makes 100 MB; an unlinked temporary file, which the system removes
+however the process ends). The poll that reports `done` waits for the build to finish if it has not yet,
+so the download only streams stored bytes, as S3 does. When done,
 `download_url` is a fresh signed URL on the emulator's own host, valid `download_url_lifetime` (60 s); an expired URL answers 403 with S3's `AccessDenied` XML
 (see signing.py). Files are served gzip-compressed (`Content-Encoding: gzip`), streamed.
 
@@ -27,15 +29,18 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import secrets
 import struct
+import tempfile
 import threading
 import zlib
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from starlette.responses import Response, StreamingResponse
 
@@ -45,7 +50,7 @@ except ImportError:  # pragma: no cover - isal is a declared dependency; zlib pr
     _deflate = zlib  # type: ignore[assignment]
 
 from .errors import field_error, not_found
-from .jsonutil import dumps, rewrite_hosts
+from .jsonutil import dumps, dumps_line, rewrite_hosts
 
 if TYPE_CHECKING:
     from .resources.base import Ctx
@@ -61,6 +66,7 @@ BUILD_TIMEOUT_SECONDS = 600.0
 GZIP_LEVEL = 1
 GZIP_BLOCK_BYTES = 4 << 20  # uncompressed bytes per independently deflated block
 GZIP_THREADS = 2
+DOWNLOAD_CHUNK_BYTES = 1 << 20
 
 LEAD_COLUMNS = (
     "id",
@@ -140,7 +146,7 @@ class ExportJob:
     n_docs: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
     # The gzip file, built by a background thread started at creation (`built` is set when done).
-    content: bytes | None = None
+    file: IO[bytes] | None = None
     build_error: BaseException | None = None
     built: threading.Event = field(default_factory=threading.Event)
 
@@ -396,26 +402,25 @@ def _lines(store: OrgStore, job: ExportJob, root: bytes) -> Iterator[bytes]:
 
 
 def _lead_lines(
-    store: OrgStore, include_activities: bool, root: bytes, pieces: int = 1024
+    store: OrgStore, include_activities: bool, root: bytes, lines_per_block: int = 64
 ) -> Iterator[bytes]:
-    """The JSON lines of a leads export, in blocks of whole lines (about `pieces` cached pieces each).
+    """The JSON lines of a leads export, in blocks of `lines_per_block` whole lines.
 
-    Lines with activities come from the store's cache, split around file URLs: those get this
-    host (what `rewrite_hosts` does) as the block is joined, instead of searching the whole text.
+    Each line is serialised as it is written, in one call (nothing is cached: see store.py). File URLs get
+    this host by `rewrite_hosts` of each block: a block holds whole lines, so it finds what a search of
+    each line would.
     """
-    hosts = (b'"' + root + b"/go/", b'"' + root + b"/call/")
-    parts: list[bytes] = []
+    lines: list[bytes] = []
     for lead in store.org.leads:
+        full = store.full_lead(lead)
         if include_activities:
-            for piece in store.export_line(lead):
-                parts.append(hosts[piece] if isinstance(piece, int) else piece)
-        else:
-            parts += (rewrite_hosts(store.lead_bytes(lead), root), b"\n")
-        if len(parts) >= pieces:
-            yield b"".join(parts)
-            parts = []
-    if parts:
-        yield b"".join(parts)
+            full["activities"] = store.activities_by_lead.get(lead["id"], [])
+        lines.append(dumps_line(full))
+        if len(lines) >= lines_per_block:
+            yield rewrite_hosts(b"".join(lines), root)
+            lines = []
+    if lines:
+        yield rewrite_hosts(b"".join(lines), root)
 
 
 def _deflate_block(block: bytes, level: int, last: bool) -> bytes:
@@ -428,16 +433,17 @@ def gzip_parallel(
     level: int = GZIP_LEVEL,
     threads: int = GZIP_THREADS,
     block: int = GZIP_BLOCK_BYTES,
-) -> bytes:
-    """One gzip member (what any gzip reader, httpx included, decodes), compressed pigz-style.
+) -> Iterator[bytes]:
+    """One gzip member (what any gzip reader, httpx included, decodes), compressed pigz-style and yielded
+    in pieces as it is made.
 
     Blocks of `block` bytes are deflated independently on `threads` threads (zlib releases the GIL) and
     end on a sync flush, so their concatenation is a single valid deflate stream; only the last block
     is final. The CRC32 and size trailer cover the whole input.
     """
-    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # gzip, deflate, no name, unknown OS
+    yield b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # gzip, deflate, no name, unknown OS
     crc, size = 0, 0
-    futures: list[Future[bytes]] = []
+    futures: deque[Future[bytes]] = deque()
     pending: list[bytes] = []
     pending_size = 0
     with ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="export-gzip") as pool:
@@ -450,15 +456,16 @@ def gzip_parallel(
                 crc = _deflate.crc32(data, crc)
                 size += len(data)
                 futures.append(pool.submit(_deflate_block, data, level, False))
-                # Bound the uncompressed blocks waiting for a thread (memory), 2 per thread.
-                if len(futures) > 2 * threads:
-                    futures[-2 * threads - 1].result()
+                # Bound the blocks in flight (memory), 2 per thread: the oldest goes out first, in order.
+                while len(futures) > 2 * threads:
+                    yield futures.popleft().result()
         data = b"".join(pending)
         crc = _deflate.crc32(data, crc)
         size += len(data)
         futures.append(pool.submit(_deflate_block, data, level, True))
-        body = b"".join(f.result() for f in futures)
-    return header + body + struct.pack("<II", crc & 0xFFFFFFFF, size & 0xFFFFFFFF)
+        while futures:
+            yield futures.popleft().result()
+    yield struct.pack("<II", crc & 0xFFFFFFFF, size & 0xFFFFFFFF)
 
 
 def _start_build(state: EmulatorState, job: ExportJob, root: bytes) -> None:
@@ -466,22 +473,23 @@ def _start_build(state: EmulatorState, job: ExportJob, root: bytes) -> None:
     store = state.store  # `reload` may swap the live store while the file is being built
 
     def build() -> None:
+        out: IO[bytes] | None = None
         try:
+            out = tempfile.TemporaryFile(prefix="close-emulator-export-")  # noqa: SIM115 - kept by the job
             # The file is one state of the org: writes wait while it is built (reads do not).
             with store.write_lock:
-                job.content = gzip_parallel(_lines(store, job, root))
+                for piece in gzip_parallel(_lines(store, job, root)):
+                    out.write(piece)
+            out.flush()
+            job.file = out
         except BaseException as exc:  # reported by the poll that waits for the file
+            if out is not None:
+                out.close()
             job.build_error = exc
         finally:
             job.built.set()
 
     threading.Thread(target=build, name=f"export-build-{job.id[-6:]}", daemon=True).start()
-
-
-def _stream(content: bytes, chunk: int = 1 << 20) -> Iterator[bytes]:
-    view = memoryview(content)
-    for start in range(0, len(view), chunk):
-        yield bytes(view[start : start + chunk])
 
 
 def serve_export(state: EmulatorState, signed_path: str, params: dict[str, str], root: str) -> Response:
@@ -496,10 +504,23 @@ def serve_export(state: EmulatorState, signed_path: str, params: dict[str, str],
         )
     media = "application/json" if job.format == "json" else "text/csv"
     job.wait_built()
-    assert job.content is not None
+    assert job.file is not None
+    size = os.fstat(job.file.fileno()).st_size
     headers = {
         "Content-Encoding": "gzip",
         "Content-Disposition": f'attachment; filename="{name}"',
-        "Content-Length": str(len(job.content)),
+        "Content-Length": str(size),
     }
-    return StreamingResponse(_stream(job.content), media_type=media, headers=headers)
+    return StreamingResponse(_read(job.file.fileno(), size), media_type=media, headers=headers)
+
+
+def _read(fd: int, size: int) -> Iterator[bytes]:
+    """The file's bytes in pieces, read by offset: downloads of one export running at once do not share a
+    file position."""
+    offset = 0
+    while offset < size:
+        piece = os.pread(fd, min(DOWNLOAD_CHUNK_BYTES, size - offset), offset)
+        if not piece:
+            return
+        offset += len(piece)
+        yield piece

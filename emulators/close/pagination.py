@@ -1,12 +1,11 @@
 """`_skip`/`_limit` validation with flask-mongorest's exact messages, `_fields`, and list envelopes.
 
 `has_more` is computed the way Close computes it: fetch limit + 1 rows and report whether the extra one
-exists (close_api.md §2.1). Bodies are spliced from per-object JSON bytes cached by the store.
+exists (close_api.md §2.1). Bodies are spliced around the page's objects, serialised in one call.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,14 +68,14 @@ def project(obj: dict[str, Any], fields: list[str]) -> dict[str, Any]:
     return {f: obj[f] for f in fields if f in obj}
 
 
-def envelope(parts: Sequence[bytes], has_more: bool, extra: dict[str, Any] | None = None) -> bytes:
-    """`{"data": [...], "has_more": bool, **extra}` from already-serialised objects."""
-    body = b'{"data":[' + b",".join(parts) + (b'],"has_more":true' if has_more else b'],"has_more":false')
+def envelope(members: bytes, has_more: bool, extra: dict[str, Any] | None = None) -> bytes:
+    """`{"data": [...], "has_more": bool, **extra}` from the already-serialised, comma-separated objects."""
+    body = b'{"data":[' + members + (b'],"has_more":true' if has_more else b'],"has_more":false')
     if extra:
         body += b"," + dumps(extra)[1:-1]
     return body + b"}"
 
 
-def data_only(parts: Sequence[bytes]) -> bytes:
+def data_only(members: bytes) -> bytes:
     """`{"data": [...]}` — the envelope of the unpaginated config lists (pipelines, custom activity types)."""
-    return b'{"data":[' + b",".join(parts) + b"]}"
+    return b'{"data":[' + members + b"]}"

@@ -35,19 +35,14 @@ class EmulatorState:
         or the new org, never a mix. Rate-limit windows, fault state, exports and upload slots are kept.
         """
         store = OrgStore(org)
-        if self.config.prewarm:
-            store.prewarm()
         self.api_keys = frozenset([org.api_key, *self.config.extra_api_keys])
         self.store = store
 
     @classmethod
     def build(cls, org: CloseOrg, config: CloseEmulatorConfig) -> EmulatorState:
         config.validate()
-        store = OrgStore(org)
-        if config.prewarm:
-            store.prewarm()
         return cls(
-            store=store,
+            store=OrgStore(org),
             config=config,
             limiter=RateLimiter(config.rate_limit, config.clock),
             faults=FaultInjector(config.faults),

@@ -2,14 +2,17 @@
 
 Indexes: every object by id; contacts/opportunities/tasks/activities by lead; activities by `_type`; and
 time-sorted views (by `date_created`, `date_updated`, ...) whose ordering is stable (ties broken by id), so
-offset paging on the static dataset never loses or repeats a row. Serialised JSON of each object is cached,
-and filtered result lists are memoised per query.
+offset paging on the static dataset never loses or repeats a row. Filtered result lists are memoised per
+query.
+
+Objects are serialised when they are served, not cached: orjson writes one in ~2 µs (about 1 GB/s), while
+a cache of every object's JSON and every lead's export line cost more than the org itself (`large`:
+3.8 GB of RSS on top of the org's 1 GB, orjson's result buffers being several times the text's length).
 
 Writes (resources/write_*.py) go through `insert` / `remove_many` / `changed` / `add_event` under
 `write_lock`: they update every index in place (a sorted view moves one row: bisect + list insert, no
-rebuild) and drop exactly the caches the write made stale (the object's bytes, its lead's full JSON and
-export line, the memoised result lists of the families it can appear in, the lazily built activity_at
-views).
+rebuild) and drop exactly the caches the write made stale (the memoised result lists of the families it
+can appear in, the lazily built activity_at views).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Hashable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from .jsonutil import _API_CALLS, _APP_FILES, dumps
+from .jsonutil import dumps
 from .timeutil import to_key
 
 if TYPE_CHECKING:  # the generator package may still be in progress; only its data shape is needed here
@@ -45,10 +48,6 @@ ACTIVITY_KINDS: dict[str, str] = {
 }
 
 MISSING = -(2**62)  # sort key of a missing timestamp: before everything
-
-# The file URL prefixes `rewrite_hosts` points at the emulator; an export line is kept split around
-# them (`OrgStore.export_line`), index i standing for FILE_URL_PREFIXES[i].
-FILE_URL_PREFIXES = (_APP_FILES, _API_CALLS)
 
 
 def _time_key(value: object) -> int:
@@ -222,85 +221,30 @@ class OrgStore:
 
         self.results = ResultCache()
         self._views: dict[tuple[str, str], SortedView] = {}
-        self._bytes: dict[str, bytes] = {}
-        self._full_leads: dict[str, dict[str, Any]] = {}
-        self._export_lines: dict[str, tuple[bytes | int, ...]] = {}
         self._lock = threading.Lock()
-        # Held by every write (and by an export build, which must see one state of the org). Reads take no
-        # lock: a cache entry computed while a write ran is not stored (`_seq` moved), see `_keep`.
+        # Held by every write (and by an export build, which must see one state of the org).
         self.write_lock = threading.RLock()
-        self._seq = 0
         self.last_write_us = 0  # writes get strictly increasing timestamps (resources/write_session.py)
-
-    def prewarm(self) -> None:
-        """Serialise every list-served object and export line now (~1 s for `typical`) so the first
-        scan or export is as fast as later ones."""
-        for objects in (self.org.activities, self.org.contacts, self.org.opportunities, self.org.tasks):
-            for obj in objects:
-                self.object_bytes(obj)
-        for lead in self.org.leads:
-            self.export_line(lead)
 
     # ----- derived objects -------------------------------------------------------------------------------
     def full_lead(self, lead: dict[str, Any]) -> dict[str, Any]:
         """The lead as GET /lead/{id}/ returns it: with contacts, contact_ids, opportunities and tasks."""
         lead_id = lead["id"]
-        cached = self._full_leads.get(lead_id)
-        if cached is not None:
-            return cached
-        seq = self._seq
         contacts = list(self.contacts_by_lead.get(lead_id, ()))
         full = dict(lead)
         full["contacts"] = contacts
         full["contact_ids"] = [c["id"] for c in contacts]
         full["opportunities"] = list(self.opportunities_by_lead.get(lead_id, ()))
         full["tasks"] = list(self.lead_tasks_by_lead.get(lead_id, ()))
-        self._keep(self._full_leads, lead_id, full, seq)
         return full
 
     def object_bytes(self, obj: dict[str, Any]) -> bytes:
-        """Serialised JSON of an object, cached by id (writes drop the entry, see `_stale`)."""
-        key = obj.get("id")
-        if not isinstance(key, str):
-            return dumps(obj)
-        cached = self._bytes.get(key)
-        if cached is None:
-            seq = self._seq
-            cached = dumps(obj)
-            self._keep(self._bytes, key, cached, seq)
-        return cached
+        """Serialised JSON of an object as the API returns it."""
+        return dumps(obj)
 
     def lead_bytes(self, lead: dict[str, Any]) -> bytes:
-        key = "full:" + lead["id"]
-        cached = self._bytes.get(key)
-        if cached is None:
-            seq = self._seq
-            cached = dumps(self.full_lead(lead))
-            self._keep(self._bytes, key, cached, seq)
-        return cached
-
-    def export_line(self, lead: dict[str, Any]) -> tuple[bytes | int, ...]:
-        """The lead's line in a JSON leads export with activities, newline included: the lead as
-        GET /lead/{id}/ returns it plus `activities` (oldest first). Split around the file URL
-        prefixes, which become ints (indexes in FILE_URL_PREFIXES): the export replaces them with the
-        host it is downloaded from in one join, as `rewrite_hosts` would. Cached by lead id."""
-        cached = self._export_lines.get(lead["id"])
-        if cached is None:
-            seq = self._seq
-            acts = self.activities_by_lead.get(lead["id"], ())
-            body = b",".join([self.object_bytes(a) for a in acts])
-            line = b"".join((self.lead_bytes(lead)[:-1], b',"activities":[', body, b"]}\n"))
-            pieces: list[bytes | int] = []
-            for i, chunk in enumerate(line.split(_APP_FILES)):
-                if i:
-                    pieces.append(0)
-                for j, piece in enumerate(chunk.split(_API_CALLS)):
-                    if j:
-                        pieces.append(1)
-                    pieces.append(piece)
-            cached = tuple(pieces)
-            self._keep(self._export_lines, lead["id"], cached, seq)
-        return cached
+        """Serialised JSON of a lead as GET /lead/{id}/ returns it."""
+        return dumps(self.full_lead(lead))
 
     def view(self, name: str, objects: Callable[[], Iterable[dict[str, Any]]], field: str) -> SortedView:
         """A lazily built sorted view (for orderings that are rarely asked for), cached by (name, field)."""
@@ -312,25 +256,7 @@ class OrgStore:
                 self._views[key] = view
         return view
 
-    def _keep(self, cache: dict[str, Any], key: str, value: Any, seq: int) -> None:
-        """Cache `value` unless a write happened since it was computed (it may then be stale)."""
-        if self._seq == seq:
-            with self._lock:
-                if self._seq == seq:
-                    cache[key] = value
-
     # ----- writes (callers hold write_lock) ---------------------------------------------------------------
-    def _stale(self, obj: dict[str, Any], lead_ids: Iterable[str | None] = ()) -> None:
-        """Drop the cached JSON of `obj` and everything of its leads that embeds it."""
-        with self._lock:
-            self._seq += 1
-            self._bytes.pop(obj["id"], None)
-            for lead_id in lead_ids:
-                if lead_id:
-                    self._bytes.pop("full:" + lead_id, None)
-                    self._full_leads.pop(lead_id, None)
-                    self._export_lines.pop(lead_id, None)
-
     def _sorted_views(self, kind: str, obj: dict[str, Any]) -> list[SortedView]:
         if kind == "lead":
             return [self.leads_by_created, self.leads_by_updated]
@@ -389,7 +315,6 @@ class OrgStore:
         self._attach(kind, obj, lead_id)
         for view in self._sorted_views(kind, obj):
             view.insert(obj)
-        self._stale(obj, [lead_id])
         self._invalidate_lists(kind)
 
     def remove_many(self, kind: str, objs: list[dict[str, Any]]) -> None:
@@ -404,7 +329,6 @@ class OrgStore:
             self._detach(kind, obj, lead_id)
             for view in self._sorted_views(kind, obj):
                 view.remove(obj)
-            self._stale(obj, [lead_id])
         org_list = getattr(self.org, KIND_ORG_LIST[kind])
         org_list[:] = [o for o in org_list if id(o) not in gone]
         if kind == "lead":
@@ -429,7 +353,6 @@ class OrgStore:
             if before.get(view.field) != obj.get(view.field):
                 view.remove(obj, before.get(view.field), use_old=True)
                 view.insert(obj)
-        self._stale(obj, [lead_id, old_lead])
         self._invalidate_lists(kind)
 
     def add_event(self, event: dict[str, Any]) -> None:

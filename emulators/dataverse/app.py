@@ -52,7 +52,7 @@ def create_app(config: DataverseEmulatorConfig | None = None) -> Starlette:
     app.state.persistence = persistence
     if importlib.util.find_spec("emulators.dataverse.edge") is not None:
         edge = importlib.import_module("emulators.dataverse.edge")
-        edge.install_edge(app, config)
+        edge.install_edge(app, config, bodies_via_read_json=True)
     install_latency(app, config)  # off unless config.latency says otherwise
     app.router.routes.append(Route("/api/data/v9.2/{path:path}", api.__call__, methods=API_METHODS))
     app.router.routes.append(Route("/api/data/v9.2", api.__call__, methods=["GET"]))

@@ -35,6 +35,7 @@ from emulators.dataverse.errors import ODATA_HEADERS, DataverseError, error_resp
 API_ROOT = "/api/data/v9.2/"
 MAX_REQUESTS = 1000
 INNER_SCOPE_KEY = "close2d365.batch_inner"  # tells the edge middleware: already authenticated, not counted
+PARSED_BODY = "close2d365.parsed_body"  # request state: a bulk body parsed at the edge (http.ParsedBody)
 
 _CANONICAL = {
     "odata-version": "OData-Version",
@@ -190,14 +191,19 @@ def parse_batch(body: bytes, content_type: str) -> list[Part | Changeset]:
     return items
 
 
-def count_targets(path: str, body: bytes) -> int:
+def count_targets(path: str, body: bytes | bytearray) -> int:
     """Records in a bulk message body (Targets length), else 0."""
     if not path.rstrip("/").endswith("Multiple") or not body:
         return 0
     try:
-        targets = json.loads(body).get("Targets")
-    except (ValueError, AttributeError):
+        return targets_in(json.loads(body))
+    except ValueError:
         return 0
+
+
+def targets_in(document: Any) -> int:
+    """Records in a parsed bulk message body (Targets length), else 0."""
+    targets = document.get("Targets") if isinstance(document, dict) else None
     return len(targets) if isinstance(targets, list) else 0
 
 

@@ -6,6 +6,7 @@ target's error is the response (the whole request rolls back).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from emulators.dataverse.config import deterministic_id
@@ -16,6 +17,7 @@ from emulators.dataverse.records import API_PREFIX, Writer
 from emulators.dataverse.state import Caller, Environment
 
 BULK_MESSAGES = ("CreateMultiple", "UpdateMultiple", "UpsertMultiple")
+_DONE: dict = {}  # what a handed-out target's slot holds
 STANDARD_MESSAGES = ("Create", "Update", "Delete", "Retrieve", "RetrieveMultiple", "Assign", "SetState")
 
 
@@ -65,12 +67,12 @@ def run_bulk(
     ids: list[str] = []
     with env.store.lock, env.store.transaction():
         if message == "CreateMultiple":
-            for item in targets:
+            for item in _consumed(targets):
                 ids.append(writer.create(ent, item, caller)[0])
             return ids
         if message == "UpdateMultiple":
             seen: set[str] = set()
-            for item in targets:
+            for item in _consumed(targets):
                 record_id = item.get(ent.primary_id)
                 if not isinstance(record_id, str):
                     raise DataverseError(
@@ -85,7 +87,7 @@ def run_bulk(
                 writer.update(ent, record_id, item, caller)
             return None
         seen_keys: set[str] = set()
-        for item in targets:
+        for item in _consumed(targets):
             key = _upsert_key(ent, item)
             marker = key if isinstance(key, str) else repr(sorted(key.items()))
             if key is not None:
@@ -102,6 +104,14 @@ def run_bulk(
             else:
                 writer.upsert(ent, key, payload, caller)
         return None
+
+
+def _consumed(targets: list[dict]) -> Iterator[dict]:
+    """The targets in order, each dropped from the list once handed out: a target's values (a file body of
+    megabytes) are freed as soon as its record holds what it keeps, not when the whole message is done."""
+    for index, item in enumerate(targets):
+        targets[index] = _DONE
+        yield item
 
 
 def _upsert_key(ent: Entity, item: dict) -> str | dict[str, Any] | None:

