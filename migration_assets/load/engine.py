@@ -3,23 +3,33 @@
 Per batch: read which ids exist and their current values (`$filter` with `Microsoft.Dynamics.CRM.In`),
 decide create / update / unchanged per row, commit the intents to the ledger, send (bulk messages or
 `$batch` through the one Dataverse client), apply final states (state PATCHes in `$batch`, Win/Lose for
-opportunities), then commit the outcome. Rows the server refuses are recorded with its message.
+opportunities), then commit the outcome. Rows the server refuses are recorded with its message. The reads
+and file downloads of the next batch run while a batch is sent (one batch ahead at most, load/batches.py
+prepared_ahead); a record the sent batch wrote is read again before the next batch uses it.
 """
 
 from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any
 
 from migration_assets.clients.dataverse.batch import BatchRequest
 from migration_assets.clients.dataverse.client import DataverseClient
 from migration_assets.load import diff as ld
-from migration_assets.load.batches import batches_of
-from migration_assets.load.file_body import OVERSIZE_CODE, Oversize, oversize_reason, read_capped, too_big
+from migration_assets.load.batches import batches_of, prepared_ahead
+from migration_assets.load.file_body import (
+    OVERSIZE_CODE,
+    FileBody,
+    Oversize,
+    oversize_reason,
+    read_capped,
+    too_big,
+)
 from migration_assets.load.key_release import DUPLICATE_KEY, plain_keys, plan_releases, read_holders
 from migration_assets.load.ledger import Intent, Ledger, Rejection
 from migration_assets.load.lookups import (
@@ -42,8 +52,13 @@ SCAN_MAX_PAGES = 4
 # ~100 ms an action costs on a busy org, the batch well inside the 2-minute request timeout.
 ACTION_BATCH_PARTS = 500
 # A ledgered batch also stops at this many bytes of file bodies (base64, as sent): a bulk request stays under
-# the 116.85 MB plugin sandbox message limit (reference §4.4) and the loader holds one batch of files at once.
+# the 116.85 MB plugin sandbox message limit (reference §4.4), and the loader holds the files of two batches:
+# the one it sends (as bodies, then as the request) and the next, downloaded meanwhile.
 MAX_BATCH_FILE_BYTES = 96 * 1024 * 1024
+# Close declares no size for a call recording: until the load has downloaded some, a recording counts as this
+# many bytes towards MAX_BATCH_FILE_BYTES, then as the mean of those downloaded (TableLoader.undeclared_size).
+# A few minutes of audio: the first two batches (cut before any recording is measured) stay within the bound.
+UNDECLARED_FILE_BYTES = 4 * 1024 * 1024
 # Columns WinOpportunity/LoseOpportunity set on the opportunity besides its state (reference §7.4).
 CLOSE_ACTION_COLUMNS = ("actualclosedate", "actualvalue")
 PARTY_CHUNK = 50  # activities per activityparty query (an OR of ids: the URL stays a few KB)
@@ -103,12 +118,20 @@ class LoadStats:
         return round(1000 * self.requests / written, 1) if written else None
 
 
-@dataclass(frozen=True)
-class FileBody:
-    """A downloaded file: its size in bytes and its body as Dataverse takes it (base64)."""
+FileBodies = dict[str, FileBody | Oversize | Exception]  # file URL -> its body, or why it is not sent
 
-    size: int
-    base64: str
+
+@dataclass
+class PreparedBatch:
+    """A batch ready to be written: its rows split, the current values of those that exist (by id) and the
+    file bodies of those to create."""
+
+    rows: Sequence[dict[str, Any]]
+    counted: bool
+    split: list[ld.SplitRow]
+    ids: list[str]
+    current: dict[str, dict[str, Any]]
+    files: FileBodies
 
 
 class TableLoader:
@@ -176,6 +199,10 @@ class TableLoader:
         # batch). Ids this loader has sent since are read again, as the snapshot no longer holds them.
         self._snapshot: dict[str, dict[str, Any]] | None = None
         self._touched: set[str] = set()
+        # Bodies downloaded for files Close declared no size for: how many, and their bytes.
+        self._undeclared_files = self._undeclared_bytes = 0
+        # Ids written since the batch being prepared ahead started reading (load/batches.py prepared_ahead).
+        self._written_while_preparing: set[str] = set()
         # Alternate keys over plain columns, and the whole staged table's key columns (record id -> columns;
         # set by the caller when it loads only part of the table): what decides whether a record holding a
         # key value a row wants may give it up (load/key_release.py).
@@ -228,14 +255,16 @@ class TableLoader:
 
     def read_current(self, ids: list[str]) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(ids), READ_CHUNK):
-            chunk = ids[start : start + READ_CHUNK]
-            values = ",".join(f"'{i}'" for i in chunk)
-            flt = f"Microsoft.Dynamics.CRM.In(PropertyName='{self.pk}',PropertyValues=[{values}])"
-            for rec in self.client.query(
-                self.table, select=self.select, filter=flt, annotations=bool(self.lookups)
-            ):
-                found[str(rec[self.pk]).lower()] = ld.current_payload(rec, self.lookups, self.sets)
+        filters = [
+            "Microsoft.Dynamics.CRM.In(PropertyName='{}',PropertyValues=[{}])".format(
+                self.pk, ",".join(f"'{i}'" for i in ids[start : start + READ_CHUNK])
+            )
+            for start in range(0, len(ids), READ_CHUNK)
+        ]
+        for rec in self.client.query_each(
+            self.table, filters, select=self.select, annotations=bool(self.lookups)
+        ):
+            found[str(rec[self.pk]).lower()] = ld.current_payload(rec, self.lookups, self.sets)
         return found
 
     def read_parties(self, ids: list[str]) -> dict[str, list[dict[str, Any]]]:
@@ -274,31 +303,22 @@ class TableLoader:
                 prefetch_key_binds(self.client, lk, source.values(nav + ld.BIND), self._key_ids)
         # Lookups into the same table (a contact's assistant is a contact) may point at a row of a later
         # batch or a parallel request: they are written in a second pass, once every row exists.
-        self_binds = [nav + ld.BIND for nav, lk in self.lookups.items() if lk.target == self.table]
-        self._self_binds = self_binds
+        self._self_binds = [nav + ld.BIND for nav, lk in self.lookups.items() if lk.target == self.table]
         second: list[dict[str, Any]] = []
         # Records written (the second pass only completes lookups of the same records): the run's log and
         # the console show done of total, rate and ETA (file bodies of annotations travel in these batches).
         progress = StepProgress(f"loaded/{self.table}", total, log=self.log)
         n = 0
-        for chunk in source.chunks():
-            first = (
-                [{k: (None if k in self_binds else v) for k, v in r.items()} for r in chunk]
-                if self_binds
-                else chunk
-            )
-            second += [
-                {k: r.get(k) for k in (self.pk, "_close_id", *self_binds)}
-                for r in chunk
-                if any(r.get(c) is not None for c in self_binds)
-            ]
-            for batch in batches_of(first, self.batch_rows, MAX_BATCH_FILE_BYTES):
+        # While one batch is sent, the next first-pass batch is read and its files downloaded (network-bound
+        # both ways: the two overlap). A second-pass batch depends on what the first pass wrote: it is
+        # prepared only after the batch before it is sent.
+        ready = prepared_ahead(self._batches(source, second), self._prepare, lambda item: item[1])
+        with closing(ready):
+            for batch in ready:
                 n += 1
-                self._batch(n, batch, True)
-                progress.advance(len(batch))
-        for batch in batches_of(second, self.batch_rows, MAX_BATCH_FILE_BYTES):
-            n += 1
-            self._batch(n, batch, False)
+                self._send(self._still_current(batch))
+                if batch.counted:
+                    progress.advance(len(batch.split))
         progress.finish()
         self.stats.batches = n
         after = self._calls()
@@ -340,26 +360,80 @@ class TableLoader:
                 s.payload[col] = resolved
         return True
 
-    def _batch(self, n: int, rows: Sequence[dict[str, Any]], counted: bool = True) -> None:
-        """One ledgered batch. `counted` False: a second pass over rows already counted (only its
-        updates of rows that existed before this run, and its rejections, add to the figures)."""
+    def _batches(
+        self, source: RowSource, second: list[dict[str, Any]]
+    ) -> Iterator[tuple[Sequence[dict[str, Any]], bool]]:
+        """The batches of the load in order, each with `counted`: the first pass over the source chunk by
+        chunk (lookups into the same table left empty), then the second pass that completes those lookups
+        (`second` fills up during the first pass and is cut into batches only after it)."""
+        self_binds = self._self_binds
+        for chunk in source.chunks():
+            first = (
+                [{k: (None if k in self_binds else v) for k, v in r.items()} for r in chunk]
+                if self_binds
+                else chunk
+            )
+            second += [
+                {k: r.get(k) for k in (self.pk, "_close_id", *self_binds)}
+                for r in chunk
+                if any(r.get(c) is not None for c in self_binds)
+            ]
+            for batch in batches_of(first, self.batch_rows, MAX_BATCH_FILE_BYTES, self.undeclared_size):
+                yield batch, True
+        for batch in batches_of(second, self.batch_rows, MAX_BATCH_FILE_BYTES):
+            yield batch, False
+
+    def _prepare(
+        self, item: tuple[Sequence[dict[str, Any]], bool], known: FileBodies | None = None
+    ) -> PreparedBatch:
+        """What a batch needs before anything is written: its rows split, the current values of those that
+        exist, the file bodies of those to create (downloaded). Only reads: it may run while the batch
+        before it is sent (prepared_ahead). `counted` False: a second pass over rows already counted (only
+        its updates of rows that existed before this run, and its rejections, add to the figures)."""
+        rows, counted = item
         split = [ld.split_row(r) for r in rows]
         ids = [str(s.payload.get(self.pk) or "").lower() for s in split]
         if any(not i for i in ids):
             raise LoadError(f"staged.{self.table} has rows without a primary key '{self.pk}'")
         if counted:
             current = self.current_of(ids)
-            keep = (self.pk, *self._self_binds)
-            if self._self_binds:
-                self._known_binds.update(
-                    {i: {c: current[i].get(c) for c in keep} for i in ids if i in current}
-                )
         else:
             current = {i: self._known_binds[i] for i in ids if i in self._known_binds}
             unknown = [i for i in ids if i not in current]
             if unknown:
                 current.update(self.current_of(unknown))
-        files = self._download_all([sp for sp, rid in zip(split, ids, strict=True) if rid not in current])
+        creating = [sp for sp, rid in zip(split, ids, strict=True) if rid not in current]
+        return PreparedBatch(rows, counted, split, ids, current, self._download_all(creating, known))
+
+    def _still_current(self, batch: PreparedBatch) -> PreparedBatch:
+        """The batch, read again if the batch sent while it was prepared wrote one of its records (a key
+        released by load/key_release.py, a row staged twice): what it read of those may be stale. Files
+        already downloaded are kept."""
+        written, self._written_while_preparing = self._written_while_preparing, set()
+        if not batch.counted or written.isdisjoint(batch.ids):  # a second-pass batch is never read ahead
+            return batch
+        return self._prepare((batch.rows, batch.counted), batch.files)
+
+    def undeclared_size(self) -> int:
+        """The size to expect of a file Close declares none for: the mean of those downloaded so far."""
+        if not self._undeclared_files:
+            return UNDECLARED_FILE_BYTES
+        return self._undeclared_bytes // self._undeclared_files
+
+    def _touch(self, ids: Iterable[str]) -> None:
+        """Record ids this loader is about to write: their snapshot values (and a prepared batch's reads of
+        them) are no longer current."""
+        ids = list(ids)
+        self._touched.update(ids)
+        self._written_while_preparing.update(ids)
+
+    def _send(self, batch: PreparedBatch) -> None:
+        """One ledgered batch: decide create / update / unchanged per row, ledger, write, apply states."""
+        split, ids, current, files = batch.split, batch.ids, batch.current, batch.files
+        counted = batch.counted
+        if counted and self._self_binds:
+            keep = (self.pk, *self._self_binds)
+            self._known_binds.update({i: {c: current[i].get(c) for c in keep} for i in ids if i in current})
         creates: list[tuple[int, dict[str, Any]]] = []
         updates: list[tuple[int, ld.RowPlan]] = []
         states: dict[int, tuple[int, int]] = {}
@@ -424,7 +498,7 @@ class TableLoader:
         if not intents:
             return
         seqs = self.ledger.begin(intents)  # durable before anything is sent
-        self._touched.update(it.record_id for it in intents)
+        self._touch(it.record_id for it in intents)
         seq_of = {
             idx: seq for idx, seq in zip([i for i, _ in creates] + [i for i, _ in updates], seqs, strict=True)
         }
@@ -517,7 +591,7 @@ class TableLoader:
         seqs = self.ledger.begin(
             [Intent(self.table, r.record_id, None, "released", r.before) for r in releases]
         )
-        self._touched.update(r.record_id for r in releases)
+        self._touch(r.record_id for r in releases)
         res = self.client.update_multiple(
             self.table, [{self.pk: r.record_id, **dict.fromkeys(r.before)} for r in releases]
         )
@@ -548,21 +622,22 @@ class TableLoader:
     def _too_big(self, size: Any) -> bool:
         return too_big(size, self.max_upload)
 
-    def _download_all(self, rows: Sequence[ld.SplitRow]) -> dict[str, FileBody | Oversize | Exception]:
+    def _download_all(self, rows: Sequence[ld.SplitRow], known: FileBodies | None = None) -> FileBodies:
         """The file bodies of the rows about to be created, downloaded in parallel and measured as they
         arrive (Close's declared size can be smaller than the body: one past the limit is refused, and
-        never held whole); a failed download is kept as its exception (the row is then rejected with it)."""
-        urls = sorted(
-            {
-                str(r.meta["_file_url"])
-                for r in rows
-                if r.meta.get("_file_url")
-                and "documentbody" not in r.payload
-                and not self._too_big(r.meta.get("_file_size"))
-            }
-        )
+        never held whole); a failed download is kept as its exception (the row is then rejected with it).
+        Bodies in `known` (downloaded before) are taken from there."""
+        wanted = {
+            str(r.meta["_file_url"])
+            for r in rows
+            if r.meta.get("_file_url")
+            and "documentbody" not in r.payload
+            and not self._too_big(r.meta.get("_file_size"))
+        }
+        have = {url: known[url] for url in wanted if url in known} if known else {}
+        urls = sorted(wanted - have.keys())
         if not urls:
-            return {}
+            return have
         download = self.download
         if download is None:
             raise LoadError(
@@ -582,14 +657,14 @@ class TableLoader:
                 return exc
 
         with ThreadPoolExecutor(max_workers=min(DOWNLOAD_WORKERS, len(urls))) as pool:
-            return dict(zip(urls, pool.map(fetch, urls), strict=True))
+            return {**have, **dict(zip(urls, pool.map(fetch, urls), strict=True))}
 
     def _create_body(
         self,
         s: ld.SplitRow,
         rid: str,
         refused: list[Rejection],
-        files: dict[str, FileBody | Oversize | Exception],
+        files: FileBodies,
     ) -> dict[str, Any] | None:
         body = dict(s.payload)
         close_id = s.meta.get("_close_id")
@@ -618,6 +693,9 @@ class TableLoader:
                 return None
             self.stats.downloads += 1
             self.stats.download_bytes += data.size
+            if size is None:
+                self._undeclared_files += 1
+                self._undeclared_bytes += data.size
             body["documentbody"] = data.base64
         return body
 

@@ -7,9 +7,9 @@ Entitlement counts every CRUD operation, *including each item inside a bulk mess
 `load_seconds` predicts how long the load takes when each request costs a network round trip plus the
 execution time the service charges it (per request and per record, reference §5.1; the emulators' latency
 model, emulators/dataverse/latency.py, charges and sleeps exactly that). It follows the loader's request
-pattern (load/engine.py): tables one after another, ledgered batches one after another; in a batch the
-file downloads, then the writes (bulk messages of `bulk_size` rows or `$batch` of `batch_parts`, up to
-`in_flight` at once per application user), then the final states (UpdateMultiple on bulk tables, else
+pattern (load/engine.py): tables one after another, ledgered batches one after another, each batch's file
+downloads made while the batch before it is sent; a batch sends its writes (bulk messages of `bulk_size`
+rows or `$batch` of `batch_parts`, up to `in_flight` at once per application user), then the final states (UpdateMultiple on bulk tables, else
 `$batch` one after another; Win/Lose actions in `$batch` of `action_parts`). The result is never below the
 service-protection floor: the requests and the execution time the load needs, at what the limits allow.
 """
@@ -143,6 +143,17 @@ def write_requests(loads: Sequence[TableWrites], shape: LoaderShape) -> int:
     return batched + sum(t.upload_blocks for t in loads)
 
 
+def pipelined_seconds(steps: Sequence[tuple[float, float]]) -> float:
+    """Wall time of batches whose downloads (first) overlap the previous batch's sends (second): the
+    loader prepares the next batch while it sends one (load/batches.py prepared_ahead)."""
+    if not steps:
+        return 0.0
+    wall = steps[0][0] + steps[-1][1]
+    for (_, send), (fetch, _) in zip(steps, steps[1:], strict=False):
+        wall += max(send, fetch)
+    return wall
+
+
 def load_seconds(
     loads: Sequence[TableWrites],
     times: ServiceTimes,
@@ -159,14 +170,20 @@ def load_seconds(
     wall = reads * times.seconds(0)
     sizes: list[int] = [0] * reads
     for t in loads:
+        steps: list[tuple[float, float]] = []  # (downloads, sends) of each ledgered batch, in seconds
         for rows in _batches(t, shape):
             writes, states, actions = _table_requests(t, rows, shape)
             downloads = round(t.downloads * rows / t.rows) if t.rows else 0
-            wall += math.ceil(downloads / max(1, shape.download_workers)) * times.download_ms / 1000.0
-            wall += _parallel(writes, lanes, times)
+            fetch = math.ceil(downloads / max(1, shape.download_workers)) * times.download_ms / 1000.0
             # UpdateMultiple goes out in parallel like the writes; `$batch` states and actions one by one.
-            wall += _parallel(states, lanes if t.bulk else 1, times) + _parallel(actions, 1, times)
+            send = (
+                _parallel(writes, lanes, times)
+                + _parallel(states, lanes if t.bulk else 1, times)
+                + _parallel(actions, 1, times)
+            )
+            steps.append((fetch, send))
             sizes += writes + states + actions
+        wall += pipelined_seconds(steps)
         sizes += [0] * t.upload_blocks
         wall += t.upload_blocks * times.seconds(0)
     charged = sum(times.charged_ms(n) for n in sizes)

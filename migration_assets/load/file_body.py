@@ -21,6 +21,14 @@ DATAVERSE_MAX_UPLOAD = 131_072_000
 
 
 @dataclass(frozen=True)
+class FileBody:
+    """A downloaded file: its size in bytes and its body as Dataverse takes it (base64)."""
+
+    size: int
+    base64: str
+
+
+@dataclass(frozen=True)
 class Oversize:
     """A body above the limit: `size` bytes were read, the whole body when `complete`."""
 

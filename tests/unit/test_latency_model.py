@@ -16,6 +16,7 @@ from migration_assets.load.estimate import (
     ServiceTimes,
     TableWrites,
     load_seconds,
+    pipelined_seconds,
     write_requests,
 )
 
@@ -100,6 +101,18 @@ def test_own_time_reads_and_downloads_add_up() -> None:
     assert duration.own_seconds == 2.5
     # unknown reads: the shape's per-table default
     assert load_seconds(loads, times, SHAPE).requests == 1 + SHAPE.setup_requests
+
+
+def test_the_next_batchs_downloads_overlap_the_batch_being_sent() -> None:
+    # Three batches of 1,000 rows, each with 4 downloads of 1 s (one round of 4 workers) and two
+    # CreateMultiple of 500 records at once (0.08 + 500 x 1 ms = 0.58 s): the first download round, then
+    # each send overlapped by the next batch's downloads (1 s each), then the last send.
+    times = ServiceTimes(round_trip_ms=50.0, request_ms=30.0, record_ms=1.0, download_ms=1000.0)
+    loads = [TableWrites("annotation", 3000, downloads=12)]
+    duration = load_seconds(loads, times, SHAPE, reads=0)
+    assert duration.service_seconds == pytest.approx(1.0 + 1.0 + 1.0 + 0.58, abs=0.05)
+    assert pipelined_seconds([(1.0, 3.0), (2.0, 0.5), (0.0, 1.0)]) == pytest.approx(1.0 + 3.0 + 0.5 + 1.0)
+    assert pipelined_seconds([]) == 0.0
 
 
 def test_the_prediction_never_beats_service_protection() -> None:

@@ -13,12 +13,11 @@ from typing import Any
 
 import duckdb
 import pytest
-from _loader_fakes import entity_meta
+from _loader_fakes import EmptyAnnotationTarget
 
 from migration_assets.audit.reconcile_status import Counts, status
 from migration_assets.audit.reconciliation import _rejections
 from migration_assets.clients.dataverse.bulk import WriteResult
-from migration_assets.clients.dataverse.metadata import EntityMeta
 from migration_assets.load.engine import TableLoader
 from migration_assets.load.file_body import OVERSIZE_CODE
 from migration_assets.load.ledger import Ledger
@@ -28,30 +27,11 @@ LIMIT = 4_000  # base64 bytes: files up to 3,000 bytes fit
 RUN = "run-1"
 
 
-class FakeDataverse:
+class FakeDataverse(EmptyAnnotationTarget):
     """An empty target that records every body it is sent."""
-
-    use_bulk_messages = True
-    batch_request_size = 100
-    write_headers: dict[str, str] = {}
 
     def __init__(self) -> None:
         self.created: list[dict[str, Any]] = []
-
-    def metadata(self, table: str) -> EntityMeta:
-        return entity_meta("annotation", "Annotation", "annotations", 5)
-
-    def entity_set(self, table: str) -> str:
-        return "annotations"
-
-    def supports_bulk(self, message: str, table: str) -> bool:
-        return True
-
-    def stats(self) -> dict[str, dict[str, int]]:
-        return {}
-
-    def query(self, table: str, **kw: Any) -> list[dict[str, Any]]:
-        return []
 
     def create_multiple(self, table: str, bodies: list[dict[str, Any]]) -> WriteResult:
         self.created += bodies

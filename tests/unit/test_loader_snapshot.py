@@ -44,6 +44,12 @@ class FakeClient:
         self.in_queries.append(filter)
         yield from (r for r in self.rows if f"'{r[PK]}'" in filter)
 
+    def query_each(
+        self, table: str, filters: list[str], select: list[str], annotations: bool
+    ) -> Iterator[dict[str, Any]]:
+        for flt in filters:  # one In-query per chunk of ids (the client fetches them in one round trip)
+            yield from self.query(table, select, flt, annotations)
+
 
 def _rows(n: int) -> list[dict[str, Any]]:
     return [{PK: f"00000000-0000-0000-0000-{i:012d}", "name": f"A{i}"} for i in range(n)]

@@ -1,0 +1,63 @@
+"""A ledgered batch is bounded by the bytes of its file bodies, call recordings included: Close declares no
+size for a recording, so the loader counts it as the mean of the recordings it downloaded so far."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import duckdb
+from _loader_fakes import EmptyAnnotationTarget
+
+from migration_assets.clients.dataverse.bulk import WriteResult
+from migration_assets.load import engine
+from migration_assets.load.batches import batches_of
+from migration_assets.load.engine import TableLoader
+from migration_assets.load.ledger import Ledger
+
+
+def _recording(n: int) -> dict[str, Any]:
+    return {
+        "annotationid": f"00000000-0000-0000-0000-{n:012d}",
+        "_file_url": f"https://rec/{n}",
+        "_file_size": None,
+    }
+
+
+def test_a_recording_counts_as_the_size_expected_when_its_row_is_reached() -> None:
+    rows = [_recording(n) for n in range(6)]
+    assert [len(b) for b in batches_of(rows, 100, 1_000)] == [6], "no estimate: recordings count nothing"
+    assert [len(b) for b in batches_of(rows, 100, 1_000, lambda: 300)] == [2, 2, 2]  # 400 bytes as base64
+    expected = iter([300, 300, 300, 30, 30, 30])  # the estimate changes as the load downloads recordings
+    assert [len(b) for b in batches_of(rows, 100, 1_000, lambda: next(expected))] == [2, 4]
+
+
+class FakeDataverse(EmptyAnnotationTarget):
+    def __init__(self) -> None:
+        self.requests: list[int] = []
+
+    def create_multiple(self, table: str, bodies: list[dict[str, Any]]) -> WriteResult:
+        self.requests.append(sum(len(b["documentbody"]) for b in bodies))
+        return WriteResult(table, "create", succeeded=list(range(len(bodies))))
+
+
+def test_the_loader_learns_the_size_of_recordings_from_those_it_downloaded(monkeypatch: Any) -> None:
+    monkeypatch.setattr(engine, "MAX_BATCH_FILE_BYTES", 1_000)
+    monkeypatch.setattr(engine, "UNDECLARED_FILE_BYTES", 30)  # a first guess far below the real size
+
+    def download(url: str) -> Iterator[bytes]:
+        yield b"r" * 300  # 400 bytes as base64
+
+    client = FakeDataverse()
+    rows = [_recording(n) for n in range(60)]
+    loader = TableLoader(
+        client, Ledger(duckdb.connect(), "run-1"), "annotation", list(rows[0]), 1000, download
+    )  # type: ignore[arg-type]
+    assert loader.undeclared_size() == 30
+    stats = loader.load(rows)
+    assert stats.created == 60 and loader.undeclared_size() == 300
+    # The first two batches are cut with the guess (25 recordings of 40 bytes as base64; the second is cut
+    # while the first is sent), the others with what the downloads measured: 2 recordings (800 bytes) each,
+    # once the row that closed the second batch (counted with the guess) is sent.
+    assert client.requests[:2] == [25 * 400, 25 * 400]
+    assert client.requests[2:] == [1200, 800, 800, 800, 400]
