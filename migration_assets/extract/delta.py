@@ -24,6 +24,7 @@ import polars as pl
 from migration_assets.clients.close.client import CloseAPIError, CloseClient
 from migration_assets.extract.change_log import record_extraction
 from migration_assets.extract.close_changes import ACTIVITY_TABLES, CloseChanges, scan_changes
+from migration_assets.extract.duplicates import adopt_delta_conflicts
 from migration_assets.extract.sources import ACTIVITY_PATHS
 from migration_assets.extract.tables import TableSpec, strip_lead
 from migration_assets.extract.writer import write_table
@@ -199,6 +200,7 @@ def merge_delta(
                 upserted=f"SELECT id FROM {dref}",
                 deleted="SELECT id FROM __removed",
             )
+            adopt_delta_conflicts(con, spec.name, "_delta_" + spec.name)
             con.execute(f"DROP TABLE {dref}")
             con.execute("COMMIT")
         except Exception:
@@ -243,10 +245,11 @@ def apply_delta(
         listed = listed_ids(client, spec.name)
     staged = TableSpec(f"_delta_{spec.name}", spec.columns, spec.sort_by)
     pages = chain(DELTA_SOURCES[spec.name](client, since, lookback), reread_pages(client, spec.name, plan))
-    read, _ = write_table(warehouse, staged, pages, on_rows, schema)
+    read, dropped = write_table(warehouse, staged, pages, on_rows, schema)
     merged = merge_delta(warehouse, spec, plan.deleted, plan.deleted_leads, schema, run_id, listed)
     return {
         "rows_read": read,
+        "duplicates_dropped": dropped,
         **merged,
         "reread_by_id": len(plan.reread_ids),
         "merge_destinations": len(plan.reread_leads),

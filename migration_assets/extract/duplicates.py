@@ -2,7 +2,7 @@
 twice with different content, and export lines that are not valid text.
 
 The same id seen twice is normal when the API is paged while records change: the copies differ in
-`date_updated` and the newest one is kept (writer.py, finalize.py). Two copies that are equally new but
+`date_updated` and the newest one is kept (writer.py). Two copies that are equally new but
 differ (an export file holding one contact under two leads, a hand-edited file) cannot be resolved by
 recency: keeping either silently would move or merge a record. They are listed here, per table, so that
 the blocking check `ids_unique` stops the run and shows them.
@@ -66,3 +66,11 @@ def record_quarantine(con: duckdb.DuckDBPyConnection, rows: list[dict[str, str |
             f"INSERT INTO {QUARANTINE_TABLE} VALUES (?, ?, ?)",
             [(r.get("id"), r.get("line"), r.get("reason")) for r in rows],
         )
+
+
+def adopt_delta_conflicts(con: duckdb.DuckDBPyConnection, table: str, delta_table: str) -> None:
+    """After a delta's merge, `table`'s conflicts are those its re-read rows (written as `delta_table`)
+    delivered: the merged table holds one row per id, so the earlier list no longer describes it."""
+    ensure_conflicts_table(con)
+    con.execute(f"DELETE FROM {CONFLICTS} WHERE table_name = ?", [table])
+    con.execute(f"UPDATE {CONFLICTS} SET table_name = ? WHERE table_name = ?", [table, delta_table])

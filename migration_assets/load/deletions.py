@@ -108,6 +108,29 @@ def live_records(entries: Sequence[lg.Entry]) -> dict[tuple[str, str], str | Non
     return {k: close_id for k, (action, close_id) in last.items() if action in LIVE_ACTIONS}
 
 
+def live_record_map(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], str | None]:
+    """`live_records` of every migrate and delta run's ledger, computed inside DuckDB: a delta reads no
+    before image and builds no ledger entry in Python, whatever the size of the ledger (same answer, same
+    order: by each record's first ledger row)."""
+    lg.ensure_schema(con)
+    rows = con.execute(
+        f"""
+        WITH o AS (
+            SELECT w.table_name AS t, lower(w.record_id) AS rid, nullif(w.close_id, '') AS cid, w.action,
+                   row_number() OVER (ORDER BY r.started_at, w.run_id, w.seq) AS pos
+            FROM {lg.SCHEMA}.writes w JOIN {lg.SCHEMA}.runs r USING (run_id)
+            WHERE r.kind IN ('migrate', 'delta') AND w.status <> 'rejected' AND w.rolled_back_by IS NULL
+        )
+        SELECT t, rid, arg_max(cid, pos) FILTER (WHERE cid IS NOT NULL) AS cid
+        FROM o GROUP BY t, rid
+        HAVING arg_max(action, pos) IN (SELECT unnest(?))
+        ORDER BY min(pos)
+        """,
+        [list(LIVE_ACTIONS)],
+    ).fetchall()
+    return {(t, rid): cid for t, rid, cid in rows}
+
+
 def _ids(con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None = None) -> set[str]:
     return {str(r[0]).lower() for r in con.execute(sql, params or []).fetchall() if r[0] is not None}
 
@@ -141,7 +164,7 @@ def plan_deletions(
     """The records to deactivate/delete (children before parents) and those only reported."""
     ranks, activity_rank = delete_ranks(registry)
     plan = DeletionPlan()
-    live = live_records(lg.entries(con))
+    live = live_record_map(con)
     by_table: dict[str, list[Candidate]] = {}
     for (table, record_id), close_id in live.items():
         by_table.setdefault(table, []).append(Candidate(table, record_id, close_id))
@@ -245,7 +268,7 @@ def add_cascaded_children(
     ranks, activity_rank = delete_ranks(registry)
     gone = {c.record_id.lower() for c in plan.gone}
     planned = {(c.table, c.record_id.lower()) for c in plan.gone}
-    live = live_records(lg.entries(con))
+    live = live_record_map(con)
     added = 0
     while gone:
         found: list[Candidate] = []

@@ -109,18 +109,19 @@ def object_chunks(
     extra: Sequence[str] = (),
     chunk_rows: int = 10_000,
 ) -> Iterator[pl.DataFrame]:
-    """The object's source frame in slices of `chunk_rows` (by rowid), so that reading the JSON out of
-    `raw` and mapping never hold a whole large table (300k activities) at once."""
+    """The object's source frame in slices of `chunk_rows` rowids, so that reading the JSON out of
+    `raw` and mapping never hold a whole large table (300k activities) at once. The slices run to the
+    highest rowid, not to the row count: a delta's merge deletes and appends rows, leaving gaps below."""
     source = cfg.object(obj_name).source
-    total = (
-        con.execute(f'SELECT count(*) FROM close."{source}"').fetchall()[0][0]
+    end = (
+        con.execute(f'SELECT coalesce(max(rowid) + 1, 0) FROM close."{source}"').fetchall()[0][0]
         if has_close(con, source)
         else 0
     )
-    if not total:
+    if not end:
         yield read_object_source(con, cfg, obj_name, extra)
         return
-    for start in range(0, total, chunk_rows):
+    for start in range(0, end, chunk_rows):
         yield read_object_source(
             con, cfg, obj_name, extra, where=f"rowid >= {start} AND rowid < {start + chunk_rows}"
         )

@@ -142,15 +142,22 @@ def validate_and_write(
     del candidates
     order = f" ORDER BY {quote(pk)}" if pk in ids.columns else ""
     con.execute("BEGIN TRANSACTION")
-    if replace_keys is None:
-        rows = f"SELECT * FROM {SCHEMA}.{quote(scratch)}"
-    else:
+    if replace_keys is not None:
         register_keys(con, replace_keys)
-        rows = (
-            f"SELECT * FROM {SCHEMA}.{quote(table)} WHERE _close_id NOT IN (SELECT id FROM __replace_keys) "
-            f"UNION ALL BY NAME SELECT * FROM {SCHEMA}.{quote(scratch)}"
-        )
-    con.execute(f"CREATE OR REPLACE TABLE {SCHEMA}.{quote(table)} AS SELECT * FROM ({rows}){order}")
+    if replace_keys is not None and fits_into(con, scratch, table):
+        # An incremental staging replaces its keys' rows in place: a rewrite of the whole table (and its
+        # commit) would cost a delta as much as a full staging. The replaced rows sit at the table's end.
+        con.execute(f"DELETE FROM {SCHEMA}.{quote(table)} WHERE _close_id IN (SELECT id FROM __replace_keys)")
+        con.execute(f"INSERT INTO {SCHEMA}.{quote(table)} BY NAME SELECT * FROM {SCHEMA}.{quote(scratch)}")
+    else:
+        if replace_keys is None:
+            rows = f"SELECT * FROM {SCHEMA}.{quote(scratch)}"
+        else:  # the columns changed (a field mapped since): the rows are merged into a new table
+            rows = (
+                f"SELECT * FROM {SCHEMA}.{quote(table)} WHERE _close_id NOT IN (SELECT id FROM __replace_keys) "
+                f"UNION ALL BY NAME SELECT * FROM {SCHEMA}.{quote(scratch)}"
+            )
+        con.execute(f"CREATE OR REPLACE TABLE {SCHEMA}.{quote(table)} AS SELECT * FROM ({rows}){order}")
     con.execute(f"DROP TABLE {SCHEMA}.{quote(scratch)}")
     con.execute("COMMIT")
     all_rej = with_cascade(pl.concat([pre, *found_parts], how="vertical_relaxed"), refs)
@@ -225,6 +232,23 @@ def kept_in_target(
         .alias("reason"),
         pl.when(kept).then(pl.lit(KEPT_IN_TARGET)).otherwise(pl.col("check_name")).alias("check_name"),
     )
+
+
+def fits_into(con: duckdb.DuckDBPyConnection, scratch: str, table: str) -> bool:
+    """Every column of staged.<scratch> is a column of staged.<table> of the same type (so its rows can be
+    inserted as they are, the others left NULL, as a merge BY NAME would leave them)."""
+    if not table_exists(con, SCHEMA, table):
+        return False
+
+    def columns(name: str) -> set[tuple[str, str]]:
+        rows = con.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_catalog = current_database() AND table_schema = ? AND table_name = ?",
+            [SCHEMA, name],
+        ).fetchall()
+        return {(str(c), str(t)) for c, t in rows}
+
+    return columns(scratch) <= columns(table)
 
 
 def register_keys(con: duckdb.DuckDBPyConnection, keys: Collection[str]) -> None:

@@ -27,13 +27,20 @@ def samples(con: duckdb.DuckDBPyConnection, fields: dict[str, list[dict[str, Any
     """Values of each lead/contact/opportunity custom field seen in the data (size and type evidence)."""
     out: dict[str, list[Any]] = {}
     for kind, table in OBJECT_TABLES.items():
-        for f in fields.get(kind, []):
-            path = '$."custom.' + str(f["id"]) + '"'
-            rows = con.execute(
-                f"SELECT json_extract(raw, '{path}')::VARCHAR FROM close.\"{table}\" "
-                f"WHERE json_extract(raw, '{path}') IS NOT NULL"
-            ).fetchall()
-            out[str(f["id"])] = [json.loads(r[0]) for r in rows if r[0] is not None]
+        ids = [str(f["id"]) for f in fields.get(kind, [])]
+        if not ids:
+            continue
+        # Every field of the table in one scan (a scan per field re-read the whole `raw` column each time):
+        # the row's values as a list, unnested with each value's field position, absent ones left out.
+        paths = ", ".join("'" + ('$."custom.' + i + '"').replace("'", "''") + "'" for i in ids)
+        rows = con.execute(
+            f"SELECT i, v FROM (SELECT unnest(json_extract(raw, [{paths}])::VARCHAR[]) AS v, "
+            f'unnest(range({len(ids)})) AS i FROM close."{table}") WHERE v IS NOT NULL'
+        ).fetchall()
+        for i in ids:
+            out[i] = []
+        for position, value in rows:
+            out[ids[position]].append(json.loads(value))
     return out
 
 

@@ -47,8 +47,10 @@ def extract(
 
 
 def tables(path: Path, names: Sequence[str] = tuple(TABLES)) -> dict[str, pl.DataFrame]:
+    """The tables' contents in one order (a delta's merge appends the rows it re-read: the physical order
+    of a table is not part of its content)."""
     wh = WarehouseResource(path=str(path))
-    return {t: wh.read(f"SELECT * FROM close.{t}") for t in names}
+    return {t: wh.read(f"SELECT * FROM close.{t} ORDER BY ALL") for t in names}
 
 
 def assert_counts_and_checks(result: dg.ExecuteInProcessResult, org: CloseOrg, path: Path) -> None:

@@ -84,7 +84,7 @@ def test_delta_tables_are_left_out_of_the_pass(
 
     def fake_delta(client: Any, warehouse: Any, spec: Any, *args: Any) -> dict[str, int]:
         calls.append(spec.name)
-        return {"rows_read": 0, "delta_rows": 0, "rows_removed": 0}
+        return {"rows_read": 0, "duplicates_dropped": 0, "delta_rows": 0, "rows_removed": 0}
 
     monkeypatch.setattr(_common, "apply_delta", fake_delta)
     result = dg.materialize([PASS], resources=resources, run_config=run_config)

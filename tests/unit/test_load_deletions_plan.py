@@ -7,7 +7,13 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from migration_assets.load.deletions import LoadedTable, live_records, loaded_tables, plan_deletions
+from migration_assets.load.deletions import (
+    LoadedTable,
+    live_record_map,
+    live_records,
+    loaded_tables,
+    plan_deletions,
+)
 from migration_assets.load.ledger import Intent, Ledger, entries
 from migration_assets.mapping.config import ObjectMap
 from migration_assets.mapping.tables import build_registry
@@ -157,6 +163,8 @@ def test_deactivated_and_rolled_back_records_are_not_planned_again(con: duckdb.D
     ]
     live = live_records(entries(con))
     assert ("lead", "lead-2") not in live and live[("lead", "lead-1")] == "lead_1"
+    # The plan's own reading of the ledger (in DuckDB) is the same, in the same order.
+    assert list(live_record_map(con).items()) == list(live.items())
 
 
 def test_a_table_whose_sources_were_never_extracted_is_not_checked(con: duckdb.DuckDBPyConnection) -> None:
