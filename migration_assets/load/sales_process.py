@@ -346,12 +346,13 @@ class SalesProcessLoader:
         for (plan, k), part in zip(order, parts, strict=True):
             answers[id(plan)][k] = _refusal(plan.writes[k], part)
         self._count_existing_creates(plans, answers)
+        reached = self._already_placed([(p, w) for p, w in group if _row_refusals_only(answers[id(p)])])
         done: list[int] = []
         refused: list[tuple[int, Rejection]] = []
         late: list[Rejection] = []
         for (plan, item), seq in zip(group, seqs, strict=True):
             settled = settle(plan, self.process.stages, answers[id(plan)])
-            if settled.refusal is None:
+            if settled.refusal is None or id(plan) in reached:
                 done.append(seq)
                 self.report.placed += 1
                 self.report.created += plan.create
@@ -377,6 +378,26 @@ class SalesProcessLoader:
         self.ledger.finish(done, refused)
         self.ledger.reject(late)
         _raise_request_level(order, requests, answers)
+
+    def _already_placed(self, group: Sequence[tuple[InstancePlan, Wanted]]) -> set[int]:
+        """The plans (by id()) whose own instance is where it should be although some of their writes were
+        refused: the transport sends a `$batch` again when its answer was lost, and the second delivery
+        finds the moves of the first done (a move two stages back, an update of a finished instance are
+        refused). One read of those instances, only when something was refused."""
+        if not group:
+            return set()
+        now = read_instances(self.client, self.process, [p.opportunity_id for p, _ in group])
+        reached: set[int] = set()
+        for plan, item in group:
+            current, where = now.get(plan.opportunity_id), self._placement(item)
+            if current is None or current.id != plan.instance_id or isinstance(where, str):
+                continue
+            if (
+                plan_instance(plan.opportunity_id, where, self.process.stages, current, plan.instance_id, {})
+                is None
+            ):
+                reached.add(id(plan))
+        return reached
 
     def _request(self, entity_set: str, plan: InstancePlan, write: Write) -> BatchRequest:
         """One write as a `$batch` part: a create (POST), or an update only (PATCH with If-Match: *, so that
@@ -411,6 +432,15 @@ def _refusal(write: Write, part: BatchPartResponse | None) -> Refusal | None:
         return None
     code, message = part.error or ("", part.reason)
     return Refusal(write.kind, part.status, code, message)
+
+
+def _row_refusals_only(answers: Sequence[Refusal | None]) -> bool:
+    """Some writes were refused, each for its own instance (a request-level refusal stops the load)."""
+    refused = [a for a in answers if a is not None]
+    return bool(refused) and all(
+        a.status is not None and classify_failure(a.status, a.code or "", a.message) is not Failure.REQUEST
+        for a in refused
+    )
 
 
 def _is_duplicate_id(refusal: Refusal | None) -> bool:
