@@ -97,19 +97,9 @@ def loaded_tables(
     return out
 
 
-def live_records(entries: Sequence[lg.Entry]) -> dict[tuple[str, str], str | None]:
-    """(table, record id) -> Close id of every record whose latest ledger action (of the runs given,
-    oldest first) leaves it loaded and active."""
-    last: dict[tuple[str, str], tuple[str, str | None]] = {}
-    for e in entries:
-        key = (e.table, e.record_id.lower())
-        close_id = e.close_id or (last[key][1] if key in last else None)
-        last[key] = (e.action, close_id)
-    return {k: close_id for k, (action, close_id) in last.items() if action in LIVE_ACTIONS}
-
-
 def live_record_map(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], str | None]:
-    """`live_records` of every migrate and delta run's ledger, computed inside DuckDB: a delta reads no
+    """(table, record id) -> Close id of every record whose latest ledger action (of every migrate and
+    delta run, oldest first) leaves it loaded and active, computed inside DuckDB: a delta reads no
     before image and builds no ledger entry in Python, whatever the size of the ledger (same answer, same
     order: by each record's first ledger row)."""
     lg.ensure_schema(con)

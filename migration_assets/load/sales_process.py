@@ -182,22 +182,22 @@ def read_instances(
         "statecode",
         "statuscode",
     ]
-    column = f"_{process.opportunity_attr}_value"
-    filters: list[str | None] = [None]
-    if opportunity_ids is not None:
-        ids = list(opportunity_ids)
+    if opportunity_ids is None:
+        rows = client.query(process.table, select)
+    else:
+        column, ids = f"_{process.opportunity_attr}_value", list(opportunity_ids)
         filters = [
             " or ".join(f"{column} eq {i}" for i in ids[n : n + READ_CHUNK])
             for n in range(0, len(ids), READ_CHUNK)
         ]
+        rows = client.query_each(process.table, filters, select=select)
     out: dict[str, Instance] = {}
-    for flt in filters:
-        for row in client.query(process.table, select, flt):
-            if str(row.get("_processid_value") or process.workflow_id).lower() != process.workflow_id:
-                continue
-            inst = _instance(row, process.primary_id, process.opportunity_attr)
-            if inst.opportunity_id not in out or inst.statecode == 0:
-                out[inst.opportunity_id] = inst
+    for row in rows:
+        if str(row.get("_processid_value") or process.workflow_id).lower() != process.workflow_id:
+            continue
+        inst = _instance(row, process.primary_id, process.opportunity_attr)
+        if inst.opportunity_id not in out or inst.statecode == 0:
+            out[inst.opportunity_id] = inst
     return out
 
 

@@ -17,6 +17,7 @@ from migration_assets.load import ledger as lg
 from migration_assets.load.ledger import Intent, Ledger
 from migration_assets.load.rollback import execute_rollback
 from migration_assets.load.sales_process import (
+    READ_CHUNK,
     PlacementReport,
     SalesProcess,
     SalesProcessLoader,
@@ -184,3 +185,19 @@ def test_instances_read_for_a_few_opportunities_only(placed: Placed) -> None:
     found = read_instances(placed.client, placed.process, some)
     assert sorted(found) == sorted(some)
     assert read_instances(placed.client, placed.process, []) == {}
+
+
+def test_instances_of_many_opportunities_are_read_in_one_round_trip(placed: Placed) -> None:
+    """A delta's changed opportunities can span several id chunks (READ_CHUNK per URL): their instance
+    queries go in one `$batch`, and the answer is the same as one query per chunk."""
+    made = placed.client.create_multiple(
+        "opportunity", [{"name": f"chunked {n}"} for n in range(READ_CHUNK + 5)]
+    )
+    ids = [i.lower() for i in made.ids if i]
+    absent = ["0d0d0d0d-0000-4000-8000-000000000000"]
+    before = sum(s["requests"] for s in placed.client.stats().values())
+    found = read_instances(placed.client, placed.process, ids + absent)
+    assert sum(s["requests"] for s in placed.client.stats().values()) == before + 1
+    assert sorted(found) == sorted(ids)
+    one_by_one = {oid: read_instances(placed.client, placed.process, [oid])[oid] for oid in ids[:3]}
+    assert {oid: found[oid] for oid in ids[:3]} == one_by_one

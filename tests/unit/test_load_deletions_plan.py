@@ -4,17 +4,19 @@ cannot be checked are left alone (reported)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import duckdb
 import pytest
 
 from migration_assets.load.deletions import (
+    LIVE_ACTIONS,
     LoadedTable,
     live_record_map,
-    live_records,
     loaded_tables,
     plan_deletions,
 )
-from migration_assets.load.ledger import Intent, Ledger, entries
+from migration_assets.load.ledger import Entry, Intent, Ledger, entries
 from migration_assets.mapping.config import ObjectMap
 from migration_assets.mapping.tables import build_registry
 
@@ -27,6 +29,17 @@ TABLES = [
         "annotation", "annotation", "annotationid", (("notes", "id"), ("attachments", "activity_id"))
     ),
 ]
+
+
+def live_records(entries: Sequence[Entry]) -> dict[tuple[str, str], str | None]:
+    """The plan's reading of the ledger, written plainly in Python over the ledger's entries: the oracle
+    `live_record_map` (in DuckDB) must equal."""
+    last: dict[tuple[str, str], tuple[str, str | None]] = {}
+    for e in entries:
+        key = (e.table, e.record_id.lower())
+        close_id = e.close_id or (last[key][1] if key in last else None)
+        last[key] = (e.action, close_id)
+    return {k: close_id for k, (action, close_id) in last.items() if action in LIVE_ACTIONS}
 
 
 def _obj(
