@@ -10,6 +10,7 @@ from typing import Any
 
 import duckdb
 import pytest
+from _sales_process_stages import LINKS, STAGES
 
 from migration_assets.clients.dataverse.batch import BatchPartResponse, BatchRequest
 from migration_assets.clients.dataverse.client import DataverseApiError
@@ -22,7 +23,6 @@ from migration_assets.load.sales_process_plan import (
     InstancePlan,
     Placement,
     Refusal,
-    Stage,
     Write,
     batch_order,
     describe,
@@ -31,13 +31,6 @@ from migration_assets.load.sales_process_plan import (
     settle,
 )
 
-STAGES = [
-    Stage("q", "Qualify", 0),
-    Stage("d", "Develop", 1),
-    Stage("p", "Propose", 2),
-    Stage("c", "Close", 3),
-]
-LINKS = {"opportunityid@odata.bind": "/opportunities(o1)"}
 ONE_STAGE = "A business process flow instance moves only to the next or the previous stage"
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from _sales_process_stages import LINKS, STAGES
 
 from migration_assets.load.sales_process_plan import (
     ACTIVE,
@@ -27,14 +28,6 @@ from migration_assets.load.sales_process_plan import (
 from migration_assets.mapping.files import SHIPPED_SALES_PROCESS, parse_pipelines
 from migration_assets.mapping.yaml_loc import MappingError, load_located
 from migration_assets.target.proposal_statuses import merge_pipelines
-
-STAGES = [
-    Stage("q", "Qualify", 0),
-    Stage("d", "Develop", 1),
-    Stage("p", "Propose", 2),
-    Stage("c", "Close", 3),
-]
-LINKS = {"opportunityid@odata.bind": "/opportunities(o1)"}
 
 
 def _at(stage: str, path: str, state: tuple[int, int] = ACTIVE) -> Instance:
