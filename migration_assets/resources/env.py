@@ -28,6 +28,7 @@ DATAVERSE_CA_BUNDLE = "DATAVERSE_CA_BUNDLE"  # a CA bundle to trust (the emulato
 CLOSE2D365_HOME = "CLOSE2D365_HOME"  # working folder: warehouse, Dagster instance, reports; ./.close2d365
 CLOSE2D365_WAREHOUSE = "CLOSE2D365_WAREHOUSE"  # the DuckDB file; default $CLOSE2D365_HOME/warehouse.duckdb
 CLOSE2D365_WAREHOUSE_KEY = "CLOSE2D365_WAREHOUSE_KEY"  # secret: encrypts the warehouse file when set
+CLOSE2D365_WAREHOUSE_MEMORY = "CLOSE2D365_WAREHOUSE_MEMORY"  # DuckDB's memory cap, e.g. 1GB; default 512MB
 CLOSE2D365_MAPPINGS = "CLOSE2D365_MAPPINGS"  # the reviewed mappings folder; default the repository's
 DAGSTER_HOME = "DAGSTER_HOME"  # Dagster's instance folder; default $CLOSE2D365_HOME/dagster_home
 

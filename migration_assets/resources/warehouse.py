@@ -3,6 +3,14 @@
 The file holds customer PII, so it is created owner-only (0600 in a 0700 folder) and is encrypted when
 CLOSE2D365_WAREHOUSE_KEY is set. Writers stage each table in a scratch table and swap it in at the end, so a
 failed or killed materialization never leaves a half-written table behind.
+
+DuckDB's memory is bounded (CLOSE2D365_WAREHOUSE_MEMORY, default DEFAULT_MEMORY_LIMIT). DuckDB's own default
+is 80% of the machine's RAM, and its buffer pool keeps the blocks it read until then: up to 499 MB of the
+run's process on `typical`, more on `large` (a 1.1 GB file). Capped, DuckDB holds at most 488 MB on
+`large`, and the tool's process peaks at 1,250 MB instead of 2,059 (with heap.py). Past the cap, sorts,
+joins, aggregates and TEMP tables spill to `<warehouse>.tmp` next to the file. An encrypted warehouse spills
+encrypted (`temp_file_encryption`): DuckDB writes its temporary files in plain text otherwise, even for an
+encrypted database (measured; the setting is in https://duckdb.org/docs/stable/configuration/overview).
 """
 
 from __future__ import annotations
@@ -21,11 +29,16 @@ import polars as pl
 from pydantic import PrivateAttr
 
 from migration_assets.resources import env
+from migration_assets.resources.heap import return_large_blocks_to_system
 
 if TYPE_CHECKING:
     import pyarrow.dataset as pads
 
 DEFAULT_HOME = ".close2d365"
+# DuckDB's memory cap for the run (its buffer pool and operators; spills beyond it). The extraction writes
+# each close.* table under 384 MB already (extract/writer.py); staging and the checks spill a little on
+# `large` at this size, and the process keeps room for the load's file bodies under its 2 GB goal.
+DEFAULT_MEMORY_LIMIT = "512MB"
 
 
 def default_home() -> Path:
@@ -55,6 +68,47 @@ class WarehouseError(RuntimeError):
     """The warehouse cannot be opened as configured."""
 
 
+def memory_limit() -> str:
+    """DuckDB's memory cap: CLOSE2D365_WAREHOUSE_MEMORY (a DuckDB size such as 1GB), else the default."""
+    return os.environ.get(env.CLOSE2D365_WAREHOUSE_MEMORY) or DEFAULT_MEMORY_LIMIT
+
+
+def spill_directory(path: str) -> str | None:
+    """Where DuckDB spills for the warehouse at `path`: beside the file (None for an in-memory one)."""
+    return None if path == ":memory:" else path + ".tmp"
+
+
+def bound_memory(con: duckdb.DuckDBPyConnection, temp_directory: str | None, encrypted: bool) -> None:
+    """Cap DuckDB's memory and say where and how it spills. Run before an encrypted file is attached.
+
+    The settings belong to the database instance, which the run's connections share: the cap is set again
+    on every connection (a step that changed it, like the extraction's, gives back DuckDB's default, not
+    this one), the folder only when it differs (DuckDB refuses to move it once used, even to itself)."""
+    limit = memory_limit()
+    try:
+        con.execute(f"SET memory_limit = {_sql_str(limit)}")
+    except duckdb.Error as exc:
+        raise WarehouseError(
+            f"{env.CLOSE2D365_WAREHOUSE_MEMORY}={limit!r} is not a memory size DuckDB accepts ({exc}): "
+            f"give one such as 1GB or 512MB, or unset it for the default {DEFAULT_MEMORY_LIMIT}."
+        ) from exc
+    if temp_directory is not None:
+        current = con.execute("SELECT current_setting('temp_directory')").fetchall()[0][0]
+        if current != temp_directory:
+            con.execute(f"SET temp_directory = {_sql_str(temp_directory)}")
+    if encrypted:
+        con.execute("SET temp_file_encryption = true")
+
+
+def _bounded(con: duckdb.DuckDBPyConnection, path: str, encrypted: bool) -> duckdb.DuckDBPyConnection:
+    try:
+        bound_memory(con, spill_directory(path), encrypted)
+    except WarehouseError:
+        con.close()
+        raise
+    return con
+
+
 def open_duckdb(path: str, key: str | None = None) -> duckdb.DuckDBPyConnection:
     """Open (creating owner-only) the warehouse file; with a key, as an encrypted database."""
     if path != ":memory:":
@@ -68,7 +122,7 @@ def open_duckdb(path: str, key: str | None = None) -> duckdb.DuckDBPyConnection:
             p.touch(mode=0o600)
             p.unlink()  # duckdb refuses an empty file; the umask-independent mode is set right after creation
     if key:
-        con = duckdb.connect(":memory:")
+        con = _bounded(duckdb.connect(":memory:"), path, encrypted=True)
         try:
             # DuckDB writes encrypted files only with OpenSSL from its httpfs extension loaded.
             con.execute("LOAD httpfs")
@@ -83,7 +137,7 @@ def open_duckdb(path: str, key: str | None = None) -> duckdb.DuckDBPyConnection:
             ) from exc
         con.execute("USE warehouse")
     else:
-        con = duckdb.connect(path)
+        con = _bounded(duckdb.connect(path), path, encrypted=False)
     if path != ":memory:" and Path(path).exists():
         os.chmod(path, 0o600)
     return con
@@ -277,6 +331,11 @@ class WarehouseResource(dg.ConfigurableResource):
     _anchor: duckdb.DuckDBPyConnection | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # Every run's process sets up this resource first, whoever launched it (the CLI, the UI's run
+        # worker, a bench): the place to bound the process's C heap for the load's file bodies.
+        tuning = return_large_blocks_to_system()
+        if context.log is not None:
+            context.log.debug(f"C heap: {tuning.detail}")
         path = self.resolved_path()
         # An encrypted warehouse is attached to an in-memory database per connection: nothing to share.
         if path != ":memory:" and not env.warehouse_key():
