@@ -158,7 +158,9 @@ class BulkWriter:
         url = f"{job.entity.entity_set_name}/Microsoft.Dynamics.CRM.{MESSAGES[job.op]}"
         body = dumps_bytes({"Targets": [self._target(job, job.rows[i]) for i in range(*seg)]})
         headers = {**self.write_headers, "Content-Type": "application/json; charset=utf-8"}
-        resp = self.transport.request("POST", url, content=body, headers=headers, call=job.call)
+        resp = self.transport.request(
+            "POST", url, content=body, headers=headers, call=job.call, records=seg[1] - seg[0]
+        )
         if resp.is_success:
             ids = (resp.json() or {}).get("Ids") if job.op == "create" and resp.content else None
             job.landed(range(*seg), ids)
@@ -204,7 +206,9 @@ class BulkWriter:
         items: list[BatchRequest] = [self._part(job, job.rows[i]) for i in range(*seg)]
         ctype, payload = encode_batch(items, self.transport.api_root)  # type: ignore[arg-type]
         headers = {**self.write_headers, "Content-Type": ctype, "Prefer": "odata.continue-on-error"}
-        resp = self.transport.request("POST", "$batch", content=payload, headers=headers, call=job.call)
+        resp = self.transport.request(
+            "POST", "$batch", content=payload, headers=headers, call=job.call, records=len(items)
+        )
         if not resp.headers.get("content-type", "").lower().startswith("multipart/"):
             code, message = error_of(resp)
             raise DataverseApiError(resp.status_code, code, message, "POST", "$batch")

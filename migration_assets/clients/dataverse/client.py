@@ -171,7 +171,9 @@ class DataverseClient(SchemaWritesMixin):
             chunk = wanted[start : start + MAX_BATCH_REQUESTS]
             items: list[BatchRequest | ChangeSet] = [BatchRequest("GET", url, None, h) for url, h in chunk]
             ctype, payload = encode_batch(items, self.transport.api_root)
-            resp = self.transport.request("POST", "$batch", content=payload, headers={"Content-Type": ctype})
+            resp = self.transport.request(
+                "POST", "$batch", content=payload, headers={"Content-Type": ctype}, records=len(items)
+            )
             ctype_out = resp.headers.get("content-type", "")
             if not ctype_out.lower().startswith("multipart/"):
                 continue  # nothing kept: each GET goes out on its own
@@ -499,7 +501,7 @@ class DataverseClient(SchemaWritesMixin):
         headers = {**self.write_headers, "Content-Type": ctype}
         if continue_on_error:
             headers["Prefer"] = "odata.continue-on-error"
-        resp = self.transport.request("POST", "$batch", content=payload, headers=headers)
+        resp = self.transport.request("POST", "$batch", content=payload, headers=headers, records=len(items))
         ctype_out = resp.headers.get("content-type", "")
         if not ctype_out.lower().startswith("multipart/"):
             raise DataverseApiError(resp.status_code, *error_of(resp), "POST", "$batch")

@@ -3,6 +3,13 @@ concurrency window each), the retry loop (429 / 5xx / dropped connections / expi
 
 Thread-safe: any number of worker threads may call `Transport.request` at once; each call waits for a free
 slot on the least busy application user that is not paused by a `Retry-After`.
+
+Service protection is per user (reference §5.1: each application user has its own budget; a bulk message or a
+`$batch` is one request but its execution time, which grows with its records, counts in full, §4.4). A
+request therefore goes to the user that has been sent the least work (records) among the least busy, not
+the fewest requests: one 500-record bulk message weighs as much as hundreds of reads. A user answered 429 is
+paused for its Retry-After while the others carry on; a request waits out a Retry-After only when every
+user is paused (`pause_waits` counts those waits).
 """
 
 from __future__ import annotations
@@ -141,6 +148,9 @@ class AppUserLane:
         )
         self.window = AimdWindow(ceiling=settings.max_in_flight)
         self.in_flight = 0
+        # Records (bulk Targets, `$batch` parts; 1 for any other request) of the requests this user admitted
+        # or is sending: what its execution-time budget is charged for, to spread it evenly.
+        self.sent_work = 0
         self.paused_until = 0.0
         self.consecutive_throttles = 0
         self.stats = UserStats(min_window=self.window.limit)
@@ -217,22 +227,31 @@ class Transport:
         self._cond = threading.Condition()
         self._rng = random.Random(seed)
         self.dop_hint: int | None = None
+        # Waits because every user was paused by a Retry-After (none had budget), and their seconds.
+        self.pause_waits = 0
+        self.pause_wait_seconds = 0.0
 
     # -- slots ------------------------------------------------------------------------------------------
-    def _acquire(self) -> AppUserLane:
+    def _acquire(self, work: int) -> AppUserLane:
         with self._cond:
             while True:
                 now = time.monotonic()
                 free = [ln for ln in self.lanes if ln.paused_until <= now and ln.in_flight < ln.window.limit]
                 if free:
-                    # The least busy user; among equally busy ones the one that has sent the least, so that
-                    # requests sent one at a time spread over every user's budget instead of spending the
-                    # first user's until a 429 pauses it.
-                    lane = min(free, key=lambda ln: (ln.in_flight / ln.window.limit, ln.stats.requests))
+                    # The least busy user; among equally busy ones the one that has been sent the least work,
+                    # so that requests sent one at a time spread over every user's budget instead of spending
+                    # one user's until a 429 pauses it.
+                    lane = min(free, key=lambda ln: (ln.in_flight / ln.window.limit, ln.sent_work))
                     lane.in_flight += 1
+                    lane.sent_work += work
                     return lane
                 wake = [ln.paused_until - now for ln in self.lanes if ln.paused_until > now]
+                every_user_paused = len(wake) == len(self.lanes)
+                started = time.monotonic()
                 self._cond.wait(timeout=max(0.001, min(wake)) if wake else 1.0)
+                if every_user_paused:
+                    self.pause_waits += 1
+                    self.pause_wait_seconds += time.monotonic() - started
 
     def _bump(self, lane: AppUserLane, counter: str) -> None:
         with self._cond:
@@ -246,9 +265,10 @@ class Transport:
                 lane.consecutive_throttles = 0
             self._cond.notify_all()
 
-    def _throttle(self, lane: AppUserLane, retry_after: float | None) -> float:
+    def _throttle(self, lane: AppUserLane, retry_after: float | None, work: int) -> float:
         with self._cond:
             lane.in_flight -= 1
+            lane.sent_work -= work  # a throttled request is not charged: it goes to whichever user is free
             lane.stats.throttled += 1
             now = time.monotonic()
             delay = throttle_delay(retry_after, lane.consecutive_throttles)
@@ -273,15 +293,19 @@ class Transport:
         headers: dict[str, str] | None = None,
         params: dict[str, str] | None = None,
         call: CallStats | None = None,
+        records: int = 1,
     ) -> httpx.Response:
-        """Send one request until it gets a final answer; return it (any status but 401/429/5xx)."""
+        """Send one request until it gets a final answer; return it (any status but 401/429/5xx).
+        `records`: the records it writes (bulk Targets, `$batch` parts), what its execution time is
+        charged for."""
         call = call or CallStats()
+        work = max(1, records)
         attempts = 0
         throttle_wait = 0.0
         refreshed: set[str] = set()
         last_problem = ""
         while True:
-            lane = self._acquire()
+            lane = self._acquire(work)
             try:
                 token = lane.token()
             except BaseException:
@@ -304,7 +328,7 @@ class Transport:
                 attempts = self._backoff(attempts, lane, call, method, url, last_problem)
                 continue
             if resp.status_code == 429:
-                delay = self._throttle(lane, parse_retry_after(resp.headers.get("Retry-After")))
+                delay = self._throttle(lane, parse_retry_after(resp.headers.get("Retry-After")), work)
                 call.add(retries=1, throttled=1)
                 self._bump(lane, "retries")
                 throttle_wait += delay
