@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import logging
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -210,6 +211,12 @@ def change_close(http: httpx.Client, org: CloseOrg, fraction: float) -> Counter[
     return done
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process so far (user and system, every thread)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def print_side_by_side(full: tuple[float, int], delta: tuple[float, int]) -> None:
     (full_s, full_req), (delta_s, delta_req) = full, delta
     wall = delta_s / full_s if full_s else 0.0
@@ -282,11 +289,16 @@ def main() -> int:
             )
 
             load = os.getloadavg()[0]
+            cpu = cpu_seconds()
             with traced_requests(args.trace) as trace:
                 delta, delta_s = run_job(defs, DELTA_JOB, instance, DELTA_RUN_CONFIG)
+            cpu = cpu_seconds() - cpu
             delta_req = dataverse_requests(delta)
+    steps = len(step_seconds(delta, whole_key=True))
     print(
-        f"delta run: success {delta.success}; load average before it {load:.1f}; peak RSS {peak_rss_mb():.0f} MB"
+        f"delta run: success {delta.success}; load average before it {load:.1f}, after it "
+        f"{os.getloadavg()[0]:.1f}; {steps} steps; {cpu:.1f} s of CPU in this process (the Close emulator's "
+        f"included; a busy machine stretches the wall time, not this); peak RSS {peak_rss_mb():.0f} MB"
     )
     failed = sorted({e.step_key for e in delta.all_events if e.is_step_failure and e.step_key})
     if failed:

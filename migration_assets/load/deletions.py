@@ -104,21 +104,43 @@ def live_record_map(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], str
     order: by each record's first ledger row)."""
     lg.ensure_schema(con)
     rows = con.execute(
-        f"""
-        WITH o AS (
-            SELECT w.table_name AS t, lower(w.record_id) AS rid, nullif(w.close_id, '') AS cid, w.action,
-                   row_number() OVER (ORDER BY r.started_at, w.run_id, w.seq) AS pos
-            FROM {lg.SCHEMA}.writes w JOIN {lg.SCHEMA}.runs r USING (run_id)
-            WHERE r.kind IN ('migrate', 'delta') AND w.status <> 'rejected' AND w.rolled_back_by IS NULL
-        )
-        SELECT t, rid, arg_max(cid, pos) FILTER (WHERE cid IS NOT NULL) AS cid
-        FROM o GROUP BY t, rid
-        HAVING arg_max(action, pos) IN (SELECT unnest(?))
-        ORDER BY min(pos)
-        """,
-        [list(LIVE_ACTIONS)],
+        f"SELECT t, rid, cid FROM ({_LIVE_RECORDS}) ORDER BY pos", [list(LIVE_ACTIONS)]
     ).fetchall()
     return {(t, rid): cid for t, rid, cid in rows}
+
+
+# The live records of `live_record_map` (t, rid, cid) with their first ledger row's position (pos).
+_LIVE_RECORDS = f"""
+    WITH o AS (
+        SELECT w.table_name AS t, lower(w.record_id) AS rid, nullif(w.close_id, '') AS cid, w.action,
+               row_number() OVER (ORDER BY r.started_at, w.run_id, w.seq) AS pos
+        FROM {lg.SCHEMA}.writes w JOIN {lg.SCHEMA}.runs r USING (run_id)
+        WHERE r.kind IN ('migrate', 'delta') AND w.status <> 'rejected' AND w.rolled_back_by IS NULL
+    )
+    SELECT t, rid, arg_max(cid, pos) FILTER (WHERE cid IS NOT NULL) AS cid, min(pos) AS pos
+    FROM o GROUP BY t, rid
+    HAVING arg_max(action, pos) IN (SELECT unnest(?))
+"""
+
+
+def _live_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The tables with live records, which `_vanished` then reads (the records of `live_record_map` in a temp
+    table): compared with the staged ids inside DuckDB, a delta builds no Python object per loaded record
+    (a second per delta on a typical org)."""
+    lg.ensure_schema(con)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE __live_records AS {_LIVE_RECORDS}", [list(LIVE_ACTIONS)])
+    return sorted(str(r[0]) for r in con.execute("SELECT DISTINCT t FROM __live_records").fetchall())
+
+
+def _vanished(con: duckdb.DuckDBPyConnection, t: LoadedTable) -> list[Candidate]:
+    """The live records of `t` whose id its staged table no longer has (in `live_record_map` order)."""
+    pk = quote(t.primary_key)
+    rows = con.execute(
+        "SELECT rid, cid FROM __live_records WHERE t = ? AND (rid IS NULL OR rid NOT IN (SELECT "
+        f"lower(CAST({pk} AS VARCHAR)) FROM staged.{quote(t.staged)} WHERE {pk} IS NOT NULL)) ORDER BY pos",
+        [t.table],
+    ).fetchall()
+    return [Candidate(t.table, rid, cid) for rid, cid in rows]
 
 
 def _ids(con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None = None) -> set[str]:
@@ -154,20 +176,15 @@ def plan_deletions(
     """The records to deactivate/delete (children before parents) and those only reported."""
     ranks, activity_rank = delete_ranks(registry)
     plan = DeletionPlan()
-    live = live_record_map(con)
-    by_table: dict[str, list[Candidate]] = {}
-    for (table, record_id), close_id in live.items():
-        by_table.setdefault(table, []).append(Candidate(table, record_id, close_id))
     described: Mapping[str, LoadedTable] = {t.table: t for t in tables}
-    for table in sorted(by_table):
+    for table in _live_tables(con):
         t = described.get(table)
         if t is None:
             continue  # written as a side effect (the opportunityclose of a Win/Lose): not a staged table
         if not table_exists(con, "staged", t.staged):
             plan.skipped.append(f"{table}: staged.{t.staged} does not exist")
             continue
-        staged = _ids(con, f"SELECT CAST({quote(t.primary_key)} AS VARCHAR) FROM staged.{quote(t.staged)}")
-        vanished = [c for c in by_table[table] if c.record_id not in staged]
+        vanished = _vanished(con, t)
         if not vanished:
             continue
         with_id = [c for c in vanished if c.close_id]

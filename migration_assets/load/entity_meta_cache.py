@@ -149,10 +149,18 @@ def record_entity_metadata(
         )
     sets = client.entity_sets_known()
     if sets:
-        con.executemany(
-            f"INSERT OR REPLACE INTO {SCHEMA}.{SETS} VALUES (?, ?, ?, ?)",
-            [(env, table, entity_set, pk) for table, (entity_set, pk) in sets.items()],
+        # Only the ones not recorded as they are (one write each: every load step of a delta wrote them all).
+        recorded = set(
+            con.execute(
+                f"SELECT table_name, entity_set, primary_id FROM {SCHEMA}.{SETS} WHERE environment_url = ?",
+                [env],
+            ).fetchall()
         )
+        new = [(t, s, pk) for t, (s, pk) in sets.items() if (t, s, pk) not in recorded]
+        if new:
+            con.executemany(
+                f"INSERT OR REPLACE INTO {SCHEMA}.{SETS} VALUES (?, ?, ?, ?)", [(env, *row) for row in new]
+            )
     return len(read)
 
 

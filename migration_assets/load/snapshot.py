@@ -9,6 +9,10 @@ a full run does: the loader's diff against the target keeps that correct.
 
 A rollback changes the target behind the snapshots' back, so it drops them (`drop_snapshots`): the next
 delta falls back to the full diff once.
+
+A snapshot that has the staged table's columns is updated in place: only the rows that differ from the
+staged ones (and this run's refused rows) are removed and the new or changed ones inserted, so a delta writes
+about as many snapshot rows as it loaded instead of copying every staged row again (seconds per delta).
 """
 
 from __future__ import annotations
@@ -30,12 +34,16 @@ def snapshot_name(staged_table: str) -> str:
 
 
 def _columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> list[str]:
+    return [name for name, _ in _typed_columns(con, schema, table)]
+
+
+def _typed_columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> list[tuple[str, str]]:
     rows = con.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
-        "ORDER BY ordinal_position",
+        "SELECT column_name, data_type FROM duckdb_columns() WHERE schema_name = ? AND table_name = ? "
+        "ORDER BY column_index",
         [schema, table],
     ).fetchall()
-    return [r[0] for r in rows]
+    return [(str(r[0]), str(r[1])) for r in rows]
 
 
 def changed_rows(
@@ -87,14 +95,63 @@ def save_snapshot(
     name = snapshot_name(staged_table)
     ensure_schema(con)
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
-    con.execute(
-        f"CREATE OR REPLACE TABLE {SCHEMA}.{quote(name)} AS SELECT * FROM staged.{quote(staged_table)} s "
-        f"WHERE lower(CAST(s.{quote(primary_key)} AS VARCHAR)) NOT IN (SELECT lower(record_id) FROM "
-        f"{LEDGER_SCHEMA}.rejected WHERE run_id = ? AND table_name = ? AND record_id IS NOT NULL)",
-        [run_id, table],
+    refused = (
+        f"SELECT lower(record_id) FROM {LEDGER_SCHEMA}.rejected WHERE run_id = ? AND table_name = ? "
+        "AND record_id IS NOT NULL"
     )
+    if not _update_in_place(con, staged_table, primary_key, refused, [run_id, table]):
+        con.execute(
+            f"CREATE OR REPLACE TABLE {SCHEMA}.{quote(name)} AS SELECT * FROM staged.{quote(staged_table)} s "
+            f"WHERE lower(CAST(s.{quote(primary_key)} AS VARCHAR)) NOT IN ({refused})",
+            [run_id, table],
+        )
     row = con.execute(f"SELECT count(*) FROM {SCHEMA}.{quote(name)}").fetchall()
     return int(row[0][0]) if row else 0
+
+
+def _update_in_place(
+    con: duckdb.DuckDBPyConnection, staged_table: str, primary_key: str, refused: str, params: list[str]
+) -> bool:
+    """Make the existing snapshot equal to the staged rows minus the `refused` ones (a query of lower-cased
+    ids) by replacing only the rows that differ; False (nothing changed) when it cannot: no snapshot, other
+    columns or types than the staged table's, or a row without a primary key (rows are replaced by key)."""
+    name = snapshot_name(staged_table)
+    if not table_exists(con, SCHEMA, name):
+        return False
+    if _typed_columns(con, "staged", staged_table) != _typed_columns(con, SCHEMA, name):
+        return False
+    snap, staged, pk = f"{SCHEMA}.{quote(name)}", f"staged.{quote(staged_table)}", quote(primary_key)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        # New or changed rows: whole rows compared with NULLs equal, as changed_rows. They replace the rows of
+        # their key; the rows of a key no longer staged go (one key column compared, not every column).
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE __snapshot_new AS SELECT * FROM {staged} EXCEPT SELECT * FROM {snap}"
+        )
+        keyless = con.execute(
+            f"SELECT (SELECT count(*) FROM __snapshot_new WHERE {pk} IS NULL) + "
+            f"(SELECT count(*) FROM {snap} WHERE {pk} IS NULL)"
+        ).fetchall()
+        if keyless[0][0]:
+            con.execute("ROLLBACK")
+            return False
+        con.execute(
+            f"DELETE FROM {snap} WHERE {pk} IN (SELECT {pk} FROM __snapshot_new) "
+            f"OR {pk} NOT IN (SELECT {pk} FROM {staged} WHERE {pk} IS NOT NULL) "
+            f"OR lower(CAST({pk} AS VARCHAR)) IN ({refused})",
+            params,
+        )
+        con.execute(
+            f"INSERT INTO {snap} SELECT * FROM __snapshot_new "
+            f"WHERE lower(CAST({pk} AS VARCHAR)) NOT IN ({refused})",
+            params,
+        )
+        con.execute("DROP TABLE __snapshot_new")
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    return True
 
 
 def drop_snapshots(con: duckdb.DuckDBPyConnection) -> list[str]:

@@ -118,17 +118,37 @@ def register_ids(con: duckdb.DuckDBPyConnection, name: str, ids: Iterable[str]) 
 
 def table_digest(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> str:
     """Row count and content hash of a table, bookkeeping columns (when fetched, by which run) left out."""
-    if not table_exists(con, schema, table):
-        return "-"
-    ref = f"{quote(schema)}.{quote(table)}"
-    cols = [r[0] for r in con.execute(f"DESCRIBE {ref}").fetchall() if r[0] not in VOLATILE]
-    if not cols:
-        return "-"
-    row_text = "CAST(struct_pack(" + ", ".join(f"{quote(c)} := {quote(c)}" for c in cols) + ") AS VARCHAR)"
-    row = con.execute(
-        f"SELECT count(*), md5(coalesce(string_agg({row_text}, chr(10) ORDER BY {row_text}), '')) FROM {ref}"
-    ).fetchone()
-    return f"{row[0]}:{row[1]}" if row else "-"
+    return table_digests(con, [(schema, table)])[(schema, table)]
+
+
+def table_digests(
+    con: duckdb.DuckDBPyConnection, tables: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], str]:
+    """`table_digest` of each (schema, table), "-" for a missing one: one catalog query and one query over
+    all of them (a digest each cost every staged table's plan three round trips per shared table)."""
+    out = dict.fromkeys(tables, "-")
+    listed = con.execute(
+        "SELECT schema_name, table_name, list(column_name ORDER BY column_index) FROM duckdb_columns() "
+        "WHERE schema_name IN (SELECT UNNEST(?)) AND table_name IN (SELECT UNNEST(?)) GROUP BY ALL",
+        [sorted({s for s, _ in tables}), sorted({t for _, t in tables})],
+    ).fetchall()
+    columns = {(str(s), str(t)): [c for c in cols if c not in VOLATILE] for s, t, cols in listed}
+    parts = []
+    for n, key in enumerate(tables):
+        cols = columns.get(key)
+        if not cols:
+            continue
+        row_text = (
+            "CAST(struct_pack(" + ", ".join(f"{quote(c)} := {quote(c)}" for c in cols) + ") AS VARCHAR)"
+        )
+        parts.append(
+            f"SELECT {n} AS n, count(*) AS rows, md5(coalesce(string_agg({row_text}, chr(10) ORDER BY "
+            f"{row_text}), '')) AS digest FROM {quote(key[0])}.{quote(key[1])}"
+        )
+    if parts:
+        for n, rows, digest in con.execute(" UNION ALL ".join(parts)).fetchall():
+            out[tables[n]] = f"{rows}:{digest}"
+    return out
 
 
 def fingerprint(
@@ -146,10 +166,10 @@ def fingerprint(
     base = mappings_root(root)
     for path in sorted(p for p in base.rglob("*") if p.is_file()):
         parts[f"mappings/{path.relative_to(base)}"] = hashlib.sha256(path.read_bytes()).hexdigest()
-    for table in SHARED_STAGED if owners else SHARED_STAGED[1:]:
-        parts[f"staged.{table}"] = table_digest(con, SCHEMA, table)
-    for table in SHARED_CLOSE:
-        parts[f"close.{table}"] = table_digest(con, "close", table)
+    shared = [(SCHEMA, t) for t in (SHARED_STAGED if owners else SHARED_STAGED[1:])]
+    shared += [("close", t) for t in SHARED_CLOSE]
+    for (schema, table), digest in table_digests(con, shared).items():
+        parts[f"{schema}.{table}"] = digest
     if rules is not None:
         parts["rules"] = rules_digest(rules)
         parts["entity_sets"] = entity_sets_digest(con, rules)
@@ -415,9 +435,15 @@ def lead_of(con: duckdb.DuckDBPyConnection, source: str, ids: Collection[str]) -
 
 
 def has_column(con: duckdb.DuckDBPyConnection, source: str, column: str) -> bool:
-    if not table_exists(con, "close", source):
-        return False
-    return column in {r[0] for r in con.execute(f"DESCRIBE close.{quote(source)}").fetchall()}
+    return column in source_columns(con, source)
+
+
+def source_columns(con: duckdb.DuckDBPyConnection, source: str) -> set[str]:
+    """The columns of close.<source> (none when it is missing), in one catalog query."""
+    rows = con.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'close' AND table_name = ?", [source]
+    ).fetchall()
+    return {str(r[0]) for r in rows}
 
 
 # Activity parties resolved against staged contacts (mapping/parties.py): the addresses and contact ids an
@@ -453,15 +479,16 @@ def affected_source_ids(
     re-staged contact by id or address."""
     # A changed id is a key to re-stage even when its rows are gone (deleted: their staged rows are removed).
     out = set(delta.changed.get(source, set())) if key == "id" or source in DERIVED else set()
-    if not table_exists(con, "close", source):
+    columns = source_columns(con, source)
+    if not columns:
         return out
     conditions: list[str] = []
     if delta.dirty_leads:
         register_ids(con, "__dirty_leads", delta.dirty_leads)
         lead_col = "id" if source == "leads" else "lead_id"
-        if has_column(con, source, lead_col):
+        if lead_col in columns:
             conditions.append(f"{quote(lead_col)} IN (SELECT id FROM __dirty_leads)")
-    if delta.contacts and has_column(con, source, "contact_id"):
+    if delta.contacts and "contact_id" in columns:
         register_ids(con, "__restaged_contacts", delta.contacts)
         conditions.append("contact_id IN (SELECT id FROM __restaged_contacts)")
     for n, (parent, paths) in enumerate(sorted((lookups or {}).items())):
@@ -470,9 +497,9 @@ def affected_source_ids(
             continue
         view = register_ids(con, f"__restaged_parent_{n}", ids)
         for path in paths:
-            if has_column(con, source, path):
+            if path in columns:
                 conditions.append(f"CAST({quote(path)} AS VARCHAR) IN (SELECT id FROM {view})")
-            elif has_column(con, source, "raw"):
+            elif "raw" in columns:
                 conditions.append(f"json_extract_string(raw, '{json_path(path)}') IN (SELECT id FROM {view})")
     if parties and delta.addresses and source in PARTY_ADDRESSES:
         register_ids(con, "__restaged_addresses", delta.addresses)

@@ -6,7 +6,10 @@ overwritten by a run)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +17,7 @@ import duckdb
 import polars as pl
 
 from migration_assets.mapping.config import ORG_FILES, MissingOrgFileError, load_mapping_config
+from migration_assets.mapping.delta_staging import table_digests
 from migration_assets.mapping.files import Settings
 from migration_assets.mapping.review_markers import open_decisions
 from migration_assets.mapping.targets import unknown_targets
@@ -42,6 +46,38 @@ def propose_mapping(
 
     result = propose_all(mappings_root, warehouse, dataverse, use_env_dataverse=dataverse is None)
     return [f.path for f in result.files if f.status != "unchanged"]
+
+
+# What a fresh proposal is made from besides the records: Close's configuration objects, the target's users and
+# metadata, the settings. While none of them changed since the last proposal, a run keeps it (`reusable`): a
+# delta then spares the proposal's read of every lead's, contact's and opportunity's custom values. Its
+# figures read from the records (value sizes, record counts per owner) stay those of that proposal until then.
+PROPOSAL_TABLES = (
+    ("close", "custom_fields"),
+    ("close", "custom_activity_types"),
+    ("close", "users"),
+    ("close", "roles"),
+    ("close", "lead_statuses"),
+    ("close", "pipelines"),
+    ("close", "opportunity_statuses"),
+    ("staged", "target_systemusers"),
+    ("staged", "target_metadata"),
+)
+
+
+def proposal_inputs(con: duckdb.DuckDBPyConnection, settings: Settings) -> str:
+    """A digest of what a proposal is made from besides the records (PROPOSAL_TABLES, the settings)."""
+    parts = {f"{s}.{t}": d for (s, t), d in table_digests(con, PROPOSAL_TABLES).items()}
+    parts["settings"] = repr(settings)
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def reusable(previous_inputs: str | None, previous_files: Sequence[str], inputs: str) -> bool:
+    """Whether the last proposal (made from `previous_inputs`, written to `previous_files`) is still the one
+    these `inputs` give: the same inputs, every file still there."""
+    return (
+        previous_inputs == inputs and bool(previous_files) and all(Path(f).is_file() for f in previous_files)
+    )
 
 
 def fresh_proposal(con: duckdb.DuckDBPyConnection, settings: Settings) -> tuple[Path, list[Path]]:

@@ -31,16 +31,19 @@ def samples(con: duckdb.DuckDBPyConnection, fields: dict[str, list[dict[str, Any
         if not ids:
             continue
         # Every field of the table in one scan (a scan per field re-read the whole `raw` column each time):
-        # the row's values as a list, unnested with each value's field position, absent ones left out.
+        # the row's values as a list, unnested with each value's field position, absent ones left out. Each
+        # field's values (JSON texts, in row order) come back as one JSON array, parsed in one call: parsing
+        # them one by one cost a delta's mapping proposal a fifth of a second.
         paths = ", ".join("'" + ('$."custom.' + i + '"').replace("'", "''") + "'" for i in ids)
         rows = con.execute(
-            f"SELECT i, v FROM (SELECT unnest(json_extract(raw, [{paths}])::VARCHAR[]) AS v, "
-            f'unnest(range({len(ids)})) AS i FROM close."{table}") WHERE v IS NOT NULL'
+            f"SELECT i, '[' || string_agg(v, ',' ORDER BY r) || ']' FROM (SELECT rowid AS r, "
+            f"unnest(json_extract(raw, [{paths}])::VARCHAR[]) AS v, unnest(range({len(ids)})) AS i "
+            f'FROM close."{table}") WHERE v IS NOT NULL GROUP BY i'
         ).fetchall()
         for i in ids:
             out[i] = []
-        for position, value in rows:
-            out[ids[position]].append(json.loads(value))
+        for position, values in rows:
+            out[ids[position]] = json.loads(values)
     return out
 
 

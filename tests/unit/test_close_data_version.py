@@ -47,8 +47,10 @@ def test_the_same_records_give_the_same_version(warehouse: WarehouseResource) ->
     [
         "INSERT INTO close.calls VALUES ('acti_9', '2026-02-01T00:00:00Z', '{}')",
         "DELETE FROM close.calls WHERE id = 'acti_0'",
-        # An old record edited in Close: only its date_updated in the raw JSON moves past the others.
-        """UPDATE close.calls SET raw = '{"date_updated": "2026-03-01T00:00:00Z"}' WHERE id = 'acti_0'""",
+        # An old record edited in Close: only its date_updated moves past the others (the extraction writes
+        # the typed column and the raw JSON from the same record).
+        """UPDATE close.calls SET date_updated = '2026-03-01T00:00:00Z',
+        raw = '{"date_updated": "2026-03-01T00:00:00Z"}' WHERE id = 'acti_0'""",
     ],
     ids=["added", "deleted", "edited"],
 )

@@ -10,8 +10,9 @@ removed, so both sources produce the same table (see `writer.py`). Close client 
 # No `from __future__ import annotations` here: Dagster inspects the asset function's `context`
 # annotation at definition time and rejects it as a string.
 import functools
+import hashlib
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,8 +22,9 @@ from dagster import AssetExecutionContext
 from migration_assets.clients.close.client import CloseError
 from migration_assets.clients.close.export_file import CloseExportError
 from migration_assets.clients.close.paging import parse_close_datetime
+from migration_assets.clients.fastjson import dumps_canonical
 from migration_assets.extract.change_log import record_extraction
-from migration_assets.extract.close_changes import CloseChanges, scan_changes
+from migration_assets.extract.close_changes import RECORD_TABLES, CloseChanges, scan_changes
 from migration_assets.extract.delta import DELTA_SOURCES, apply_delta
 from migration_assets.extract.sources import ClosePass, pass_pages
 from migration_assets.extract.table_summary import table_summary
@@ -42,6 +44,8 @@ READ_STARTED = "read_started"  # metadata: when the extraction began reading Clo
 PREVIEW_ROWS = 5
 CELL_WIDTH = 60  # characters of a value shown in a Markdown table of the UI
 KINDS = {"duckdb", "polars"}
+DATA_VERSION_TAG = "dagster/data_version"  # where Dagster reads an observation's data version
+CONTENT_VERSION = "content_version"  # metadata: the version of a configuration table as read (observe.py)
 
 PageSource = Callable[[dg.AssetExecutionContext, CloseResource, WarehouseResource], Pages]
 
@@ -83,23 +87,44 @@ class CloseExtractConfig(dg.Config):
     activity_lookback_hours: float | None = None
 
 
-def _last_time(context: dg.AssetExecutionContext, key: dg.AssetKey, name: str) -> datetime | None:
-    """A time the latest materialization of `key` recorded in its metadata (`watermark`, `read_started`)."""
-    event = context.instance.get_latest_materialization_event(key)
-    mat = event.asset_materialization if event else None
-    value = mat.metadata.get(name) if mat else None
+LatestMetadata = Mapping[str, Mapping[str, Any]]  # table -> metadata of its latest materialization
+
+
+def latest_metadata(context: dg.AssetExecutionContext, tables: Sequence[str]) -> LatestMetadata:
+    """The metadata of the latest materialization of each close/<table>, read in one query of the instance
+    (a step of every Close table read two times per table otherwise)."""
+    out: dict[str, Mapping[str, Any]] = {}
+    for record in context.instance.get_asset_records([key_of(t) for t in tables]):
+        event = record.asset_entry.last_materialization
+        mat = event.asset_materialization if event else None
+        if mat is not None:
+            out[record.asset_entry.asset_key.path[-1]] = mat.metadata
+    return out
+
+
+def _last_time(
+    context: dg.AssetExecutionContext, table: str, name: str, latest: LatestMetadata | None = None
+) -> datetime | None:
+    """A time the latest materialization of close/<table> recorded in its metadata (`watermark`,
+    `read_started`); `latest`: those metadata, read beforehand for every table of the step."""
+    metadata = latest.get(table) if latest is not None else latest_metadata(context, [table]).get(table)
+    value = metadata.get(name) if metadata else None
     return parse_close_datetime(getattr(value, "value", None))
 
 
 def events_from(
-    context: dg.AssetExecutionContext, table: str, config: CloseExtractConfig, since: datetime | None
+    context: dg.AssetExecutionContext,
+    table: str,
+    config: CloseExtractConfig,
+    since: datetime | None,
+    latest: LatestMetadata | None = None,
 ) -> datetime | None:
     """Where the event log of a delta of `table` starts: when the previous extraction began reading Close
     (what happened before is in the table; the watermark, the newest record's date, can be much older),
     or `since` when given explicitly or unknown."""
     if since is None or config.since:
         return since
-    return _last_time(context, key_of(table), READ_STARTED) or since
+    return _last_time(context, table, READ_STARTED, latest) or since
 
 
 def check_mode(config: CloseExtractConfig, what: str) -> None:
@@ -112,6 +137,7 @@ def delta_since(
     warehouse: WarehouseResource,
     table: str,
     config: CloseExtractConfig,
+    latest: LatestMetadata | None = None,
 ) -> datetime | None:
     """Where a delta of `table` starts; None when the table must be extracted in full instead (a full
     run, a table without a delta filter or not extracted yet, no watermark)."""
@@ -120,7 +146,7 @@ def delta_since(
     since = (
         parse_close_datetime(config.since)
         if config.since
-        else _last_time(context, key_of(table), "watermark")
+        else _last_time(context, table, "watermark", latest)
     )
     if since is None:
         context.log.info(f"close.{table}: no watermark yet, extracting in full")
@@ -275,23 +301,31 @@ def close_pass_asset(name: str, descriptions: Mapping[str, str]) -> dg.AssetsDef
         read_started = datetime.now(UTC)
         selected = {key.path[-1] for key in context.selected_asset_keys}
         tables = [t for t in order if t in selected]
-        since = {t: delta_since(context, warehouse, t, config) for t in tables}
-        log_from = {t: events_from(context, t, config, since[t]) for t in tables}
+        latest = latest_metadata(context, tables) if config.mode == "delta" else {}
+        since = {t: delta_since(context, warehouse, t, config, latest) for t in tables}
+        log_from = {t: events_from(context, t, config, since[t], latest) for t in tables}
+        # A configuration table whose version this run's observation found unchanged since it was read is
+        # not read again (a delta re-read them all: a request or two and a table write each).
+        kept = {t: v for t in tables if (v := unchanged_configuration(context, warehouse, t, config, latest))}
+        tables = [t for t in tables if t not in kept]
         full = [t for t in tables if since[t] is None]  # only these may need the export
         changes = scan_for_deltas(close, log_from)
         # Deltas first (API only): the export of the full tables builds and splits meanwhile.
         tables.sort(key=lambda t: since[t] is None)
+        for table, version in kept.items():
+            yield kept_result(warehouse, table, version, read_started)
         calls = close.call_counts()
         failed: list[tuple[str, Exception]] = []
         with ClosePass(close, full, context.run.run_id) as close_pass:
             for table in tables:
+                content = ContentRead()
                 try:
                     result = extract_table(
                         context,
                         close,
                         warehouse,
                         table,
-                        lambda t=table: pass_pages(close_pass, warehouse, t),
+                        lambda t=table, c=content: c.through(t, pass_pages(close_pass, warehouse, t)),
                         config,
                         since[table],
                         changes,
@@ -311,6 +345,8 @@ def close_pass_asset(name: str, descriptions: Mapping[str, str]) -> dg.AssetsDef
                 # so the run's totals are the sum over its materializations, as for one asset per step.
                 before, calls = calls, close.call_counts()
                 extra = step_calls({"close": before}, {"close": calls})
+                if content.version is not None:
+                    extra[CONTENT_VERSION] = content.version
                 yield result._replace(metadata={**(result.metadata or {}), **extra})
         if failed:
             _log_calls(context, calls, close.call_counts())
@@ -321,7 +357,79 @@ def close_pass_asset(name: str, descriptions: Mapping[str, str]) -> dg.AssetsDef
     return _extract
 
 
+class ContentRead:
+    """The content version (`content_hash`) of a configuration table read through `through`, for its
+    materialization; None for a record table or a read not made of object pages."""
+
+    def __init__(self) -> None:
+        self.version: str | None = None
+
+    def through(self, table: str, pages: Pages) -> Iterator[Any]:
+        records: list[dict[str, Any]] | None = [] if table not in RECORD_TABLES else None
+        for page in pages:
+            if records is not None:
+                if isinstance(page, list):
+                    records += page
+                else:
+                    records = None
+            yield page
+        if records is not None:
+            self.version = content_hash(records)
+
+
+def unchanged_configuration(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    table: str,
+    config: CloseExtractConfig,
+    latest: LatestMetadata,
+) -> str | None:
+    """The content version of configuration table `table` when a delta need not read it again: this run's
+    observation of Close found the version it had when it was last read (and the table is there)."""
+    if config.mode != "delta" or table in RECORD_TABLES:
+        return None
+    read = getattr((latest.get(table) or {}).get(CONTENT_VERSION), "value", None)
+    observed = observed_in_run(context.instance, table, context.run.run_id)
+    if read is None or observed != read or not warehouse.table_exists(SCHEMA, table):
+        return None
+    return observed
+
+
+def kept_result(
+    warehouse: WarehouseResource, table: str, version: str, read_started: datetime
+) -> dg.MaterializeResult:
+    """The materialization of a configuration table kept as it is: its unchanged figures, no request made."""
+    meta, data_version = table_metadata(warehouse, TABLES[table])
+    meta.update(
+        {
+            "mode": "unchanged",
+            "rows_read": 0,
+            CONTENT_VERSION: version,
+            READ_STARTED: dg.MetadataValue.text(read_started.isoformat()),
+        }
+    )
+    return dg.MaterializeResult(asset_key=key_of(table), metadata=meta, data_version=data_version)
+
+
 def _log_calls(context: dg.AssetExecutionContext, before: dict[str, int], after: dict[str, int]) -> None:
     calls = step_calls({"close": before}, {"close": after})
     if calls:
         context.log.warning(f"API calls of this step before it stopped: {calls}")
+
+
+def content_hash(records: Iterable[dict[str, Any]]) -> str:
+    """The version of a configuration table holding `records` (as `api_config` lists them), for an observation
+    of Close (observe.py) and for its extraction: a delta re-reads the configuration tables whose version moved
+    since they were read, and only those."""
+    # Injected context counts too (a user deactivated in Close changes only `__is_active`).
+    lines = sorted(dumps_canonical(record) for record in records)
+    return "content " + hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
+
+
+def observed_in_run(instance: dg.DagsterInstance, table: str, run_id: str) -> str | None:
+    """The data version an observation of this run recorded for close_source/<table> (None: none did)."""
+    record = instance.get_latest_data_version_record(source_key(table), is_source=True)
+    observation = record.asset_observation if record else None
+    if record is None or observation is None or record.run_id != run_id or not observation.tags:
+        return None
+    return observation.tags.get(DATA_VERSION_TAG)

@@ -19,7 +19,6 @@ changed (counts, merges). The sensor (defs/close_changes_sensor.py) records the 
 """
 
 # No `from __future__ import annotations`: Dagster inspects the decorated function's annotations.
-import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,9 +28,8 @@ import dagster as dg
 
 from migration_assets.clients.close.client import CloseClient
 from migration_assets.clients.close.paging import parse_close_datetime
-from migration_assets.clients.fastjson import dumps_canonical
 from migration_assets.defs.close import config_objects, lead_tables
-from migration_assets.defs.close._common import GROUP, source_key
+from migration_assets.defs.close._common import DATA_VERSION_TAG, GROUP, content_hash, source_key
 from migration_assets.extract.close_changes import (
     EVENT_RETENTION,
     RECORD_TABLES,
@@ -45,7 +43,6 @@ from migration_assets.extract.tables import TABLES
 OBSERVE_OP = f"{GROUP}__observe"
 OBSERVED_TABLES = [t for t in TABLES if t in {**config_objects.DESCRIPTIONS, **lead_tables.DESCRIPTIONS}]
 OBSERVED_KEYS = [source_key(t) for t in OBSERVED_TABLES]
-DATA_VERSION_TAG = "dagster/data_version"  # where Dagster reads an observation's data version
 
 
 @dataclass(frozen=True)
@@ -111,9 +108,7 @@ def record_version(table: str, previous: Previous | None, changes: CloseChanges)
 
 def content_version(client: CloseClient, table: str) -> str:
     """A configuration table's version: the hash of what Close lists for it (a few small requests)."""
-    # Injected context counts too (a user deactivated in Close changes only `__is_active`).
-    lines = sorted(dumps_canonical(record) for record in api_config(client, table))
-    return "content " + hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
+    return content_hash(api_config(client, table))
 
 
 def observe_close(
