@@ -5,13 +5,13 @@ the one case where every user is throttled is driven through the scripted fake (
 
 from __future__ import annotations
 
-import ssl
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
+from _dv_emulator import emulator_client, post_faults
 from dv_fake import AUTHORITY_HOST, ENV, TENANT, FakeDataverse, _error
 
 from emulators.dataverse.config import AppUser, DataverseEmulatorConfig, deterministic_id
@@ -33,28 +33,9 @@ def server() -> Iterator[EmulatorServer]:
         yield srv
 
 
-def _admin(server: EmulatorServer, document: dict[str, Any]) -> dict[str, Any]:
-    ctx = ssl.create_default_context(cafile=server.ca_bundle)
-    resp = httpx.post(server.base_url + "/_emulator/faults", json=document, verify=ctx)
-    resp.raise_for_status()
-    return resp.json()
-
-
 def _per_user(server: EmulatorServer) -> dict[str, dict[str, Any]]:
     """The emulator's service-protection counters per application user (admitted, throttled, records)."""
-    return _admin(server, {})["stats"]["protection"]
-
-
-def _client(server: EmulatorServer, users: list[AppUser], max_in_flight: int = 4) -> DataverseClient:
-    settings = TransportSettings(
-        environment_url=server.base_url,
-        tenant_id=server.config.tenant_id,
-        users=[AppUserCredentials(u.client_id, u.client_secret) for u in users],
-        authority_host=server.base_url,
-        ca_bundle=server.ca_bundle,
-        max_in_flight=max_in_flight,
-    )
-    return DataverseClient(settings)
+    return post_faults(server, {})["stats"]["protection"]
 
 
 def _contacts(n: int) -> list[dict[str, str]]:
@@ -70,13 +51,13 @@ def test_a_throttled_user_hands_the_next_requests_to_the_user_with_budget(server
         "cost_ms_per_request": 2,
         "cost_ms_per_record": 10,
     }
-    _admin(server, {"protection": limits, "reset_protection": True})
-    with _client(server, [SPENT]) as alone:
+    post_faults(server, {"protection": limits, "reset_protection": True})
+    with emulator_client(server, [SPENT]) as alone:
         assert alone.create_multiple("contact", _contacts(500), batch_size=500).rejected == []
     before = _per_user(server)
     # The spent user comes first: the load's first request meets its 429 (Retry-After: until the window
     # frees room, many seconds). Everything after it goes to the user with budget; nothing waits.
-    with _client(server, [SPENT, FRESH]) as client:
+    with emulator_client(server, [SPENT, FRESH]) as client:
         result = client.create_multiple("contact", _contacts(200), batch_size=50)
         waits = client.transport.pause_waits
         sent = client.stats()
@@ -93,8 +74,8 @@ def test_a_throttled_user_hands_the_next_requests_to_the_user_with_budget(server
 def test_users_are_sent_the_same_work_in_records_not_the_same_number_of_requests(
     server: EmulatorServer,
 ) -> None:
-    _admin(server, {"protection": {"enabled": False}, "reset_protection": True})
-    with _client(server, [SPENT, FRESH], max_in_flight=1) as client:
+    post_faults(server, {"protection": {"enabled": False}, "reset_protection": True})
+    with emulator_client(server, [SPENT, FRESH], max_in_flight=1) as client:
         client.create_multiple("contact", _contacts(400), batch_size=400)  # one request of 400 records
         for _ in range(8):
             client.create_multiple("contact", _contacts(50), batch_size=50)  # eight of 50

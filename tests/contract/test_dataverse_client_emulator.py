@@ -4,13 +4,13 @@ emulator's identity provider. Only the URL, authority, CA bundle and credentials
 
 from __future__ import annotations
 
-import ssl
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
-import httpx
 import pytest
+from _dv_emulator import emulator_client, post_faults
 
 from emulators.dataverse.config import AppUser, DataverseEmulatorConfig, deterministic_id
 from emulators.dataverse.server import EmulatorServer
@@ -21,7 +21,6 @@ from migration_assets.clients.dataverse.client import (
     DataverseClient,
     odata_bind,
 )
-from migration_assets.clients.dataverse.transport import AppUserCredentials, TransportSettings
 from migration_assets.resources.dataverse import DataverseResource
 
 USERS = [
@@ -39,7 +38,7 @@ def server() -> Iterator[EmulatorServer]:
 @pytest.fixture(autouse=True)
 def calm(server: EmulatorServer) -> Iterator[None]:
     yield
-    _admin(
+    post_faults(
         server,
         {
             "faults": {
@@ -55,25 +54,8 @@ def calm(server: EmulatorServer) -> Iterator[None]:
     )
 
 
-def _admin(server: EmulatorServer, document: dict) -> dict:
-    ctx = ssl.create_default_context(cafile=server.ca_bundle)
-    resp = httpx.post(server.base_url + "/_emulator/faults", json=document, verify=ctx)
-    resp.raise_for_status()
-    return resp.json()
-
-
-def _client(server: EmulatorServer, users: list[AppUser] = USERS[:1], **kw: object) -> DataverseClient:
-    settings = TransportSettings(
-        environment_url=server.base_url,
-        tenant_id=server.config.tenant_id,
-        users=[AppUserCredentials(u.client_id, u.client_secret) for u in users],
-        authority_host=server.base_url,
-        ca_bundle=server.ca_bundle,
-        max_in_flight=4,
-        backoff_base=0.01,
-        backoff_cap=0.05,
-    )
-    return DataverseClient(settings, **kw)  # type: ignore[arg-type]
+def _client(server: EmulatorServer, users: list[AppUser] = USERS[:1], **kw: Any) -> DataverseClient:
+    return emulator_client(server, users, **kw)
 
 
 def _contacts(n: int, account_id: str | None = None) -> list[dict]:
@@ -119,7 +101,7 @@ def test_wrong_secret_is_a_clear_auth_error(server: EmulatorServer) -> None:
 def test_expired_token_is_refreshed(server: EmulatorServer) -> None:
     with _client(server) as client:
         client.whoami()
-        _admin(server, {"advance_clock_seconds": server.config.token_lifetime_seconds + 60})
+        post_faults(server, {"advance_clock_seconds": server.config.token_lifetime_seconds + 60})
         assert client.whoami()["UserId"] == USERS[0].systemuserid
         assert client.stats()[USERS[0].client_id]["token_refreshes"] == 1
 
@@ -281,7 +263,7 @@ def test_metadata_writes_and_alternate_key_upsert(server: EmulatorServer) -> Non
 
 
 def test_429_storm_with_several_users(server: EmulatorServer) -> None:
-    _admin(server, {"faults": {"seed": 7, "throttle_storm_rate": 0.3}})
+    post_faults(server, {"faults": {"seed": 7, "throttle_storm_rate": 0.3}})
     with _client(server, USERS) as client:
         rows = _contacts(100)
         result = client.create_multiple("contact", rows, batch_size=20)
@@ -294,7 +276,7 @@ def test_429_storm_with_several_users(server: EmulatorServer) -> None:
 
 
 def test_service_protection_limits_with_one_user(server: EmulatorServer) -> None:
-    _admin(
+    post_faults(
         server,
         {"protection": {"enabled": True, "window_seconds": 1.0, "max_requests": 4}, "reset_protection": True},
     )
@@ -305,7 +287,7 @@ def test_service_protection_limits_with_one_user(server: EmulatorServer) -> None
 
 
 def test_5xx_and_dropped_connections_mid_batch(server: EmulatorServer) -> None:
-    _admin(
+    post_faults(
         server, {"faults": {"seed": 3, "error_5xx_rate": 0.15, "drop_rate": 0.1, "drop_after_work_rate": 0.2}}
     )
     with _client(server, USERS) as client:
@@ -316,7 +298,7 @@ def test_5xx_and_dropped_connections_mid_batch(server: EmulatorServer) -> None:
             "contact", [{**r, "firstname": "Again"} for r in rows[:100]], batch_size=25
         )
         assert ups.rejected == []
-    _admin(server, {"faults": {"error_5xx_rate": 0, "drop_rate": 0, "drop_after_work_rate": 0}})
+    post_faults(server, {"faults": {"error_5xx_rate": 0, "drop_rate": 0, "drop_after_work_rate": 0}})
     with _client(server) as check:
         assert _count(check, [r["contactid"] for r in rows]) == 400  # each exactly once (ids are unique)
 
@@ -370,12 +352,12 @@ def test_upsert_multiple_by_alternate_key(server: EmulatorServer) -> None:
 def test_dropped_connections_mid_dollar_batch(server: EmulatorServer) -> None:
     """$batch path (no bulk messages): a batch that landed before its connection dropped is re-sent; the
     creates already there answer 412 0x80040237 per part and count as existing, nothing is created twice."""
-    _admin(server, {"faults": {"seed": 11, "drop_after_work_rate": 0.35, "error_5xx_rate": 0.1}})
+    post_faults(server, {"faults": {"seed": 11, "drop_after_work_rate": 0.35, "error_5xx_rate": 0.1}})
     with _client(server, use_bulk_messages=False) as client:
         rows = _contacts(120)
         result = client.create_multiple("contact", rows, batch_size=20)
         assert result.rejected == [] and len(result.succeeded) == 120 and result.retries > 0
-    _admin(server, {"faults": {"drop_after_work_rate": 0, "error_5xx_rate": 0}})
+    post_faults(server, {"faults": {"drop_after_work_rate": 0, "error_5xx_rate": 0}})
     with _client(server) as check:
         assert _count(check, [r["contactid"] for r in rows]) == 120
 
