@@ -31,8 +31,10 @@ PROPOSAL_INPUTS = (
     "custom_activity_types",
     "custom_activities",
     "users",
+    "roles",
     "lead_statuses",
     "pipelines",
+    "opportunity_statuses",
     *OBJECT_TABLES.values(),
 )
 
