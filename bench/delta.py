@@ -4,7 +4,8 @@ figures; not a test).
     python bench/delta.py [--size typical] [--seed 1] [--fraction 0.01]
 
 1. A generated org is extracted, proposed and reviewed (scripted), then migrated in full by the `migrate` job
-   against the Dataverse emulator (its own process, limits off; Close's rate limits off too).
+   against the Dataverse emulator (limits off; Close's rate limits off too). Both emulators run in their own
+   processes, as in bench/e2e.py: the tool's process settings (resources/heap.py) and its GIL stay its own.
 2. About `--fraction` of the records of each migrated type are changed through the Close emulator's HTTP API:
    leads renamed, contacts, opportunities, tasks and activities of every type edited; a few created and
    deleted; two leads merged (`POST /lead/merge/`).
@@ -35,10 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/e2e.py: the Da
 
 import dagster as dg  # noqa: E402
 import httpx  # noqa: E402
-from e2e import DataverseProcess, peak_rss_mb  # noqa: E402
+from e2e import CloseProcess, DataverseProcess, peak_rss_mb  # noqa: E402
 
 from emulators.close.config import CloseEmulatorConfig, RateLimitConfig  # noqa: E402
-from emulators.close.server import CloseEmulatorServer  # noqa: E402
 from emulators.dataverse.config import DataverseEmulatorConfig  # noqa: E402
 from emulators.orgdata import CloseOrg, generate  # noqa: E402
 from migration_assets.resources.api_calls import run_call_totals  # noqa: E402
@@ -240,6 +240,7 @@ def main() -> int:
     parser.add_argument(
         "--trace", action="store_true", help="list every Dataverse request of the delta, in order"
     )
+    parser.add_argument("--steps", action="store_true", help="list every step of the delta with its time")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="close2d365-bench-delta-"))
@@ -251,15 +252,15 @@ def main() -> int:
     from migration_assets import demo
     from migration_assets.defs.jobs import DELTA_JOB, DELTA_RUN_CONFIG
 
+    # The same generated org as the emulator's (same size and seed): the records the bench changes are chosen
+    # from it.
     org = generate(args.size, args.seed)
     print(f"org '{args.size}' generated; work dir {work}; load average {os.getloadavg()[0]:.1f}")
     warehouse = work / "warehouse.duckdb"
     close_config = CloseEmulatorConfig(rate_limit=RateLimitConfig(requests_per_second=100_000.0))
-    with CloseEmulatorServer(org, close_config) as close:
-        os.environ.update({"CLOSE_API_KEY": org.api_key, "CLOSE_BASE_URL": close.base_url})
-        with DataverseProcess(
-            DataverseEmulatorConfig(seed_users=[dict(u) for u in org.dynamics_users])
-        ) as dv:
+    with CloseProcess(args.size, args.seed, close_config) as close:
+        os.environ.update({"CLOSE_API_KEY": close.api_key, "CLOSE_BASE_URL": close.base_url})
+        with DataverseProcess(DataverseEmulatorConfig(seed_users=close.dynamics_users)) as dv:
             os.environ.update(dv.env())
             resources = rg.resources_for(warehouse)
             extract = rg.materialize_migration(
@@ -279,7 +280,7 @@ def main() -> int:
             )
 
             with httpx.Client(
-                base_url=close.base_url.rstrip("/") + "/", auth=(org.api_key, ""), timeout=60
+                base_url=close.base_url.rstrip("/") + "/", auth=(close.api_key, ""), timeout=60
             ) as http:
                 started = time.monotonic()
                 changed = change_close(http, org, args.fraction)
@@ -297,8 +298,8 @@ def main() -> int:
     steps = len(step_seconds(delta, whole_key=True))
     print(
         f"delta run: success {delta.success}; load average before it {load:.1f}, after it "
-        f"{os.getloadavg()[0]:.1f}; {steps} steps; {cpu:.1f} s of CPU in this process (the Close emulator's "
-        f"included; a busy machine stretches the wall time, not this); peak RSS {peak_rss_mb():.0f} MB"
+        f"{os.getloadavg()[0]:.1f}; {steps} steps; {cpu:.1f} s of CPU in the tool's process (a busy "
+        f"machine stretches the wall time, not this); peak RSS {peak_rss_mb():.0f} MB"
     )
     failed = sorted({e.step_key for e in delta.all_events if e.is_step_failure and e.step_key})
     if failed:
@@ -310,8 +311,12 @@ def main() -> int:
         print(f"{phase:<22}{full_steps.get(phase, 0.0):>16.1f}{delta_steps.get(phase, 0.0):>12.1f}")
     by_asset = requests_by_asset(delta).most_common(25)
     print("\nDataverse requests of the delta by asset: " + ", ".join(f"{k} {n}" for k, n in by_asset))
-    slowest = sorted(step_seconds(delta, whole_key=True).items(), key=lambda kv: -kv[1])[:15]
-    print("\nslowest steps of the delta: " + ", ".join(f"{k} {v:.1f} s" for k, v in slowest))
+    by_step = sorted(step_seconds(delta, whole_key=True).items(), key=lambda kv: -kv[1])
+    print("\nslowest steps of the delta: " + ", ".join(f"{k} {v:.1f} s" for k, v in by_step[:15]))
+    if args.steps:
+        print(f"\nevery step of the delta ({len(by_step)}, {sum(v for _, v in by_step):.1f} s in steps):")
+        for key, seconds in by_step:
+            print(f"  {seconds:6.2f} s  {key}")
     print("\nstaged tables in the delta (mode, rows re-staged, why in full):")
     for table, mode, rows, why in staging_modes(delta):
         print(f"  {table:<44} {mode:<12} {rows!s:>7}  {why if mode == 'full' else ''}")

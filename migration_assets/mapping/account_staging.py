@@ -11,12 +11,16 @@ import polars as pl
 
 from migration_assets.mapping.config import load_mapping_config
 from migration_assets.mapping.delta_staging import (
+    INDEX,
+    SCHEMA,
     DeltaPlan,
     index_groups,
     index_members,
     plan,
     record,
     register_ids,
+    row_states,
+    state_changed,
     write_index,
 )
 from migration_assets.mapping.frame import map_object, read_object_source
@@ -90,6 +94,7 @@ def stage_accounts(warehouse: WarehouseResource, incremental: bool = False) -> A
         frame, rej = dedupe_accounts(
             mapped.frame, mapped.rejections, src["name"], cfg.accounts.keep, cfg.accounts.merged_ids_column
         )
+        states = row_states(con, "account", keys) if keys else None
         result = validate_and_write(
             warehouse, con, "account", rules, frame, [rej], [mapped.notices], replace_keys=keys
         )
@@ -99,7 +104,7 @@ def stage_accounts(warehouse: WarehouseResource, incremental: bool = False) -> A
         leads_read = src.height
         if delta is not None:
             leads_read = con.execute("SELECT count(*) FROM close.leads").fetchall()[0][0]
-            record(con, delta, restaged_groups(keys, members))
+            record(con, delta, restaged_groups(keys, changed_members(con, keys, members, states)))
             write_index(con, "account", "leads", account_groups(con))
             result = result.planned(delta.full_reason, None if keys is None else len(keys))
     return AccountStaging(result, int(leads_read), int(merged))
@@ -135,6 +140,31 @@ def account_scope(
     keys = index_groups(con, "account", "leads", changed)
     keys |= set(account_groups(con, changed)["group_key"].to_list()) if changed else set()
     return keys, index_members(con, "account", keys) | changed
+
+
+def changed_members(
+    con: duckdb.DuckDBPyConnection,
+    keys: set[str] | None,
+    members: set[str] | None,
+    states_before: dict[str, str] | None,
+) -> set[str] | None:
+    """The leads `members` of the re-staged Accounts `keys` whose Account (the one of their name at the last
+    staging, from the index, or now) changed its staged state (delta_staging.row_states): a lead re-read
+    with its name unchanged leaves its Account as it was, and the tables staged after need not re-stage
+    its rows for it. Run before the index is rewritten."""
+    if keys is None or members is None or states_before is None:
+        return members
+    changed = state_changed(states_before, row_states(con, "account", keys), keys)
+    if not changed or not members:
+        return set()
+    view = register_ids(con, "__member_ids", members)
+    before = fetch_polars(
+        con,
+        f"SELECT id, group_key FROM {SCHEMA}.{INDEX} WHERE table_name = 'account' AND source = 'leads' "
+        f"AND id IN (SELECT id FROM {view})",
+    )
+    pairs = pl.concat([before, account_groups(con, members)], how="vertical_relaxed")
+    return set(pairs.filter(pl.col("group_key").is_in(sorted(changed)))["id"].to_list())
 
 
 def restaged_groups(keys: set[str] | None, members: set[str] | None) -> pl.DataFrame | None:

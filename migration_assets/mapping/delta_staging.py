@@ -7,7 +7,9 @@ equal a full re-staging of the same close.* tables, so the affected rows are cho
 - the rows whose source ids changed (close._changes: upserted or deleted);
 - every row of a *dirty lead* (Close data hangs off leads: joined lead name, first contact, account by name):
   the changed leads, the leads of changed rows the table aggregates (a lead's contacts, old and new lead),
-  and the leads of every row a parent table re-staged in this run (its account group, its contacts...);
+  and the leads of every row a parent table re-staged in this run whose staged state changed (its account
+  group, its contacts...): a parent row re-staged to the same rows and rejections (a lead whose
+  `date_updated` Close moved because a child changed) changes nothing its children read (row_states);
 - the rows that reference a re-staged contact by id (calls, opportunities) or, for activity parties, by id or
   email address anywhere in the activity (emails, meetings).
 
@@ -23,8 +25,8 @@ pipelines and custom fields: the *fingerprint*).
 State, in the staged schema (small):
   _stage_state(table_name, version, mode, fingerprint, consumed, parents): per staged table, its last staging;
       consumed = {close table: extraction run_id}, parents = {staged table: version} it read.
-  _restaged(table_name, close_id, lead_id, ref): the rows its last incremental staging replaced, with their
-      leads and (contacts) email addresses, for the tables staged after it.
+  _restaged(table_name, close_id, lead_id, ref): the rows its last incremental staging replaced and changed,
+      with their leads and (contacts) email addresses, for the tables staged after it and its target check.
   _stage_index(table_name, source, id, group_key): what a row aggregated at the last staging (account: lead ->
       normalised name; lead: contact -> lead), to find the old group of a changed row.
 """
@@ -232,12 +234,15 @@ def latest_extractions(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[s
 
 
 def _state(con: duckdb.DuckDBPyConnection, table: str) -> tuple[int, str, str, dict, dict] | None:
-    row = con.execute(
+    # fetchall, not fetchone: DuckDB 2 keeps a result that was not read to its end open, and refuses to
+    # register a frame on the connection until it is (the checks register the re-staged ids next).
+    rows = con.execute(
         f"SELECT version, mode, fingerprint, consumed, parents FROM {SCHEMA}.{STATE} WHERE table_name = ?",
         [table],
-    ).fetchone()
-    if row is None:
+    ).fetchall()
+    if not rows:
         return None
+    row = rows[0]
     return int(row[0]), str(row[1]), str(row[2]), json.loads(row[3]), json.loads(row[4])
 
 
@@ -519,10 +524,12 @@ def affected_source_ids(
 
 
 def _list_match(source: str, values: str, view: str) -> str:
-    """`id` IN the rows of close.<source> whose list `values` (over PARTY_COLUMNS) shares an element with `view`."""
+    """`id` IN the rows of close.<source> whose list `values` (over PARTY_COLUMNS) shares an element with `view`.
+    The lists are unnested and semi-joined: `list_has_any` against the whole view compared every party of
+    every activity with every re-staged address (emails of a `typical` delta: 0.33-0.45 s, now 0.09-0.16 s)."""
     return (
-        f"id IN (SELECT id FROM (SELECT id, {PARTY_COLUMNS[source]} FROM close.{quote(source)}) "
-        f"WHERE list_has_any({values}, (SELECT list(id) FROM {view})))"
+        f"id IN (SELECT id FROM (SELECT id, unnest({values}) AS v FROM "
+        f"(SELECT id, {PARTY_COLUMNS[source]} FROM close.{quote(source)})) WHERE v IN (SELECT id FROM {view}))"
     )
 
 
@@ -571,6 +578,33 @@ def record(
         con.execute(f"INSERT INTO {SCHEMA}.{RESTAGED} SELECT * FROM __restaged_rows")
     finally:
         con.unregister("__restaged_rows")
+
+
+def row_states(con: duckdb.DuckDBPyConnection, table: str, keys: Collection[str]) -> dict[str, str]:
+    """`_close_id` -> a digest of what staging left for it in staged.<table>: its rows and its rejections
+    (an id with neither is absent). Taken before and after an incremental staging, it tells the rows whose
+    staged state did not change: the tables staged after this one need not re-stage for them."""
+    parts = [
+        f"SELECT CAST(_close_id AS VARCHAR) AS k, '{kind}' || CAST(t AS VARCHAR) AS v FROM {SCHEMA}.{quote(name)} t "
+        "WHERE CAST(_close_id AS VARCHAR) IN (SELECT id FROM __state_keys)"
+        for kind, name in (("staged:", table), ("rejected:", f"{table}_rejected"))
+        if table_exists(con, SCHEMA, name)
+    ]
+    if not keys or not parts:
+        return {}
+    register_ids(con, "__state_keys", keys)
+    try:
+        rows = con.execute(
+            f"SELECT k, md5(string_agg(v, '|' ORDER BY v)) FROM ({' UNION ALL '.join(parts)}) GROUP BY k"
+        ).fetchall()
+    finally:
+        con.unregister("__state_keys")
+    return {str(k): str(v) for k, v in rows}
+
+
+def state_changed(before: Mapping[str, str], after: Mapping[str, str], keys: Collection[str]) -> set[str]:
+    """The `keys` whose staged state (row_states) differs between `before` and `after`."""
+    return {k for k in keys if before.get(k) != after.get(k)}
 
 
 def source_leads(con: duckdb.DuckDBPyConnection, source: str, key: str, ids: Collection[str]) -> pl.DataFrame:

@@ -11,14 +11,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import duckdb
 import polars as pl
 
 from migration_assets.mapping.config import load_mapping_config
-from migration_assets.mapping.delta_staging import incremental_keys
+from migration_assets.mapping.delta_staging import incremental_keys, register_ids
 from migration_assets.mapping.staged_lookups import TargetLookup, known_binds
 from migration_assets.mapping.staging import META_STATE
 from migration_assets.mapping.targets import column_errors
-from migration_assets.resources.warehouse import WarehouseResource, fetch_polars, table_exists
+from migration_assets.resources.warehouse import WarehouseResource, fetch_polars, quote, table_exists
 from migration_assets.target.checks import BIND, EXCLUSIONS, BuiltSchema, build_schema, validate
 from migration_assets.target.metadata_cache import SCHEMA, StagingError, cached_rules, entity_sets
 from migration_assets.target.rules import TableRules
@@ -68,6 +69,28 @@ def revalidate(
     return pl.concat([local, resolved], how="vertical_relaxed")
 
 
+def read_staged(
+    con: duckdb.DuckDBPyConnection, table: str, rules: TableRules, restaged: set[str] | None
+) -> pl.DataFrame:
+    """staged.<table> as `revalidate` needs it: every column of the rows the last staging wrote
+    (`restaged`; all rows after a full staging), and of the others only what the checks still read (the
+    Close id, the primary id a self-reference resolves to, the lookups); their other columns are null.
+    After a delta that is a few hundred whole rows instead of the table (a `large` table is ~100 MB)."""
+    if restaged is None:
+        return fetch_polars(con, f"SELECT * FROM staged.{quote(table)}")
+    columns = [r[0] for r in con.execute(f"DESCRIBE staged.{quote(table)}").fetchall()]
+    narrow = [c for c in columns if c in ("_close_id", rules.primary_id) or c.endswith(BIND)]
+    view = register_ids(con, "__restaged_rows", restaged)
+    new = fetch_polars(con, f"SELECT * FROM staged.{quote(table)} WHERE _close_id IN (SELECT id FROM {view})")
+    kept = fetch_polars(
+        con,
+        f"SELECT {', '.join(quote(c) for c in narrow)} FROM staged.{quote(table)} "
+        f"WHERE _close_id IS NULL OR _close_id NOT IN (SELECT id FROM {view})",
+    )
+    con.unregister(view)
+    return pl.concat([new, kept], how="diagonal_relaxed").select(columns)
+
+
 def check_staged(
     warehouse: WarehouseResource,
     table: str,
@@ -79,7 +102,6 @@ def check_staged(
         for t in (table, f"{table}_rejected"):
             if not table_exists(con, SCHEMA, t):
                 raise StagingError(f"staged.{t} is missing: materialize staged/{table} first")
-        staged = fetch_polars(con, f'SELECT * FROM staged."{table}"')
         rejected = fetch_polars(con, f'SELECT * FROM staged."{table}_rejected"')
         notices = (
             fetch_polars(con, f'SELECT * FROM staged."{table}_notices"')
@@ -87,13 +109,15 @@ def check_staged(
             else None
         )
         rules = rules_for(con, cfg) if rules_for else cached_rules(con, table, cfg)
+        restaged = incremental_keys(con, table, rules)
+        staged = read_staged(con, table, rules, restaged)
         back = {v: k for k, v in META_STATE.items() if v in staged.columns}
         frame = staged.rename(back)
         # The same knowledge staging had: a parent rejected in this run that is already in the target
         # (loaded by an earlier run) still resolves its children's lookups.
         binds = known_binds(con, frame, rules, entity_sets(con), target_lookup)
         built = build_schema(rules, frame.columns, binds, entity_sets(con))
-        still_bad = revalidate(frame, built, table, incremental_keys(con, table, rules))
+        still_bad = revalidate(frame, built, table, restaged)
     counted = rejected.filter(~pl.col("check_name").is_in(list(EXCLUSIONS)))
     n_rejected = counted["_close_id"].n_unique()
     total = staged.height + n_rejected

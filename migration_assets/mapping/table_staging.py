@@ -5,7 +5,7 @@ opportunity's closing columns after it)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,8 +24,10 @@ from migration_assets.mapping.delta_staging import (
     plan,
     record,
     register_ids,
+    row_states,
     source_leads,
     staged_addresses,
+    state_changed,
     write_index,
 )
 from migration_assets.mapping.frame import map_object, read_object_source
@@ -105,6 +107,7 @@ def stage_records(
             notices.append(mapped.notices)
         frame = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
         before = staged_addresses(con, table, keys or ())
+        states = row_states(con, table, keys) if keys else None
         result = validate_and_write(
             warehouse,
             con,
@@ -119,7 +122,7 @@ def stage_records(
         )
         if delta is None:
             return result
-        finish_delta(con, cfg, table, names, delta, keys, before)
+        finish_delta(con, cfg, table, names, delta, keys, before, states)
         return result.planned(delta.full_reason, None if keys is None else len(keys))
 
 
@@ -160,11 +163,16 @@ def finish_delta(
     delta: DeltaPlan,
     keys: set[str] | None,
     before: pl.DataFrame,
+    states_before: Mapping[str, str] | None = None,
 ) -> None:
-    """Record the staging (and, incremental, the rows it replaced with their leads and addresses); the lead
-    keeps its index of contacts -> lead for the next run."""
+    """Record the staging (and, incremental, the rows it replaced with their leads and addresses; given their
+    staged state before, `states_before`, only those whose state changed); the lead keeps its index of
+    contacts -> lead for the next run."""
     restaged = None
     if keys is not None:
+        if states_before is not None:
+            keys = state_changed(states_before, row_states(con, table, keys), keys)
+            before = before.filter(pl.col("close_id").is_in(sorted(keys)))
         leads = [source_leads(con, cfg.object(n).source, cfg.object(n).key, keys) for n in names]
         known = pl.concat(leads, how="vertical_relaxed") if leads else pl.DataFrame()
         ids = pl.DataFrame({"close_id": sorted(keys)}, schema={"close_id": pl.String})

@@ -78,6 +78,10 @@ def spill_directory(path: str) -> str | None:
     return None if path == ":memory:" else path + ".tmp"
 
 
+# Spill folders found to be DuckDB's default for their file (bound_memory).
+_DEFAULT_SPILL: set[str] = set()
+
+
 def bound_memory(con: duckdb.DuckDBPyConnection, temp_directory: str | None, encrypted: bool) -> None:
     """Cap DuckDB's memory and say where and how it spills. Run before an encrypted file is attached.
 
@@ -92,12 +96,19 @@ def bound_memory(con: duckdb.DuckDBPyConnection, temp_directory: str | None, enc
             f"{env.CLOSE2D365_WAREHOUSE_MEMORY}={limit!r} is not a memory size DuckDB accepts ({exc}): "
             f"give one such as 1GB or 512MB, or unset it for the default {DEFAULT_MEMORY_LIMIT}."
         ) from exc
-    if temp_directory is not None:
-        current = con.execute("SELECT current_setting('temp_directory')").fetchall()[0][0]
-        if current != temp_directory:
-            con.execute(f"SET temp_directory = {_sql_str(temp_directory)}")
     if encrypted:
+        # A fresh in-memory instance (the file is attached after): its folder is not in use yet.
+        if temp_directory is not None:
+            con.execute(f"SET temp_directory = {_sql_str(temp_directory)}")
         con.execute("SET temp_file_encryption = true")
+    elif temp_directory is not None and temp_directory not in _DEFAULT_SPILL:
+        current = con.execute("SELECT current_setting('temp_directory')").fetchall()[0][0]
+        if current == temp_directory:
+            # DuckDB's own default for a file (`<file>.tmp`): every instance of it starts there, so it is
+            # not asked again (a connection costs a statement less; a delta opens about 750).
+            _DEFAULT_SPILL.add(temp_directory)
+        else:
+            con.execute(f"SET temp_directory = {_sql_str(temp_directory)}")
 
 
 def _bounded(con: duckdb.DuckDBPyConnection, path: str, encrypted: bool) -> duckdb.DuckDBPyConnection:

@@ -9,10 +9,13 @@ import polars as pl
 import pytest
 
 from migration_assets.mapping.delta_staging import (
+    DeltaPlan,
     affected_source_ids,
     plan,
     record,
+    row_states,
     rules_digest,
+    state_changed,
 )
 from migration_assets.target.rules import ColumnRule, TableRules
 
@@ -138,3 +141,55 @@ def test_a_derived_table_changes_with_its_origin_once_derived_again(con: duckdb.
     assert delta.incremental and delta.changed["call_recordings"] == {"acti_1", "acti_7"}
     # The deleted call's recording is a key too: its staged row is removed.
     assert affected_source_ids(con, delta, "call_recordings", "activity_id") == {"acti_1", "acti_7"}
+
+
+def test_activities_whose_parties_match_a_restaged_contact(con: duckdb.DuckDBPyConnection) -> None:
+    """An email naming a re-staged contact's address in any envelope field (any case, spaces around), a
+    meeting with that contact or address among its attendees; not the others, nor one without parties."""
+    con.execute("CREATE TABLE close.emails (id VARCHAR, lead_id VARCHAR, raw VARCHAR)")
+    con.execute(
+        """INSERT INTO close.emails VALUES
+        ('acti_e1', 'lead_x', '{"envelope": {"from": [{"email": "sales@us.example"}],
+                                            "to": [{"email": " Ann@Example.com "}], "cc": [], "bcc": []}}'),
+        ('acti_e2', 'lead_x', '{"envelope": {"from": [{"email": "sales@us.example"}], "to": [],
+                                            "bcc": [{"email": "bob@example.com"}]}}'),
+        ('acti_e3', 'lead_x', '{"envelope": {"from": [{"email": "sales@us.example"}],
+                                            "to": [{"email": "eve@example.com"}]}}'),
+        ('acti_e4', 'lead_x', '{"subject": "no envelope"}')"""
+    )
+    con.execute("CREATE TABLE close.meetings (id VARCHAR, lead_id VARCHAR, raw VARCHAR)")
+    con.execute(
+        """INSERT INTO close.meetings VALUES
+        ('acti_m1', 'lead_x', '{"attendees": [{"email": "eve@example.com", "contact_id": "cont_ann"}]}'),
+        ('acti_m2', 'lead_x', '{"attendees": [{"email": "BOB@example.com", "contact_id": null}]}'),
+        ('acti_m3', 'lead_x', '{"attendees": [{"email": "eve@example.com", "contact_id": "cont_eve"}]}'),
+        ('acti_m4', 'lead_x', '{"attendees": []}')"""
+    )
+    delta = DeltaPlan("email", "f", {}, {})
+    delta.restaged["contact"] = {"cont_ann", "cont_bob"}
+    delta.addresses = {"ann@example.com", "bob@example.com"}
+    assert affected_source_ids(con, delta, "emails", "id", parties=True) == {"acti_e1", "acti_e2"}
+    assert affected_source_ids(con, delta, "meetings", "id", parties=True) == {"acti_m1", "acti_m2"}
+    assert affected_source_ids(con, delta, "emails", "id", parties=False) == set()
+
+
+def test_row_states_tell_the_rows_whose_staged_state_changed(con: duckdb.DuckDBPyConnection) -> None:
+    """Re-staged to the same row: unchanged; a value, a rejection, a removal or an addition: changed."""
+    con.execute("CREATE TABLE staged.contact (_close_id VARCHAR, firstname VARCHAR)")
+    con.execute("CREATE TABLE staged.contact_rejected (_close_id VARCHAR, reason VARCHAR)")
+    con.execute(
+        "INSERT INTO staged.contact VALUES ('cont_same', 'Ann'), ('cont_edit', 'Bob'), ('cont_gone', 'Cy'), "
+        "('cont_bad', 'Di')"
+    )
+    keys = {"cont_same", "cont_edit", "cont_gone", "cont_bad", "cont_new", "cont_never"}
+    before = row_states(con, "contact", keys)
+    assert set(before) == {"cont_same", "cont_edit", "cont_gone", "cont_bad"}
+    # What an incremental staging of `keys` does: their rows replaced.
+    con.execute("DELETE FROM staged.contact")
+    con.execute(
+        "INSERT INTO staged.contact VALUES ('cont_same', 'Ann'), ('cont_edit', 'Robert'), ('cont_new', 'Ed')"
+    )
+    con.execute("INSERT INTO staged.contact_rejected VALUES ('cont_bad', 'emailaddress1 is not an email')")
+    after = row_states(con, "contact", keys)
+    assert state_changed(before, after, keys) == {"cont_edit", "cont_gone", "cont_bad", "cont_new"}
+    assert row_states(con, "contact", set()) == {}
