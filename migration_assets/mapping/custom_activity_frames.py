@@ -4,6 +4,8 @@ instances that use them, `drop` lists the values left out, `column` keeps them a
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import duckdb
 import polars as pl
 
@@ -14,9 +16,9 @@ from migration_assets.target.custom_activity_plan import RoutedActivityType
 BASE = ["id", "lead_id", "contact_id", "user_id", "activity_at", "date_created", "status"]
 
 
-def instance_frame(con: duckdb.DuckDBPyConnection, type_id: str) -> tuple[pl.DataFrame, list[str]]:
-    """The type's instances with every `custom.*` key they use, as text (lists as JSON lists)."""
-    keys = [
+def custom_keys(con: duckdb.DuckDBPyConnection, type_id: str) -> list[str]:
+    """Every `custom.*` key an instance of the type holds (its frame's columns, whichever rows it reads)."""
+    return [
         r[0]
         for r in con.execute(
             "SELECT DISTINCT k FROM (SELECT unnest(json_keys(raw)) AS k FROM close.custom_activities "
@@ -24,6 +26,13 @@ def instance_frame(con: duckdb.DuckDBPyConnection, type_id: str) -> tuple[pl.Dat
             [type_id],
         ).fetchall()
     ]
+
+
+def instance_frame(
+    con: duckdb.DuckDBPyConnection, type_id: str, keys: list[str], ids: Collection[str] | None = None
+) -> pl.DataFrame:
+    """The type's instances (`ids` of them; None: all) with each of its `custom.*` `keys` as text (lists as
+    JSON lists)."""
     cols = [f'"{c}"' for c in BASE if c != "status"] + ["json_extract_string(raw, '$.status') AS status"]
     for k in keys:
         path = '$."' + k + '"'
@@ -36,10 +45,17 @@ def instance_frame(con: duckdb.DuckDBPyConnection, type_id: str) -> tuple[pl.Dat
             f"CASE WHEN json_type(raw, '{path}') = 'ARRAY' THEN json_transform(json_extract(raw, '{path}'), '[\"VARCHAR\"]') "
             f"WHEN json_type(raw, '{path}') NOT IN ('NULL', 'OBJECT') THEN [json_extract_string(raw, '{path}')] END AS \"{k}[]\""
         )
-    sql = (
-        f"SELECT {', '.join(cols)} FROM close.custom_activities WHERE custom_activity_type_id = ? ORDER BY id"
-    )
-    return fetch_polars(con, sql, [type_id]), keys
+    where = "custom_activity_type_id = ?"
+    if ids is not None:
+        con.register("__instance_ids", pl.DataFrame({"id": sorted(ids)}, schema={"id": pl.String}).to_arrow())
+        where += " AND id IN (SELECT id FROM __instance_ids)"
+    try:
+        return fetch_polars(
+            con, f"SELECT {', '.join(cols)} FROM close.custom_activities WHERE {where} ORDER BY id", [type_id]
+        )
+    finally:
+        if ids is not None:
+            con.unregister("__instance_ids")
 
 
 def orphan_text(frame: pl.DataFrame, field_id: str) -> pl.Expr:
@@ -56,13 +72,25 @@ def _used_mask(key: str) -> pl.Expr:
     return pl.col(key).is_not_null() | (pl.col(f"{key}[]").list.len() > 0).fill_null(False)
 
 
-def orphaned_ids(frame: pl.DataFrame, used: list[str], defined: set[str]) -> list[str]:
-    """Ids of fields not defined on the type that hold a value in at least one instance."""
-    return [
-        k.removeprefix("custom.")
-        for k in used
-        if k.removeprefix("custom.") not in defined and frame.filter(_used_mask(k)).height
-    ]
+def orphaned_ids(
+    con: duckdb.DuckDBPyConnection, type_id: str, used: list[str], defined: set[str]
+) -> list[str]:
+    """Ids of fields not defined on the type that hold a value in at least one instance (of all of them,
+    whichever a delta re-stages): a value as `_used_mask` reads the frame, a scalar or a non-empty list."""
+    candidates = [k for k in used if k.removeprefix("custom.") not in defined]
+    if not candidates:
+        return []
+    holds = []
+    for k in candidates:
+        path = '$."' + k + '"'
+        holds.append(
+            f"bool_or(CASE WHEN json_type(raw, '{path}') = 'ARRAY' THEN json_array_length(raw, '{path}') > 0 "
+            f"ELSE json_extract_string(raw, '{path}') IS NOT NULL END)"
+        )
+    row = con.execute(
+        f"SELECT {', '.join(holds)} FROM close.custom_activities WHERE custom_activity_type_id = ?", [type_id]
+    ).fetchall()[0]
+    return [k.removeprefix("custom.") for k, held in zip(candidates, row, strict=True) if held]
 
 
 def undefined_field_rejections(

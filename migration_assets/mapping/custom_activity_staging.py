@@ -20,6 +20,7 @@ from migration_assets.audit.files import report_dir, write_frame_csv
 from migration_assets.mapping.config import MappingConfig, load_mapping_config
 from migration_assets.mapping.custom_activities import activity_types, orphan_columns
 from migration_assets.mapping.custom_activity_frames import (
+    custom_keys,
     dropped_values,
     instance_frame,
     orphan_text,
@@ -225,18 +226,19 @@ def stage_custom_activity(
                 f"{t.table} in mappings/custom_activities.yaml: re-run close2d365 propose-mapping"
             )
         plan = saved_plan(con, t)
-        frame, used = instance_frame(con, close_type.close_type_id)
+        used = custom_keys(con, close_type.close_type_id)
         defined = {f.close_field_id for f in close_type.fields}
         try:
             columns = plan_columns(close_type, plan)
         except PlanMismatchError as exc:
             raise StagingError(str(exc)) from exc
-        orphans = orphaned_ids(frame, used, defined)
+        orphans = orphaned_ids(con, close_type.close_type_id, used, defined)
         kept: dict[str, ColumnSpec] = {}
         if t.orphaned_values == "column":
             names = orphan_columns(close_type, orphans, prefix, closeid_column(base_cfg))
             kept = orphan_plan_columns(plan, t.table, names)
-        fmap, _ = field_map_for(base_cfg, t, columns, frame.clear(), kept)
+        columns_only = instance_frame(con, close_type.close_type_id, used, ids=())
+        fmap, _ = field_map_for(base_cfg, t, columns, columns_only, kept)
         rules = table_rules(t, plan)
         delta = None
         if incremental:
@@ -248,8 +250,8 @@ def stage_custom_activity(
             }
             delta = delta_plan(con, staged_table, ("custom_activities",), ("lead",), True, rules, extra)
         keys = type_keys(con, delta, close_type.close_type_id, lookup_paths(fmap.fields), staged_table)
-        if keys is not None:
-            frame = frame.filter(pl.col("id").is_in(sorted(keys)))
+        # A delta reads only the instances it re-stages (the whole-type decisions above read every one).
+        frame = instance_frame(con, close_type.close_type_id, used, keys)
         halted, dropped = pl.DataFrame(schema=REJECTION_SCHEMA), dropped_values(frame, [])
         if t.orphaned_values == "halt":
             halted = undefined_field_rejections(frame, used, defined, t)
