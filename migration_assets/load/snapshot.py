@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 import duckdb
+import polars as pl
 
 from migration_assets.load.ledger import SCHEMA as LEDGER_SCHEMA
 from migration_assets.load.ledger import ensure_schema
@@ -75,11 +76,19 @@ def parties_as_loaded(
     if "_parties" not in _columns(con, SCHEMA, name):
         return frozenset()
     pk = quote(primary_key)
-    loaded = dict(
-        con.execute(
-            f"SELECT lower(CAST({pk} AS VARCHAR)), _parties FROM {SCHEMA}.{quote(name)} WHERE _parties IS NOT NULL"
-        ).fetchall()
-    )
+    ids = sorted({str(r.get(primary_key) or "").lower() for r in rows})
+    con.register("__party_rows", pl.DataFrame({"id": ids}, schema={"id": pl.String}).to_arrow())
+    try:
+        # Only these rows' parties: the snapshot holds every loaded row's.
+        key = f"lower(CAST({pk} AS VARCHAR))"
+        loaded = dict(
+            con.execute(
+                f"SELECT {key}, _parties FROM {SCHEMA}.{quote(name)} "
+                f"WHERE _parties IS NOT NULL AND {key} IN (SELECT id FROM __party_rows)"
+            ).fetchall()
+        )
+    finally:
+        con.unregister("__party_rows")
     return frozenset(
         rid
         for r in rows

@@ -103,12 +103,17 @@ class StagedTable:
 
     def key_columns(self, primary_key: str, columns: list[str]) -> dict[str, dict[str, Any]]:
         """Record id (lower-cased) -> these columns, for every staged row (alternate keys' holders)."""
-        wanted = [c for c in columns if c in self._columns]
+        columns = list(dict.fromkeys(columns))
+        wanted = [c for c in columns if c in self._columns and c != primary_key]
         out: dict[str, dict[str, Any]] = {}
         select = ", ".join(quote(c) for c in [primary_key, *wanted])
         for frame in self._stream(f"SELECT {select} FROM {self.ref}", CHUNK_ROWS):
-            for row in frame.iter_rows(named=True):
-                out[str(row[primary_key] or "").lower()] = {c: row.get(c) for c in columns}
+            # Built by columns, not row by row: every staged row of the table is read (0.2 s per delta).
+            ids = frame[primary_key].cast(pl.String).fill_null("").str.to_lowercase().to_list()
+            values = frame.select(
+                pl.col(c) if c in wanted or c == primary_key else pl.lit(None).alias(c) for c in columns
+            )
+            out.update(zip(ids, values.to_dicts(), strict=True))
         return out
 
     def chunks(self, size: int = CHUNK_ROWS) -> Iterator[list[dict[str, Any]]]:
