@@ -8,7 +8,7 @@ Some failures are never covered by a threshold: a column that neither the target
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import duckdb
@@ -51,22 +51,52 @@ class StagedCheck:
 
 
 def revalidate(
-    frame: pl.DataFrame, built: BuiltSchema, table: str, restaged: set[str] | None
+    frame: pl.DataFrame,
+    built: BuiltSchema,
+    table: str,
+    restaged: set[str] | None,
+    known: Mapping[str, Collection[str]] | None = None,
 ) -> pl.DataFrame:
     """The problems of the written rows. After an incremental staging (`restaged`: the rows it wrote, validated
     against the same rules) the row-local checks (types, formats, lengths, options, required values, unknown
     columns, a lookup's shape) run on those rows only: the other rows passed them at an earlier staging. The
-    cross-row check, that a lookup names a staged (or loaded) record, runs on every row: a parent may have
-    been rejected or removed since."""
+    cross-row check, that a lookup names a staged (or loaded) record, runs on every other row whose lookups
+    are not all among the `known` binds (lookup column -> the binds the schema was built with; a column not
+    given is checked on every row): a parent may have been rejected or removed since."""
     if restaged is None:
         return validate(frame, built, table)[1]
     is_new = pl.col("_close_id").is_in(pl.Series(sorted(restaged), dtype=pl.String).implode())
     _, local = validate(frame.filter(is_new), built, table)
     kept = frame.filter(~is_new)
     lookups = [c for c in kept.columns if c in built.schema.columns and c.endswith(BIND)]
+    if known is not None and lookups:
+        # A row whose every lookup is empty or a known bind passes the cross-row check (a known bind has
+        # its table's shape): only the others go through Pandera again (all of a `large` table otherwise).
+        unknown = [
+            pl.col(c).is_not_null()
+            & ~pl.col(c).cast(pl.String).is_in(pl.Series(sorted(known[c]), dtype=pl.String).implode())
+            if c in known
+            else pl.col(c).is_not_null()
+            for c in lookups
+        ]
+        kept = kept.filter(pl.any_horizontal(unknown))
     cross = BuiltSchema(built.schema.select_columns(lookups), [])
     _, resolved = validate(kept.select("_close_id", *lookups), cross, table)
     return pl.concat([local, resolved], how="vertical_relaxed")
+
+
+def lookup_binds(
+    rules: TableRules, columns: Sequence[str], binds: Mapping[str, set[str]]
+) -> dict[str, set[str]]:
+    """Lookup column -> every bind it may hold (its target tables' known binds, as build_schema checks them);
+    a column whose targets are not all known is left out."""
+    out = {}
+    for c in columns:
+        if c.endswith(BIND):
+            targets = rules.lookup_targets(c[: -len(BIND)])
+            if targets and all(t in binds for t in targets):
+                out[c] = set().union(*(binds[t] for t in targets))
+    return out
 
 
 def read_staged(
@@ -117,7 +147,7 @@ def check_staged(
         # (loaded by an earlier run) still resolves its children's lookups.
         binds = known_binds(con, frame, rules, entity_sets(con), target_lookup)
         built = build_schema(rules, frame.columns, binds, entity_sets(con))
-        still_bad = revalidate(frame, built, table, restaged)
+        still_bad = revalidate(frame, built, table, restaged, lookup_binds(rules, frame.columns, binds))
     counted = rejected.filter(~pl.col("check_name").is_in(list(EXCLUSIONS)))
     n_rejected = counted["_close_id"].n_unique()
     total = staged.height + n_rejected
