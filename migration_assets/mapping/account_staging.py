@@ -14,13 +14,12 @@ from migration_assets.mapping.delta_staging import (
     INDEX,
     SCHEMA,
     DeltaPlan,
+    StatesBefore,
     index_groups,
     index_members,
     plan,
     record,
     register_ids,
-    row_states,
-    state_changed,
     write_index,
 )
 from migration_assets.mapping.frame import map_object, read_object_source
@@ -94,7 +93,7 @@ def stage_accounts(warehouse: WarehouseResource, incremental: bool = False) -> A
         frame, rej = dedupe_accounts(
             mapped.frame, mapped.rejections, src["name"], cfg.accounts.keep, cfg.accounts.merged_ids_column
         )
-        states = row_states(con, "account", keys) if keys else None
+        states = StatesBefore.take(con, "account", keys, rules.primary_id) if keys else None
         result = validate_and_write(
             warehouse, con, "account", rules, frame, [rej], [mapped.notices], replace_keys=keys
         )
@@ -104,7 +103,7 @@ def stage_accounts(warehouse: WarehouseResource, incremental: bool = False) -> A
         leads_read = src.height
         if delta is not None:
             leads_read = con.execute("SELECT count(*) FROM close.leads").fetchall()[0][0]
-            record(con, delta, restaged_groups(keys, changed_members(con, keys, members, states)))
+            record(con, delta, restaged_groups(keys, changed_members(con, keys, members, states)), keys)
             write_index(con, "account", "leads", account_groups(con))
             result = result.planned(delta.full_reason, None if keys is None else len(keys))
     return AccountStaging(result, int(leads_read), int(merged))
@@ -146,15 +145,16 @@ def changed_members(
     con: duckdb.DuckDBPyConnection,
     keys: set[str] | None,
     members: set[str] | None,
-    states_before: dict[str, str] | None,
+    states_before: StatesBefore | None,
 ) -> set[str] | None:
     """The leads `members` of the re-staged Accounts `keys` whose Account (the one of their name at the last
-    staging, from the index, or now) changed its staged state (delta_staging.row_states): a lead re-read
-    with its name unchanged leaves its Account as it was, and the tables staged after need not re-stage
-    its rows for it. Run before the index is rewritten."""
+    staging, from the index, or now) changed in what the tables staged after read of it (whether it is
+    staged, under which id, or rejected: delta_staging.StatesBefore): a lead re-read with its name unchanged
+    leaves its Account as it was, and those tables need not re-stage its rows for it. Run before the index
+    is rewritten."""
     if keys is None or members is None or states_before is None:
         return members
-    changed = state_changed(states_before, row_states(con, "account", keys), keys)
+    changed = states_before.changed(con, keys)
     if not changed or not members:
         return set()
     view = register_ids(con, "__member_ids", members)

@@ -7,9 +7,10 @@ equal a full re-staging of the same close.* tables, so the affected rows are cho
 - the rows whose source ids changed (close._changes: upserted or deleted);
 - every row of a *dirty lead* (Close data hangs off leads: joined lead name, first contact, account by name):
   the changed leads, the leads of changed rows the table aggregates (a lead's contacts, old and new lead),
-  and the leads of every row a parent table re-staged in this run whose staged state changed (its account
-  group, its contacts...): a parent row re-staged to the same rows and rejections (a lead whose
-  `date_updated` Close moved because a child changed) changes nothing its children read (row_states);
+  and the leads of every row a parent table re-staged in this run that changed in what its children read
+  (its account group, its contacts...): whether it is staged (under which id) or rejected, and a contact's
+  email addresses (LATER_READ). A lead whose description changed, or whose `date_updated` Close moved
+  because a child changed, re-stages its own row only;
 - the rows that reference a re-staged contact by id (calls, opportunities) or, for activity parties, by id or
   email address anywhere in the activity (emails, meetings).
 
@@ -25,8 +26,9 @@ pipelines and custom fields: the *fingerprint*).
 State, in the staged schema (small):
   _stage_state(table_name, version, mode, fingerprint, consumed, parents): per staged table, its last staging;
       consumed = {close table: extraction run_id}, parents = {staged table: version} it read.
-  _restaged(table_name, close_id, lead_id, ref): the rows its last incremental staging replaced and changed,
-      with their leads and (contacts) email addresses, for the tables staged after it and its target check.
+  _restaged(table_name, close_id, lead_id, ref): the rows its last incremental staging replaced and changed in
+      what the tables staged after it read (LATER_READ), with their leads and (contacts) email addresses.
+  _rewritten(table_name, close_id): every row its last incremental staging replaced, for its target check.
   _stage_index(table_name, source, id, group_key): what a row aggregated at the last staging (account: lead ->
       normalised name; lead: contact -> lead), to find the old group of a changed row.
 """
@@ -49,6 +51,8 @@ from migration_assets.target.rules import TableRules
 
 SCHEMA = "staged"
 STATE, RESTAGED, INDEX = "_stage_state", "_restaged", "_stage_index"
+REWRITTEN = "_rewritten"
+STATE_TABLES = (STATE, RESTAGED, INDEX, REWRITTEN)
 # Close tables every staged row may depend on (owners, statuses, pipelines, custom fields): in the fingerprint.
 SHARED_CLOSE = ("users", "lead_statuses", "opportunity_statuses", "pipelines", "custom_fields")
 # The owner map (first: only for the tables that read it) and the target's users, currencies and limits. The
@@ -64,6 +68,8 @@ VOLATILE = frozenset(
 CHECKED_FORMATS = frozenset({"Email", "Url", "Phone", "DateOnly"})
 CHECKED_TYPE_NAMES = frozenset({"MultiSelectPicklistType"})
 CONTACT_EMAILS = ("emailaddress1", "emailaddress2", "emailaddress3")
+# What the tables staged after a table read of its rows besides their primary id (row_states, later_read).
+LATER_READ = {"contact": CONTACT_EMAILS}
 # Close tables derived from others (extract/file_metadata.py: rows keyed by `activity_id`, a function of the
 # origin activity's row alone) -> their origin tables.
 DERIVED = {"attachments": ("emails", "notes"), "call_recordings": ("calls",)}
@@ -71,6 +77,7 @@ _DDL = {
     STATE: "table_name VARCHAR, version BIGINT, mode VARCHAR, fingerprint VARCHAR, consumed VARCHAR, "
     "parents VARCHAR",
     RESTAGED: "table_name VARCHAR, close_id VARCHAR, lead_id VARCHAR, ref VARCHAR",
+    REWRITTEN: "table_name VARCHAR, close_id VARCHAR",
     INDEX: "table_name VARCHAR, source VARCHAR, id VARCHAR, group_key VARCHAR",
 }
 
@@ -377,11 +384,19 @@ def incremental_keys(con: duckdb.DuckDBPyConnection, table: str, rules: TableRul
         return None
     if staged_rules != rules_digest(rules):
         return None
-    rows = con.execute(
-        f"SELECT DISTINCT close_id FROM {SCHEMA}.{RESTAGED} WHERE table_name = ? AND close_id IS NOT NULL",
-        [table],
-    ).fetchall()
-    return {str(r[0]) for r in rows}
+    for kept in (
+        REWRITTEN,
+        RESTAGED,
+    ):  # _rewritten is newer: a staging before it listed its rows in _restaged
+        if not table_exists(con, SCHEMA, kept):
+            continue
+        rows = con.execute(
+            f"SELECT DISTINCT close_id FROM {SCHEMA}.{kept} WHERE table_name = ? AND close_id IS NOT NULL",
+            [table],
+        ).fetchall()
+        if rows:
+            return {str(r[0]) for r in rows}
+    return set()
 
 
 def index_groups(con: duckdb.DuckDBPyConnection, table: str, source: str, ids: Collection[str]) -> set[str]:
@@ -548,9 +563,11 @@ def record(
     con: duckdb.DuckDBPyConnection,
     delta: DeltaPlan,
     restaged: pl.DataFrame | None,
+    rewritten: Collection[str] | None = None,
 ) -> None:
-    """Save the staging just done: its state (version + 1) and, when incremental, the rows it replaced
-    (`restaged`: close_id, lead_id, ref) for the tables staged after it."""
+    """Save the staging just done: its state (version + 1) and, when incremental, the rows it replaced that
+    the tables staged after it must know of (`restaged`: close_id, lead_id, ref) and every row it replaced
+    (`rewritten`; default: those of `restaged`), for its target check."""
     ensure_state(con)
     old = _state(con, delta.table)
     version = (old[0] if old else 0) + 1
@@ -567,6 +584,18 @@ def record(
         ],
     )
     con.execute(f"DELETE FROM {SCHEMA}.{RESTAGED} WHERE table_name = ?", [delta.table])
+    con.execute(f"DELETE FROM {SCHEMA}.{REWRITTEN} WHERE table_name = ?", [delta.table])
+    if rewritten is None and restaged is not None:
+        rewritten = [str(i) for i in restaged["close_id"].drop_nulls().to_list()]
+    if rewritten:
+        ids = pl.DataFrame({"close_id": sorted(set(rewritten))}, schema={"close_id": pl.String})
+        con.register(
+            "__rewritten_rows", ids.select(pl.lit(delta.table).alias("table_name"), "close_id").to_arrow()
+        )
+        try:
+            con.execute(f"INSERT INTO {SCHEMA}.{REWRITTEN} SELECT * FROM __rewritten_rows")
+        finally:
+            con.unregister("__rewritten_rows")
     if restaged is None or not restaged.height:
         return
     frame = restaged.select(
@@ -580,14 +609,37 @@ def record(
         con.unregister("__restaged_rows")
 
 
-def row_states(con: duckdb.DuckDBPyConnection, table: str, keys: Collection[str]) -> dict[str, str]:
-    """`_close_id` -> a digest of what staging left for it in staged.<table>: its rows and its rejections
-    (an id with neither is absent). Taken before and after an incremental staging, it tells the rows whose
-    staged state did not change: the tables staged after this one need not re-stage for them."""
+def later_read(con: duckdb.DuckDBPyConnection, table: str, primary_id: str) -> list[str]:
+    """The columns of staged.<table> the tables staged after it read (staged_lookups.staged_binds: the primary
+    id a lookup binds to; parties.py: a contact's addresses), besides whether a row is staged or rejected."""
+    if not table_exists(con, SCHEMA, table):
+        return [primary_id]
+    columns = {r[0] for r in con.execute(f"DESCRIBE {SCHEMA}.{quote(table)}").fetchall()}
+    return [primary_id, *(c for c in LATER_READ.get(table, ()) if c in columns)]
+
+
+def row_states(
+    con: duckdb.DuckDBPyConnection, table: str, keys: Collection[str], columns: Sequence[str] | None = None
+) -> dict[str, str]:
+    """`_close_id` -> a digest of what staging left for it in staged.<table>: its rows (their `columns`;
+    None: whole) and whether it is rejected (an id with neither is absent). Taken before and after an
+    incremental staging with the columns later tables read (later_read), it tells the rows those tables
+    need not re-stage for."""
+    staged = (
+        "CAST(t AS VARCHAR)"
+        if columns is None
+        else f"CAST([{', '.join(f'CAST({quote(c)} AS VARCHAR)' for c in columns)}] AS VARCHAR)"
+    )
     parts = [
-        f"SELECT CAST(_close_id AS VARCHAR) AS k, '{kind}' || CAST(t AS VARCHAR) AS v FROM {SCHEMA}.{quote(name)} t "
+        f"SELECT CAST(_close_id AS VARCHAR) AS k, {value} AS v FROM {SCHEMA}.{quote(name)} t "
         "WHERE CAST(_close_id AS VARCHAR) IN (SELECT id FROM __state_keys)"
-        for kind, name in (("staged:", table), ("rejected:", f"{table}_rejected"))
+        for value, name in (
+            (f"'staged:' || {staged}", table),
+            (
+                "'rejected'" if columns is not None else "'rejected:' || CAST(t AS VARCHAR)",
+                f"{table}_rejected",
+            ),
+        )
         if table_exists(con, SCHEMA, name)
     ]
     if not keys or not parts:
@@ -605,6 +657,26 @@ def row_states(con: duckdb.DuckDBPyConnection, table: str, keys: Collection[str]
 def state_changed(before: Mapping[str, str], after: Mapping[str, str], keys: Collection[str]) -> set[str]:
     """The `keys` whose staged state (row_states) differs between `before` and `after`."""
     return {k for k in keys if before.get(k) != after.get(k)}
+
+
+@dataclass(frozen=True)
+class StatesBefore:
+    """The rows `keys` of staged.<table> as the tables staged after it read them, taken before a staging
+    replaces them; `changed` tells, after it, the keys those tables must re-stage for."""
+
+    table: str
+    columns: list[str]
+    states: dict[str, str]
+
+    @classmethod
+    def take(
+        cls, con: duckdb.DuckDBPyConnection, table: str, keys: Collection[str], primary_id: str
+    ) -> StatesBefore:
+        columns = later_read(con, table, primary_id)
+        return cls(table, columns, row_states(con, table, keys, columns))
+
+    def changed(self, con: duckdb.DuckDBPyConnection, keys: Collection[str]) -> set[str]:
+        return state_changed(self.states, row_states(con, self.table, keys, self.columns), keys)
 
 
 def source_leads(con: duckdb.DuckDBPyConnection, source: str, key: str, ids: Collection[str]) -> pl.DataFrame:

@@ -5,7 +5,7 @@ opportunity's closing columns after it)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +16,7 @@ from migration_assets.mapping.config import MappingConfig
 from migration_assets.mapping.custom_fields import with_custom_fields
 from migration_assets.mapping.delta_staging import (
     DeltaPlan,
+    StatesBefore,
     affected_source_ids,
     has_column,
     index_groups,
@@ -24,10 +25,8 @@ from migration_assets.mapping.delta_staging import (
     plan,
     record,
     register_ids,
-    row_states,
     source_leads,
     staged_addresses,
-    state_changed,
     write_index,
 )
 from migration_assets.mapping.frame import map_object, read_object_source
@@ -107,7 +106,7 @@ def stage_records(
             notices.append(mapped.notices)
         frame = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
         before = staged_addresses(con, table, keys or ())
-        states = row_states(con, table, keys) if keys else None
+        states = StatesBefore.take(con, table, keys, rules.primary_id) if keys else None
         result = validate_and_write(
             warehouse,
             con,
@@ -163,15 +162,15 @@ def finish_delta(
     delta: DeltaPlan,
     keys: set[str] | None,
     before: pl.DataFrame,
-    states_before: Mapping[str, str] | None = None,
+    states_before: StatesBefore | None = None,
 ) -> None:
-    """Record the staging (and, incremental, the rows it replaced with their leads and addresses; given their
-    staged state before, `states_before`, only those whose state changed); the lead keeps its index of
-    contacts -> lead for the next run."""
-    restaged = None
+    """Record the staging (and, incremental, the rows it replaced with their leads and addresses; given what
+    the later tables read of them before, `states_before`, only those where that changed); the lead keeps
+    its index of contacts -> lead for the next run."""
+    restaged, rewritten = None, keys
     if keys is not None:
         if states_before is not None:
-            keys = state_changed(states_before, row_states(con, table, keys), keys)
+            keys = states_before.changed(con, keys)
             before = before.filter(pl.col("close_id").is_in(sorted(keys)))
         leads = [source_leads(con, cfg.object(n).source, cfg.object(n).key, keys) for n in names]
         known = pl.concat(leads, how="vertical_relaxed") if leads else pl.DataFrame()
@@ -185,7 +184,7 @@ def finish_delta(
         restaged = pl.concat(
             [rows.select("close_id", "lead_id", pl.lit(None, dtype=pl.String).alias("ref")), refs]
         )
-    record(con, delta, restaged)
+    record(con, delta, restaged, rewritten)
     if table == "lead" and has_column(con, "contacts", "lead_id"):
         write_index(
             con, "lead", "contacts", fetch_polars(con, "SELECT id, lead_id AS group_key FROM close.contacts")

@@ -26,7 +26,7 @@ from emulators.dataverse.server import EmulatorServer
 from emulators.orgdata import generate
 from emulators.orgdata.shapes import DEFAULT_SHAPE, ORG_SHAPES
 from migration_assets.demo import first_enabled_user
-from migration_assets.mapping.delta_staging import DERIVED, INDEX, RESTAGED, STATE
+from migration_assets.mapping.delta_staging import DERIVED, STATE_TABLES
 from migration_assets.resources.warehouse import WarehouseResource, fetch_polars
 
 pytestmark = pytest.mark.e2e
@@ -49,7 +49,6 @@ RECORD_TABLES = (
 )
 CHILD_TABLES = RECORD_TABLES[1:]
 INCREMENTAL = TABLES  # every registry table, annotation included (the custom activity tables besides)
-STATE_TABLES = {STATE, RESTAGED, INDEX}
 
 
 @pytest.fixture(scope="module", params=SHAPES)

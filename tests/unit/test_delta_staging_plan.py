@@ -10,6 +10,7 @@ import pytest
 
 from migration_assets.mapping.delta_staging import (
     DeltaPlan,
+    StatesBefore,
     affected_source_ids,
     plan,
     record,
@@ -193,3 +194,27 @@ def test_row_states_tell_the_rows_whose_staged_state_changed(con: duckdb.DuckDBP
     after = row_states(con, "contact", keys)
     assert state_changed(before, after, keys) == {"cont_edit", "cont_gone", "cont_bad", "cont_new"}
     assert row_states(con, "contact", set()) == {}
+
+
+def test_later_tables_need_a_rows_presence_its_id_and_a_contacts_addresses(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    """What the tables staged after read of a contact: a changed job title is no change to them; a changed
+    address, a new id, a rejection or a removal is."""
+    con.execute(
+        "CREATE TABLE staged.contact (_close_id VARCHAR, contactid VARCHAR, jobtitle VARCHAR, emailaddress1 VARCHAR)"
+    )
+    con.execute("CREATE TABLE staged.contact_rejected (_close_id VARCHAR, reason VARCHAR)")
+    rows = [("cont_title", "c1", "CEO", "a@x.com"), ("cont_mail", "c2", "CTO", "b@x.com")]
+    rows += [("cont_bad", "c3", None, "c@x.com"), ("cont_gone", "c4", None, None)]
+    con.executemany("INSERT INTO staged.contact VALUES (?, ?, ?, ?)", rows)
+    keys = {"cont_title", "cont_mail", "cont_bad", "cont_gone"}
+    before = StatesBefore.take(con, "contact", keys, "contactid")
+    assert before.columns == ["contactid", "emailaddress1"]
+    con.execute("DELETE FROM staged.contact")
+    con.executemany(
+        "INSERT INTO staged.contact VALUES (?, ?, ?, ?)",
+        [("cont_title", "c1", "Chief Executive", "a@x.com"), ("cont_mail", "c2", "CTO", "new@x.com")],
+    )
+    con.execute("INSERT INTO staged.contact_rejected VALUES ('cont_bad', 'emailaddress1 is not an email')")
+    assert before.changed(con, keys) == {"cont_mail", "cont_bad", "cont_gone"}
