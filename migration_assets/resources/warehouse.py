@@ -56,12 +56,20 @@ def quote(name: str) -> str:
 
 
 def table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
-    # duckdb_tables(), not information_schema.tables (which also lists the views: the warehouse has none):
-    # half the time, and a delta asks this about a thousand times.
-    row = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?", [schema, table]
-    ).fetchall()
-    return bool(row and row[0][0])
+    # A relation on the name binds it without running a query: 0.2 ms instead of 0.6 for a scan of
+    # duckdb_tables(), and a delta asks this about a thousand times (the warehouse has no views).
+    try:
+        con.table(f"{quote(schema)}.{quote(table)}")
+        return True
+    except duckdb.CatalogException:
+        return False
+    except duckdb.Error:
+        # DuckDB 2 builds no relation while a result of this connection is unread (a fetchone); a query
+        # closes that result first.
+        row = con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?", [schema, table]
+        ).fetchall()
+        return bool(row and row[0][0])
 
 
 class WarehouseError(RuntimeError):
