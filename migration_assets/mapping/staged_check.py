@@ -74,12 +74,14 @@ def revalidate(
         # its table's shape): only the others go through Pandera again (all of a `large` table otherwise).
         unknown = [
             pl.col(c).is_not_null()
-            & ~pl.col(c).cast(pl.String).is_in(pl.Series(sorted(known[c]), dtype=pl.String).implode())
+            & ~pl.col(c).cast(pl.String).is_in(pl.Series(list(known[c]), dtype=pl.String).implode())
             if c in known
             else pl.col(c).is_not_null()
             for c in lookups
         ]
         kept = kept.filter(pl.any_horizontal(unknown))
+        if not kept.height:  # Pandera's fixed cost per table, for no row
+            return local
     cross = BuiltSchema(built.schema.select_columns(lookups), [])
     _, resolved = validate(kept.select("_close_id", *lookups), cross, table)
     return pl.concat([local, resolved], how="vertical_relaxed")
