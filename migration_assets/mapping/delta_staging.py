@@ -384,10 +384,8 @@ def incremental_keys(con: duckdb.DuckDBPyConnection, table: str, rules: TableRul
         return None
     if staged_rules != rules_digest(rules):
         return None
-    for kept in (
-        REWRITTEN,
-        RESTAGED,
-    ):  # _rewritten is newer: a staging before it listed its rows in _restaged
+    # _rewritten is newer: a staging before it listed its rows in _restaged.
+    for kept in (REWRITTEN, RESTAGED):
         if not table_exists(con, SCHEMA, kept):
             continue
         rows = con.execute(
@@ -619,27 +617,16 @@ def later_read(con: duckdb.DuckDBPyConnection, table: str, primary_id: str) -> l
 
 
 def row_states(
-    con: duckdb.DuckDBPyConnection, table: str, keys: Collection[str], columns: Sequence[str] | None = None
+    con: duckdb.DuckDBPyConnection, table: str, keys: Collection[str], columns: Sequence[str]
 ) -> dict[str, str]:
-    """`_close_id` -> a digest of what staging left for it in staged.<table>: its rows (their `columns`;
-    None: whole) and whether it is rejected (an id with neither is absent). Taken before and after an
-    incremental staging with the columns later tables read (later_read), it tells the rows those tables
-    need not re-stage for."""
-    staged = (
-        "CAST(t AS VARCHAR)"
-        if columns is None
-        else f"CAST([{', '.join(f'CAST({quote(c)} AS VARCHAR)' for c in columns)}] AS VARCHAR)"
-    )
+    """`_close_id` -> a digest of what staging left for it in staged.<table>: its rows' `columns` and whether
+    it is rejected (an id with neither is absent). Taken before and after an incremental staging with the
+    columns later tables read (later_read), it tells the rows those tables need not re-stage for."""
+    staged = f"CAST([{', '.join(f'CAST({quote(c)} AS VARCHAR)' for c in columns)}] AS VARCHAR)"
     parts = [
-        f"SELECT CAST(_close_id AS VARCHAR) AS k, {value} AS v FROM {SCHEMA}.{quote(name)} t "
+        f"SELECT CAST(_close_id AS VARCHAR) AS k, {value} AS v FROM {SCHEMA}.{quote(name)} "
         "WHERE CAST(_close_id AS VARCHAR) IN (SELECT id FROM __state_keys)"
-        for value, name in (
-            (f"'staged:' || {staged}", table),
-            (
-                "'rejected'" if columns is not None else "'rejected:' || CAST(t AS VARCHAR)",
-                f"{table}_rejected",
-            ),
-        )
+        for value, name in ((f"'staged:' || {staged}", table), ("'rejected'", f"{table}_rejected"))
         if table_exists(con, SCHEMA, name)
     ]
     if not keys or not parts:

@@ -175,7 +175,7 @@ def test_activities_whose_parties_match_a_restaged_contact(con: duckdb.DuckDBPyC
 
 
 def test_row_states_tell_the_rows_whose_staged_state_changed(con: duckdb.DuckDBPyConnection) -> None:
-    """Re-staged to the same row: unchanged; a value, a rejection, a removal or an addition: changed."""
+    """Re-staged to the same values: unchanged; a value, a rejection, a removal or an addition: changed."""
     con.execute("CREATE TABLE staged.contact (_close_id VARCHAR, firstname VARCHAR)")
     con.execute("CREATE TABLE staged.contact_rejected (_close_id VARCHAR, reason VARCHAR)")
     con.execute(
@@ -183,7 +183,7 @@ def test_row_states_tell_the_rows_whose_staged_state_changed(con: duckdb.DuckDBP
         "('cont_bad', 'Di')"
     )
     keys = {"cont_same", "cont_edit", "cont_gone", "cont_bad", "cont_new", "cont_never"}
-    before = row_states(con, "contact", keys)
+    before = row_states(con, "contact", keys, ["firstname"])
     assert set(before) == {"cont_same", "cont_edit", "cont_gone", "cont_bad"}
     # What an incremental staging of `keys` does: their rows replaced.
     con.execute("DELETE FROM staged.contact")
@@ -191,9 +191,9 @@ def test_row_states_tell_the_rows_whose_staged_state_changed(con: duckdb.DuckDBP
         "INSERT INTO staged.contact VALUES ('cont_same', 'Ann'), ('cont_edit', 'Robert'), ('cont_new', 'Ed')"
     )
     con.execute("INSERT INTO staged.contact_rejected VALUES ('cont_bad', 'emailaddress1 is not an email')")
-    after = row_states(con, "contact", keys)
+    after = row_states(con, "contact", keys, ["firstname"])
     assert state_changed(before, after, keys) == {"cont_edit", "cont_gone", "cont_bad", "cont_new"}
-    assert row_states(con, "contact", set()) == {}
+    assert row_states(con, "contact", set(), ["firstname"]) == {}
 
 
 def test_later_tables_need_a_rows_presence_its_id_and_a_contacts_addresses(
