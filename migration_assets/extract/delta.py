@@ -22,6 +22,7 @@ from typing import Any
 import polars as pl
 
 from migration_assets.clients.close.client import CloseAPIError, CloseClient
+from migration_assets.clients.prefetch import read_ahead
 from migration_assets.extract.change_log import record_extraction
 from migration_assets.extract.close_changes import ACTIVITY_TABLES, CloseChanges, scan_changes
 from migration_assets.extract.duplicates import adopt_delta_conflicts
@@ -209,6 +210,90 @@ def merge_delta(
     return {"delta_rows": int(changed), "rows_removed": int(removed)}
 
 
+def delta_pages(
+    client: CloseClient, table: str, since: datetime, lookback: timedelta, plan: DeltaPlan
+) -> Iterator[Page]:
+    """Every page a delta of `table` reads: the date-filtered read, then what only the event log shows."""
+    return chain(DELTA_SOURCES[table](client, since, lookback), reread_pages(client, table, plan))
+
+
+@dataclass(frozen=True)
+class DeltaRead:
+    """One table's delta read: where its date filters start (`since`) and its event log (`log_from`)."""
+
+    table: str
+    since: datetime
+    lookback: timedelta
+    log_from: datetime
+
+
+_TABLE_END = object()
+
+
+class DeltaReadAhead:
+    """The delta reads of several tables, made in order on one background thread while the tables before
+    are written and merged (a delta's requests are a few per table: read one table after another, each
+    table's requests waited for Close while nothing else ran). One request stream, as without it; at most
+    `depth` pages are held. Take each table's pages with `pages(table)`, in the order given; a table whose
+    pages were not all taken (its write failed) has the rest skipped. A table's read error is raised from
+    its own pages; the tables after it are still read."""
+
+    def __init__(
+        self,
+        client: CloseClient,
+        reads: Iterable[DeltaRead],
+        changes: Callable[[], CloseChanges],
+        depth: int = 32,
+    ) -> None:
+        self._reads = list(reads)
+        self._client, self._changes = client, changes
+        self._items = read_ahead(self._produce(), depth, name="close-delta-read-ahead")
+        self._open: str | None = None  # the table whose end marker was not taken yet
+
+    def _produce(self) -> Iterator[tuple[str, Any]]:
+        for read in self._reads:
+            try:
+                plan = delta_plan(self._changes(), read.table, read.log_from)
+                for page in delta_pages(self._client, read.table, read.since, read.lookback, plan):
+                    yield read.table, page
+            except Exception as error:  # noqa: BLE001 - raised from the table's own pages
+                yield read.table, error
+            yield read.table, _TABLE_END
+
+    def _skip_open(self) -> None:
+        while self._open is not None:
+            table, item = next(self._items)
+            if table == self._open and item is _TABLE_END:
+                self._open = None
+
+    def pages(self, table: str) -> Iterator[Page]:
+        self._skip_open()
+        self._open = table  # now, not when first iterated: a table whose pages are never read is skipped too
+        return self._table_pages(table)
+
+    def _table_pages(self, table: str) -> Iterator[Page]:
+        while True:
+            read, item = next(self._items)
+            if read != table:
+                raise RuntimeError(f"delta pages of close.{table} asked out of order (next: {read})")
+            if item is _TABLE_END:
+                self._open = None
+                return
+            if isinstance(item, Exception):
+                self._skip_open()
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self._items.close()  # stops the background reads
+
+    def __enter__(self) -> DeltaReadAhead:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def apply_delta(
     client: CloseClient,
     warehouse: WarehouseResource,
@@ -221,11 +306,13 @@ def apply_delta(
     run_id: str = "",
     warn: Callable[[str], None] | None = None,
     log_from: datetime | None = None,
+    pages: Iterable[Page] | None = None,
 ) -> dict[str, int]:
     """Re-read what changed in `spec`'s table since `since` into `_delta_<table>` (date filters, plus
     what only the event log shows: edited activities, a merge's moved children), then merge it and
     remove the deleted rows. The event log is read from `log_from` (default `since`): when the previous
     extraction began reading Close. `changes` gives the step's one scan of the event log (scanned here when None).
+    `pages`: the delta's pages when already being read (DeltaReadAhead), else read here.
     Beyond the event log's retention (or without it) every id is listed to find the deletions."""
     log_from = log_from or since
     scan = changes() if changes else scan_changes(client, log_from, probe=False)
@@ -244,7 +331,8 @@ def apply_delta(
             )
         listed = listed_ids(client, spec.name)
     staged = TableSpec(f"_delta_{spec.name}", spec.columns, spec.sort_by)
-    pages = chain(DELTA_SOURCES[spec.name](client, since, lookback), reread_pages(client, spec.name, plan))
+    if pages is None:
+        pages = delta_pages(client, spec.name, since, lookback, plan)
     read, dropped = write_table(warehouse, staged, pages, on_rows, schema)
     merged = merge_delta(warehouse, spec, plan.deleted, plan.deleted_leads, schema, run_id, listed)
     return {

@@ -58,11 +58,19 @@ def changed_rows(
     columns = _columns(con, "staged", staged_table)
     if columns != _columns(con, SCHEMA, name):
         return None
-    # EXCEPT compares whole rows with NULLs equal: exactly "this row was not loaded as it now is".
-    frame = fetch_polars(
-        con, f"SELECT * FROM staged.{quote(staged_table)} EXCEPT SELECT * FROM {SCHEMA}.{quote(name)}"
+    # EXCEPT compares whole rows with NULLs equal: exactly "this row was not loaded as it now is". Kept on the
+    # connection for save_snapshot after the load (`changed_known`): neither table changes in between.
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {_pending(staged_table)} AS "
+        f"SELECT * FROM staged.{quote(staged_table)} EXCEPT SELECT * FROM {SCHEMA}.{quote(name)}"
     )
+    frame = fetch_polars(con, f"SELECT * FROM {_pending(staged_table)}")
     return frame.columns, frame.to_dicts()
+
+
+def _pending(staged_table: str) -> str:
+    """The temporary table of the staged rows that differ from the snapshot (on the connection that made it)."""
+    return quote("__snapshot_new_" + staged_table)
 
 
 def parties_as_loaded(
@@ -97,10 +105,16 @@ def parties_as_loaded(
 
 
 def save_snapshot(
-    con: duckdb.DuckDBPyConnection, staged_table: str, primary_key: str, run_id: str, table: str
+    con: duckdb.DuckDBPyConnection,
+    staged_table: str,
+    primary_key: str,
+    run_id: str,
+    table: str,
+    changed_known: bool = False,
 ) -> int:
     """Record the staged rows as loaded by run `run_id` (its rows refused in `table` left out, so that the
-    next delta retries them); returns the snapshot's row count."""
+    next delta retries them); returns the snapshot's row count. `changed_known`: `changed_rows` compared the
+    tables on this connection and neither changed since (the load writes neither): not compared again."""
     name = snapshot_name(staged_table)
     ensure_schema(con)
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
@@ -108,7 +122,7 @@ def save_snapshot(
         f"SELECT lower(record_id) FROM {LEDGER_SCHEMA}.rejected WHERE run_id = ? AND table_name = ? "
         "AND record_id IS NOT NULL"
     )
-    if not _update_in_place(con, staged_table, primary_key, refused, [run_id, table]):
+    if not _update_in_place(con, staged_table, primary_key, refused, [run_id, table], changed_known):
         con.execute(
             f"CREATE OR REPLACE TABLE {SCHEMA}.{quote(name)} AS SELECT * FROM staged.{quote(staged_table)} s "
             f"WHERE lower(CAST(s.{quote(primary_key)} AS VARCHAR)) NOT IN ({refused})",
@@ -119,7 +133,12 @@ def save_snapshot(
 
 
 def _update_in_place(
-    con: duckdb.DuckDBPyConnection, staged_table: str, primary_key: str, refused: str, params: list[str]
+    con: duckdb.DuckDBPyConnection,
+    staged_table: str,
+    primary_key: str,
+    refused: str,
+    params: list[str],
+    changed_known: bool = False,
 ) -> bool:
     """Make the existing snapshot equal to the staged rows minus the `refused` ones (a query of lower-cased
     ids) by replacing only the rows that differ; False (nothing changed) when it cannot: no snapshot, other
@@ -130,32 +149,33 @@ def _update_in_place(
     if _typed_columns(con, "staged", staged_table) != _typed_columns(con, SCHEMA, name):
         return False
     snap, staged, pk = f"{SCHEMA}.{quote(name)}", f"staged.{quote(staged_table)}", quote(primary_key)
+    new = _pending(staged_table)
     con.execute("BEGIN TRANSACTION")
     try:
         # New or changed rows: whole rows compared with NULLs equal, as changed_rows. They replace the rows of
         # their key; the rows of a key no longer staged go (one key column compared, not every column).
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE __snapshot_new AS SELECT * FROM {staged} EXCEPT SELECT * FROM {snap}"
-        )
+        if not changed_known:
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE {new} AS SELECT * FROM {staged} EXCEPT SELECT * FROM {snap}"
+            )
         keyless = con.execute(
-            f"SELECT (SELECT count(*) FROM __snapshot_new WHERE {pk} IS NULL) + "
+            f"SELECT (SELECT count(*) FROM {new} WHERE {pk} IS NULL) + "
             f"(SELECT count(*) FROM {snap} WHERE {pk} IS NULL)"
         ).fetchall()
         if keyless[0][0]:
             con.execute("ROLLBACK")
             return False
         con.execute(
-            f"DELETE FROM {snap} WHERE {pk} IN (SELECT {pk} FROM __snapshot_new) "
+            f"DELETE FROM {snap} WHERE {pk} IN (SELECT {pk} FROM {new}) "
             f"OR {pk} NOT IN (SELECT {pk} FROM {staged} WHERE {pk} IS NOT NULL) "
             f"OR lower(CAST({pk} AS VARCHAR)) IN ({refused})",
             params,
         )
         con.execute(
-            f"INSERT INTO {snap} SELECT * FROM __snapshot_new "
-            f"WHERE lower(CAST({pk} AS VARCHAR)) NOT IN ({refused})",
+            f"INSERT INTO {snap} SELECT * FROM {new} WHERE lower(CAST({pk} AS VARCHAR)) NOT IN ({refused})",
             params,
         )
-        con.execute("DROP TABLE __snapshot_new")
+        con.execute(f"DROP TABLE {new}")
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")

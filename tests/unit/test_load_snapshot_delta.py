@@ -81,3 +81,22 @@ def test_drop_snapshots_forgets_every_table(con: duckdb.DuckDBPyConnection) -> N
     assert drop_snapshots(con) == ["contact"]
     assert changed_rows(con, "contact") is None
     assert con.execute("SELECT count(*) FROM loaded.contact_rejected").fetchone() == (0,)  # other tables stay
+
+
+def test_the_rows_compared_before_the_load_update_the_snapshot_after_it(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    Ledger(con, "run-1")
+    save_snapshot(con, "contact", "contactid", "run-1", "contact")
+    con.execute("UPDATE staged.contact SET firstname = 'Robert' WHERE contactid = 'b2'")
+    con.execute("INSERT INTO staged.contact VALUES ('d4', 'Di', NULL, 'cont_d', NULL)")
+    con.execute("DELETE FROM staged.contact WHERE contactid = 'c3'")
+    _, rows = changed_rows(con, "contact") or ([], [])
+    assert _ids(rows) == ["b2", "d4"]
+    # The delta load refuses d4; the snapshot is updated from the rows compared above, not compared again.
+    Ledger(con, "run-2").reject([Rejection("contact", "d4", "cont_d", "create", 400, "0x1", "bad")])
+    assert save_snapshot(con, "contact", "contactid", "run-2", "contact", changed_known=True) == 2
+    snapshot = con.execute("SELECT contactid, firstname FROM loaded._snapshot_contact ORDER BY 1").fetchall()
+    assert snapshot == [("A1", "Ada"), ("b2", "Robert")]  # c3 gone with its staged row, d4 left to retry
+    _, rows = changed_rows(con, "contact") or ([], [])
+    assert _ids(rows) == ["d4"]

@@ -11,6 +11,7 @@ removed, so both sources produce the same table (see `writer.py`). Close client 
 # annotation at definition time and rejects it as a string.
 import functools
 import hashlib
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -25,7 +26,7 @@ from migration_assets.clients.close.paging import parse_close_datetime
 from migration_assets.clients.fastjson import dumps_canonical
 from migration_assets.extract.change_log import record_extraction
 from migration_assets.extract.close_changes import RECORD_TABLES, CloseChanges, scan_changes
-from migration_assets.extract.delta import DELTA_SOURCES, apply_delta
+from migration_assets.extract.delta import DELTA_SOURCES, DeltaRead, DeltaReadAhead, Page, apply_delta
 from migration_assets.extract.sources import ClosePass, pass_pages
 from migration_assets.extract.table_summary import table_summary
 from migration_assets.extract.tables import TABLES, TableSpec
@@ -167,8 +168,15 @@ def scan_for_deltas(close: CloseResource, since: Mapping[str, datetime | None]) 
     """One scan of Close's event log for every delta of a step (`since`: where each table's event log
     starts), from the oldest: made when the first delta needs it, shared by the others."""
     starts = [s for s in since.values() if s is not None]
+    lock = threading.Lock()  # the delta read-ahead's thread and the step's thread both ask for it
     # Without the event log a delta lists every id instead: probing Close's dates would be wasted.
-    return functools.cache(lambda: scan_changes(close.get_client(), min(starts), probe=False))
+    scan = functools.cache(lambda: scan_changes(close.get_client(), min(starts), probe=False))
+
+    def changes() -> CloseChanges:
+        with lock:
+            return scan()
+
+    return changes
 
 
 def extract_table(
@@ -182,9 +190,11 @@ def extract_table(
     changes: Callable[[], CloseChanges] | None = None,
     log_from: datetime | None = None,
     read_started: datetime | None = None,
+    delta_pages: Iterable[Page] | None = None,
 ) -> dg.MaterializeResult:
     """Write close.<table> in full from `pages()`, or apply a delta from `since` (`changes`: the step's
-    scan of the event log from `log_from`, scanned for this table alone when None); its materialization.
+    scan of the event log from `log_from`, scanned for this table alone when None; `delta_pages`: its
+    pages when already being read); its materialization.
     `read_started`: when the step began reading Close (where the next delta's event log starts)."""
     spec = TABLES[table]
     started = time.monotonic()
@@ -212,6 +222,7 @@ def extract_table(
                 run_id,
                 context.log.warning,
                 log_from,
+                delta_pages,
             )
             written, dropped = delta.pop("rows_read"), delta.pop("duplicates_dropped")
             extra = {"mode": "delta", "delta_since": since.isoformat(), **delta}
@@ -316,7 +327,15 @@ def close_pass_asset(name: str, descriptions: Mapping[str, str]) -> dg.AssetsDef
             yield kept_result(warehouse, table, version, read_started)
         calls = close.call_counts()
         failed: list[tuple[str, Exception]] = []
-        with ClosePass(close, full, context.run.run_id) as close_pass:
+        lookback = timedelta(hours=config.activity_lookback_hours or close.activity_lookback_hours)
+        # The deltas' requests run ahead of their writes (one stream, in order): each table's pages are
+        # there when its write begins. The requests a table's materialization carries are those made
+        # while it was written, some of them the next tables' reads (the run's total is unchanged).
+        reads = [DeltaRead(t, s, lookback, log_from[t] or s) for t in tables if (s := since[t]) is not None]
+        with (
+            ClosePass(close, full, context.run.run_id) as close_pass,
+            DeltaReadAhead(close.get_client(), reads, changes) as delta_reads,
+        ):
             for table in tables:
                 content = ContentRead()
                 try:
@@ -331,6 +350,7 @@ def close_pass_asset(name: str, descriptions: Mapping[str, str]) -> dg.AssetsDef
                         changes,
                         log_from[table],
                         read_started,
+                        delta_reads.pages(table) if since[table] is not None else None,
                     )
                 except Exception as error:
                     # As with one asset per table, one table's failure leaves the others to be read: they

@@ -152,7 +152,8 @@ def run_load(
         finally:
             record_bulk_support(con, client, context.run.run_id)
             record_entity_metadata(con, client, context.run.run_id)
-        save_snapshot(con, staged, loader.pk, context.run.run_id, table)
+        changed_known = delta_meta.get("delta") == "changed rows only"
+        save_snapshot(con, staged, loader.pk, context.run.run_id, table, changed_known)
     ledger.close_run("loaded", f"last table: {table}")  # finished_at = the run's latest completed table
     rejected = write_rejected_table(con, context.run.run_id, table)
     # Files above the upload limit are ledgered refusals too, but expected exclusions, not errors.
