@@ -1,7 +1,7 @@
 """Benchmark of the delta cutover (issue 13): a full migration, ~1% of Close changed, the `delta` job (prints
 figures; not a test).
 
-    python bench/delta.py [--size typical] [--seed 1] [--fraction 0.01]
+    python bench/delta.py [--size typical] [--seed 1] [--fraction 0.01] [--close-latency]
 
 1. A generated org is extracted, proposed and reviewed (scripted), then migrated in full by the `migrate` job
    against the Dataverse emulator (limits off; Close's rate limits off too). Both emulators run in their own
@@ -38,7 +38,8 @@ import dagster as dg  # noqa: E402
 import httpx  # noqa: E402
 from e2e import CloseProcess, DataverseProcess, peak_rss_mb  # noqa: E402
 
-from emulators.close.config import CloseEmulatorConfig, RateLimitConfig  # noqa: E402
+from emulators.close.config import CloseEmulatorConfig, LatencyConfig, RateLimitConfig  # noqa: E402
+from emulators.close.latency import REALISTIC as CLOSE_REALISTIC  # noqa: E402
 from emulators.dataverse.config import DataverseEmulatorConfig  # noqa: E402
 from emulators.orgdata import CloseOrg, generate  # noqa: E402
 from migration_assets.resources.api_calls import run_call_totals  # noqa: E402
@@ -241,6 +242,11 @@ def main() -> int:
         "--trace", action="store_true", help="list every Dataverse request of the delta, in order"
     )
     parser.add_argument("--steps", action="store_true", help="list every step of the delta with its time")
+    parser.add_argument(
+        "--close-latency",
+        action="store_true",
+        help="Close answers with its latency model on (emulators/close/latency.py REALISTIC) in both runs",
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="close2d365-bench-delta-"))
@@ -257,7 +263,10 @@ def main() -> int:
     org = generate(args.size, args.seed)
     print(f"org '{args.size}' generated; work dir {work}; load average {os.getloadavg()[0]:.1f}")
     warehouse = work / "warehouse.duckdb"
-    close_config = CloseEmulatorConfig(rate_limit=RateLimitConfig(requests_per_second=100_000.0))
+    close_config = CloseEmulatorConfig(
+        rate_limit=RateLimitConfig(requests_per_second=100_000.0),
+        latency=CLOSE_REALISTIC if args.close_latency else LatencyConfig(),
+    )
     with CloseProcess(args.size, args.seed, close_config) as close:
         os.environ.update({"CLOSE_API_KEY": close.api_key, "CLOSE_BASE_URL": close.base_url})
         with DataverseProcess(DataverseEmulatorConfig(seed_users=close.dynamics_users)) as dv:

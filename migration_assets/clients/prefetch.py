@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import weakref
 from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
@@ -18,6 +19,8 @@ def read_ahead(pages: Iterable[T], depth: int = 8, name: str = "close-read-ahead
     Turning a page into rows and writing it is CPU work on the consumer's thread; meanwhile the page
     requests (and the date-window probes between them) keep going, so the request rate stays at the
     rate limit instead of dropping whenever the consumer is busy. Errors are re-raised here.
+    The thread starts now, not at the first page taken: the first requests overlap whatever the consumer
+    does before it reads. A reader dropped without being read to its end stops the thread.
     """
     q: queue.Queue[Any] = queue.Queue(maxsize=depth)
     stop = threading.Event()
@@ -45,8 +48,14 @@ def read_ahead(pages: Iterable[T], depth: int = 8, name: str = "close-read-ahead
             if close is not None:
                 close()  # cancels the requests still in flight
 
-    thread = threading.Thread(target=produce, name=name, daemon=True)
-    thread.start()
+    threading.Thread(target=produce, name=name, daemon=True).start()
+    reader = _taken(q, stop)
+    # A generator never started runs no `finally`: the thread is stopped when the reader is collected.
+    weakref.finalize(reader, stop.set)
+    return reader
+
+
+def _taken(q: queue.Queue[Any], stop: threading.Event) -> Iterator[Any]:
     try:
         while True:
             ok, item = q.get()

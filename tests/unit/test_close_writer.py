@@ -101,6 +101,22 @@ def test_read_ahead_closes_the_source_when_the_consumer_stops() -> None:
     assert closed.wait(5)
 
 
+def test_read_ahead_starts_reading_before_the_first_page_is_taken_and_stops_when_dropped() -> None:
+    started, closed = threading.Event(), threading.Event()
+
+    def pages() -> Iterator[int]:
+        started.set()
+        try:
+            yield from range(1000)
+        finally:
+            closed.set()
+
+    reader = read_ahead(pages(), depth=2)
+    assert started.wait(5)  # requested while the consumer was still busy elsewhere
+    del reader  # never read: its thread must not wait for a consumer forever
+    assert closed.wait(5)
+
+
 def test_a_table_is_written_once_not_through_the_wal(tmp_path: Path) -> None:
     """A big table goes straight into the database file: no copy left in the write-ahead log."""
     path = tmp_path / "w.duckdb"
