@@ -285,7 +285,9 @@ class DeltaReadAhead:
             yield item
 
     def close(self) -> None:
-        self._items.close()  # stops the background reads
+        # Stops the background reads: closing the reader ends a started one, dropping it an unstarted one.
+        self._items.close()
+        self._items = iter(())
 
     def __enter__(self) -> DeltaReadAhead:
         return self

@@ -86,3 +86,24 @@ def test_tables_must_be_taken_in_the_order_given(monkeypatch: pytest.MonkeyPatch
     with ahead(monkeypatch, Reads()) as reader:
         with pytest.raises(RuntimeError, match="out of order"):
             list(reader.pages("notes"))
+
+
+def test_closing_before_any_table_is_taken_stops_the_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    stopped = threading.Event()
+
+    def endless(client: Any, table: str, *rest: Any) -> Iterator[Any]:
+        try:
+            while True:
+                yield [{"id": table}]
+        finally:
+            stopped.set()
+
+    monkeypatch.setattr(delta, "delta_pages", endless)
+    reader = DeltaReadAhead(
+        object(),  # type: ignore[arg-type]
+        [DeltaRead("leads", T0, timedelta(hours=1), T0)],
+        lambda: CloseChanges(T0, T0 + timedelta(minutes=5), "event_log", {}),
+        depth=2,
+    )
+    reader.close()  # the step failed before reading any table
+    assert stopped.wait(60)
