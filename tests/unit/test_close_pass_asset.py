@@ -81,16 +81,34 @@ def test_delta_tables_are_left_out_of_the_pass(
     config = {"mode": "delta", "since": "2024-01-01T00:00:00+00:00"}
     run_config = {"ops": {"close__source_tables": {"config": config}}}
     calls: list[str] = []
+    read_ahead: list[list[str]] = []
+
+    class FakeReadAhead:
+        """Records the tables whose Close reads run ahead of their writes; reads nothing."""
+
+        def __init__(self, client: Any, reads: Any, changes: Any) -> None:
+            read_ahead.append([r.table for r in reads])
+
+        def __enter__(self) -> "FakeReadAhead":
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+        def pages(self, table: str) -> Iterator[list[dict[str, Any]]]:
+            return iter(())
 
     def fake_delta(client: Any, warehouse: Any, spec: Any, *args: Any) -> dict[str, int]:
         calls.append(spec.name)
         return {"rows_read": 0, "duplicates_dropped": 0, "delta_rows": 0, "rows_removed": 0}
 
     monkeypatch.setattr(_common, "apply_delta", fake_delta)
+    monkeypatch.setattr(_common, "DeltaReadAhead", FakeReadAhead)
     result = dg.materialize([PASS], resources=resources, run_config=run_config)
     assert result.success
     assert OPENED == [["users"]]  # no delta filter: re-read in full (the lead tables need no export)
     assert calls == ["leads", "notes", "tasks"]
+    assert read_ahead == [["leads", "notes", "tasks"]]  # the deltas' reads, in the order they are written
     assert materialized(result) == ["leads", "notes", "tasks", "users"]  # deltas first
     modes = {
         e.asset_key.path[-1]: e.materialization.metadata["mode"].value  # type: ignore[union-attr]
