@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
@@ -48,16 +48,23 @@ class CloseSource:
     con: duckdb.DuckDBPyConnection
     client: CloseClient | None
     cache: dict[tuple[str, str], dict[str, Any] | None]
+    raw_tables: dict[str, bool] = field(default_factory=dict)  # close.* table -> holds raw JSON
 
     @property
     def name(self) -> str:
         return "Close API" if self.client is not None else "close.* raw JSON (JSON export file)"
 
+    def _has_raw(self, table: str) -> bool:
+        """Whether close.<table> exists with its raw JSON: asked once per table (it was asked for every
+        object read, and a missing table's lookup lists DuckDB's near names: a second per spot check)."""
+        if table not in self.raw_tables:
+            self.raw_tables[table] = table_exists(self.con, "close", table) and "raw" in {
+                r[0] for r in self.con.execute(f"DESCRIBE close.{quote(table)}").fetchall()
+            }
+        return self.raw_tables[table]
+
     def raw(self, table: str, close_id: str) -> dict[str, Any] | None:
-        if not table_exists(self.con, "close", table):
-            return None
-        cols = {r[0] for r in self.con.execute(f"DESCRIBE close.{quote(table)}").fetchall()}
-        if "raw" not in cols:
+        if not self._has_raw(table):
             return None
         row = self.con.execute(
             f"SELECT raw FROM close.{quote(table)} WHERE id = ? LIMIT 1", [close_id]
@@ -65,7 +72,7 @@ class CloseSource:
         if not row:
             return None
         obj = json.loads(row[0][0])
-        if table == "leads" and "contacts" not in obj and table_exists(self.con, "close", "contacts"):
+        if table == "leads" and "contacts" not in obj and self._has_raw("contacts"):
             # The extraction keeps a lead's contacts in close.contacts; Close lists them oldest first.
             contacts = self.con.execute(
                 "SELECT raw FROM close.contacts WHERE lead_id = ? ORDER BY date_created NULLS LAST, id",
@@ -78,9 +85,7 @@ class CloseSource:
         """Whether objects of this close.* table exist in Close on their own (not derived rows)."""
         if self.client is not None and (object_name in CLOSE_PATHS or table in CLOSE_PATHS):
             return True
-        if not table_exists(self.con, "close", table):
-            return False
-        return "raw" in {r[0] for r in self.con.execute(f"DESCRIBE close.{quote(table)}").fetchall()}
+        return self._has_raw(table)
 
     def get(self, table: str, close_id: str, object_name: str = "") -> dict[str, Any] | None:
         key = (table, close_id)

@@ -12,7 +12,7 @@ import polars as pl
 
 from migration_assets.extract.duplicates import CONFLICTS, QUARANTINE_TABLE, ensure_conflicts_table
 from migration_assets.extract.tables import TABLES, TS
-from migration_assets.resources.warehouse import WarehouseResource, fetch_polars
+from migration_assets.resources.warehouse import WarehouseResource, fetch_polars, table_exists
 
 SCHEMA = "close"
 # Money fields in Close are whole cents and never negative (an opportunity's value): a negative amount is
@@ -104,7 +104,8 @@ def orphan_references(
 
 
 def not_extracted(warehouse: WarehouseResource, tables: Sequence[str]) -> list[str]:
-    return [t for t in tables if not warehouse.table_exists(SCHEMA, t)]
+    with warehouse.connect() as con:  # one connection for all of them, not one each
+        return [t for t in tables if not table_exists(con, SCHEMA, t)]
 
 
 def row_count(warehouse: WarehouseResource, table: str) -> int:

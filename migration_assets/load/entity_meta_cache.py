@@ -138,14 +138,23 @@ def record_entity_metadata(
     definitions were written."""
     ensure_tables(con)
     env = client.environment_url
-    read = client.metadata_read()
+    # Only the definitions read since they were recorded: the client is the run's, and every load step
+    # recorded every definition it had read so far again (4 s of a tiny org's run, serialising them).
+    recorded = dict(
+        con.execute(
+            f"SELECT table_name, read_at FROM {SCHEMA}.{METADATA} WHERE environment_url = ? AND source = ?",
+            [env, SOURCE],
+        ).fetchall()
+    )
+    read = {
+        table: (meta, when)
+        for table, (meta, at) in client.metadata_read().items()
+        if recorded.get(table) != (when := datetime.fromtimestamp(at, UTC))
+    }
     if read:
         con.executemany(
             f"INSERT OR REPLACE INTO {SCHEMA}.{METADATA} VALUES (?, ?, ?, ?, ?, ?)",
-            [
-                (env, table, meta_to_json(meta), datetime.fromtimestamp(at, UTC), SOURCE, run_id)
-                for table, (meta, at) in read.items()
-            ],
+            [(env, table, meta_to_json(meta), when, SOURCE, run_id) for table, (meta, when) in read.items()],
         )
     sets = client.entity_sets_known()
     if sets:
