@@ -1,4 +1,6 @@
-"""End to end on `demo`: the whole graph (close -> staged -> schema -> loaded -> reports) against both
+"""End to end on a `tiny` org (every edge case of the generator, at a size where the points hold: enough
+requests for the fault rates to fire, files for the download storm, contacts and emails to kill a load in):
+the whole graph (close -> staged -> schema -> loaded -> reports) against both
 emulators. The emulator must hold exactly the staged records, a second run changes nothing, killed runs
 resume to the same state, rollback restores the snapshot, and fault injection does not change the end state.
 """
@@ -60,7 +62,7 @@ class World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     root = tmp_path_factory.mktemp("migrate")
-    org = generate("demo")
+    org = generate("tiny")
     mappings = root / "mappings"
     mp = pytest.MonkeyPatch()
     mp.setenv("CLOSE2D365_MAPPINGS", str(mappings))
@@ -120,7 +122,7 @@ def test_parents_timestamps_and_closed_opportunities(world: World) -> None:
                 rec["createdon"].replace("+00:00", "Z")[:19] == staged[rec[pk]]["overriddencreatedon"][:19]
             ), table
     opps = {r["opportunityid"]: r for r in s.staged_rows(warehouse, "opportunity")}
-    assert any(r.get("_close_action") for r in opps.values()), "the demo org has won and lost opportunities"
+    assert any(r.get("_close_action") for r in opps.values()), "the org has won and lost opportunities"
     for rec in client.query("opportunity", select=["opportunityid", "statecode"]):
         action = opps[rec["opportunityid"]].get("_close_action")
         assert rec["statecode"] == {"win": 1, "lose": 2, None: 0}[action]
@@ -130,7 +132,7 @@ def test_parents_timestamps_and_closed_opportunities(world: World) -> None:
 def test_attachments_and_recordings_have_identical_bytes(world: World) -> None:
     client = s.client_for(world.dv)
     files = [r for r in s.staged_rows(world.staged_warehouse, "annotation") if r.get("_file_url")]
-    assert files, "the demo org has attachments and recordings within the size limit: none was staged"
+    assert files, "the org has attachments and recordings within the size limit: none was staged"
     for row in files:
         blob = next(b for p, b in world.org.files.items() if row["_file_url"].endswith(p))
         assert s.document_bytes(client, row["annotationid"]) == blob.read(), row["_file_url"]
