@@ -65,18 +65,23 @@ def _transaction(engine: Engine) -> Iterator[Connection]:
         yield conn
 
 
-class KeptEngineSqliteRunStorage(SqliteRunStorage):
+class _KeptEngineConnect:
+    """`connect` of Dagster's single-file SQLite storages (runs, schedules), on the file's kept engine."""
+
+    _conn_string: str
+
     @contextmanager
     def connect(self) -> Iterator[Connection]:
         with _transaction(kept_engine(self._conn_string)) as conn:
             yield conn
 
 
-class KeptEngineSqliteScheduleStorage(SqliteScheduleStorage):
-    @contextmanager
-    def connect(self) -> Iterator[Connection]:
-        with _transaction(kept_engine(self._conn_string)) as conn:
-            yield conn
+class KeptEngineSqliteRunStorage(_KeptEngineConnect, SqliteRunStorage):
+    pass
+
+
+class KeptEngineSqliteScheduleStorage(_KeptEngineConnect, SqliteScheduleStorage):
+    pass
 
 
 class KeptEngineSqliteEventLogStorage(SqliteEventLogStorage):

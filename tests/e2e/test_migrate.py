@@ -1,8 +1,8 @@
 """End to end on a `tiny` org (every edge case of the generator, at a size where the points hold: enough
 requests for the fault rates to fire, files for the download storm, contacts and emails to kill a load in):
-the whole graph (close -> staged -> schema -> loaded -> reports) against both
-emulators. The emulator must hold exactly the staged records, a second run changes nothing, killed runs
-resume to the same state, rollback restores the snapshot, and fault injection does not change the end state.
+the whole graph (close -> staged -> schema -> loaded -> reports) against both emulators. The emulator must
+hold exactly the staged records, a second run changes nothing, killed runs resume to the same state,
+rollback restores the snapshot, and fault injection does not change the end state.
 """
 
 from __future__ import annotations
