@@ -8,6 +8,8 @@ import weakref
 from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
+from migration_assets.clients.call_scope import in_context
+
 T = TypeVar("T")
 
 _END = object()
@@ -48,7 +50,7 @@ def read_ahead(pages: Iterable[T], depth: int = 8, name: str = "close-read-ahead
             if close is not None:
                 close()  # cancels the requests still in flight
 
-    threading.Thread(target=produce, name=name, daemon=True).start()
+    threading.Thread(target=in_context(produce), name=name, daemon=True).start()
     reader = _taken(q, stop)
     # A generator never started runs no `finally`: the thread is stopped when the reader is collected.
     weakref.finalize(reader, stop.set)

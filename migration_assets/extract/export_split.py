@@ -31,6 +31,7 @@ from typing import IO, Any
 import pyarrow.dataset as pads
 
 import migration_assets
+from migration_assets.clients.call_scope import in_context
 from migration_assets.clients.close.export_file import (
     CloseExportError,
     export_bytes,
@@ -107,7 +108,9 @@ class _Worker:
         )
         self.failed: BaseException | None = None
         self._blocks = blocks
-        self.thread = threading.Thread(target=self._feed, name=f"export-split-feed-{index}", daemon=True)
+        self.thread = threading.Thread(
+            target=in_context(self._feed), name=f"export-split-feed-{index}", daemon=True
+        )
         self.thread.start()
 
     def _feed(self) -> None:
@@ -224,10 +227,14 @@ class ExportSplit:
         directory.mkdir(parents=True, mode=0o700)
         self.stop = threading.Event()
         self.error: BaseException | None = None
-        self.splitter = threading.Thread(target=self._split, name="close-export-split", daemon=True)
+        self.splitter = threading.Thread(
+            target=in_context(self._split), name="close-export-split", daemon=True
+        )
         self.tasks: threading.Thread | None = None
         if inbox_tasks:
-            self.tasks = threading.Thread(target=self._tasks, name="close-inbox-tasks", daemon=True)
+            self.tasks = threading.Thread(
+                target=in_context(self._tasks), name="close-inbox-tasks", daemon=True
+            )
         self.splitter.start()
 
     def _chunks(self) -> Iterator[bytes]:

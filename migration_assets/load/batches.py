@@ -6,6 +6,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from migration_assets.clients.call_scope import submit
+
 Item = TypeVar("Item")
 Ready = TypeVar("Ready")
 
@@ -53,14 +55,14 @@ def prepared_ahead(
         pending: Future[Ready] | None = None
         for item in items:
             if pending is None:  # the first item: nothing to overlap with
-                pending = pool.submit(prepare, item)
+                pending = submit(pool, prepare, item)
                 continue
             if ahead(item):
-                following = pool.submit(prepare, item)  # queued behind `pending` on the one worker
+                following = submit(pool, prepare, item)  # queued behind `pending` on the one worker
                 yield pending.result()
                 pending = following
             else:
                 yield pending.result()
-                pending = pool.submit(prepare, item)
+                pending = submit(pool, prepare, item)
         if pending is not None:
             yield pending.result()

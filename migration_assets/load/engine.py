@@ -18,6 +18,7 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any
 
+from migration_assets.clients.call_scope import submit
 from migration_assets.clients.dataverse.batch import BatchRequest
 from migration_assets.clients.dataverse.client import DataverseClient
 from migration_assets.load import diff as ld
@@ -657,7 +658,8 @@ class TableLoader:
                 return exc
 
         with ThreadPoolExecutor(max_workers=min(DOWNLOAD_WORKERS, len(urls))) as pool:
-            return {**have, **dict(zip(urls, pool.map(fetch, urls), strict=True))}
+            futures = [submit(pool, fetch, url) for url in urls]
+            return {**have, **{url: f.result() for url, f in zip(urls, futures, strict=True)}}
 
     def _create_body(
         self,

@@ -5,17 +5,21 @@ happens: metadata reads, schema writes, loads, read-back, downloads. `reports_ap
 function and adds the step's share of those counts to its materialization or check result
 (`dataverse_requests`, `dataverse_retries`, `dataverse_throttled_429`, and the same for `close_`), so the run's
 totals are the sum over its steps (`run_call_totals`) and a retry is never invisible. A step that fails logs
-its counts instead. Steps run one at a time in a run (in-process executor), so the difference of the
-clients' counters before and after a step is that step's own.
+its counts instead. The clients count each request into the scope of the step it was sent for
+(clients/call_scope.py), from whichever thread sends it, so a step's counts are its own even while other
+steps of the run send requests too.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import dagster as dg
+
+from migration_assets.clients.call_scope import call_scope
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -23,14 +27,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 # client, so wrapping a step that may never call the API costs nothing.
 SERVICES = ("dataverse", "close")
 COUNTS = ("requests", "retries", "throttled_429")
-
-
-def _counts(resources: Mapping[str, Any]) -> dict[str, dict[str, int]]:
-    return {
-        name: dict(resources[name].call_counts())
-        for name in SERVICES
-        if hasattr(resources.get(name), "call_counts")
-    }
 
 
 def step_calls(before: dict[str, dict[str, int]], after: dict[str, dict[str, int]]) -> dict[str, int]:
@@ -60,15 +56,17 @@ def reports_api_calls(fn: F) -> F:
 
     @functools.wraps(fn)
     def step(context: Any, *args: Any, **kwargs: Any) -> Any:
-        before = _counts(kwargs)
-        try:
-            result = fn(context, *args, **kwargs)
-        except BaseException:
-            calls = step_calls(before, _counts(kwargs))
-            if calls:
-                context.log.warning(f"API calls of this step before it stopped: {calls}")
-            raise
-        return _with_metadata(result, step_calls(before, _counts(kwargs)), context)
+        with call_scope() as scope:
+            try:
+                result = fn(context, *args, **kwargs)
+            except BaseException:
+                calls = step_calls({}, scope.counts())
+                if calls:
+                    context.log.warning(f"API calls of this step before it stopped: {calls}")
+                raise
+        if inspect.isgenerator(result):  # its requests would be sent after the scope closed, uncounted
+            raise TypeError(f"{fn.__name__}: reports_api_calls wraps functions that return, not generators")
+        return _with_metadata(result, step_calls({}, scope.counts()), context)
 
     return step  # type: ignore[return-value]
 

@@ -4,8 +4,8 @@
 from typing import Any
 
 import dagster as dg
-import pytest
 
+from migration_assets.clients.call_scope import count
 from migration_assets.resources.api_calls import (
     calls_line,
     reports_api_calls,
@@ -16,23 +16,12 @@ from migration_assets.runtime import step_metadata
 
 
 class CountingApi(dg.ConfigurableResource):
-    """Stands in for a client whose counters grow as steps call it."""
-
-    def call_counts(self) -> dict[str, int]:
-        return dict(_COUNTERS)
+    """Stands in for a Dataverse client: it counts what it sends where the real clients do."""
 
     def call(self, retries: int = 0, throttled: int = 0) -> None:
-        _COUNTERS["requests"] += 1 + retries
-        _COUNTERS["retries"] += retries
-        _COUNTERS["throttled_429"] += throttled
-
-
-_COUNTERS: dict[str, int] = {}
-
-
-@pytest.fixture(autouse=True)
-def _reset() -> None:
-    _COUNTERS.update(requests=0, retries=0, throttled_429=0)
+        count("dataverse", "requests", 1 + retries)
+        count("dataverse", "retries", retries)
+        count("dataverse", "throttled_429", throttled)
 
 
 def test_step_calls_is_the_growth_per_service_and_skips_services_not_called() -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from migration_assets.clients.call_scope import submit
 from migration_assets.clients.close.export_file import CloseExportError
 from migration_assets.clients.close.exports import CloseExportsMixin
 from migration_assets.clients.close.http import (
@@ -203,7 +204,7 @@ class CloseClient(CloseExportsMixin):
                 while len(pending) < self.concurrency and (total is None or next_skip < total):
                     if next_skip > cap:
                         break
-                    pending.append(self._pool.submit(self._page, path, params, next_skip, limit))
+                    pending.append(submit(self._pool, self._page, path, params, next_skip, limit))
                     next_skip += limit
                 if not pending:
                     if total is not None and next_skip >= total:

@@ -20,6 +20,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from migration_assets.clients.backoff import EQUAL_JITTER, backoff_delay
+from migration_assets.clients.call_scope import count
 from migration_assets.clients.close.paging import (
     RateLimit,
     max_limit_from_error,
@@ -70,6 +71,10 @@ class CloseLimitError(CloseAPIError):
         self.max_limit = max_limit
 
 
+# ClientStats counter -> the step's counter (clients/call_scope.py).
+_STEP_COUNTERS = {"requests": "requests", "retries": "retries", "rate_limited": "throttled_429"}
+
+
 @dataclass
 class ClientStats:
     """Counters of one client's traffic (read by asset metadata and the benchmark)."""
@@ -86,6 +91,9 @@ class ClientStats:
         with self._lock:
             for name, delta in deltas.items():
                 setattr(self, name, getattr(self, name) + delta)
+        for name, counter in _STEP_COUNTERS.items():
+            if deltas.get(name):
+                count("close", counter, int(deltas[name]))
 
     def as_dict(self) -> dict[str, float]:
         with self._lock:

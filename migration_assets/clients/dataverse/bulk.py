@@ -14,6 +14,7 @@ from concurrent.futures import CancelledError, Executor
 from dataclasses import dataclass, field
 from typing import Any
 
+from migration_assets.clients.call_scope import submit
 from migration_assets.clients.dataverse.batch import BatchRequest, decode_batch, encode_batch, match_responses
 from migration_assets.clients.dataverse.bulk_plan import (
     Failure,
@@ -116,7 +117,7 @@ class BulkWriter:
         started = time.monotonic()
         job = _Job(op, entity, rows)
         worker = self._bulk_segment if use_bulk else self._batch_segment
-        futures = [self.executor.submit(worker, job, seg) for seg in chunk_ranges(len(rows), chunk_size)]
+        futures = [submit(self.executor, worker, job, seg) for seg in chunk_ranges(len(rows), chunk_size)]
         first_error: BaseException | None = None
         for fut in futures:  # wait for all, so no request is still running when we raise
             try:

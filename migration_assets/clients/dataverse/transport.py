@@ -28,6 +28,7 @@ import httpx
 import msal
 
 from migration_assets.clients.backoff import FULL_JITTER, backoff_delay
+from migration_assets.clients.call_scope import COUNTERS, count
 from migration_assets.clients.dataverse.errors import (
     DataverseApiError,
     DataverseAuthError,
@@ -256,6 +257,8 @@ class Transport:
     def _bump(self, lane: AppUserLane, counter: str) -> None:
         with self._cond:
             setattr(lane.stats, counter, getattr(lane.stats, counter) + 1)
+        if counter in COUNTERS:
+            count("dataverse", counter)
 
     def _release(self, lane: AppUserLane, ok: bool) -> None:
         with self._cond:
@@ -270,6 +273,7 @@ class Transport:
             lane.in_flight -= 1
             lane.sent_work -= work  # a throttled request is not charged: it goes to whichever user is free
             lane.stats.throttled += 1
+            count("dataverse", "throttled_429")
             now = time.monotonic()
             delay = throttle_delay(retry_after, lane.consecutive_throttles)
             if lane.paused_until <= now:

@@ -20,6 +20,7 @@ from typing import Any
 import dagster as dg
 from dagster import AssetExecutionContext
 
+from migration_assets.clients.call_scope import call_scope
 from migration_assets.clients.close.client import CloseError
 from migration_assets.clients.close.export_file import CloseExportError
 from migration_assets.clients.close.paging import parse_close_datetime
@@ -308,6 +309,16 @@ def close_pass_asset(name: str, descriptions: Mapping[str, str]) -> dg.AssetsDef
         close: CloseResource,
         warehouse: WarehouseResource,
     ) -> Iterator[dg.MaterializeResult]:
+        with call_scope() as scope:
+            yield from _read(context, config, close, warehouse, lambda: scope.counts("close")["close"])
+
+    def _read(
+        context: AssetExecutionContext,
+        config: CloseExtractConfig,
+        close: CloseResource,
+        warehouse: WarehouseResource,
+        close_calls: Callable[[], dict[str, int]],
+    ) -> Iterator[dg.MaterializeResult]:
         check_mode(config, f"{GROUP}/{name}")
         read_started = datetime.now(UTC)
         selected = {key.path[-1] for key in context.selected_asset_keys}
@@ -325,7 +336,7 @@ def close_pass_asset(name: str, descriptions: Mapping[str, str]) -> dg.AssetsDef
         tables.sort(key=lambda t: since[t] is None)
         for table, version in kept.items():
             yield kept_result(warehouse, table, version, read_started)
-        calls = close.call_counts()
+        calls = close_calls()
         failed: list[tuple[str, Exception]] = []
         lookback = timedelta(hours=config.activity_lookback_hours or close.activity_lookback_hours)
         # The deltas' requests run ahead of their writes (one stream, in order): each table's pages are
@@ -359,17 +370,17 @@ def close_pass_asset(name: str, descriptions: Mapping[str, str]) -> dg.AssetsDef
                     failed.append((table, error))
                     continue
                 except BaseException:
-                    _log_calls(context, calls, close.call_counts())
+                    _log_calls(context, calls, close_calls())
                     raise
                 # Each table carries the requests made since the previous one (the split's included),
                 # so the run's totals are the sum over its materializations, as for one asset per step.
-                before, calls = calls, close.call_counts()
+                before, calls = calls, close_calls()
                 extra = step_calls({"close": before}, {"close": calls})
                 if content.version is not None:
                     extra[CONTENT_VERSION] = content.version
                 yield result._replace(metadata={**(result.metadata or {}), **extra})
         if failed:
-            _log_calls(context, calls, close.call_counts())
+            _log_calls(context, calls, close_calls())
             if len(failed) > 1:
                 context.log.error(f"not extracted: {', '.join(f'{GROUP}/{t}' for t, _ in failed)}")
             raise failed[0][1]
