@@ -54,6 +54,12 @@ def count(service: str, counter: str, n: int = 1) -> None:
         scope.add(service, counter, n)
 
 
+def current_counts(service: str) -> dict[str, int] | None:
+    """The current scope's counters of `service` (None outside any scope)."""
+    scope = _SCOPE.get()
+    return None if scope is None else scope.counts(service)[service]
+
+
 @contextmanager
 def call_scope() -> Iterator[CallScope]:
     """A new scope for the block: what is sent in it, and from the threads it hands work to, counts there."""

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 import duckdb
 
 from migration_assets.clients.dataverse.client import DataverseClient
+from migration_assets.resources.warehouse import SHARED_RECORDS
 
 SCHEMA = "loaded"
 TABLE = "bulk_message_support"
@@ -46,22 +47,23 @@ def record_bulk_support(con: duckdb.DuckDBPyConnection, client: DataverseClient,
     answers = client.bulk_support_asked()
     if not answers:
         return 0
-    ensure_table(con)
-    con.executemany(
-        f"INSERT OR REPLACE INTO {SCHEMA}.{TABLE} VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [
-            (
-                client.environment_url,
-                a.message,
-                a.table,
-                a.supported,
-                SOURCE,
-                datetime.fromtimestamp(a.asked_at, UTC),
-                run_id,
-            )
-            for a in answers
-        ],
-    )
+    with SHARED_RECORDS:
+        ensure_table(con)
+        con.executemany(
+            f"INSERT OR REPLACE INTO {SCHEMA}.{TABLE} VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    client.environment_url,
+                    a.message,
+                    a.table,
+                    a.supported,
+                    SOURCE,
+                    datetime.fromtimestamp(a.asked_at, UTC),
+                    run_id,
+                )
+                for a in answers
+            ],
+        )
     return len(answers)
 
 

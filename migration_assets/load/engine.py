@@ -18,7 +18,7 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any
 
-from migration_assets.clients.call_scope import submit
+from migration_assets.clients.call_scope import current_counts, submit
 from migration_assets.clients.dataverse.batch import BatchRequest
 from migration_assets.clients.dataverse.client import DataverseClient
 from migration_assets.load import diff as ld
@@ -330,6 +330,11 @@ class TableLoader:
         return self.stats
 
     def _calls(self) -> tuple[int, int, int]:
+        """Requests, retries and 429s so far: the step's own when it runs in a scope (other steps may use
+        the same client meanwhile), else the client's."""
+        mine = current_counts("dataverse")
+        if mine is not None:
+            return mine["requests"], mine["retries"], mine["throttled_429"]
         s = self.client.stats().values()
         return (
             sum(u.get("requests", 0) for u in s),

@@ -30,7 +30,7 @@ from migration_assets.clients.dataverse.metadata import (
 )
 from migration_assets.load import diff as ld
 from migration_assets.load.ledger import SCHEMA as LEDGER_SCHEMA
-from migration_assets.resources.warehouse import table_exists
+from migration_assets.resources.warehouse import SHARED_RECORDS, table_exists
 
 SCHEMA = "loaded"
 METADATA = "target_entity_metadata"
@@ -136,6 +136,11 @@ def record_entity_metadata(
 ) -> int:
     """Record the definitions `client` read itself, and the entity sets it knows; returns how many
     definitions were written."""
+    with SHARED_RECORDS:
+        return _record(con, client, run_id)
+
+
+def _record(con: duckdb.DuckDBPyConnection, client: DataverseClient, run_id: str | None) -> int:
     ensure_tables(con)
     env = client.environment_url
     # Only the definitions read since they were recorded: the client is the run's, and every load step

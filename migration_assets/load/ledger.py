@@ -12,6 +12,7 @@ written, including the batch that was in flight when it died.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -49,6 +50,40 @@ _DDL = [
         created_at TIMESTAMPTZ NOT NULL, removed_by VARCHAR)""",
 ]
 SCHEMA_KINDS = ("publisher", "solution", "table", "column", "relationship", "key", "option")
+
+
+class _RunSequences:
+    """Sequence numbers of a run's rows in a ledger table, each handed out once in this process. The steps of
+    one run may write at the same time, each through its own ledger: a number taken from the table's max
+    when each ledger opened would be taken twice, and a rollback's order and `done`'s update would mix the
+    two steps' rows. Only one process writes the warehouse (DuckDB), so the highest number this process
+    handed out, with the table's max when the ledger opened, gives the next free one. `lock` also orders
+    the writes of the run's one row in `runs` (DuckDB refuses the second of two overlapping updates)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self._high: dict[tuple[str, str, str], int] = {}
+
+    def take(self, key: tuple[str, str, str] | None, in_table: int, n: int) -> list[int]:
+        """`n` numbers after `in_table` (the table's max when the ledger opened, or its last number) and
+        after every number handed out for `key`. None: an in-memory database, which one connection owns
+        (its numbers are not remembered: a later database could reuse the connection's identity)."""
+        with self.lock:
+            start = max(in_table, self._high.get(key, 0) if key else 0) + 1
+            if n and key:
+                self._high[key] = start + n - 1
+            return list(range(start, start + n))
+
+
+SEQUENCES = _RunSequences()
+
+
+def _sequence_key(con: duckdb.DuckDBPyConnection, table: str, run_id: str) -> tuple[str, str, str] | None:
+    """(database file, ledger table, run) of a ledger's numbers; None for an in-memory database."""
+    row = con.execute(
+        "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
+    ).fetchall()
+    return (str(row[0][0]), table, run_id) if row and row[0][0] else None
 
 
 # Column order and Arrow types of the tables above, for columnar inserts.
@@ -144,15 +179,18 @@ class Ledger:
         self.con = con
         self.run_id = run_id
         ensure_schema(con)
-        row = con.execute(f"SELECT kind FROM {SCHEMA}.runs WHERE run_id = ?", [run_id]).fetchall()
-        if not row:
-            con.execute(
-                f"INSERT INTO {SCHEMA}.runs VALUES (?, ?, ?, NULL, 'running', NULL)", [run_id, kind, _now()]
-            )
+        with SEQUENCES.lock:  # two steps of one run open their ledgers at once: one run row
+            row = con.execute(f"SELECT kind FROM {SCHEMA}.runs WHERE run_id = ?", [run_id]).fetchall()
+            if not row:
+                con.execute(
+                    f"INSERT INTO {SCHEMA}.runs VALUES (?, ?, ?, NULL, 'running', NULL)",
+                    [run_id, kind, _now()],
+                )
         nxt = con.execute(
             f"SELECT coalesce(max(seq), 0) FROM {SCHEMA}.writes WHERE run_id = ?", [run_id]
         ).fetchall()
         self._seq = int(nxt[0][0]) if nxt else 0
+        self._key = _sequence_key(con, "writes", run_id)
 
     # -- writes ---------------------------------------------------------------------------------------
     def begin(self, intents: Sequence[Intent]) -> list[int]:
@@ -160,7 +198,7 @@ class Ledger:
         for it in intents:
             if it.action not in ACTIONS:
                 raise LedgerError(f"unknown ledger action {it.action!r} (known: {', '.join(ACTIONS)})")
-        seqs = list(range(self._seq + 1, self._seq + 1 + len(intents)))
+        seqs = SEQUENCES.take(self._key, self._seq, len(intents))
         if not intents:
             return seqs
         now = _now()
@@ -287,10 +325,11 @@ class Ledger:
             self.con.unregister("__undone")
 
     def close_run(self, status: str, note: str | None = None) -> None:
-        self.con.execute(
-            f"UPDATE {SCHEMA}.runs SET finished_at = ?, status = ?, note = ? WHERE run_id = ?",
-            [_now(), status, note, self.run_id],
-        )
+        with SEQUENCES.lock:  # steps of one run that end at once update its one row one after the other
+            self.con.execute(
+                f"UPDATE {SCHEMA}.runs SET finished_at = ?, status = ?, note = ? WHERE run_id = ?",
+                [_now(), status, note, self.run_id],
+            )
 
     # -- reads ----------------------------------------------------------------------------------------
     def rejected_count(self, table: str) -> int:
@@ -398,6 +437,7 @@ class SchemaLedger:
             f"SELECT coalesce(max(seq), 0) FROM {SCHEMA}.schema_components WHERE run_id = ?", [run_id]
         ).fetchall()
         self._seq = int(row[0][0]) if row else 0
+        self._key = _sequence_key(con, "schema_components", run_id)
 
     def begin(self, kind: str, table: str | None, name: str, detail: dict[str, Any] | None = None) -> int:
         if kind not in SCHEMA_KINDS:
@@ -405,7 +445,7 @@ class SchemaLedger:
         if not self._registered:  # a run that creates no schema leaves no run row of its own
             Ledger(self.con, self.run_id, self.kind)  # so that `rollback --run` and `--all` find it
             self._registered = True
-        self._seq += 1
+        self._seq = SEQUENCES.take(self._key, self._seq, 1)[0]
         self.con.execute(
             f"INSERT INTO {SCHEMA}.schema_components VALUES (?, ?, ?, ?, ?, NULL, ?, 'pending', ?, NULL)",
             [self.run_id, self._seq, kind, table, name, json.dumps(detail or {}, sort_keys=True), _now()],

@@ -16,6 +16,7 @@ encrypted database (measured; the setting is in https://duckdb.org/docs/stable/c
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -88,6 +89,11 @@ def spill_directory(path: str) -> str | None:
 
 # Spill folders found to be DuckDB's default for their file (bound_memory).
 _DEFAULT_SPILL: set[str] = set()
+# Held while a step records what the run's shared client learnt (bulk-message support, table definitions):
+# those writes read what is recorded, then insert or replace the same keys, and DuckDB refuses the second of
+# two overlapping transactions that write one key ("Duplicate key", "Conflict on update"). The warehouse has
+# one writing process, so a lock of this process orders them.
+SHARED_RECORDS = threading.Lock()
 
 
 def bound_memory(con: duckdb.DuckDBPyConnection, temp_directory: str | None, encrypted: bool) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import dagster as dg
 
-from migration_assets.clients.call_scope import call_scope, count, in_context, submit
+from migration_assets.clients.call_scope import call_scope, count, current_counts, in_context, submit
 from migration_assets.resources.api_calls import reports_api_calls
 
 # One pool shared by every step, like a run's client's senders: created before any step's scope.
@@ -36,6 +36,10 @@ def test_work_handed_to_a_shared_pool_or_a_new_thread_counts_for_the_scope_that_
     assert scope.counts("close") == {"close": {"requests": 0, "retries": 0, "throttled_429": 1}}
     count("dataverse", "requests")  # outside any step: nobody to credit, and no error
     assert scope.counts()["dataverse"]["requests"] == 5
+    assert current_counts("dataverse") is None  # the loader then reads its client's own totals
+    with call_scope():
+        count("dataverse", "retries", 2)
+        assert current_counts("dataverse") == {"requests": 0, "retries": 2, "throttled_429": 0}
 
 
 def test_a_plain_submit_loses_the_scope_which_is_why_the_clients_hand_work_over_with_submit() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import duckdb
@@ -70,3 +71,57 @@ def test_bad_action_and_missing_run_id_are_refused(tmp_path: Path) -> None:
         Ledger(con, "")
     with pytest.raises(LedgerError, match="unknown ledger action"):
         Ledger(con, "r").begin([Intent("account", "x", None, "merged")])
+
+
+def test_two_steps_of_one_run_writing_at_once_never_share_a_sequence_number(tmp_path: Path) -> None:
+    """Each step of a run opens its own ledger on its own connection, possibly before the other wrote: their
+    numbers interleave but never repeat, and each step's outcome touches only its own rows."""
+    path = str(tmp_path / "w.duckdb")
+    first_con = duckdb.connect(path)
+    second_con = first_con.cursor()  # another connection to the same database, as a second step opens
+    first, second = Ledger(first_con, "run-9"), Ledger(second_con, "run-9")
+    a = first.begin([Intent("lead", "l1", "lead_1", "created"), Intent("lead", "l2", "lead_2", "created")])
+    b = second.begin([Intent("annotation", "n1", "note_1", "created")])
+    c = first.begin([Intent("lead", "l3", "lead_3", "created")])
+    assert a == [1, 2] and b == [3] and c == [4]
+    second.finish(b, [])
+    first.finish(a + c, [])
+    rows = first_con.execute("SELECT seq, record_id, status FROM ledger.writes ORDER BY seq").fetchall()
+    assert rows == [(1, "l1", "done"), (2, "l2", "done"), (3, "n1", "done"), (4, "l3", "done")]
+    assert first_con.execute("SELECT count(*) FROM ledger.runs").fetchall() == [(1,)]
+
+
+def test_two_schema_steps_of_one_run_never_share_a_component_number(tmp_path: Path) -> None:
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    tables, columns = lg.SchemaLedger(con, "run-5"), lg.SchemaLedger(con.cursor(), "run-5")
+    t = tables.begin("table", "c2d_visit", "c2d_visit")
+    c = columns.begin("column", "lead", "c2d_closeid")
+    assert t != c
+    tables.done(t, "AAA")
+    columns.rejected(c)
+    rows = con.execute("SELECT seq, name, status FROM ledger.schema_components ORDER BY seq").fetchall()
+    assert rows == [(t, "c2d_visit", "done"), (c, "c2d_closeid", "rejected")]
+
+
+def test_steps_of_one_run_that_end_at_once_both_close_the_run_row(tmp_path: Path) -> None:
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    Ledger(con, "run-7")
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def step(table: str) -> None:
+        led = Ledger(con.cursor(), "run-7")  # each step has its own connection
+        start.wait(timeout=10)
+        try:
+            for _ in range(40):
+                led.close_run("loaded", f"last table: {table}")
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=step, args=(t,)) for t in ("task", "appointment")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors
+    assert con.execute("SELECT status FROM ledger.runs WHERE run_id = 'run-7'").fetchall() == [("loaded",)]
