@@ -19,14 +19,12 @@ from typing import Any, TypeVar
 
 import dagster as dg
 
-from migration_assets.clients.call_scope import call_scope
+from migration_assets.clients.call_scope import COUNTERS, call_scope
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# Resource parameter name -> metadata prefix. The resources' `call_counts()` answer without creating a
-# client, so wrapping a step that may never call the API costs nothing.
+# The services the clients count for (clients/call_scope.py), each the prefix of its metadata.
 SERVICES = ("dataverse", "close")
-COUNTS = ("requests", "retries", "throttled_429")
 
 
 def step_calls(before: dict[str, dict[str, int]], after: dict[str, dict[str, int]]) -> dict[str, int]:
@@ -34,7 +32,7 @@ def step_calls(before: dict[str, dict[str, int]], after: dict[str, dict[str, int
     out: dict[str, int] = {}
     for name, now in after.items():
         then = before.get(name, {})
-        grown = {k: int(now.get(k, 0) - then.get(k, 0)) for k in COUNTS}
+        grown = {k: int(now.get(k, 0) - then.get(k, 0)) for k in COUNTERS}
         if grown["requests"] or grown["retries"]:
             out.update({f"{name}_{k}": v for k, v in grown.items()})
     return out
@@ -76,7 +74,7 @@ def run_call_totals(metadata: Iterable[Mapping[str, Any]]) -> dict[str, int]:
     totals: dict[str, int] = {}
     for meta in metadata:
         for name in SERVICES:
-            for k in COUNTS:
+            for k in COUNTERS:
                 value = meta.get(f"{name}_{k}")
                 value = getattr(value, "value", value)
                 if isinstance(value, int):
