@@ -43,6 +43,7 @@ from emulators.close.latency import REALISTIC as CLOSE_REALISTIC  # noqa: E402
 from emulators.dataverse.config import DataverseEmulatorConfig  # noqa: E402
 from emulators.orgdata import CloseOrg, generate  # noqa: E402
 from migration_assets.resources.api_calls import run_call_totals  # noqa: E402
+from migration_assets.step_threads import execute_in_this_process, step_threads_executor  # noqa: E402
 
 TARGET_WALL, TARGET_REQUESTS = 0.10, 0.02  # the delta's share of a full migration (issue 13)
 PHASES = ("close", "staged", "schema", "loaded", "reports", "audit")
@@ -66,7 +67,7 @@ def job_defs(resources: dict[str, Any]) -> dg.Definitions:
         asset_checks=dg.load_asset_checks_from_package_module(defs_package),
         jobs=all_jobs(),
         resources=resources,
-        executor=dg.in_process_executor,
+        executor=step_threads_executor,  # as the product's Definitions
     )
 
 
@@ -75,8 +76,8 @@ def run_job(
 ) -> tuple[dg.ExecuteInProcessResult, float]:
     quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
     started = time.monotonic()
-    result = defs.resolve_job_def(name).execute_in_process(
-        instance=instance, raise_on_error=False, run_config={**run_config, **quiet}
+    result = execute_in_this_process(
+        defs.resolve_job_def(name), instance=instance, run_config={**run_config, **quiet}
     )
     return result, time.monotonic() - started
 

@@ -8,6 +8,7 @@ from migration_assets import defs as defs_package
 from migration_assets.defs.close_changes_sensor import close_changes_sensor
 from migration_assets.defs.jobs import all_jobs
 from migration_assets.resources import build_resources
+from migration_assets.step_threads import step_threads_executor
 
 
 def build_definitions() -> dg.Definitions:
@@ -18,8 +19,8 @@ def build_definitions() -> dg.Definitions:
         jobs=all_jobs(),
         sensors=[close_changes_sensor],
         resources=build_resources(),
-        # One process: DuckDB allows a single writing process, and the API clients parallelise internally.
-        executor=dg.in_process_executor,
+        # One process (DuckDB allows a single writing process), ready steps in threads (step_threads.py).
+        executor=step_threads_executor,
     )
 
 

@@ -21,6 +21,7 @@ from migration_assets.resources.api_calls import calls_line, run_call_totals
 from migration_assets.resources.env import DAGSTER_HOME
 from migration_assets.resources.progress import console_progress
 from migration_assets.resources.warehouse import default_home
+from migration_assets.step_threads import execute_in_this_process
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Every file a command creates (the warehouse and its WAL, the Dagster instance's databases, exports,
@@ -129,7 +130,8 @@ def run_job(
         HOST_TAG: socket.gethostname(),
     }
     with console_progress(sys.stdout):
-        return job.execute_in_process(
+        return execute_in_this_process(
+            job,
             instance=inst,
             tags=tags,
             run_config=run_config,

@@ -46,14 +46,18 @@ def materialize_migration(
     """Materialize the migration graph (default: what the `migrate` job selects) in this process with
     explicit resources. `log_level` (e.g. "WARNING") quiets the console logger; the events stay on the
     result."""
+    from migration_assets.step_threads import execute_in_this_process, step_threads_executor
+
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}} if log_level else None
-    return dg.materialize(
-        _all_defs(),
-        selection=selection or MIGRATE_SELECTION,
-        resources=dict(resources),
+    # As the product runs a job (runtime.run_job): the Definitions' executor, ready steps at once.
+    job = dg.define_asset_job("run_graph", selection=selection or MIGRATE_SELECTION)
+    defs = dg.Definitions(
+        assets=_all_defs(), jobs=[job], resources=dict(resources), executor=step_threads_executor
+    )
+    return execute_in_this_process(
+        defs.resolve_job_def("run_graph"),
         instance=instance,
         tags=dict(tags or {}),
-        raise_on_error=False,
         run_config=run_config,
     )
 

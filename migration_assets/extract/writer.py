@@ -28,9 +28,10 @@ from migration_assets.extract.duplicates import record_conflicts
 from migration_assets.extract.tables import TableSpec
 from migration_assets.resources.warehouse import TableWriter, WarehouseResource
 
-# DuckDB memory cap of an extraction connection: the sort spills beyond it, so peak RSS stays bounded
-# whatever the size of the org.
-EXTRACT_MEMORY_LIMIT = "384MB"
+# No memory cap of its own: the cap belongs to the database instance, which the steps running meanwhile
+# share (step_threads.py), and a lower one for the extraction would be theirs too. The warehouse's cap
+# bounds the extraction's sort, which spills beyond it, as it bounds every step.
+
 # `raw` holds JSON: FSST compression of it at checkpoint costs more time than everything else the
 # extraction does in DuckDB (measured ~2x on `typical`) for a file ~1.8x smaller; dictionary
 # compression and the other codecs stay on.
@@ -53,25 +54,23 @@ Pages = Iterable[list[dict[str, Any]] | pl.DataFrame | pads.Dataset]
 
 
 def extraction_settings(con: duckdb.DuckDBPyConnection) -> None:
-    """Settings of a connection that writes close.* tables (memory cap, codecs, direct checkpoint,
-    one thread)."""
-    con.execute(f"SET memory_limit = '{EXTRACT_MEMORY_LIMIT}'")
+    """Settings of a connection that writes close.* tables (codecs, direct checkpoint, one thread)."""
     con.execute(f"SET disabled_compression_methods = '{DISABLED_COMPRESSION}'")
     con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
     con.execute("SET threads = 1")
 
 
-EXTRACTION_SETTINGS = ("memory_limit", "disabled_compression_methods", "checkpoint_threshold", "threads")
+EXTRACTION_SETTINGS = ("disabled_compression_methods", "checkpoint_threshold", "threads")
 
 
 def reset_extraction_settings(con: duckdb.DuckDBPyConnection) -> None:
     """These settings are global to the DuckDB instance, which the run's other connections share (the
     warehouse keeps one instance open per run): give them back once the table is written or failed."""
-    for name in EXTRACTION_SETTINGS:
-        try:
+    try:
+        for name in EXTRACTION_SETTINGS:
             con.execute(f"RESET {name}")
-        except duckdb.Error:  # the connection is unusable: it is being closed anyway
-            return
+    except duckdb.Error:  # the connection is unusable: it is being closed anyway
+        return
 
 
 def newest_copy_first(spec: TableSpec) -> str | None:

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import duckdb
 import polars as pl
 
-from migration_assets.resources.warehouse import fetch_polars, quote, table_exists
+from migration_assets.resources.warehouse import WHOLE_TABLE_READS, fetch_polars, quote, table_exists
 
 _ADDR = '{"email":"VARCHAR","name":"VARCHAR"}'
 # DuckDB json_transform structures of the nested Close fields the field maps navigate into.
@@ -105,7 +105,11 @@ def read_source(
         raise SourceFrameError(
             f"close.{table} does not exist: materialize the close/{table} extraction asset first"
         )
-    return fetch_polars(con, select_sql(table, typed, columns, aliases, where, list_columns))
+    sql = select_sql(table, typed, columns, aliases, where, list_columns)
+    if where is not None:  # a few rows (an incremental staging)
+        return fetch_polars(con, sql)
+    with WHOLE_TABLE_READS:
+        return fetch_polars(con, sql)
 
 
 def lead_contacts(con: duckdb.DuckDBPyConnection, lead_ids: pl.Series | None = None) -> pl.DataFrame:

@@ -3,6 +3,8 @@ configuration (secrets from environment variables via `dg.EnvVar`)."""
 
 from __future__ import annotations
 
+import threading
+
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
@@ -13,6 +15,8 @@ from migration_assets.clients.dataverse.client import (
 )
 from migration_assets.clients.dataverse.errors import DataverseConfigError
 from migration_assets.clients.dataverse.transport import AppUserCredentials, TransportSettings
+
+_CLIENT_LOCK = threading.Lock()
 
 
 def _split_list(value: str | list[str]) -> list[str]:
@@ -61,16 +65,20 @@ class DataverseResource(dg.ConfigurableResource):
         )
 
     def get_client(self) -> DataverseClient:
-        """The client of this run (created once; metadata and bulk-support caches live as long as it)."""
-        if self._client is None:
-            self._client = DataverseClient(
-                self.settings(),
-                batch_size=self.batch_size,
-                batch_request_size=self.batch_request_size,
-                bypass_custom_logic=self.bypass_custom_logic,
-                use_bulk_messages=self.use_bulk_messages,
-            )
-        return self._client
+        """The client of this run (created once; metadata and bulk-support caches live as long as it).
+
+        Locked: steps of one run ask for it from their own threads (step_threads.py); two clients would
+        each learn the target afresh, and the answers of the one not kept would never be recorded."""
+        with _CLIENT_LOCK:
+            if self._client is None:
+                self._client = DataverseClient(
+                    self.settings(),
+                    batch_size=self.batch_size,
+                    batch_request_size=self.batch_request_size,
+                    bypass_custom_logic=self.bypass_custom_logic,
+                    use_bulk_messages=self.use_bulk_messages,
+                )
+            return self._client
 
     def call_counts(self) -> dict[str, int]:
         """Requests, retries and 429s of this run's client so far, over all app users (zeros before any

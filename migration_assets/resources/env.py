@@ -29,6 +29,7 @@ CLOSE2D365_HOME = "CLOSE2D365_HOME"  # working folder: warehouse, Dagster instan
 CLOSE2D365_WAREHOUSE = "CLOSE2D365_WAREHOUSE"  # the DuckDB file; default $CLOSE2D365_HOME/warehouse.duckdb
 CLOSE2D365_WAREHOUSE_KEY = "CLOSE2D365_WAREHOUSE_KEY"  # secret: encrypts the warehouse file when set
 CLOSE2D365_WAREHOUSE_MEMORY = "CLOSE2D365_WAREHOUSE_MEMORY"  # DuckDB's memory cap, e.g. 1GB; default 512MB
+CLOSE2D365_STEP_THREADS = "CLOSE2D365_STEP_THREADS"  # steps of a run under way at once; default 2
 CLOSE2D365_MAPPINGS = "CLOSE2D365_MAPPINGS"  # the reviewed mappings folder; default the repository's
 DAGSTER_HOME = "DAGSTER_HOME"  # Dagster's instance folder; default $CLOSE2D365_HOME/dagster_home
 

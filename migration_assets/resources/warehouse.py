@@ -94,6 +94,9 @@ _DEFAULT_SPILL: set[str] = set()
 # two overlapping transactions that write one key ("Duplicate key", "Conflict on update"). The warehouse has
 # one writing process, so a lock of this process orders them.
 SHARED_RECORDS = threading.Lock()
+# Held while a step reads a whole source table into memory (a full staging): DuckDB builds such a result
+# in memory, in order, and cannot spill it; two at once on a `typical` org exceeded the 512 MB cap.
+WHOLE_TABLE_READS = threading.Lock()
 
 
 def bound_memory(con: duckdb.DuckDBPyConnection, temp_directory: str | None, encrypted: bool) -> None:
@@ -362,9 +365,23 @@ class WarehouseResource(dg.ConfigurableResource):
         if context.log is not None:
             context.log.debug(f"C heap: {tuning.detail}")
         path = self.resolved_path()
-        # An encrypted warehouse is attached to an in-memory database per connection: nothing to share.
-        if path != ":memory:" and not env.warehouse_key():
-            self._anchor = open_duckdb(path, None)
+        if path != ":memory:":
+            # Encrypted too: its file is attached to an in-memory database, which a second instance
+            # could not attach while steps of the run (step_threads.py) hold the first.
+            self._anchor = open_duckdb(path, env.warehouse_key())
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        assert self._anchor is not None
+        con = self._anchor.cursor()
+        try:
+            if env.warehouse_key():
+                con.execute("USE warehouse")  # the attached file, not the in-memory database around it
+            # The cap again: an extraction changes it for the whole database while it writes (writer.py).
+            bound_memory(con, None, encrypted=False)
+        except (duckdb.Error, WarehouseError):
+            con.close()
+            raise
+        return con
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._anchor is not None:
@@ -376,7 +393,12 @@ class WarehouseResource(dg.ConfigurableResource):
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        con = open_duckdb(self.resolved_path(), env.warehouse_key())
+        """A connection of its own (steps run in threads); during a run, to the run's open database."""
+        con = (
+            self._cursor()
+            if self._anchor is not None
+            else open_duckdb(self.resolved_path(), env.warehouse_key())
+        )
         try:
             yield con
         finally:

@@ -2,8 +2,9 @@
 run's owner queue and oversize attachment list, then `index.html` linking every file the run wrote.
 
 Why it has no upstream dependencies: a failed or halted step would skip every asset downstream of it, and
-the pack must describe the run that failed too. The lowest priority of all makes the (single-process)
-executor run it after every other step of the run, the reports and the dry run's review included.
+the pack must describe the run that failed too. The lowest priority of all runs it after every other step
+of the run, the reports and the dry run's review included (the run's executor starts a step only once every
+step of a higher priority has ended: step_threads.py).
 """
 
 import dagster as dg

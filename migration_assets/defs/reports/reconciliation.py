@@ -27,7 +27,7 @@ from migration_assets.resources.warehouse import WarehouseResource
 GROUP = "reports"
 # Custom activity loads are not deps: one halted type (its phase check failed) must not hide the
 # reconciliation of everything else. A low priority runs the reports after them in the same run (the
-# in-process executor starts a step only when no higher-priority step is ready).
+# run's executor starts a step only once every step of a higher priority has ended: step_threads.py).
 LOADED = [loaded_key(t) for t in ORDER]
 AFTER_LOADS = {"dagster/priority": "-10"}
 

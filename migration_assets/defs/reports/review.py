@@ -10,7 +10,8 @@ in the UI exactly when `close2d365 dry-run` (which prints the same summary) exit
 
 Why it has no upstream dependencies: a staging step that raises (a broken mapping file, say) would skip
 every asset downstream of it, the review included, and its problem would go unreported. Instead the lowest
-priority makes the (single-process) executor run it after every other step, failed or skipped ones too.
+priority runs it after every other step, failed or skipped ones too (the run's executor starts a step only once
+every step of a higher priority has ended: step_threads.py).
 """
 
 # No `from __future__ import annotations`: Dagster reads the context annotation at definition time.
