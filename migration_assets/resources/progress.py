@@ -18,6 +18,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from dagster._core.errors import DagsterExecutionInterruptedError
+from dagster._utils.interrupts import check_captured_interrupt
+
 LOG_EVERY_SECONDS = 5.0
 TTY_INTERVAL, PLAIN_INTERVAL = 5.0, 30.0
 TTY_REFRESH = 0.2  # a TTY line is rewritten at most this often (a loop of small batches would flicker)
@@ -175,7 +178,12 @@ class StepProgress:
         self.advance_to(self.done + records)
 
     def advance_to(self, done: int) -> None:
-        """The running total, for callers that count it themselves."""
+        """The running total, for callers that count it themselves. Raises DagsterExecutionInterruptedError
+        once the run was interrupted (Ctrl-C, SIGTERM): the signal reaches the run's thread, and a step
+        running in another (step_threads.py) stops here, between two chunks of its work, which the ledger
+        and the staging state leave resumable."""
+        if check_captured_interrupt():
+            raise DagsterExecutionInterruptedError(f"{self.step}: interrupted after {done:,} {self.unit}")
         self.done = done
         figures = self.figures()
         if self.log is not None and self.clock() - self._last_logged >= LOG_EVERY_SECONDS:

@@ -212,3 +212,37 @@ def test_a_bad_thread_count_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) ->
         default_max_concurrent()
     monkeypatch.setenv("CLOSE2D365_STEP_THREADS", "3")
     assert default_max_concurrent() == 3
+
+
+def test_an_interrupt_stops_the_steps_under_way_at_their_next_progress_report() -> None:
+    import signal
+
+    from migration_assets.resources.progress import StepProgress
+
+    loading = threading.Event()
+    reports: list[int] = []
+
+    @dg.asset
+    def long_load() -> None:
+        progress = StepProgress("loaded/long", None)
+        for _ in range(2_000):  # 20 s at most: far past the interrupt, which the asserts below require
+            progress.advance(1)
+            reports.append(progress.done)
+            loading.set()
+            threading.Event().wait(0.01)
+
+    @dg.asset
+    def presses_ctrl_c() -> None:
+        assert loading.wait(BARRIER_SECONDS)
+        # A signal is handled by the main thread, which runs the run's loop; this step runs in another.
+        signal.raise_signal(signal.SIGINT)
+
+    @dg.asset(deps=[long_load])
+    def after_the_load() -> None:
+        pass
+
+    result = _run([long_load, presses_ctrl_c, after_the_load])
+    assert not result.success
+    assert "long_load" in _failed(result)
+    assert "after_the_load" not in _started(result)
+    assert 0 < len(reports) < 2_000
