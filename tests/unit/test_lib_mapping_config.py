@@ -33,7 +33,7 @@ def edit(path: Path, old: str, new: str) -> int:
 def test_reviewed_mappings_load() -> None:
     cfg = load_mapping_config()
     assert cfg.settings.publisher_prefix == "c2d"
-    assert [o.name for o in cfg.objects][:4] == ["account", "lead", "contact", "opportunity"]
+    assert [o.name for o in cfg.objects][:4] == ["account", "contact", "lead", "opportunity"]
     assert cfg.field_map("contact").table == "contact"
     assert cfg.lead_status.statuses["Not Interested"] == (2, 6)
     assert cfg.choice_sets["opportunity_statecode"].options["Sales / Won"] == 1
@@ -55,7 +55,7 @@ def test_missing_required_key(mappings: Path) -> None:
     start = text[: text.index("  - name: lead\n")].count("\n") + 1
     edit(mappings / "objects.yaml", "    entity_set: leads\n", "")
     with pytest.raises(
-        MappingError, match=r"objects.yaml line \d+: key 'objects\[1\].entity_set': missing required key"
+        MappingError, match=r"objects.yaml line \d+: key 'objects\[2\].entity_set': missing required key"
     ) as err:
         load_mapping_config(mappings)
     assert err.value.line == start  # the line where the object's mapping starts ("- name: lead")
