@@ -93,6 +93,26 @@ def step_seconds(result: dg.ExecuteInProcessResult, whole_key: bool = False) -> 
     return dict(out)
 
 
+def step_timeline(instance: dg.DagsterInstance, run_id: str) -> list[tuple[str, float, float]]:
+    """(step key, start, end) of every step of a run, in seconds from the run's start, by start."""
+    started: dict[str, float] = {}
+    ended: dict[str, float] = {}
+    first: float | None = None
+    for entry in instance.all_logs(run_id):
+        event = entry.dagster_event
+        if event is None:
+            continue
+        if event.event_type_value == "RUN_START":
+            first = entry.timestamp
+        elif event.step_key and event.event_type_value == "STEP_START":
+            started[event.step_key] = entry.timestamp
+        elif event.step_key and event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE"):
+            ended[event.step_key] = entry.timestamp
+    zero = first if first is not None else min(started.values(), default=0.0)
+    rows = [(k, t - zero, ended.get(k, t) - zero) for k, t in started.items()]
+    return sorted(rows, key=lambda r: r[1])
+
+
 def dataverse_requests(result: dg.ExecuteInProcessResult) -> int:
     metadata = [
         ev.event_specific_data.materialization.metadata
@@ -327,6 +347,11 @@ def main() -> int:
         print(f"\nevery step of the delta ({len(by_step)}, {sum(v for _, v in by_step):.1f} s in steps):")
         for key, seconds in by_step:
             print(f"  {seconds:6.2f} s  {key}")
+        # When each step ran: what waited for what (pools, dependencies) and how much ran at once.
+        timeline = step_timeline(instance, delta.run_id)
+        print(f"\ntimeline of the delta ({len(timeline)} steps; start and end, s from the run's start):")
+        for key, start, end in timeline:
+            print(f"  {start:6.2f} {end:6.2f}  {key}")
     print("\nstaged tables in the delta (mode, rows re-staged, why in full):")
     for table, mode, rows, why in staging_modes(delta):
         print(f"  {table:<44} {mode:<12} {rows!s:>7}  {why if mode == 'full' else ''}")
