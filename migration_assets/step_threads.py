@@ -13,9 +13,9 @@ Dagster's own `ActiveExecution` decides what runs: a step starts once its inputs
 executor. Each step runs through Dagster's own step execution; its events reach the run's thread, which
 yields them in the order they arrive, so the run's event log, hooks, retries and skips are Dagster's.
 
-A Ctrl-C or SIGTERM (delivered to the run's thread) starts no further step; the steps under way end (a step
-cannot be stopped from outside its thread) and the run then stops as interrupted, as the multiprocess
-executor does.
+A Ctrl-C or SIGTERM (delivered to the run's thread) starts no further step; a step under way, which no signal
+can stop from outside its thread, stops at its next progress report (resources/progress.py), and the run
+then stops as interrupted, as the multiprocess executor's does.
 """
 
 from __future__ import annotations

@@ -376,7 +376,7 @@ class WarehouseResource(dg.ConfigurableResource):
         try:
             if env.warehouse_key():
                 con.execute("USE warehouse")  # the attached file, not the in-memory database around it
-            # The cap again: an extraction changes it for the whole database while it writes (writer.py).
+            # The cap again, as every connection of the warehouse sets it (bound_memory).
             bound_memory(con, None, encrypted=False)
         except (duckdb.Error, WarehouseError):
             con.close()
