@@ -354,10 +354,20 @@ def execute_in_this_process(
     """`job.execute_in_process`, but with the job's own executor: execute_in_process always swaps in
     Dagster's in-process executor, which runs one step at a time. Same result object (its events, outputs
     and checks), same run on the instance."""
+    if instance is None:  # as execute_in_process: an instance of the run's own, disposed of after it
+        with dg.DagsterInstance.ephemeral() as owned:
+            return execute_in_this_process(
+                job,
+                instance=owned,
+                tags=tags,
+                run_config=run_config,
+                asset_selection=asset_selection,
+                raise_on_error=raise_on_error,
+            )
     selection = list(asset_selection) if asset_selection is not None else None
     ephemeral = job.as_ephemeral_job(resource_defs={}, input_values={}, asset_selection=selection)
     ephemeral = ephemeral.with_executor_def(job.executor_def)
-    inst = instance or dg.DagsterInstance.ephemeral()
+    inst = instance
     return core_execute_in_process(
         job=InMemoryJob(job_def=ephemeral),
         run_config=run_config or {},

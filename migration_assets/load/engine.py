@@ -27,10 +27,12 @@ from migration_assets.load.file_body import (
     OVERSIZE_CODE,
     FileBody,
     Oversize,
+    max_raw_bytes,
     oversize_reason,
     read_capped,
     too_big,
 )
+from migration_assets.load.file_spool import FileSpool
 from migration_assets.load.key_release import DUPLICATE_KEY, plain_keys, plan_releases, read_holders
 from migration_assets.load.ledger import Intent, Ledger, Rejection
 from migration_assets.load.lookups import (
@@ -76,8 +78,9 @@ class LoadStats:
     rejected: int = 0
     excluded: int = 0  # files above the upload limit: refused, listed for the admin, not errors
     state_changes: int = 0
-    downloads: int = 0
+    downloads: int = 0  # file bodies sent (downloaded now or fetched ahead)
     download_bytes: int = 0
+    spooled_files: int = 0  # of them, fetched ahead by loaded/file_bodies
     requests: int = 0
     retries: int = 0
     throttled: int = 0
@@ -106,6 +109,7 @@ class LoadStats:
             "batches": self.batches,
             "files_downloaded": self.downloads,
             "file_bytes": self.download_bytes,
+            "files_fetched_ahead": self.spooled_files,
             "seconds": round(self.seconds, 3),
             "records_per_second": round(rate, 1),
             "write_path": "bulk" if self.bulk else "$batch",
@@ -151,6 +155,8 @@ class TableLoader:
         # About how many rows the target table holds, when the caller knows (a delta: the staged table
         # it loaded before); None: unknown, the scan finds out within its page budget.
         self.target_rows_hint: int | None = None
+        # File bodies fetched before the load (load/file_spool.py): taken from there, the rest downloaded.
+        self.spool: FileSpool | None = None
         self.meta = client.metadata(table)
         self.pk = self.meta.primary_id
         self.batch_rows = batch_rows
@@ -628,6 +634,20 @@ class TableLoader:
     def _too_big(self, size: Any) -> bool:
         return too_big(size, self.max_upload)
 
+    def _spooled(self, url: str) -> FileBody | Oversize | None:
+        """The body loaded/file_bodies fetched, judged by this load's upload limit (the prefetch may have
+        measured it under another): an oversize note that now fits is downloaded again."""
+        assert self.spool is not None
+        spooled = self.spool.get(url)
+        keep = None if self.max_upload is None else max_raw_bytes(self.max_upload)
+        if isinstance(spooled, Oversize):
+            return spooled if keep is not None and spooled.size > keep else None
+        if spooled is not None and keep is not None and spooled.size > keep:
+            return Oversize(spooled.size, complete=True)
+        if spooled is not None:
+            self.stats.spooled_files += 1
+        return spooled
+
     def _download_all(self, rows: Sequence[ld.SplitRow], known: FileBodies | None = None) -> FileBodies:
         """The file bodies of the rows about to be created, downloaded in parallel and measured as they
         arrive (Close's declared size can be smaller than the body: one past the limit is refused, and
@@ -641,6 +661,10 @@ class TableLoader:
             and not self._too_big(r.meta.get("_file_size"))
         }
         have = {url: known[url] for url in wanted if url in known} if known else {}
+        if self.spool is not None:  # fetched ahead by loaded/file_bodies
+            for url in wanted - have.keys():
+                if (spooled := self._spooled(url)) is not None:
+                    have[url] = spooled
         urls = sorted(wanted - have.keys())
         if not urls:
             return have

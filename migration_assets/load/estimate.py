@@ -8,7 +8,8 @@ Entitlement counts every CRUD operation, *including each item inside a bulk mess
 execution time the service charges it (per request and per record, reference §5.1; the emulators' latency
 model, emulators/dataverse/latency.py, charges and sleeps exactly that). It follows the loader's request
 pattern (load/engine.py): tables one after another, ledgered batches one after another, each batch's file
-downloads made while the batch before it is sent; a batch sends its writes (bulk messages of `bulk_size`
+downloads made while the batch before it is sent (or, `fetch_ahead`, all of them from the load's start,
+beside the tables before theirs); a batch sends its writes (bulk messages of `bulk_size`
 rows or `$batch` of `batch_parts`, up to `in_flight` at once per application user), then the final states (UpdateMultiple on bulk tables, else
 `$batch` one after another; Win/Lose actions in `$batch` of `action_parts`). The result is never below the
 service-protection floor: the requests and the execution time the load needs, at what the limits allow.
@@ -97,6 +98,9 @@ class LoaderShape:
     download_workers: int
     app_users: int = 1
     setup_requests: int = 12
+    # Files fetched ahead (loaded/file_bodies): downloaded from the load's start, beside the tables before
+    # theirs, which then starts once they are all on disk and sends them without downloading.
+    fetch_ahead: bool = False
 
 
 @dataclass(frozen=True)
@@ -169,12 +173,21 @@ def load_seconds(
     reads = shape.setup_requests * len(loads) if reads is None else max(reads, 0)
     wall = reads * times.seconds(0)
     sizes: list[int] = [0] * reads
+    workers = max(1, shape.download_workers)
+    ahead = (
+        math.ceil(sum(t.downloads for t in loads) / workers) * times.download_ms / 1000.0
+        if shape.fetch_ahead
+        else 0.0
+    )
     for t in loads:
+        fetched_ahead = shape.fetch_ahead and t.downloads > 0
+        if fetched_ahead:
+            wall = max(wall, ahead)  # the table waits for the fetch that ran beside the tables before it
         steps: list[tuple[float, float]] = []  # (downloads, sends) of each ledgered batch, in seconds
         for rows in _batches(t, shape):
             writes, states, actions = _table_requests(t, rows, shape)
-            downloads = round(t.downloads * rows / t.rows) if t.rows else 0
-            fetch = math.ceil(downloads / max(1, shape.download_workers)) * times.download_ms / 1000.0
+            downloads = round(t.downloads * rows / t.rows) if t.rows and not fetched_ahead else 0
+            fetch = math.ceil(downloads / workers) * times.download_ms / 1000.0
             # UpdateMultiple goes out in parallel like the writes; `$batch` states and actions one by one.
             send = (
                 _parallel(writes, lanes, times)

@@ -18,6 +18,8 @@ SALES_STAGES = (0, 1, 2, 3)  # opportunity_salesstage: Qualify, Develop, Propose
 # its stages by salesstage: what a pipelines.yaml written before `sales_process`/`stage` existed means.
 SHIPPED_SALES_PROCESS = "opportunitysalesprocess"
 SHIPPED_STAGES = ("Qualify", "Develop", "Propose", "Close")
+# attachments.prefetch_max_bytes when settings.yaml does not say: what a laptop's disk spares easily.
+DEFAULT_PREFETCH_BYTES = 10 * 1000**3
 _PREFIX = re.compile(r"^[a-z][a-z0-9]{1,7}$")
 _VERSION = re.compile(r"^\d+(\.\d+){1,3}$")
 # Dynamics 365 editions the settings may name (their custom table limits: lib/load_estimate).
@@ -53,6 +55,8 @@ class Settings:
     solution_friendly_name: str = "Close CRM migration (close2d365)"
     solution_version: str = "1.0.0.0"
     edition: str = "sales_professional"  # the Dynamics 365 edition: its custom table limit
+    # File bodies loaded/file_bodies fetches ahead of the annotation load, at most (raw bytes on disk).
+    prefetch_max_bytes: int = DEFAULT_PREFETCH_BYTES
 
     def truncation_policy(self, table: str, column: str) -> str:
         return self.truncation_columns.get(f"{table}.{column}", self.truncation_default)
@@ -114,10 +118,13 @@ def parse_settings(data: Any, file: str) -> Settings:
     for key in tsec.data if tsec else []:
         tables[str(key)] = _threshold(tsec.section(str(key)))
     att = s.sub("attachments")
-    max_bytes = None
+    max_bytes, prefetch = None, DEFAULT_PREFETCH_BYTES
     if att:
-        att.only("max_size_bytes")
+        att.only("max_size_bytes", "prefetch_max_bytes")
         max_bytes = att.get("max_size_bytes", int)
+        prefetch = att.get("prefetch_max_bytes", int, DEFAULT_PREFETCH_BYTES)
+        if prefetch < 0:
+            raise att.error("prefetch_max_bytes", "must be >= 0 (0: nothing is fetched ahead)")
     deleted = "deactivate"
     delta = s.sub("delta")
     if delta:
@@ -153,6 +160,7 @@ def parse_settings(data: Any, file: str) -> Settings:
         sol.get("friendly_name", str, "Close CRM migration (close2d365)"),
         version,
         edition,
+        prefetch_max_bytes=prefetch,
     )
 
 

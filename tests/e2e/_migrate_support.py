@@ -174,6 +174,18 @@ def load(
     return materialize_migration(resources(org, close, dv, warehouse), selection)
 
 
+def materialized(result: dg.ExecuteInProcessResult, group: str) -> dict[str, dict[str, Any]]:
+    """The metadata values of the run's materializations in `group`, by asset name."""
+    return {
+        "/".join(e.asset_key.path[1:]): {
+            k: v.value
+            for k, v in e.event_specific_data.materialization.metadata.items()  # type: ignore[union-attr]
+        }
+        for e in result.get_asset_materialization_events()
+        if e.asset_key is not None and e.asset_key.path[0] == group
+    }
+
+
 @contextmanager
 def dataverse(org: CloseOrg, faults: Faults | None = None) -> Iterator[EmulatorServer]:
     with EmulatorServer(dv_config(org, faults)) as server:

@@ -73,12 +73,22 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             s.prepare_mappings(org, mappings, close, dv, warehouse)
             result = materialize_migration(s.resources(org, close, dv, warehouse))
             s.assert_only_expected_halt(result)
+            # The files were fetched ahead of the annotation load, which sent them from the spool
+            # (test_attachments_and_recordings_have_identical_bytes compares them with Close's) and
+            # emptied it.
+            loaded = s.materialized(result, "loaded")
+            ahead, notes = loaded["file_bodies"], loaded["annotation"]
+            assert ahead["files_fetched"] == notes["files_fetched_ahead"] == notes["files_downloaded"] > 0
+            assert ahead["downloads_failed"] == ahead["files_left_to_the_load"] == 0
+            assert not (root / "full.duckdb.file_bodies").exists()
             client = s.client_for(dv)
             first = s.compare_all(warehouse, client)
             before = s.snapshot(client, MIGRATED)
             # A second run changes nothing in the target and writes no ledger row.
             again = s.load(org, close, dv, warehouse)
             s.assert_only_expected_halt(again)
+            # Every file's record exists (the ledger says so): none is fetched again.
+            assert s.materialized(again, "loaded")["file_bodies"]["files_wanted"] == 0
             assert s.snapshot(client, MIGRATED) == before
             materialized = {
                 tuple(e.asset_key.path): e.event_specific_data.materialization.metadata  # type: ignore[union-attr]

@@ -115,6 +115,23 @@ def test_the_next_batchs_downloads_overlap_the_batch_being_sent() -> None:
     assert pipelined_seconds([]) == 0.0
 
 
+def test_files_fetched_ahead_overlap_the_tables_before_theirs() -> None:
+    # 12 downloads of 1 s, 4 at a time: 3 s from the load's start. A contact table before them takes
+    # 1 x 0.58 s: the annotation table waits for the fetch (3 s), then sends 3 batches without downloading.
+    times = ServiceTimes(round_trip_ms=50.0, request_ms=30.0, record_ms=1.0, download_ms=1000.0)
+    ahead = LoaderShape(**{**SHAPE.__dict__, "fetch_ahead": True})
+    loads = [TableWrites("contact", 1000), TableWrites("annotation", 3000, downloads=12)]
+    duration = load_seconds(loads, times, ahead, reads=0)
+    assert duration.service_seconds == pytest.approx(3.0 + 3 * 0.58, abs=0.05)
+    inline = load_seconds(loads, times, SHAPE, reads=0)  # each batch downloads its own files
+    assert inline.service_seconds == pytest.approx(0.58 + 1.0 + 1.0 + 1.0 + 0.58, abs=0.05)
+    # A long table before them hides the fetch entirely.
+    long_first = [TableWrites("contact", 10_000), TableWrites("annotation", 3000, downloads=12)]
+    assert load_seconds(long_first, times, ahead, reads=0).service_seconds == pytest.approx(
+        10 * 0.58 + 3 * 0.58, abs=0.05
+    )
+
+
 def test_the_prediction_never_beats_service_protection() -> None:
     # 2,000,000 records in batches of 10,000 sent 20 requests at once: 200 waves of 6 s = 1,200 s, but
     # 4,000 requests of 5.6 s charge 22,400,000 ms, 18.7 windows of 1,200,000 ms per user: 5,600 s.

@@ -17,6 +17,7 @@ from migration_assets.clients.dataverse.client import DataverseClient
 from migration_assets.load.bulk_support import prime_bulk_support, record_bulk_support
 from migration_assets.load.engine import LoadStats, TableLoader
 from migration_assets.load.entity_meta_cache import covers, prime_entity_metadata, record_entity_metadata
+from migration_assets.load.file_spool import FileSpool
 from migration_assets.load.ledger import SCHEMA as LEDGER_SCHEMA
 from migration_assets.load.ledger import Ledger, run_kind
 from migration_assets.load.snapshot import changed_rows, parties_as_loaded, save_snapshot
@@ -104,6 +105,7 @@ def run_load(
     staged_table: str | None = None,
     download: Callable[[str], Iterator[bytes]] | None = None,
     max_upload: int | None = None,
+    spool: FileSpool | None = None,
 ) -> tuple[LoadStats, dict[str, Any]]:
     staged = staged_table or table
     whole = staged_rows(con, staged)  # which records staging still wants, with which alternate-key values
@@ -137,6 +139,7 @@ def run_load(
         if loader.keys:
             loader.staged_keys = whole.key_columns(loader.pk, [c for _, cols in loader.keys for c in cols])
         loader.known_key_binds(cached_key_binds(con))
+        loader.spool = spool
         if "_parties" in columns:
             # Where activity parties are read: resolved (once per environment, then recorded) with the
             # table's first load, not when a later delta first finds a changed party.

@@ -19,6 +19,7 @@ from migration_assets.defs.loaded._common import (
     run_load,
     staged_key,
 )
+from migration_assets.defs.loaded.file_bodies import FILE_BODIES, file_spool
 from migration_assets.defs.staged._common import OWNER_MAP_KEY
 from migration_assets.load.oversize import write_oversize_list
 from migration_assets.mapping.config import load_mapping_config
@@ -33,6 +34,7 @@ REGISTRY = table_registry()  # the mappings root in effect when the definitions 
 # load order: objects.yaml depends_on.
 ORDER: dict[str, tuple[str, ...]] = {t.name: t.depends_on for t in REGISTRY.tables}
 DESCRIPTIONS = {t.name: t.loaded_description for t in REGISTRY.tables}
+FILES_TABLE = "annotation"  # the table whose rows carry files to download from Close (loaded/file_bodies)
 
 
 def _deps(table: str) -> list[dg.AssetKey]:
@@ -42,11 +44,12 @@ def _deps(table: str) -> list[dg.AssetKey]:
         OWNER_MAP_KEY,
         MAPPING,
         *(loaded_key(t) for t in ORDER[table]),
+        *([FILE_BODIES] if table == FILES_TABLE else []),
     ]
 
 
 def _make(table: str) -> dg.AssetsDefinition:
-    needs_close = table == "annotation"
+    needs_close = table == FILES_TABLE
 
     @dg.asset(
         key=loaded_key(table),
@@ -65,13 +68,18 @@ def _make(table: str) -> dg.AssetsDefinition:
     ) -> dg.MaterializeResult:
         client = dataverse.get_client()
         download, max_upload = None, None
+        spool = file_spool(warehouse)[0] if needs_close else None
         with warehouse.connect() as con:
             if needs_close:
                 download = close.download
                 max_upload = max_upload_bytes(
                     client, load_mapping_config().settings.max_attachment_bytes, con
                 )
-            stats, meta = run_load(context, con, client, table, download=download, max_upload=max_upload)
+            stats, meta = run_load(
+                context, con, client, table, download=download, max_upload=max_upload, spool=spool
+            )
+            if spool is not None:  # every body in it was sent (or its row refused with the reason)
+                spool.clear()
             if needs_close:  # files measured above the limit join the admin's list of oversize files
                 path, listed = write_oversize_list(con, context.run.run_id)
                 meta.update(oversize_files=listed, oversize_csv=dg.MetadataValue.path(str(path)))
