@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/e2e.py: the Da
 
 import dagster as dg  # noqa: E402
 import httpx  # noqa: E402
-from e2e import CloseProcess, DataverseProcess, peak_rss_mb  # noqa: E402
+from e2e import CloseProcess, DataverseProcess, peak_rss_mb, step_timeline  # noqa: E402
 
 from emulators.close.config import CloseEmulatorConfig, LatencyConfig, RateLimitConfig  # noqa: E402
 from emulators.close.latency import REALISTIC as CLOSE_REALISTIC  # noqa: E402
@@ -91,26 +91,6 @@ def step_seconds(result: dg.ExecuteInProcessResult, whole_key: bool = False) -> 
             if duration is not None:
                 out[ev.step_key if whole_key else ev.step_key.split("__")[0]] += duration / 1000
     return dict(out)
-
-
-def step_timeline(instance: dg.DagsterInstance, run_id: str) -> list[tuple[str, float, float]]:
-    """(step key, start, end) of every step of a run, in seconds from the run's start, by start."""
-    started: dict[str, float] = {}
-    ended: dict[str, float] = {}
-    first: float | None = None
-    for entry in instance.all_logs(run_id):
-        event = entry.dagster_event
-        if event is None:
-            continue
-        if event.event_type_value == "RUN_START":
-            first = entry.timestamp
-        elif event.step_key and event.event_type_value == "STEP_START":
-            started[event.step_key] = entry.timestamp
-        elif event.step_key and event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE"):
-            ended[event.step_key] = entry.timestamp
-    zero = first if first is not None else min(started.values(), default=0.0)
-    rows = [(k, t - zero, ended.get(k, t) - zero) for k, t in started.items()]
-    return sorted(rows, key=lambda r: r[1])
 
 
 def dataverse_requests(result: dg.ExecuteInProcessResult) -> int:

@@ -82,18 +82,18 @@ def parse_body(buffer: bytearray) -> ParsedBody:
     """What `read_json` makes of the body in `buffer`, emptying the buffer on the way.
 
     `json.loads(bytes)` decodes the bytes to text and parses that, holding the body three times at once
-    (bytes, text, document); a bulk message of file uploads is ~100 MB. The same two steps here let the
-    bytes go once decoded, so at most two forms are held; the document and every error are the same.
-    A body that is not ASCII can decode to text of 2 or 4 bytes a character (one character beyond Latin-1
-    in a name is enough), so it is parsed from its bytes by orjson wherever orjson answers what json.loads
-    would (_orjson_document)."""
+    (bytes, text, document); a bulk message of file uploads is ~100 MB. The body is parsed from its bytes
+    by orjson wherever orjson answers what json.loads would (_orjson_document): two forms at most (bytes,
+    document), and about half the CPU of decoding and parsing (measured on bulk messages of 1 MB base64
+    bodies), which the emulator's one thread spends on every uploaded file. Elsewhere the same two steps
+    as json.loads let the bytes go once decoded (two forms at most again: a body that is not ASCII can
+    decode to text of 2 or 4 bytes a character); the document and every error are the same."""
     if not buffer or buffer.isspace():  # what read_json answers {} for (strip() would copy the body)
         return ParsedBody({})
-    if not buffer.isascii():
-        document = _orjson_document(buffer)
-        if document is not _NO_ANSWER:
-            buffer.clear()
-            return ParsedBody(document)
+    document = _orjson_document(buffer)
+    if document is not _NO_ANSWER:
+        buffer.clear()
+        return ParsedBody(document)
     try:
         text = buffer.decode(json.detect_encoding(buffer), "surrogatepass")  # as json.loads does
     except ValueError as exc:

@@ -34,6 +34,16 @@ BODIES = [
     '{"s": "é", "x": NaN}'.encode(),
     '{"s": "é"'.encode(),
     '{"s": "é", "s": "ü"}'.encode(),
+    b'{"s": "a", "s": "b", "t": {"u": 1, "u": [2]}}',  # ASCII bodies go through orjson too
+    b'{"n": 1e400, "m": -1e400}',
+    b'{"n": -0, "f": -0.0, "g": 1E+2, "h": 0.1, "i": 9223372036854775807, "j": 18446744073709551616}',
+    b'{"x": "\\ud83d\\ude00 \\u00e9 \\n \\/"}',
+    b'{"x": "\\udc00"}',
+    b'{"Targets": [{"documentbody": "QUJD", "subject": "s"}, {}, [], null, true, false]}',
+    b'\t{"x": 1}\r\n ',
+    b'{"x": 1} {"y": 2}',
+    b'{"x": [1, 2,]}',
+    b"{'x': 1}",
 ]
 
 
