@@ -23,7 +23,6 @@ import logging
 import os
 import resource
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -36,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/e2e.py: the Da
 
 import dagster as dg  # noqa: E402
 import httpx  # noqa: E402
-from e2e import CloseProcess, DataverseProcess, peak_rss_mb, step_timeline  # noqa: E402
+from e2e import CloseProcess, DataverseProcess, peak_rss_mb, step_timeline, work_dir  # noqa: E402
 
 from emulators.close.config import CloseEmulatorConfig, LatencyConfig, RateLimitConfig  # noqa: E402
 from emulators.close.latency import REALISTIC as CLOSE_REALISTIC  # noqa: E402
@@ -248,9 +247,13 @@ def main() -> int:
         action="store_true",
         help="Close answers with its latency model on (emulators/close/latency.py REALISTIC) in both runs",
     )
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (removed by default)")
     args = parser.parse_args()
+    with work_dir("close2d365-bench-delta-", args.keep) as work:
+        return bench(args, work)
 
-    work = Path(tempfile.mkdtemp(prefix="close2d365-bench-delta-"))
+
+def bench(args: argparse.Namespace, work: Path) -> int:
     os.environ["CLOSE2D365_HOME"] = str(work / "home")
     maps = work / "mappings"
     os.environ["CLOSE2D365_MAPPINGS"] = str(maps)
@@ -262,7 +265,9 @@ def main() -> int:
     # The same generated org as the emulator's (same size and seed): the records the bench changes are chosen
     # from it.
     org = generate(args.size, args.seed)
-    print(f"org '{args.size}' generated; work dir {work}; load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"org '{args.size}' generated; work dir {work}{'' if args.keep else ' (removed at the end)'}; load average {os.getloadavg()[0]:.1f}"
+    )
     warehouse = work / "warehouse.duckdb"
     close_config = CloseEmulatorConfig(
         rate_limit=RateLimitConfig(requests_per_second=100_000.0),

@@ -39,6 +39,8 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -80,20 +82,23 @@ REAL = ServiceProtection(enabled=True)  # 6000 req / 300 s, 1,200,000 ms, 52 con
 
 def reuse_freed_memory() -> bool:
     """Make this process's malloc (glibc) keep what it frees for its next allocations: one arena for every
-    thread, no mmap of its own per large block, no returning of the heap's top to the system. Called first
-    in each emulator's process: an emulator handles file bodies in ~1-100 MB buffers (request bodies,
-    parsed documents, base64 checks), and by default each such buffer is mapped afresh and its pages
-    zeroed on first touch; measured on 1.6 GB of annotation uploads, the Dataverse emulator's CPU fell from
-    11.7 s to 9.6 s. Its RSS stays at its peak instead of shrinking (printed with its peak). The tool's own
-    process is left as a user runs it. False where there is no glibc (nothing changed)."""
+    thread and no returning of the heap's top to the system. Called first in each emulator's process: an
+    emulator handles file bodies in ~1-100 MB buffers (request bodies, orjson's copy of a body it parses,
+    parsed documents, base64 checks); measured on 1.6 GB of annotation uploads, the Dataverse emulator's CPU
+    fell from 11.7 s to 9.6 s. Buffers above glibc's mmap threshold are still mapped afresh each time (1.2
+    million page faults on that upload, half its CPU in the kernel). Raising the threshold does not change
+    that: glibc caps it at 32 MB, ignores a higher value without saying so, and the bodies are larger.
+    Turning mmap off (M_MMAP_MAX 0) does: the upload took 7.1 s instead of 13.9 s, but the emulator's RSS on
+    `large` rose to 2.5 GB, over the 2 GB it is held to, so it stays on. The tool's own process is left as
+    a user runs it. False where there is no glibc (nothing changed)."""
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
         return False
-    m_trim_threshold, m_mmap_threshold, m_arena_max = -1, -3, -8  # malloc.h
+    m_trim_threshold, m_arena_max = -1, -8  # malloc.h
     return all(
         libc.mallopt(option, value) == 1
-        for option, value in ((m_arena_max, 1), (m_mmap_threshold, 1 << 30), (m_trim_threshold, 2**31 - 1))
+        for option, value in ((m_arena_max, 1), (m_trim_threshold, 2**31 - 1))
     )
 
 
@@ -635,11 +640,30 @@ def main() -> int:
         help="application users of the load under limits, e.g. 1,2,4 (a run each; prints the scaling)",
     )
     parser.add_argument("--steps", action="store_true", help="print when each step of each load ran")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (removed by default)")
     args = parser.parse_args()
     global SHOW_STEPS
     SHOW_STEPS = args.steps
+    with work_dir("close2d365-bench-", args.keep) as work:
+        return bench(args, work)
 
-    work = Path(tempfile.mkdtemp(prefix="close2d365-bench-"))
+
+@contextmanager
+def work_dir(prefix: str, keep: bool) -> Iterator[Path]:
+    """A bench's work folder (warehouse, mappings, the tool's home with its reports and file spool: ~1 GB on
+    `typical`, several on `large`), removed at the end unless `keep`. Runs left behind fill the disk, and a
+    fuller disk changes the run it measures: loaded/file_bodies stops fetching at its free-space floor."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield work
+    finally:
+        if keep:
+            print(f"work dir kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def bench(args: argparse.Namespace, work: Path) -> int:
     os.environ["CLOSE2D365_HOME"] = str(work / "home")
     import run_graph as rg
 
@@ -657,7 +681,7 @@ def main() -> int:
     with CloseProcess(args.size, args.seed, close_config) as close:
         print(
             f"org '{args.size}' generated and served in {time.monotonic() - started:.1f} s (own process); "
-            f"work dir {work}"
+            f"work dir {work}{'' if args.keep else ' (removed at the end; --keep keeps it)'}"
         )
         seed_users = close.dynamics_users
         os.environ.update({"CLOSE_API_KEY": close.api_key, "CLOSE_BASE_URL": close.base_url})

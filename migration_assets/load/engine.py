@@ -54,9 +54,12 @@ SCAN_MAX_PAGES = 4
 # counts as one request. 500 actions per batch keeps a closed opportunity at ~2 requests per 1,000 and, at the
 # ~100 ms an action costs on a busy org, the batch well inside the 2-minute request timeout.
 ACTION_BATCH_PARTS = 500
-# A ledgered batch also stops at this many bytes of file bodies (base64, as sent): a bulk request stays under
-# the 116.85 MB plugin sandbox message limit (reference §4.4), and the loader holds the files of two batches:
-# the one it sends (as bodies, then as the request) and the next, downloaded meanwhile.
+# A ledgered batch also stops at this many bytes of file bodies (base64, as sent), counted before they are
+# read (a call recording at the mean of those so far): one request's worth, with room for that count to be
+# short of the bodies; past MAX_REQUEST_VALUE_BYTES the client sends a batch in two requests (on `large`, the
+# bound at 96 MB in both places split a third of the batches). The loader holds the files of two batches:
+# the one it sends (as bodies, then as the request) and the next, read or downloaded meanwhile. Two requests'
+# worth sent at once gained nothing against the emulator, whose one thread is the bound.
 MAX_BATCH_FILE_BYTES = 96 * 1024 * 1024
 # Close declares no size for a call recording: until the load has downloaded some, a recording counts as this
 # many bytes towards MAX_BATCH_FILE_BYTES, then as the mean of those downloaded (TableLoader.undeclared_size).

@@ -161,9 +161,12 @@ def prefetch(
     advance: Callable[[int], None] = lambda _n: None,
     free_bytes: Callable[[], int] | None = None,
 ) -> PrefetchResult:
-    """Fetch `files` ((url, declared size) in load order) into the spool, `workers` at a time, until their
-    declared sizes (`guess_size` for none) pass `budget_bytes` or the disk's free space falls under
-    MIN_FREE_BYTES. A failed download is noted and left to the load; `advance` gets each file done."""
+    """Fetch `files` ((url, declared size) in load order) into the spool, `workers` at a time, while the bytes
+    fetched plus those under way stay within `budget_bytes` and the disk keeps MIN_FREE_BYTES free. A file
+    under way counts at its declared size; one Close declares no size for (a call recording) at the mean of
+    those fetched so far, `guess_size` until one is: counting every recording at the guess filled the
+    budget at a fraction of it on `large`. A failed download is noted and left to the load; `advance` gets
+    each file done."""
     free = free_bytes or (lambda: _free_bytes(spool.directory))
     first: dict[str, int | None] = {}
     for url, size in files:
@@ -177,12 +180,19 @@ def prefetch(
         else:
             todo.append((url, size))
     advance(result.already)
-    spent = 0
-    pending: dict[Future[int | Oversize], str] = {}
+    pending: dict[Future[int | Oversize], tuple[str, int | None, int]] = {}  # url, declared, counted as
+    undeclared = [0, 0]  # bodies fetched that Close declared no size for, and their bytes
 
-    def settle(done: Iterable[Future[int | Oversize]]) -> None:
+    def guess() -> int:
+        return undeclared[1] // undeclared[0] if undeclared[0] else guess_size
+
+    def committed() -> int:  # bytes fetched, plus those under way as expected
+        return result.fetched_bytes + sum(expected for _, _, expected in pending.values())
+
+    def settle_some() -> None:
+        done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
         for fut in done:
-            url = pending.pop(fut)
+            url, declared, _ = pending.pop(fut)
             try:
                 body = fut.result()
             except Exception as exc:  # noqa: BLE001 - the load downloads it again, and rejects it with the reason
@@ -193,6 +203,9 @@ def prefetch(
                 else:
                     result.fetched += 1
                     result.fetched_bytes += body
+                    if declared is None:
+                        undeclared[0] += 1
+                        undeclared[1] += body
             advance(1)
 
     def fetch_one(url: str) -> int | Oversize:
@@ -201,18 +214,19 @@ def prefetch(
     pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="file-prefetch")
     try:
         for n, (url, size) in enumerate(todo):
-            expected = guess_size if size is None else size
-            if spent + expected > budget_bytes or free() - expected * 4 // 3 < MIN_FREE_BYTES:
+            # A few queued; past the budget, those under way land first (they may be smaller than expected).
+            while pending and (
+                len(pending) >= 2 * max(1, workers)
+                or committed() + (guess() if size is None else size) > budget_bytes
+            ):
+                settle_some()
+            expected = guess() if size is None else size
+            if committed() + expected > budget_bytes or free() - expected * 4 // 3 < MIN_FREE_BYTES:
                 result.left_to_load = len(todo) - n
                 break
-            spent += expected
-            while len(pending) >= 2 * max(1, workers):  # a few queued: the budget is checked as they land
-                done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
-                settle(done)
-            pending[submit(pool, fetch_one, url)] = url
+            pending[submit(pool, fetch_one, url)] = (url, size, expected)
         while pending:
-            done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
-            settle(done)
+            settle_some()
     finally:  # interrupted (`advance` raises): the queued downloads are dropped, the running ones end
         pool.shutdown(wait=True, cancel_futures=True)
     return result

@@ -177,6 +177,35 @@ def test_batch_fallback_rejects_bad_row(server: EmulatorServer) -> None:
         assert result.requests == 1 and len(result.succeeded) == 11
 
 
+@pytest.mark.parametrize("bulk", [True, False], ids=["CreateMultiple", "$batch"])
+def test_file_bodies_beyond_one_request_go_in_several_sent_at_once(
+    server: EmulatorServer, monkeypatch: pytest.MonkeyPatch, bulk: bool
+) -> None:
+    import base64
+
+    from migration_assets.clients.dataverse import bulk as bulk_writes
+
+    monkeypatch.setattr(bulk_writes, "MAX_REQUEST_VALUE_BYTES", 300_000)
+    bodies = [base64.b64encode(bytes([i]) * 75_000).decode() for i in range(7)]  # 100,000 bytes each
+    notes = [
+        {
+            "annotationid": str(uuid.uuid4()),
+            "subject": f"file {i}",
+            "filename": f"f{i}.bin",
+            "documentbody": b,
+        }
+        for i, b in enumerate(bodies)
+    ]
+    notes.insert(3, {"annotationid": str(uuid.uuid4()), "subject": "no file"})
+    with _client(server, use_bulk_messages=bulk) as client:
+        result = client.create_multiple("annotation", notes)
+        assert not result.rejected and len(result.succeeded) == 8
+        assert result.requests == 3  # 3 + 3 + 1 bodies of 100,000 bytes under a bound of 300,000
+        for note in notes:
+            got = client.get("annotation", note["annotationid"], select=["documentbody", "filesize"])
+            assert got.get("documentbody") == note.get("documentbody")
+
+
 def test_missing_column_surfaces_real_error_unchanged(server: EmulatorServer) -> None:
     with _client(server) as client:
         rows = _contacts(5)

@@ -10,6 +10,7 @@ from migration_assets.clients.dataverse.bulk_plan import (
     classify_failure,
     contiguous_runs,
     halve,
+    weighted_ranges,
 )
 
 
@@ -20,6 +21,21 @@ def test_chunk_ranges_cover_every_row_once() -> None:
     assert covered == list(range(1003))
     with pytest.raises(ValueError):
         chunk_ranges(3, 0)
+
+
+def test_weighted_ranges_cut_by_rows_and_by_weight() -> None:
+    assert weighted_ranges([], 10, 100) == []
+    assert weighted_ranges([0] * 5, 2, 100) == chunk_ranges(5, 2)  # no weight: rows alone decide
+    assert weighted_ranges([40, 40, 40, 40, 40], 10, 100) == [(0, 2), (2, 4), (4, 5)]
+    assert weighted_ranges([40, 60, 1, 0], 10, 100) == [(0, 2), (2, 4)]  # exactly the bound fits
+    assert weighted_ranges([150, 10, 150], 10, 100) == [(0, 1), (1, 2), (2, 3)]  # too heavy: alone
+    assert weighted_ranges([30] * 7, 3, 1_000) == [(0, 3), (3, 6), (6, 7)]
+    weights = [i * 7 % 50 for i in range(503)]
+    segments = weighted_ranges(weights, 25, 120)
+    assert [i for a, b in segments for i in range(a, b)] == list(range(503))
+    assert all(b - a <= 25 and (sum(weights[a:b]) <= 120 or b - a == 1) for a, b in segments)
+    with pytest.raises(ValueError):
+        weighted_ranges([1], 0, 10)
 
 
 def test_halve() -> None:

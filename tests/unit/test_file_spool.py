@@ -135,17 +135,30 @@ def test_prefetch_stops_at_its_byte_budget_and_at_the_free_space_floor(tmp_path:
     )
     assert (by_budget.fetched, by_budget.left_to_load) == (3, 7)
     assert sorted(calls) == ["u/0", "u/1", "u/2"], "the first in load order"
-    undeclared = prefetch(
+    undeclared = [(u, None) for u in bodies]  # 1,000 bytes each, as served
+    # A size Close did not declare counts as the guess until a body lands, then as the mean of those fetched.
+    by_mean = prefetch(
         FileSpool(tmp_path / "b"),
-        [(u, None) for u in bodies],
+        undeclared,
         _download_of(bodies, []),
         None,
-        budget_bytes=10_000,
+        budget_bytes=9_500,
         workers=2,
-        guess_size=4000,  # a size Close did not declare counts as the guess
+        guess_size=4000,
         free_bytes=lambda: PLENTY,
     )
-    assert (undeclared.fetched, undeclared.left_to_load) == (2, 8)
+    assert (by_mean.fetched, by_mean.left_to_load, by_mean.fetched_bytes) == (9, 1, 9000)
+    by_guess = prefetch(
+        FileSpool(tmp_path / "b2"),
+        undeclared,
+        _download_of(bodies, []),
+        None,
+        budget_bytes=3_999,
+        workers=2,
+        guess_size=4000,
+        free_bytes=lambda: PLENTY,
+    )
+    assert (by_guess.fetched, by_guess.left_to_load) == (0, 10)
     free = [fs.MIN_FREE_BYTES + 5000]
 
     def shrinking() -> int:

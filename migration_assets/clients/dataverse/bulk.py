@@ -19,10 +19,10 @@ from migration_assets.clients.dataverse.batch import BatchRequest, decode_batch,
 from migration_assets.clients.dataverse.bulk_plan import (
     Failure,
     Segment,
-    chunk_ranges,
     classify_failure,
     contiguous_runs,
     halve,
+    weighted_ranges,
 )
 from migration_assets.clients.dataverse.errors import DataverseApiError, DataverseError
 from migration_assets.clients.dataverse.metadata import EntityMeta
@@ -30,6 +30,15 @@ from migration_assets.clients.dataverse.transport import CallStats, Transport, e
 from migration_assets.clients.fastjson import dumps_bytes
 
 MESSAGES = {"create": "CreateMultiple", "update": "UpdateMultiple", "upsert": "UpsertMultiple"}
+# One request carries at most this many bytes of large values (file bodies, as base64): a bulk message stays
+# under the 116.85 MB plugin sandbox message limit (reference §4.4) with ~7 MB left for the rest of its rows
+# (up to 1,000). A write whose rows carry more goes in several requests, sent at once like its other segments.
+MAX_REQUEST_VALUE_BYTES = 104 * 1024 * 1024
+LARGE_VALUE = 64 * 1024  # a string this long or longer counts towards it; shorter ones are noise
+
+
+def large_value_bytes(row: dict[str, Any]) -> int:
+    return sum(len(v) for v in row.values() if isinstance(v, str) and len(v) >= LARGE_VALUE)
 
 
 @dataclass
@@ -117,7 +126,9 @@ class BulkWriter:
         started = time.monotonic()
         job = _Job(op, entity, rows)
         worker = self._bulk_segment if use_bulk else self._batch_segment
-        futures = [submit(self.executor, worker, job, seg) for seg in chunk_ranges(len(rows), chunk_size)]
+        weights = [large_value_bytes(r) for r in rows]
+        segments = weighted_ranges(weights, chunk_size, MAX_REQUEST_VALUE_BYTES)
+        futures = [submit(self.executor, worker, job, seg) for seg in segments]
         first_error: BaseException | None = None
         for fut in futures:  # wait for all, so no request is still running when we raise
             try:

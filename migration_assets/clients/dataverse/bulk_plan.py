@@ -9,6 +9,7 @@ requests per bad row.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import Enum
 
 Segment = tuple[int, int]  # [start, end) indices into the caller's rows
@@ -20,6 +21,23 @@ def chunk_ranges(count: int, size: int) -> list[Segment]:
     if size < 1:
         raise ValueError(f"batch size must be >= 1, got {size}")
     return [(start, min(count, start + size)) for start in range(0, count, size)]
+
+
+def weighted_ranges(weights: Sequence[int], size: int, max_weight: int) -> list[Segment]:
+    """Consecutive segments of at most `size` rows whose weights add up to at most `max_weight`; a row
+    heavier than that alone is a segment of its own. With no weight at all, `chunk_ranges`."""
+    if size < 1:
+        raise ValueError(f"batch size must be >= 1, got {size}")
+    segments: list[Segment] = []
+    start, weight = 0, 0
+    for i, w in enumerate(weights):
+        if i > start and (i - start >= size or weight + w > max_weight):
+            segments.append((start, i))
+            start, weight = i, 0
+        weight += w
+    if start < len(weights):
+        segments.append((start, len(weights)))
+    return segments
 
 
 def halve(segment: Segment) -> list[Segment]:
