@@ -6,7 +6,6 @@ import pytest
 
 from migration_assets.clients.dataverse.bulk_plan import (
     Failure,
-    chunk_ranges,
     classify_failure,
     contiguous_runs,
     halve,
@@ -14,18 +13,14 @@ from migration_assets.clients.dataverse.bulk_plan import (
 )
 
 
-def test_chunk_ranges_cover_every_row_once() -> None:
-    assert chunk_ranges(0, 10) == []
-    assert chunk_ranges(5, 2) == [(0, 2), (2, 4), (4, 5)]
-    covered = [i for a, b in chunk_ranges(1003, 250) for i in range(a, b)]
+def test_unweighted_rows_go_in_chunks_that_cover_every_row_once() -> None:
+    assert weighted_ranges([], 10, 100) == []
+    assert weighted_ranges([0] * 5, 2, 100) == [(0, 2), (2, 4), (4, 5)]
+    covered = [i for a, b in weighted_ranges([0] * 1003, 250, 100) for i in range(a, b)]
     assert covered == list(range(1003))
-    with pytest.raises(ValueError):
-        chunk_ranges(3, 0)
 
 
 def test_weighted_ranges_cut_by_rows_and_by_weight() -> None:
-    assert weighted_ranges([], 10, 100) == []
-    assert weighted_ranges([0] * 5, 2, 100) == chunk_ranges(5, 2)  # no weight: rows alone decide
     assert weighted_ranges([40, 40, 40, 40, 40], 10, 100) == [(0, 2), (2, 4), (4, 5)]
     assert weighted_ranges([40, 60, 1, 0], 10, 100) == [(0, 2), (2, 4)]  # exactly the bound fits
     assert weighted_ranges([150, 10, 150], 10, 100) == [(0, 1), (1, 2), (2, 3)]  # too heavy: alone

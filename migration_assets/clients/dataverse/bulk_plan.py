@@ -17,15 +17,9 @@ Segment = tuple[int, int]  # [start, end) indices into the caller's rows
 DUPLICATE_ID_CODE = "0x80040237"  # DuplicateRecord: the primary key GUID already exists (reference §2.6)
 
 
-def chunk_ranges(count: int, size: int) -> list[Segment]:
-    if size < 1:
-        raise ValueError(f"batch size must be >= 1, got {size}")
-    return [(start, min(count, start + size)) for start in range(0, count, size)]
-
-
 def weighted_ranges(weights: Sequence[int], size: int, max_weight: int) -> list[Segment]:
     """Consecutive segments of at most `size` rows whose weights add up to at most `max_weight`; a row
-    heavier than that alone is a segment of its own. With no weight at all, `chunk_ranges`."""
+    heavier than that alone is a segment of its own. With no weight at all, chunks of `size` rows."""
     if size < 1:
         raise ValueError(f"batch size must be >= 1, got {size}")
     segments: list[Segment] = []
