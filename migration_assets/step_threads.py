@@ -109,8 +109,10 @@ def step_priority(step: Any) -> int:
 
 
 class PriorityOrderedExecution(ActiveExecution):
-    """Dagster's ActiveExecution, with priorities kept as ordering: a step starts only once every step of
-    a higher priority has ended (or will never run).
+    """Dagster's ActiveExecution, with negative priorities kept as ordering: a step of negative priority
+    starts only once every step of a higher priority has ended (or will never run). A positive priority
+    only puts a step first among the ready ones, as Dagster orders them, and holds no other step back (the
+    loads an annotation hangs off go first in their pool while the file fetch runs beside them).
 
     The run's last steps (the reports, the audit pack, the deletions after every load) depend on nothing
     they follow, on purpose: Dagster skips what follows a failed step, and a reconciliation or audit pack
@@ -150,12 +152,13 @@ class PriorityOrderedExecution(ActiveExecution):
             *self._waiting_to_retry,
         }
         priority = {k: step_priority(self.get_step_by_key(k)) for k in unfinished}
-        # Held: a ready step while a step of higher priority that does not wait for it has not ended
-        # (one that waits for it, such as its own check, would wait forever).
+        # Held: a ready step of negative priority while a step of higher priority that does not wait for it
+        # has not ended (one that waits for it, such as its own check, would wait forever).
         held = [
             k
             for k in self._executable
-            if any(p > priority[k] for o, p in priority.items() if o not in self._after(k))
+            if priority[k] < 0
+            and any(p > priority[k] for o, p in priority.items() if o not in self._after(k))
         ]
         if not held:
             return super().get_steps_to_execute(limit)

@@ -19,7 +19,7 @@ import tempfile
 import threading
 import uuid
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,10 @@ class StoredBody:
 
 _BASE64_AND_PAD = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
 _PADDING = {2: 2, 3: 1}  # digits of an unfinished last group -> the "=" that complete it (1: never valid)
+# A body is checked and written a slice at a time: its whole encoding would be a new ~50-100 MB block for
+# each body (fresh pages the kernel maps and zeroes, under heap.py's mmap threshold), where a slice's buffer
+# stays in the CPU's cache and the heap reuses it. Under LARGE_BLOCK_BYTES, so a slice never gets a mapping.
+SLICE_CHARS = 256 * 1024
 
 
 def decoded_size(text: str) -> int:
@@ -52,16 +56,27 @@ def decoded_size(text: str) -> int:
     without decoding: a body of ~100 MB is checked in one pass. validate=True is binascii's strict mode
     (Python 3.11): base64 digits, not starting with "=", whose count is not one more than a multiple of 4,
     then only "=": exactly "==" after two digits of a last group, "=" after three, any number after a whole
-    group."""
-    data = text.encode("ascii")  # UnicodeEncodeError is a ValueError, as in b64decode
-    first_pad = data.find(b"=")
-    digits = len(data) if first_pad == -1 else first_pad
-    pads = len(data) - digits
+    group. The text is read in slices of SLICE_CHARS (never encoded whole: see SLICE_CHARS)."""
+    if not text.isascii():  # b64decode's UnicodeEncodeError, a ValueError
+        raise ValueError("string argument should contain only ASCII characters")
+    first_pad = text.find("=")
+    digits = len(text) if first_pad == -1 else first_pad
+    pads = len(text) - digits
     rest = digits % 4
     padded = (pads == 0 or digits > 0) if rest == 0 else pads == _PADDING.get(rest)
-    if not padded or data.count(b"=", digits) != pads or data.translate(None, _BASE64_AND_PAD):
+    if (
+        not padded
+        or text.count("=", digits) != pads
+        or any(s.translate(None, _BASE64_AND_PAD) for s in slices(text))
+    ):
         raise ValueError("Only base64 data with the padding of its last group is allowed")
     return digits // 4 * 3 + max(0, rest - 1)
+
+
+def slices(text: str) -> Iterator[bytes]:
+    """`text` (ASCII) as bytes, SLICE_CHARS at a time."""
+    for start in range(0, len(text), SLICE_CHARS):
+        yield text[start : start + SLICE_CHARS].encode("ascii")
 
 
 def plain(value: Any) -> Any:
@@ -99,7 +114,9 @@ class BodyStore:
 
     def save(self, text: str) -> StoredBody:
         path = self.directory / f"{uuid.uuid4().hex}.b64"
-        path.write_text(text, encoding="ascii")
+        with path.open("wb") as out:
+            for chunk in slices(text):
+                out.write(chunk)
         return StoredBody(path, len(text))
 
     def release(self, bodies: Iterable[StoredBody]) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import binascii
 import hashlib
 import json
+import mmap
 import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -44,6 +45,17 @@ def spool_path_for(warehouse_path: str) -> Path | None:
     return None if warehouse_path == ":memory:" else Path(warehouse_path + ".file_bodies")
 
 
+def _read_ascii(path: Path) -> str:
+    """The text of an ASCII file, decoded from its pages in the OS's cache: `read_bytes().decode()` would
+    copy a ~50 MB body twice into new memory (bytes, then text), each page of it a fault; a mapping of the
+    file copies it once (measured: 0.77 s instead of 1.41 s per 1.4 GB)."""
+    with path.open("rb") as file:
+        if os.fstat(file.fileno()).st_size == 0:
+            return ""  # an empty file cannot be mapped
+        with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            return str(mapped, "ascii")
+
+
 class FileSpool:
     """A directory of file bodies keyed by their Close URL: base64 text, or a note of an oversize body."""
 
@@ -61,7 +73,7 @@ class FileSpool:
         """The fetched body (or its oversize note); None when it is not in the spool."""
         stem = self._stem(url)
         try:
-            text = stem.with_suffix(BODY).read_bytes()
+            text = _read_ascii(stem.with_suffix(BODY))
         except FileNotFoundError:
             try:
                 note = json.loads(stem.with_suffix(OVERSIZE).read_text())
@@ -69,8 +81,8 @@ class FileSpool:
                 return None
             return Oversize(int(note["size"]), bool(note["complete"]))
         # base64: 3 bytes per 4 digits, less one per "=" of the last group
-        size = len(text) // 4 * 3 - text[-2:].count(b"=")
-        return FileBody(size, text.decode("ascii"))
+        size = len(text) // 4 * 3 - text[-2:].count("=")
+        return FileBody(size, text)
 
     def fetch(self, url: str, chunks: Iterable[bytes], max_base64: int | None) -> int | Oversize:
         """Stream `chunks` (the body Close serves at `url`) into the spool: its size, or `Oversize` as

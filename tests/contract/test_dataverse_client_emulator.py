@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from _dv_emulator import emulator_client, post_faults
 
@@ -204,6 +205,47 @@ def test_file_bodies_beyond_one_request_go_in_several_sent_at_once(
         for note in notes:
             got = client.get("annotation", note["annotationid"], select=["documentbody", "filesize"])
             assert got.get("documentbody") == note.get("documentbody")
+
+
+def test_a_large_body_is_sent_with_its_length_and_not_held_once_answered(server: EmulatorServer) -> None:
+    """httpx keeps a response and its request in a reference cycle that only the cyclic garbage collector
+    frees: a large body goes to httpx as a SentBody the client empties once answered, so with the collector
+    off no object holds the bytes after the call; it is sent with its Content-Length, as bytes would be."""
+    import base64
+    import gc
+    import inspect
+    import json
+
+    from migration_assets.clients.dataverse.transport import RELEASED_BODY_BYTES
+
+    note_id = str(uuid.uuid4())
+    document = base64.b64encode(bytes(range(256)) * 6_000).decode()
+    note = {"annotationid": note_id, "filename": "f.bin", "documentbody": document}
+    body = json.dumps({"Targets": [{**note, "@odata.type": "Microsoft.Dynamics.CRM.annotation"}]}).encode()
+    assert len(body) > RELEASED_BODY_BYTES
+    sent: list[httpx.Headers] = []
+    with _client(server) as client:
+        for lane in client.transport.lanes:
+            lane.http.event_hooks["request"].append(lambda request: sent.append(request.headers))
+        gc.disable()
+        try:
+            resp = client.transport.request(
+                "POST",
+                "annotations/Microsoft.Dynamics.CRM.CreateMultiple",
+                content=body,
+                headers={"Content-Type": "application/json"},
+            )
+            assert resp.status_code == 200, resp.text
+            del resp
+            holders = [r for r in gc.get_referrers(body) if not inspect.isframe(r)]
+        finally:
+            gc.enable()
+        assert holders == []
+        assert [(h.get("Content-Length"), h.get("Transfer-Encoding")) for h in sent] == [
+            (str(len(body)), None)
+        ]
+        got = client.get("annotation", note_id, select=["documentbody", "filesize"])
+        assert got["documentbody"] == document and got["filesize"] == 256 * 6_000
 
 
 def test_missing_column_surfaces_real_error_unchanged(server: EmulatorServer) -> None:

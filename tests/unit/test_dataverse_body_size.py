@@ -60,3 +60,18 @@ def test_every_short_text_is_sized_or_refused_as_b64decode_does() -> None:
             text[:5] + "=" + text[5:],
         ):
             assert _sized(variant) == _decoded(variant), variant
+
+
+def test_bodies_longer_than_a_slice_are_checked_in_every_slice() -> None:
+    """A body is read a slice at a time (SLICE_CHARS): a bad character in any slice, at a slice's edge
+    included, is refused, and a valid body has its decoded length."""
+    from emulators.dataverse.file_store import SLICE_CHARS
+
+    data = random.Random(7).randbytes(SLICE_CHARS * 3 // 4 * 3 + 5)
+    text = base64.b64encode(data).decode()
+    assert len(text) > 3 * SLICE_CHARS
+    assert decoded_size(text) == len(data)
+    for at in (0, SLICE_CHARS - 1, SLICE_CHARS, 2 * SLICE_CHARS + 17, len(text) - 5):
+        for bad in ("*", "\n", "é"):
+            variant = text[:at] + bad + text[at + 1 :]
+            assert _sized(variant) == _decoded(variant) == "refused", (at, bad)

@@ -114,6 +114,30 @@ def test_a_low_priority_step_starts_after_every_higher_one_even_with_a_thread_fr
     assert [e.check_name for e in result.get_asset_check_evaluations()] == ["report_written"]
 
 
+def test_a_positive_priority_goes_first_in_its_pool_and_holds_no_other_step_back() -> None:
+    """The loads an annotation hangs off (priority 1) take the Dataverse pool before the other loads, while
+    the file fetch (default priority, no pool) runs beside them: positive priorities order, never hold."""
+    order: list[str] = []
+    fetching = threading.Event()
+
+    @dg.asset(pool="dataverse_api")
+    def appointment_load() -> None:
+        order.append("appointment_load")
+
+    @dg.asset(pool="dataverse_api", op_tags={"dagster/priority": "1"})
+    def email_load() -> None:
+        order.append("email_load")
+        assert fetching.wait(BARRIER_SECONDS), "the fetch was held back by a step of higher priority"
+
+    @dg.asset
+    def file_fetch() -> None:
+        fetching.set()
+
+    result = _run([appointment_load, email_load, file_fetch])
+    assert result.success, _failed(result)
+    assert order == ["email_load", "appointment_load"]
+
+
 def test_a_failed_step_skips_what_follows_it_and_the_rest_of_the_run_goes_on() -> None:
     @dg.asset
     def broken() -> None:

@@ -2,8 +2,16 @@
 of the table registry (mapping/tables.py, from mappings/objects.yaml).
 
 Lineage carries the ordering: accounts before contacts/leads/opportunities, contacts before opportunities
-and activities, every parent before activities, activities before annotations (notes and files hang off
-them). Each asset reports created/updated/unchanged/rejected/retried counts and throughput.
+and activities, every parent before activities, the records annotations hang off (leads, contacts, accounts,
+opportunities, emails, phone calls) before annotations. Each asset reports created/updated/unchanged/
+rejected/retried counts and throughput.
+
+The annotation load sends the attachments and call recordings: its pace is set by the bytes it moves, not
+by the service's request budget, which the other loads wait on. It has a pool of its own (FILES_POOL), so it
+runs beside the tables no annotation hangs off (tasks, appointments, ...) instead of after them, and the
+tables it follows carry a positive priority (FIRST), so they load first (step_threads.py: a positive
+priority orders the ready steps and holds none back). Both pools' steps share the run's one Dataverse
+client, whose application users keep one throttle budget each.
 """
 
 import dagster as dg
@@ -35,6 +43,22 @@ REGISTRY = table_registry()  # the mappings root in effect when the definitions 
 ORDER: dict[str, tuple[str, ...]] = {t.name: t.depends_on for t in REGISTRY.tables}
 DESCRIPTIONS = {t.name: t.loaded_description for t in REGISTRY.tables}
 FILES_TABLE = "annotation"  # the table whose rows carry files to download from Close (loaded/file_bodies)
+FILES_POOL = "dataverse_files"  # the annotation load's pool (see the module docstring)
+FIRST = {"dagster/priority": "1"}  # the tables the annotation load follows
+
+
+def upstream_of(table: str) -> set[str]:
+    """Every table `table` follows, directly or not."""
+    seen: set[str] = set()
+    todo = list(ORDER[table])
+    while todo:
+        if (t := todo.pop()) not in seen:
+            seen.add(t)
+            todo.extend(ORDER[t])
+    return seen
+
+
+BEFORE_FILES = upstream_of(FILES_TABLE) if FILES_TABLE in ORDER else set()
 
 
 def _deps(table: str) -> list[dg.AssetKey]:
@@ -55,7 +79,8 @@ def _make(table: str) -> dg.AssetsDefinition:
         key=loaded_key(table),
         group_name=GROUP,
         deps=_deps(table),
-        pool=POOL,
+        pool=FILES_POOL if table == FILES_TABLE else POOL,
+        op_tags=FIRST if table in BEFORE_FILES else None,
         description=DESCRIPTIONS[table],
         kinds={"dataverse"},
     )
