@@ -69,7 +69,6 @@ UNDECLARED_FILE_BYTES = 4 * 1024 * 1024
 CLOSE_ACTION_COLUMNS = ("actualclosedate", "actualvalue")
 PARTY_CHUNK = 50  # activities per activityparty query (an OR of ids: the URL stays a few KB)
 DOWNLOAD_WORKERS = 4  # attachments and recordings downloaded from Close in parallel (network-bound)
-FILE_URL = "_file_url"  # the staged column with the Close URL of a row's file (mapping/annotation_staging.py)
 
 
 @dataclass
@@ -383,10 +382,7 @@ class TableLoader:
         chunk (lookups into the same table left empty), then the second pass that completes those lookups
         (`second` fills up during the first pass and is cut into batches only after it)."""
         self_binds = self._self_binds
-        # Rows carrying a file go first: their pace is the bytes they move, while the tables loading beside
-        # this one (defs/loaded/tables.py) wait on the service's budget; the rows without, paced by that
-        # budget, follow once those tables are done and the budget is this load's alone.
-        for chunk in source.chunks(first=FILE_URL):
+        for chunk in source.chunks():
             first = (
                 [{k: (None if k in self_binds else v) for k, v in r.items()} for r in chunk]
                 if self_binds
@@ -661,9 +657,9 @@ class TableLoader:
         never held whole); a failed download is kept as its exception (the row is then rejected with it).
         Bodies in `known` (downloaded before) are taken from there."""
         wanted = {
-            str(r.meta[FILE_URL])
+            str(r.meta["_file_url"])
             for r in rows
-            if r.meta.get(FILE_URL)
+            if r.meta.get("_file_url")
             and "documentbody" not in r.payload
             and not self._too_big(r.meta.get("_file_size"))
         }
@@ -713,7 +709,7 @@ class TableLoader:
             return None
         if parties is not None:
             body[f"{self.table}_activity_parties"] = parties
-        url = s.meta.get(FILE_URL)
+        url = s.meta.get("_file_url")
         if url and "documentbody" not in body:
             size = s.meta.get("_file_size")
             data = None if self._too_big(size) else files[str(url)]

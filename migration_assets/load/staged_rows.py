@@ -33,10 +33,7 @@ class RowSource(Protocol):
 
     def values(self, column: str) -> Iterator[Any]: ...
 
-    def chunks(self, size: int = CHUNK_ROWS, first: str | None = None) -> Iterator[list[dict[str, Any]]]:
-        """The rows, `size` at a time; with `first`, those whose column `first` is set before the others
-        (each part in its stored order)."""
-        ...
+    def chunks(self, size: int = CHUNK_ROWS) -> Iterator[list[dict[str, Any]]]: ...
 
 
 @dataclass(frozen=True)
@@ -56,12 +53,9 @@ class RowList:
     def values(self, column: str) -> Iterator[Any]:
         return (r.get(column) for r in self.rows)
 
-    def chunks(self, size: int = CHUNK_ROWS, first: str | None = None) -> Iterator[list[dict[str, Any]]]:
-        rows = self.rows
-        if first is not None:
-            rows = [r for r in rows if r.get(first) is not None] + [r for r in rows if r.get(first) is None]
-        for start in range(0, len(rows), size):
-            yield rows[start : start + size]
+    def chunks(self, size: int = CHUNK_ROWS) -> Iterator[list[dict[str, Any]]]:
+        for start in range(0, len(self.rows), size):
+            yield self.rows[start : start + size]
 
 
 class StagedTable:
@@ -122,12 +116,6 @@ class StagedTable:
             out.update(zip(ids, values.to_dicts(), strict=True))
         return out
 
-    def chunks(self, size: int = CHUNK_ROWS, first: str | None = None) -> Iterator[list[dict[str, Any]]]:
-        # Two scans rather than an ORDER BY: streamed as stored, no sort of the whole table.
-        queries = [f"SELECT * FROM {self.ref}"]
-        if first is not None and first in self._columns:
-            col = quote(first)
-            queries = [f"{queries[0]} WHERE {col} IS NOT NULL", f"{queries[0]} WHERE {col} IS NULL"]
-        for sql in queries:
-            for frame in self._stream(sql, size):
-                yield frame.to_dicts()
+    def chunks(self, size: int = CHUNK_ROWS) -> Iterator[list[dict[str, Any]]]:
+        for frame in self._stream(f"SELECT * FROM {self.ref}", size):
+            yield frame.to_dicts()

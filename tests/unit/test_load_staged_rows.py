@@ -55,19 +55,3 @@ def test_a_row_list_reads_like_a_table() -> None:
     assert source.total == 5 and source.columns == ["a"]
     assert [len(c) for c in source.chunks(2)] == [2, 2, 1]
     assert list(source.values("a")) == [0, 1, 2, 3, 4]
-
-
-def test_rows_with_a_column_set_can_come_first_each_part_in_stored_order(tmp_path: Path) -> None:
-    """The annotation load reads rows carrying a file first (load/engine.py): every row once, those with
-    the column set before the others, each part as stored; a table without the column reads as stored."""
-    con = _warehouse(tmp_path)
-    whole = pl.from_arrow(con.sql("SELECT * FROM staged.contact").to_arrow_table())
-    assert isinstance(whole, pl.DataFrame)
-    rows = whole.to_dicts()
-    expected = [r for r in rows if r["c2d_key"] is not None] + [r for r in rows if r["c2d_key"] is None]
-    assert expected != rows
-    staged = [r for chunk in StagedTable(con, "contact").chunks(1000, first="c2d_key") for r in chunk]
-    listed = [r for chunk in RowList(rows).chunks(1000, first="c2d_key") for r in chunk]
-    assert staged == listed == expected
-    unordered = [r for chunk in StagedTable(con, "contact").chunks(1000, first="_file_url") for r in chunk]
-    assert unordered == rows
