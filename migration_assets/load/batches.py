@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import math
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import islice
 from typing import Any, TypeVar
 
 from migration_assets.clients.call_scope import submit
@@ -18,28 +20,61 @@ def base64_size(raw_bytes: int) -> int:
 
 
 def batches_of(
-    rows: Sequence[dict[str, Any]],
+    rows: Iterable[dict[str, Any]],
     max_rows: int,
     max_file_bytes: int,
     undeclared: Callable[[], int] = lambda: 0,
-) -> Iterator[Sequence[dict[str, Any]]]:
-    """Consecutive slices of at most `max_rows` rows whose file bodies (`_file_size`, as base64) add up to
+    fill: Iterable[dict[str, Any]] = (),
+    counts: tuple[int, int] | None = None,
+) -> Iterator[list[dict[str, Any]]]:
+    """Consecutive runs of at most `max_rows` rows whose file bodies (`_file_size`, as base64) add up to
     at most `max_file_bytes`; a single larger file is a batch of its own. A file without a declared size
     (Close declares none for a call recording) counts as `undeclared()` bytes (raw), asked when its row is
-    reached: the loader's estimate from the bodies it downloaded so far."""
-    start, size = 0, 0
-    for i, row in enumerate(rows):
-        if row.get("_file_url"):
-            raw = row.get("_file_size")
-            encoded = base64_size(undeclared() if raw is None else raw)
-        else:
-            encoded = 0
-        if i > start and (i - start >= max_rows or size + encoded > max_file_bytes):
-            yield rows[start:i]
-            start, size = i, 0
-        size += encoded
-    if start < len(rows):
-        yield rows[start:]
+    reached: the loader's estimate from the bodies it downloaded so far.
+
+    Batches are then topped up to `max_rows` with rows of `fill` (rows without files, in their order), and
+    what `fill` has left once `rows` are done follows in batches of `max_rows`: a byte-bound batch of a few
+    dozen files still carries a request's worth of rows. With `counts` (how many rows and fill rows there
+    are), only the last batches of `rows` are topped up, as many as the fill needs at the room the batches
+    so far left: the engine sends an annotation table's files first and its notes, which cost the service's
+    budget and no bytes, at the end, in no more requests than if they had ridden from the start."""
+    rows, fill = iter(rows), iter(fill)
+    rows_left, fill_left = counts if counts is not None else (0, 0)
+    cut = 0  # rows of `rows` in the batches so far, and the batches
+    cuts = 0
+    first = next(rows, None)
+    pending = None if first is None else (first, _encoded(first, undeclared))
+    while pending is not None:
+        batch, size = [pending[0]], pending[1]
+        pending = None
+        for row in rows:
+            encoded = _encoded(row, undeclared)
+            if len(batch) >= max_rows or size + encoded > max_file_bytes:
+                pending = (row, encoded)
+                break
+            batch.append(row)
+            size += encoded
+        cut, cuts = cut + len(batch), cuts + 1
+        room = max_rows - len(batch)
+        if counts is not None:
+            rows_left -= len(batch)
+            per_batch = cut / cuts
+            after = math.ceil(max(rows_left, 0) / per_batch)  # batches of `rows` still to come
+            carried = after * max(max_rows - per_batch, 1)  # what they can carry
+            room = min(room, max(fill_left - int(carried), 0))
+        taken = list(islice(fill, room))
+        fill_left -= len(taken)
+        batch.extend(taken)
+        yield batch
+    while rest := list(islice(fill, max_rows)):
+        yield rest
+
+
+def _encoded(row: dict[str, Any], undeclared: Callable[[], int]) -> int:
+    if not row.get("_file_url"):
+        return 0
+    raw = row.get("_file_size")
+    return base64_size(undeclared() if raw is None else raw)
 
 
 def prepared_ahead(

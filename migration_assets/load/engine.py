@@ -69,6 +69,7 @@ UNDECLARED_FILE_BYTES = 4 * 1024 * 1024
 CLOSE_ACTION_COLUMNS = ("actualclosedate", "actualvalue")
 PARTY_CHUNK = 50  # activities per activityparty query (an OR of ids: the URL stays a few KB)
 DOWNLOAD_WORKERS = 4  # attachments and recordings downloaded from Close in parallel (network-bound)
+FILE_URL = "_file_url"  # the staged column with the Close URL of a row's file (mapping/annotation_staging.py)
 
 
 @dataclass
@@ -378,23 +379,39 @@ class TableLoader:
     def _batches(
         self, source: RowSource, second: list[dict[str, Any]]
     ) -> Iterator[tuple[Sequence[dict[str, Any]], bool]]:
-        """The batches of the load in order, each with `counted`: the first pass over the source chunk by
-        chunk (lookups into the same table left empty), then the second pass that completes those lookups
-        (`second` fills up during the first pass and is cut into batches only after it)."""
+        """The batches of the load in order, each with `counted`: the first pass over the source (lookups
+        into the same table left empty), then the second pass that completes those lookups (`second` fills
+        up during the first pass and is cut into batches only after it).
+
+        Rows carrying a file go first: their pace is the bytes they move, while the tables loading beside
+        this one (defs/loaded/tables.py) wait on the service's budget. The rows without a file, which cost
+        that budget and no bytes, ride in the last file batches, once those tables are done and the budget
+        is this load's alone (batches_of). Two streamed scans, no sort."""
         self_binds = self._self_binds
-        for chunk in source.chunks():
-            first = (
-                [{k: (None if k in self_binds else v) for k, v in r.items()} for r in chunk]
-                if self_binds
-                else chunk
-            )
-            second += [
-                {k: r.get(k) for k in (self.pk, "_close_id", *self_binds)}
-                for r in chunk
-                if any(r.get(c) is not None for c in self_binds)
-            ]
-            for batch in batches_of(first, self.batch_rows, MAX_BATCH_FILE_BYTES, self.undeclared_size):
-                yield batch, True
+
+        def first_pass(chunks: Iterator[list[dict[str, Any]]]) -> Iterator[dict[str, Any]]:
+            for chunk in chunks:
+                second.extend(
+                    {k: r.get(k) for k in (self.pk, "_close_id", *self_binds)}
+                    for r in chunk
+                    if any(r.get(c) is not None for c in self_binds)
+                )
+                if self_binds:
+                    chunk = [{k: (None if k in self_binds else v) for k, v in r.items()} for r in chunk]
+                yield from chunk
+
+        with_files = first_pass(source.chunks(column=FILE_URL))
+        without = first_pass(source.chunks(column=FILE_URL, is_set=False))
+        files = source.count(FILE_URL)
+        for batch in batches_of(
+            with_files,
+            self.batch_rows,
+            MAX_BATCH_FILE_BYTES,
+            self.undeclared_size,
+            fill=without,
+            counts=(files, source.total - files),
+        ):
+            yield batch, True
         for batch in batches_of(second, self.batch_rows, MAX_BATCH_FILE_BYTES):
             yield batch, False
 
@@ -657,9 +674,9 @@ class TableLoader:
         never held whole); a failed download is kept as its exception (the row is then rejected with it).
         Bodies in `known` (downloaded before) are taken from there."""
         wanted = {
-            str(r.meta["_file_url"])
+            str(r.meta[FILE_URL])
             for r in rows
-            if r.meta.get("_file_url")
+            if r.meta.get(FILE_URL)
             and "documentbody" not in r.payload
             and not self._too_big(r.meta.get("_file_size"))
         }
@@ -709,7 +726,7 @@ class TableLoader:
             return None
         if parties is not None:
             body[f"{self.table}_activity_parties"] = parties
-        url = s.meta.get("_file_url")
+        url = s.meta.get(FILE_URL)
         if url and "documentbody" not in body:
             size = s.meta.get("_file_size")
             data = None if self._too_big(size) else files[str(url)]

@@ -33,7 +33,16 @@ class RowSource(Protocol):
 
     def values(self, column: str) -> Iterator[Any]: ...
 
-    def chunks(self, size: int = CHUNK_ROWS) -> Iterator[list[dict[str, Any]]]: ...
+    def count(self, column: str) -> int:
+        """How many rows have `column` set (none when there is no such column)."""
+        ...
+
+    def chunks(
+        self, size: int = CHUNK_ROWS, column: str | None = None, is_set: bool = True
+    ) -> Iterator[list[dict[str, Any]]]:
+        """The rows, `size` at a time, in their stored order; with `column`, only those where it is set
+        (`is_set`) or only those where it is null (a table without that column: none, or every row)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -53,9 +62,17 @@ class RowList:
     def values(self, column: str) -> Iterator[Any]:
         return (r.get(column) for r in self.rows)
 
-    def chunks(self, size: int = CHUNK_ROWS) -> Iterator[list[dict[str, Any]]]:
-        for start in range(0, len(self.rows), size):
-            yield self.rows[start : start + size]
+    def count(self, column: str) -> int:
+        return sum(1 for r in self.rows if r.get(column) is not None)
+
+    def chunks(
+        self, size: int = CHUNK_ROWS, column: str | None = None, is_set: bool = True
+    ) -> Iterator[list[dict[str, Any]]]:
+        rows = self.rows
+        if column is not None:
+            rows = [r for r in rows if (r.get(column) is not None) is is_set]
+        for start in range(0, len(rows), size):
+            yield rows[start : start + size]
 
 
 class StagedTable:
@@ -101,6 +118,11 @@ class StagedTable:
         ):
             yield from frame.to_series().to_list()
 
+    def count(self, column: str) -> int:
+        if column not in self._columns:
+            return 0
+        return int(self.con.execute(f"SELECT count({quote(column)}) FROM {self.ref}").fetchall()[0][0])
+
     def key_columns(self, primary_key: str, columns: list[str]) -> dict[str, dict[str, Any]]:
         """Record id (lower-cased) -> these columns, for every staged row (alternate keys' holders)."""
         columns = list(dict.fromkeys(columns))
@@ -116,6 +138,16 @@ class StagedTable:
             out.update(zip(ids, values.to_dicts(), strict=True))
         return out
 
-    def chunks(self, size: int = CHUNK_ROWS) -> Iterator[list[dict[str, Any]]]:
-        for frame in self._stream(f"SELECT * FROM {self.ref}", size):
+    def chunks(
+        self, size: int = CHUNK_ROWS, column: str | None = None, is_set: bool = True
+    ) -> Iterator[list[dict[str, Any]]]:
+        # A filtered scan, not an ORDER BY: the rows stream as stored, no sort of the whole table.
+        sql = f"SELECT * FROM {self.ref}"
+        if column is not None:
+            if column not in self._columns:
+                if is_set:
+                    return
+            else:
+                sql += f" WHERE {quote(column)} IS {'NOT ' if is_set else ''}NULL"
+        for frame in self._stream(sql, size):
             yield frame.to_dicts()

@@ -55,3 +55,19 @@ def test_a_row_list_reads_like_a_table() -> None:
     assert source.total == 5 and source.columns == ["a"]
     assert [len(c) for c in source.chunks(2)] == [2, 2, 1]
     assert list(source.values("a")) == [0, 1, 2, 3, 4]
+
+
+def test_chunks_of_the_rows_where_a_column_is_set_or_null_each_in_stored_order(tmp_path: Path) -> None:
+    con = _warehouse(tmp_path)
+    source = StagedTable(con, "contact")
+    with_key = [r["n"] for c in source.chunks(100, column="c2d_key") for r in c]
+    without = [r["n"] for c in source.chunks(100, column="c2d_key", is_set=False) for r in c]
+    assert with_key == list(range(0, 2500, 3))
+    assert without == [n for n in range(2500) if n % 3]
+    assert list(source.chunks(100, column="no_such_column")) == []
+    assert sum(len(c) for c in source.chunks(100, column="no_such_column", is_set=False)) == 2500
+    assert (source.count("c2d_key"), source.count("no_such_column")) == (834, 0)
+    rows = RowList([{"a": i, "k": "x" if i % 2 else None} for i in range(5)])
+    assert rows.count("k") == 2
+    assert [r["a"] for c in rows.chunks(2, column="k") for r in c] == [1, 3]
+    assert [r["a"] for c in rows.chunks(2, column="k", is_set=False) for r in c] == [0, 2, 4]

@@ -35,9 +35,11 @@ def test_a_recording_counts_as_the_size_expected_when_its_row_is_reached() -> No
 class FakeDataverse(EmptyAnnotationTarget):
     def __init__(self) -> None:
         self.requests: list[int] = []
+        self.sent: list[list[str]] = []  # each request's rows: "file" or "note"
 
     def create_multiple(self, table: str, bodies: list[dict[str, Any]]) -> WriteResult:
-        self.requests.append(sum(len(b["documentbody"]) for b in bodies))
+        self.requests.append(sum(len(b.get("documentbody", "")) for b in bodies))
+        self.sent.append(["file" if "documentbody" in b else "note" for b in bodies])
         return WriteResult(table, "create", succeeded=list(range(len(bodies))))
 
 
@@ -69,3 +71,31 @@ def test_a_batch_of_files_fits_one_request_with_room_for_the_estimate_to_be_shor
     # The loader cuts batches by the sizes it expects; the client splits a write past its bound into two
     # requests, so the batch bound stays below it by a margin for recordings larger than the mean.
     assert engine.MAX_BATCH_FILE_BYTES * 1.05 <= MAX_REQUEST_VALUE_BYTES <= 116_850_000 - 5_000_000
+
+
+def _note(n: int) -> dict[str, Any]:
+    return {**_recording(n), "_file_url": None}
+
+
+def test_rows_with_files_go_first_and_the_notes_ride_in_the_last_file_batches(monkeypatch: Any) -> None:
+    """The files' batches lead the annotation load (their pace is bytes, not the service's budget); the
+    notes ride in the last of them, up to the row bound, so the load sends no more requests than in the
+    stored order."""
+    monkeypatch.setattr(engine, "MAX_BATCH_FILE_BYTES", 1_000)  # two files of 400 bytes as base64
+    monkeypatch.setattr(engine, "UNDECLARED_FILE_BYTES", 300)
+
+    def download(url: str) -> Iterator[bytes]:
+        yield b"r" * 300
+
+    rows = [_recording(n) if n % 2 else _note(n) for n in range(16)]  # stored order: note, file, note, ...
+    client = FakeDataverse()
+    loader = TableLoader(client, Ledger(duckdb.connect(), "run-1"), "annotation", list(rows[0]), 5, download)  # type: ignore[arg-type]
+    stats = loader.load(rows)
+    assert stats.created == 16
+    assert client.sent == [
+        ["file", "file"],
+        ["file", "file", "note", "note"],
+        ["file", "file", "note", "note", "note"],
+        ["file", "file", "note", "note", "note"],
+    ]
+    assert len(client.sent) == 4  # as many as the stored order's batches: ceil(16 / 5)

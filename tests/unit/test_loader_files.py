@@ -32,6 +32,31 @@ def test_batches_stop_at_the_row_count_or_the_file_bytes_whichever_comes_first()
     assert [len(b) for b in batches_of(rows_without_files, 2, 1)] == [2, 2, 1]
 
 
+def test_a_batch_of_files_is_topped_up_with_rows_without_files_which_then_follow() -> None:
+    files = [_row(i, 300) for i in range(5)]  # 400 bytes each as base64
+    notes = [_row(100 + i, None) for i in range(10)]
+    batches = list(batches_of(files, max_rows=4, max_file_bytes=1_000, fill=notes))
+    assert [[r["annotationid"] for r in b] for b in batches] == [
+        ["id0", "id1", "id100", "id101"],
+        ["id2", "id3", "id102", "id103"],
+        ["id4", "id104", "id105", "id106"],
+        ["id107", "id108", "id109"],
+    ]
+    assert [len(b) for b in batches_of([], 4, 1_000, fill=notes)] == [4, 4, 2]
+    assert [len(b) for b in batches_of(files, 2, 1_000, fill=notes)] == [2, 2, 2, 2, 2, 2, 2, 1]
+
+
+def test_told_how_many_rows_there_are_the_fill_rides_in_the_last_batches_only() -> None:
+    files = [_row(i, 300) for i in range(10)]  # two per batch: 5 batches with room for 2 more rows each
+    notes = [_row(100 + i, None) for i in range(5)]
+    batches = list(batches_of(files, max_rows=4, max_file_bytes=1_000, fill=notes, counts=(10, 5)))
+    assert [len(b) for b in batches] == [2, 2, 3, 4, 4]
+    assert [r["annotationid"] for r in batches[2]] == ["id4", "id5", "id100"]
+    # more fill than the batches can carry: they all carry it, the rest follows
+    many = [_row(100 + i, None) for i in range(13)]
+    assert [len(b) for b in batches_of(files, 4, 1_000, fill=many, counts=(10, 13))] == [4, 4, 4, 4, 4, 3]
+
+
 class FakeClient:
     use_bulk_messages = True
 
