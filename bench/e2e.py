@@ -500,7 +500,10 @@ def limits_share(limits: ServiceProtection, stats: dict[str, Any], load_on: floa
 def staged_loads(con: duckdb.DuckDBPyConnection, tables: dict[str, dict[str, Any]]) -> list[TableWrites]:
     """What a dry run knows of each table the load writes, from the staged warehouse: its rows, the final
     states and Win/Lose actions they need (a record is created open: only another state costs a change),
-    the file bodies to download; bulk messages or `$batch` as the target answered run 1."""
+    the file bodies to download; bulk messages or `$batch` as the target answered run 1; the table with
+    files in its pool of its own, after the tables it follows and beside the others."""
+    from migration_assets.defs.loaded import tables as loaded_tables  # the definitions of this run's mappings
+
     loads = []
     for table, meta in sorted(tables.items()):
         if not table_exists(con, "staged", table):
@@ -531,6 +534,7 @@ def staged_loads(con: duckdb.DuckDBPyConnection, tables: dict[str, dict[str, Any
                 count(action) if "_close_action" in cols else 0,
                 bulk=meta.get("write_path") == "bulk",
                 downloads=count("_file_url IS NOT NULL") if "_file_url" in cols else 0,
+                after=frozenset(loaded_tables.BEFORE_FILES) if table == loaded_tables.FILES_TABLE else None,
             )
         )
     return loads

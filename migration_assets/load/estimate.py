@@ -9,7 +9,8 @@ execution time the service charges it (per request and per record, reference §5
 model, emulators/dataverse/latency.py, charges and sleeps exactly that). It follows the loader's request
 pattern (load/engine.py): tables one after another, ledgered batches one after another, each batch's file
 downloads made while the batch before it is sent (or, `fetch_ahead`, all of them from the load's start,
-beside the tables before theirs); a batch sends its writes (bulk messages of `bulk_size`
+beside the tables before theirs); a table with a pool of its own (`TableWrites.after`: the annotations)
+beside the others once the tables it follows are loaded, which go first; a batch sends its writes (bulk messages of `bulk_size`
 rows or `$batch` of `batch_parts`, up to `in_flight` at once per application user), then the final states (UpdateMultiple on bulk tables, else
 `$batch` one after another; Win/Lose actions in `$batch` of `action_parts`). The result is never below the
 service-protection floor: the requests and the execution time the load needs, at what the limits allow.
@@ -63,6 +64,10 @@ class TableWrites:
     bulk: bool = True  # written with bulk messages (CreateMultiple...), else `$batch`
     downloads: int = 0  # file bodies downloaded from the source on the way (attachments)
     upload_blocks: int = 0
+    # None: loaded in the main pool, one table after another. A set: loaded in a pool of its own, beside
+    # the main pool's tables, once the tables it names are loaded; the main pool loads those first
+    # (defs/loaded/tables.py FILES_POOL and FIRST).
+    after: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -158,6 +163,29 @@ def pipelined_seconds(steps: Sequence[tuple[float, float]]) -> float:
     return wall
 
 
+def _table_seconds(
+    t: TableWrites, times: ServiceTimes, shape: LoaderShape, lanes: int, workers: int, sizes: list[int]
+) -> float:
+    """One table's wall time: its ledgered batches, each one's downloads (unless fetched ahead) overlapping
+    the batch before it being sent. Appends the records of each request it sends to `sizes`."""
+    fetched_ahead = shape.fetch_ahead and t.downloads > 0
+    steps: list[tuple[float, float]] = []  # (downloads, sends) of each ledgered batch, in seconds
+    for rows in _batches(t, shape):
+        writes, states, actions = _table_requests(t, rows, shape)
+        downloads = round(t.downloads * rows / t.rows) if t.rows and not fetched_ahead else 0
+        fetch = math.ceil(downloads / workers) * times.download_ms / 1000.0
+        # UpdateMultiple goes out in parallel like the writes; `$batch` states and actions one by one.
+        send = (
+            _parallel(writes, lanes, times)
+            + _parallel(states, lanes if t.bulk else 1, times)
+            + _parallel(actions, 1, times)
+        )
+        steps.append((fetch, send))
+        sizes += writes + states + actions
+    sizes += [0] * t.upload_blocks
+    return pipelined_seconds(steps) + t.upload_blocks * times.seconds(0)
+
+
 def load_seconds(
     loads: Sequence[TableWrites],
     times: ServiceTimes,
@@ -171,7 +199,6 @@ def load_seconds(
     one at a time (counted on such a load; unknown: `setup_requests` per table)."""
     lanes = max(1, shape.in_flight * shape.app_users)
     reads = shape.setup_requests * len(loads) if reads is None else max(reads, 0)
-    wall = reads * times.seconds(0)
     sizes: list[int] = [0] * reads
     workers = max(1, shape.download_workers)
     ahead = (
@@ -179,26 +206,24 @@ def load_seconds(
         if shape.fetch_ahead
         else 0.0
     )
-    for t in loads:
-        fetched_ahead = shape.fetch_ahead and t.downloads > 0
-        if fetched_ahead:
-            wall = max(wall, ahead)  # the table waits for the fetch that ran beside the tables before it
-        steps: list[tuple[float, float]] = []  # (downloads, sends) of each ledgered batch, in seconds
-        for rows in _batches(t, shape):
-            writes, states, actions = _table_requests(t, rows, shape)
-            downloads = round(t.downloads * rows / t.rows) if t.rows and not fetched_ahead else 0
-            fetch = math.ceil(downloads / workers) * times.download_ms / 1000.0
-            # UpdateMultiple goes out in parallel like the writes; `$batch` states and actions one by one.
-            send = (
-                _parallel(writes, lanes, times)
-                + _parallel(states, lanes if t.bulk else 1, times)
-                + _parallel(actions, 1, times)
-            )
-            steps.append((fetch, send))
-            sizes += writes + states + actions
-        wall += pipelined_seconds(steps)
-        sizes += [0] * t.upload_blocks
-        wall += t.upload_blocks * times.seconds(0)
+    beside = [t for t in loads if t.after is not None]
+    awaited = {name for t in beside for name in t.after or ()}
+    # Stable: the tables a load beside them waits for go first, the others keep their order.
+    main = sorted((t for t in loads if t.after is None), key=lambda t: t.table not in awaited)
+    clock = reads * times.seconds(0)
+    loaded: dict[str, float] = {}
+    for t in main:
+        start = max(clock, ahead) if shape.fetch_ahead and t.downloads > 0 else clock
+        clock = start + _table_seconds(t, times, shape, lanes, workers, sizes)
+        loaded[t.table] = clock
+    wall = clock
+    side_clock = reads * times.seconds(0)
+    for t in beside:
+        start = max([side_clock] + [loaded[name] for name in t.after or () if name in loaded])
+        if shape.fetch_ahead and t.downloads > 0:
+            start = max(start, ahead)
+        side_clock = start + _table_seconds(t, times, shape, lanes, workers, sizes)
+        wall = max(wall, side_clock)
     charged = sum(times.charged_ms(n) for n in sizes)
     users = max(1, shape.app_users)
     floor = (

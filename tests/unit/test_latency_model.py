@@ -152,3 +152,21 @@ def test_realistic_dataverse_keeps_the_limits_and_charges_what_it_sleeps() -> No
     assert config.protection.enabled and config.protection.max_requests == 7
     assert config.protection.cost_ms_per_record == REALISTIC_COSTS["cost_ms_per_record"]
     assert not DataverseEmulatorConfig().latency.execution_time  # off by default
+
+
+def test_a_table_with_a_pool_of_its_own_loads_beside_the_tables_it_does_not_follow() -> None:
+    # A batch of 1,000 bulk rows: two CreateMultiple of 500 at once, 0.05 + 0.03 + 0.5 = 0.58 s.
+    times = ServiceTimes(round_trip_ms=50.0, request_ms=30.0, record_ms=1.0)
+    contact, task = TableWrites("contact", 1000), TableWrites("task", 2000)
+    beside = TableWrites("annotation", 3000, after=frozenset({"contact"}))
+    # Listed last, the contacts still go first (the annotations wait for them): 0.58 s. The tasks follow
+    # (1.16 s, until 1.74 s) while the annotations load beside them from 0.58 s (1.74 s, until 2.32 s).
+    duration = load_seconds([task, beside, contact], times, SHAPE, reads=0)
+    assert duration.service_seconds == pytest.approx(0.58 + 1.74, abs=0.05)
+    # In the main pool, one table after another.
+    serial = load_seconds([task, TableWrites("annotation", 3000), contact], times, SHAPE, reads=0)
+    assert serial.service_seconds == pytest.approx(0.58 + 1.16 + 1.74, abs=0.05)
+    assert duration.requests == serial.requests and duration.charged_ms == serial.charged_ms
+    # Beside tables that take longer, the load ends with them.
+    long_main = load_seconds([TableWrites("task", 9000), beside, contact], times, SHAPE, reads=0)
+    assert long_main.service_seconds == pytest.approx(0.58 + 9 * 0.58, abs=0.05)
