@@ -7,12 +7,14 @@ Entitlement counts every CRUD operation, *including each item inside a bulk mess
 `load_seconds` predicts how long the load takes when each request costs a network round trip plus the
 execution time the service charges it (per request and per record, reference §5.1; the emulators' latency
 model, emulators/dataverse/latency.py, charges and sleeps exactly that). It follows the loader's request
-pattern (load/engine.py): tables one after another, ledgered batches one after another, each batch's file
-downloads made while the batch before it is sent (or, `fetch_ahead`, all of them from the load's start,
-beside the tables before theirs); a table with a pool of its own (`TableWrites.after`: the annotations)
-beside the others once the tables it follows are loaded, which go first; a batch sends its writes (bulk messages of `bulk_size`
-rows or `$batch` of `batch_parts`, up to `in_flight` at once per application user), then the final states (UpdateMultiple on bulk tables, else
-`$batch` one after another; Win/Lose actions in `$batch` of `action_parts`). The result is never below the
+pattern (load/engine.py): tables one after another, but a table with a pool of its own (`TableWrites.after`:
+the annotations) loads beside the others once the tables it follows are loaded (they go first); ledgered
+batches one after another, each batch's file downloads made while the batch before it is sent (or,
+`fetch_ahead`, all of them from the load's start, beside the tables before theirs); a batch sends its writes
+(bulk messages of `bulk_size` rows or `$batch` of `batch_parts`, up to `in_flight` at once per application
+user), then the final states (UpdateMultiple on bulk tables, else `$batch` one after another; Win/Lose
+actions in `$batch` of `action_parts`). Both pools are given every in-flight slot: in the loader they share
+the application users' slots, which the estimate does not divide. The result is never below the
 service-protection floor: the requests and the execution time the load needs, at what the limits allow.
 """
 
