@@ -13,8 +13,9 @@ time than one window grants, so the limits bind). `--window W` keeps the real ra
 than the window wastes budget. `--app-users 1,2,4` runs the load under limits once per count of
 application users (each its own budget) and prints the throughput factor over one user. From the requests and the execution time the emulator admitted during the
 load, the bench derives the shortest load time the limits permit and prints the share of that throughput
-the load achieved (target 95% of the sustained rate; the share of the shorter bound a short
-load could reach with the first window's burst is printed too).
+the load achieved (target for one user: 95% of the sustained rate; for 2 and 4 users: 1.8x and 3.5x one user's
+throughput; the share of the shorter bound a short load could reach with the first window's burst is printed
+too).
 Per phase: wall time; for the load: records/s, requests per 1,000 records, 429s; per run, the CPU time of
 the tool's process and of each emulator's (how much of the machine the run kept busy); peak memory (RSS) of
 the tool's process and, apart, of each emulator's process. `--steps`: when each load step ran.
@@ -77,7 +78,11 @@ from migration_assets.load.estimate import (  # noqa: E402
 from migration_assets.resources.warehouse import quote, table_exists  # noqa: E402
 
 TARGET_PER_1000 = 5  # requests per 1,000 records on bulk-capable tables (the issue's target)
-TARGET_SHARE = 0.95  # of the sustained throughput the service-protection limits allow (the issue's target)
+# Issue 15's targets under the limits: one application user reaches 95% of the sustained throughput they allow;
+# N users are held to a factor over one user's throughput. The factors are the looser targets: 3.5x at 95% is
+# 83% of what 4 users' limits allow (88% at 100%), so the 95% share is not asked of them too.
+TARGET_SHARE = 0.95
+TARGET_FACTOR = {2: 1.8, 4: 3.5}
 REAL = ServiceProtection(enabled=True)  # 6000 req / 300 s, 1,200,000 ms, 52 concurrent
 
 
@@ -456,12 +461,15 @@ def scaled_limits(args: argparse.Namespace) -> ServiceProtection:
     )
 
 
-def limits_share(limits: ServiceProtection, stats: dict[str, Any], load_on: float, load_off: float) -> None:
+def limits_share(
+    limits: ServiceProtection, stats: dict[str, Any], load_on: float, load_off: float, app_users: int = 1
+) -> None:
     """Print what the limits allow for the work the emulator admitted during the load, and the share of it
     the load achieved. Sustained, the limits allow one budget of requests and execution time per window:
     the load's work takes `x` windows at that rate (the target's measure: a long migration runs at this
     rate). A short load also gets the first window's budget at once; since no window may hold more than
-    one budget, it still cannot end before (ceil(x) - 1) windows have passed."""
+    one budget, it still cannot end before (ceil(x) - 1) windows have passed. The share's target is one
+    user's; several users' share is printed with their target, the factor over one user."""
     users = stats["stats"]["protection"]
     windows, binding = 0.0, "none"
     for user, u in users.items():
@@ -489,10 +497,15 @@ def limits_share(limits: ServiceProtection, stats: dict[str, Any], load_on: floa
     # Neither bound can be beaten by a load slower than the limits: the tool's own limits-off time counts.
     sustained = max(steady, load_off) / load_on
     short = max(burst, load_off) / load_on
+    verdict = (
+        f"target >= {TARGET_SHARE:.0%}: {'PASS' if sustained >= TARGET_SHARE else 'FAIL'}"
+        if app_users == 1
+        else f"{app_users} users' target is the factor over one user, below"
+    )
     print(
         f"  load under limits took {load_on:.1f} s (limits off {load_off:.1f} s); at the sustained rate the "
         f"limits allow {steady:.1f} s: {100 * sustained:.0f}% of the allowed throughput "
-        f"(target >= {TARGET_SHARE:.0%}: {'PASS' if sustained >= TARGET_SHARE else 'FAIL'}); "
+        f"({verdict}); "
         f"with the first window's burst {burst:.1f} s: {100 * short:.0f}%"
     )
 
@@ -772,12 +785,12 @@ def bench(args: argparse.Namespace, work: Path) -> int:
                 wall = figs["phases"].get("loaded", 0.0)
                 rates[n] = loaded["records"] / wall if wall else 0.0
                 limits_share(
-                    limits, stats, figs["phases"].get("loaded", 0.0), first["phases"].get("loaded", 0.0)
+                    limits, stats, figs["phases"].get("loaded", 0.0), first["phases"].get("loaded", 0.0), n
                 )
             if len(rates) > 1 and rates.get(1):
                 print("\nscaling by application users (records/s under the limits, factor over one user):")
                 for n, rate in rates.items():
-                    target = {2: 1.8, 4: 3.5}.get(n)
+                    target = TARGET_FACTOR.get(n)
                     verdict = (
                         f" (target >= {target}x: {'PASS' if rate / rates[1] >= target else 'FAIL'})"
                         if target
